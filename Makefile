@@ -1,0 +1,42 @@
+# carewatch: the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test bench airflow samples compose-check clean
+
+# Virtual environment with the locked dependencies and the project itself (editable).
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip wheel setuptools
+	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
+	touch $@
+
+setup: $(STAMP)
+
+## make run: the whole monthly pipeline through Airflow on the embedded sample publications.
+run: $(STAMP)
+	$(BIN)/carewatch run
+
+## make test: the whole test suite.
+test: $(STAMP)
+	$(BIN)/pytest
+
+## make bench: speed and memory figures (record-level hospital metrics, validation share).
+bench: $(STAMP)
+	$(BIN)/python bench/bench_hes.py
+
+## make airflow: the Airflow UI on http://localhost:8080 with the project's DAGs.
+airflow: $(STAMP)
+	$(BIN)/carewatch airflow
+
+## make samples: regenerate the committed embedded sample publications (deterministic).
+samples: $(STAMP)
+	$(BIN)/carewatch samples
+
+clean:
+	rm -rf var

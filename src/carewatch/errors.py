@@ -1,0 +1,41 @@
+"""Error types with messages data engineers can act on.
+
+Every error names the source, the file or URL and what is wrong, on one line.
+"""
+
+from __future__ import annotations
+
+
+class CarewatchError(Exception):
+    """Base class: ``str(err)`` is one line fit for a terminal or an alert."""
+
+
+class ParseError(CarewatchError):
+    """A publication could not be parsed into its tidy schema."""
+
+    def __init__(self, source: str, file: str, problem: str):
+        self.source = source
+        self.file = str(file)
+        self.problem = problem
+        super().__init__(f"{self.file}: cannot parse as {source}: {problem}")
+
+
+class FetchError(CarewatchError):
+    """A download was refused (bad status, wrong content, too big, truncated...)."""
+
+    def __init__(self, source: str, period: str, url: str, problem: str):
+        self.source = source
+        self.period = period
+        self.url = url
+        self.problem = problem
+        super().__init__(f"{source} {period}: {problem} ({url})")
+
+
+class NotPublishedYet(CarewatchError):
+    """The publication for this period does not exist yet (HTTP 404 on a future period)."""
+
+    def __init__(self, source: str, period: str, url: str):
+        self.source = source
+        self.period = period
+        self.url = url
+        super().__init__(f"{source} {period}: not published yet ({url} answered 404)")

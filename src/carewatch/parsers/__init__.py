@@ -1,0 +1,67 @@
+"""One parser per publication format. ``parse(source, path)`` is what the DAG and the CLI call.
+
+Each parser module registers itself with ``@register("<parser name>")`` and exposes a
+function ``(path: Path, period: str | None) -> pandas.DataFrame`` returning the tidy schema
+documented in ``docs/data-contract.md``. Parsers raise :class:`carewatch.errors.ParseError`
+(one clear line naming file, source and problem) on anything they cannot read.
+
+``period`` is the period the caller asked for ("YYYY-MM" for monthly sources, "YYYY" for a
+mid-year, "YYYY-YY" financial year for annual sources) or ``None``. Parsers report the
+period they find *inside* the file; they do not silently trust the argument. Checking the
+two agree is the data-quality layer's job (expectation "period inside the file equals the
+period requested"), except that parsers raise if a file holds no recognisable period.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from carewatch.errors import ParseError
+
+Parser = Callable[[Path, "str | None"], pd.DataFrame]
+
+_REGISTRY: dict[str, Parser] = {}
+
+# parser name -> module that defines it (imported lazily, so importing this package is cheap)
+_MODULES = {
+    "dtoc_la": "carewatch.parsers.dtoc_la",
+    "dtoc_provider": "carewatch.parsers.dtoc_provider",
+    "ascof": "carewatch.parsers.ascof",
+    "ons_mye": "carewatch.parsers.ons_mye",
+    "hes_aggregate": "carewatch.parsers.hes",
+    "hes_apc": "carewatch.parsers.hes",
+}
+
+
+def register(name: str) -> Callable[[Parser], Parser]:
+    def decorator(func: Parser) -> Parser:
+        _REGISTRY[name] = func
+        return func
+
+    return decorator
+
+
+def names() -> list[str]:
+    return sorted(_MODULES)
+
+
+def get(name: str) -> Parser:
+    if name not in _MODULES:
+        raise KeyError(f"unknown parser {name!r}; known: {', '.join(names())}")
+    if name not in _REGISTRY:
+        importlib.import_module(_MODULES[name])
+    return _REGISTRY[name]
+
+
+def parse(parser: str, path: str | Path, period: str | None = None) -> pd.DataFrame:
+    """Parse one local file with the named parser. Raises ParseError on bad input."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParseError(parser, str(path), "no such file")
+    if path.stat().st_size == 0:
+        raise ParseError(parser, str(path), "file is empty")
+    return get(parser)(path, period)

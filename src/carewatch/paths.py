@@ -1,0 +1,50 @@
+"""Where the project's files live. Every location can be overridden by environment.
+
+- ``CAREWATCH_HOME``: where run-time data lands (raw store, warehouse, exports); default ``<project>/var``.
+- ``CAREWATCH_CONFIG``: the config directory; default ``<project>/config``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def config_dir() -> Path:
+    return _env_path("CAREWATCH_CONFIG", PROJECT_ROOT / "config")
+
+
+def home() -> Path:
+    return _env_path("CAREWATCH_HOME", PROJECT_ROOT / "var")
+
+
+def raw_store_dir() -> Path:
+    return home() / "raw"
+
+
+def warehouse_path() -> Path:
+    return _env_path("CAREWATCH_WAREHOUSE", home() / "warehouse.duckdb")
+
+
+def exports_dir() -> Path:
+    return home() / "exports"
+
+
+def samples_dir() -> Path:
+    """The committed embedded sample publications (served over HTTP by the default run)."""
+    return _env_path("CAREWATCH_SAMPLES", PROJECT_ROOT / "data" / "samples")
+
+
+def sql_dir() -> Path:
+    return PROJECT_ROOT / "include" / "sql"
+
+
+def expectations_dir() -> Path:
+    return PROJECT_ROOT / "expectations"
