@@ -1,0 +1,78 @@
+"""Ingest DAGs: one per publication in ``config/sources.yaml``.
+
+Each DAG fetches the periods its run is due to handle into the immutable raw store, then
+parses each new file into the source's tidy schema and publishes the source's Asset.
+The work itself lives in :mod:`carewatch.pipeline`; this file only wires tasks.
+"""
+
+from __future__ import annotations
+
+from carewatch import dagkit, sources
+from airflow.sdk import Asset, Param, dag, task
+
+
+def build_ingest_dag(source: sources.Source):
+    @dag(
+        dag_id=f"ingest_{source.name}",
+        description=f"Fetch and parse {source.title}",
+        doc_md=dagkit.ingest_doc(source),
+        schedule=source.schedule,
+        start_date=dagkit.START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["carewatch", "ingest", source.publisher],
+        default_args=dagkit.default_args(),
+        params={
+            "from_period": Param(None, type=["null", "string"], description="First period to process (backfill/bootstrap); empty = due periods of the logical date"),
+            "to_period": Param(None, type=["null", "string"], description="Last period to process; empty = the catalogue's last period"),
+            "bootstrap": Param(False, type="boolean", description="Fetch every available period due by the logical date (first run on a new machine)"),
+        },
+    )
+    def ingest():
+        @task
+        def plan_periods(**context) -> list[str]:
+            """Decide which periods of the publication this run fetches."""
+            from carewatch import pipeline
+
+            params = context["params"]
+            return pipeline.periods_to_process(
+                source.name,
+                context.get("logical_date"),
+                params.get("from_period"),
+                params.get("to_period"),
+                bool(params.get("bootstrap")),
+            )
+
+        @task(max_active_tis_per_dagrun=4, pool=dagkit.WAREHOUSE_POOL)
+        def fetch(period: str) -> dict:
+            """Download one period into the raw store (skipped if not published yet)."""
+            from carewatch import pipeline
+            from carewatch.errors import NotPublishedYet
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            try:
+                return pipeline.fetch_period(source.name, period)
+            except NotPublishedYet as err:
+                raise AirflowSkipException(str(err)) from err
+
+        @task(retries=0)
+        def parse(fetched: dict) -> dict:
+            """Parse the raw file into the tidy schema (docs/data-contract.md)."""
+            from carewatch import pipeline
+
+            return pipeline.parse_period(fetched)
+
+        @task(trigger_rule="none_failed", outlets=[Asset(dagkit.parsed_asset_uri(source.name))])
+        def summarise(parsed) -> dict:
+            """Log what this run fetched and parsed; publishes the source's Asset."""
+            from carewatch import pipeline
+
+            return pipeline.summarise_ingest(source.name, list(parsed))
+
+        summarise(parse.expand(fetched=fetch.expand(period=plan_periods())))
+
+    return ingest()
+
+
+for _source in sources.catalogue().values():
+    build_ingest_dag(_source)

@@ -1,0 +1,198 @@
+-- The metrics warehouse: one row per area x period x metric.
+--   area_code     HWB area code, or E92000001 for England (sum of the HWB areas)
+--   period_type   'month', 'rolling_12m' (12 months ending at period_start's month) or 'financial_year'
+--   numerator / denominator / multiplier: value = numerator / denominator * multiplier
+--     (rates: denominator is population x days (DTOC) or population (admissions);
+--      p90 length of stay has no numerator: denominator = discharges, value = the percentile)
+--   ci_lower / ci_upper: Byar (rates) or Wilson (proportions) at ref_settings.ci_z
+--   source_files: sha256 of every raw file behind the value (join raw_manifest for URL and path)
+create or replace table fct_metric_values as
+with
+
+months as (
+    select distinct hwb_code, period_start from int_dtoc_hwb_month
+    union
+    select distinct hwb_code, period_start from int_hes_hwb_month
+),
+
+-- The population each month's rates use (config/metrics.yaml: population.mid_year_rule).
+month_population as (
+    select months.hwb_code, months.period_start,
+           population.population_18plus, population.population_65plus,
+           population.source_sha256 as population_file
+    from months
+    asof left join int_population_hwb as population
+        on population.hwb_code = months.hwb_code
+       and financial_year_start(months.period_start) >= population.mid_year
+),
+
+dtoc_monthly as (
+    select
+        dtoc.hwb_code                                              as area_code,
+        dtoc.period_start,
+        case
+            when dtoc.breakdown = 'agency' and dtoc.category = 'total'
+                then 'delayed_days_per_day_per_100k_18plus'
+            when dtoc.breakdown = 'agency'
+                then 'delayed_days_per_day_per_100k_18plus__' || dtoc.category
+            when dtoc.breakdown = 'reason' and dtoc.category <> 'total'
+                then 'delayed_days_per_day_per_100k_18plus__reason_' || dtoc.category
+        end                                                        as metric_id,
+        dtoc.delayed_days                                          as numerator,
+        pop.population_18plus * day(last_day(dtoc.period_start))   as denominator,
+        100000.0                                                   as multiplier,
+        null::double                                               as value_override,
+        list_append(dtoc.source_files, pop.population_file)        as source_files
+    from int_dtoc_hwb_month as dtoc
+    join month_population as pop using (hwb_code, period_start)
+),
+
+hes_monthly as (
+    select hwb_code as area_code, period_start,
+           'emergency_admissions_65plus_per_100k' as metric_id,
+           emergency_admissions_65plus as numerator, pop.population_65plus as denominator,
+           100000.0 as multiplier, null::double as value_override,
+           list_append(hes.source_files, pop.population_file) as source_files
+    from int_hes_hwb_month as hes join month_population as pop using (hwb_code, period_start)
+    union all
+    select hwb_code, period_start, 'los_p90_days_65plus',
+           null, discharges_65plus, 1.0, los_p90_days, source_files
+    from int_hes_hwb_month
+    union all
+    select hwb_code, period_start, 'weekend_discharge_share',
+           weekend_discharges_65plus, discharges_65plus, 1.0, null, source_files
+    from int_hes_hwb_month
+),
+
+monthly as (
+    select * from dtoc_monthly where metric_id is not null
+    union all
+    select * from hes_monthly
+),
+
+-- England: the sum of the HWB areas (weighted mean for the percentile).
+with_england as (
+    select * from monthly
+    union all
+    select 'E92000001', period_start, metric_id,
+           sum(numerator), sum(denominator), any_value(multiplier),
+           sum(value_override * denominator) / nullif(sum(denominator), 0),
+           list_distinct(flatten(list(source_files)))
+    from monthly
+    group by period_start, metric_id
+),
+
+monthly_values as (
+    select area_code, 'month' as period_type, period_start, last_day(period_start) as period_end,
+           metric_id, numerator, denominator, multiplier, value_override, source_files
+    from with_england
+),
+
+-- Rolling 12 months: only where all 12 months are present.
+rolling_12m as (
+    select area_code, 'rolling_12m' as period_type, period_start, period_end, metric_id,
+           numerator, denominator, multiplier, value_override, source_files
+    from (
+        select area_code, period_start, last_day(period_start) as period_end, metric_id, multiplier,
+               sum(numerator) over w                                   as numerator,
+               sum(denominator) over w                                 as denominator,
+               sum(value_override * denominator) over w
+                   / nullif(sum(denominator) over w, 0)                as value_override,
+               count(*) over w                                         as months_in_window,
+               count(numerator) over w                                 as months_with_numerator,
+               list(source_files) over w                               as source_file_lists
+        from with_england
+        window w as (partition by area_code, metric_id order by period_start
+                     range between interval 11 months preceding and current row)
+    )
+    cross join lateral (select list_distinct(flatten(source_file_lists)) as source_files)
+    where months_in_window = 12
+),
+
+financial_year_months as (
+    select area_code, metric_id, financial_year_start(period_start) as fy_start,
+           count(*) as months, sum(numerator) as numerator, sum(denominator) as denominator,
+           any_value(multiplier) as multiplier,
+           sum(value_override * denominator) / nullif(sum(denominator), 0) as value_override,
+           list_distinct(flatten(list(source_files))) as source_files
+    from with_england
+    group by area_code, metric_id, financial_year_start(period_start)
+),
+
+ascof_years as (
+    select hwb_code as area_code,
+           case measure_group when '2B1' then 'reablement_still_at_home_91d_65plus'
+                              when '2B2' then 'reablement_offered_65plus' end as metric_id,
+           cast(left(financial_year, 4) as integer) as fy_start,
+           numerator, denominator, source_files
+    from int_ascof_hwb_year
+),
+
+ascof_with_england as (
+    select * from ascof_years
+    union all
+    select 'E92000001', metric_id, fy_start, sum(numerator), sum(denominator),
+           list_distinct(flatten(list(source_files)))
+    from ascof_years
+    group by metric_id, fy_start
+),
+
+financial_years as (
+    select area_code, 'financial_year' as period_type,
+           make_date(fy_start, 4, 1) as period_start, make_date(fy_start + 1, 3, 31) as period_end,
+           metric_id, numerator, denominator, multiplier, value_override, source_files
+    from financial_year_months
+    where months = 12
+    union all
+    select area_code, 'financial_year', make_date(fy_start, 4, 1), make_date(fy_start + 1, 3, 31),
+           metric_id, numerator, denominator, 1.0, null, source_files
+    from ascof_with_england
+),
+
+all_periods as (
+    select * from monthly_values
+    union all
+    select * from rolling_12m
+    union all
+    select * from financial_years
+),
+
+with_values as (
+    select
+        all_periods.*,
+        split_part(metric_id, '__', 1) as base_metric_id,
+        coalesce(value_override, numerator / nullif(denominator, 0) * multiplier) as value
+    from all_periods
+),
+
+final as (
+    select
+        -- grain
+        v.area_code,
+        v.period_type,
+        v.period_start,
+        v.period_end,
+        v.metric_id,
+        v.base_metric_id,
+        -- numerics
+        v.numerator,
+        v.denominator,
+        v.multiplier,
+        v.value,
+        case m.ci_method
+            when 'byar'   then byar_lower(v.numerator, s.ci_z) / nullif(v.denominator, 0) * v.multiplier
+            when 'wilson' then wilson_lower(v.numerator, v.denominator, s.ci_z) * v.multiplier
+        end as ci_lower,
+        case m.ci_method
+            when 'byar'   then byar_upper(v.numerator, s.ci_z) / nullif(v.denominator, 0) * v.multiplier
+            when 'wilson' then wilson_upper(v.numerator, v.denominator, s.ci_z) * v.multiplier
+        end as ci_upper,
+        -- lineage
+        list_sort(list_filter(v.source_files, f -> f is not null)) as source_files
+    from with_values as v
+    join ref_metrics as m on m.metric_id = v.base_metric_id
+    cross join ref_settings as s
+)
+
+select * from final
+order by metric_id, period_type, period_start, area_code;

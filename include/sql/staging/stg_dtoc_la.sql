@@ -1,0 +1,32 @@
+-- DTOC LA Type B, the latest published version of each month; delayed days only.
+create or replace view stg_dtoc_la as
+with source as (
+    select * from land_dtoc_la
+),
+latest_version as (
+    select *
+    from source
+    qualify _version = max(_version) over (partition by _period)
+),
+renamed as (
+    select
+        -- ids
+        period::date                 as period_start,
+        row_type,
+        la_code,
+        ons_code,
+        la_name,
+        council_code,
+        -- breakdown of the figure
+        breakdown,
+        category,
+        measure,
+        -- numerics
+        value                        as value,
+        -- lineage
+        status                       as publication_status,
+        _version                     as source_version,
+        _sha256                      as source_sha256
+    from latest_version
+)
+select * from renamed;

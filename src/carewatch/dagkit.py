@@ -1,0 +1,53 @@
+"""Shared building blocks for the DAG files: defaults, pool names, asset names, docs.
+
+Kept free of heavy imports: DAG files import this at parse time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+START_DATE = dt.datetime(2010, 10, 1, tzinfo=dt.timezone.utc)
+
+# Only one task at a time writes the DuckDB warehouse file (DuckDB allows one writing process).
+WAREHOUSE_POOL = "carewatch_warehouse"
+
+OWNER = "data-engineering"
+
+
+def default_args() -> dict:
+    """Retries with exponential backoff for transient faults; a ceiling on every task's run time."""
+    return {
+        "owner": OWNER,
+        "retries": 2,
+        "retry_delay": dt.timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=10),
+        "execution_timeout": dt.timedelta(minutes=30),
+    }
+
+
+def parsed_asset_uri(source: str) -> str:
+    return f"carewatch://parsed/{source}"
+
+
+def ingest_doc(source) -> str:
+    return f"""\
+### Ingest: {source.title}
+
+Publisher: {source.publisher}. Cadence: {source.cadence}. Parser: `{source.parser}`.
+
+**What it does.** `plan_periods` picks the periods this run handles (the period due at the
+logical date plus the revision window, or the `from_period`/`to_period` params);
+`fetch` downloads each into the immutable raw store (`var/raw/{source.name}/...`) with
+conditional GET, recording every version in `raw_manifest`; `parse` turns each new file into
+the tidy schema of `docs/data-contract.md`.
+
+**When it fails.**
+- `fetch` failed: read the task log. It names source, period and URL and says what was
+  wrong (HTML page instead of a file, truncated, too big, wrong type, HTTP error). Nothing
+  was stored. If NHS moved the file, update `config/sources.yaml` and clear the task.
+- `fetch` skipped: the period is not published yet; the next run picks it up.
+- `parse` failed: the publication's layout changed. Reproduce with
+  `carewatch parse {source.name} <raw file> --period <period>`, fix the parser, clear the task.
+"""

@@ -1,0 +1,141 @@
+"""What each Airflow task does, as plain importable functions.
+
+The DAG files in ``dags/`` only wire these together; everything here is unit-testable
+without Airflow. Heavy libraries (pandas, pyarrow, GX) are imported inside the functions
+so that DAG parsing stays fast.
+
+Stages of one source's ingest, per period:
+
+1. :func:`periods_to_process` decides which periods a run handles, from its logical date
+   (the period the monthly run publishes plus a short revision window) or from explicit
+   ``from_period``/``to_period`` params (bootstrap and backfill).
+2. :func:`fetch_period` downloads one period into the immutable raw store
+   (``carewatch.fetch``); "not published yet" is a normal outcome, not an error.
+3. :func:`parse_period` parses the raw file with the source's parser into the tidy schema
+   and keeps it as Parquet beside the raw store, keyed by the raw file's sha256, so an
+   unchanged publication is never parsed twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from carewatch import paths
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    source: str
+    period: str
+    version: int
+    sha256: str
+    raw_path: str
+    parsed_path: str
+    rows: int
+    reused: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def base_url() -> str | None:
+    """Base URL of the embedded sample server for this run (set by ``carewatch run``)."""
+    return os.environ.get("CAREWATCH_BASE_URL") or None
+
+
+def periods_to_process(
+    source: str,
+    logical_date: dt.datetime | dt.date | None,
+    from_period: str | None = None,
+    to_period: str | None = None,
+    bootstrap: bool = False,
+) -> list[str]:
+    """Periods one run of ``source``'s ingest handles.
+
+    - explicit ``from_period``/``to_period`` (backfill): every catalogue period in that range;
+    - ``bootstrap`` (first run on a new machine): every period available in this environment
+      that is due by the logical date;
+    - otherwise (the monthly run): the latest period due by the logical date plus the
+      source's revision window before it, so a monthly run costs the same however long the
+      history is. Conditional GET makes re-checking the window cheap.
+    """
+    from carewatch import sources
+
+    src = sources.get(source)
+    if from_period or to_period:
+        return sources.periods(source, from_period or src.first_period, to_period or src.last_period)
+    if logical_date is None:
+        raise ValueError("a run needs a logical date or explicit from_period/to_period")
+    when = logical_date.date() if isinstance(logical_date, dt.datetime) else logical_date
+    due = [p for p in sources.periods(source, src.available_from(), src.last_period) if sources.due_date(source, p) <= when]
+    if bootstrap:
+        return due
+    return due[-(src.revision_window + 1):]
+
+
+def fetch_period(source: str, period: str) -> dict:
+    """Fetch one publication into the raw store; returns the fetch result as a dict."""
+    from carewatch import fetch
+
+    result = fetch.fetch(source, period, base_url=base_url())
+    return result.to_dict()
+
+
+def parsed_path_for(source: str, period: str, sha256: str) -> Path:
+    return paths.home() / "parsed" / source / period / f"{sha256}.parquet"
+
+
+def parse_period(fetched: dict) -> dict:
+    """Parse the raw file of one fetched period into tidy Parquet (reused if already parsed)."""
+    from carewatch import parsers, sources
+
+    source, period, sha256 = fetched["source"], fetched["period"], fetched["sha256"]
+    target = parsed_path_for(source, period, sha256)
+    if target.exists():
+        import pyarrow.parquet as pq
+
+        rows = pq.ParquetFile(target).metadata.num_rows
+        reused = True
+    else:
+        frame = parsers.parse(sources.get(source).parser, fetched["raw_path"], period)
+        _write_parquet_atomically(frame, target)
+        rows = len(frame)
+        reused = False
+    return ParsedFile(
+        source=source,
+        period=period,
+        version=int(fetched["version"]),
+        sha256=sha256,
+        raw_path=str(fetched["raw_path"]),
+        parsed_path=str(target),
+        rows=rows,
+        reused=reused,
+    ).to_dict()
+
+
+def _write_parquet_atomically(frame, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".parquet.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, target)
+
+
+def summarise_ingest(source: str, parsed: list[dict]) -> dict:
+    """Counts for one ingest run, kept as JSON under ``var/runs/ingest/`` for the run summary."""
+    import json
+
+    summary = {
+        "source": source,
+        "periods": sorted({p["period"] for p in parsed}),
+        "files_parsed": sum(not p["reused"] for p in parsed),
+        "files_unchanged": sum(p["reused"] for p in parsed),
+        "rows": sum(p["rows"] for p in parsed),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    target = paths.home() / "runs" / "ingest" / f"{source}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,176 @@
+"""The DuckDB metrics warehouse: atomic, idempotent loads and the layered SQL models.
+
+Layout (see ``docs/data-contract.md`` for every column):
+
+- ``land_<source>``: every parsed version of every period, append-only per version, with
+  ``_period``, ``_version``, ``_sha256``, ``_loaded_at``. This is what lets the warehouse
+  answer "what did we report for Trafford for September 2017, as of October 2017".
+- ``ref_*``: the reference geography and metric definitions, reloaded from ``config/``.
+- models from ``include/sql/``: ``staging/`` (latest version of each period, typed and
+  renamed), ``conformed/`` (areas mapped to HWBs through boundary changes, periods as dates),
+  ``marts/`` (``fct_metric_values`` at area x period x metric, and dimensions).
+
+Atomicity: one period of one source is loaded in one transaction (delete that version,
+insert it again); models are rebuilt in one transaction. A failed or killed load leaves the
+previous state, and readers never see half of either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+from typing import Iterator
+
+from carewatch import paths
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+MODEL_LAYERS = ("macros", "staging", "conformed", "marts")
+SOURCES_WITH_LAND_TABLES = ("dtoc_la", "dtoc_provider", "ascof", "ons_mye", "hes_aggregate")
+
+
+@contextlib.contextmanager
+def connect(read_only: bool = False, path: Path | None = None) -> Iterator["duckdb.DuckDBPyConnection"]:  # noqa: F821
+    import duckdb
+
+    db = Path(path or paths.warehouse_path())
+    if not read_only:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(db), read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def land_table(source: str) -> str:
+    if not _IDENT.match(source):
+        raise ValueError(f"not a valid source name: {source!r}")
+    return f"land_{source}"
+
+
+def land_ddl(source: str) -> str:
+    """The landing table's DDL: the data contract, made executable (``include/sql/land/``)."""
+    ddl = paths.sql_dir() / "land" / f"{land_table(source)}.sql"
+    if not ddl.is_file():
+        raise FileNotFoundError(f"no landing table definition for source {source!r}: {ddl}")
+    return ddl.read_text()
+
+
+def load_parsed(con, *, source: str, period: str, version: int, sha256: str, parsed_path: str | Path) -> int:
+    """Load one parsed version of one period into ``land_<source>`` in one transaction.
+
+    Idempotent: loading the same (period, version) again replaces exactly those rows.
+    Returns the number of rows loaded.
+    """
+    table = land_table(source)
+    parquet = str(parsed_path)
+    con.execute("begin transaction")
+    try:
+        con.execute(land_ddl(source))
+        con.execute(f"delete from {table} where _period = ? and _version = ?", [period, version])
+        con.execute(
+            f"""
+            insert into {table} by name
+            select *, ?::varchar as _period, ?::integer as _version, ?::varchar as _sha256,
+                   current_timestamp::timestamptz as _loaded_at
+            from read_parquet(?)
+            """,
+            [period, version, sha256, parquet],
+        )
+        (rows,) = con.execute(
+            f"select count(*) from {table} where _period = ? and _version = ?", [period, version]
+        ).fetchone()
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return rows
+
+
+def model_files(sql_dir: Path | None = None) -> list[Path]:
+    """The SQL model files in build order: layer by layer, then by file name."""
+    root = Path(sql_dir or paths.sql_dir())
+    files: list[Path] = []
+    for layer in MODEL_LAYERS:
+        files.extend(sorted((root / layer).glob("*.sql")))
+    return files
+
+
+def metric_config() -> dict:
+    import yaml
+
+    return yaml.safe_load((paths.config_dir() / "metrics.yaml").read_text())
+
+
+def poisson_exact_limits(confidence_level: float, below: int = 10):
+    """Exact Poisson confidence limits for 0..below-1 events (chi-squared quantiles)."""
+    import pandas as pd
+    from scipy.stats import chi2
+
+    alpha = 1 - confidence_level
+    rows = []
+    for observed in range(below):
+        lower = 0.0 if observed == 0 else chi2.ppf(alpha / 2, 2 * observed) / 2
+        upper = chi2.ppf(1 - alpha / 2, 2 * (observed + 1)) / 2
+        rows.append({"observed": observed, "lower_limit": float(lower), "upper_limit": float(upper)})
+    return pd.DataFrame(rows)
+
+
+def load_reference(con) -> None:
+    """(Re)load the ``ref_*`` tables from ``config/``: geography, metric definitions, settings."""
+    import pandas as pd
+    from scipy.stats import norm
+
+    from carewatch import geography
+
+    frames = {
+        "ref_councils": geography.councils(),
+        "ref_hwb_areas": geography.hwb_areas(),
+        "ref_code_changes": geography.code_changes(),
+        "ref_legacy_codes": geography.legacy_codes(),
+    }
+    config = metric_config()
+    frames["ref_metrics"] = pd.DataFrame(
+        [
+            {
+                "metric_id": m["id"],
+                "name": m["name"],
+                "dashboard_number": m.get("dashboard_number"),
+                "unit": m["unit"],
+                "direction": m["direction"],
+                "source": m["source"],
+                "ci_method": m["ci_method"],
+                "multiplier": float(m["multiplier"]),
+                "definition": m["definition"],
+            }
+            for m in config["metrics"]
+        ]
+    )
+    level = float(config["confidence_level"])
+    frames["ref_settings"] = pd.DataFrame(
+        [{"confidence_level": level, "ci_z": float(norm.ppf(1 - (1 - level) / 2)), "metrics_version": config["version"]}]
+    )
+    frames["ref_poisson_exact"] = poisson_exact_limits(level)
+    for name, frame in frames.items():
+        con.register(f"{name}_frame", frame)
+        con.execute(f"create or replace table {name} as select * from {name}_frame")
+        con.unregister(f"{name}_frame")
+
+
+def build_models(con, sql_dir: Path | None = None) -> list[str]:
+    """Rebuild reference tables and every model in one transaction; returns the models built."""
+    built = []
+    con.execute("begin transaction")
+    try:
+        for source in SOURCES_WITH_LAND_TABLES:
+            con.execute(land_ddl(source))
+        load_reference(con)
+        for sql_file in model_files(sql_dir):
+            con.execute(sql_file.read_text())
+            built.append(sql_file.stem)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return built

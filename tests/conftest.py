@@ -1,0 +1,50 @@
+"""Test-wide setup: an isolated Airflow home and carewatch home per test session.
+
+Environment is set at import time, before any test imports Airflow (Airflow reads its
+configuration once, on first import).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="carewatch-tests-"))
+os.environ["AIRFLOW_HOME"] = str(_SESSION_DIR / "airflow")
+os.environ["CAREWATCH_HOME"] = str(_SESSION_DIR / "home")
+os.environ.setdefault("CAREWATCH_ENV", "embedded")
+
+from carewatch import runner  # noqa: E402  (after the environment is set)
+
+for _key, _value in runner.airflow_env().items():
+    if _key.startswith(("AIRFLOW", "GX_")):
+        os.environ[_key] = _value
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def carewatch_home(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty CAREWATCH_HOME (raw store, warehouse, parsed files) for one test."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("CAREWATCH_HOME", str(home))
+    monkeypatch.delenv("CAREWATCH_WAREHOUSE", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """The Airflow metadata DB (SQLite in the session's temporary AIRFLOW_HOME) and pools."""
+    runner.prepare_metadata_db()
+
+
+@pytest.fixture(scope="session")
+def sample_base_url():
+    """The committed embedded sample publications served over real HTTP on 127.0.0.1."""
+    from carewatch import sample_server
+
+    with sample_server.serve_samples() as base_url:
+        yield base_url
