@@ -1,7 +1,8 @@
 """Ingest DAGs: one per publication in ``config/sources.yaml``.
 
-Each DAG fetches the periods its run is due to handle into the immutable raw store, then
-parses each new file into the source's tidy schema and publishes the source's Asset.
+Each DAG fetches the periods its run is due to handle into the immutable raw store, parses
+each file into the source's tidy schema, loads it into the warehouse's landing table and
+publishes the source's Asset, on which the metrics DAG is scheduled.
 The work itself lives in :mod:`carewatch.pipeline`; this file only wires tasks.
 """
 
@@ -62,14 +63,23 @@ def build_ingest_dag(source: sources.Source):
 
             return pipeline.parse_period(fetched)
 
-        @task(trigger_rule="none_failed", outlets=[Asset(dagkit.parsed_asset_uri(source.name))])
-        def summarise(parsed) -> dict:
-            """Log what this run fetched and parsed; publishes the source's Asset."""
+        @task(pool=dagkit.WAREHOUSE_POOL)
+        def load(parsed: dict) -> dict:
+            """Load the period into its warehouse landing table in one transaction."""
             from carewatch import pipeline
 
-            return pipeline.summarise_ingest(source.name, list(parsed))
+            return pipeline.load_period(parsed)
 
-        summarise(parse.expand(fetched=fetch.expand(period=plan_periods())))
+        @task(trigger_rule="none_failed", outlets=[Asset(dagkit.parsed_asset_uri(source.name))])
+        def summarise(loaded) -> dict:
+            """Record what this run fetched, parsed and loaded; publishes the source's Asset."""
+            from carewatch import pipeline
+
+            return pipeline.summarise_ingest(source.name, list(loaded))
+
+        fetched = fetch.expand(period=plan_periods())
+        parsed = parse.expand(fetched=fetched)
+        summarise(load.expand(parsed=parsed))
 
     return ingest()
 

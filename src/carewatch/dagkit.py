@@ -27,8 +27,30 @@ def default_args() -> dict:
     }
 
 
+WAREHOUSE_ASSET_URI = "carewatch://warehouse/fct_metric_values"
+
+
 def parsed_asset_uri(source: str) -> str:
-    return f"carewatch://parsed/{source}"
+    """The Asset an ingest DAG publishes once a source's periods are loaded."""
+    return f"carewatch://landed/{source}"
+
+
+def metrics_doc() -> str:
+    return """\
+### Metrics
+
+Runs when every monthly ingest DAG has landed its source (Airflow Assets
+`carewatch://landed/<source>`), or by hand.
+
+**What it does.** `build_warehouse` reloads the reference tables from `config/` and rebuilds
+every model in `include/sql/` (staging -> conformed -> marts) in one DuckDB transaction, so
+readers see either the previous warehouse or the new one, never half.
+
+**When it fails.** Read the task log: a SQL error names the model file. The previous
+warehouse is intact (the transaction rolled back). Fix the model or the config, then clear
+the task. If another process holds the warehouse file (DuckDB allows one writer), wait for it
+and clear the task; the `carewatch_warehouse` pool keeps Airflow's own tasks to one writer.
+"""
 
 
 def ingest_doc(source) -> str:

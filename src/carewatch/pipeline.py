@@ -139,3 +139,31 @@ def summarise_ingest(source: str, parsed: list[dict]) -> dict:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def load_period(parsed: dict) -> dict:
+    """Load one parsed period into its landing table, atomically (one writer: the pool)."""
+    from carewatch import sources, warehouse
+
+    if not sources.get(parsed["source"]).loads_to_warehouse:
+        return {**parsed, "loaded_rows": 0}
+    with warehouse.connect() as con:
+        rows = warehouse.load_parsed(
+            con,
+            source=parsed["source"],
+            period=parsed["period"],
+            version=parsed["version"],
+            sha256=parsed["sha256"],
+            parsed_path=parsed["parsed_path"],
+        )
+    return {**parsed, "loaded_rows": rows}
+
+
+def build_warehouse() -> dict:
+    """Rebuild reference tables and every SQL model in one transaction; row counts per model."""
+    from carewatch import warehouse
+
+    with warehouse.connect() as con:
+        models = warehouse.build_models(con)
+        counts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in models if not m.startswith("statistics")}
+    return counts

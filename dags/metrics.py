@@ -1,0 +1,36 @@
+"""The metrics DAG: rebuild the warehouse marts once every monthly ingest has landed.
+
+Scheduled on the Assets the ingest DAGs publish; the work lives in :mod:`carewatch.pipeline`.
+"""
+
+from __future__ import annotations
+
+from carewatch import dagkit
+from airflow.sdk import Asset, dag, task
+
+METRIC_SOURCES = ["ons_mye", "ascof", "dtoc_la", "hes_aggregate"]
+
+
+@dag(
+    dag_id="metrics",
+    description="Warehouse models, rankings, targets and review flags from the landed publications",
+    doc_md=dagkit.metrics_doc(),
+    schedule=[Asset(dagkit.parsed_asset_uri(source)) for source in METRIC_SOURCES],
+    start_date=dagkit.START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    tags=["carewatch", "warehouse"],
+    default_args=dagkit.default_args(),
+)
+def metrics():
+    @task(pool=dagkit.WAREHOUSE_POOL, outlets=[Asset(dagkit.WAREHOUSE_ASSET_URI)])
+    def build_warehouse() -> dict:
+        """Rebuild reference tables and the staging, conformed and mart models in one transaction."""
+        from carewatch import pipeline
+
+        return pipeline.build_warehouse()
+
+    build_warehouse()
+
+
+metrics()

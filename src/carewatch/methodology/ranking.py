@@ -1,0 +1,130 @@
+"""Ranking the health and wellbeing board areas, as the 2017-18 dashboard did.
+
+Each area is ranked on each metric in the metric's direction (rank 1 = best); the overall
+score combines the metric ranks with the methodology's weights (or, alternatively, weighted
+z-scores), and the overall rank orders the scores. Everything a reader may want to change
+lives in ``config/methodology/<name>.yaml``.
+
+Rules (documented in the methodology file and the report):
+
+- **Ties** share the best rank (competition ranking, ``1, 2, 2, 4``; ``ties: min``).
+- **Missing metrics**: an area is ranked on the metrics it has; its weighted score is
+  re-normalised over the weights of the metrics present, and it gets no overall rank when
+  it has fewer than ``min_metrics`` values.
+- England and any non-HWB aggregate rows are not ranked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from carewatch import paths
+
+ENGLAND = "E92000001"
+
+
+@dataclass(frozen=True)
+class Methodology:
+    name: str
+    version: int
+    method: str
+    ties: str
+    min_metrics: int
+    weights: dict[str, float]
+    directions: dict[str, str]
+    periods: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+
+def load_methodology(name: str = "dashboard-2018", metrics_config: dict | None = None) -> Methodology:
+    """Read ``config/methodology/<name>.yaml``; directions come from ``config/metrics.yaml``."""
+    path = Path(name) if name.endswith(".yaml") else paths.config_dir() / "methodology" / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text())
+    if metrics_config is None:
+        metrics_config = yaml.safe_load((paths.config_dir() / "metrics.yaml").read_text())
+    directions = {m["id"]: m["direction"] for m in metrics_config["metrics"]}
+    weights = {m["id"]: float(m["weight"]) for m in data["metrics"]}
+    unknown = sorted(set(weights) - set(directions))
+    if unknown:
+        raise ValueError(f"{path}: metrics not defined in config/metrics.yaml: {', '.join(unknown)}")
+    if data["method"] not in ("weighted_ranks", "weighted_z"):
+        raise ValueError(f"{path}: method must be weighted_ranks or weighted_z, not {data['method']!r}")
+    return Methodology(
+        name=data["name"],
+        version=int(data["version"]),
+        method=data["method"],
+        ties=data.get("ties", "min"),
+        min_metrics=int(data.get("min_metrics", 1)),
+        weights=weights,
+        directions={m: directions[m] for m in weights},
+        periods=data.get("periods", {}),
+    )
+
+
+def rank_metrics(values: pd.DataFrame, methodology: Methodology) -> pd.DataFrame:
+    """Rank every area on every methodology metric.
+
+    ``values``: one row per area and metric with columns ``area_code``, ``metric_id``,
+    ``value`` (one period). Returns those rows (England dropped) with ``metric_rank``
+    (1 = best in the metric's direction), ``z_score`` (positive = better) and ``weight``.
+    """
+    frame = values[values["metric_id"].isin(methodology.weights) & (values["area_code"] != ENGLAND)]
+    frame = frame.dropna(subset=["value"]).copy()
+    ascending = frame["metric_id"].map(lambda m: methodology.directions[m] == "low")
+    # Rank "better" descending: flip the sign of metrics where low is better.
+    better = frame["value"].where(~ascending, -frame["value"])
+    frame["metric_rank"] = better.groupby(frame["metric_id"]).rank(method=methodology.ties, ascending=False).astype(int)
+    grouped = better.groupby(frame["metric_id"])
+    frame["z_score"] = (better - grouped.transform("mean")) / grouped.transform("std", ddof=0)
+    frame["weight"] = frame["metric_id"].map(methodology.weights)
+    return frame.sort_values(["metric_id", "metric_rank", "area_code"]).reset_index(drop=True)
+
+
+def overall_ranking(metric_ranks: pd.DataFrame, methodology: Methodology, areas: list[str] | None = None) -> pd.DataFrame:
+    """Combine metric ranks into an overall score and rank.
+
+    ``weighted_ranks``: score = weighted mean of metric ranks (lower is better).
+    ``weighted_z``: score = weighted mean of z-scores (higher is better).
+    Areas listed in ``areas`` but without enough metrics appear with a null overall rank.
+    """
+    frame = metric_ranks.copy()
+    column = "metric_rank" if methodology.method == "weighted_ranks" else "z_score"
+    frame["weighted"] = frame[column] * frame["weight"]
+    per_area = frame.groupby("area_code").agg(
+        weighted_sum=("weighted", "sum"),
+        weight_sum=("weight", "sum"),
+        metrics_ranked=("metric_id", "nunique"),
+    )
+    per_area["score"] = per_area["weighted_sum"] / per_area["weight_sum"]
+    if areas is not None:
+        per_area = per_area.reindex(sorted(set(areas) | set(per_area.index)))
+        per_area["metrics_ranked"] = per_area["metrics_ranked"].fillna(0).astype(int)
+    eligible = per_area["metrics_ranked"] >= methodology.min_metrics
+    per_area.loc[~eligible, "score"] = float("nan")
+    ascending = methodology.method == "weighted_ranks"
+    per_area["overall_rank"] = per_area["score"].rank(method=methodology.ties, ascending=ascending).astype("Int64")
+    per_area["methodology"] = methodology.label
+    result = per_area.reset_index()[["area_code", "score", "metrics_ranked", "overall_rank", "methodology"]]
+    return result.sort_values(["overall_rank", "area_code"], na_position="last").reset_index(drop=True)
+
+
+def with_change(current: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
+    """Add ``previous_rank`` and ``rank_change`` (positive = moved up the table)."""
+    result = current.copy()
+    if previous is None or previous.empty:
+        result["previous_rank"] = pd.array([pd.NA] * len(result), dtype="Int64")
+    else:
+        result = result.merge(
+            previous[["area_code", "overall_rank"]].rename(columns={"overall_rank": "previous_rank"}),
+            on="area_code",
+            how="left",
+        )
+    result["rank_change"] = result["previous_rank"] - result["overall_rank"]
+    return result

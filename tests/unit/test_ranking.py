@@ -1,0 +1,133 @@
+"""Rankings on hand-made data with answers worked out by hand in the comments."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from carewatch.methodology import ranking
+
+METRICS = {"metrics": [{"id": "m_low", "direction": "low"}, {"id": "m_high", "direction": "high"}]}
+
+
+def methodology(tmp_path, w_low, w_high, method="weighted_ranks", min_metrics=2):
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        f"""
+name: test
+version: 7
+method: {method}
+ties: min
+min_metrics: {min_metrics}
+metrics:
+  - {{id: m_low, weight: {w_low}}}
+  - {{id: m_high, weight: {w_high}}}
+"""
+    )
+    return ranking.load_methodology(str(path), METRICS)
+
+
+@pytest.fixture
+def values():
+    rows = [
+        ("A", "m_low", 1.0), ("A", "m_high", 10.0),
+        ("B", "m_low", 2.0), ("B", "m_high", 30.0),
+        ("C", "m_low", 2.0), ("C", "m_high", 20.0),
+        ("D", "m_low", 5.0), ("D", "m_high", None),
+        (ranking.ENGLAND, "m_low", 2.5), (ranking.ENGLAND, "m_high", 20.0),
+    ]
+    return pd.DataFrame(rows, columns=["area_code", "metric_id", "value"])
+
+
+def ranks_of(frame, metric):
+    sub = frame[frame["metric_id"] == metric]
+    return dict(zip(sub["area_code"], sub["metric_rank"]))
+
+
+def test_metric_ranks_follow_direction_and_share_ties(tmp_path, values):
+    m = methodology(tmp_path, 3, 1)
+    ranked = ranking.rank_metrics(values, m)
+    # low is better: A=1 best; B and C tie on 2.0 -> both 2; D=5 -> 4 (competition ranking)
+    assert ranks_of(ranked, "m_low") == {"A": 1, "B": 2, "C": 2, "D": 4}
+    # high is better: B=30 -> 1, C=20 -> 2, A=10 -> 3; D missing is not ranked
+    assert ranks_of(ranked, "m_high") == {"B": 1, "C": 2, "A": 3}
+    assert ranking.ENGLAND not in set(ranked["area_code"])
+
+
+def test_overall_rank_with_delayed_days_weighted_highest(tmp_path, values):
+    m = methodology(tmp_path, 3, 1)
+    overall = ranking.overall_ranking(ranking.rank_metrics(values, m), m)
+    # A: (1*3 + 3*1)/4 = 1.5; B: (2*3 + 1*1)/4 = 1.75; C: (2*3 + 2*1)/4 = 2.0
+    # D has one metric, fewer than min_metrics=2: no overall rank
+    got = dict(zip(overall["area_code"], overall["overall_rank"]))
+    assert (got["A"], got["B"], got["C"]) == (1, 2, 3)
+    assert pd.isna(got["D"])
+    scores = dict(zip(overall["area_code"], overall["score"]))
+    assert scores["A"] == pytest.approx(1.5) and scores["B"] == pytest.approx(1.75) and scores["C"] == pytest.approx(2.0)
+    assert set(overall["methodology"]) == {"test@v7"}
+
+
+def test_changing_weights_changes_the_order(tmp_path, values):
+    m = methodology(tmp_path, 1, 3)
+    overall = ranking.overall_ranking(ranking.rank_metrics(values, m), m)
+    # A: (1 + 3*3)/4 = 2.5; B: (2 + 1*3)/4 = 1.25; C: (2 + 2*3)/4 = 2.0 -> B, C, A
+    ranked = overall.dropna(subset=["overall_rank"])
+    assert list(ranked["area_code"]) == ["B", "C", "A"]
+
+
+def test_missing_metric_reweights_over_what_the_area_has(tmp_path, values):
+    m = methodology(tmp_path, 3, 1, min_metrics=1)
+    overall = ranking.overall_ranking(ranking.rank_metrics(values, m), m)
+    row = overall.set_index("area_code").loc["D"]
+    # D: only m_low rank 4 with weight 3 -> score 4*3/3 = 4.0, worst of the four
+    assert row["score"] == pytest.approx(4.0)
+    assert row["overall_rank"] == 4
+
+
+def test_tied_scores_share_the_overall_rank(tmp_path):
+    m = methodology(tmp_path, 1, 1)
+    values = pd.DataFrame(
+        [("A", "m_low", 1.0), ("A", "m_high", 1.0), ("B", "m_low", 2.0), ("B", "m_high", 2.0)],
+        columns=["area_code", "metric_id", "value"],
+    )
+    # A: ranks 1 (low) and 2 (high) -> 1.5; B: ranks 2 and 1 -> 1.5: a tie, both rank 1
+    overall = ranking.overall_ranking(ranking.rank_metrics(values, m), m)
+    assert list(overall["overall_rank"]) == [1, 1]
+
+
+def test_weighted_z_alternative(tmp_path, values):
+    m = methodology(tmp_path, 3, 1, method="weighted_z")
+    overall = ranking.overall_ranking(ranking.rank_metrics(values, m), m)
+    # m_low "better" values (negated): A -1, B -2, C -2, D -5: mean -2.5, sd (pop) = 1.5
+    #   z: A 1.0, B 0.333, C 0.333, D -1.667
+    # m_high: A 10, B 30, C 20: mean 20, sd 8.165 -> z: A -1.2247, B 1.2247, C 0
+    # score (3*z_low + z_high)/4: A (3 - 1.2247)/4 = 0.4438; B (1 + 1.2247)/4 = 0.5562; C 0.25
+    scores = dict(zip(overall["area_code"], overall["score"]))
+    assert scores["A"] == pytest.approx(0.44382, abs=1e-4)
+    assert scores["B"] == pytest.approx(0.55618, abs=1e-4)
+    assert scores["C"] == pytest.approx(0.25, abs=1e-4)
+    ranked = overall.dropna(subset=["overall_rank"])
+    assert list(ranked["area_code"]) == ["B", "A", "C"]
+
+
+def test_change_since_previous_period(tmp_path, values):
+    current = pd.DataFrame({"area_code": ["A", "B", "C"], "overall_rank": pd.array([1, 2, 3], dtype="Int64")})
+    previous = pd.DataFrame({"area_code": ["A", "B"], "overall_rank": pd.array([3, 2], dtype="Int64")})
+    changed = ranking.with_change(current, previous).set_index("area_code")
+    assert changed.loc["A", "rank_change"] == 2  # moved up from 3 to 1
+    assert changed.loc["B", "rank_change"] == 0
+    assert pd.isna(changed.loc["C", "rank_change"])
+
+
+def test_unknown_metric_in_methodology_is_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nversion: 1\nmethod: weighted_ranks\nmetrics:\n  - {id: nope, weight: 1}\n")
+    with pytest.raises(ValueError, match="nope"):
+        ranking.load_methodology(str(path), METRICS)
+
+
+def test_default_methodology_weights_delayed_days_highest():
+    m = ranking.load_methodology()
+    top = max(m.weights, key=m.weights.get)
+    assert top == "delayed_days_per_day_per_100k_18plus"
+    assert sorted(m.weights.values())[-1] > sorted(m.weights.values())[-2]
