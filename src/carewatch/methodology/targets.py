@@ -1,0 +1,153 @@
+"""DTOC target tracking: each area's delayed-transfer expectation, month by month.
+
+A *target set* (``config/targets/<name>.yaml``) holds the baseline month, the national
+ambition, the rule, how the reduction is shared between the NHS and social care, its
+validity period and the tests applied each month. The default is the July 2017
+expectations: February 2017 baseline; an area at or above 9.4 delayed days per day per
+100,000 aged 18+ must come down to 9.4, an area below must hold its baseline.
+
+Components: ``nhs`` and ``social_care`` rates include their share of delays attributed to
+"both" (``split.both_to_nhs``, default one half each), so the two components always add up
+to the total, for actuals and targets alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from carewatch import paths
+
+ENGLAND = "E92000001"
+
+
+def _month(value) -> dt.date:
+    text = str(value)
+    return dt.date(int(text[:4]), int(text[5:7]), 1)
+
+
+@dataclass(frozen=True)
+class TargetSet:
+    name: str
+    version: int
+    metric: str
+    valid_from: dt.date
+    valid_to: dt.date
+    baseline_period: dt.date
+    national_ambition: float
+    rule: str
+    both_to_nhs: float
+    tolerance: float
+    tests: list[dict]
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+
+def load_target_set(name: str = "expectations-2017-18") -> TargetSet:
+    path = Path(name) if name.endswith(".yaml") else paths.config_dir() / "targets" / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text())
+    if data["rule"] != "reach_ambition_or_hold_baseline":
+        raise ValueError(f"{path}: unknown rule {data['rule']!r}")
+    if data["split"]["method"] != "proportional_to_baseline":
+        raise ValueError(f"{path}: unknown split method {data['split']['method']!r}")
+    return TargetSet(
+        name=data["name"],
+        version=int(data["version"]),
+        metric=data["metric"],
+        valid_from=_month(data["valid_from"]),
+        valid_to=_month(data["valid_to"]),
+        baseline_period=_month(data["baseline_period"]),
+        national_ambition=float(data["national_ambition"]),
+        rule=data["rule"],
+        both_to_nhs=float(data["split"].get("both_to_nhs", 0.5)),
+        tolerance=float(data.get("tolerance", 0.0)),
+        tests=list(data.get("tests", [])),
+    )
+
+
+def components(rates: pd.DataFrame, target_set: TargetSet) -> pd.DataFrame:
+    """Monthly rates per area as columns ``total``, ``nhs``, ``social_care``.
+
+    ``rates``: long frame with ``area_code``, ``period_start``, ``agency`` (total, nhs,
+    social_care, both) and ``value`` (delayed days per day per 100,000 aged 18+).
+    """
+    wide = rates.pivot_table(index=["area_code", "period_start"], columns="agency", values="value", aggfunc="first")
+    both = wide.get("both", 0.0)
+    out = pd.DataFrame(index=wide.index)
+    out["total"] = wide["total"]
+    out["nhs"] = wide["nhs"] + target_set.both_to_nhs * both
+    out["social_care"] = wide["social_care"] + (1 - target_set.both_to_nhs) * both
+    return out.reset_index()
+
+
+def area_targets(comp: pd.DataFrame, target_set: TargetSet) -> pd.DataFrame:
+    """Baseline and target per area (total, NHS and social-care shares)."""
+    base = comp[comp["period_start"] == pd.Timestamp(target_set.baseline_period)].set_index("area_code")
+    out = pd.DataFrame(index=base.index)
+    out["baseline_total"] = base["total"]
+    out["baseline_nhs"] = base["nhs"]
+    out["baseline_social_care"] = base["social_care"]
+    ambition = target_set.national_ambition
+    out["target_total"] = base["total"].where(base["total"] < ambition, ambition)
+    reduction = out["baseline_total"] - out["target_total"]
+    share_nhs = (base["nhs"] / base["total"]).where(base["total"] > 0, 0.5)
+    out["target_nhs"] = base["nhs"] - reduction * share_nhs
+    out["target_social_care"] = base["social_care"] - reduction * (1 - share_nhs)
+    out["target_set"] = target_set.label
+    return out.reset_index()
+
+
+def track(rates: pd.DataFrame, target_set: TargetSet) -> pd.DataFrame:
+    """Per area and month in the set's validity period: actual against target and the tests."""
+    comp = components(rates, target_set)
+    comp["period_start"] = pd.to_datetime(comp["period_start"])
+    targets = area_targets(comp, target_set)
+    months = comp[
+        (comp["period_start"] >= pd.Timestamp(target_set.valid_from))
+        & (comp["period_start"] <= pd.Timestamp(target_set.valid_to))
+    ]
+    out = months.merge(targets, on="area_code", how="inner")
+    tol = target_set.tolerance
+    out["gap"] = out["total"] - out["target_total"]
+    out["on_track"] = out["gap"] <= tol
+    out["nhs_on_track"] = out["nhs"] <= out["target_nhs"] + tol
+    out["social_care_on_track"] = out["social_care"] <= out["target_social_care"] + tol
+    out["change_since_baseline"] = out["total"] - out["baseline_total"]
+    for test in target_set.tests:
+        out[f"test_{test['id']}"] = _apply_test(test, out, comp, target_set)
+    out = out.rename(columns={"total": "actual_total", "nhs": "actual_nhs", "social_care": "actual_social_care"})
+    return out.sort_values(["period_start", "area_code"]).reset_index(drop=True)
+
+
+def _apply_test(test: dict, out: pd.DataFrame, comp: pd.DataFrame, target_set: TargetSet) -> pd.Series:
+    component = test["component"]
+    kind = test["kind"]
+    if kind == "meets_component_target":
+        at = comp[comp["period_start"] == pd.Timestamp(_month(test["period"]))].set_index("area_code")[component]
+        target = out.set_index("area_code")[f"target_{component}"]
+        met = (at.reindex(out["area_code"]).values <= target.values + target_set.tolerance)
+        known = at.reindex(out["area_code"]).notna().values
+        return pd.Series(met, index=out.index).where(known, other=pd.NA).astype("boolean")
+    if kind == "improved_since":
+        then = comp[comp["period_start"] == pd.Timestamp(_month(test["period"]))].set_index("area_code")[component]
+        earlier = then.reindex(out["area_code"]).values
+        result = pd.Series(out[component].values < earlier, index=out.index)
+        return result.where(pd.notna(earlier), other=pd.NA).astype("boolean")
+    if kind == "not_bottom_quartile":
+        areas = out["area_code"] != ENGLAND
+        worst_first = out[areas].groupby("period_start")[component].rank(method="min", ascending=False)
+        per_month = out[areas].groupby("period_start")[component].transform("count")
+        cutoff = per_month.map(lambda n: math.ceil(n / 4))
+        result = pd.Series(pd.NA, index=out.index, dtype="boolean")
+        result[areas] = (worst_first > cutoff).astype("boolean")
+        return result
+    if kind == "at_most":
+        return (out[component] <= float(test["threshold"])).astype("boolean")
+    raise ValueError(f"target set {target_set.label}: unknown test kind {kind!r}")
