@@ -1,0 +1,68 @@
+"""Funnel-plot significance and limits against DHSC's PHStatsMethods (an independent implementation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PHStatsMethods import funnels as ph_funnels
+from PHStatsMethods.utils_funnel import sigma_adjustment
+
+from carewatch.methodology import funnels
+
+
+def _frame(seed, statistic):
+    rng = np.random.default_rng(seed)
+    n = rng.integers(200, 20_000, size=60).astype(float)
+    if statistic == "proportion":
+        p = rng.uniform(0.6, 0.9, size=60)
+        k = np.round(n * p)
+    else:
+        rate = rng.uniform(0.002, 0.02, size=60)
+        k = np.round(n * rate)
+        k[:3] = [0, 4, 9]  # small counts exercise the exact Poisson branch
+    return pd.DataFrame({"num": k, "den": n})
+
+
+PH_LABELS = {"High (0.001)": "high", "Low (0.001)": "low"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_proportion_outliers_at_99_8_match_phstatsmethods(seed):
+    df = _frame(seed, "proportion")
+    ours = funnels.significance(df["num"], df["den"], "proportion", 0.998)
+    theirs = ph_funnels.assign_funnel_significance(df.copy(), "num", "proportion", denom_col="den")["significance"]
+    expected = theirs.map(lambda s: PH_LABELS.get(s, "not significant"))
+    assert list(ours) == list(expected)
+    assert (ours != "not significant").any(), "fixture should contain outliers"
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_rate_outliers_at_99_8_match_phstatsmethods(seed):
+    df = _frame(seed, "rate")
+    df["rate"] = df["num"] / df["den"] * 100_000
+    ours = funnels.significance(df["num"], df["den"], "rate", 0.998)
+    theirs = ph_funnels.assign_funnel_significance(
+        df.copy(), "num", "rate", denom_col="den", rate="rate", rate_type="crude", multiplier=100_000
+    )["significance"]
+    expected = theirs.map(lambda s: PH_LABELS.get(s, "not significant"))
+    assert list(ours) == list(expected)
+    assert (ours != "not significant").any()
+
+
+@pytest.mark.parametrize("n", [50, 400, 3_000, 25_000])
+@pytest.mark.parametrize("average", [0.05, 0.45, 0.82])
+def test_proportion_control_limits_match_phstatsmethods(n, average):
+    ours = funnels.control_limits(average, [n], "proportion", 0.998).iloc[0]
+    assert ours["lower"] == pytest.approx(max(0.0, sigma_adjustment(0.999, n, average, "low", 1)), abs=1e-9)
+    assert ours["upper"] == pytest.approx(min(1.0, sigma_adjustment(0.999, n, average, "high", 1)), abs=1e-9)
+
+
+def test_rate_control_limits_bracket_the_average_and_narrow_with_size():
+    limits = funnels.control_limits(0.01, [1_000, 10_000, 100_000], "rate", 0.998)
+    assert (limits["lower"] < 0.01).all() and (limits["upper"] > 0.01).all()
+    widths = (limits["upper"] - limits["lower"]).tolist()
+    assert widths[0] > widths[1] > widths[2]
+    # at exposure 100,000 the expected count is 1,000: the area whose Byar lower bound is 1,000
+    # has about 1,000 + 3.09 * sqrt(1,000) = 1,098 events (normal approximation, 99.8%)
+    assert limits["upper"].iloc[2] * 100_000 == pytest.approx(1_098, rel=0.005)
