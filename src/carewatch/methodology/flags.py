@@ -1,0 +1,195 @@
+"""Flags that put areas forward for a Care Quality Commission review, each with its reasons.
+
+The rule set is ``config/review_flags.yaml``. Each rule kind is a function of the month's
+inputs (:class:`FlagInputs`) that returns the areas it flags and a reason per area. Flags
+keep history: :func:`update_history` says for each area whether its flag is new, continuing
+or cleared this month, and since when it has been flagged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from carewatch import paths
+from carewatch.methodology import funnels
+
+ENGLAND = "E92000001"
+
+
+@dataclass
+class FlagInputs:
+    """What the rules read for one month.
+
+    - ``overall``: overall ranking (``area_code``, ``overall_rank``) of the month;
+    - ``metric_values``: ``fct_metric_values`` rows for the areas (all periods up to the month);
+    - ``tracking``: target-tracking rows (``area_code``, ``period_start``, ``gap``,
+      ``baseline_total``, ``actual_total``) up to the month;
+    - ``directions``: metric id -> "low" or "high"; ``statistics``: metric id -> "rate" or "proportion".
+    """
+
+    period_start: pd.Timestamp
+    overall: pd.DataFrame
+    metric_values: pd.DataFrame
+    tracking: pd.DataFrame
+    directions: dict[str, str]
+    statistics: dict[str, str]
+
+
+def load_rules(name: str = "review_flags") -> dict:
+    path = Path(name) if name.endswith(".yaml") else paths.config_dir() / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text())
+    for rule in data["rules"]:
+        if rule["kind"] not in RULE_KINDS:
+            raise ValueError(f"{path}: rule {rule['id']!r} has unknown kind {rule['kind']!r}")
+    return data
+
+
+def _values(inputs: FlagInputs, metric: str, period_type: str, period_start) -> pd.Series:
+    mv = inputs.metric_values
+    rows = mv[(mv["metric_id"] == metric) & (mv["period_type"] == period_type) & (mv["period_start"] == period_start)]
+    return rows[rows["area_code"] != ENGLAND].set_index("area_code")["value"].dropna()
+
+
+def bottom_n_overall(rule: dict, inputs: FlagInputs) -> dict[str, str]:
+    ranked = inputs.overall.dropna(subset=["overall_rank"])
+    worst = int(ranked["overall_rank"].max()) if len(ranked) else 0
+    n = int(rule["n"])
+    cutoff = worst - n + 1
+    hit = ranked[ranked["overall_rank"] >= cutoff]
+    return {
+        r.area_code: f"overall rank {int(r.overall_rank)} of {len(ranked)}: in the bottom {n}"
+        for r in hit.itertuples()
+    }
+
+
+def bottom_quartile_with_little_improvement(rule: dict, inputs: FlagInputs) -> dict[str, str]:
+    now = _values(inputs, rule["metric"], "month", inputs.period_start)
+    if now.empty:
+        return {}
+    worst_first = now.rank(method="min", ascending=inputs.directions[rule["metric"]] == "high")
+    cutoff = math.ceil(len(now) / 4)
+    tracking = inputs.tracking[inputs.tracking["period_start"] == inputs.period_start].set_index("area_code")
+    reasons = {}
+    for area in worst_first[worst_first <= cutoff].index:
+        if area not in tracking.index:
+            continue
+        baseline = tracking.loc[area, "baseline_total"]
+        improvement = (baseline - now[area]) / baseline * 100 if baseline else 0.0
+        if improvement < float(rule["min_improvement_pct"]):
+            reasons[area] = (
+                f"bottom quartile for delayed days ({now[area]:.1f} per day per 100,000 aged 18+, "
+                f"rank {int(worst_first[area])} worst of {len(now)}) and only {improvement:.1f}% "
+                f"improvement since the baseline ({baseline:.1f}); needs {rule['min_improvement_pct']}%"
+            )
+    return reasons
+
+
+def target_missed_consecutive(rule: dict, inputs: FlagInputs) -> dict[str, str]:
+    months, margin = int(rule["months"]), float(rule["margin"])
+    tracking = inputs.tracking[inputs.tracking["period_start"] <= inputs.period_start]
+    reasons = {}
+    for area, rows in tracking.groupby("area_code"):
+        recent = rows.sort_values("period_start").tail(months)
+        if len(recent) == months and (recent["gap"] > margin).all():
+            gaps = ", ".join(f"{g:+.1f}" for g in recent["gap"])
+            reasons[area] = f"DTOC target missed by more than {margin} for {months} consecutive months (gaps {gaps})"
+    return reasons
+
+
+def funnel_outlier(rule: dict, inputs: FlagInputs) -> dict[str, str]:
+    mv = inputs.metric_values
+    rows = mv[
+        (mv["period_type"] == rule.get("period_type", "rolling_12m"))
+        & (mv["period_start"] == inputs.period_start)
+        & (mv["area_code"] != ENGLAND)
+        & (mv["metric_id"].isin(inputs.statistics))
+    ].dropna(subset=["numerator", "denominator"])
+    reasons: dict[str, list[str]] = {}
+    for metric, group in rows.groupby("metric_id"):
+        sig = funnels.significance(group["numerator"], group["denominator"], inputs.statistics[metric], rule["level"])
+        worse = "high" if inputs.directions[metric] == "low" else "low"
+        for area, label in zip(group["area_code"], sig):
+            if label == worse:
+                reasons.setdefault(area, []).append(metric)
+    pct = f"{float(rule['level']) * 100:g}%"
+    return {area: f"significantly worse than England at {pct} (funnel plot) on: {', '.join(ms)}" for area, ms in reasons.items()}
+
+
+def deterioration(rule: dict, inputs: FlagInputs) -> dict[str, str]:
+    year_ago = inputs.period_start - pd.DateOffset(months=12)
+    reasons: dict[str, list[str]] = {}
+    for metric in rule["metrics"]:
+        now = _values(inputs, metric, "rolling_12m", inputs.period_start)
+        then = _values(inputs, metric, "rolling_12m", year_ago)
+        both = now.index.intersection(then.index)
+        sign = 1 if inputs.directions[metric] == "low" else -1
+        change = sign * (now[both] - then[both]) / then[both]
+        for area in change[change > float(rule["min_relative_change"])].index:
+            reasons.setdefault(area, []).append(f"{metric} {change[area] * 100:.0f}% worse than a year earlier")
+    return {area: "; ".join(items) for area, items in reasons.items()}
+
+
+RULE_KINDS = {
+    "bottom_n_overall": bottom_n_overall,
+    "bottom_quartile_with_little_improvement": bottom_quartile_with_little_improvement,
+    "target_missed_consecutive": target_missed_consecutive,
+    "funnel_outlier": funnel_outlier,
+    "deterioration": deterioration,
+}
+
+
+def evaluate(rules: dict, inputs: FlagInputs) -> pd.DataFrame:
+    """One row per area and rule that fired: ``area_code``, ``rule_id``, ``reason``."""
+    rows = []
+    for rule in rules["rules"]:
+        if not rule.get("enabled", True):
+            continue
+        for area, reason in RULE_KINDS[rule["kind"]](rule, inputs).items():
+            rows.append({"period_start": inputs.period_start, "area_code": area, "rule_id": rule["id"], "reason": reason})
+    frame = pd.DataFrame(rows, columns=["period_start", "area_code", "rule_id", "reason"])
+    frame["rule_set"] = f"{rules['name']}@v{rules['version']}"
+    return frame.sort_values(["area_code", "rule_id"]).reset_index(drop=True)
+
+
+def update_history(previous: pd.DataFrame | None, flags: pd.DataFrame, period_start) -> pd.DataFrame:
+    """Area-level flag status for this month.
+
+    ``previous``: last month's history (``area_code``, ``status``, ``first_flagged``);
+    returns one row per area flagged now or last month with ``status`` new / continuing /
+    cleared, ``first_flagged`` (start of the current spell), ``months_flagged`` and
+    ``reasons`` (all reasons this month, joined).
+    """
+    period_start = pd.Timestamp(period_start)
+    now = flags.groupby("area_code")["reason"].apply(lambda r: " | ".join(r)) if len(flags) else pd.Series(dtype=object)
+    was_open = set()
+    first = {}
+    if previous is not None and len(previous):
+        open_rows = previous[previous["status"] != "cleared"]
+        was_open = set(open_rows["area_code"])
+        first = dict(zip(open_rows["area_code"], pd.to_datetime(open_rows["first_flagged"])))
+    rows = []
+    for area in sorted(set(now.index) | was_open):
+        if area in now.index:
+            status = "continuing" if area in was_open else "new"
+            first_flagged = first.get(area, period_start) if status == "continuing" else period_start
+            reasons = now[area]
+        else:
+            status, first_flagged, reasons = "cleared", first[area], ""
+        months = (period_start.year - first_flagged.year) * 12 + period_start.month - first_flagged.month + (status != "cleared")
+        rows.append(
+            {
+                "period_start": period_start,
+                "area_code": area,
+                "status": status,
+                "first_flagged": first_flagged,
+                "months_flagged": months,
+                "reasons": reasons,
+            }
+        )
+    return pd.DataFrame(rows, columns=["period_start", "area_code", "status", "first_flagged", "months_flagged", "reasons"])

@@ -1,0 +1,126 @@
+"""Every review-flag rule on hand-made inputs, and flag history (new, continuing, cleared)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from carewatch.methodology import flags
+
+DTOC = "delayed_days_per_day_per_100k_18plus"
+ADM = "emergency_admissions_65plus_per_100k"
+WKD = "weekend_discharge_share"
+MONTH = pd.Timestamp("2017-12-01")
+
+
+def mv(rows):
+    return pd.DataFrame(rows, columns=["area_code", "metric_id", "period_type", "period_start", "value", "numerator", "denominator"])
+
+
+def inputs(**kw):
+    base = dict(
+        period_start=MONTH,
+        overall=pd.DataFrame({"area_code": [], "overall_rank": []}),
+        metric_values=mv([]),
+        tracking=pd.DataFrame(columns=["area_code", "period_start", "gap", "baseline_total", "actual_total"]),
+        directions={DTOC: "low", ADM: "low", WKD: "high"},
+        statistics={DTOC: "rate", ADM: "rate", WKD: "proportion"},
+    )
+    base.update(kw)
+    return flags.FlagInputs(**base)
+
+
+def test_bottom_n_of_overall_ranking():
+    overall = pd.DataFrame({"area_code": list("ABCDE"), "overall_rank": [1, 2, 3, 4, 4]})
+    got = flags.bottom_n_overall({"n": 2}, inputs(overall=overall))
+    # worst rank 4; bottom 2 -> ranks >= 3: C (3) and the two tied at 4
+    assert set(got) == {"C", "D", "E"}
+    assert "overall rank 4 of 5" in got["D"]
+
+
+def test_bottom_quartile_with_too_little_improvement():
+    values = mv([(a, DTOC, "month", MONTH, v, None, None) for a, v in [("A", 20.0), ("B", 18.0), ("C", 5.0), ("D", 6.0), ("E", 7.0), ("F", 8.0), ("G", 9.0), ("H", 10.0)]])
+    # 8 areas -> bottom quartile = the 2 worst: A (20) and B (18)
+    tracking = pd.DataFrame(
+        {"area_code": ["A", "B"], "period_start": [MONTH, MONTH], "gap": [0, 0], "baseline_total": [21.0, 30.0], "actual_total": [20.0, 18.0]}
+    )
+    got = flags.bottom_quartile_with_little_improvement(
+        {"metric": DTOC, "min_improvement_pct": 10}, inputs(metric_values=values, tracking=tracking)
+    )
+    # A improved (21-20)/21 = 4.8% < 10% -> flagged; B improved 40% -> not flagged
+    assert set(got) == {"A"}
+    assert "4.8% improvement" in got["A"]
+
+
+def test_target_missed_by_margin_for_k_consecutive_months():
+    months = pd.date_range("2017-09-01", periods=4, freq="MS")
+    tracking = pd.DataFrame(
+        {
+            "area_code": ["A"] * 4 + ["B"] * 4 + ["C"] * 4,
+            "period_start": list(months) * 3,
+            # A: last three gaps above 1.0; B: one month within the margin; C: exactly 1.0 is not "more than"
+            "gap": [0.0, 1.5, 2.0, 1.1] + [2.0, 2.0, 0.5, 2.0] + [1.0, 1.0, 1.0, 1.0],
+        }
+    )
+    got = flags.target_missed_consecutive({"margin": 1.0, "months": 3}, inputs(tracking=tracking))
+    assert set(got) == {"A"}
+    assert "+1.5, +2.0, +1.1" in got["A"]
+
+
+def test_funnel_outlier_flags_only_the_worse_side():
+    rows = []
+    # 30 similar areas at 10 admissions per 1,000; "HIGH" at 14 per 1,000 (worse: low is better);
+    # "LOWAREA" at 6 per 1,000 (better: not flagged)
+    for i in range(30):
+        rows.append((f"X{i:02d}", ADM, "rolling_12m", MONTH, None, 1_000.0, 100_000.0))
+    rows.append(("HIGH", ADM, "rolling_12m", MONTH, None, 1_400.0, 100_000.0))
+    rows.append(("LOWAREA", ADM, "rolling_12m", MONTH, None, 600.0, 100_000.0))
+    # weekend share: high is better, so the low outlier is the worse one
+    for i in range(30):
+        rows.append((f"X{i:02d}", WKD, "rolling_12m", MONTH, None, 2_000.0, 10_000.0))
+    rows.append(("WEEKENDLOW", WKD, "rolling_12m", MONTH, None, 1_500.0, 10_000.0))
+    got = flags.funnel_outlier({"level": 0.998, "period_type": "rolling_12m"}, inputs(metric_values=mv(rows)))
+    assert set(got) == {"HIGH", "WEEKENDLOW"}
+    assert ADM in got["HIGH"] and WKD in got["WEEKENDLOW"]
+
+
+def test_deterioration_over_12_months():
+    year_ago = MONTH - pd.DateOffset(months=12)
+    rows = [
+        ("A", DTOC, "rolling_12m", year_ago, 10.0, None, None), ("A", DTOC, "rolling_12m", MONTH, 11.5, None, None),  # +15%
+        ("B", DTOC, "rolling_12m", year_ago, 10.0, None, None), ("B", DTOC, "rolling_12m", MONTH, 10.5, None, None),  # +5%
+        ("C", WKD, "rolling_12m", year_ago, 0.20, None, None), ("C", WKD, "rolling_12m", MONTH, 0.17, None, None),    # -15%, high is better
+    ]
+    rule = {"metrics": [DTOC, WKD], "min_relative_change": 0.10}
+    got = flags.deterioration(rule, inputs(metric_values=mv(rows)))
+    assert set(got) == {"A", "C"}
+    assert "15% worse" in got["A"]
+
+
+def test_rules_come_from_config_and_disabled_rules_do_not_fire(tmp_path):
+    overall = pd.DataFrame({"area_code": list("ABC"), "overall_rank": [1, 2, 3]})
+    rules = flags.load_rules()
+    assert {r["kind"] for r in rules["rules"]} == set(flags.RULE_KINDS)
+    only_bottom = {"name": "t", "version": 1, "rules": [{"id": "b", "kind": "bottom_n_overall", "n": 1}]}
+    got = flags.evaluate(only_bottom, inputs(overall=overall))
+    assert list(got["area_code"]) == ["C"] and list(got["rule_id"]) == ["b"]
+    only_bottom["rules"][0]["enabled"] = False
+    assert flags.evaluate(only_bottom, inputs(overall=overall)).empty
+
+
+def test_history_new_continuing_cleared():
+    def fl(areas):
+        return pd.DataFrame({"area_code": areas, "rule_id": ["r"] * len(areas), "reason": [f"why {a}" for a in areas]})
+
+    oct_ = flags.update_history(None, fl(["A", "B"]), "2017-10-01")
+    assert dict(zip(oct_["area_code"], oct_["status"])) == {"A": "new", "B": "new"}
+    nov = flags.update_history(oct_, fl(["A", "C"]), "2017-11-01")
+    status = dict(zip(nov["area_code"], nov["status"]))
+    assert status == {"A": "continuing", "B": "cleared", "C": "new"}
+    a = nov.set_index("area_code").loc["A"]
+    assert a["first_flagged"] == pd.Timestamp("2017-10-01") and a["months_flagged"] == 2
+    dec = flags.update_history(nov, fl(["B"]), "2017-12-01")
+    status = dict(zip(dec["area_code"], dec["status"]))
+    # B was cleared in November, so December is a new spell; A and C clear now
+    assert status == {"A": "cleared", "B": "new", "C": "cleared"}
+    assert dec.set_index("area_code").loc["B", "first_flagged"] == pd.Timestamp("2017-12-01")
