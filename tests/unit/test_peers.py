@@ -1,0 +1,62 @@
+"""Similar areas on hand-made data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from carewatch.methodology import peers
+
+
+def test_nearest_neighbours_by_hand():
+    # one feature, weight 1: values 0, 1, 3, 10, 11 -> z-scores keep the order and ratios
+    features = pd.DataFrame({"f": [0.0, 1.0, 3.0, 10.0, 11.0]}, index=["A", "B", "C", "D", "E"])
+    got = peers.nearest_neighbours(features, {"f": 1.0}, k=2)
+    table = {a: list(g.sort_values("peer_rank")["peer_code"]) for a, g in got.groupby("area_code")}
+    # distances on the raw scale: A: B 1, C 3; B: A 1, C 2; C: B 2, A 3; D: E 1, C 7; E: D 1, C 8
+    assert table == {"A": ["B", "C"], "B": ["A", "C"], "C": ["B", "A"], "D": ["E", "C"], "E": ["D", "C"]}
+
+
+def test_ties_in_distance_are_broken_by_code():
+    features = pd.DataFrame({"f": [0.0, 1.0, -1.0]}, index=["M", "Z", "A"])
+    got = peers.nearest_neighbours(features, {"f": 1.0}, k=1)
+    assert got.set_index("area_code").loc["M", "peer_code"] == "A"  # A and Z both at distance 1
+
+
+def test_characteristics_from_single_years_of_age():
+    pop = pd.DataFrame(
+        {"area_code": ["A"] * 4, "age": [10, 30, 70, 90], "population": [100, 500, 300, 100]}
+    )
+    c = peers.characteristics(pop).loc["A"]
+    assert c["share_65plus"] == pytest.approx(0.4)  # (300 + 100) / 1000
+    assert c["share_85plus"] == pytest.approx(0.1)
+    assert c["share_under_18"] == pytest.approx(0.1)
+    assert c["log_population_18plus"] == pytest.approx(np.log(900))
+
+
+def test_default_config_asks_for_about_15_neighbours():
+    assert peers.load_config()["k"] == 15
+
+
+def test_compare_with_peers_and_england():
+    values = pd.DataFrame(
+        [
+            # area, value, lower, upper, numerator, denominator (rate per 100 here)
+            ("A", 12.0, 11.0, 13.0, 120.0, 1000.0),
+            ("P1", 8.0, 7.0, 9.0, 80.0, 1000.0),
+            ("P2", 10.0, 9.0, 11.0, 100.0, 1000.0),
+            ("B", 9.9, 8.0, 12.0, 99.0, 1000.0),
+            (peers.ENGLAND, 10.0, 9.9, 10.1, 300.0, 3000.0),
+        ],
+        columns=["area_code", "value", "ci_lower", "ci_upper", "numerator", "denominator"],
+    )
+    values["metric_id"] = "m"
+    groups = pd.DataFrame({"area_code": ["A", "A", "B", "B"], "peer_code": ["P1", "P2", "P1", "P2"]})
+    got = peers.compare(values, groups, {"m": "low"}).set_index("area_code")
+    a = got.loc["A"]
+    # peers pooled: (80 + 100) / 2000 * 100 = 9.0; A's interval 11-13 is above England's 10 and peers' 9
+    assert a["peer_value"] == pytest.approx(9.0)
+    assert a["vs_england"] == "worse" and a["vs_peers"] == "worse"
+    assert a["rank_in_group"] == 3 and a["group_size"] == 3  # P1 8, P2 10, A 12 (low is better)
+    assert got.loc["B", "vs_england"] == "not significant"  # 8-12 contains 10
