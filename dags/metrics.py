@@ -30,7 +30,14 @@ def metrics():
 
         return pipeline.build_warehouse()
 
-    build_warehouse()
+    @task(pool=dagkit.WAREHOUSE_POOL)
+    def analyse() -> dict:
+        """Rank the areas, compare with similar areas, track DTOC targets and flag areas for CQC review."""
+        from carewatch import pipeline
+
+        return pipeline.analyse()
+
+    build_warehouse() >> analyse()
 
 
 metrics()

@@ -167,3 +167,12 @@ def build_warehouse() -> dict:
         models = warehouse.build_models(con)
         counts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in models if not m.startswith("statistics")}
     return counts
+
+
+def analyse() -> dict:
+    """Rankings, similar areas, target tracking and review flags; row counts per table."""
+    from carewatch import analysis, warehouse
+
+    with warehouse.connect() as con:
+        tables = analysis.run(con)
+    return {name: len(frame) for name, frame in tables.items()}

@@ -1,0 +1,169 @@
+"""Rankings, similar areas, target tracking and review flags over the warehouse.
+
+Reads ``fct_metric_values`` and the population, applies the methodology in
+:mod:`carewatch.methodology` with the configuration in ``config/``, and writes its tables back
+in one transaction, recomputed in full each run (so a rerun is idempotent and history is
+consistent with the current methodology):
+
+- ``ranking_metric``: area x ranking period x metric rank;
+- ``ranking_overall``: area x ranking period overall score and rank, with change since the
+  previous period;
+- ``peer_group``: each area's similar areas; ``peer_comparison``: area x metric against peers
+  and England for the latest period;
+- ``target_tracking``: area x month against every target set;
+- ``review_flag``: area x month x rule with its reason; ``review_flag_history``: area x month
+  status (new / continuing / cleared) and how long each area has been flagged.
+
+CSV exports of every table land in ``var/exports/<latest month>/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+
+from carewatch import paths
+from carewatch.methodology import flags, peers, ranking, targets
+
+ENGLAND = "E92000001"
+DTOC = "delayed_days_per_day_per_100k_18plus"
+
+
+def _read(con, sql: str, params=None) -> pd.DataFrame:
+    return con.execute(sql, params or []).df()
+
+
+def ranking_values(mv: pd.DataFrame, methodology: ranking.Methodology, month: pd.Timestamp) -> pd.DataFrame:
+    """Metric values of the rolling 12 months ending in ``month`` (annual metrics: latest FY)."""
+    lag = int(methodology.periods.get("rolling_12m", {}).get("annual_lag_months", 6))
+    rolling = mv[(mv["period_type"] == "rolling_12m") & (mv["period_start"] == month)]
+    annual_metrics = set(mv.loc[mv["period_type"] == "financial_year", "metric_id"]) - set(rolling["metric_id"])
+    cutoff = month - pd.DateOffset(months=lag)
+    fy = mv[(mv["period_type"] == "financial_year") & mv["metric_id"].isin(annual_metrics) & (mv["period_end"] <= cutoff)]
+    latest_fy = fy[fy["period_start"] == fy.groupby("metric_id")["period_start"].transform("max")]
+    return pd.concat([rolling, latest_fy], ignore_index=True)
+
+
+def rank_periods(mv: pd.DataFrame, methodology: ranking.Methodology, areas: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    metric_rows, overall_rows = [], []
+    months = sorted(mv.loc[(mv["period_type"] == "rolling_12m") & (mv["metric_id"] == DTOC), "period_start"].unique())
+    periods = [("rolling_12m", pd.Timestamp(m), ranking_values(mv, methodology, pd.Timestamp(m))) for m in months]
+    fy_starts = sorted(mv.loc[(mv["period_type"] == "financial_year") & (mv["metric_id"] == DTOC), "period_start"].unique())
+    for start in fy_starts:
+        values = mv[(mv["period_type"] == "financial_year") & (mv["period_start"] == start)]
+        periods.append(("financial_year", pd.Timestamp(start), values))
+    previous: dict[str, pd.DataFrame] = {}
+    for period_type, start, values in periods:
+        ranked = ranking.rank_metrics(values[["area_code", "metric_id", "value"]], methodology)
+        overall = ranking.overall_ranking(ranked, methodology, areas)
+        overall = ranking.with_change(overall, previous.get(period_type))
+        previous[period_type] = overall
+        for frame, sink in ((ranked, metric_rows), (overall, overall_rows)):
+            frame = frame.copy()
+            frame.insert(0, "period_start", start)
+            frame.insert(0, "period_type", period_type)
+            frame["methodology"] = methodology.label
+            sink.append(frame)
+    return pd.concat(metric_rows, ignore_index=True), pd.concat(overall_rows, ignore_index=True)
+
+
+def dtoc_rates(mv: pd.DataFrame) -> pd.DataFrame:
+    monthly = mv[(mv["period_type"] == "month") & mv["metric_id"].str.startswith(DTOC)]
+    monthly = monthly[~monthly["metric_id"].str.contains("__reason_")]
+    agency = monthly["metric_id"].str.split("__").str[1].fillna("total")
+    return pd.DataFrame({"area_code": monthly["area_code"], "period_start": monthly["period_start"], "agency": agency, "value": monthly["value"]})
+
+
+def track_targets(mv: pd.DataFrame) -> pd.DataFrame:
+    rates = dtoc_rates(mv)
+    frames = []
+    for path in sorted((paths.config_dir() / "targets").glob("*.yaml")):
+        frames.append(targets.track(rates, targets.load_target_set(str(path))))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
+    """Compute every methodology table from the warehouse and write them back atomically."""
+    mv = _read(con, "select * from fct_metric_values")
+    for col in ("period_start", "period_end"):
+        mv[col] = pd.to_datetime(mv[col])
+    metric_cfg = ranking.yaml.safe_load((paths.config_dir() / "metrics.yaml").read_text())
+    directions = {m["id"]: m["direction"] for m in metric_cfg["metrics"]}
+    statistics = {m["id"]: {"byar": "rate", "wilson": "proportion"}[m["ci_method"]] for m in metric_cfg["metrics"] if m["ci_method"] != "none"}
+    methodology = ranking.load_methodology()
+    areas = sorted(set(mv["area_code"]) - {ENGLAND})
+
+    ranking_metric, ranking_overall = rank_periods(mv, methodology, areas)
+
+    peer_cfg = peers.load_config()
+    population = _read(
+        con,
+        """
+        select area_map.hwb_code as area_code, mye.age, sum(mye.population) as population
+        from stg_ons_mye as mye join int_area_map as area_map on area_map.area_code = mye.area_code
+        where mye.mid_year = ? group by all
+        """,
+        [int(peer_cfg["mid_year"])],
+    )
+    population = population[population["area_code"].isin(areas)]
+    peer_group = peers.peer_groups(population, peer_cfg)
+
+    latest = ranking_overall.loc[ranking_overall["period_type"] == "rolling_12m", "period_start"].max()
+    latest_values = ranking_values(mv, methodology, latest)
+    peer_comparison = peers.compare(latest_values, peer_group, directions)
+    peer_comparison.insert(0, "period_start", latest)
+
+    tracking = track_targets(mv)
+
+    rules = flags.load_rules()
+    flag_rows, history_rows, history = [], [], None
+    rolling = ranking_overall[ranking_overall["period_type"] == "rolling_12m"]
+    for month, overall in rolling.groupby("period_start"):
+        inputs = flags.FlagInputs(
+            period_start=pd.Timestamp(month),
+            overall=overall,
+            metric_values=mv,
+            tracking=tracking,
+            directions=directions,
+            statistics=statistics,
+        )
+        fired = flags.evaluate(rules, inputs)
+        history = flags.update_history(history, fired, month)
+        flag_rows.append(fired)
+        history_rows.append(history)
+    tables = {
+        "ranking_metric": ranking_metric,
+        "ranking_overall": ranking_overall,
+        "peer_group": peer_group,
+        "peer_comparison": peer_comparison,
+        "target_tracking": tracking,
+        "review_flag": pd.concat(flag_rows, ignore_index=True),
+        "review_flag_history": pd.concat(history_rows, ignore_index=True),
+    }
+    write_tables(con, tables)
+    if export:
+        export_csv(tables, paths.exports_dir() / pd.Timestamp(latest).strftime("%Y-%m"))
+    return tables
+
+
+def write_tables(con, tables: dict[str, pd.DataFrame]) -> None:
+    con.execute("begin transaction")
+    try:
+        for name, frame in tables.items():
+            con.register(f"{name}_frame", frame)
+            con.execute(f"create or replace table {name} as select * from {name}_frame")
+            con.unregister(f"{name}_frame")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+
+
+def export_csv(tables: dict[str, pd.DataFrame], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        frame.to_csv(folder / f"{name}.csv", index=False, date_format="%Y-%m-%d")
+    (folder / "generated_at.txt").write_text(dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds") + "\n")
+    return folder
