@@ -90,7 +90,9 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     for col in ("period_start", "period_end"):
         mv[col] = pd.to_datetime(mv[col])
     metric_cfg = ranking.yaml.safe_load((paths.config_dir() / "metrics.yaml").read_text())
-    directions = {m["id"]: m["direction"] for m in metric_cfg["metrics"]}
+    base_direction = {m["id"]: m["direction"] for m in metric_cfg["metrics"]}
+    # breakdown metrics ("<base>__nhs", "<base>__reason_A") go the way of their base metric
+    directions = {mid: base_direction[mid.split("__")[0]] for mid in mv["metric_id"].unique()}
     statistics = {m["id"]: {"byar": "rate", "wilson": "proportion"}[m["ci_method"]] for m in metric_cfg["metrics"] if m["ci_method"] != "none"}
     methodology = ranking.load_methodology()
     areas = sorted(set(mv["area_code"]) - {ENGLAND})
