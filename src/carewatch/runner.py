@@ -93,7 +93,7 @@ def _child_main(argv: list[str]) -> int:
 
 def run_embedded(logical_date: str | None = None) -> int:
     """``make run``: the monthly pipeline on the embedded samples, through Airflow."""
-    from carewatch import report, sample_server
+    from carewatch import sample_server, summary
 
     env = airflow_env()
     when = dt.datetime.fromisoformat(logical_date) if logical_date else default_logical_date()
@@ -118,7 +118,7 @@ def run_embedded(logical_date: str | None = None) -> int:
                 stderr=subprocess.STDOUT,
             )
     states = _read_states(log_file)
-    report.print_run_summary(states, log_file)
+    summary.print_run_summary(states, log_file)
     return proc.returncode
 
 

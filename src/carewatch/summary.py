@@ -1,4 +1,4 @@
-"""What a run prints for the people watching it: the summary at the end of ``make run``."""
+"""What a run prints for the people watching it: the terminal summary at the end of ``make run``."""
 
 from __future__ import annotations
 

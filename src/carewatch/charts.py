@@ -1,0 +1,96 @@
+"""Chart builders for the monthly report: Altair (Vega-Lite) specs rendered to inline SVG.
+
+SVG rendered by vl-convert needs no script and no network to display, and prints cleanly.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from carewatch.methodology import funnels
+
+AGENCY_COLOURS = alt.Scale(domain=["NHS", "Social care", "Both"], range=["#005eb8", "#ed8b00", "#768692"])
+
+
+def to_svg(chart: alt.TopLevelMixin) -> str:
+    import vl_convert
+
+    return vl_convert.vegalite_to_svg(chart.to_dict())
+
+
+def dtoc_over_time(rates: pd.DataFrame, target: pd.DataFrame | None, title: str, width: int = 560, height: int = 180) -> alt.TopLevelMixin:
+    """Delayed days per day per 100,000 aged 18+ by agency (stacked), with the target line.
+
+    ``rates``: ``period_start``, ``agency`` (NHS / Social care / Both), ``value``;
+    ``target``: ``period_start``, ``target`` (may be None).
+    """
+    area = (
+        alt.Chart(rates)
+        .mark_area()
+        .encode(
+            x=alt.X("period_start:T", title=None),
+            y=alt.Y("value:Q", stack="zero", title="delayed days / day / 100k 18+"),
+            color=alt.Color("agency:N", scale=AGENCY_COLOURS, title=None),
+            order=alt.Order("agency_order:Q"),
+        )
+    )
+    layers = [area]
+    if target is not None and len(target):
+        layers.append(
+            alt.Chart(target).mark_line(color="#d5281b", strokeDash=[5, 3], strokeWidth=2).encode(x="period_start:T", y="target:Q")
+        )
+    return alt.layer(*layers).properties(title=title, width=width, height=height)
+
+
+def funnel_plot(points: pd.DataFrame, average: float, statistic: str, multiplier: float, title: str, level: float = 0.998) -> alt.TopLevelMixin:
+    """Values against denominators with 95% and 99.8% control limits; flagged areas labelled.
+
+    ``points``: ``area_name``, ``denominator``, ``value``, ``flagged`` (bool).
+    """
+    dmin, dmax = max(points["denominator"].min() * 0.8, 1.0), points["denominator"].max() * 1.1
+    grid = np.geomspace(dmin, dmax, 60)
+    limits = []
+    for lvl, label in ((0.95, "95%"), (level, f"{level * 100:g}%")):
+        frame = funnels.control_limits(average, grid, statistic, lvl)
+        for side in ("lower", "upper"):
+            limits.append(pd.DataFrame({"denominator": frame["denominator"], "limit": frame[side] * multiplier, "band": label, "side": side}))
+    limits = pd.concat(limits, ignore_index=True)
+    limits["line"] = limits["band"] + " " + limits["side"]
+    base_x = alt.X("denominator:Q", scale=alt.Scale(type="log"), title="denominator (log scale)")
+    lines = alt.Chart(limits).mark_line(strokeWidth=1).encode(
+        x=base_x,
+        y=alt.Y("limit:Q", title=None),
+        detail="line:N",
+        color=alt.Color("band:N", scale=alt.Scale(range=["#aeb7bd", "#425563"]), title="control limits"),
+    )
+    mean = alt.Chart(pd.DataFrame({"y": [average * multiplier]})).mark_rule(color="#212b32", strokeDash=[2, 2]).encode(y="y:Q")
+    dots = alt.Chart(points).mark_circle(size=28).encode(
+        x=base_x,
+        y=alt.Y("value:Q", scale=alt.Scale(zero=False)),
+        color=alt.condition("datum.flagged", alt.value("#d5281b"), alt.value("#005eb8")),
+        tooltip=["area_name:N", "value:Q", "denominator:Q"],
+    )
+    labels = dots.transform_filter("datum.flagged").mark_text(align="left", dx=5, fontSize=9, color="#d5281b").encode(text="area_name:N")
+    return alt.layer(lines, mean, dots, labels).properties(title=title, width=330, height=220)
+
+
+def area_vs_peers(rows: pd.DataFrame, title: str) -> alt.TopLevelMixin:
+    """An area's metrics with confidence intervals against its similar areas and England.
+
+    ``rows``: ``metric``, ``series`` (area / similar areas / England), ``value``, ``ci_lower``, ``ci_upper``.
+    """
+    base = alt.Chart(rows).encode(
+        y=alt.Y("series:N", title=None, sort=["area", "similar areas", "England"]),
+        color=alt.Color("series:N", scale=alt.Scale(domain=["area", "similar areas", "England"], range=["#005eb8", "#41b6e6", "#212b32"]), legend=None),
+    )
+    dots = base.mark_point(filled=True, size=50).encode(x=alt.X("value:Q", scale=alt.Scale(zero=False), title=None))
+    bars = base.mark_rule().encode(x="ci_lower:Q", x2="ci_upper:Q")
+    return (
+        alt.layer(bars, dots, data=rows)
+        .properties(width=150, height=45)
+        .facet(facet=alt.Facet("metric:N", title=None, header=alt.Header(labelFontSize=9, labelLimit=180)), columns=3)
+        .resolve_scale(x="independent")
+        .properties(title=title)
+    )

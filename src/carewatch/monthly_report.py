@@ -1,0 +1,220 @@
+"""The monthly report people read: one self-contained HTML file, plus the tables behind it.
+
+Written to ``var/reports/<YYYY-MM>/report.html`` with every table it shows as CSV and Parquet
+in ``tables/`` beside it. It opens from disk with no network (charts are inline SVG, the
+league table's sort and search are a few lines of inline script) and prints to A4.
+Template: ``include/templates/monthly_report.html.j2``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+
+from carewatch import charts, paths
+
+ENGLAND = "E92000001"
+DTOC = "delayed_days_per_day_per_100k_18plus"
+AGENCIES = {"nhs": "NHS", "social_care": "Social care", "both": "Both"}
+AGENCY_ORDER = {"NHS": 0, "Social care": 1, "Both": 2}
+
+
+def _df(con, sql: str, params=None) -> pd.DataFrame:
+    return con.execute(sql, params or []).df()
+
+
+def _has_table(con, name: str) -> bool:
+    return bool(con.execute("select count(*) from information_schema.tables where table_name = ?", [name]).fetchone()[0])
+
+
+def gather(con) -> dict:
+    """Read everything the report shows for the latest ranked month."""
+    month = con.execute("select max(period_start) from ranking_overall where period_type = 'rolling_12m'").fetchone()[0]
+    month = pd.Timestamp(month)
+    names = _df(con, "select hwb_code as area_code, hwb_name as area_name from ref_hwb_areas")
+    name_of = dict(zip(names["area_code"], names["area_name"]))
+    metrics = _df(con, "select * from ref_metrics order by dashboard_number")
+    overall = _df(con, "select * from ranking_overall where period_type = 'rolling_12m' and period_start = ?", [month])
+    ranked = _df(con, "select * from ranking_metric where period_type = 'rolling_12m' and period_start = ?", [month])
+    league = overall.copy()
+    for m in metrics.itertuples():
+        part = ranked[ranked["metric_id"] == m.metric_id][["area_code", "value", "metric_rank"]]
+        part = part.rename(columns={"value": f"{m.metric_id}__value", "metric_rank": f"{m.metric_id}__rank"})
+        league = league.merge(part, on="area_code", how="left")
+    league.insert(1, "area_name", league["area_code"].map(lambda c: name_of.get(c, c)))
+    league = league.sort_values(["overall_rank", "area_name"], na_position="last")
+
+    history = _df(con, "select * from review_flag_history where period_start = ?", [month])
+    history.insert(1, "area_name", history["area_code"].map(lambda c: name_of.get(c, c)))
+    flagged = history[history["status"] != "cleared"].sort_values(["months_flagged", "area_name"], ascending=[False, True])
+    cleared = history[history["status"] == "cleared"]
+
+    mv = _df(con, "select * from fct_metric_values")
+    tracking = _df(con, "select * from target_tracking") if _has_table(con, "target_tracking") else pd.DataFrame()
+    peer = _df(con, "select * from peer_comparison")
+    manifest = _df(con, "select source, period, version, sha256, url, fetched_at, bytes from raw_manifest order by source, period, version") if _has_table(con, "raw_manifest") else pd.DataFrame()
+    validation = (
+        _df(con, "select source, severity, success, count(*) as expectations from validation_results group by all order by all")
+        if _has_table(con, "validation_results")
+        else pd.DataFrame()
+    )
+    methodology = overall["methodology"].iloc[0] if len(overall) else ""
+    return {
+        "month": month,
+        "name_of": name_of,
+        "metrics": metrics,
+        "league": league,
+        "flagged": flagged,
+        "cleared": cleared,
+        "mv": mv,
+        "tracking": tracking,
+        "peer": peer,
+        "manifest": manifest,
+        "validation": validation,
+        "methodology": methodology,
+    }
+
+
+def _dtoc_rates(mv: pd.DataFrame, area: str) -> pd.DataFrame:
+    rows = mv[(mv["area_code"] == area) & (mv["period_type"] == "month") & mv["metric_id"].isin([f"{DTOC}__{a}" for a in AGENCIES])]
+    out = pd.DataFrame(
+        {
+            "period_start": pd.to_datetime(rows["period_start"]),
+            "agency": rows["metric_id"].str.split("__").str[1].map(AGENCIES),
+            "value": rows["value"],
+        }
+    )
+    out["agency_order"] = out["agency"].map(AGENCY_ORDER)
+    return out
+
+
+def _target_line(tracking: pd.DataFrame, area: str) -> pd.DataFrame | None:
+    if tracking.empty:
+        return None
+    rows = tracking[tracking["area_code"] == area]
+    return pd.DataFrame({"period_start": pd.to_datetime(rows["period_start"]), "target": rows["target_total"]})
+
+
+def _england_target(tracking: pd.DataFrame) -> pd.DataFrame | None:
+    if tracking.empty:
+        return None
+    # the national ambition: the target set's target for an area at or above it is the ambition itself
+    per_month = tracking.groupby("period_start")["target_total"].max().reset_index()
+    return pd.DataFrame({"period_start": pd.to_datetime(per_month["period_start"]), "target": per_month["target_total"]})
+
+
+def build_charts(data: dict) -> dict:
+    mv, month, name_of = data["mv"], data["month"], data["name_of"]
+    out = {"national_dtoc": charts.to_svg(charts.dtoc_over_time(_dtoc_rates(mv, ENGLAND), _england_target(data["tracking"]), "England"))}
+    flagged_now = set(data["flagged"]["area_code"])
+    funnels = []
+    for m in data["metrics"].itertuples():
+        if m.ci_method == "none":
+            continue
+        rows = mv[(mv["metric_id"] == m.metric_id) & (mv["area_code"] != ENGLAND)]
+        period_type = "rolling_12m" if (rows["period_type"] == "rolling_12m").any() else "financial_year"
+        rows = rows[rows["period_type"] == period_type]
+        rows = rows[rows["period_start"] == rows["period_start"].max()].dropna(subset=["numerator", "denominator"])
+        if rows.empty:
+            continue
+        average = rows["numerator"].sum() / rows["denominator"].sum()
+        statistic = "rate" if m.ci_method == "byar" else "proportion"
+        from carewatch.methodology import funnels as funnel_stats
+
+        sig = funnel_stats.significance(rows["numerator"], rows["denominator"], statistic, 0.998)
+        worse = "high" if m.direction == "low" else "low"
+        points = pd.DataFrame(
+            {
+                "area_name": rows["area_code"].map(lambda c: name_of.get(c, c)),
+                "denominator": rows["denominator"],
+                "value": rows["value"],
+                "flagged": (sig == worse).to_numpy(),
+            }
+        )
+        period_label = pd.Timestamp(rows["period_start"].iloc[0]).strftime("%b %Y")
+        title = f"{m.name[:60]} ({period_type.replace('_', ' ')} to {period_label})"
+        funnels.append({"metric": m.name, "svg": charts.to_svg(charts.funnel_plot(points, average, statistic, m.multiplier, title))})
+    out["funnels"] = funnels
+    profiles = []
+    for row in data["league"].itertuples():
+        area = row.area_code
+        rates = _dtoc_rates(mv, area)
+        dtoc_svg = charts.to_svg(charts.dtoc_over_time(rates, _target_line(data["tracking"], area), "Delayed days against target", width=420, height=120)) if len(rates) else ""
+        comparison = _comparison_rows(data, area)
+        peers_svg = charts.to_svg(charts.area_vs_peers(comparison, "Against similar areas and England (95% intervals)")) if len(comparison) else ""
+        profiles.append(
+            {
+                "area_code": area,
+                "area_name": row.area_name,
+                "overall_rank": row.overall_rank,
+                "flagged": area in flagged_now,
+                "dtoc_svg": dtoc_svg,
+                "peers_svg": peers_svg,
+            }
+        )
+    out["profiles"] = profiles
+    return out
+
+
+def _comparison_rows(data: dict, area: str) -> pd.DataFrame:
+    peer = data["peer"]
+    mv = data["mv"]
+    metric_names = dict(zip(data["metrics"]["metric_id"], data["metrics"]["name"]))
+    rows = []
+    mine = peer[(peer["area_code"] == area) & peer["metric_id"].isin(metric_names)]
+    for r in mine.itertuples():
+        own = mv[(mv["area_code"] == area) & (mv["metric_id"] == r.metric_id)]
+        eng = mv[(mv["area_code"] == ENGLAND) & (mv["metric_id"] == r.metric_id)]
+        own = own[own["value"] == r.value].head(1)
+        eng = eng[eng["value"] == r.england_value].head(1)
+        label = metric_names[r.metric_id][:45]
+        rows.append({"metric": label, "series": "area", "value": r.value, "ci_lower": own["ci_lower"].iloc[0] if len(own) else None, "ci_upper": own["ci_upper"].iloc[0] if len(own) else None})
+        rows.append({"metric": label, "series": "similar areas", "value": r.peer_value, "ci_lower": None, "ci_upper": None})
+        rows.append({"metric": label, "series": "England", "value": r.england_value, "ci_lower": eng["ci_lower"].iloc[0] if len(eng) else None, "ci_upper": eng["ci_upper"].iloc[0] if len(eng) else None})
+    return pd.DataFrame(rows)
+
+
+def write_report(con, out_dir: Path | None = None) -> Path:
+    """Render the report for the latest ranked month; returns the path of report.html."""
+    import jinja2
+
+    data = gather(con)
+    figures = build_charts(data)
+    folder = Path(out_dir or paths.home() / "reports" / data["month"].strftime("%Y-%m"))
+    tables_dir = folder / "tables"
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    exported = {
+        "league_table": data["league"],
+        "review_flags": data["flagged"],
+        "review_flags_cleared": data["cleared"],
+        "peer_comparison": data["peer"],
+        "target_tracking": data["tracking"],
+        "metric_values": data["mv"],
+        "source_files": data["manifest"],
+        "validation_summary": data["validation"],
+    }
+    for name, frame in exported.items():
+        frame.to_csv(tables_dir / f"{name}.csv", index=False)
+        frame.to_parquet(tables_dir / f"{name}.parquet", index=False)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(paths.PROJECT_ROOT / "include" / "templates")),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+    )
+    html = env.get_template("monthly_report.html.j2").render(
+        month=data["month"],
+        generated_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        methodology=data["methodology"],
+        metrics=data["metrics"].to_dict("records"),
+        league=data["league"].to_dict("records"),
+        flagged=data["flagged"].to_dict("records"),
+        cleared=data["cleared"].to_dict("records"),
+        manifest=data["manifest"].to_dict("records"),
+        validation=data["validation"].to_dict("records"),
+        figures=figures,
+        tables=sorted(p.name for p in tables_dir.iterdir()),
+    )
+    target = folder / "report.html"
+    target.write_text(html, encoding="utf-8")
+    return target
