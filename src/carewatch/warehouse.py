@@ -158,14 +158,19 @@ def load_reference(con) -> None:
         con.unregister(f"{name}_frame")
 
 
-def build_models(con, sql_dir: Path | None = None) -> list[str]:
-    """Rebuild reference tables and every model in one transaction; returns the models built."""
+def build_models(con, sql_dir: Path | None = None, reference: bool = True) -> list[str]:
+    """Rebuild reference tables and every model in one transaction; returns the models built.
+
+    ``reference=False`` keeps the ``ref_*`` tables already in the database (tests build
+    hand-made ones).
+    """
     built = []
     con.execute("begin transaction")
     try:
         for source in SOURCES_WITH_LAND_TABLES:
             con.execute(land_ddl(source))
-        load_reference(con)
+        if reference:
+            load_reference(con)
         for sql_file in model_files(sql_dir):
             con.execute(sql_file.read_text())
             built.append(sql_file.stem)

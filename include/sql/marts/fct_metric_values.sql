@@ -70,13 +70,17 @@ monthly as (
     select * from hes_monthly
 ),
 
--- England: the sum of the HWB areas (weighted mean for the percentile).
+-- England: the sum of the HWB areas that have the figure (weighted mean for the percentile);
+-- an area with a missing (suppressed) numerator leaves its denominator out too.
 with_england as (
     select * from monthly
     union all
     select 'E92000001', period_start, metric_id,
-           sum(numerator), sum(denominator), any_value(multiplier),
-           sum(value_override * denominator) / nullif(sum(denominator), 0),
+           sum(numerator) filter (where numerator is not null),
+           sum(denominator) filter (where numerator is not null or value_override is not null),
+           any_value(multiplier),
+           sum(value_override * denominator) filter (where value_override is not null)
+               / nullif(sum(denominator) filter (where value_override is not null), 0),
            list_distinct(flatten(list(source_files)))
     from monthly
     group by period_start, metric_id
@@ -131,7 +135,9 @@ ascof_years as (
 ascof_with_england as (
     select * from ascof_years
     union all
-    select 'E92000001', metric_id, fy_start, sum(numerator), sum(denominator),
+    select 'E92000001', metric_id, fy_start,
+           sum(numerator) filter (where numerator is not null and denominator is not null),
+           sum(denominator) filter (where numerator is not null and denominator is not null),
            list_distinct(flatten(list(source_files)))
     from ascof_years
     group by metric_id, fy_start
@@ -188,7 +194,7 @@ final as (
             when 'wilson' then wilson_upper(v.numerator, v.denominator, s.ci_z) * v.multiplier
         end as ci_upper,
         -- lineage
-        list_sort(list_filter(v.source_files, f -> f is not null)) as source_files
+        list_sort(list_filter(v.source_files, lambda f: f is not null)) as source_files
     from with_values as v
     join ref_metrics as m on m.metric_id = v.base_metric_id
     cross join ref_settings as s

@@ -1,0 +1,219 @@
+"""The SQL models on small hand-made inputs, with every expected figure worked out by hand.
+
+Reference tables are built by hand here (not from config/), so the figures below depend only
+on the SQL in include/sql/.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import pandas as pd
+import pytest
+
+from carewatch import warehouse
+
+HACKNEY, CITY, BARNSLEY, BARNSLEY_2019 = "E09000012", "E09000001", "E08000016", "E08000038"
+BOURNEMOUTH, BCP = "E06000028", "E06000058"
+ENGLAND = "E92000001"
+DTOC = "delayed_days_per_day_per_100k_18plus"
+
+
+def _ref(con):
+    def table(name, frame):
+        con.register("f", frame)
+        con.execute(f"create or replace table {name} as select * from f")
+        con.unregister("f")
+
+    table("ref_councils", pd.DataFrame({
+        "council_code": [HACKNEY, CITY, BARNSLEY, BOURNEMOUTH],
+        "council_name": ["Hackney", "City of London", "Barnsley", "Bournemouth"],
+        "legacy_code": ["", "", "", ""],
+        "hwb_code": [HACKNEY, HACKNEY, BARNSLEY, BOURNEMOUTH],
+        "region_name": ["London", "London", "Yorkshire", "South West"],
+    }))
+    table("ref_hwb_areas", pd.DataFrame({"hwb_code": [HACKNEY, BARNSLEY, BOURNEMOUTH], "hwb_name": ["Hackney", "Barnsley", "Bournemouth"], "region_name": ["", "", ""]}))
+    table("ref_code_changes", pd.DataFrame({
+        "old_code": [BARNSLEY, BOURNEMOUTH],
+        "new_code": [BARNSLEY_2019, BCP],
+        "effective_from": [dt.date(2019, 4, 1), dt.date(2019, 4, 1)],
+        "change": ["recode", "merge"],
+        "note": ["", ""],
+    }))
+    table("ref_legacy_codes", pd.DataFrame({"legacy_code": ["x"], "council_code": [HACKNEY]}))
+    table("ref_metrics", pd.DataFrame([
+        {"metric_id": "emergency_admissions_65plus_per_100k", "ci_method": "byar", "direction": "low", "multiplier": 1e5},
+        {"metric_id": "los_p90_days_65plus", "ci_method": "none", "direction": "low", "multiplier": 1.0},
+        {"metric_id": DTOC, "ci_method": "byar", "direction": "low", "multiplier": 1e5},
+        {"metric_id": "reablement_still_at_home_91d_65plus", "ci_method": "wilson", "direction": "high", "multiplier": 1.0},
+        {"metric_id": "reablement_offered_65plus", "ci_method": "wilson", "direction": "high", "multiplier": 1.0},
+        {"metric_id": "weekend_discharge_share", "ci_method": "wilson", "direction": "high", "multiplier": 1.0},
+    ]))
+    table("ref_settings", pd.DataFrame({"confidence_level": [0.95], "ci_z": [1.959963984540054], "metrics_version": [1]}))
+    table("ref_poisson_exact", warehouse.poisson_exact_limits(0.95))
+
+
+def _load(con, tmp_path, source, period, version, rows, columns):
+    frame = pd.DataFrame(rows, columns=columns)
+    path = tmp_path / f"{source}-{period}-{version}.parquet"
+    frame.to_parquet(path, index=False)
+    return warehouse.load_parsed(con, source=source, period=period, version=version, sha256=f"sha-{source}-{period}-v{version}", parsed_path=path)
+
+
+DTOC_COLUMNS = ["period", "status", "published", "revised", "row_type", "la_code", "ons_code", "la_name", "council_code", "breakdown", "category", "measure", "value"]
+
+
+def dtoc_rows(period, figures):
+    """figures: (row_type, council_code, {category: value}) -> tidy agency rows."""
+    rows = []
+    for row_type, code, values in figures:
+        for category, value in values.items():
+            rows.append((pd.Timestamp(period), "Published", "", None, row_type, None, code, code, code, "agency", category, "delayed_days", value))
+    return rows
+
+
+@pytest.fixture
+def built(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    _ref(con)
+    # ONS: mid-2016 on 2017 codes; mid-2018 on the following year's codes (recoded Barnsley, BCP)
+    mye = [
+        (2016, HACKNEY, "Hackney", None, 20, 80_000), (2016, HACKNEY, "Hackney", None, 70, 20_000),
+        (2016, CITY, "City of London", None, 30, 10_000),
+        (2016, BARNSLEY, "Barnsley", None, 40, 50_000), (2016, BARNSLEY, "Barnsley", None, 80, 10_000),
+        (2016, BOURNEMOUTH, "Bournemouth", None, 50, 100_000), (2016, BOURNEMOUTH, "Bournemouth", None, 70, 40_000),
+        (2016, "E07000001", "a district", None, 40, 999_999),  # lower tier: belongs to no HWB
+        (2018, BARNSLEY_2019, "Barnsley", None, 40, 60_000),
+        (2018, BCP, "BCP", None, 50, 300_000),
+    ]
+    mye_cols = ["mid_year", "area_code", "area_name", "geography", "age", "population"]
+    _load(con, tmp_path, "ons_mye", "2016", 1, [r for r in mye if r[0] == 2016], mye_cols)
+    _load(con, tmp_path, "ons_mye", "2018", 1, [r for r in mye if r[0] == 2018], mye_cols)
+    # DTOC February 2017 (28 days), first published then revised; City of London shows "-"
+    feb_v1 = [
+        ("council", HACKNEY, {"total": 616.0, "nhs": 400.0, "social_care": 200.0, "both": 16.0}),
+        ("council", CITY, {"total": None, "nhs": None, "social_care": None, "both": None}),
+        ("council", BARNSLEY, {"total": 84.0, "nhs": 84.0, "social_care": 0.0, "both": 0.0}),
+        ("special", None, {"total": 50.0, "nhs": 50.0, "social_care": 0.0, "both": 0.0}),
+        ("england", None, {"total": 750.0, "nhs": 534.0, "social_care": 200.0, "both": 16.0}),
+    ]
+    feb_v2 = [(t, c, dict(v)) for t, c, v in feb_v1]
+    feb_v2[0][2].update({"total": 644.0, "nhs": 428.0})
+    _load(con, tmp_path, "dtoc_la", "2017-02", 1, dtoc_rows("2017-02-01", feb_v1), DTOC_COLUMNS)
+    _load(con, tmp_path, "dtoc_la", "2017-02", 2, dtoc_rows("2017-02-01", feb_v2), DTOC_COLUMNS)
+    # April 2018 (30 days): Bournemouth before the merge, Barnsley on its 2017 code
+    _load(con, tmp_path, "dtoc_la", "2018-04", 1, dtoc_rows("2018-04-01", [
+        ("council", BOURNEMOUTH, {"total": 420.0}), ("council", BARNSLEY, {"total": 180.0}),
+    ]), DTOC_COLUMNS)
+    # May 2019 (31 days): BCP exists
+    _load(con, tmp_path, "dtoc_la", "2019-05", 1, dtoc_rows("2019-05-01", [("council", BCP, {"total": 930.0})]), DTOC_COLUMNS)
+    # ASCOF 2016-17: Hackney and City add up; Barnsley's numerator is suppressed
+    ascof_cols = ["year", "geo_code", "geo_name", "geo_level", "ons_code", "council_code", "measure_group", "measure_code", "disaggregation", "measure_type", "value", "suppression"]
+    ascof = []
+    for code, num, den in ((HACKNEY, 80.0, 100.0), (CITY, 5.0, 10.0), (BARNSLEY, None, 50.0)):
+        ascof.append(("2016-17", "x", code, "Council", code, code, "2B1", "2B1", "Total", "Numerator", num, "[c]" if num is None else None))
+        ascof.append(("2016-17", "x", code, "Council", code, code, "2B1", "2B1", "Total", "Denominator", den, None))
+        ascof.append(("2016-17", "x", code, "Council", code, code, "2B1", "2B16574", "65-74", "Numerator", 1.0, None))
+    _load(con, tmp_path, "ascof", "2016-17", 1, ascof, ascof_cols)
+    # HES aggregate February 2017 for Hackney
+    hes_cols = ["period", "area_code", "area_name", "measure", "value"]
+    hes = [(pd.Timestamp("2017-02-01"), HACKNEY, "Hackney", m, v) for m, v in (
+        ("emergency_admissions_65plus", 500.0), ("discharges_65plus", 150.0), ("los_p90_days", 12.0), ("weekend_discharges_65plus", 30.0))]
+    _load(con, tmp_path, "hes_aggregate", "2017-02", 1, hes, hes_cols)
+    warehouse.build_models(con, reference=False)
+    yield con
+    con.close()
+
+
+def value(con, area, metric, period_start, period_type="month"):
+    row = con.execute(
+        "select numerator, denominator, value from fct_metric_values where area_code = ? and metric_id = ? and period_start = ? and period_type = ?",
+        [area, metric, period_start, period_type],
+    ).fetchone()
+    assert row is not None, (area, metric, period_start)
+    return row
+
+
+def test_delayed_days_rate_uses_the_latest_version_and_sums_the_hwb_councils(built):
+    numerator, denominator, rate = value(built, HACKNEY, DTOC, dt.date(2017, 2, 1))
+    # revised Hackney 644 days (+ City "-" adds nothing) over 28 days and 110,000 aged 18+
+    assert numerator == 644
+    assert denominator == 110_000 * 28
+    assert rate == pytest.approx(644 / 28 / 110_000 * 1e5)  # 20.909
+    nhs = value(built, HACKNEY, DTOC + "__nhs", dt.date(2017, 2, 1))[2]
+    assert nhs == pytest.approx(428 / 28 / 110_000 * 1e5)
+
+
+def test_england_is_the_sum_of_hwb_areas_not_the_files_england_row(built):
+    numerator, denominator, rate = value(built, ENGLAND, DTOC, dt.date(2017, 2, 1))
+    # 644 + 84 = 728 days (special rows and the England row excluded) over 170,000 x 28
+    assert numerator == 728
+    assert rate == pytest.approx(728 / 28 / 170_000 * 1e5)  # 15.294
+
+
+def test_earlier_versions_are_kept_for_as_of_questions(built):
+    v1 = built.execute(
+        "select value from land_dtoc_la where _period = '2017-02' and _version = 1 and council_code = ? and category = 'total'",
+        [HACKNEY],
+    ).fetchone()[0]
+    assert v1 == 616
+
+
+def test_population_vintage_falls_back_across_a_recode_and_a_merge(built):
+    # April 2018 is FY 2018-19 -> mid-2018. Bournemouth is not in mid-2018 (published on BCP's
+    # code), so its rate uses mid-2016: 420 / 30 / 140,000 x 100,000 = 10.0.
+    assert value(built, BOURNEMOUTH, DTOC, dt.date(2018, 4, 1))[2] == pytest.approx(10.0)
+    # Barnsley's mid-2018 row carries the 2019 code E08000038, mapped back to the same HWB:
+    # 180 / 30 / 60,000 x 100,000 = 10.0
+    assert value(built, BARNSLEY, DTOC, dt.date(2018, 4, 1))[2] == pytest.approx(10.0)
+    # BCP in May 2019 (FY 2019-20, no mid-2019 loaded) uses mid-2018: 930 / 31 / 300,000 x 100,000 = 10.0
+    assert value(built, BCP, DTOC, dt.date(2019, 5, 1))[2] == pytest.approx(10.0)
+
+
+def test_ascof_two_council_hwb_is_summed_and_suppression_is_not_partial(built):
+    numerator, denominator, share = value(built, HACKNEY, "reablement_still_at_home_91d_65plus", dt.date(2016, 4, 1), "financial_year")
+    assert (numerator, denominator) == (85, 110)
+    assert share == pytest.approx(85 / 110)
+    assert value(built, BARNSLEY, "reablement_still_at_home_91d_65plus", dt.date(2016, 4, 1), "financial_year")[2] is None
+    # England leaves Barnsley out entirely rather than adding its denominator alone
+    assert value(built, ENGLAND, "reablement_still_at_home_91d_65plus", dt.date(2016, 4, 1), "financial_year")[:2] == (85, 110)
+
+
+def test_hospital_metrics_from_the_aggregate(built):
+    day = dt.date(2017, 2, 1)
+    assert value(built, HACKNEY, "emergency_admissions_65plus_per_100k", day)[2] == pytest.approx(500 / 20_000 * 1e5)
+    assert value(built, HACKNEY, "weekend_discharge_share", day)[2] == pytest.approx(0.2)
+    assert value(built, HACKNEY, "los_p90_days_65plus", day)[2] == pytest.approx(12.0)
+
+
+def test_confidence_intervals_bracket_the_value_and_lineage_names_the_files(built):
+    lower, upper, files = built.execute(
+        "select ci_lower, ci_upper, source_files from fct_metric_values where area_code = ? and metric_id = ? and period_type = 'month' and period_start = ?",
+        [HACKNEY, DTOC, dt.date(2017, 2, 1)],
+    ).fetchone()
+    assert lower < 644 / 28 / 110_000 * 1e5 < upper
+    assert "sha-dtoc_la-2017-02-v2" in files and "sha-ons_mye-2016-v1" in files
+    assert "sha-dtoc_la-2017-02-v1" not in files
+
+
+def test_rebuilding_is_idempotent(built):
+    before = built.execute("select * from fct_metric_values order by all").fetchall()
+    warehouse.build_models(built, reference=False)
+    assert built.execute("select * from fct_metric_values order by all").fetchall() == before
+
+
+def test_reloading_a_period_replaces_it_without_duplicates(built, tmp_path):
+    rows = dtoc_rows("2019-05-01", [("council", BCP, {"total": 930.0})])
+    for _ in range(2):
+        _load(built, tmp_path, "dtoc_la", "2019-05", 1, rows, DTOC_COLUMNS)
+    assert built.execute("select count(*) from land_dtoc_la where _period = '2019-05'").fetchone()[0] == 1
+
+
+def test_a_failed_load_leaves_the_previous_state(built, tmp_path):
+    before = built.execute("select count(*) from land_dtoc_la").fetchone()[0]
+    broken = tmp_path / "broken.parquet"
+    pd.DataFrame({"period": [pd.Timestamp("2017-03-01")], "value": ["not a number"]}).to_parquet(broken)
+    with pytest.raises(duckdb.Error):
+        warehouse.load_parsed(built, source="dtoc_la", period="2017-03", version=1, sha256="x", parsed_path=broken)
+    assert built.execute("select count(*) from land_dtoc_la").fetchone()[0] == before
