@@ -1,0 +1,85 @@
+"""The monthly report as a person sees it: rendered by headless Chromium, offline.
+
+Screenshots of the key sections are written to ``var/test-artifacts/report/`` (kept after
+the run: they are part of the test output) and their paths printed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from carewatch import analysis, monthly_report, paths
+from tests import synthetic_warehouse
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed (make test installs it)")
+ARTIFACTS = paths.PROJECT_ROOT / "var" / "test-artifacts" / "report"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         # anything that tries the network fails to resolve: an offline machine, on purpose
+         "--host-resolver-rules=MAP * ~NOTFOUND"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    db = folder / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        path = monthly_report.write_report(con, folder / "out")
+        flagged = con.execute(
+            "select area_code from review_flag_history where status <> 'cleared' and period_start = (select max(period_start) from review_flag_history)"
+        ).fetchall()
+        ranked = con.execute(
+            "select area_code, overall_rank from ranking_overall where period_type = 'rolling_12m' and period_start = (select max(period_start) from ranking_overall)"
+        ).fetchall()
+    return path, {a for (a,) in flagged}, dict(ranked)
+
+
+def chromium(args, tmp_path):
+    cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_nothing_is_fetched_from_the_network(report):
+    html = Path(report[0]).read_text()
+    external = re.findall(r"""(?:src|href)\s*=\s*["'](?:https?:)?//[^"']+|url\(\s*["']?https?://|@import""", html)
+    assert external == []
+
+
+def test_rendered_dom_shows_the_warehouse_figures(report, tmp_path):
+    path, flagged, ranked = report
+    dom = chromium(["--virtual-time-budget=5000", "--dump-dom", f"file://{path}"], tmp_path).stdout
+    flag_table = dom.split('id="flag-table"')[1].split("</table>")[0]
+    assert set(re.findall(r'data-area="([^"]+)"', flag_table)) == flagged
+    league = dom.split('id="league-table"')[1].split("</table>")[0]
+    rows = re.findall(r'<tr data-area="([^"]+)"[^>]*>\s*<td class="text">[^<]*</td>\s*<td>([^<]*)</td>', league)
+    assert len(rows) == len(ranked) == 40
+    for area, rank in rows:
+        assert rank.strip() == str(ranked[area])
+    # every chart rendered as SVG: national DTOC, one funnel per metric with intervals, two per area
+    svgs = dom.count("<svg")
+    assert svgs >= 1 + 5 + 2 * 40
+    assert 'id="chart-national-dtoc"><svg' in dom.replace("\n", "")
+
+
+def test_screenshots_of_the_key_sections(report, tmp_path):
+    path = report[0]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shots = {}
+    for name, height in (("top-league-table", 1400), ("full-page", 9000)):
+        target = ARTIFACTS / f"{name}.png"
+        chromium([f"--window-size=1200,{height}", f"--screenshot={target}", f"file://{path}"], tmp_path)
+        assert target.exists() and target.stat().st_size > 20_000, target
+        shots[name] = target
+    pdf = ARTIFACTS / "report-a4.pdf"
+    chromium([f"--print-to-pdf={pdf}", "--no-pdf-header-footer", f"file://{path}"], tmp_path)
+    assert pdf.exists() and pdf.read_bytes()[:4] == b"%PDF"
+    print("\nreport screenshots:", *shots.values(), pdf, sep="\n  ")
