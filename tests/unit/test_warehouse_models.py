@@ -38,7 +38,7 @@ def _ref(con):
         "old_code": [BARNSLEY, BOURNEMOUTH],
         "new_code": [BARNSLEY_2019, BCP],
         "effective_from": [dt.date(2019, 4, 1), dt.date(2019, 4, 1)],
-        "change": ["recode", "merge"],
+        "change": ["alias", "merge"],
         "note": ["", ""],
     }))
     table("ref_legacy_codes", pd.DataFrame({"legacy_code": ["x"], "council_code": [HACKNEY]}))

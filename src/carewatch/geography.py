@@ -1,0 +1,136 @@
+"""Reference geography: councils, health and wellbeing board areas, legacy codes, code changes.
+
+Data lives in ``config/geography/`` (built from real NHS England DTOC workbooks of every
+layout era and the ONS mid-2016 estimates; checked against the ONS LTLA-to-UTLA lookup in
+the tests):
+
+- ``councils.csv``: the 152 councils with adult social services responsibilities in 2017,
+  with their 2017 ONS code and name, the old local-authority code DTOC files use, their HWB
+  area and region. The Isles of Scilly has no DTOC row and so no legacy code.
+- ``hwb_areas.csv``: the 150 HWB areas. City of London is part of the Hackney HWB
+  (E09000012) and the Isles of Scilly of the Cornwall HWB (E06000052).
+- ``legacy_codes.csv``: every old code a council has been published under (for example
+  "00KB" for Bedford, "738" for Bournemouth, Christchurch and Poole from 2019).
+- ``code_changes.csv``: recodes (same area, new code), aliases (a second code for the same
+  council, e.g. Barnsley's E08000038 of 2019, which ONS's 2021 lookup does not use) and
+  boundary changes (merge, split) since 2017; ``successor_names.csv`` names the councils
+  created by them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+
+import pandas as pd
+
+from carewatch import paths
+
+SPECIAL_ROWS = {"9900": "Resident in Wales", "9901": "Resident in Scotland", "9902": "Resident outside GB"}
+ENGLAND = "E92000001"
+
+
+def _read(name: str) -> pd.DataFrame:
+    return pd.read_csv(paths.config_dir() / "geography" / name, dtype=str, keep_default_na=False)
+
+
+@lru_cache(maxsize=1)
+def councils() -> pd.DataFrame:
+    return _read("councils.csv")
+
+
+@lru_cache(maxsize=1)
+def hwb_areas() -> pd.DataFrame:
+    return _read("hwb_areas.csv")
+
+
+@lru_cache(maxsize=1)
+def legacy_codes() -> pd.DataFrame:
+    return _read("legacy_codes.csv")
+
+
+@lru_cache(maxsize=1)
+def code_changes() -> pd.DataFrame:
+    frame = _read("code_changes.csv")
+    frame["effective_from"] = pd.to_datetime(frame["effective_from"]).dt.date
+    return frame
+
+
+@lru_cache(maxsize=1)
+def successor_names() -> dict[str, str]:
+    frame = _read("successor_names.csv")
+    return dict(zip(frame["council_code"], frame["council_name"]))
+
+
+@lru_cache(maxsize=1)
+def _lookups() -> tuple[set[str], dict[str, str], dict[str, str]]:
+    known = set(councils()["council_code"])
+    by_legacy = dict(zip(legacy_codes()["legacy_code"], legacy_codes()["council_code"]))
+    changes = code_changes()
+    same_council = changes["change"].isin(["recode", "alias"])
+    recoded_back = dict(zip(changes.loc[same_council, "new_code"], changes.loc[same_council, "old_code"]))
+    successors = set(changes.loc[~same_council, "new_code"])
+    return known | successors, by_legacy, recoded_back
+
+
+def _normalise_legacy(code: str) -> str:
+    code = str(code).strip().upper()
+    if code.endswith(".0"):  # a spreadsheet cell read as a number
+        code = code[:-2]
+    return code
+
+
+def resolve_council(ons_code: str | None = None, legacy_code: str | None = None) -> str | None:
+    """The council's code for a DTOC/ASCOF row: its 2017 code where it existed in 2017.
+
+    A pure recode (Barnsley E08000038) maps back to the 2017 code; successors of boundary
+    changes (Bournemouth, Christchurch and Poole; the new Dorset) have no 2017 equivalent and
+    are returned as themselves. Special rows (9900-9902) and unknown codes give None.
+    """
+    known, by_legacy, recoded_back = _lookups()
+    if ons_code is not None and str(ons_code).strip() not in ("", "-", "nan", "None"):
+        code = str(ons_code).strip().upper()
+        code = recoded_back.get(code, code)
+        if code in known:
+            return code
+    if legacy_code is not None and str(legacy_code).strip() not in ("", "-", "nan", "None"):
+        code = _normalise_legacy(legacy_code)
+        if code in SPECIAL_ROWS:
+            return None
+        return by_legacy.get(code)
+    return None
+
+
+def council_to_hwb(council_code: str) -> str:
+    frame = councils()
+    match = frame.loc[frame["council_code"] == council_code, "hwb_code"]
+    if len(match):
+        return match.iloc[0]
+    if council_code in _lookups()[0]:
+        return council_code  # successors are HWB areas of their own
+    raise KeyError(f"unknown council code {council_code!r}")
+
+
+def current_code(code: str, on: dt.date | None = None) -> list[str]:
+    """Successor code(s) of ``code`` in force on ``on`` (default today), through code_changes."""
+    on = on or dt.date.today()
+    changes = code_changes()
+    changes = changes[changes["change"] != "alias"]
+    result: list[str] = []
+    frontier = [code]
+    while frontier:
+        current = frontier.pop()
+        nxt = changes[(changes["old_code"] == current) & (changes["effective_from"] <= on)]["new_code"].tolist()
+        if nxt:
+            frontier.extend(nxt)
+        elif current not in result:
+            result.append(current)
+    return sorted(result)
+
+
+def name_of(code: str) -> str:
+    frame = councils()
+    match = frame.loc[frame["council_code"] == code, "council_name"]
+    if len(match):
+        return match.iloc[0]
+    return successor_names().get(code, code)
