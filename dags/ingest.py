@@ -45,14 +45,15 @@ def build_ingest_dag(source: sources.Source):
             )
 
         @task(max_active_tis_per_dagrun=4, pool=dagkit.WAREHOUSE_POOL)
-        def fetch(period: str) -> dict:
+        def fetch(period: str, **context) -> dict:
             """Download one period into the raw store (skipped if not published yet)."""
             from carewatch import pipeline
             from carewatch.errors import NotPublishedYet
             from airflow.sdk.exceptions import AirflowSkipException
 
+            logical = context.get("logical_date")
             try:
-                return pipeline.fetch_period(source.name, period)
+                return pipeline.fetch_period(source.name, period, as_of=logical.date() if logical else None)
             except NotPublishedYet as err:
                 raise AirflowSkipException(str(err)) from err
 

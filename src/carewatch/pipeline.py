@@ -76,11 +76,14 @@ def periods_to_process(
     return due[-(src.revision_window + 1):]
 
 
-def fetch_period(source: str, period: str) -> dict:
-    """Fetch one publication into the raw store; returns the fetch result as a dict."""
+def fetch_period(source: str, period: str, as_of: dt.date | None = None) -> dict:
+    """Fetch one publication into the raw store; returns the fetch result as a dict.
+
+    ``as_of`` (the run's logical date) decides whether a 404 means "not published yet".
+    """
     from carewatch import fetch
 
-    result = fetch.fetch(source, period, base_url=base_url())
+    result = fetch.fetch(source, period, base_url=base_url(), as_of=as_of)
     return result.to_dict()
 
 

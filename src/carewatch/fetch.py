@@ -1,0 +1,231 @@
+"""Fetching a publication over HTTP into the raw store, recording it in the manifest.
+
+One call fetches one source and period:
+
+- ``requests`` with a urllib3 ``Retry`` policy (backoff on connection errors, 429 and 5xx,
+  honouring Retry-After) and connect/read timeouts from the catalogue;
+- only hosts the catalogue allows for the environment;
+- conditional GET (If-None-Match / If-Modified-Since from the last version): a 304, or a
+  200 with the same sha256, is "unchanged" and nothing is stored;
+- 404 before the period is due (+ grace days) is "not published yet"; after, an error;
+- nothing is accepted before content checks: HTML instead of a file, wrong content type,
+  a body shorter than Content-Length, over ``max_bytes``, wrong file signature, a workbook or
+  Parquet file that does not open. A refusal raises :class:`FetchError` naming source,
+  period and URL and leaves the raw store and the manifest unchanged (it is logged in
+  ``fetch_log``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from dataclasses import asdict, dataclass
+from urllib.parse import urlparse
+
+from carewatch import paths, rawstore, sources
+from carewatch.errors import FetchError, NotPublishedYet
+
+OLE2_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
+MANIFEST_DDL = """
+create table if not exists raw_manifest (
+    source varchar not null, period varchar not null, version integer not null,
+    url varchar not null, fetched_at timestamptz not null, http_status integer not null,
+    bytes bigint not null, sha256 varchar not null, etag varchar, last_modified varchar,
+    raw_path varchar not null,
+    primary key (source, period, version)
+);
+create table if not exists fetch_log (
+    source varchar, period varchar, url varchar, attempted_at timestamptz, outcome varchar,
+    http_status integer, bytes bigint, sha256 varchar, error varchar
+);
+"""
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    source: str
+    period: str
+    status: str  # new_version | unchanged
+    version: int
+    sha256: str
+    raw_path: str
+    url: str
+    http_status: int
+    bytes: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def session_for(src: sources.Source):
+    """A requests Session whose adapter retries transient faults with exponential backoff."""
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    policy = Retry(
+        total=int(src.retry.get("total", 4)),
+        connect=int(src.retry.get("total", 4)),
+        read=int(src.retry.get("total", 4)),
+        status=int(src.retry.get("total", 4)),
+        backoff_factor=float(src.retry.get("backoff_factor", 0.5)),
+        status_forcelist=tuple(src.retry.get("status_forcelist", (429, 500, 502, 503, 504))),
+        allowed_methods=frozenset({"GET"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=policy)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = "carewatch/0.1 (+NHS social care interface pipeline)"
+    return session
+
+
+def _last_version(con, source: str, period: str):
+    return con.execute(
+        "select version, sha256, etag, last_modified, raw_path from raw_manifest where source = ? and period = ? order by version desc limit 1",
+        [source, period],
+    ).fetchone()
+
+
+def _log(con, source, period, url, outcome, http_status=None, size=None, sha=None, error=None):
+    con.execute(
+        "insert into fetch_log values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [source, period, url, dt.datetime.now(dt.timezone.utc), outcome, http_status, size, sha, error],
+    )
+
+
+def check_content(src: sources.Source, period: str, url: str, body: bytes, content_type: str) -> None:
+    """Refuse anything that is not a complete file of the catalogued format."""
+
+    def refuse(problem: str):
+        raise FetchError(src.name, period, url, problem)
+
+    head = body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head[:200]:
+        refuse(f"an HTML page was served instead of a {src.format} file")
+    mime = (content_type or "").split(";")[0].strip().lower()
+    if mime == "text/html":
+        refuse(f"unexpected content type {mime} for a {src.format} file")
+    if src.content_types and mime and mime not in src.content_types:
+        refuse(f"unexpected content type {mime} (expected one of {', '.join(src.content_types)})")
+    if not body:
+        refuse("empty response body")
+    if src.format == "xls":
+        if not body.startswith(OLE2_MAGIC):
+            refuse("not an .xls workbook (no OLE2 signature)")
+        try:
+            import xlrd
+
+            xlrd.open_workbook(file_contents=body, on_demand=True).release_resources()
+        except Exception as err:  # xlrd raises several types for damaged files
+            refuse(f"workbook is truncated or damaged: {err}")
+    elif src.format == "parquet":
+        if not (body.startswith(b"PAR1") and body.endswith(b"PAR1")):
+            refuse("not a complete Parquet file (PAR1 markers missing)")
+    elif src.format == "csv":
+        if b"\x00" in body[:4096]:
+            refuse("binary content where a CSV was expected")
+        first_line = body.split(b"\n", 1)[0]
+        if b"," not in first_line:
+            refuse("no comma-separated header line")
+
+
+def fetch(
+    source: "str | sources.Source",
+    period: str,
+    *,
+    env: str | None = None,
+    base_url: str | None = None,
+    as_of: dt.date | None = None,
+    session=None,
+) -> FetchResult:
+    """Fetch one period of one source into the raw store (see module docstring).
+
+    ``source`` is a catalogue name or a :class:`sources.Source` (to override limits).
+    """
+    import requests
+
+    from carewatch import warehouse
+
+    src = source if isinstance(source, sources.Source) else sources.get(source)
+    source = src.name
+    env = env or sources.environment()
+    url = sources.url_for(source, period, env, base_url)
+    host = urlparse(url).hostname or ""
+    if host not in src.allowed_hosts(env):
+        raise FetchError(source, period, url, f"host {host!r} is not allowed for {source} in {env}")
+    timeout = (float(src.timeout_seconds.get("connect", 10)), float(src.timeout_seconds.get("read", 60)))
+    session = session or session_for(src)
+    with warehouse.connect() as con:
+        con.execute(MANIFEST_DDL)
+        last = _last_version(con, source, period)
+        headers = {}
+        if last:
+            if last[2]:
+                headers["If-None-Match"] = last[2]
+            if last[3]:
+                headers["If-Modified-Since"] = last[3]
+        try:
+            try:
+                response = session.get(url, headers=headers, timeout=timeout, stream=True)
+            except requests.RequestException as err:
+                raise FetchError(source, period, url, f"request failed after retries: {err.__class__.__name__}: {err}") from err
+            with response:
+                status = response.status_code
+                if status == 304 and last:
+                    _log(con, source, period, url, "unchanged", status, 0, last[1])
+                    return FetchResult(source, period, "unchanged", last[0], last[1], last[4], url, status, 0)
+                if status == 404:
+                    due = sources.due_date(source, period) + dt.timedelta(days=src.grace_days)
+                    if (as_of or dt.date.today()) < due:
+                        _log(con, source, period, url, "not_published_yet", status)
+                        raise NotPublishedYet(source, period, url)
+                    raise FetchError(source, period, url, f"HTTP 404 and the publication was due by {due:%Y-%m-%d}: overdue")
+                if status != 200:
+                    raise FetchError(source, period, url, f"HTTP {status}")
+                body = _read_limited(response, src, period, url)
+                check_content(src, period, url, body, response.headers.get("Content-Type", ""))
+                digest = rawstore.sha256_of(body)
+                if last and last[1] == digest:
+                    _log(con, source, period, url, "unchanged", status, len(body), digest)
+                    return FetchResult(source, period, "unchanged", last[0], digest, last[4], url, status, len(body))
+                raw_path = rawstore.put(source, period, body, src.format)
+                version = (last[0] if last else 0) + 1
+                con.execute("begin transaction")
+                try:
+                    con.execute(
+                        "insert into raw_manifest values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [source, period, version, url, dt.datetime.now(dt.timezone.utc), status, len(body), digest,
+                         response.headers.get("ETag"), response.headers.get("Last-Modified"), str(raw_path)],
+                    )
+                    _log(con, source, period, url, "new_version", status, len(body), digest)
+                    con.execute("commit")
+                except BaseException:
+                    con.execute("rollback")
+                    raise
+                return FetchResult(source, period, "new_version", version, digest, str(raw_path), url, status, len(body))
+        except FetchError as err:
+            _log(con, source, period, url, "refused", error=err.problem)
+            raise
+
+
+def _read_limited(response, src: sources.Source, period: str, url: str) -> bytes:
+    declared = response.headers.get("Content-Length")
+    if declared and int(declared) > src.max_bytes:
+        raise FetchError(src.name, period, url, f"file is {int(declared):,} bytes, over the {src.max_bytes:,} byte limit")
+    buffer = io.BytesIO()
+    import requests
+
+    try:
+        for chunk in response.iter_content(chunk_size=1 << 16):
+            buffer.write(chunk)
+            if buffer.tell() > src.max_bytes:
+                raise FetchError(src.name, period, url, f"file exceeds the {src.max_bytes:,} byte limit")
+    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as err:
+        raise FetchError(src.name, period, url, f"download truncated: {err.__class__.__name__}") from err
+    body = buffer.getvalue()
+    if declared and len(body) != int(declared):
+        raise FetchError(src.name, period, url, f"download truncated: {len(body):,} of {int(declared):,} bytes")
+    return body

@@ -1,0 +1,55 @@
+"""The immutable raw landing store: one file per source, period and version, named by content.
+
+``<CAREWATCH_HOME>/raw/<source>/<period>/<sha256>.<ext>``. A file is written once, through a
+temporary file and an atomic rename, then made read-only; identical content is never stored
+twice and nothing is ever overwritten. A revision of a publication is a new file beside the
+old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from carewatch import paths
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def path_for(source: str, period: str, sha256: str, ext: str, root: Path | None = None) -> Path:
+    return Path(root or paths.raw_store_dir()) / source / period / f"{sha256}.{ext}"
+
+
+def put(source: str, period: str, data: bytes, ext: str, root: Path | None = None) -> Path:
+    """Store ``data``; returns its path. Storing the same content again is a no-op."""
+    digest = sha256_of(data)
+    target = path_for(source, period, digest, ext, root)
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def listing(root: Path | None = None) -> dict[str, str]:
+    """Every stored file (relative path -> sha256 of its bytes), for checks that nothing changed."""
+    base = Path(root or paths.raw_store_dir())
+    if not base.exists():
+        return {}
+    return {str(p.relative_to(base)): sha256_of(p.read_bytes()) for p in sorted(base.rglob("*")) if p.is_file()}

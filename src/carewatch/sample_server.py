@@ -1,0 +1,80 @@
+"""A small local HTTP server for the embedded sample publications.
+
+It serves ``data/samples/`` (or any directory) on 127.0.0.1 with ETag (sha256 of the file)
+and Last-Modified headers, answers conditional requests with 304, and sends the content
+type of each format, so the pipeline fetches the samples exactly as it fetches real
+publications: over real HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import http.server
+import threading
+from functools import partial
+from pathlib import Path
+from typing import Iterator
+
+from carewatch import paths
+
+CONTENT_TYPES = {".xls": "application/vnd.ms-excel", ".csv": "text/csv", ".parquet": "application/octet-stream"}
+
+
+class SampleHandler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **CONTENT_TYPES}
+
+    def send_head(self):
+        path = Path(self.translate_path(self.path))
+        if path.is_file():
+            etag = '"' + hashlib.sha256(path.read_bytes()).hexdigest() + '"'
+            if self.headers.get("If-None-Match") == etag:
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.end_headers()
+                return None
+            self._etag = etag
+        return super().send_head()
+
+    def end_headers(self):
+        etag = getattr(self, "_etag", None)
+        if etag:
+            self.send_header("ETag", etag)
+            self._etag = None
+        super().end_headers()
+
+    def log_message(self, format, *args):  # quiet: the pipeline logs what it fetched
+        pass
+
+
+@contextlib.contextmanager
+def serve_samples(directory: Path | None = None, port: int = 0) -> Iterator[str]:
+    """Serve ``directory`` on 127.0.0.1 in a background thread; yields the base URL."""
+    handler = partial(SampleHandler, directory=str(directory or paths.samples_dir()))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Serve the embedded sample publications over HTTP")
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--directory", type=Path, default=None)
+    args = ap.parse_args(argv)
+    with serve_samples(args.directory, args.port) as url:
+        print(f"serving {args.directory or paths.samples_dir()} at {url} (Ctrl-C to stop)")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""The source catalogue (``config/sources.yaml``): publications, periods, URLs, due dates.
+
+Light on imports: DAG files read the catalogue at parse time.
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import yaml
+
+from carewatch import paths
+
+CADENCES = ("monthly", "annual_fy", "annual_mid_year")
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    title: str
+    publisher: str
+    cadence: str
+    first_period: str
+    last_period: str | None
+    format: str
+    parser: str
+    loads_to_warehouse: bool
+    schedule: str
+    due: dict
+    revision_window: int
+    max_bytes: int
+    content_types: tuple[str, ...]
+    urls: dict
+    timeout_seconds: dict = field(default_factory=dict)
+    retry: dict = field(default_factory=dict)
+    grace_days: int = 14
+
+    def env_urls(self, env: str | None = None) -> dict:
+        env = env or environment()
+        if env not in self.urls:
+            raise KeyError(f"source {self.name!r} has no URLs for environment {env!r}")
+        return self.urls[env]
+
+    def available_from(self, env: str | None = None) -> str:
+        return self.env_urls(env).get("available_from") or self.first_period
+
+    def allowed_hosts(self, env: str | None = None) -> list[str]:
+        return list(self.env_urls(env).get("allowed_hosts", []))
+
+
+def environment() -> str:
+    return os.environ.get("CAREWATCH_ENV", "embedded")
+
+
+@lru_cache(maxsize=4)
+def _load(config_dir: str) -> tuple[dict, dict[str, Source]]:
+    data = yaml.safe_load((paths.config_dir() / "sources.yaml").read_text())
+    defaults = data.get("defaults", {})
+    out = {}
+    for name, entry in data["sources"].items():
+        if entry["cadence"] not in CADENCES:
+            raise ValueError(f"sources.yaml: {name}: cadence must be one of {CADENCES}")
+        out[name] = Source(
+            name=name,
+            title=entry["title"],
+            publisher=entry["publisher"],
+            cadence=entry["cadence"],
+            first_period=str(entry["first_period"]),
+            last_period=None if entry.get("last_period") is None else str(entry["last_period"]),
+            format=entry["format"],
+            parser=entry["parser"],
+            loads_to_warehouse=bool(entry.get("loads_to_warehouse", True)),
+            schedule=entry["schedule"],
+            due=entry["due"],
+            revision_window=int(entry.get("revision_window", 0)),
+            max_bytes=int(entry["max_bytes"]),
+            content_types=tuple(entry.get("content_types", [])),
+            urls=entry["urls"],
+            timeout_seconds=entry.get("timeout_seconds", defaults.get("timeout_seconds", {})),
+            retry=entry.get("retry", defaults.get("retry", {})),
+            grace_days=int(entry.get("grace_days", defaults.get("grace_days", 14))),
+        )
+    return data, out
+
+
+def catalogue() -> dict[str, Source]:
+    return _load(str(paths.config_dir()))[1]
+
+
+def get(name: str) -> Source:
+    try:
+        return catalogue()[name]
+    except KeyError:
+        raise KeyError(f"unknown source {name!r}; known: {', '.join(sorted(catalogue()))}") from None
+
+
+def parser_for(name: str) -> str:
+    """A source name's parser (a parser name is accepted as itself)."""
+    if name in catalogue():
+        return catalogue()[name].parser
+    from carewatch import parsers
+
+    if name in parsers.names():
+        return name
+    raise KeyError(f"unknown source or parser {name!r}; sources: {', '.join(sorted(catalogue()))}")
+
+
+def embedded_run_date() -> dt.datetime:
+    value = _load(str(paths.config_dir()))[0]["embedded"]["run_date"]
+    day = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+    return dt.datetime(day.year, day.month, day.day, 9, tzinfo=dt.timezone.utc)
+
+
+# --- periods -------------------------------------------------------------------------
+
+def period_start(source: str, period: str) -> dt.date:
+    cadence = get(source).cadence
+    if cadence == "monthly":
+        return dt.date(int(period[:4]), int(period[5:7]), 1)
+    if cadence == "annual_fy":
+        return dt.date(int(period[:4]), 4, 1)
+    return dt.date(int(period), 7, 1)  # mid-year estimate: the year from 30 June
+
+
+def _format(cadence: str, start: dt.date) -> str:
+    if cadence == "monthly":
+        return f"{start:%Y-%m}"
+    if cadence == "annual_fy":
+        return f"{start.year}-{(start.year + 1) % 100:02d}"
+    return str(start.year)
+
+
+def _add_months(day: dt.date, months: int) -> dt.date:
+    index = day.year * 12 + day.month - 1 + months
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def periods(source: str, start: str, end: str | None) -> list[str]:
+    """Every period of ``source`` from ``start`` to ``end`` inclusive (``end`` None: up to today)."""
+    src = get(source)
+    step = 1 if src.cadence == "monthly" else 12
+    first = period_start(source, start)
+    last = period_start(source, end) if end else dt.date.today()
+    out = []
+    current = first
+    while current <= last:
+        out.append(_format(src.cadence, current))
+        current = _add_months(current, step)
+    return out
+
+
+def due_date(source: str, period: str) -> dt.date:
+    """The day ``period`` of ``source`` is expected to be published."""
+    rule = get(source).due
+    month = _add_months(period_start(source, period), int(rule["months_after_start"]))
+    day = rule.get("day", 1)
+    if day == "second_thursday":
+        first_thursday = 1 + (calendar.THURSDAY - month.weekday()) % 7
+        return month.replace(day=first_thursday + 7)
+    return month.replace(day=int(day))
+
+
+# --- URLs ----------------------------------------------------------------------------
+
+@lru_cache(maxsize=32)
+def _url_list(path: str) -> dict[str, str]:
+    full = paths.PROJECT_ROOT / path
+    if not full.is_file():
+        return {}
+    with full.open(newline="") as handle:
+        return {row["period"]: row["url"] for row in csv.DictReader(handle)}
+
+
+def url_for(source: str, period: str, env: str | None = None, base_url: str | None = None) -> str:
+    urls = get(source).env_urls(env)
+    listed = _url_list(urls["url_list"]) if urls.get("url_list") else {}
+    if period in listed:
+        return listed[period]
+    start = period_start(source, period)
+    pattern = urls["pattern"]
+    if "{base_url}" in pattern and not base_url:
+        raise ValueError(f"{source}: the {env or environment()} URL pattern needs a base_url")
+    return pattern.format(base_url=(base_url or "").rstrip("/"), period=period, start=start, due=due_date(source, period))

@@ -1,0 +1,217 @@
+"""Fetching against a real local HTTP server (pytest-httpserver), not mocked requests.
+
+Every refused download must leave the raw store and the manifest exactly as they were.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import time
+
+import duckdb
+import pytest
+import xlwt
+from werkzeug import Response
+
+from carewatch import fetch, paths, rawstore, sources
+from carewatch.errors import FetchError, NotPublishedYet
+
+PERIOD = "2017-02"
+BEFORE_DUE = dt.date(2017, 4, 1)   # February 2017 DTOC was due on 13 April 2017
+LONG_AFTER = dt.date(2018, 1, 1)
+
+
+def tiny_xls(value: int = 1) -> bytes:
+    book = xlwt.Workbook()
+    book.add_sheet("LA - by responsible org").write(0, 0, value)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def src():
+    # small retry backoff so tests stay quick; everything else as catalogued
+    return dataclasses.replace(sources.get("dtoc_la"), retry={"total": 3, "backoff_factor": 0.01, "status_forcelist": [429, 500, 502, 503, 504]})
+
+
+@pytest.fixture
+def base(httpserver, carewatch_home):
+    return httpserver.url_for("").rstrip("/")
+
+
+def state():
+    """The raw store's files and the manifest's rows."""
+    db = paths.warehouse_path()
+    rows = []
+    if db.exists():
+        with duckdb.connect(str(db), read_only=True) as con:
+            tables = {t for (t,) in con.execute("show tables").fetchall()}
+            if "raw_manifest" in tables:
+                rows = con.execute("select source, period, version, sha256 from raw_manifest order by all").fetchall()
+    return rawstore.listing(), rows
+
+
+def serve(httpserver, body, status=200, content_type="application/vnd.ms-excel", headers=None):
+    httpserver.expect_request(f"/dtoc_la/{PERIOD}.xls").respond_with_data(body, status=status, content_type=content_type, headers=headers)
+
+
+def test_new_file_is_stored_by_hash_and_recorded(httpserver, base, src):
+    body = tiny_xls()
+    serve(httpserver, body)
+    result = fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert result.status == "new_version" and result.version == 1
+    assert result.sha256 == rawstore.sha256_of(body)
+    assert result.raw_path.endswith(f"dtoc_la/{PERIOD}/{result.sha256}.xls")
+    files, manifest = state()
+    assert list(files.values()) == [result.sha256]
+    assert manifest == [("dtoc_la", PERIOD, 1, result.sha256)]
+
+
+def test_unchanged_publication_is_a_304_and_stores_nothing(httpserver, base, src):
+    body = tiny_xls()
+    etag = '"v1"'
+
+    def handler(request):
+        if request.headers.get("If-None-Match") == etag:
+            return Response(status=304, headers={"ETag": etag})
+        return Response(body, content_type="application/vnd.ms-excel", headers={"ETag": etag})
+
+    httpserver.expect_request(f"/dtoc_la/{PERIOD}.xls").respond_with_handler(handler)
+    fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    before = state()
+    again = fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert again.status == "unchanged" and again.http_status == 304 and again.version == 1
+    assert state() == before
+
+
+def test_same_bytes_without_validators_is_unchanged(httpserver, base, src):
+    serve(httpserver, tiny_xls())
+    fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    before = state()
+    assert fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER).status == "unchanged"
+    assert state() == before
+
+
+def test_a_revision_is_a_new_version_beside_the_old(httpserver, base, src):
+    serve(httpserver, tiny_xls(1))
+    first = fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    httpserver.clear()
+    serve(httpserver, tiny_xls(2))
+    second = fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert (second.status, second.version) == ("new_version", 2)
+    files, manifest = state()
+    assert sorted(files.values()) == sorted([first.sha256, second.sha256])
+    assert rawstore.sha256_of(open(first.raw_path, "rb").read()) == first.sha256  # old version untouched
+    assert [row[2] for row in manifest] == [1, 2]
+
+
+def test_404_before_due_is_not_published_yet(httpserver, base, src):
+    serve(httpserver, b"not found", status=404, content_type="text/plain")
+    with pytest.raises(NotPublishedYet, match="not published yet"):
+        fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=BEFORE_DUE)
+    assert state() == ({}, [])
+
+
+def test_404_long_after_due_is_an_overdue_error(httpserver, base, src):
+    serve(httpserver, b"not found", status=404, content_type="text/plain")
+    with pytest.raises(FetchError, match="overdue"):
+        fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert state() == ({}, [])
+
+
+def test_500_then_200_succeeds_through_the_retry_policy(httpserver, base, src):
+    calls = []
+
+    def handler(request):
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            return Response("boom", status=500)
+        return Response(tiny_xls(), content_type="application/vnd.ms-excel")
+
+    httpserver.expect_request(f"/dtoc_la/{PERIOD}.xls").respond_with_handler(handler)
+    assert fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER).status == "new_version"
+    assert len(calls) == 2
+
+
+def test_429_honours_retry_after(httpserver, base, src):
+    calls = []
+
+    def handler(request):
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            return Response("slow down", status=429, headers={"Retry-After": "1"})
+        return Response(tiny_xls(), content_type="application/vnd.ms-excel")
+
+    httpserver.expect_request(f"/dtoc_la/{PERIOD}.xls").respond_with_handler(handler)
+    fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert len(calls) == 2 and calls[1] - calls[0] >= 0.9
+
+
+def test_persistent_5xx_is_a_clear_error(httpserver, base, src):
+    serve(httpserver, b"down", status=503, content_type="text/plain")
+    with pytest.raises(FetchError, match=r"dtoc_la 2017-02: .*HTTP 503|retries"):
+        fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert state() == ({}, [])
+
+
+def test_timeout_is_a_clear_error(httpserver, base, src):
+    def slow(request):
+        time.sleep(1.5)
+        return Response(tiny_xls(), content_type="application/vnd.ms-excel")
+
+    httpserver.expect_request(f"/dtoc_la/{PERIOD}.xls").respond_with_handler(slow)
+    quick = dataclasses.replace(src, timeout_seconds={"connect": 1, "read": 0.3}, retry={"total": 1, "backoff_factor": 0.01})
+    with pytest.raises(FetchError, match="request failed after retries") as err:
+        fetch.fetch(quick, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert base in str(err.value)
+    assert state() == ({}, [])
+
+
+@pytest.mark.parametrize(
+    "body,content_type,problem",
+    [
+        (b"<!DOCTYPE html><html><body>Page moved</body></html>", "text/html", "HTML page was served"),
+        (b"\n  <html><head></head></html>", "application/vnd.ms-excel", "HTML page was served"),
+        (tiny_xls(), "application/json", "unexpected content type application/json"),
+        (tiny_xls()[:700], "application/vnd.ms-excel", "truncated or damaged"),
+        (b"PK\x03\x04 a zip, not xls", "application/vnd.ms-excel", "no OLE2 signature"),
+    ],
+)
+def test_bad_content_is_refused_and_nothing_changes(httpserver, base, src, body, content_type, problem):
+    serve(httpserver, tiny_xls(9))
+    fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)  # an earlier good version
+    before = state()
+    httpserver.clear()
+    serve(httpserver, body, content_type=content_type)
+    with pytest.raises(FetchError, match=problem) as err:
+        fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    message = str(err.value)
+    assert message.startswith("dtoc_la 2017-02:") and f"{base}/dtoc_la/{PERIOD}.xls" in message
+    assert state() == before
+
+
+def test_oversize_file_is_refused(httpserver, base, src):
+    serve(httpserver, tiny_xls())
+    small = dataclasses.replace(src, max_bytes=1000)
+    with pytest.raises(FetchError, match="over the 1,000 byte limit|exceeds the 1,000 byte limit"):
+        fetch.fetch(small, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert state() == ({}, [])
+
+
+def test_disallowed_host_is_refused_before_any_request(carewatch_home, src):
+    with pytest.raises(FetchError, match="not allowed"):
+        fetch.fetch(src, PERIOD, env="embedded", base_url="http://example.org", as_of=LONG_AFTER)
+    assert state() == ({}, [])
+
+
+def test_refusals_are_logged(httpserver, base, src):
+    serve(httpserver, b"<html></html>", content_type="text/html")
+    with pytest.raises(FetchError):
+        fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        assert con.execute("select outcome, error from fetch_log").fetchall() == [
+            ("refused", "an HTML page was served instead of a xls file")
+        ]

@@ -1,0 +1,62 @@
+"""The source catalogue and the sample server."""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import urlparse
+
+import requests
+
+from carewatch import sample_server, sources
+
+
+def test_every_source_has_a_parser_and_both_environments():
+    from carewatch import parsers
+
+    for name, src in sources.catalogue().items():
+        assert src.parser in parsers.names(), name
+        assert {"production", "embedded"} <= set(src.urls), name
+        prod = sources.url_for(name, src.first_period, "production")
+        assert urlparse(prod).scheme == "https" and urlparse(prod).hostname in src.allowed_hosts("production"), name
+        assert set(src.allowed_hosts("embedded")) <= {"127.0.0.1", "localhost"}
+
+
+def test_periods_by_cadence():
+    assert sources.periods("dtoc_la", "2017-11", "2018-02") == ["2017-11", "2017-12", "2018-01", "2018-02"]
+    assert sources.periods("ascof", "2014-15", "2016-17") == ["2014-15", "2015-16", "2016-17"]
+    assert sources.periods("ons_mye", "2015", "2017") == ["2015", "2016", "2017"]
+    assert len(sources.periods("dtoc_la", "2010-08", "2020-02")) == 115
+
+
+def test_due_dates():
+    # February 2017 DTOC was published on Thursday 13 April 2017 (the second Thursday)
+    assert sources.due_date("dtoc_la", "2017-02") == dt.date(2017, 4, 13)
+    assert sources.due_date("dtoc_la", "2020-02") == dt.date(2020, 4, 9)
+    assert sources.due_date("ascof", "2016-17") == dt.date(2017, 11, 1)
+    assert sources.due_date("ons_mye", "2016") == dt.date(2018, 1, 1)
+
+
+def test_urls():
+    assert sources.url_for("dtoc_la", "2017-02", "embedded", "http://127.0.0.1:9") == "http://127.0.0.1:9/dtoc_la/2017-02.xls"
+    # a listed production URL wins over the pattern (real names carry random suffixes)
+    assert sources.url_for("dtoc_la", "2012-06", "production").endswith("/2013/04/LA-Type-B-June-2012.xls")
+    assert sources.url_for("dtoc_la", "2019-06", "production") == (
+        "https://www.england.nhs.uk/statistics/wp-content/uploads/sites/2/2019/08/LA-Type-B-June-2019.xls"
+    )
+
+
+def test_embedded_run_date_follows_the_last_dtoc_publication():
+    run = sources.embedded_run_date().date()
+    assert run >= sources.due_date("dtoc_la", "2020-02")
+
+
+def test_sample_server_sends_etags_and_304s(tmp_path):
+    (tmp_path / "dtoc_la").mkdir()
+    (tmp_path / "dtoc_la" / "2017-02.xls").write_bytes(b"\xd0\xcf\x11\xe0 content")
+    with sample_server.serve_samples(tmp_path) as base:
+        first = requests.get(f"{base}/dtoc_la/2017-02.xls", timeout=5)
+        assert first.status_code == 200 and first.headers["Content-Type"] == "application/vnd.ms-excel"
+        etag = first.headers["ETag"]
+        again = requests.get(f"{base}/dtoc_la/2017-02.xls", headers={"If-None-Match": etag}, timeout=5)
+        assert again.status_code == 304
+        assert requests.get(f"{base}/dtoc_la/2099-01.xls", timeout=5).status_code == 404
