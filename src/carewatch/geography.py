@@ -101,11 +101,14 @@ def resolve_council(ons_code: str | None = None, legacy_code: str | None = None)
     return None
 
 
+@lru_cache(maxsize=1)
+def _hwb_of() -> dict[str, str]:
+    return dict(zip(councils()["council_code"], councils()["hwb_code"]))
+
+
 def council_to_hwb(council_code: str) -> str:
-    frame = councils()
-    match = frame.loc[frame["council_code"] == council_code, "hwb_code"]
-    if len(match):
-        return match.iloc[0]
+    if council_code in _hwb_of():
+        return _hwb_of()[council_code]
     if council_code in _lookups()[0]:
         return council_code  # successors are HWB areas of their own
     raise KeyError(f"unknown council code {council_code!r}")
@@ -128,9 +131,11 @@ def current_code(code: str, on: dt.date | None = None) -> list[str]:
     return sorted(result)
 
 
+@lru_cache(maxsize=1)
+def _names() -> dict[str, str]:
+    return {**successor_names(), **dict(zip(councils()["council_code"], councils()["council_name"]))}
+
+
 def name_of(code: str) -> str:
-    frame = councils()
-    match = frame.loc[frame["council_code"] == code, "council_name"]
-    if len(match):
-        return match.iloc[0]
-    return successor_names().get(code, code)
+    """The council's official name (successor councils included); the code if unknown."""
+    return _names().get(code, code)

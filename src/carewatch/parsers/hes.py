@@ -1,0 +1,64 @@
+"""Hospital activity of people aged 65+: the published-style monthly aggregate (CSV).
+
+Columns (any case): Period (YYYY-MM or "April 2017"), Area Code, Area Name and one column
+per measure: Emergency Admissions 65+, Discharges 65+, LOS P90 Days, Weekend Discharges 65+.
+Suppressed cells ("*", "[c]") become nulls. The record-level extract is not parsed here: it
+is read in place by DuckDB (``carewatch hes-metrics``).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from carewatch.errors import ParseError
+from carewatch.parsers import register
+
+SOURCE = "hes_aggregate"
+MEASURES = {
+    "emergencyadmissions": "emergency_admissions_65plus",
+    "discharges": "discharges_65plus",
+    "lospdays": "los_p90_days",
+    "weekenddischarges": "weekend_discharges_65plus",
+}
+SUPPRESSION = {"*", "[c]", "[x]", "..", "-", ""}
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^a-z]", "", name.lower())
+
+
+@register("hes_aggregate")
+def parse(path: Path, period: str | None = None) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(io.StringIO(path.read_text(encoding="utf-8-sig")), dtype=str, keep_default_na=False)
+    except (UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise ParseError(SOURCE, path, f"not a readable CSV ({err.__class__.__name__})") from None
+    keys = {_key(c): c for c in frame.columns}
+    for needed in ("period", "areacode", "areaname"):
+        if needed not in keys:
+            raise ParseError(SOURCE, path, f"missing column {needed!r}; found {list(frame.columns)}")
+    measure_cols = {MEASURES[k]: c for k, c in ((re.sub(r"\d", "", k), c) for k, c in keys.items()) if k in MEASURES}
+    if set(measure_cols) != set(MEASURES.values()):
+        raise ParseError(SOURCE, path, f"missing measure column(s): {sorted(set(MEASURES.values()) - set(measure_cols))}")
+    periods = pd.to_datetime(frame[keys["period"]].str.strip(), format="mixed", errors="coerce")
+    if periods.isna().any():
+        raise ParseError(SOURCE, path, f"unreadable period {frame[keys['period']][periods.isna()].iloc[0]!r}")
+    out = []
+    for measure, column in measure_cols.items():
+        text = frame[column].str.strip()
+        suppressed = text.isin(SUPPRESSION)
+        values = pd.to_numeric(text.str.replace(",", "", regex=False).where(~suppressed), errors="coerce")
+        if (values.isna() & ~suppressed).any():
+            raise ParseError(SOURCE, path, f"column {column!r}: {text[values.isna() & ~suppressed].iloc[0]!r} is not a number")
+        out.append(pd.DataFrame({
+            "period": periods.dt.to_period("M").dt.to_timestamp().dt.date,
+            "area_code": frame[keys["areacode"]].str.strip(),
+            "area_name": frame[keys["areaname"]].str.strip(),
+            "measure": measure,
+            "value": values.astype("float64"),
+        }))
+    return pd.concat(out, ignore_index=True)
