@@ -37,7 +37,14 @@ def metrics():
 
         return pipeline.analyse()
 
-    build_warehouse() >> analyse()
+    @task
+    def report() -> str:
+        """Write the monthly HTML report with its CSV and Parquet tables."""
+        from carewatch import pipeline
+
+        return pipeline.write_report()
+
+    build_warehouse() >> analyse() >> report()
 
 
 metrics()

@@ -45,6 +45,9 @@ def gather(con) -> dict:
         league = league.merge(part, on="area_code", how="left")
     league.insert(1, "area_name", league["area_code"].map(lambda c: name_of.get(c, c)))
     league = league.sort_values(["overall_rank", "area_name"], na_position="last")
+    for column in ("overall_rank", "previous_rank", "rank_change"):
+        league[column] = [None if pd.isna(v) else int(v) for v in league[column]]
+    league = league.astype(object).where(league.notna(), None)
 
     history = _df(con, "select * from review_flag_history where period_start = ?", [month])
     history.insert(1, "area_name", history["area_code"].map(lambda c: name_of.get(c, c)))
@@ -77,7 +80,19 @@ def gather(con) -> dict:
     }
 
 
+def ranking_period_values(data: dict) -> pd.DataFrame:
+    """The metric values the league table ranks (rolling 12 months; annual metrics' latest year)."""
+    from carewatch import analysis
+    from carewatch.methodology import ranking
+
+    mv = data["mv"].copy()
+    for col in ("period_start", "period_end"):
+        mv[col] = pd.to_datetime(mv[col])
+    return analysis.ranking_values(mv, ranking.load_methodology(), data["month"])
+
+
 def _dtoc_rates(mv: pd.DataFrame, area: str) -> pd.DataFrame:
+    """Monthly delayed-days rates by agency for one area (``mv``: pre-filtered or all rows)."""
     rows = mv[(mv["area_code"] == area) & (mv["period_type"] == "month") & mv["metric_id"].isin([f"{DTOC}__{a}" for a in AGENCIES])]
     out = pd.DataFrame(
         {
@@ -107,6 +122,9 @@ def _england_target(tracking: pd.DataFrame) -> pd.DataFrame | None:
 
 def build_charts(data: dict) -> dict:
     mv, month, name_of = data["mv"], data["month"], data["name_of"]
+    data["peer_by_area"] = {area: g.set_index("metric_id") for area, g in data["peer"].groupby("area_code")}
+    latest = ranking_period_values(data)
+    data["ci_lookup"] = {(r.area_code, r.metric_id): (r.ci_lower, r.ci_upper) for r in latest.itertuples()}
     out = {"national_dtoc": charts.to_svg(charts.dtoc_over_time(_dtoc_rates(mv, ENGLAND), _england_target(data["tracking"]), "England"))}
     flagged_now = set(data["flagged"]["area_code"])
     funnels = []
@@ -138,42 +156,66 @@ def build_charts(data: dict) -> dict:
         funnels.append({"metric": m.name, "svg": charts.to_svg(charts.funnel_plot(points, average, statistic, m.multiplier, title))})
     out["funnels"] = funnels
     profiles = []
+    dtoc_monthly = mv[(mv["period_type"] == "month") & mv["metric_id"].isin([f"{DTOC}__{a}" for a in AGENCIES])]
+    by_area = dict(tuple(dtoc_monthly.groupby("area_code")))
+    tracking_by_area = dict(tuple(data["tracking"].groupby("area_code"))) if len(data["tracking"]) else {}
     for row in data["league"].itertuples():
         area = row.area_code
-        rates = _dtoc_rates(mv, area)
-        dtoc_svg = charts.to_svg(charts.dtoc_over_time(rates, _target_line(data["tracking"], area), "Delayed days against target", width=420, height=120)) if len(rates) else ""
-        comparison = _comparison_rows(data, area)
-        peers_svg = charts.to_svg(charts.area_vs_peers(comparison, "Against similar areas and England (95% intervals)")) if len(comparison) else ""
+        rates = _dtoc_rates(by_area.get(area, dtoc_monthly.iloc[:0]), area)
+        target = _target_line(tracking_by_area.get(area, pd.DataFrame()), area) if area in tracking_by_area else None
+        dtoc_svg = charts.to_svg(charts.dtoc_over_time(rates, target, "Delayed days against target", width=420, height=120)) if len(rates) else ""
         profiles.append(
             {
                 "area_code": area,
                 "area_name": row.area_name,
-                "overall_rank": row.overall_rank,
+                "overall_rank": row.overall_rank,  # int or None
                 "flagged": area in flagged_now,
                 "dtoc_svg": dtoc_svg,
-                "peers_svg": peers_svg,
+                "comparison": _comparison_table(data, area),
             }
         )
     out["profiles"] = profiles
     return out
 
 
-def _comparison_rows(data: dict, area: str) -> pd.DataFrame:
-    peer = data["peer"]
-    mv = data["mv"]
-    metric_names = dict(zip(data["metrics"]["metric_id"], data["metrics"]["name"]))
+def _fmt(value, unit: str) -> str:
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{value * 100:.1f}%" if unit == "proportion" else f"{value:,.1f}"
+
+
+def _comparison_table(data: dict, area: str) -> list[dict]:
+    """The area's six metrics with 95% intervals, against its similar areas and England."""
+    peer = data["peer_by_area"].get(area)
+    if peer is None:
+        return []
     rows = []
-    mine = peer[(peer["area_code"] == area) & peer["metric_id"].isin(metric_names)]
-    for r in mine.itertuples():
-        own = mv[(mv["area_code"] == area) & (mv["metric_id"] == r.metric_id)]
-        eng = mv[(mv["area_code"] == ENGLAND) & (mv["metric_id"] == r.metric_id)]
-        own = own[own["value"] == r.value].head(1)
-        eng = eng[eng["value"] == r.england_value].head(1)
-        label = metric_names[r.metric_id][:45]
-        rows.append({"metric": label, "series": "area", "value": r.value, "ci_lower": own["ci_lower"].iloc[0] if len(own) else None, "ci_upper": own["ci_upper"].iloc[0] if len(own) else None})
-        rows.append({"metric": label, "series": "similar areas", "value": r.peer_value, "ci_lower": None, "ci_upper": None})
-        rows.append({"metric": label, "series": "England", "value": r.england_value, "ci_lower": eng["ci_lower"].iloc[0] if len(eng) else None, "ci_upper": eng["ci_upper"].iloc[0] if len(eng) else None})
-    return pd.DataFrame(rows)
+    for m in data["metrics"].itertuples():
+        if m.metric_id not in peer.index:
+            continue
+        r = peer.loc[m.metric_id]
+        ci = data["ci_lookup"].get((area, m.metric_id), (None, None))
+        rows.append({
+            "metric": m.name,
+            "value": _fmt(r["value"], m.unit),
+            "interval": f"{_fmt(ci[0], m.unit)} to {_fmt(ci[1], m.unit)}" if ci[0] is not None and not pd.isna(ci[0]) else "",
+            "peers": _fmt(r["peer_value"], m.unit),
+            "england": _fmt(r["england_value"], m.unit),
+            "rank_in_group": f"{int(r['rank_in_group'])} of {int(r['group_size'])}",
+            "vs_england": r["vs_england"],
+            "vs_peers": r["vs_peers"],
+        })
+    return rows
+
+
+def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """List columns (lineage: source_files) as ';'-joined text for CSV."""
+    out = frame.copy()
+    for column in out.columns:
+        sample = out[column].dropna().head(1)
+        if len(sample) and not isinstance(sample.iloc[0], (str, bytes)) and hasattr(sample.iloc[0], "__len__"):
+            out[column] = out[column].map(lambda v: ";".join(map(str, v)) if v is not None and hasattr(v, "__len__") else v)
+    return out
 
 
 def write_report(con, out_dir: Path | None = None) -> Path:
@@ -196,8 +238,8 @@ def write_report(con, out_dir: Path | None = None) -> Path:
         "validation_summary": data["validation"],
     }
     for name, frame in exported.items():
-        frame.to_csv(tables_dir / f"{name}.csv", index=False)
         frame.to_parquet(tables_dir / f"{name}.parquet", index=False)
+        _csv_ready(frame).to_csv(tables_dir / f"{name}.csv", index=False)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(paths.PROJECT_ROOT / "include" / "templates")),
         autoescape=jinja2.select_autoescape(["html", "j2"]),

@@ -179,3 +179,14 @@ def analyse() -> dict:
     with warehouse.connect() as con:
         tables = analysis.run(con)
     return {name: len(frame) for name, frame in tables.items()}
+
+
+def write_report() -> str:
+    """The monthly HTML report and the tables behind it; returns the report's path."""
+    from carewatch import monthly_report, warehouse
+
+    with warehouse.connect(read_only=True) as con:
+        path = monthly_report.write_report(con)
+    latest = paths.home() / "reports" / "latest.txt"
+    latest.write_text(str(path) + "\n")
+    return str(path)

@@ -21,7 +21,8 @@ from pathlib import Path
 from carewatch import paths
 
 # The order DAGs run in locally: populations and annual sources first, then monthly ones.
-INGEST_ORDER = ["ons_mye", "ascof", "dtoc_la", "dtoc_provider", "hes_aggregate", "hes_apc"]
+INGEST_ORDER = ["ons_mye", "ascof", "dtoc_la", "dtoc_provider", "hes_aggregate"]
+DOWNSTREAM = ["metrics"]
 
 
 def airflow_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -102,7 +103,7 @@ def run_embedded(logical_date: str | None = None) -> int:
     log_dir = paths.home() / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / f"run-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
-    dag_ids = [f"ingest_{name}" for name in INGEST_ORDER]
+    dag_ids = [f"ingest_{name}" for name in INGEST_ORDER] + DOWNSTREAM
     conf = {"bootstrap": True}
 
     print(f"carewatch: monthly run for {when:%Y-%m-%d} through Airflow (AIRFLOW_HOME={env['AIRFLOW_HOME']})")

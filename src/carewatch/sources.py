@@ -110,10 +110,20 @@ def parser_for(name: str) -> str:
     raise KeyError(f"unknown source or parser {name!r}; sources: {', '.join(sorted(catalogue()))}")
 
 
+def _embedded_date(key: str) -> dt.date:
+    value = _load(str(paths.config_dir()))[0]["embedded"][key]
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
 def embedded_run_date() -> dt.datetime:
-    value = _load(str(paths.config_dir()))[0]["embedded"]["run_date"]
-    day = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+    """The logical date of the monthly run ``make run`` performs on the embedded samples."""
+    day = _embedded_date("run_date")
     return dt.datetime(day.year, day.month, day.day, 9, tzinfo=dt.timezone.utc)
+
+
+def embedded_samples_until() -> dt.date:
+    """The embedded samples hold every period published by this date."""
+    return _embedded_date("samples_until")
 
 
 # --- periods -------------------------------------------------------------------------

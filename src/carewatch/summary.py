@@ -55,9 +55,75 @@ def print_run_summary(states: dict[str, str], log_file: Path) -> None:
             f"{source:<16}{periods:>8}{versions:>9}{revised:>8}{size / 1e6:>8.1f}"
             f"{run.get('files_parsed', 0):>10}{run.get('rows', 0):>12,}"
         )
+    print_results()
     print()
     print("Outputs:")
     print(f"  raw store (immutable)   {paths.raw_store_dir()}")
     print(f"  parsed tidy Parquet     {paths.home() / 'parsed'}")
     print(f"  warehouse (DuckDB)      {paths.warehouse_path()}   tables: raw_manifest, fetch_log")
     print(f"  Airflow home / log      {paths.home() / 'airflow'}   {log_file}")
+    latest = paths.home() / "reports" / "latest.txt"
+    if latest.exists():
+        report = Path(latest.read_text().strip())
+        print(f"  exports (CSV)           {paths.exports_dir()}")
+        print(f"  report tables           {report.parent / 'tables'}")
+        print(f"\nMonthly report: {report}")
+
+
+SHOWCASE = ["E92000001", "E08000003", "E06000049", "E10000021", "E09000026"]  # England, Manchester, Cheshire East, Northamptonshire, Redbridge
+
+
+def print_results() -> None:
+    """The latest period's six metrics, league-table ends, targets and new review flags."""
+    import duckdb
+
+    db = paths.warehouse_path()
+    if not db.exists():
+        return
+    with duckdb.connect(str(db), read_only=True) as con:
+        tables = {t for (t,) in con.execute("show tables").fetchall()}
+        if "fct_metric_values" not in tables:
+            return
+        names = dict(con.execute("select hwb_code, hwb_name from ref_hwb_areas").fetchall())
+        names["E92000001"] = "England"
+        metrics = con.execute("select metric_id, name, unit from ref_metrics order by dashboard_number").fetchall()
+        month = con.execute("select max(period_start) from fct_metric_values where period_type = 'rolling_12m'").fetchone()[0]
+        print(f"\nSix dashboard metrics, rolling 12 months to {month:%B %Y} (ASCOF: latest financial year)")
+        header = f"{'area':<28}" + "".join(f"{i + 1:>11}" for i in range(len(metrics)))
+        print(header)
+        for area in SHOWCASE:
+            cells = []
+            for metric_id, _name, unit in metrics:
+                row = con.execute(
+                    """select value from fct_metric_values where area_code = ? and metric_id = ?
+                       and ((period_type = 'rolling_12m' and period_start = ?) or period_type = 'financial_year')
+                       order by period_type = 'rolling_12m' desc, period_start desc limit 1""",
+                    [area, metric_id, month],
+                ).fetchone()
+                value = None if row is None else row[0]
+                cells.append("-" if value is None else (f"{value * 100:.1f}%" if unit == "proportion" else f"{value:,.1f}"))
+            print(f"{names.get(area, area)[:27]:<28}" + "".join(f"{c:>11}" for c in cells))
+        for i, (_metric_id, name, _unit) in enumerate(metrics, start=1):
+            print(f"  {i}. {name}")
+        if "ranking_overall" not in tables:
+            return
+        ranked = con.execute(
+            "select area_code, overall_rank, rank_change, methodology from ranking_overall where period_type = 'rolling_12m' and period_start = ? and overall_rank is not null order by overall_rank",
+            [month],
+        ).fetchall()
+        print(f"\nOverall ranking of {len(ranked)} HWB areas ({ranked[0][3] if ranked else ''})")
+        print("  top 5:    " + ", ".join(f"{r[1]}. {names.get(r[0], r[0])}" for r in ranked[:5]))
+        print("  bottom 5: " + ", ".join(f"{r[1]}. {names.get(r[0], r[0])}" for r in ranked[-5:]))
+        targets = con.execute(
+            """select target_set, max(period_start), count(*) filter (where on_track), count(*) filter (where not on_track)
+               from target_tracking where period_start = (select max(period_start) from target_tracking) group by target_set"""
+        ).fetchall()
+        for target_set, when, met, missed in targets:
+            print(f"\nDTOC targets ({target_set}) in {when:%B %Y}: {met} areas on track, {missed} off track")
+        flagged = con.execute(
+            "select area_code, status, first_flagged, reasons from review_flag_history where period_start = (select max(period_start) from review_flag_history) and status <> 'cleared' order by status, area_code"
+        ).fetchall()
+        new = [f for f in flagged if f[1] == "new"]
+        print(f"\nCQC review flags in {month:%B %Y}: {len(flagged)} areas flagged, {len(new)} new")
+        for area, _status, _first, reasons in new[:15]:
+            print(f"  NEW {names.get(area, area)}: {reasons}")

@@ -37,6 +37,7 @@ def connect(read_only: bool = False, path: Path | None = None) -> Iterator["duck
     if not read_only:
         db.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(db), read_only=read_only)
+    con.execute("set enable_progress_bar = false")
     try:
         yield con
     finally:

@@ -64,9 +64,10 @@ def test_rendered_dom_shows_the_warehouse_figures(report, tmp_path):
     assert len(rows) == len(ranked) == 40
     for area, rank in rows:
         assert rank.strip() == str(ranked[area])
-    # every chart rendered as SVG: national DTOC, one funnel per metric with intervals, two per area
+    # every chart rendered as SVG: national DTOC, one funnel per metric with intervals, one per area
     svgs = dom.count("<svg")
-    assert svgs >= 1 + 5 + 2 * 40
+    assert svgs >= 1 + 5 + 40
+    assert dom.count('<table class="comparison">') == 40
     assert 'id="chart-national-dtoc"><svg' in dom.replace("\n", "")
 
 

@@ -66,3 +66,24 @@ def test_rate_control_limits_bracket_the_average_and_narrow_with_size():
     # at exposure 100,000 the expected count is 1,000: the area whose Byar lower bound is 1,000
     # has about 1,000 + 3.09 * sqrt(1,000) = 1,098 events (normal approximation, 99.8%)
     assert limits["upper"].iloc[2] * 100_000 == pytest.approx(1_098, rel=0.005)
+
+
+def test_overdispersion_factor_by_hand():
+    # ten z-scores; winsorising 10% each tail pulls -9 up to -2 and 9 down to 2 (numpy quantiles
+    # at 0.1 and 0.9 of the sorted values -9,-2,-1,-1,0,0,1,1,2,9 are -2.7 and 2.7)
+    z = pd.Series([-9.0, -2.0, -1.0, -1.0, 0.0, 0.0, 1.0, 1.0, 2.0, 9.0])
+    expected = (2 * 2.7**2 + 2 * 2.0**2 + 4 * 1.0**2) / 10  # = 4.116
+    assert funnels.overdispersion(z) == pytest.approx(expected)
+    assert funnels.overdispersion(pd.Series([0.1, -0.2, 0.3, 0.0])) == 1.0  # underdispersed: no change
+
+
+def test_overdispersed_limits_flag_fewer_areas_than_plain_limits():
+    rng = np.random.default_rng(7)
+    n = np.full(100, 50_000.0)
+    true_rates = rng.uniform(0.008, 0.012, size=100)  # real between-area differences
+    k = pd.Series(rng.poisson(true_rates * n))
+    plain = funnels.significance(k, pd.Series(n), "rate", 0.998)
+    adjusted = funnels.significance_overdispersed(k, pd.Series(n), "rate", 0.998)
+    assert (plain != "not significant").sum() > 30
+    assert (adjusted != "not significant").sum() < (plain != "not significant").sum()
+    assert set(adjusted[adjusted != "not significant"].index) <= set(plain[plain != "not significant"].index)

@@ -60,3 +60,15 @@ def test_compare_with_peers_and_england():
     assert a["vs_england"] == "worse" and a["vs_peers"] == "worse"
     assert a["rank_in_group"] == 3 and a["group_size"] == 3  # P1 8, P2 10, A 12 (low is better)
     assert got.loc["B", "vs_england"] == "not significant"  # 8-12 contains 10
+
+
+def test_an_area_without_a_value_is_not_compared():
+    values = pd.DataFrame(
+        [("A", None, None, None, None, None), ("B", 9.0, 8.0, 10.0, 9.0, 100.0), (peers.ENGLAND, 9.0, 8.9, 9.1, 90.0, 1000.0)],
+        columns=["area_code", "value", "ci_lower", "ci_upper", "numerator", "denominator"],
+    )
+    values["metric_id"] = "m"
+    groups = pd.DataFrame({"area_code": ["A", "B"], "peer_code": ["B", "A"]})
+    got = peers.compare(values, groups, {"m": "low"})
+    assert list(got["area_code"]) == ["B"]
+    assert got.iloc[0]["group_size"] == 1

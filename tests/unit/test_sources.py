@@ -45,9 +45,11 @@ def test_urls():
     )
 
 
-def test_embedded_run_date_follows_the_last_dtoc_publication():
+def test_embedded_run_is_the_2018_dashboard_month_and_samples_reach_the_end_of_dtoc():
     run = sources.embedded_run_date().date()
-    assert run >= sources.due_date("dtoc_la", "2020-02")
+    # the run after March 2018's publication (due 10 May 2018), before April 2018's
+    assert sources.due_date("dtoc_la", "2018-03") <= run < sources.due_date("dtoc_la", "2018-04")
+    assert sources.embedded_samples_until() >= sources.due_date("dtoc_la", "2020-02")
 
 
 def test_sample_server_sends_etags_and_304s(tmp_path):

@@ -112,7 +112,8 @@ def funnel_outlier(rule: dict, inputs: FlagInputs) -> dict[str, str]:
     ].dropna(subset=["numerator", "denominator"])
     reasons: dict[str, list[str]] = {}
     for metric, group in rows.groupby("metric_id"):
-        sig = funnels.significance(group["numerator"], group["denominator"], inputs.statistics[metric], rule["level"])
+        test = funnels.significance_overdispersed if rule.get("overdispersion", False) else funnels.significance
+        sig = test(group["numerator"], group["denominator"], inputs.statistics[metric], rule["level"])
         worse = "high" if inputs.directions[metric] == "low" else "low"
         for area, label in zip(group["area_code"], sig):
             if label == worse:

@@ -90,3 +90,34 @@ def control_limits(average: float, denominators, statistic: str, level: float) -
             raise ValueError(f"unknown statistic {statistic!r}")
         rows.append({"denominator": n, "lower": lower, "upper": upper})
     return pd.DataFrame(rows)
+
+
+def z_scores(numerator: pd.Series, denominator: pd.Series, statistic: str) -> pd.Series:
+    """Standardised differences from the all-area average (normal approximation)."""
+    average = numerator.sum() / denominator.sum()
+    expected = average * denominator
+    if statistic == "proportion":
+        return (numerator - expected) / np.sqrt(denominator * average * (1 - average))
+    if statistic == "rate":
+        return (numerator - expected) / np.sqrt(expected)
+    raise ValueError(f"unknown statistic {statistic!r}")
+
+
+def overdispersion(z: pd.Series, winsor: float = 0.10) -> float:
+    """Spiegelhalter's multiplicative overdispersion factor phi from winsorised z-scores.
+
+    phi = mean of squared z-scores after pulling the lowest and highest ``winsor`` share in
+    to the nearest remaining value; phi <= 1 means no overdispersion (1 is returned).
+    """
+    clean = z.dropna().to_numpy(dtype=float)
+    low, high = np.quantile(clean, [winsor, 1 - winsor])
+    phi = float(np.mean(np.clip(clean, low, high) ** 2))
+    return max(phi, 1.0)
+
+
+def significance_overdispersed(numerator: pd.Series, denominator: pd.Series, statistic: str, level: float) -> pd.Series:
+    """'high' / 'low' / 'not significant' with limits inflated by sqrt(phi) (Spiegelhalter 2005)."""
+    z = z_scores(numerator, denominator, statistic)
+    limit = _z(level) * np.sqrt(overdispersion(z))
+    labels = np.where(z > limit, "high", np.where(z < -limit, "low", "not significant"))
+    return pd.Series(labels, index=numerator.index, dtype="object").where(z.notna(), None)

@@ -85,6 +85,8 @@ def compare(values: pd.DataFrame, peers: pd.DataFrame, directions: dict[str, str
         england = by_area["value"].get(ENGLAND, np.nan)
         low_better = directions[metric] == "low"
         for area, own in by_area.drop(index=ENGLAND, errors="ignore").iterrows():
+            if pd.isna(own["value"]):
+                continue  # suppressed or missing: nothing to compare
             codes = [area] + list(peers.loc[peers["area_code"] == area, "peer_code"])
             members = by_area.reindex(codes).dropna(subset=["value"])
             peer_rows = members.drop(index=area, errors="ignore")

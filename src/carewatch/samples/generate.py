@@ -45,7 +45,7 @@ def revise(values: pd.DataFrame, world: World, period: dt.date) -> pd.DataFrame:
 def write_all(out_dir: str | Path | None = None, full: bool = False) -> list[Path]:
     root = Path(out_dir or paths.samples_dir())
     world = World.from_config()
-    run_date = sources.embedded_run_date().date()
+    run_date = sources.embedded_samples_until()
     written: list[Path] = []
 
     def due(source: str, period: str) -> bool:
