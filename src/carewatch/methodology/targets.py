@@ -106,7 +106,7 @@ def area_targets(comp: pd.DataFrame, target_set: TargetSet) -> pd.DataFrame:
 
 def track(rates: pd.DataFrame, target_set: TargetSet) -> pd.DataFrame:
     """Per area and month in the set's validity period: actual against target and the tests."""
-    comp = components(rates, target_set)
+    comp = components(rates[rates["area_code"] != ENGLAND], target_set)
     comp["period_start"] = pd.to_datetime(comp["period_start"])
     targets = area_targets(comp, target_set)
     months = comp[
