@@ -1,12 +1,32 @@
-"""NHS Digital ASCOF measures CSV (annual), every header variant.
+"""NHS Digital "Measures from the Adult Social Care Outcomes Framework" CSV (annual).
 
-Windows-1252 bytes; column names change case and spacing between years ("Geographical
-Code" / "GeographicalCode", "ONS Area Code" / "ONS Code" / "ONSAreaCode", "ASCOF Measure
-Code" / "ASCOFMeasureCode"), so columns are matched on their lower-cased letters only.
-Suppression markers ("[x]", "[c]", "*", "..", "-") become nulls with the marker kept in
-``suppression``. Measure codes are kept as published (in 2023-24 code 2C was reused for a
-different measure: downstream code reads 2B1 and 2B2 only). The financial year comes from a
-year column if the file has one, else from the requested period.
+One row per geography x ASCOF measure code x measure type in the file; returned as the
+``ascof`` tidy schema of ``docs/data-contract.md``.
+
+Confirmed from public descriptions of the real files (NHS Digital field notes of 2018-19
+redistributed on GitHub, analysts' scripts reading the 2014-15 to 2022-23 files):
+
+- columns Geographical Code (the CASSR / old local-authority code), Geographical
+  Description, Geographical Level (Council, Region, Council Type - sometimes "Council
+  type" - England), ONS Area Code (written "ONS Code" in later years), ASCOF Measure Code
+  (the measure group plus any disaggregation: "2B16574", "2B185OV", "2B1F"), Disaggregation
+  Level, Measure Type (Numerator, Denominator, Outcome, Base, Margin of Error), Measure
+  Value, Measure Group ("2B1"), Measure Group Description;
+- Windows-1252 encoding ("–", "£" in descriptions); suppression markers "[x]" and "[c]"
+  (2020-21 on); blank cells where a measure type does not apply, a value is suppressed or a
+  council did not submit.
+
+Assumed (domain brief, not seen in a real file here): the 2014-15 header without spaces
+("GeographicalCode", "ONSAreaCode", "ASCOFMeasureCode"), the older markers "*" and "..",
+thousands separators in values, and an optional year column ("Year" / "Financial Year").
+Columns are therefore matched on their lower-cased letters only, and any of the markers
+becomes a null ``value`` with the marker in ``suppression``; a blank cell becomes a null
+with no marker.
+
+Measure codes and groups are kept as published: in 2023-24 the code 2C was reused for a
+different measure, so 2C figures of different years are not one series (downstream reads
+2B1 and 2B2 only). ``council_code`` is resolved (ONS code first, then the old code) on
+Council rows only.
 """
 
 from __future__ import annotations
@@ -22,7 +42,8 @@ from carewatch.errors import ParseError
 from carewatch.parsers import register
 
 SOURCE = "ascof"
-SUPPRESSION = {"[x]", "[c]", "[z]", "*", "**", "..", "-", ":", "x", "c"}
+
+# normalised header (lower-case letters only) -> tidy column
 COLUMNS = {
     "geographicalcode": "geo_code",
     "geographicaldescription": "geo_name",
@@ -31,72 +52,112 @@ COLUMNS = {
     "onscode": "ons_code",
     "ascofmeasurecode": "measure_code",
     "disaggregationlevel": "disaggregation",
+    "disaggregation": "disaggregation",
     "measuretype": "measure_type",
     "measurevalue": "value",
     "measuregroup": "measure_group",
-    "measuregroupdescription": "measure_group_description",
     "year": "year",
     "financialyear": "year",
 }
 REQUIRED = ["geo_code", "geo_name", "geo_level", "measure_code", "measure_type", "value", "measure_group"]
-FY = re.compile(r"^(\d{4})-?(\d{2})$")
+SUPPRESSION_MARKERS = ("[x]", "[c]", "*", "..")
+MEASURE_TYPES = ["Numerator", "Denominator", "Outcome", "Base", "Margin of Error"]
+GEO_LEVELS = ["Council", "Region", "Council Type", "England"]
+FINANCIAL_YEAR = re.compile(r"^(\d{4})\s*[-/]\s*(\d{2}|\d{4})$")
+OUTPUT = ["year", "geo_code", "geo_name", "geo_level", "ons_code", "council_code", "measure_group",
+          "measure_code", "disaggregation", "measure_type", "value", "suppression"]
 
 
-def _key(name: str) -> str:
-    return re.sub(r"[^a-z]", "", name.lower())
+def _letters(name: str) -> str:
+    return re.sub(r"[^a-z]", "", str(name).lower())
+
+
+def _canonical(values: pd.Series, spellings: list[str]) -> pd.Series:
+    """Known labels in their contract spelling whatever their case/spacing; others as published."""
+    by_letters = {_letters(s): s for s in spellings}
+    return values.map(lambda v: by_letters.get(_letters(v), v))
+
+
+def read_text(path: Path, source: str) -> str:
+    """The file's text: UTF-8 (with or without BOM) if it decodes as such, else Windows-1252."""
+    raw = path.read_bytes()
+    if raw.lstrip()[:15].lower().startswith((b"<!doctype", b"<html")):
+        raise ParseError(source, path, "an HTML page, not a CSV")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("cp1252")
+    except UnicodeDecodeError as err:
+        raise ParseError(source, path, f"neither UTF-8 nor Windows-1252 text (byte {raw[err.start]:#x} at offset {err.start})") from None
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(io.StringIO(read_text(path, SOURCE)), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ParseError(SOURCE, path, f"not a readable CSV ({str(err).splitlines()[0]})") from None
+    renamed = {column: COLUMNS[_letters(column)] for column in frame.columns if _letters(column) in COLUMNS}
+    missing = [c for c in REQUIRED if c not in renamed.values()]
+    if missing:
+        raise ParseError(SOURCE, path, f"missing column(s) {', '.join(missing)}; header is {', '.join(map(repr, frame.columns))}")
+    frame = frame[list(renamed)].rename(columns=renamed)
+    if frame.empty:
+        raise ParseError(SOURCE, path, "header but no data rows")
+    return frame.apply(lambda column: column.str.strip())
+
+
+def _financial_year(frame: pd.DataFrame, period: str | None, path: Path) -> str:
+    """The file's year column if it has one, else the requested period; as "2016-17"."""
+    if "year" in frame.columns:
+        years = sorted(set(frame["year"]))
+        if len(years) != 1:
+            raise ParseError(SOURCE, path, f"more than one year in the year column: {years}")
+        year = years[0]
+    elif period:
+        year = period
+    else:
+        raise ParseError(SOURCE, path, "the file has no year column and no period was given (e.g. 2016-17)")
+    match = FINANCIAL_YEAR.match(year.strip())
+    if not match or (int(match.group(1)) + 1) % 100 != int(match.group(2)) % 100:
+        raise ParseError(SOURCE, path, f"year {year!r} is not a financial year such as 2016-17")
+    return f"{match.group(1)}-{match.group(2)[-2:]}"
+
+
+def _values(text: pd.Series, path: Path) -> tuple[pd.Series, pd.Series]:
+    """(value, suppression marker) from the Measure Value column."""
+    suppressed = text.isin(SUPPRESSION_MARKERS)
+    numeric = text.str.replace(",", "", regex=False).where(~suppressed & (text != ""))
+    values = pd.to_numeric(numeric, errors="coerce")
+    bad = values.isna() & numeric.notna()
+    if bad.any():
+        row = bad.idxmax()
+        raise ParseError(SOURCE, path, f"Measure Value {text[row]!r} on line {row + 2} is neither a number nor a suppression marker {SUPPRESSION_MARKERS}")
+    return values.astype("float64"), text.where(suppressed, None)
+
+
+def _council_codes(frame: pd.DataFrame) -> list[str | None]:
+    ons = frame["ons_code"] if "ons_code" in frame.columns else pd.Series("", index=frame.index)
+    return [
+        geography.resolve_council(ons_code=o or None, legacy_code=g or None) if level == "Council" else None
+        for o, g, level in zip(ons, frame["geo_code"], frame["geo_level"])
+    ]
 
 
 @register("ascof")
 def parse(path: Path, period: str | None = None) -> pd.DataFrame:
-    raw = path.read_bytes()
-    if raw[:5].lower().startswith((b"<!doc", b"<html")):
-        raise ParseError(SOURCE, path, "an HTML page, not a CSV")
-    text = raw.decode("cp1252", errors="strict") if not raw.startswith(b"\xef\xbb\xbf") else raw.decode("utf-8-sig")
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except Exception as err:
-        raise ParseError(SOURCE, path, f"not a readable CSV ({err})") from None
-    renamed = {c: COLUMNS[_key(c)] for c in frame.columns if _key(c) in COLUMNS}
-    frame = frame.rename(columns=renamed)
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        raise ParseError(SOURCE, path, f"missing column(s) {', '.join(missing)}; found {', '.join(map(repr, renamed) or ['none'])}")
-    if "year" in frame.columns:
-        years = set(frame["year"].str.strip())
-        if len(years) != 1:
-            raise ParseError(SOURCE, path, f"more than one year in the file: {sorted(years)}")
-        year = years.pop()
-    elif period:
-        year = period
-    else:
-        raise ParseError(SOURCE, path, "no year column and no --period given (e.g. 2016-17)")
-    match = FY.match(year.replace("/", "-"))
-    if not match:
-        raise ParseError(SOURCE, path, f"year {year!r} is not a financial year such as 2016-17")
-    year = f"{match.group(1)}-{match.group(2)}"
-    value_text = frame["value"].str.strip()
-    suppressed = value_text.str.lower().isin(SUPPRESSION) | (value_text == "")
-    numbers = pd.to_numeric(value_text.str.replace(",", "", regex=False).where(~suppressed), errors="coerce")
-    bad = numbers.isna() & ~suppressed
-    if bad.any():
-        raise ParseError(SOURCE, path, f"Measure Value {value_text[bad].iloc[0]!r} (row {bad.idxmax() + 2}) is neither a number nor a suppression marker")
-    ons = frame["ons_code"].str.strip() if "ons_code" in frame.columns else pd.Series([None] * len(frame))
-    is_council = frame["geo_level"].str.strip().str.lower().str.startswith("council") & ~frame["geo_level"].str.lower().str.contains("type")
-    councils = [
-        geography.resolve_council(ons_code=o or None, legacy_code=g) if c else None
-        for o, g, c in zip(ons, frame["geo_code"].str.strip(), is_council)
-    ]
-    return pd.DataFrame({
-        "year": year,
-        "geo_code": frame["geo_code"].str.strip(),
-        "geo_name": frame["geo_name"].str.strip(),
-        "geo_level": frame["geo_level"].str.strip(),
-        "ons_code": ons.replace("", None),
-        "council_code": councils,
-        "measure_group": frame["measure_group"].str.strip(),
-        "measure_code": frame["measure_code"].str.strip(),
-        "disaggregation": frame["disaggregation"].str.strip() if "disaggregation" in frame.columns else "Total",
-        "measure_type": frame["measure_type"].str.strip(),
-        "value": numbers.astype("float64"),
-        "suppression": value_text.where(suppressed & (value_text != ""), None),
-    })
+    frame = _read_table(path)
+    frame["geo_level"] = _canonical(frame["geo_level"], GEO_LEVELS)
+    frame["measure_type"] = _canonical(frame["measure_type"], MEASURE_TYPES)
+    if "disaggregation" not in frame.columns:
+        frame["disaggregation"] = "Total"
+    value, suppression = _values(frame["value"], path)
+    out = frame.assign(
+        year=_financial_year(frame, period, path),
+        ons_code=frame["ons_code"].replace("", None) if "ons_code" in frame.columns else None,
+        council_code=_council_codes(frame),
+        value=value,
+        suppression=suppression,
+    )
+    return out[OUTPUT].reset_index(drop=True)

@@ -1,10 +1,23 @@
-"""NHS England DTOC monthly provider-level CSV.
+"""NHS England delayed transfers of care, monthly provider-level CSV (MSitDT).
 
-One row per provider x commissioner x local authority x care type x reason, with per agency
-an "A" column (patients delayed at the month's snapshot) and a "B" column (delayed days in
-the month). Two period styles seen in real files: a single period column
-("MSitDT-SEPTEMBER-2017"), or a financial-year column ("2017-18") plus a month-name period
-column ("SEPTEMBER"). Numbers may carry thousands separators. Melted to one row per agency.
+Wide file: one row per provider x commissioner x local authority x type of care x reason
+for delay, and per agency (NHS, Social Care, Both) an "A" column (patients delayed at the
+month's snapshot) and a "B" column (delayed days in the month). Returned melted to one row
+per agency: the ``dtoc_provider`` tidy schema of ``docs/data-contract.md``.
+
+Confirmed (a published analysis script that reads several years of the real files): the
+column order period(s), provider code and name, commissioner code and name, LA code and
+name, care type, delay reason, NHS A, NHS B, Social Care A, Social Care B, Both A, Both B;
+two period styles - a single "Period" column holding "MSitDT-SEPTEMBER-2017", or a "Year"
+column holding the financial year ("2017-18") followed by a column with the month's name in
+capitals ("JANUARY" belongs to the second calendar year); LA names in capitals with special
+rows "RESIDENT IN WALES", "RESIDENT IN SCOTLAND", "RESIDENT OUTSIDE GB".
+
+Assumed (domain brief; exact spellings not seen): header spellings - columns are matched on
+their lower-cased letters against the aliases below; care types "Acute" / "Non-Acute" in any
+case; delay reasons written as the code alone ("Di") or the code with its description
+("DI) AWAITING RESIDENTIAL HOME PLACEMENT"), read as the leading code; numbers as text with
+thousands separators ("1,234"); "-" or a blank cell for no figure (null).
 """
 
 from __future__ import annotations
@@ -19,82 +32,131 @@ import pandas as pd
 from carewatch import geography
 from carewatch.errors import ParseError
 from carewatch.parsers import register
+from carewatch.parsers.ascof import read_text
 
 SOURCE = "dtoc_provider"
-AGENCIES = {"nhs": "nhs", "socialcare": "social_care", "sc": "social_care", "both": "both"}
+
+# normalised header (lower-case letters only) -> identifying column
 ID_COLUMNS = {
-    "provcode": "provider_code", "providercode": "provider_code",
-    "provname": "provider_name", "providername": "provider_name",
-    "commcode": "commissioner_code", "commissionercode": "commissioner_code",
-    "lacode": "la_code", "laname": "la_name",
+    "year": "year", "financialyear": "year",
+    "period": "period", "month": "period",
+    "provcode": "provider_code", "providercode": "provider_code", "provorgcode": "provider_code",
+    "provname": "provider_name", "providername": "provider_name", "provorgname": "provider_name",
+    "commcode": "commissioner_code", "commissionercode": "commissioner_code", "commissionerorgcode": "commissioner_code",
+    "ccgcode": "commissioner_code",
+    "lacode": "la_code", "localauthoritycode": "la_code",
+    "laname": "la_name", "localauthorityname": "la_name", "localauthority": "la_name",
     "typeofcare": "care_type", "caretype": "care_type",
     "reason": "reason", "reasonfordelay": "reason", "delayreason": "reason",
-    "period": "period", "year": "year",
 }
-MONTHS = {m.upper(): i for i, m in enumerate(["", "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]) if m}
+REQUIRED = ["period", "provider_code", "la_code", "care_type", "reason"]
+AGENCY_PREFIXES = {"nhs": "nhs", "socialcare": "social_care", "sc": "social_care", "both": "both"}
+MEASURES = {"a": "patients_delayed", "b": "delayed_days"}
+CARE_TYPES = {"acute": "acute", "nonacute": "non_acute"}
+REASONS = {r.upper(): r for r in ["A", "B", "C", "Di", "Dii", "E", "F", "G", "H", "I", "O"]}
+MONTHS = {m: i for i, m in enumerate(
+    ["JANUARY", "FEBRUARY", "MARCH", "APRIL", "MAY", "JUNE", "JULY", "AUGUST", "SEPTEMBER", "OCTOBER", "NOVEMBER", "DECEMBER"], start=1)}
+MSITDT_LABEL = re.compile(r"^MSITDT-([A-Z]+)-(\d{4})$")
+FINANCIAL_YEAR = re.compile(r"^(\d{4})-(\d{2})$")
+NULL_TEXT = ("", "-")
+OUTPUT = ["period", "provider_code", "provider_name", "commissioner_code", "la_code", "la_name", "council_code",
+          "care_type", "reason", "agency", "patients_delayed", "delayed_days"]
 
 
-def _key(name: str) -> str:
-    return re.sub(r"[^a-z]", "", name.lower())
+def _letters(name: str) -> str:
+    return re.sub(r"[^a-z]", "", str(name).lower())
 
 
-def _period(year: str | None, label: str, path: Path) -> dt.date:
-    label = label.strip().upper()
-    match = re.match(r"^MSITDT-([A-Z]+)-(\d{4})$", label)
+def _classify_columns(columns, path: Path) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    """({tidy id column: header}, {(agency, "a"/"b"): header}); ParseError if any is missing."""
+    ids, measures = {}, {}
+    for column in columns:
+        key = _letters(column)
+        if key in ID_COLUMNS and ID_COLUMNS[key] not in ids:
+            ids[ID_COLUMNS[key]] = column
+        elif key[:-1] in AGENCY_PREFIXES and key[-1:] in MEASURES:
+            measures[(AGENCY_PREFIXES[key[:-1]], key[-1])] = column
+    missing = [c for c in REQUIRED if c not in ids]
+    missing += [f"{agency} {letter.upper()}" for agency in ("nhs", "social_care", "both") for letter in MEASURES if (agency, letter) not in measures]
+    if missing:
+        raise ParseError(SOURCE, path, f"missing column(s) {', '.join(missing)}; header is {', '.join(map(repr, columns))}")
+    return ids, measures
+
+
+def _month(label: str, year: str | None, path: Path) -> dt.date:
+    """First day of the month from "MSitDT-SEPTEMBER-2017", or from "SEPTEMBER" plus "2017-18"."""
+    label = label.upper()
+    match = MSITDT_LABEL.match(label)
     if match and match.group(1) in MONTHS:
         return dt.date(int(match.group(2)), MONTHS[match.group(1)], 1)
-    if label in MONTHS and year:
-        fy = re.match(r"^(\d{4})-(\d{2})$", year.strip())
-        if fy:
-            month = MONTHS[label]
-            return dt.date(int(fy.group(1)) + (1 if month < 4 else 0), month, 1)
-    raise ParseError(SOURCE, path, f"period {label!r} (year {year!r}) is neither 'MSitDT-MONTH-YYYY' nor a month with a financial year")
+    fy = FINANCIAL_YEAR.match(year or "")
+    if label in MONTHS and fy:
+        first = int(fy.group(1))
+        month = MONTHS[label]
+        return dt.date(first if month >= 4 else first + 1, month, 1)
+    raise ParseError(SOURCE, path, f"period {label!r} (year {year!r}) is neither 'MSitDT-MONTH-YYYY' nor a month name with a financial year such as 2017-18")
+
+
+def _numbers(text: pd.Series, column: str, path: Path) -> pd.Series:
+    cleaned = text.str.replace(",", "", regex=False)
+    values = pd.to_numeric(cleaned.where(~cleaned.isin(NULL_TEXT)), errors="coerce")
+    bad = values.isna() & ~cleaned.isin(NULL_TEXT)
+    if bad.any():
+        row = bad.idxmax()
+        raise ParseError(SOURCE, path, f"column {column!r} line {row + 2}: {text[row]!r} is not a number")
+    return values.astype("float64")
+
+
+def _care_types(text: pd.Series, path: Path) -> pd.Series:
+    keys = text.map(_letters)
+    unknown = sorted(set(text[~keys.isin(CARE_TYPES)]))
+    if unknown:
+        raise ParseError(SOURCE, path, f"unknown type(s) of care {unknown}; expected Acute or Non-Acute")
+    return keys.map(CARE_TYPES)
+
+
+def _reason_code(text: str) -> str | None:
+    match = re.match(r"^([A-Za-z]{1,3})(?:$|[\s).:\-])", text)
+    return REASONS.get(match.group(1).upper()) if match else None
+
+
+def _reasons(text: pd.Series, path: Path) -> pd.Series:
+    codes = text.map(_reason_code)
+    unknown = sorted(set(text[codes.isna()]))
+    if unknown:
+        raise ParseError(SOURCE, path, f"unknown delay reason(s) {unknown[:5]}; expected codes {', '.join(REASONS.values())}")
+    return codes
 
 
 @register("dtoc_provider")
 def parse(path: Path, period: str | None = None) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(io.StringIO(path.read_bytes().decode("cp1252")), dtype=str, keep_default_na=False)
-    except Exception as err:
-        raise ParseError(SOURCE, path, f"not a readable CSV ({err.__class__.__name__})") from None
-    ids, measures = {}, {}
-    for column in frame.columns:
-        key = _key(column)
-        if key in ID_COLUMNS:
-            ids[ID_COLUMNS[key]] = column
-        elif key[-1:] in ("a", "b") and key[:-1] in AGENCIES:
-            measures[(AGENCIES[key[:-1]], key[-1])] = column
-    missing = [c for c in ("provider_code", "la_code", "care_type", "reason", "period") if c not in ids]
-    if missing:
-        raise ParseError(SOURCE, path, f"missing column(s) {missing}; found {list(frame.columns)}")
-    if len(measures) != 6:
-        raise ParseError(SOURCE, path, f"expected A and B columns for NHS, Social Care and Both; found {sorted(measures)}")
-    labels = frame[[c for c in (ids.get("year"), ids["period"]) if c]].drop_duplicates()
-    periods = {tuple(r): _period(r[0] if len(r) == 2 else None, r[-1], path) for r in labels.itertuples(index=False)}
-    key_cols = [c for c in (ids.get("year"), ids["period"]) if c]
-    month = frame[key_cols].apply(lambda r: periods[tuple(r)], axis=1)
-    care = frame[ids["care_type"]].str.strip().str.lower().str.replace("-", "_").str.replace(" ", "_")
-    out = []
-    for agency in ("nhs", "social_care", "both"):
-        numbers = {}
-        for letter, name in (("a", "patients_delayed"), ("b", "delayed_days")):
-            text = frame[measures[(agency, letter)]].str.strip().str.replace(",", "", regex=False)
-            values = pd.to_numeric(text.replace({"": None, "-": None}), errors="coerce")
-            if (values.isna() & ~text.isin(["", "-"])).any():
-                raise ParseError(SOURCE, path, f"column {measures[(agency, letter)]!r}: {text[values.isna() & ~text.isin(['', '-'])].iloc[0]!r} is not a number")
-            numbers[name] = values.astype("float64")
-        la_codes = frame[ids["la_code"]].str.strip()
-        out.append(pd.DataFrame({
-            "period": month,
-            "provider_code": frame[ids["provider_code"]].str.strip(),
-            "provider_name": frame[ids["provider_name"]].str.strip() if "provider_name" in ids else None,
-            "commissioner_code": frame[ids["commissioner_code"]].str.strip() if "commissioner_code" in ids else None,
-            "la_code": la_codes,
-            "la_name": frame[ids["la_name"]].str.strip() if "la_name" in ids else None,
-            "council_code": [geography.resolve_council(legacy_code=c) for c in la_codes],
-            "care_type": care,
-            "reason": frame[ids["reason"]].str.strip(),
-            "agency": agency,
-            **numbers,
-        }))
-    return pd.concat(out, ignore_index=True)
+        frame = pd.read_csv(io.StringIO(read_text(path, SOURCE)), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ParseError(SOURCE, path, f"not a readable CSV ({str(err).splitlines()[0]})") from None
+    ids, measures = _classify_columns(list(frame.columns), path)
+    if frame.empty:
+        raise ParseError(SOURCE, path, "header but no data rows")
+    frame = frame.apply(lambda column: column.str.strip())
+    year = frame[ids["year"]] if "year" in ids else pd.Series(None, index=frame.index, dtype=object)
+    months = {key: _month(key[0], key[1], path) for key in set(zip(frame[ids["period"]], year))}
+    la_code = frame[ids["la_code"]]
+    common = pd.DataFrame({
+        "period": [months[key] for key in zip(frame[ids["period"]], year)],
+        "provider_code": frame[ids["provider_code"]],
+        "provider_name": frame[ids["provider_name"]] if "provider_name" in ids else None,
+        "commissioner_code": frame[ids["commissioner_code"]] if "commissioner_code" in ids else None,
+        "la_code": la_code,
+        "la_name": frame[ids["la_name"]] if "la_name" in ids else None,
+        "council_code": [geography.resolve_council(legacy_code=code) for code in la_code],
+        "care_type": _care_types(frame[ids["care_type"]], path),
+        "reason": _reasons(frame[ids["reason"]], path),
+    })
+    per_agency = [
+        common.assign(agency=agency, **{
+            name: _numbers(frame[measures[(agency, letter)]], measures[(agency, letter)], path)
+            for letter, name in MEASURES.items()
+        })
+        for agency in ("nhs", "social_care", "both")
+    ]
+    return pd.concat(per_agency, ignore_index=True)[OUTPUT]
