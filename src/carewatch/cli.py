@@ -2,6 +2,7 @@
 
 Verbs:
   parse SOURCE FILE [--period P]     parse a local publication with the DAG's parser; tidy CSV to stdout
+  hes-metrics EXTRACT [--from --to]  hospital metrics per HWB area and month from a HES APC extract
   samples [--out DIR]                regenerate the embedded sample publications (deterministic)
   serve-samples [--port N]           serve the embedded samples over HTTP in the foreground
   run                                the monthly pipeline end to end through Airflow on the embedded samples
@@ -24,6 +25,14 @@ def _cmd_parse(args: argparse.Namespace) -> int:
     parser_name = sources.parser_for(args.source)
     frame = parsers.parse(parser_name, args.file, args.period)
     frame.to_csv(sys.stdout, index=False, date_format="%Y-%m-%d")
+    return 0
+
+
+def _cmd_hes_metrics(args: argparse.Namespace) -> int:
+    from carewatch import hospital
+
+    frame = hospital.hes_metrics(args.extract, args.from_period, args.to_period)
+    frame.to_csv(sys.stdout, index=False)
     return 0
 
 
@@ -62,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--period", help="the period you expect the file to hold (YYYY-MM, YYYY-YY or YYYY)")
     p.set_defaults(func=_cmd_parse)
+
+    p = sub.add_parser("hes-metrics", help="hospital metrics from a record-level HES APC extract (Parquet); CSV on stdout")
+    p.add_argument("extract")
+    p.add_argument("--from", dest="from_period", help="first month, YYYY-MM")
+    p.add_argument("--to", dest="to_period", help="last month, YYYY-MM")
+    p.set_defaults(func=_cmd_hes_metrics)
 
     p = sub.add_parser("samples", help="regenerate the embedded sample publications")
     p.add_argument("--out", default=None, help="output directory (default data/samples)")

@@ -18,6 +18,11 @@ their lower-cased letters against the aliases below; care types "Acute" / "Non-A
 case; delay reasons written as the code alone ("Di") or the code with its description
 ("DI) AWAITING RESIDENTIAL HOME PLACEMENT"), read as the leading code; numbers as text with
 thousands separators ("1,234"); "-" or a blank cell for no figure (null).
+
+``council_code`` comes from the LA code through the reference geography; where a council was
+replaced (merge or split) on or before the month and the row names a successor rather than
+the old council, the successor's code is used: Dorset's old code 809 stayed in use for the
+new unitary Dorset (E06000059, "Dorset UA") from 2019.
 """
 
 from __future__ import annotations
@@ -128,6 +133,20 @@ def _reasons(text: pd.Series, path: Path) -> pd.Series:
     return codes
 
 
+def _council(la_code: str, la_name: str, period: dt.date) -> str | None:
+    """The council of an LA code. A code kept by a successor council (Dorset's 809, written
+    "DORSET UA" for the new unitary Dorset) goes to the successor the row names."""
+    council = geography.resolve_council(legacy_code=la_code)
+    name = _letters(la_name)
+    if council is None or name == _letters(geography.name_of(council)):
+        return council
+    changes = geography.code_changes()
+    successors = changes[(changes["old_code"] == council) & changes["change"].isin(["merge", "split"])
+                         & (changes["effective_from"] <= period)]["new_code"]
+    named = [code for code in successors if name in (_letters(geography.name_of(code)), _letters(geography.name_of(code)) + "ua")]
+    return named[0] if named else council
+
+
 @register("dtoc_provider")
 def parse(path: Path, period: str | None = None) -> pd.DataFrame:
     try:
@@ -141,14 +160,17 @@ def parse(path: Path, period: str | None = None) -> pd.DataFrame:
     year = frame[ids["year"]] if "year" in ids else pd.Series(None, index=frame.index, dtype=object)
     months = {key: _month(key[0], key[1], path) for key in set(zip(frame[ids["period"]], year))}
     la_code = frame[ids["la_code"]]
+    la_name = frame[ids["la_name"]] if "la_name" in ids else pd.Series("", index=frame.index)
+    period_of_row = [months[key] for key in zip(frame[ids["period"]], year)]
+    councils = {key: _council(*key) for key in set(zip(la_code, la_name, period_of_row))}
     common = pd.DataFrame({
-        "period": [months[key] for key in zip(frame[ids["period"]], year)],
+        "period": period_of_row,
         "provider_code": frame[ids["provider_code"]],
         "provider_name": frame[ids["provider_name"]] if "provider_name" in ids else None,
         "commissioner_code": frame[ids["commissioner_code"]] if "commissioner_code" in ids else None,
         "la_code": la_code,
-        "la_name": frame[ids["la_name"]] if "la_name" in ids else None,
-        "council_code": [geography.resolve_council(legacy_code=code) for code in la_code],
+        "la_name": la_name if "la_name" in ids else None,
+        "council_code": [councils[key] for key in zip(la_code, la_name, period_of_row)],
         "care_type": _care_types(frame[ids["care_type"]], path),
         "reason": _reasons(frame[ids["reason"]], path),
     })

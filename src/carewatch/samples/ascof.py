@@ -24,13 +24,13 @@ headline 2B1 and 2B2 counts per council). Output, Windows-1252 encoded:
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from carewatch import geography
+from carewatch.samples.dtoc_provider import legacy_code
 
 ENGLAND = ("E92000001", "England")
 REGION_CODES = {
@@ -67,20 +67,6 @@ def _count(value: int, fy: str) -> str:
     return f"{int(value):,}" if fy <= "2015-16" else str(int(value))
 
 
-@lru_cache(maxsize=1)
-def _legacy_codes() -> dict[str, str]:
-    """Council code -> old local-authority code (2017 councils, then successors' codes)."""
-    later = geography.legacy_codes()
-    legacy = dict(zip(later["council_code"], later["legacy_code"]))
-    legacy.update(zip(geography.councils()["council_code"], geography.councils()["legacy_code"]))
-    return legacy
-
-
-def _geo_code(council_code: str) -> str:
-    """The council's old local-authority code (its ONS code if it never had one)."""
-    return _legacy_codes().get(council_code) or council_code
-
-
 def _region_of(council_code: str) -> str:
     regions = dict(zip(geography.councils()["council_code"], geography.councils()["region_name"]))
     if council_code in regions:
@@ -109,7 +95,7 @@ def _measure_rows(geo: tuple[str, str, str, str], group: str, code: str, disaggr
 
 
 def _council_rows(row, fy: str, withhold: bool, rng: np.random.Generator) -> list[list[str]]:
-    geo = (_geo_code(row.council_code), geography.name_of(row.council_code), "Council", row.council_code)
+    geo = (legacy_code(row.council_code), geography.name_of(row.council_code), "Council", row.council_code)
     group = row.measure_group
     rows = _measure_rows(geo, group, group, "Total", row.numerator, row.denominator, fy, withhold and group == "2B1")
     for parts in DISAGGREGATIONS:

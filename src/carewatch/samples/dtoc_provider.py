@@ -50,54 +50,61 @@ def period_columns(period: dt.date) -> dict[str, str]:
 
 @lru_cache(maxsize=1)
 def _legacy_codes() -> dict[str, str]:
-    later = geography.legacy_codes()
-    legacy = dict(zip(later["council_code"], later["legacy_code"]))
+    """Council code -> old local-authority code; a successor without one keeps its predecessor's."""
+    legacy = dict(zip(geography.legacy_codes()["council_code"], geography.legacy_codes()["legacy_code"]))
     legacy.update(zip(geography.councils()["council_code"], geography.councils()["legacy_code"]))
+    for old, new in zip(geography.code_changes()["old_code"], geography.code_changes()["new_code"]):
+        legacy.setdefault(new, legacy.get(old, ""))
     return legacy
+
+
+def legacy_code(council_code: str) -> str:
+    """The council's old local-authority code as DTOC/ASCOF files write it (its ONS code if none)."""
+    return _legacy_codes().get(council_code) or council_code
 
 
 def _la(row_type: str, code: str) -> tuple[str, str]:
     """(LA Code, LA Name) as the provider file writes them."""
     if row_type == "special":
         return code, geography.SPECIAL_ROWS[code].upper()
-    name = geography.name_of(code).upper() + (" UA" if code.startswith("E06") else "")
-    return _legacy_codes().get(code) or code, name
+    return legacy_code(code), geography.name_of(code).upper() + (" UA" if code.startswith("E06") else "")
 
 
 def _providers(code: str) -> tuple[list[tuple[str, str]], str]:
     """A stable handful of synthetic (provider code, name) for an area, and its commissioner code."""
     seed = zlib.crc32(code.encode())
     codes = dict.fromkeys(f"R{np.base_repr((seed >> (5 * i)) % 1296, 36):0>2}" for i in range(2 + seed % 3))
-    return [(c, f"{c} HOSPITALS NHS TRUST") for c in codes], f"{seed % 99 + 1:02d}{chr(65 + seed % 26)}"
+    return [(c, f"{c} NHS TRUST") for c in codes], f"{seed % 99 + 1:02d}{chr(65 + seed % 26)}"
 
 
-def _margins(area: pd.DataFrame) -> dict[str, pd.Series] | None:
-    """Days by agency, reason and care type (no totals); None for a row of "-"."""
-    if area["value"].isna().all():
-        return None
-    margins = {
-        breakdown: area[(area["breakdown"] == breakdown) & (area["category"] != "total")].set_index("category")["value"].astype("int64")
-        for breakdown in ("agency", "reason", "care_type")
-    }
-    sums = {breakdown: int(values.sum()) for breakdown, values in margins.items()}
-    if len(set(sums.values())) != 1:
-        raise ValueError(f"{area['code'].iloc[0]}: agency, reason and care-type days disagree {sums}")
-    return margins
+def _areas(frame: pd.DataFrame) -> dict[tuple[str, str], dict[str, dict[str, int]]]:
+    """{(row_type, code): {breakdown: {category: days}}} without totals; areas of "-" left out."""
+    areas: dict = {}
+    for row in frame[frame["row_type"].isin(["council", "special"]) & (frame["category"] != "total")].itertuples(index=False):
+        area = areas.setdefault((row.row_type, row.code), {})
+        area.setdefault(row.breakdown, {})[row.category] = None if pd.isna(row.value) else int(row.value)
+    complete = {}
+    for key, margins in sorted(areas.items()):
+        if any(v is None for values in margins.values() for v in values.values()):
+            continue
+        sums = {breakdown: sum(values.values()) for breakdown, values in margins.items()}
+        if len(set(sums.values())) != 1:
+            raise ValueError(f"{key[1]}: agency, reason and care-type days disagree {sums}")
+        complete[key] = margins
+    return complete
 
 
-def _cells(margins: dict[str, pd.Series], rng: np.random.Generator) -> pd.DataFrame:
-    """Days per reason x care type x agency with exactly the given margins."""
-    reasons = margins["reason"].iloc[rng.permutation(len(margins["reason"]))]
-    care = margins["care_type"].reindex(list(CARE_TYPES), fill_value=0)
-    agency = margins["agency"].reindex(AGENCIES, fill_value=0)
-    day_reason = np.repeat(np.arange(len(reasons)), reasons.to_numpy())
-    day_care = np.repeat(np.arange(len(care)), care.to_numpy())
-    day_agency = rng.permutation(np.repeat(np.arange(len(agency)), agency.to_numpy()))
-    cell = (day_reason * len(care) + day_care) * len(agency) + day_agency
-    days = np.bincount(cell, minlength=len(reasons) * len(care) * len(agency)).reshape(len(reasons) * len(care), len(agency))
-    index = pd.MultiIndex.from_product([reasons.index, care.index], names=["reason", "care_type"])
-    table = pd.DataFrame(days, index=index, columns=AGENCIES).reset_index()
-    return table[table[AGENCIES].sum(axis=1) > 0]
+def _cells(margins: dict[str, dict[str, int]], rng: np.random.Generator) -> list[tuple[str, str, np.ndarray]]:
+    """(reason, care type, days per agency) with exactly the given margins; empty cells left out."""
+    reasons = list(margins["reason"])
+    reasons = [reasons[i] for i in rng.permutation(len(reasons))]
+    care = list(CARE_TYPES)
+    day_reason = np.repeat(np.arange(len(reasons)), [margins["reason"][r] for r in reasons])
+    day_care = np.repeat(np.arange(len(care)), [margins["care_type"].get(c, 0) for c in care])
+    day_agency = rng.permutation(np.repeat(np.arange(len(AGENCIES)), [margins["agency"].get(a, 0) for a in AGENCIES]))
+    cell = (day_reason * len(care) + day_care) * len(AGENCIES) + day_agency
+    days = np.bincount(cell, minlength=len(reasons) * len(care) * len(AGENCIES)).reshape(len(reasons), len(care), len(AGENCIES))
+    return [(reason, care_type, days[i, j]) for i, reason in enumerate(reasons) for j, care_type in enumerate(care) if days[i, j].sum() > 0]
 
 
 def _area_rows(row_type: str, code: str, margins, days_in_month: int, rng: np.random.Generator) -> list[list]:
@@ -105,30 +112,24 @@ def _area_rows(row_type: str, code: str, margins, days_in_month: int, rng: np.ra
     providers, commissioner = _providers(code)
     weights = np.array(PROVIDER_WEIGHTS[: len(providers)]) / sum(PROVIDER_WEIGHTS[: len(providers)])
     rows = []
-    for cell in _cells(margins, rng).itertuples(index=False):
+    for reason, care_type, days in _cells(margins, rng):
         provider_code, provider_name = providers[rng.choice(len(providers), p=weights)]
-        figures = []
-        for agency in AGENCIES:
-            days = int(getattr(cell, agency))
-            figures += [int(rng.binomial(days, 1 / days_in_month)), f"{days:,}"]
+        patients = rng.binomial(days, 1 / days_in_month)
+        figures = [text for a, b in zip(patients, days) for text in (str(a), f"{b:,}")]
         rows.append([provider_code, provider_name, commissioner, f"NHS {la_name.removesuffix(' UA')} CCG", la_code, la_name,
-                     CARE_TYPES[cell.care_type], cell.reason, *figures])
+                     CARE_TYPES[care_type], reason, *figures])
     return rows
 
 
 def write_month(path: str | Path, period: dt.date, frame: pd.DataFrame, rng: np.random.Generator) -> Path:
     """Write the provider CSV of ``period`` from ``frame`` (World.dtoc_month(period)); returns the path."""
     days_in_month = calendar.monthrange(period.year, period.month)[1]
-    areas = frame[frame["row_type"].isin(["council", "special"])]
-    rows = []
-    for (row_type, code), area in areas.groupby(["row_type", "code"], sort=True):
-        margins = _margins(area)
-        if margins is not None:
-            rows += _area_rows(row_type, code, margins, days_in_month, rng)
+    rows = [row for (row_type, code), margins in _areas(frame).items()
+            for row in _area_rows(row_type, code, margins, days_in_month, rng)]
     out = pd.DataFrame(rows, columns=COLUMNS)
     for column, value in reversed(period_columns(period).items()):
         out.insert(0, column, value)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(out.to_csv(index=False, lineterminator="\r\n").encode("cp1252"))
+    path.write_bytes(out.to_csv(index=False, lineterminator="\n").encode("cp1252"))
     return path

@@ -1,0 +1,122 @@
+"""Record-level hospital metrics against an independent pandas implementation and hand counts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from carewatch import hospital
+from carewatch.errors import ParseError
+from carewatch.samples import hes_apc
+
+EMERGENCY = {"21", "22", "23", "24", "25", "28", "2A", "2B", "2C", "2D"}
+
+
+def pandas_metrics(extract) -> pd.DataFrame:
+    """The documented definitions, written plainly in pandas (the oracle; not product code)."""
+    e = pq.read_table(extract).to_pandas()
+    lookup = pd.read_csv(hospital.lookup_path(), dtype=str).set_index("district_code")["hwb_code"]
+    e = e[(e["epistat"] == 3) & e["admimeth"].isin(EMERGENCY) & (e["startage"] >= 65) & (e["startage"] <= 120)].copy()
+    e["area_code"] = e["resladst_ons"].map(lookup).fillna("UNMAPPED")
+    adm = e[e["epiorder"] == 1].copy()
+    adm["period"] = pd.to_datetime(adm["admidate"]).dt.to_period("M").dt.to_timestamp()
+    admissions = adm.groupby(["area_code", "period"]).size().rename("emergency_admissions")
+    dis = e[e["disdate"].notna() & ~e["dismeth"].isin([4, 5])].copy()
+    dis["period"] = pd.to_datetime(dis["disdate"]).dt.to_period("M").dt.to_timestamp()
+    dis["los"] = (pd.to_datetime(dis["disdate"]) - pd.to_datetime(dis["admidate"])).dt.days
+    dis["weekend"] = pd.to_datetime(dis["disdate"]).dt.dayofweek >= 5
+
+    def nearest_rank_p90(values):
+        ordered = np.sort(values.to_numpy())
+        return int(ordered[int(np.ceil(0.9 * len(ordered))) - 1])
+
+    discharges = dis.groupby(["area_code", "period"]).agg(
+        discharges=("los", "size"), los_p90_days=("los", nearest_rank_p90), weekend_discharges=("weekend", "sum"))
+    out = pd.concat([admissions, discharges], axis=1).reset_index()
+    out["emergency_admissions"] = out["emergency_admissions"].fillna(0).astype(int)
+    out["discharges"] = out["discharges"].fillna(0).astype(int)
+    out["weekend_discharges"] = out["weekend_discharges"].fillna(0).astype(int)
+    out["period"] = out["period"].dt.strftime("%Y-%m-%d")
+    return out[hospital.COLUMNS]
+
+
+def _normalise(frame):
+    frame = frame.copy()
+    frame["los_p90_days"] = frame["los_p90_days"].astype("Float64")
+    for c in ("emergency_admissions", "discharges", "weekend_discharges"):
+        frame[c] = frame[c].astype("int64")
+    return frame.sort_values(["period", "area_code"]).reset_index(drop=True)
+
+
+def test_generated_extract_agrees_exactly_with_the_pandas_implementation(tmp_path):
+    extract = hes_apc.write_apc_extract(tmp_path / "apc.parquet", 200_000, seed=3)
+    ours = _normalise(hospital.hes_metrics(extract))
+    oracle = _normalise(pandas_metrics(extract))
+    pd.testing.assert_frame_equal(ours, oracle, check_dtype=False)
+    assert (ours["area_code"] == "UNMAPPED").any()
+
+
+def _hand_extract(path):
+    D = dt.date
+    hackney = "E09000012"
+    rows = [
+        # epikey, spell, order, stat, meth, admidate, disdate, dismeth, age, residence
+        (1, 1, 1, 3, "21", D(2017, 4, 3), D(2017, 4, 3), 1, 65, hackney),     # admission + same-day discharge (Monday)
+        (2, 2, 1, 3, "2A", D(2017, 4, 10), None, None, 80, hackney),          # first episode of a 2-episode spell
+        (3, 2, 2, 3, "2A", D(2017, 4, 10), D(2017, 4, 15), 1, 80, hackney),   # its last: 5 days, Saturday
+        (4, 3, 1, 3, "21", D(2017, 4, 20), D(2017, 4, 30), 4, 70, hackney),   # died: admission, not a discharge
+        (5, 4, 1, 3, "21", D(2017, 4, 21), D(2017, 5, 7), 1, 90, hackney),    # discharged in May (Sunday), 16 days
+        (6, 5, 1, 3, "21", D(2017, 4, 22), None, 8, 75, hackney),             # still in hospital
+        (7, 6, 1, 3, "11", D(2017, 4, 23), D(2017, 4, 24), 1, 70, hackney),   # elective: nothing
+        (8, 7, 1, 3, "21", D(2017, 4, 24), D(2017, 4, 25), 1, 64, hackney),   # aged 64: nothing
+        (9, 8, 1, 3, "21", D(2017, 4, 24), D(2017, 4, 25), 1, 7003, hackney), # infant code 7003: nothing
+        (10, 9, 1, 1, "21", D(2017, 4, 25), D(2017, 4, 26), 1, 70, hackney),  # unfinished: nothing
+        (11, 10, 1, 3, "22", D(2017, 4, 26), D(2017, 4, 29), 1, 121, hackney),# age 121 is out of range
+        (12, 11, 1, 3, "21", D(2017, 4, 27), D(2017, 4, 28), 1, 120, "W06000015"),  # Welsh resident, 1 day, Friday
+        (13, 12, 1, 3, "28", D(2017, 4, 28), D(2017, 4, 30), 9, 88, None),    # missing residence, 2 days, Sunday
+    ]
+    frame = pd.DataFrame(rows, columns=["epikey", "susspellid", "epiorder", "epistat", "admimeth", "admidate", "disdate", "dismeth", "startage", "resladst_ons"])
+    frame["epistart"] = frame["admidate"]
+    frame["epiend"] = frame["disdate"].fillna(frame["admidate"])
+    frame["dismeth"] = frame["dismeth"].astype("Int8")
+    table = pa.Table.from_pandas(frame[[f.name for f in hes_apc.SCHEMA]], schema=hes_apc.SCHEMA, preserve_index=False)
+    pq.write_table(table, path)
+    return path
+
+
+def test_hand_made_extract_with_every_edge_case(tmp_path):
+    got = hospital.hes_metrics(_hand_extract(tmp_path / "hand.parquet")).set_index(["area_code", "period"])
+    # Hackney, April 2017: admissions = episodes 1, 2, 4, 5, 6 (first episodes, emergency, 65-120) = 5
+    #   discharges in April = episode 1 (0 days, Monday) and 3 (5 days, Saturday) = 2 (4 died, 5 in May)
+    #   p90 by nearest rank of [0, 5]: ceil(0.9 * 2) = 2nd value = 5; weekend = 1
+    assert tuple(got.loc[("E09000012", "2017-04-01")]) == (5, 2, 5, 1)
+    # Hackney, May 2017: no admissions; episode 5 discharged Sunday 7 May after 16 days
+    assert tuple(got.loc[("E09000012", "2017-05-01")]) == (0, 1, 16, 1)
+    # Outside England or unknown residence, April: episodes 12 (Wales) and 13 (missing), both
+    #   admissions and discharges (1 day Friday, 2 days Sunday): p90 of [1, 2] = 2, weekend 1
+    assert tuple(got.loc[("UNMAPPED", "2017-04-01")]) == (2, 2, 2, 1)
+    assert len(got) == 3
+
+
+def test_period_filter_and_cli(tmp_path):
+    extract = _hand_extract(tmp_path / "hand.parquet")
+    out = subprocess.run([sys.executable, "-m", "carewatch.cli", "hes-metrics", str(extract), "--from", "2017-05", "--to", "2017-05"], capture_output=True, text=True)
+    assert out.returncode == 0
+    frame = pd.read_csv(io.StringIO(out.stdout))
+    assert list(frame.columns) == hospital.COLUMNS
+    assert frame.to_dict("records") == [{"area_code": "E09000012", "period": "2017-05-01", "emergency_admissions": 0, "discharges": 1, "los_p90_days": 16, "weekend_discharges": 1}]
+
+
+def test_an_extract_without_the_fields_is_refused(tmp_path):
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"epikey": [1]}), path)
+    with pytest.raises(ParseError, match="missing HES APC column"):
+        hospital.hes_metrics(path)
