@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -93,11 +94,22 @@ def read_text(path: Path, source: str) -> str:
         raise ParseError(source, path, f"neither UTF-8 nor Windows-1252 text (byte {raw[err.start]:#x} at offset {err.start})") from None
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def read_csv_table(path: Path, source: str) -> pd.DataFrame:
+    """Every cell as stripped text; ParseError if the CSV is malformed (also used by dtoc_provider)."""
+    text = read_text(path, source)
     try:
-        frame = pd.read_csv(io.StringIO(read_text(path, SOURCE)), dtype=str, keep_default_na=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, index_col=False)
+    except pd.errors.ParserWarning:
+        raise ParseError(source, path, "not a readable CSV (a row has more fields than the header)") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise ParseError(SOURCE, path, f"not a readable CSV ({str(err).splitlines()[0]})") from None
+        raise ParseError(source, path, f"not a readable CSV ({str(err).splitlines()[0]})") from None
+    return frame.apply(lambda column: column.str.strip())
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    frame = read_csv_table(path, SOURCE)
     renamed = {column: COLUMNS[_letters(column)] for column in frame.columns if _letters(column) in COLUMNS}
     missing = [c for c in REQUIRED if c not in renamed.values()]
     if missing:
@@ -105,7 +117,7 @@ def _read_table(path: Path) -> pd.DataFrame:
     frame = frame[list(renamed)].rename(columns=renamed)
     if frame.empty:
         raise ParseError(SOURCE, path, "header but no data rows")
-    return frame.apply(lambda column: column.str.strip())
+    return frame
 
 
 def _financial_year(frame: pd.DataFrame, period: str | None, path: Path) -> str:

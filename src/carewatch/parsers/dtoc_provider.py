@@ -28,7 +28,6 @@ new unitary Dorset (E06000059, "Dorset UA") from 2019.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import re
 from pathlib import Path
 
@@ -37,7 +36,7 @@ import pandas as pd
 from carewatch import geography
 from carewatch.errors import ParseError
 from carewatch.parsers import register
-from carewatch.parsers.ascof import read_text
+from carewatch.parsers.ascof import read_csv_table
 
 SOURCE = "dtoc_provider"
 
@@ -51,7 +50,7 @@ ID_COLUMNS = {
     "ccgcode": "commissioner_code",
     "lacode": "la_code", "localauthoritycode": "la_code",
     "laname": "la_name", "localauthorityname": "la_name", "localauthority": "la_name",
-    "typeofcare": "care_type", "caretype": "care_type",
+    "typeofcare": "care_type", "caretype": "care_type", "acutenonacute": "care_type",
     "reason": "reason", "reasonfordelay": "reason", "delayreason": "reason",
 }
 REQUIRED = ["period", "provider_code", "la_code", "care_type", "reason"]
@@ -149,15 +148,11 @@ def _council(la_code: str, la_name: str, period: dt.date) -> str | None:
 
 @register("dtoc_provider")
 def parse(path: Path, period: str | None = None) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(io.StringIO(read_text(path, SOURCE)), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise ParseError(SOURCE, path, f"not a readable CSV ({str(err).splitlines()[0]})") from None
+    frame = read_csv_table(path, SOURCE)
     ids, measures = _classify_columns(list(frame.columns), path)
     if frame.empty:
         raise ParseError(SOURCE, path, "header but no data rows")
-    frame = frame.apply(lambda column: column.str.strip())
-    year = frame[ids["year"]] if "year" in ids else pd.Series(None, index=frame.index, dtype=object)
+    year = list(frame[ids["year"]]) if "year" in ids else [None] * len(frame)
     months = {key: _month(key[0], key[1], path) for key in set(zip(frame[ids["period"]], year))}
     la_code = frame[ids["la_code"]]
     la_name = frame[ids["la_name"]] if "la_name" in ids else pd.Series("", index=frame.index)
