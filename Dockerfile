@@ -1,0 +1,10 @@
+# The project's Airflow image: the official Airflow 3.3.2 image plus the locked requirements
+# (the same constraints.txt as local development) and the carewatch package.
+FROM apache/airflow:3.3.2-python3.11
+
+COPY --chown=airflow:root requirements.txt constraints.txt /opt/carewatch/
+RUN pip install --no-cache-dir -r /opt/carewatch/requirements.txt -c /opt/carewatch/constraints.txt
+
+COPY --chown=airflow:root pyproject.toml README.md /opt/carewatch/
+COPY --chown=airflow:root src /opt/carewatch/src
+RUN pip install --no-cache-dir --no-deps /opt/carewatch

