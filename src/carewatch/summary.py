@@ -125,5 +125,7 @@ def print_results() -> None:
         ).fetchall()
         new = [f for f in flagged if f[1] == "new"]
         print(f"\nCQC review flags in {month:%B %Y}: {len(flagged)} areas flagged, {len(new)} new")
-        for area, _status, _first, reasons in new[:15]:
-            print(f"  NEW {names.get(area, area)}: {reasons}")
+        for area, status, first, reasons in (new + [f for f in flagged if f[1] != "new"])[:12]:
+            print(f"  {status.upper():<10} {names.get(area, area)} (since {first:%b %Y}): {reasons}")
+        if len(flagged) > 12:
+            print(f"  ... and {len(flagged) - 12} more: see the report and review_flag_history")
