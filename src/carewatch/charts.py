@@ -74,23 +74,3 @@ def funnel_plot(points: pd.DataFrame, average: float, statistic: str, multiplier
     )
     labels = dots.transform_filter("datum.flagged").mark_text(align="left", dx=5, fontSize=9, color="#d5281b").encode(text="area_name:N")
     return alt.layer(lines, mean, dots, labels).properties(title=title, width=330, height=220)
-
-
-def area_vs_peers(rows: pd.DataFrame, title: str) -> alt.TopLevelMixin:
-    """An area's metrics with confidence intervals against its similar areas and England.
-
-    ``rows``: ``metric``, ``series`` (area / similar areas / England), ``value``, ``ci_lower``, ``ci_upper``.
-    """
-    base = alt.Chart(rows).encode(
-        y=alt.Y("series:N", title=None, sort=["area", "similar areas", "England"]),
-        color=alt.Color("series:N", scale=alt.Scale(domain=["area", "similar areas", "England"], range=["#005eb8", "#41b6e6", "#212b32"]), legend=None),
-    )
-    dots = base.mark_point(filled=True, size=50).encode(x=alt.X("value:Q", scale=alt.Scale(zero=False), title=None))
-    bars = base.mark_rule().encode(x="ci_lower:Q", x2="ci_upper:Q")
-    return (
-        alt.layer(bars, dots, data=rows)
-        .properties(width=150, height=45)
-        .facet(facet=alt.Facet("metric:N", title=None, header=alt.Header(labelFontSize=9, labelLimit=180)), columns=3)
-        .resolve_scale(x="independent")
-        .properties(title=title)
-    )

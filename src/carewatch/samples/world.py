@@ -211,10 +211,7 @@ class World:
         """Per council: 2B1 and 2B2 numerators and denominators for a financial year."""
         start = int(fy[:4])
         older = self.older(start)
-        codes = self.councils(dt.date(start, 4, 1))
-        if start >= 2019:
-            codes = codes
-        codes = codes + ["E06000053"]
+        codes = self.councils(dt.date(start, 4, 1)) + ["E06000053"]  # ASCOF reports the Isles of Scilly
         rows = []
         for code in sorted(codes):
             p = self.profile.loc[code]
