@@ -2,6 +2,7 @@
 
 Verbs:
   parse SOURCE FILE [--period P]     parse a local publication with the DAG's parser; tidy CSV to stdout
+  validate SOURCE FILE [--period P]  run the source's Great Expectations suite on a local file (exit 1 if blocking)
   hes-metrics EXTRACT [--from --to]  hospital metrics per HWB area and month from a HES APC extract
   samples [--out DIR]                regenerate the embedded sample publications (deterministic)
   serve-samples [--port N]           serve the embedded samples over HTTP in the foreground
@@ -26,6 +27,18 @@ def _cmd_parse(args: argparse.Namespace) -> int:
     frame = parsers.parse(parser_name, args.file, args.period)
     frame.to_csv(sys.stdout, index=False, date_format="%Y-%m-%d")
     return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from carewatch import parsers, sources, validation
+
+    frame = parsers.parse(sources.parser_for(args.source), args.file, args.period)
+    report = validation.validate(args.source, frame, period=args.period)
+    for result in report.results:
+        print(result.line())
+    blocking, warnings = len(report.blocking_failures), len(report.warnings)
+    print(f"{args.file}: {len(report.results)} expectations, {blocking} blocking failures, {warnings} warnings")
+    return 0 if report.ok else 1
 
 
 def _cmd_hes_metrics(args: argparse.Namespace) -> int:
@@ -71,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--period", help="the period you expect the file to hold (YYYY-MM, YYYY-YY or YYYY)")
     p.set_defaults(func=_cmd_parse)
+
+    p = sub.add_parser("validate", help="run a source's expectation suite on a local file; writes nothing")
+    p.add_argument("source")
+    p.add_argument("file")
+    p.add_argument("--period", help="the period the file should hold (YYYY-MM)")
+    p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("hes-metrics", help="hospital metrics from a record-level HES APC extract (Parquet); CSV on stdout")
     p.add_argument("extract")
