@@ -9,7 +9,7 @@ The work itself lives in :mod:`carewatch.pipeline`; this file only wires tasks.
 from __future__ import annotations
 
 from carewatch import dagkit, sources
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Asset, Param, dag, task, task_group
 
 
 def build_ingest_dag(source: sources.Source):
@@ -64,6 +64,13 @@ def build_ingest_dag(source: sources.Source):
 
             return pipeline.parse_period(fetched)
 
+        @task(pool=dagkit.WAREHOUSE_POOL, retries=0)
+        def validate(parsed: dict) -> dict:
+            """Run the source's Great Expectations suite; a blocking failure quarantines the period."""
+            from carewatch import pipeline
+
+            return pipeline.validate_period(parsed)
+
         @task(pool=dagkit.WAREHOUSE_POOL)
         def load(parsed: dict) -> dict:
             """Load the period into its warehouse landing table in one transaction."""
@@ -76,11 +83,15 @@ def build_ingest_dag(source: sources.Source):
             """Record what this run fetched, parsed and loaded; publishes the source's Asset."""
             from carewatch import pipeline
 
-            return pipeline.summarise_ingest(source.name, list(loaded))
+            # a mapped task group expanded over no period hands over None, not []
+            return pipeline.summarise_ingest(source.name, list(loaded or []))
 
-        fetched = fetch.expand(period=plan_periods())
-        parsed = parse.expand(fetched=fetched)
-        summarise(load.expand(parsed=parsed))
+        @task_group
+        def one_period(period: str):
+            """fetch -> parse -> validate -> load for one period; periods fail independently."""
+            return load(validate(parse(fetch(period))))
+
+        summarise(one_period.expand(period=plan_periods()))
 
     return ingest()
 

@@ -63,13 +63,19 @@ Publisher: {source.publisher}. Cadence: {source.cadence}. Parser: `{source.parse
 logical date plus the revision window, or the `from_period`/`to_period` params);
 `fetch` downloads each into the immutable raw store (`var/raw/{source.name}/...`) with
 conditional GET, recording every version in `raw_manifest`; `parse` turns each new file into
-the tidy schema of `docs/data-contract.md`.
+the tidy schema of `docs/data-contract.md`; `validate` runs the source's Great Expectations
+suite (`expectations/{source.name}.json`, if there is one) and records every result in
+`validation_results`; `load` writes the period into its landing table in one transaction.
 
 **When it fails.**
 - `fetch` failed: read the task log. It names source, period and URL and says what was
   wrong (HTML page instead of a file, truncated, too big, wrong type, HTTP error). Nothing
   was stored. If NHS moved the file, update `config/sources.yaml` and clear the task.
 - `fetch` skipped: the period is not published yet; the next run picks it up.
+- `validate` failed: a blocking expectation failed; the log and the `quarantine` table say
+  which, with examples. Nothing of the period was loaded. Check the file with
+  `carewatch validate {source.name} <raw file> --period <period>`; if the publication is
+  wrong, wait for its revision; if the suite is wrong, fix it in review, then clear the task.
 - `parse` failed: the publication's layout changed. Reproduce with
   `carewatch parse {source.name} <raw file> --period <period>`, fix the parser, clear the task.
 """

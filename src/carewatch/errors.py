@@ -39,3 +39,13 @@ class NotPublishedYet(CarewatchError):
         self.period = period
         self.url = url
         super().__init__(f"{source} {period}: not published yet ({url} answered 404)")
+
+
+class QualityError(CarewatchError):
+    """A batch failed a blocking expectation: quarantined, not loaded."""
+
+    def __init__(self, source: str, period: str, failures: list[str]):
+        self.source = source
+        self.period = period
+        self.failures = failures
+        super().__init__(f"{source} {period}: quarantined, {len(failures)} blocking expectation(s) failed: " + " | ".join(failures))

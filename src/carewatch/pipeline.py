@@ -144,6 +144,28 @@ def summarise_ingest(source: str, parsed: list[dict]) -> dict:
     return summary
 
 
+def validate_period(parsed: dict) -> dict:
+    """Run the source's expectation suite on the parsed period and record the results.
+
+    Raises :class:`carewatch.errors.QualityError` when a blocking expectation fails: the
+    period is quarantined (recorded, not loaded) and the task fails.
+    """
+    from carewatch import validation, warehouse
+    from carewatch.errors import QualityError
+
+    if not validation.has_suite(parsed["source"]):
+        return {**parsed, "validated": False}
+    import pandas as pd
+
+    frame = pd.read_parquet(parsed["parsed_path"])
+    report = validation.validate(parsed["source"], frame, period=parsed["period"])
+    with warehouse.connect() as con:
+        validation.store(con, report, file_version=parsed["version"], sha256=parsed["sha256"], parsed_path=parsed["parsed_path"])
+    if not report.ok:
+        raise QualityError(parsed["source"], parsed["period"], [r.line() for r in report.blocking_failures])
+    return {**parsed, "validated": True, "warnings": len(report.warnings)}
+
+
 def load_period(parsed: dict) -> dict:
     """Load one parsed period into its landing table, atomically (one writer: the pool)."""
     from carewatch import sources, warehouse

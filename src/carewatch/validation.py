@@ -145,3 +145,49 @@ def validate(source: str, frame: pd.DataFrame, *, period: str | None) -> Validat
             )
         )
     return report
+
+
+RESULTS_DDL = """
+create table if not exists validation_results (
+    source varchar, period varchar, file_version integer, sha256 varchar, suite varchar,
+    expectation varchar, "column" varchar, severity varchar, success boolean,
+    observed_value varchar, unexpected_count bigint, unexpected_examples varchar,
+    validated_at timestamptz
+);
+create table if not exists quarantine (
+    source varchar, period varchar, file_version integer, sha256 varchar, parsed_path varchar,
+    blocking_failures varchar, quarantined_at timestamptz
+);
+"""
+
+
+def has_suite(source: str) -> bool:
+    return (paths.expectations_dir() / f"{source}.json").is_file()
+
+
+def store(con, report: ValidationReport, *, file_version: int, sha256: str, parsed_path: str) -> None:
+    """Record every result (and a quarantine row if anything blocking failed) in one transaction."""
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone.utc)
+    con.execute(RESULTS_DDL)
+    con.execute("begin transaction")
+    try:
+        con.execute("delete from validation_results where source = ? and period = ? and sha256 = ?", [report.source, report.period, sha256])
+        for r in report.results:
+            con.execute(
+                "insert into validation_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [report.source, report.period, file_version, sha256, report.suite, r.expectation, r.column, r.severity,
+                 r.success, None if r.observed_value is None else str(r.observed_value), r.unexpected_count,
+                 json.dumps([str(x) for x in r.unexpected_examples]), now],
+            )
+        if not report.ok:
+            con.execute(
+                "insert into quarantine values (?, ?, ?, ?, ?, ?, ?)",
+                [report.source, report.period, file_version, sha256, parsed_path,
+                 "; ".join(r.line() for r in report.blocking_failures), now],
+            )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise

@@ -86,3 +86,42 @@ def test_make_run_end_to_end_twice(tmp_path):
         fetched = con.execute("select outcome, count(*) from fetch_log group by 1").fetchall()
     outcomes = dict(fetched)
     assert outcomes["new_version"] == len(manifest) and outcomes["unchanged"] == len(manifest)
+
+
+def test_a_bad_file_is_quarantined_and_fails_its_task_while_the_others_load(airflow_db, carewatch_home, tmp_path, monkeypatch):
+    import shutil
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from carewatch import sample_server
+
+    served = tmp_path / "served" / "dtoc_la"
+    served.mkdir(parents=True)
+    for month in ("2017-01", "2017-02"):
+        shutil.copy(paths.samples_dir() / "dtoc_la" / f"{month}.xls", served / f"{month}.xls")
+    # March's URL serves February's workbook: its Period cell says February 2017
+    shutil.copy(paths.samples_dir() / "dtoc_la" / "2017-02.xls", served / "2017-03.xls")
+    with sample_server.serve_samples(tmp_path / "served") as base:
+        monkeypatch.setenv("CAREWATCH_BASE_URL", base)
+        dag = DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags")).get_dag("ingest_dtoc_la")
+        run = dag.test(logical_date=dt.datetime(2018, 5, 15, 9, tzinfo=dt.timezone.utc), run_conf={"from_period": "2017-01", "to_period": "2017-03"})
+    assert str(run.state) == "failed"
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        loaded = [p for (p,) in con.execute("select distinct _period from land_dtoc_la order by 1").fetchall()]
+        quarantined = con.execute("select period, blocking_failures from quarantine").fetchall()
+        failed_checks = con.execute("select period, expectation, \"column\" from validation_results where not success").fetchall()
+    assert loaded == ["2017-01", "2017-02"]
+    assert [q[0] for q in quarantined] == ["2017-03"] and "[period]" in quarantined[0][1]
+    assert failed_checks == [("2017-03", "expect_column_values_to_be_in_set", "period")]
+
+
+def test_a_run_with_no_period_due_succeeds(airflow_db, sample_base_url, carewatch_home, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("CAREWATCH_BASE_URL", sample_base_url)
+    dag = DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags")).get_dag("ingest_dtoc_provider")
+    # the embedded provider CSVs start in September 2019: nothing is due in May 2018
+    run = dag.test(logical_date=dt.datetime(2018, 5, 15, 9, tzinfo=dt.timezone.utc), run_conf={"bootstrap": True})
+    assert str(run.state) == "success"
+    summary = json.loads((paths.home() / "runs" / "ingest" / "dtoc_provider.json").read_text())
+    assert summary["periods"] == [] and summary["files_parsed"] == 0
