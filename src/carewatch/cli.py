@@ -29,11 +29,24 @@ def _cmd_parse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate_with_history(source: str, frame, period: str | None):
+    """Validate against the warehouse's history when it can be read (read-only), else without."""
+    from carewatch import paths, validation, warehouse
+
+    if period and paths.warehouse_path().is_file():
+        try:
+            with warehouse.connect(read_only=True) as con:
+                return validation.validate(source, frame, period=period, history=validation.warehouse_history(con, source, period))
+        except Exception as err:  # the pipeline holds the file: validate without history, say so
+            print(f"note: warehouse not readable ({err.__class__.__name__}); checks against history skipped", file=sys.stderr)
+    return validation.validate(source, frame, period=period)
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from carewatch import parsers, sources, validation
 
     frame = parsers.parse(sources.parser_for(args.source), args.file, args.period)
-    report = validation.validate(args.source, frame, period=args.period)
+    report = _validate_with_history(args.source, frame, args.period)
     for result in report.results:
         print(result.line())
     blocking, warnings = len(report.blocking_failures), len(report.warnings)

@@ -158,8 +158,9 @@ def validate_period(parsed: dict) -> dict:
     import pandas as pd
 
     frame = pd.read_parquet(parsed["parsed_path"])
-    report = validation.validate(parsed["source"], frame, period=parsed["period"])
     with warehouse.connect() as con:
+        history = validation.warehouse_history(con, parsed["source"], parsed["period"])
+        report = validation.validate(parsed["source"], frame, period=parsed["period"], history=history)
         validation.store(con, report, file_version=parsed["version"], sha256=parsed["sha256"], parsed_path=parsed["parsed_path"])
     if not report.ok:
         raise QualityError(parsed["source"], parsed["period"], [r.line() for r in report.blocking_failures])

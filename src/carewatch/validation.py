@@ -4,7 +4,15 @@ Suites are JSON files in ``expectations/`` (one per source), reviewed like code.
 expectation's severity is in its ``meta``: ``blocking`` (the batch must not reach the
 warehouse) or ``warning`` (loaded, recorded, reported). Values written as ``"$name"`` are
 filled in at run time (``$period``: the period requested; ``$council_codes``: councils of the
-reference geography, successors included).
+reference geography, successors included; ``$hwb_codes``: health and wellbeing board areas, successors included; ``$hwb_count`` and
+``$council_count``: how many HWB areas and councils were in force when the period started,
+or when it was published if the suite's ``meta.geography_as_of`` is ``publication``).
+
+Checks that span rows (parts adding up to a total, a numerator against its denominator, a
+value against the area's own history) are written as *derived columns*: a suite lists in
+``meta.derive`` the derivations it needs (:data:`DERIVATIONS`), each adds one column to the
+frame, and ordinary column expectations in the suite test it, with their severity and
+thresholds in the suite like any other.
 
 GX is imported inside functions: importing it costs seconds and a few hundred MB, which
 DAG parsing must not pay.
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -73,15 +82,152 @@ def load_suite(source: str) -> dict:
     return json.loads(path.read_text())
 
 
-def _runtime_values(period: str | None) -> dict:
+def _period_value(period: str):
+    """The period requested as the tidy frames write it: ISO date, mid-year or financial year."""
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", period):
+        return period
+    if re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", period):
+        return f"{period}-01"
+    if re.fullmatch(r"\d{4}", period):
+        return int(period)
+    return period  # financial year "2017-18"
+
+
+def _period_start(period: str):
+    """The day the period starts: a month's first day, 1 July of a mid-year, 1 April of a financial year."""
+    import datetime as dt
+
+    value = _period_value(period)
+    if isinstance(value, int):
+        return dt.date(value, 7, 1)
+    if re.fullmatch(r"\d{4}-\d{2}", value):
+        return dt.date(int(value[:4]), 4, 1)
+    return dt.date.fromisoformat(value)
+
+
+def _runtime_values(period: str | None, source: str | None = None, geography_as_of: str = "period_start") -> dict:
     from carewatch import geography
 
     changes = geography.code_changes()
     council_codes = sorted(set(geography.councils()["council_code"]) | set(changes.loc[~changes["change"].isin(["recode", "alias"]), "new_code"]))
-    values = {"$council_codes": council_codes}
+    successors = set(changes.loc[~changes["change"].isin(["recode", "alias"]), "new_code"])
+    values = {"$council_codes": council_codes, "$hwb_codes": sorted(set(geography.hwb_areas()["hwb_code"]) | successors)}
     if period:
-        values["$period"] = [pd.Timestamp(period + ("-01" if len(period) == 7 else "")).date().isoformat()]
+        values["$period"] = [_period_value(period)]
+        on = _period_start(period)
+        if geography_as_of == "publication" and source:  # e.g. ONS estimates use the boundaries at release
+            from carewatch import sources
+
+            on = sources.due_date(source, period)
+        values["$hwb_count"] = len({c for h in geography.hwb_areas()["hwb_code"] for c in geography.current_code(h, on)})
+        values["$council_count"] = len({c for h in geography.councils()["council_code"] for c in geography.current_code(h, on)})
+        values["$council_count_and_england"] = values["$council_count"] + 1
     return values
+
+
+# --- derived columns ------------------------------------------------------------------------
+# Each derivation adds one column; rows it does not apply to get null, which column
+# expectations ignore. ``history`` is a callable (source, period, months) -> frame of earlier
+# periods' values (see :func:`warehouse_history`), or None when there is no warehouse.
+
+def _parts_minus_total(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
+    """On each total row of a breakdown: sum of the breakdown's parts minus the total."""
+    keys = spec["keys"]
+    scope = frame[frame.eval(spec["where"])] if spec.get("where") else frame
+    part = scope[spec["category"]] != "total"
+    sums = scope[part].groupby(keys, dropna=False)[spec["value"]].sum(min_count=1).rename("_parts")
+    totals = scope[~part].join(sums, on=keys)
+    out = pd.Series(float("nan"), index=frame.index)
+    out.loc[totals.index] = totals["_parts"] - totals[spec["value"]]
+    return out
+
+
+def _matching_value(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
+    """On rows where ``spec.where`` holds: the value of the row that differs only in ``spec.column``
+    (e.g. a numerator row's denominator)."""
+    column, keys, value = spec["column"], spec["keys"], spec["value"]
+    other = frame[frame[column] == spec["other"]].drop_duplicates(keys).set_index(keys)[value].rename("_other")
+    rows = frame[frame[column] == spec["this"]]
+    joined = rows.join(other, on=keys)
+    out = pd.Series(float("nan"), index=frame.index)
+    out.loc[joined.index] = joined["_other"]
+    return out
+
+
+def _fraction(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
+    """The fractional part of a count (0 for whole numbers), on rows where ``spec.where`` holds."""
+    values = frame[spec["value"]]
+    out = values - values.round()
+    if spec.get("where"):
+        out = out.where(frame.eval(spec["where"]))
+    return out
+
+
+def _ratio_to_trailing_median(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
+    """On the rows where ``spec.where`` holds: value over the area's median of the previous
+    ``spec.months`` periods in the warehouse (null without history)."""
+    out = pd.Series(float("nan"), index=frame.index)
+    if history is None:
+        return out
+    earlier = history(spec)
+    if earlier is None or earlier.empty:
+        return out
+    medians = earlier.groupby(spec["area"])["value"].median().rename("_median")
+    rows = frame[frame.eval(spec["where"])]
+    joined = rows.join(medians, on=spec["area"])
+    ratio = joined[spec["value"]] / joined["_median"].where(joined["_median"] > 0)
+    out.loc[joined.index] = ratio
+    return out
+
+
+DERIVATIONS = {
+    "parts_minus_total": _parts_minus_total,
+    "matching_value": _matching_value,
+    "fraction": _fraction,
+    "ratio_to_trailing_median": _ratio_to_trailing_median,
+}
+
+
+def _derive(frame: pd.DataFrame, specs: list[dict], history) -> pd.DataFrame:
+    if not specs:
+        return frame
+    out = frame.copy()
+    for spec in specs:
+        if spec["derivation"] not in DERIVATIONS:
+            raise ValueError(f"suite asks for unknown derivation {spec['derivation']!r}; known: {', '.join(DERIVATIONS)}")
+        try:
+            out[spec["name"]] = DERIVATIONS[spec["derivation"]](frame, spec, history).astype("float64")
+        except (KeyError, AttributeError, pd.errors.UndefinedVariableError, TypeError):
+            # a column the derivation needs is missing or mistyped: the column expectations say so
+            out[spec["name"]] = float("nan")
+    return out
+
+
+def warehouse_history(con, source: str, period: str | None):
+    """A history callable for :func:`validate`: earlier periods of ``source`` from the latest
+    loaded versions in the warehouse landing table (``spec.months`` before ``period``)."""
+    if con is None or period is None:
+        return None
+
+    def history(spec: dict) -> pd.DataFrame | None:
+        table = f"land_{source}"
+        exists = con.execute("select count(*) from information_schema.tables where table_name = ?", [table]).fetchone()[0]
+        if not exists:
+            return None
+        current = pd.Timestamp(_period_value(period))
+        first = (current - pd.DateOffset(months=int(spec["months"]))).date()
+        frame = con.execute(
+            f"""
+            select * exclude (_version, _sha256, _loaded_at) from {table} t
+            where _period >= ? and _period < ?
+              and _version = (select max(_version) from {table} u where u._period = t._period)
+            """,
+            [first.strftime("%Y-%m"), current.strftime("%Y-%m")],
+        ).df()
+        frame = frame[frame.eval(spec["where"])] if len(frame) else frame
+        return frame[[spec["area"], spec["value"]]].rename(columns={spec["value"]: "value"})
+
+    return history
 
 
 def _fill(value, runtime: dict):
@@ -96,6 +242,15 @@ def _fill(value, runtime: dict):
     return value
 
 
+def _with_derived(kind: str, kwargs: dict, derived: list[str]) -> dict:
+    """Table-column expectations describe the tidy frame; derived columns are added to them."""
+    if kind == "expect_table_columns_to_match_set" and derived:
+        return {**kwargs, "column_set": list(kwargs["column_set"]) + derived}
+    if kind == "expect_table_columns_to_match_ordered_list" and derived:
+        return {**kwargs, "column_list": list(kwargs["column_list"]) + derived}
+    return kwargs
+
+
 def _with_iso_dates(frame: pd.DataFrame) -> pd.DataFrame:
     """Date columns as ISO text, so suites compare them with plain strings ("2017-02-01")."""
     import datetime as dt
@@ -108,17 +263,22 @@ def _with_iso_dates(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def validate(source: str, frame: pd.DataFrame, *, period: str | None) -> ValidationReport:
-    """Run ``source``'s suite on a tidy frame; nothing is written anywhere."""
+def validate(source: str, frame: pd.DataFrame, *, period: str | None, history=None, suite: str | None = None) -> ValidationReport:
+    """Run ``source``'s suite (or the named ``suite``) on a tidy frame; nothing is written anywhere.
+
+    ``history``: see :func:`warehouse_history`; without it, checks against history are skipped
+    (their derived column is null).
+    """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TQDM_DISABLE", "1")
     import great_expectations as gx
 
-    frame = _with_iso_dates(frame)
+    data = load_suite(suite or source)
+    frame = _with_iso_dates(_derive(frame, data.get("meta", {}).get("derive", []), history))
 
-    data = load_suite(source)
-    runtime = _runtime_values(period)
-    expectations = [{**e, "kwargs": _fill(e["kwargs"], runtime)} for e in data["expectations"]]
+    runtime = _runtime_values(period, source, data.get("meta", {}).get("geography_as_of", "period_start"))
+    derived = [spec["name"] for spec in data.get("meta", {}).get("derive", [])]
+    expectations = [{**e, "kwargs": _with_derived(e["type"], _fill(e["kwargs"], runtime), derived)} for e in data["expectations"]]
     context = gx.get_context(mode="ephemeral")
     batch = (
         context.data_sources.add_pandas("carewatch")

@@ -26,7 +26,42 @@ def failed(frame, period="2016-06"):
 
 def test_the_real_workbook_passes(good):
     report, failures = failed(good)
-    assert failures == set() and report.ok and len(report.results) == 9
+    assert failures == set() and report.ok and len(report.results) == 14
+
+
+def set_value(frame, name, breakdown, category, delta):
+    out = frame.copy()
+    rows = (out["la_name"] == name) & (out["breakdown"] == breakdown) & (out["category"] == category) & (out["measure"] == "delayed_days")
+    assert rows.sum() == 1
+    out.loc[rows, "value"] += delta
+    return out
+
+
+def history_of(frame, factor):
+    """A warehouse history in which every council had ``1/factor`` of this month's total days."""
+    totals = frame[(frame["row_type"] == "council") & (frame["breakdown"] == "agency") & (frame["category"] == "total") & (frame["measure"] == "delayed_days")]
+    earlier = totals[["council_code", "value"]].assign(value=totals["value"] / factor)
+    return lambda spec: earlier
+
+
+@pytest.mark.parametrize(
+    "factor,expected",
+    [
+        (1.0, set()),
+        (4.0, {("expect_column_values_to_be_between", "ratio_to_trailing_median", "warning")}),
+        (12.0, {("expect_column_values_to_be_between", "ratio_to_trailing_median", "warning"),
+                ("expect_column_values_to_be_between", "ratio_to_trailing_median", "blocking")}),
+    ],
+)
+def test_plausibility_against_the_trailing_median(good, factor, expected):
+    report = validation.validate("dtoc_la", good, period="2016-06", history=history_of(good, factor))
+    failures = {(r.expectation, r.column, r.severity) for r in report.results if not r.success}
+    assert failures == expected
+    if expected:
+        failing = [r for r in report.results if not r.success][0]
+        # every council with delays (a council with a zero median has no ratio) is implausible
+        councils = good[(good["row_type"] == "council") & (good["breakdown"] == "agency") & (good["category"] == "total") & (good["value"] > 0)]
+        assert failing.unexpected_count == len(councils)
 
 
 def with_code(frame, name, code):
@@ -47,6 +82,9 @@ def with_code(frame, name, code):
         ("renamed_column", {("expect_table_columns_to_match_set", None, "blocking")}),
         ("areas_missing", {("expect_column_unique_value_count_to_be_between", "council_code", "blocking")}),
         ("all_null_values", {("expect_column_values_to_not_be_null", "value", "warning")}),
+        ("agency_parts_do_not_add_up", {("expect_column_values_to_be_between", "agency_parts_minus_total", "blocking")}),
+        ("reason_parts_do_not_add_up", {("expect_column_values_to_be_between", "reason_parts_minus_total", "blocking")}),
+        ("fractional_days", {("expect_column_values_to_be_between", "value_fraction", "blocking")}),
     ],
 )
 def test_bad_input_fails_the_intended_expectation(good, case, expected):
@@ -54,14 +92,17 @@ def test_bad_input_fails_the_intended_expectation(good, case, expected):
     if case == "wrong_period":
         period = "2016-07"
     elif case == "negative_count":
-        frame = good.copy()
-        frame.loc[frame.index[40], "value"] = -5.0
+        # acute days negative, non-acute up by as much: the care-type total still adds up
+        acute = good.loc[(good["la_name"] == "Derby UA") & (good["breakdown"] == "care_type") & (good["category"] == "acute") & (good["measure"] == "delayed_days"), "value"].iloc[0]
+        frame = set_value(good, "Derby UA", "care_type", "acute", -acute - 5)
+        frame = set_value(frame, "Derby UA", "care_type", "non_acute", acute + 5)
     elif case == "unmapped_council":
         frame = with_code(good, "Derby UA", None)
     elif case == "unknown_code":
         frame = with_code(good, "Derby UA", "E06999999")
     elif case == "duplicate_rows":
-        frame = pd.concat([good, good.iloc[[20]]], ignore_index=True)
+        care_type_row = good.index[(good["breakdown"] == "care_type") & (good["row_type"] == "council")][0]
+        frame = pd.concat([good, good.loc[[care_type_row]]], ignore_index=True)
     elif case == "missing_column":
         frame = good.drop(columns=["status"])
     elif case == "renamed_column":
@@ -70,6 +111,13 @@ def test_bad_input_fails_the_intended_expectation(good, case, expected):
         frame = good[~good["la_name"].isin(["Derby UA", "Derbyshire"])]
     elif case == "all_null_values":
         frame = good.assign(value=float("nan"))
+    elif case == "agency_parts_do_not_add_up":
+        frame = set_value(good, "Derby UA", "agency", "social_care", +7)
+    elif case == "reason_parts_do_not_add_up":
+        frame = set_value(good, "Derby UA", "reason", "E", +7)
+    elif case == "fractional_days":
+        frame = set_value(good, "Derby UA", "agency", "nhs", +0.5)
+        frame = set_value(frame, "Derby UA", "agency", "total", +0.5)
     report, failures = failed(frame, period)
     assert failures == expected
     assert report.ok == all(severity == "warning" for _, _, severity in expected)

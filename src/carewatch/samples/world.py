@@ -192,7 +192,8 @@ class World:
         older = self.older(period.year if period.month >= 7 else period.year - 1)
         h = self.config["hospital"]
         rows = []
-        hwbs = sorted({geography.council_to_hwb(c) if c in set(geography.councils()["council_code"]) else c for c in self.councils(period)} | ({"E06000052"}))
+        # hospital data follow the boundaries in force (BCP and the new Dorset from 1 April 2019)
+        hwbs = sorted({c for h in geography.hwb_areas()["hwb_code"] for c in geography.current_code(h, period)})
         for hwb in hwbs:
             members = [hwb] + (["E09000001"] if hwb == "E09000012" else ["E06000053"] if hwb == "E06000052" else [])
             pop65 = sum(older.get(m, 0) for m in members)

@@ -1,0 +1,163 @@
+"""The ASCOF, ONS, hospital-aggregate and provider-level suites: every embedded sample passes,
+every bad input fails exactly the intended expectation (and nothing else)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from carewatch import parsers, paths, sources, validation
+
+SAMPLES = {
+    "ascof": "2017-18",
+    "ons_mye": "2017",
+    "hes_aggregate": "2018-03",
+    "dtoc_provider": "2019-10",
+}
+
+
+@pytest.fixture(scope="module")
+def good():
+    out = {}
+    for source, period in SAMPLES.items():
+        path = next((paths.samples_dir() / source).glob(f"{period}.*"))
+        out[source] = parsers.parse(sources.parser_for(source), path, period)
+    return out
+
+
+def failures(source, frame, period=None):
+    report = validation.validate(source, frame, period=period or SAMPLES[source])
+    return report, {(r.expectation, r.column, r.severity) for r in report.results if not r.success}
+
+
+@pytest.mark.parametrize("source", sorted(SAMPLES))
+def test_every_embedded_sample_passes(source):
+    for path in sorted((paths.samples_dir() / source).iterdir()):
+        period = path.stem
+        frame = parsers.parse(sources.parser_for(source), path, period)
+        report, failed = failures(source, frame, period)
+        assert failed == set(), (path.name, [r.line() for r in report.results if not r.success])
+
+
+def _first(frame, **where):
+    mask = pd.Series(True, index=frame.index)
+    for column, value in where.items():
+        mask &= frame[column] == value
+    assert mask.any(), where
+    return frame.index[mask][0]
+
+
+def _ascof(good, case):
+    f = good["ascof"].copy()
+    if case == "numerator_above_denominator":
+        row = _first(f, geo_name="Hartlepool", measure_code="2B1", measure_type="Numerator")
+        denominator = f.loc[_first(f, geo_name="Hartlepool", measure_code="2B1", measure_type="Denominator"), "value"]
+        f.loc[row, "value"] = denominator + 3
+    elif case == "proportion_out_of_range":
+        f.loc[_first(f, geo_name="Hartlepool", measure_code="2B1", measure_type="Outcome"), "value"] = 112.5
+    elif case == "suppressed_without_marker":
+        f.loc[_first(f, geo_name="Hartlepool", measure_code="2B1", measure_type="Denominator"), "value"] = None
+    elif case == "wrong_period":
+        return f, "2018-19"
+    elif case == "unknown_area":
+        f.loc[f["geo_name"] == "Hartlepool", "council_code"] = "E06999999"
+    elif case == "area_missing":
+        f = f[f["geo_name"] != "Hartlepool"]
+    elif case == "renamed_column":
+        f = f.rename(columns={"geo_name": "geo_description"})
+    elif case == "fractional_count":
+        row = _first(f, geo_name="Hartlepool", measure_code="2B1", measure_type="Denominator")
+        f.loc[row, "value"] += 0.5
+    return f, None
+
+
+def _ons(good, case):
+    f = good["ons_mye"].copy()
+    if case == "suppressed_population":
+        f.loc[f.index[10], "population"] = None
+    elif case == "negative_count":
+        f.loc[f.index[10], "population"] = -4
+    elif case == "age_out_of_range":
+        f.loc[f.index[10], "age"] = 91
+        f.loc[f.index[10], "age"] = 91
+    elif case == "wrong_period":
+        return f, "2016"
+    elif case == "duplicate_rows":
+        f = pd.concat([f, f.iloc[[10]]], ignore_index=True)
+    elif case == "missing_column":
+        f = f.drop(columns=["geography"])
+    return f, None
+
+
+def _hes(good, case):
+    f = good["hes_aggregate"].copy()
+    if case == "numerator_above_denominator":
+        discharges = f.loc[_first(f, area_code="E06000001", measure="discharges_65plus"), "value"]
+        f.loc[_first(f, area_code="E06000001", measure="weekend_discharges_65plus"), "value"] = discharges + 1
+    elif case == "area_missing":
+        f = f[f["area_code"] != "E06000001"]
+    elif case == "unknown_area":
+        f.loc[f["area_code"] == "E06000001", "area_code"] = "E06999999"
+    elif case == "length_of_stay_out_of_range":
+        f.loc[_first(f, area_code="E06000001", measure="los_p90_days"), "value"] = 400.0
+    elif case == "all_null_column":
+        f = f.assign(value=float("nan"))
+    return f, None
+
+
+def _provider(good, case):
+    f = good["dtoc_provider"].copy()
+    if case == "unknown_reason":
+        f.loc[f.index[0], "reason"] = "Z"
+    elif case == "negative_count":
+        f.loc[f.index[0], "delayed_days"] = -1.0
+    elif case == "suppressed_days":
+        f.loc[f.index[0], "delayed_days"] = None
+    elif case == "duplicate_rows":
+        f = pd.concat([f, f.iloc[[0]]], ignore_index=True)
+    elif case == "wrong_period":
+        return f, "2019-11"
+    return f, None
+
+
+PAIR = "expect_column_pair_values_a_to_be_greater_than_b"
+BETWEEN, INSET, NOTNULL = "expect_column_values_to_be_between", "expect_column_values_to_be_in_set", "expect_column_values_to_not_be_null"
+COUNT, UNIQUE = "expect_column_unique_value_count_to_be_between", "expect_compound_columns_to_be_unique"
+COLUMNS = "expect_table_columns_to_match_set"
+
+
+@pytest.mark.parametrize(
+    "source,case,expected",
+    [
+        ("ascof", "numerator_above_denominator", {(PAIR, None, "blocking")}),
+        ("ascof", "proportion_out_of_range", {(BETWEEN, "value", "blocking")}),
+        ("ascof", "suppressed_without_marker", {(NOTNULL, "suppression", "blocking")}),
+        ("ascof", "wrong_period", {(INSET, "year", "blocking")}),
+        ("ascof", "unknown_area", {(INSET, "council_code", "blocking")}),
+        ("ascof", "area_missing", {(COUNT, "council_code", "blocking")}),
+        ("ascof", "renamed_column", {(COLUMNS, None, "blocking")}),
+        ("ascof", "fractional_count", {(BETWEEN, "count_fraction", "blocking")}),
+        ("ons_mye", "suppressed_population", {(NOTNULL, "population", "blocking")}),
+        ("ons_mye", "negative_count", {(BETWEEN, "population", "blocking")}),
+        ("ons_mye", "age_out_of_range", {(BETWEEN, "age", "blocking")}),
+        ("ons_mye", "wrong_period", {(INSET, "mid_year", "blocking")}),
+        ("ons_mye", "duplicate_rows", {(UNIQUE, None, "blocking"), ("expect_table_row_count_to_be_between", None, "blocking")}),
+        ("ons_mye", "missing_column", {(COLUMNS, None, "blocking")}),
+        ("hes_aggregate", "numerator_above_denominator", {(PAIR, None, "blocking")}),
+        ("hes_aggregate", "area_missing", {(COUNT, "area_code", "blocking")}),
+        ("hes_aggregate", "unknown_area", {(INSET, "area_code", "blocking")}),
+        ("hes_aggregate", "length_of_stay_out_of_range", {(BETWEEN, "value", "blocking")}),
+        ("hes_aggregate", "all_null_column", {(NOTNULL, "value", "warning")}),
+        ("dtoc_provider", "unknown_reason", {(INSET, "reason", "blocking")}),
+        ("dtoc_provider", "negative_count", {(BETWEEN, "delayed_days", "blocking")}),
+        ("dtoc_provider", "suppressed_days", {(NOTNULL, "delayed_days", "blocking")}),
+        ("dtoc_provider", "duplicate_rows", {(UNIQUE, None, "blocking")}),
+        ("dtoc_provider", "wrong_period", {(INSET, "period", "blocking")}),
+    ],
+)
+def test_bad_input_fails_the_intended_expectation(good, source, case, expected):
+    corrupt = {"ascof": _ascof, "ons_mye": _ons, "hes_aggregate": _hes, "dtoc_provider": _provider}[source]
+    frame, period = corrupt(good, case)
+    report, failed = failures(source, frame, period)
+    assert failed == expected, [r.line() for r in report.results if not r.success]
+    assert report.ok == all(severity == "warning" for _, _, severity in expected)
