@@ -65,11 +65,11 @@ def build_ingest_dag(source: sources.Source):
             return pipeline.parse_period(fetched)
 
         @task(pool=dagkit.WAREHOUSE_POOL, retries=0)
-        def validate(parsed: dict) -> dict:
+        def validate(parsed: dict, **context) -> dict:
             """Run the source's Great Expectations suite; a blocking failure quarantines the period."""
             from carewatch import pipeline
 
-            return pipeline.validate_period(parsed)
+            return pipeline.validate_period(parsed, task_url=context["ti"].log_url)
 
         @task(pool=dagkit.WAREHOUSE_POOL)
         def load(parsed: dict) -> dict:

@@ -24,7 +24,15 @@ def default_args() -> dict:
         "retry_exponential_backoff": True,
         "max_retry_delay": dt.timedelta(minutes=10),
         "execution_timeout": dt.timedelta(minutes=30),
+        "on_failure_callback": _on_failure,
     }
+
+
+def _on_failure(context) -> None:
+    """Email the data engineers (``config/alerts.yaml``); imported lazily to keep parsing fast."""
+    from carewatch import alerts
+
+    alerts.on_task_failure(context)
 
 
 WAREHOUSE_ASSET_URI = "carewatch://warehouse/fct_metric_values"

@@ -44,8 +44,11 @@ class NotPublishedYet(CarewatchError):
 class QualityError(CarewatchError):
     """A batch failed a blocking expectation: quarantined, not loaded."""
 
-    def __init__(self, source: str, period: str, failures: list[str]):
+    def __init__(self, source: str, period: str, failures: list[str], *, report=None, file_version: int | None = None, sha256: str | None = None):
         self.source = source
         self.period = period
         self.failures = failures
+        self.report = report  # the full ValidationReport, for the alert email
+        self.file_version = file_version
+        self.sha256 = sha256
         super().__init__(f"{source} {period}: quarantined, {len(failures)} blocking expectation(s) failed: " + " | ".join(failures))

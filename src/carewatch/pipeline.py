@@ -144,13 +144,15 @@ def summarise_ingest(source: str, parsed: list[dict]) -> dict:
     return summary
 
 
-def validate_period(parsed: dict) -> dict:
+def validate_period(parsed: dict, task_url: str | None = None) -> dict:
     """Run the source's expectation suite on the parsed period and record the results.
 
-    Raises :class:`carewatch.errors.QualityError` when a blocking expectation fails: the
-    period is quarantined (recorded, not loaded) and the task fails.
+    Every result goes to ``validation_results`` and to the Data Docs site. Raises
+    :class:`carewatch.errors.QualityError` when a blocking expectation fails: the period is
+    quarantined (recorded, not loaded), the task fails and its failure callback emails the
+    details. When only warnings failed, the batch goes on to load and a warning email is sent.
     """
-    from carewatch import validation, warehouse
+    from carewatch import alerts, validation, warehouse
     from carewatch.errors import QualityError
 
     if not validation.has_suite(parsed["source"]):
@@ -160,11 +162,15 @@ def validate_period(parsed: dict) -> dict:
     frame = pd.read_parquet(parsed["parsed_path"])
     with warehouse.connect() as con:
         history = validation.warehouse_history(con, parsed["source"], parsed["period"])
-        report = validation.validate(parsed["source"], frame, period=parsed["period"], history=history)
+        report = validation.validate(parsed["source"], frame, period=parsed["period"], history=history, data_docs=True,
+                                     run_name=f"{parsed['source']} {parsed['period']} v{parsed['version']}")
         validation.store(con, report, file_version=parsed["version"], sha256=parsed["sha256"], parsed_path=parsed["parsed_path"])
     if not report.ok:
-        raise QualityError(parsed["source"], parsed["period"], [r.line() for r in report.blocking_failures])
-    return {**parsed, "validated": True, "warnings": len(report.warnings)}
+        raise QualityError(parsed["source"], parsed["period"], [r.line() for r in report.blocking_failures],
+                           report=report, file_version=parsed["version"], sha256=parsed["sha256"])
+    if report.warnings and alerts.settings().get("email_warnings", True):
+        alerts.send_quietly(alerts.quality_alert(report, file_version=parsed["version"], sha256=parsed["sha256"], task_url=task_url))
+    return {**parsed, "validated": True, "warnings": len(report.warnings), "docs_url": report.docs_url}
 
 
 def load_period(parsed: dict) -> dict:

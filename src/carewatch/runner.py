@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -108,7 +109,7 @@ def run_embedded(logical_date: str | None = None) -> int:
 
     print(f"carewatch: monthly run for {when:%Y-%m-%d} through Airflow (AIRFLOW_HOME={env['AIRFLOW_HOME']})")
     print(f"carewatch: Airflow log: {log_file}")
-    with sample_server.serve_samples() as base_url:
+    with sample_server.serve_samples() as base_url, _local_mail(env) as mail_dir:
         env["CAREWATCH_BASE_URL"] = base_url
         print(f"carewatch: serving the embedded sample publications at {base_url}")
         with log_file.open("w") as log:
@@ -119,8 +120,22 @@ def run_embedded(logical_date: str | None = None) -> int:
                 stderr=subprocess.STDOUT,
             )
     states = _read_states(log_file)
-    summary.print_run_summary(states, log_file)
+    summary.print_run_summary(states, log_file, mail_dir)
     return proc.returncode
+
+
+@contextlib.contextmanager
+def _local_mail(env: dict[str, str]):
+    """Alerts go to a local mail catcher (``$CAREWATCH_HOME/mail``) unless an SMTP connection is
+    configured; yields the catcher's directory (None when a real connection is used)."""
+    from carewatch import mailcatcher
+
+    if env.get("AIRFLOW_CONN_SMTP_DEFAULT"):
+        yield None
+        return
+    with mailcatcher.catch_mail(paths.home() / "mail" / dt.datetime.now().strftime("%Y%m%dT%H%M%S")) as (port, directory):
+        env["AIRFLOW_CONN_SMTP_DEFAULT"] = mailcatcher.connection_uri(port)
+        yield directory
 
 
 def _read_states(log_file: Path) -> dict[str, str]:
@@ -135,7 +150,11 @@ def airflow_ui(port: int = 8080) -> int:
     env = airflow_env()
     env["AIRFLOW__API__PORT"] = str(port)
     env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://localhost:{port}/execution/"
-    return subprocess.call([str(Path(sys.executable).with_name("airflow")), "standalone"], env=env)
+    env.setdefault("AIRFLOW__API__BASE_URL", f"http://localhost:{port}")
+    with _local_mail(env) as mail_dir:
+        if mail_dir:
+            print(f"carewatch: alert emails are caught in {mail_dir}")
+        return subprocess.call([str(Path(sys.executable).with_name("airflow")), "standalone"], env=env)
 
 
 if __name__ == "__main__":

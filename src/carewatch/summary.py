@@ -38,7 +38,7 @@ def manifest_summary() -> list[tuple]:
         ).fetchall()
 
 
-def print_run_summary(states: dict[str, str], log_file: Path) -> None:
+def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | None = None) -> None:
     print()
     print("DAG runs (through Airflow):")
     for dag_id, state in states.items():
@@ -56,11 +56,24 @@ def print_run_summary(states: dict[str, str], log_file: Path) -> None:
             f"{run.get('files_parsed', 0):>10}{run.get('rows', 0):>12,}"
         )
     print_results()
+    print_quality()
+    if mail_dir is not None:
+        from carewatch import mailcatcher
+
+        caught = mailcatcher.messages(mail_dir)
+        print()
+        print(f"Alert emails ({len(caught)}, caught locally in {mail_dir}):" if caught else f"Alert emails: none (caught locally in {mail_dir})")
+        for message in caught:
+            print(f"  {message['Subject']}")
     print()
     print("Outputs:")
     print(f"  raw store (immutable)   {paths.raw_store_dir()}")
     print(f"  parsed tidy Parquet     {paths.home() / 'parsed'}")
-    print(f"  warehouse (DuckDB)      {paths.warehouse_path()}   tables: raw_manifest, fetch_log")
+    print(f"  warehouse (DuckDB)      {paths.warehouse_path()}   tables: docs/data-contract.md")
+    from carewatch import validation
+
+    if validation.data_docs_index().exists():
+        print(f"  Data Docs (GX)          {validation.data_docs_index()}")
     print(f"  Airflow home / log      {paths.home() / 'airflow'}   {log_file}")
     latest = paths.home() / "reports" / "latest.txt"
     if latest.exists():
@@ -129,3 +142,31 @@ def print_results() -> None:
             print(f"  {status.upper():<10} {names.get(area, area)} (since {first:%b %Y}): {reasons}")
         if len(flagged) > 12:
             print(f"  ... and {len(flagged) - 12} more: see the report and review_flag_history")
+
+
+def print_quality() -> None:
+    """Validation results of the warehouse: batches checked, warnings, quarantined."""
+    import duckdb
+
+    if not paths.warehouse_path().exists():
+        return
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+        if "validation_results" not in tables:
+            return
+        rows = con.execute(
+            """
+            select source, count(distinct period || sha256) as batches, count(*) as checks,
+                   count(*) filter (where not success and severity = 'warning') as warnings,
+                   count(*) filter (where not success and severity = 'blocking') as blocking
+            from validation_results group by source order by source
+            """
+        ).fetchall()
+        quarantined = con.execute("select source, period, blocking_failures from quarantine order by source, period").fetchall() if "quarantine" in tables else []
+    print()
+    print(f"{'data quality':<16}{'batches':>8}{'checks':>8}{'warnings':>9}{'blocking':>9}")
+    for source, batches, checks, warnings, blocking in rows:
+        print(f"{source:<16}{batches:>8}{checks:>8}{warnings:>9}{blocking:>9}")
+    for source, period, failures in quarantined:
+        print(f"  QUARANTINED {source} {period}: {failures[:150]}")
+

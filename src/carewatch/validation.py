@@ -24,6 +24,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -40,6 +41,7 @@ class ExpectationResult:
     observed_value: object
     unexpected_count: int | None
     unexpected_examples: list
+    expected: str = ""
 
     def line(self) -> str:
         status = "PASS" if self.success else "FAIL"
@@ -60,6 +62,7 @@ class ValidationReport:
     source: str
     suite: str
     period: str | None
+    docs_url: str | None = None
     results: list[ExpectationResult] = field(default_factory=list)
 
     @property
@@ -263,11 +266,22 @@ def _with_iso_dates(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def validate(source: str, frame: pd.DataFrame, *, period: str | None, history=None, suite: str | None = None) -> ValidationReport:
-    """Run ``source``'s suite (or the named ``suite``) on a tidy frame; nothing is written anywhere.
+def validate(
+    source: str,
+    frame: pd.DataFrame,
+    *,
+    period: str | None,
+    history=None,
+    suite: str | None = None,
+    data_docs: bool = False,
+    run_name: str | None = None,
+) -> ValidationReport:
+    """Run ``source``'s suite (or the named ``suite``) on a tidy frame.
 
     ``history``: see :func:`warehouse_history`; without it, checks against history are skipped
-    (their derived column is null).
+    (their derived column is null). ``data_docs``: keep the result in the file-backed GX
+    project under ``$CAREWATCH_HOME/gx`` and rebuild its Data Docs site (the pipeline does;
+    ``carewatch validate`` does not: it writes nothing).
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -279,16 +293,20 @@ def validate(source: str, frame: pd.DataFrame, *, period: str | None, history=No
     runtime = _runtime_values(period, source, data.get("meta", {}).get("geography_as_of", "period_start"))
     derived = [spec["name"] for spec in data.get("meta", {}).get("derive", [])]
     expectations = [{**e, "kwargs": _with_derived(e["type"], _fill(e["kwargs"], runtime), derived)} for e in data["expectations"]]
-    context = gx.get_context(mode="ephemeral")
-    batch = (
-        context.data_sources.add_pandas("carewatch")
-        .add_dataframe_asset(source)
-        .add_batch_definition_whole_dataframe("whole")
-        .get_batch(batch_parameters={"dataframe": frame})
-    )
-    suite = context.suites.add(gx.ExpectationSuite(name=data["name"], expectations=expectations, meta=data.get("meta", {})))
-    outcome = batch.validate(suite, result_format="SUMMARY")
-    report = ValidationReport(source=source, suite=data["name"], period=period)
+    gx_suite = gx.ExpectationSuite(name=data["name"], expectations=expectations, meta=data.get("meta", {}))
+    docs_url = None
+    if data_docs:
+        outcome, docs_url = _validate_with_data_docs(gx, data["name"], gx_suite, frame, run_name or f"{data['name']} {period}")
+    else:
+        context = gx.get_context(mode="ephemeral")
+        batch = (
+            context.data_sources.add_pandas("carewatch")
+            .add_dataframe_asset(data["name"])
+            .add_batch_definition_whole_dataframe("whole")
+            .get_batch(batch_parameters={"dataframe": frame})
+        )
+        outcome = batch.validate(context.suites.add(gx_suite), result_format="SUMMARY")
+    report = ValidationReport(source=source, suite=data["name"], period=period, docs_url=docs_url)
     for result in outcome.results:
         config = result.expectation_config
         details = result.result or {}
@@ -302,9 +320,48 @@ def validate(source: str, frame: pd.DataFrame, *, period: str | None, history=No
                 observed_value=details.get("observed_value"),
                 unexpected_count=details.get("unexpected_count"),
                 unexpected_examples=list(details.get("partial_unexpected_list") or [])[:5],
+                expected=_expected_text(config.kwargs),
             )
         )
     return report
+
+
+def _expected_text(kwargs: dict) -> str:
+    """The expectation's thresholds in one short line ("min_value=0, max_value=100")."""
+    skip = {"column", "result_format", "catch_exceptions", "meta", "condition_parser", "batch_id"}
+    parts = []
+    for key, value in kwargs.items():
+        if key in skip or value is None:
+            continue
+        if isinstance(value, (list, tuple, set)) and len(value) > 6:
+            value = f"[{', '.join(map(str, list(value)[:5]))}, ... {len(value)} values]"
+        parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+def data_docs_index() -> Path:
+    """The Data Docs site's front page (every validation the pipeline ran, newest first)."""
+    return paths.home() / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+def _validate_with_data_docs(gx, name: str, gx_suite, frame: pd.DataFrame, run_name: str):
+    """Validate through a checkpoint of the file-backed GX project, whose UpdateDataDocsAction
+    renders the result page; returns (suite result, URL of that page)."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    context = gx.get_context(mode="file", project_root_dir=str(paths.home()))
+    datasource = context.data_sources.add_or_update_pandas("carewatch")
+    asset = next((a for a in datasource.assets if a.name == name), None) or datasource.add_dataframe_asset(name)
+    batch_definition = next((b for b in asset.batch_definitions if b.name == "whole"), None) or asset.add_batch_definition_whole_dataframe("whole")
+    gx_suite = context.suites.add_or_update(gx_suite)
+    definition = context.validation_definitions.add_or_update(gx.ValidationDefinition(name=name, data=batch_definition, suite=gx_suite))
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(name=name, validation_definitions=[definition], actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")], result_format="SUMMARY")
+    )
+    result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
+    identifier, outcome = next(iter(result.run_results.items()))
+    urls = context.get_docs_sites_urls(resource_identifier=identifier)
+    return outcome, (urls[0]["site_url"] if urls else None)
 
 
 RESULTS_DDL = """
@@ -314,6 +371,7 @@ create table if not exists validation_results (
     observed_value varchar, unexpected_count bigint, unexpected_examples varchar,
     validated_at timestamptz
 );
+alter table validation_results add column if not exists docs_url varchar;
 create table if not exists quarantine (
     source varchar, period varchar, file_version integer, sha256 varchar, parsed_path varchar,
     blocking_failures varchar, quarantined_at timestamptz
@@ -336,10 +394,10 @@ def store(con, report: ValidationReport, *, file_version: int, sha256: str, pars
         con.execute("delete from validation_results where source = ? and period = ? and sha256 = ?", [report.source, report.period, sha256])
         for r in report.results:
             con.execute(
-                "insert into validation_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "insert into validation_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [report.source, report.period, file_version, sha256, report.suite, r.expectation, r.column, r.severity,
                  r.success, None if r.observed_value is None else str(r.observed_value), r.unexpected_count,
-                 json.dumps([str(x) for x in r.unexpected_examples]), now],
+                 json.dumps([str(x) for x in r.unexpected_examples]), now, report.docs_url],
             )
         if not report.ok:
             con.execute(

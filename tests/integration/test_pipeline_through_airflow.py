@@ -88,31 +88,51 @@ def test_make_run_end_to_end_twice(tmp_path):
     assert outcomes["new_version"] == len(manifest) and outcomes["unchanged"] == len(manifest)
 
 
-def test_a_bad_file_is_quarantined_and_fails_its_task_while_the_others_load(airflow_db, carewatch_home, tmp_path, monkeypatch):
+def test_a_bad_file_is_quarantined_emailed_and_fails_its_source_while_the_others_load(airflow_db, carewatch_home, tmp_path, monkeypatch):
     import shutil
 
     from airflow.dag_processing.dagbag import DagBag
 
-    from carewatch import sample_server
+    from carewatch import mailcatcher, sample_server
 
-    served = tmp_path / "served" / "dtoc_la"
-    served.mkdir(parents=True)
+    served = tmp_path / "served"
+    (served / "dtoc_la").mkdir(parents=True)
     for month in ("2017-01", "2017-02"):
-        shutil.copy(paths.samples_dir() / "dtoc_la" / f"{month}.xls", served / f"{month}.xls")
+        shutil.copy(paths.samples_dir() / "dtoc_la" / f"{month}.xls", served / "dtoc_la" / f"{month}.xls")
     # March's URL serves February's workbook: its Period cell says February 2017
-    shutil.copy(paths.samples_dir() / "dtoc_la" / "2017-02.xls", served / "2017-03.xls")
-    with sample_server.serve_samples(tmp_path / "served") as base:
+    shutil.copy(paths.samples_dir() / "dtoc_la" / "2017-02.xls", served / "dtoc_la" / "2017-03.xls")
+    shutil.copytree(paths.samples_dir() / "hes_aggregate", served / "hes_aggregate")
+    logical = dt.datetime(2018, 5, 15, 9, tzinfo=dt.timezone.utc)
+    bag = DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags"))
+    with sample_server.serve_samples(served) as base, mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
         monkeypatch.setenv("CAREWATCH_BASE_URL", base)
-        dag = DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags")).get_dag("ingest_dtoc_la")
-        run = dag.test(logical_date=dt.datetime(2018, 5, 15, 9, tzinfo=dt.timezone.utc), run_conf={"from_period": "2017-01", "to_period": "2017-03"})
-    assert str(run.state) == "failed"
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        bad = bag.get_dag("ingest_dtoc_la").test(logical_date=logical, run_conf={"from_period": "2017-01", "to_period": "2017-03"})
+        other = bag.get_dag("ingest_hes_aggregate").test(logical_date=logical, run_conf={"from_period": "2017-01", "to_period": "2017-03"})
+        caught = mailcatcher.messages(mailbox)
+    assert str(bad.state) == "failed" and str(other.state) == "success"
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
         loaded = [p for (p,) in con.execute("select distinct _period from land_dtoc_la order by 1").fetchall()]
+        other_loaded = [p for (p,) in con.execute("select distinct _period from land_hes_aggregate order by 1").fetchall()]
         quarantined = con.execute("select period, blocking_failures from quarantine").fetchall()
         failed_checks = con.execute("select period, expectation, \"column\" from validation_results where not success").fetchall()
-    assert loaded == ["2017-01", "2017-02"]
+        docs = con.execute("select distinct docs_url from validation_results where source = 'dtoc_la' and period = '2017-03'").fetchall()
+    assert loaded == ["2017-01", "2017-02"] and other_loaded == ["2017-01", "2017-02", "2017-03"]
     assert [q[0] for q in quarantined] == ["2017-03"] and "[period]" in quarantined[0][1]
     assert failed_checks == [("2017-03", "expect_column_values_to_be_in_set", "period")]
+
+    # one email, for the quarantined period, sent by the validate task's failure callback
+    assert [" ".join(m["Subject"].split()) for m in caught] == ["[carewatch] BLOCKING dtoc_la 2017-03: 1 expectation failed"]
+    [message] = caught
+    assert " ".join(message["Subject"].split()) == "[carewatch] BLOCKING dtoc_la 2017-03: 1 expectation failed"
+    assert message["X-Envelope-To"] == "data-engineering@localhost"
+    body = mailcatcher.body_text(message)
+    assert "the period inside the file is the period requested" in body and "2017-02-01" in body
+    assert "/dags/ingest_dtoc_la/runs/" in body and "/tasks/one_period.validate" in body  # the task in the Airflow UI
+    [(docs_url,)] = docs
+    assert docs_url in body and docs_url.startswith("file://")  # the Data Docs page of this validation
+    page = paths.home() / "gx" / "uncommitted" / "data_docs" / "local_site" / docs_url.split("/local_site/", 1)[1].replace("%20", " ")
+    assert page.is_file() and "2017-03-01" in page.read_text() and "2017-02-01" in page.read_text()  # expected vs found
 
 
 def test_a_run_with_no_period_due_succeeds(airflow_db, sample_base_url, carewatch_home, monkeypatch):

@@ -1,0 +1,184 @@
+"""Email alerts through Airflow's SMTP connection (``config/alerts.yaml``).
+
+Three kinds, one format (an HTML body a person can act on, a subject that sorts in a mailbox):
+
+- **quality**: a batch failed its Great Expectations suite. Subject
+  ``[carewatch] BLOCKING dtoc_la 2018-03: 2 expectations failed`` (or ``WARNING`` when only
+  warnings failed and the batch was loaded); the body lists each failed expectation with what
+  was observed against what was expected, a few offending rows, a link to the task in the
+  Airflow UI and one to the Data Docs page of that validation.
+- **overdue**: a publication has not arrived ``grace_days`` after it was due.
+- **task failure**: any other task failure, with the error and the log link.
+
+:func:`on_task_failure` is the ``on_failure_callback`` of every task (``dagkit.default_args``);
+it never raises, so a mail outage cannot hide the task's own error.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import yaml
+
+from carewatch import paths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Alert:
+    subject: str
+    html: str
+
+
+@lru_cache(maxsize=1)
+def _settings_file() -> dict:
+    return yaml.safe_load((paths.config_dir() / "alerts.yaml").read_text()) or {}
+
+
+def settings() -> dict:
+    out = dict(_settings_file())
+    override = os.environ.get("CAREWATCH_ALERT_RECIPIENTS")
+    if override:
+        out["recipients"] = [r.strip() for r in override.split(",") if r.strip()]
+    return out
+
+
+def _subject(text: str) -> str:
+    return f"{settings().get('subject_prefix', '[carewatch]')} {text}"
+
+
+def _docs_link(docs_url: str | None) -> str | None:
+    """The Data Docs page as the reader can open it (``data_docs_base_url`` replaces the local root)."""
+    if not docs_url:
+        return None
+    base = settings().get("data_docs_base_url")
+    local_root = "file://" + str(paths.home() / "gx" / "uncommitted" / "data_docs" / "local_site")
+    if base and docs_url.startswith(local_root):
+        return base.rstrip("/") + docs_url[len(local_root):]
+    return docs_url
+
+
+def _link(label: str, url: str | None) -> str:
+    if not url:
+        return ""
+    return f'<p>{html.escape(label)}: <a href="{html.escape(url)}">{html.escape(url)}</a></p>'
+
+
+def _expected(result) -> str:
+    """What the expectation asked for, in words taken from the suite."""
+    text = html.escape(result.description or result.expectation)
+    return text + (f"<br><small>{html.escape(result.expected)}</small>" if result.expected else "")
+
+
+def quality_alert(report, *, file_version: int | None = None, sha256: str | None = None, task_url: str | None = None) -> Alert:
+    """The email for a validation with failures (``report``: :class:`carewatch.validation.ValidationReport`)."""
+    blocking, warnings = report.blocking_failures, report.warnings
+    severity = "BLOCKING" if blocking else "WARNING"
+    failed = blocking + warnings
+    period = report.period or "(no period)"
+    subject = _subject(f"{severity} {report.source} {period}: {len(failed)} expectation{'s' if len(failed) != 1 else ''} failed")
+    outcome = (
+        "The batch was <b>quarantined</b>: nothing of it reached the warehouse, and the validate task failed."
+        if blocking
+        else "Only warnings failed: the batch was loaded; the results are recorded in <code>validation_results</code>."
+    )
+    max_examples = int(settings().get("max_examples", 5))
+    rows = []
+    for r in failed:
+        examples = ", ".join(html.escape(str(x)) for x in r.unexpected_examples[:max_examples])
+        observed = [] if r.observed_value is None else [f"observed {html.escape(str(r.observed_value))}"]
+        if r.unexpected_count:
+            observed.append(f"{r.unexpected_count} offending row{'s' if r.unexpected_count != 1 else ''}")
+        rows.append(
+            "<tr>"
+            f"<td>{r.severity}</td><td><code>{html.escape(r.expectation)}</code>{' [' + html.escape(r.column) + ']' if r.column else ''}</td>"
+            f"<td>{_expected(r)}</td><td>{'; '.join(observed) or 'failed'}</td><td>{examples}</td>"
+            "</tr>"
+        )
+    version = f" version {file_version}" if file_version is not None else ""
+    body = f"""\
+<p><b>{html.escape(report.source)} {html.escape(period)}</b>{version}{' (sha256 ' + sha256[:12] + ')' if sha256 else ''}:
+{len(failed)} of {len(report.results)} expectations of suite <code>{html.escape(report.suite)}</code> failed.</p>
+<p>{outcome}</p>
+<table border="1" cellpadding="4" cellspacing="0">
+<tr><th>severity</th><th>expectation</th><th>expected</th><th>observed</th><th>offending rows (examples)</th></tr>
+{chr(10).join(rows)}
+</table>
+{_link("Task in the Airflow UI", task_url)}
+{_link("Data Docs for this validation", _docs_link(report.docs_url))}
+<p>Check the file by hand: <code>carewatch validate {html.escape(report.source)} &lt;raw file&gt; --period {html.escape(period)}</code>.
+If the publication is wrong, wait for its revision; if the suite is wrong, fix <code>expectations/{html.escape(report.suite)}.json</code> in review, then clear the task.</p>
+"""
+    return Alert(subject, body)
+
+
+def failure_alert(*, dag_id: str, task_id: str, error: BaseException | str, task_url: str | None = None,
+                  logical_date=None, map_index: int | None = None) -> Alert:
+    """The email for a task failure that is not a quality failure (overdue publications included)."""
+    from carewatch.errors import FetchError
+
+    text = str(error)
+    overdue = isinstance(error, FetchError) and "overdue" in error.problem
+    what = f"{dag_id}.{task_id}" + (f"[{map_index}]" if map_index is not None and map_index >= 0 else "")
+    if overdue:
+        subject = _subject(f"OVERDUE {error.source} {error.period}: publication not found after its due date")
+        advice = ("The publication has not appeared. Check the publisher's page; if the file moved, update "
+                  "<code>config/sources.yaml</code> (or its URL list) and clear the task. The next monthly run retries.")
+    else:
+        subject = _subject(f"FAILED {what}: {text.splitlines()[0][:120] if text else type(error).__name__}")
+        advice = "Read the task log (link below) and the DAG's documentation in the Airflow UI (what to do when it fails), fix, then clear the task."
+    when = f" (logical date {logical_date})" if logical_date else ""
+    body = f"""\
+<p>Task <b>{html.escape(what)}</b> failed{html.escape(when)} after its retries.</p>
+<pre>{html.escape(type(error).__name__ if not isinstance(error, str) else 'Error')}: {html.escape(text)}</pre>
+<p>{advice}</p>
+{_link("Task in the Airflow UI", task_url)}
+"""
+    return Alert(subject, body)
+
+
+def send(alert: Alert) -> list[str]:
+    """Send through Airflow's SMTP connection; returns the recipients."""
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    config = settings()
+    recipients = list(config.get("recipients") or [])
+    if not recipients:
+        log.warning("no alert recipients configured; not sending %r", alert.subject)
+        return []
+    with SmtpHook(smtp_conn_id=config.get("smtp_conn_id", "smtp_default")) as hook:
+        hook.send_email_smtp(to=recipients, subject=alert.subject, html_content=alert.html, from_email=config.get("from_email"))
+    log.info("alert sent to %s: %s", ", ".join(recipients), alert.subject)
+    return recipients
+
+
+def send_quietly(alert: Alert) -> bool:
+    """Send, logging (not raising) any error: an alert must never mask the failure it reports."""
+    try:
+        send(alert)
+        return True
+    except Exception:  # noqa: BLE001 - any mail problem is logged, the task's own outcome stands
+        log.exception("could not send alert %r", alert.subject)
+        return False
+
+
+def on_task_failure(context) -> None:
+    """Airflow ``on_failure_callback``: a quality email for a quarantined batch, else a failure email."""
+    from carewatch.errors import QualityError
+
+    ti = context.get("ti") or context.get("task_instance")
+    error = context.get("exception") or "unknown error (see the task log)"
+    task_url = getattr(ti, "log_url", None)
+    if isinstance(error, QualityError) and error.report is not None:
+        alert = quality_alert(error.report, file_version=error.file_version, sha256=error.sha256, task_url=task_url)
+    else:
+        alert = failure_alert(
+            dag_id=getattr(ti, "dag_id", "?"), task_id=getattr(ti, "task_id", "?"), error=error, task_url=task_url,
+            logical_date=context.get("logical_date"), map_index=getattr(ti, "map_index", None),
+        )
+    send_quietly(alert)

@@ -1,0 +1,89 @@
+"""Alert emails sent through Airflow's SMTP hook to a real SMTP server on localhost (aiosmtpd)."""
+
+from __future__ import annotations
+
+import pytest
+
+from carewatch import alerts, mailcatcher, parsers, validation
+from carewatch.errors import FetchError, QualityError
+from tests.conftest import FIXTURES
+
+REAL = FIXTURES / "real" / "dtoc-la" / "LA-Type-B-June-2016.xls"
+
+
+def subject(message) -> str:
+    """The subject as a mail client shows it (long headers are folded on the wire)."""
+    return " ".join(str(message["Subject"]).split())
+
+
+@pytest.fixture
+def mailbox(tmp_path, monkeypatch):
+    with mailcatcher.catch_mail(tmp_path / "mail") as (port, directory):
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        yield directory
+
+
+@pytest.fixture(scope="module")
+def bad_report():
+    frame = parsers.parse("dtoc_la", REAL)
+    frame.loc[(frame["la_name"] == "Derby UA") & (frame["breakdown"] == "care_type") & (frame["category"] == "acute"), "value"] = -12.0
+    frame.loc[(frame["la_name"] == "Derby UA") & (frame["breakdown"] == "care_type") & (frame["category"] == "non_acute"), "value"] += 10_000.0
+    frame = frame.assign(value=frame["value"].where(frame["la_name"] != "Barnet"))  # a few "-" figures more: still under the warning limit
+    return validation.validate("dtoc_la", frame, period="2016-07")
+
+
+def test_a_quality_alert_names_source_period_severity_and_each_failure(mailbox, bad_report):
+    assert {(r.column, r.severity) for r in bad_report.results if not r.success} == {("period", "blocking"), ("value", "blocking")}
+    recipients = alerts.send(alerts.quality_alert(bad_report, file_version=3, sha256="f" * 64, task_url="http://localhost:8080/dags/ingest_dtoc_la/runs/r1/tasks/one_period.validate"))
+    [message] = mailcatcher.messages(mailbox)
+    assert recipients == ["data-engineering@localhost"] and message["X-Envelope-To"] == "data-engineering@localhost"
+    assert subject(message) == "[carewatch] BLOCKING dtoc_la 2016-07: 2 expectations failed"
+    body = mailcatcher.body_text(message)
+    assert "version 3" in body and "quarantined" in body
+    # each failed expectation: what was expected (the suite's words and thresholds) and offending rows
+    assert "the period inside the file is the period requested" in body and "value_set=[&#x27;2016-07-01&#x27;]" in body
+    assert "delayed days are not negative" in body and "min_value=0" in body and "-12.0" in body
+    assert "http://localhost:8080/dags/ingest_dtoc_la/runs/r1/tasks/one_period.validate" in body
+
+
+def test_warnings_only_say_warning_and_loaded(mailbox):
+    frame = parsers.parse("dtoc_la", REAL).assign(value=float("nan"))
+    report = validation.validate("dtoc_la", frame, period="2016-06")
+    assert report.ok and report.warnings
+    alerts.send(alerts.quality_alert(report))
+    [message] = mailcatcher.messages(mailbox)
+    assert subject(message).startswith("[carewatch] WARNING dtoc_la 2016-06: 1 expectation failed")
+    assert "the batch was loaded" in mailcatcher.body_text(message)
+
+
+def test_recipients_come_from_config_or_the_environment(mailbox, bad_report, monkeypatch):
+    monkeypatch.setenv("CAREWATCH_ALERT_RECIPIENTS", "ops@localhost, analyst@localhost")
+    alerts.send(alerts.quality_alert(bad_report))
+    [message] = mailcatcher.messages(mailbox)
+    assert message["X-Envelope-To"] == "ops@localhost, analyst@localhost"
+
+
+def test_an_overdue_publication_and_a_plain_failure(mailbox):
+    overdue = FetchError("dtoc_la", "2018-03", "https://www.england.nhs.uk/x.xls", "HTTP 404 and the publication was due by 2018-05-24: overdue")
+    alerts.send(alerts.failure_alert(dag_id="ingest_dtoc_la", task_id="one_period.fetch", error=overdue, map_index=2))
+    alerts.send(alerts.failure_alert(dag_id="metrics", task_id="build_warehouse", error=RuntimeError("Binder Error: column x not found"), task_url="http://ui/t"))
+    first, second = mailcatcher.messages(mailbox)
+    assert subject(first) == "[carewatch] OVERDUE dtoc_la 2018-03: publication not found after its due date"
+    assert "config/sources.yaml" in mailcatcher.body_text(first)
+    assert subject(second) == "[carewatch] FAILED metrics.build_warehouse: Binder Error: column x not found"
+    assert "RuntimeError" in mailcatcher.body_text(second) and "http://ui/t" in mailcatcher.body_text(second)
+
+
+def test_the_failure_callback_uses_the_quality_details(mailbox, bad_report):
+    class TI:  # what Airflow hands the callback: only the attributes it reads
+        dag_id, task_id, map_index, log_url = "ingest_dtoc_la", "one_period.validate", 0, "http://ui/log"
+
+    error = QualityError("dtoc_la", "2016-07", ["x"], report=bad_report, file_version=1, sha256="a" * 64)
+    alerts.on_task_failure({"ti": TI(), "exception": error})
+    [message] = mailcatcher.messages(mailbox)
+    assert subject(message).startswith("[carewatch] BLOCKING dtoc_la 2016-07") and "http://ui/log" in mailcatcher.body_text(message)
+
+
+def test_a_mail_outage_never_raises_from_the_callback(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(mailcatcher.free_port()))  # nothing listens
+    assert alerts.send_quietly(alerts.failure_alert(dag_id="d", task_id="t", error="boom")) is False
