@@ -8,7 +8,7 @@ from __future__ import annotations
 from carewatch import dagkit
 from airflow.sdk import Asset, dag, task
 
-METRIC_SOURCES = ["ons_mye", "ascof", "dtoc_la", "hes_aggregate"]
+METRIC_SOURCES = ["ons_mye", "ascof", "dtoc_la", "dtoc_national", "hes_aggregate"]
 
 
 @dag(
@@ -24,11 +24,12 @@ METRIC_SOURCES = ["ons_mye", "ascof", "dtoc_la", "hes_aggregate"]
 )
 def metrics():
     @task(pool=dagkit.WAREHOUSE_POOL, outlets=[Asset(dagkit.WAREHOUSE_ASSET_URI)])
-    def build_warehouse() -> dict:
-        """Rebuild reference tables and the staging, conformed and mart models in one transaction."""
+    def build_warehouse(**context) -> dict:
+        """Rebuild reference tables and the staging, conformed and mart models in one transaction;
+        cross-source and completeness checks decide whether it commits."""
         from carewatch import pipeline
 
-        return pipeline.build_warehouse()
+        return pipeline.build_warehouse(task_url=context["ti"].log_url)
 
     @task(pool=dagkit.WAREHOUSE_POOL)
     def analyse() -> dict:

@@ -191,13 +191,36 @@ def load_period(parsed: dict) -> dict:
     return {**parsed, "loaded_rows": rows}
 
 
-def build_warehouse() -> dict:
-    """Rebuild reference tables and every SQL model in one transaction; row counts per model."""
-    from carewatch import warehouse
+def build_warehouse(task_url: str | None = None) -> dict:
+    """Rebuild reference tables and every SQL model in one transaction, then run the warehouse
+    checks (``include/sql/checks`` against their suites) before committing; row counts per model.
+
+    A blocking check failure rolls the whole build back (readers keep the previous warehouse),
+    records the results and raises :class:`carewatch.errors.QualityError` (the task's failure
+    callback emails it); failed warning checks are recorded and emailed, and the build commits.
+    """
+    from carewatch import alerts, validation, warehouse
+    from carewatch.errors import QualityError
+
+    checked: list = []
+
+    def check(con) -> None:
+        checked.extend(validation.check_warehouse(con, data_docs=True))
+        blocking = [report for report, _ in checked if not report.ok]
+        if blocking:
+            first = blocking[0]
+            raise QualityError(first.source, first.period, [r.line() for r in first.blocking_failures], report=first)
 
     with warehouse.connect() as con:
-        models = warehouse.build_models(con)
+        try:
+            models = warehouse.build_models(con, check=check)
+        finally:
+            for report, digest in checked:
+                validation.store(con, report, file_version=0, sha256=digest, parsed_path=None)
         counts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in models if not m.startswith("statistics")}
+    for report, digest in checked:
+        if report.warnings and alerts.settings().get("email_warnings", True):
+            alerts.send_quietly(alerts.quality_alert(report, sha256=digest, task_url=task_url))
     return counts
 
 

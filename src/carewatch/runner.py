@@ -22,7 +22,7 @@ from pathlib import Path
 from carewatch import paths
 
 # The order DAGs run in locally: populations and annual sources first, then monthly ones.
-INGEST_ORDER = ["ons_mye", "ascof", "dtoc_la", "dtoc_provider", "hes_aggregate"]
+INGEST_ORDER = ["ons_mye", "ascof", "dtoc_la", "dtoc_national", "dtoc_provider", "hes_aggregate"]
 DOWNSTREAM = ["metrics"]
 
 

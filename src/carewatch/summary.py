@@ -164,9 +164,9 @@ def print_quality() -> None:
         ).fetchall()
         quarantined = con.execute("select source, period, blocking_failures from quarantine order by source, period").fetchall() if "quarantine" in tables else []
     print()
-    print(f"{'data quality':<16}{'batches':>8}{'checks':>8}{'warnings':>9}{'blocking':>9}")
+    print(f"{'data quality':<32}{'batches':>8}{'checks':>8}{'warnings':>9}{'blocking':>9}")
     for source, batches, checks, warnings, blocking in rows:
-        print(f"{source:<16}{batches:>8}{checks:>8}{warnings:>9}{blocking:>9}")
+        print(f"{source:<32}{batches:>8}{checks:>8}{warnings:>9}{blocking:>9}")
     for source, period, failures in quarantined:
         print(f"  QUARANTINED {source} {period}: {failures[:150]}")
 

@@ -5,8 +5,11 @@ expectation's severity is in its ``meta``: ``blocking`` (the batch must not reac
 warehouse) or ``warning`` (loaded, recorded, reported). Values written as ``"$name"`` are
 filled in at run time (``$period``: the period requested; ``$council_codes``: councils of the
 reference geography, successors included; ``$hwb_codes``: health and wellbeing board areas, successors included; ``$hwb_count`` and
-``$council_count``: how many HWB areas and councils were in force when the period started,
-or when it was published if the suite's ``meta.geography_as_of`` is ``publication``).
+``$council_count``: how many HWB areas and councils were in force (``$council_codes_in_force``:
+which councils) when the period started,
+or when it was published if the suite's ``meta.geography_as_of`` is ``publication``;
+monthly periods also give ``$period_start``, the ISO first day, and ``$months_from_first``,
+how many months the catalogue's series holds up to the period).
 
 Checks that span rows (parts adding up to a total, a numerator against its denominator, a
 value against the area's own history) are written as *derived columns*: a suite lists in
@@ -124,7 +127,16 @@ def _runtime_values(period: str | None, source: str | None = None, geography_as_
             on = sources.due_date(source, period)
         values["$hwb_count"] = len({c for h in geography.hwb_areas()["hwb_code"] for c in geography.current_code(h, on)})
         values["$council_count"] = len({c for h in geography.councils()["council_code"] for c in geography.current_code(h, on)})
+        in_force = sorted({c for h in geography.councils()["council_code"] for c in geography.current_code(h, on)})
+        values["$council_codes_in_force"] = in_force
         values["$council_count_and_england"] = values["$council_count"] + 1
+        if re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", period):
+            values["$period_start"] = f"{period}-01"
+            if source:
+                from carewatch import sources
+
+                first = sources.get(source).first_period
+                values["$months_from_first"] = (int(period[:4]) - int(first[:4])) * 12 + int(period[5:7]) - int(first[5:7]) + 1
     return values
 
 
@@ -183,7 +195,13 @@ def _ratio_to_trailing_median(frame: pd.DataFrame, spec: dict, history) -> pd.Se
     return out
 
 
+def _group_size(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
+    """On every row: how many rows share its ``spec.keys`` (e.g. ages per area)."""
+    return frame.groupby(spec["keys"], dropna=False)[spec["keys"][0]].transform("size")
+
+
 DERIVATIONS = {
+    "group_size": _group_size,
     "parts_minus_total": _parts_minus_total,
     "matching_value": _matching_value,
     "fraction": _fraction,
@@ -383,7 +401,7 @@ def has_suite(source: str) -> bool:
     return (paths.expectations_dir() / f"{source}.json").is_file()
 
 
-def store(con, report: ValidationReport, *, file_version: int, sha256: str, parsed_path: str) -> None:
+def store(con, report: ValidationReport, *, file_version: int, sha256: str, parsed_path: str | None) -> None:
     """Record every result (and a quarantine row if anything blocking failed) in one transaction."""
     import datetime as dt
 
@@ -409,3 +427,25 @@ def store(con, report: ValidationReport, *, file_version: int, sha256: str, pars
     except BaseException:
         con.execute("rollback")
         raise
+
+
+def check_files() -> list[Path]:
+    """Warehouse checks: ``include/sql/checks/<name>.sql`` is validated by ``expectations/<name>.json``."""
+    return sorted((paths.sql_dir() / "checks").glob("*.sql"))
+
+
+def check_warehouse(con, *, data_docs: bool = False) -> list[tuple[ValidationReport, str]]:
+    """Run every warehouse check (cross-source reconciliation, completeness) on ``con``;
+    returns (report, sha256 of the checked rows) per check. Writes nothing to the warehouse."""
+    import hashlib
+
+    out = []
+    for sql_file in check_files():
+        frame = con.execute(sql_file.read_text()).df()
+        digest = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
+        report = validate(f"check:{sql_file.stem}", frame, period=None, suite=sql_file.stem, data_docs=data_docs,
+                          run_name=f"{sql_file.stem} {digest[:12]}")
+        report.period = "warehouse"
+        out.append((report, digest))
+    return out
+

@@ -26,7 +26,7 @@ from carewatch import paths
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 MODEL_LAYERS = ("macros", "staging", "conformed", "marts")
-SOURCES_WITH_LAND_TABLES = ("dtoc_la", "dtoc_provider", "ascof", "ons_mye", "hes_aggregate")
+SOURCES_WITH_LAND_TABLES = ("dtoc_la", "dtoc_provider", "dtoc_national", "ascof", "ons_mye", "hes_aggregate")
 
 
 @contextlib.contextmanager
@@ -159,11 +159,12 @@ def load_reference(con) -> None:
         con.unregister(f"{name}_frame")
 
 
-def build_models(con, sql_dir: Path | None = None, reference: bool = True) -> list[str]:
+def build_models(con, sql_dir: Path | None = None, reference: bool = True, check=None) -> list[str]:
     """Rebuild reference tables and every model in one transaction; returns the models built.
 
     ``reference=False`` keeps the ``ref_*`` tables already in the database (tests build
-    hand-made ones).
+    hand-made ones). ``check(con)`` runs inside the transaction after the last model: if it
+    raises, everything is rolled back and readers keep the previous warehouse.
     """
     built = []
     con.execute("begin transaction")
@@ -175,6 +176,8 @@ def build_models(con, sql_dir: Path | None = None, reference: bool = True) -> li
         for sql_file in model_files(sql_dir):
             con.execute(sql_file.read_text())
             built.append(sql_file.stem)
+        if check is not None:
+            check(con)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")

@@ -30,6 +30,7 @@ _REGISTRY: dict[str, Parser] = {}
 _MODULES = {
     "dtoc_la": "carewatch.parsers.dtoc_la",
     "dtoc_provider": "carewatch.parsers.dtoc_provider",
+    "dtoc_national": "carewatch.parsers.dtoc_national",
     "ascof": "carewatch.parsers.ascof",
     "ons_mye": "carewatch.parsers.ons_mye",
     "hes_aggregate": "carewatch.parsers.hes",

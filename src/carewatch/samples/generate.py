@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from carewatch import paths, sources
-from carewatch.samples import ascof, dtoc_la, dtoc_provider, hes, ons_mye
+from carewatch.samples import ascof, dtoc_la, dtoc_national, dtoc_provider, hes, ons_mye
 from carewatch.samples.world import World
 
 
@@ -65,6 +65,11 @@ def write_all(out_dir: str | Path | None = None, full: bool = False) -> list[Pat
                                            published=published, revised=revised_on, rng=world.rng("xls", period)))
         if full or period >= sources.get("dtoc_provider").available_from("embedded"):
             written.append(dtoc_provider.write_month(root / "dtoc_provider" / f"{period}.csv", month, values, world.rng("provider", period)))
+    first_national = "2010-08" if full else sources.get("dtoc_national").available_from("embedded")
+    series = dtoc_national.national_series(world, dt.date(2020, 2, 1))
+    for period in sources.periods("dtoc_national", first_national, "2020-02"):
+        written.append(dtoc_national.write_timeseries(root / "dtoc_national" / f"{period}.xls", _month(period), series,
+                                                      published=sources.due_date("dtoc_national", period)))
     for period in sources.periods("hes_aggregate", sources.get("hes_aggregate").available_from("embedded"), "2020-02"):
         written.append(hes.write_aggregate(root / "hes_aggregate" / f"{period}.csv", _month(period), world.hospital_month(_month(period))))
     for period in sources.periods("ascof", "2014-15", "2019-20"):

@@ -1,0 +1,73 @@
+"""Warehouse checks (include/sql/checks + their suites) on the hand-made warehouse of
+test_warehouse_models: completeness and the LA-vs-national reconciliation, hand-computed."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from carewatch import paths, validation, warehouse
+from carewatch.errors import QualityError
+from tests.unit.test_warehouse_models import BARNSLEY, BOURNEMOUTH, DTOC, DTOC_COLUMNS, HACKNEY, _load, built, dtoc_rows  # noqa: F401
+
+NATIONAL_COLUMNS = ["period", "status", "published", "revised", "breakdown", "care_type", "reason", "agency", "measure", "value"]
+
+
+def run_check(con, name):
+    return con.execute((paths.sql_dir() / "checks" / f"{name}.sql").read_text()).df()
+
+
+def test_completeness_lists_the_areas_in_force_without_a_value(built):
+    frame = run_check(built, "metric_completeness")
+    dtoc = frame[(frame["metric_id"] == DTOC) & (frame["period_type"] == "month")].set_index("period_start")
+    # 2017-02: Hackney (with City of London's "-" beside it) and Barnsley reported, Bournemouth did not
+    assert dtoc.loc["2017-02-01", ["areas_expected", "areas_present", "missing_areas"]].tolist() == [3, 2, BOURNEMOUTH]
+    # 2018-04: Bournemouth and Barnsley only
+    assert dtoc.loc["2018-04-01", ["areas_expected", "areas_present", "missing_areas"]].tolist() == [3, 2, HACKNEY]
+    # 2019-05: Bournemouth has become BCP (merge effective 2019-04-01); Barnsley keeps its HWB (a recode)
+    assert dtoc.loc["2019-05-01", ["areas_expected", "areas_present", "missing_areas"]].tolist() == [3, 1, f"{BARNSLEY} {HACKNEY}"]
+
+    report = validation.validate("check:metric_completeness", frame, period=None, suite="metric_completeness")
+    assert report.ok  # completeness gaps are warnings: recorded and emailed, the build commits
+    assert {(r.column, r.severity) for r in report.results if not r.success} == {("areas_missing", "warning"), ("missing_areas", "warning")}
+
+
+def national(period, total):
+    return [(pd.Timestamp(period), "Published", "", None, "agency", "total", "total", "total", "delayed_days", total)]
+
+
+@pytest.mark.parametrize(
+    "national_total,failed",
+    [
+        (757.0, set()),  # LA England 750 is 0.9% below: within 2%
+        (780.0, {("relative_difference", "warning")}),  # 3.8% below
+        (800.0, {("relative_difference", "warning"), ("relative_difference", "blocking")}),  # 6.25% below
+    ],
+)
+def test_la_england_total_reconciles_with_the_national_series(built, tmp_path, national_total, failed):
+    _load(built, tmp_path, "dtoc_national", "2017-02", 1, national("2017-02-01", national_total), NATIONAL_COLUMNS)
+    warehouse.build_models(built, reference=False)
+    frame = run_check(built, "dtoc_national_vs_la")
+    assert frame[["period", "la_england_days", "national_days"]].values.tolist() == [["2017-02", 750.0, national_total]]
+    assert frame["relative_difference"].iloc[0] == pytest.approx((750.0 - national_total) / national_total)
+    report = validation.validate("check:dtoc_national_vs_la", frame, period=None, suite="dtoc_national_vs_la")
+    assert {(r.column, r.severity) for r in report.results if not r.success} == failed
+
+
+def test_a_blocking_check_failure_rolls_the_whole_build_back(built, tmp_path):
+    before = built.execute("select * from fct_metric_values order by all").fetchall()
+    # a revised February whose national total is far from the LA tables', and a new LA month
+    _load(built, tmp_path, "dtoc_national", "2017-02", 1, national("2017-02-01", 900.0), NATIONAL_COLUMNS)
+    _load(built, tmp_path, "dtoc_la", "2017-03", 1, dtoc_rows("2017-03-01", [("council", HACKNEY, {"total": 310.0})]), DTOC_COLUMNS)
+
+    def check(con):
+        failing = [report for report, _ in validation.check_warehouse(con) if not report.ok]
+        if failing:
+            raise QualityError(failing[0].source, failing[0].period, ["x"], report=failing[0])
+
+    with pytest.raises(QualityError, match="check:dtoc_national_vs_la"):
+        warehouse.build_models(built, reference=False, check=check)
+    assert built.execute("select * from fct_metric_values order by all").fetchall() == before
+    # without the failing check the same build commits March
+    warehouse.build_models(built, reference=False)
+    assert built.execute("select count(*) from fct_metric_values where period_start = '2017-03-01'").fetchone()[0] > 0
