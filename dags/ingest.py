@@ -83,8 +83,7 @@ def build_ingest_dag(source: sources.Source):
             """Record what this run fetched, parsed and loaded; publishes the source's Asset."""
             from carewatch import pipeline
 
-            # a mapped task group expanded over no period hands over None, not []
-            return pipeline.summarise_ingest(source.name, list(loaded or []))
+            return pipeline.summarise_ingest(source.name, pipeline.as_list(loaded))
 
         @task_group
         def one_period(period: str):

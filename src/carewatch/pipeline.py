@@ -126,6 +126,17 @@ def _write_parquet_atomically(frame, target: Path) -> None:
     os.replace(tmp, target)
 
 
+def as_list(mapped) -> list[dict]:
+    """What a mapped task group hands its downstream task, as a list: None when it expanded
+    over no period, a lone dict (not a one-item list) under the scheduler when it expanded
+    over one, else a sequence of results."""
+    if mapped is None:
+        return []
+    if isinstance(mapped, dict):
+        return [mapped]
+    return [item for item in mapped if item is not None]
+
+
 def summarise_ingest(source: str, parsed: list[dict]) -> dict:
     """Counts for one ingest run, kept as JSON under ``var/runs/ingest/`` for the run summary."""
     import json

@@ -146,15 +146,29 @@ def _read_states(log_file: Path) -> dict[str, str]:
 
 
 def airflow_ui(port: int = 8080) -> int:
-    """Start ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer) locally."""
+    """``make airflow``: ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer)
+    on http://localhost:PORT with the project's DAGs, the warehouse pool, alerts caught locally
+    and, in the embedded environment, the sample publications served on localhost."""
+    from carewatch import sample_server, sources
+
     env = airflow_env()
     env["AIRFLOW__API__PORT"] = str(port)
     env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://localhost:{port}/execution/"
     env.setdefault("AIRFLOW__API__BASE_URL", f"http://localhost:{port}")
-    with _local_mail(env) as mail_dir:
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    # standalone starts its components as `airflow ...` from PATH: the venv's, even when not activated
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    # the metadata DB and the one-writer pool, before the scheduler starts
+    subprocess.run([sys.executable, "-c", "from carewatch import runner; runner.prepare_metadata_db()"], env=env, check=True)
+    serve = sources.environment() == "embedded" and not env.get("CAREWATCH_BASE_URL")
+    with (sample_server.serve_samples() if serve else contextlib.nullcontext(env.get("CAREWATCH_BASE_URL"))) as base_url, _local_mail(env) as mail_dir:
+        if serve:
+            env["CAREWATCH_BASE_URL"] = base_url
+            print(f"carewatch: serving the embedded sample publications at {base_url}")
         if mail_dir:
             print(f"carewatch: alert emails are caught in {mail_dir}")
-        return subprocess.call([str(Path(sys.executable).with_name("airflow")), "standalone"], env=env)
+        print(f"carewatch: Airflow UI on http://localhost:{port} (user admin, password in {env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated)")
+        return subprocess.call([airflow, "standalone"], env=env)
 
 
 if __name__ == "__main__":
