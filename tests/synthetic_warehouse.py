@@ -72,5 +72,17 @@ def build(path, n_areas: int = 40, seed: int = 0) -> list[str]:
         con.execute(f"create or replace table {name} as select * from frame")
         con.unregister("frame")
     con.execute("create or replace table int_area_map as select distinct area_code, area_code as hwb_code from stg_ons_mye")
+    # data quality: two batches validated, one warning and one quarantined batch
+    from carewatch import validation
+
+    con.execute(validation.RESULTS_DDL)
+    checks = [
+        ("dtoc_la", "2018-03", 1, "a" * 64, "dtoc_la", "expect_column_values_to_be_between", "value", "blocking", True, None, 0, "[]"),
+        ("dtoc_la", "2018-03", 1, "a" * 64, "dtoc_la", "expect_column_values_to_not_be_null", "value", "warning", False, None, 41, "[]"),
+        ("hes_aggregate", "2018-02", 2, "b" * 64, "hes_aggregate", "expect_column_values_to_be_in_set", "period", "blocking", False, None, 600, "[]"),
+    ]
+    for row in checks:
+        con.execute("insert into validation_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), null)", list(row))
+    con.execute("insert into quarantine values ('hes_aggregate', '2018-02', 2, ?, '/x.parquet', 'FAIL blocking ... [period]', now())", ["b" * 64])
     con.close()
     return areas

@@ -63,6 +63,19 @@ def gather(con) -> dict:
         if _has_table(con, "validation_results")
         else pd.DataFrame()
     )
+    failed_checks = (
+        _df(con, """
+            select source, period, severity, expectation, "column", observed_value, unexpected_count, docs_url
+            from validation_results where not success order by severity, source, period, expectation
+        """)
+        if _has_table(con, "validation_results")
+        else pd.DataFrame()
+    )
+    quarantined = (
+        _df(con, "select source, period, file_version, sha256, blocking_failures, quarantined_at from quarantine order by source, period")
+        if _has_table(con, "quarantine")
+        else pd.DataFrame()
+    )
     methodology = overall["methodology"].iloc[0] if len(overall) else ""
     return {
         "month": month,
@@ -76,6 +89,8 @@ def gather(con) -> dict:
         "peer": peer,
         "manifest": manifest,
         "validation": validation,
+        "failed_checks": failed_checks,
+        "quarantined": quarantined,
         "methodology": methodology,
     }
 
@@ -208,6 +223,11 @@ def _comparison_table(data: dict, area: str) -> list[dict]:
     return rows
 
 
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows for the template, missing values as None."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
 def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
     """List columns (lineage: source_files) as ';'-joined text for CSV."""
     out = frame.copy()
@@ -236,6 +256,8 @@ def write_report(con, out_dir: Path | None = None) -> Path:
         "metric_values": data["mv"],
         "source_files": data["manifest"],
         "validation_summary": data["validation"],
+        "validation_failures": data["failed_checks"],
+        "quarantine": data["quarantined"],
     }
     for name, frame in exported.items():
         frame.to_parquet(tables_dir / f"{name}.parquet", index=False)
@@ -254,6 +276,8 @@ def write_report(con, out_dir: Path | None = None) -> Path:
         cleared=data["cleared"].to_dict("records"),
         manifest=data["manifest"].to_dict("records"),
         validation=data["validation"].to_dict("records"),
+        failed_checks=_records(data["failed_checks"]),
+        quarantined=_records(data["quarantined"]),
         figures=figures,
         tables=sorted(p.name for p in tables_dir.iterdir()),
     )

@@ -69,6 +69,11 @@ def test_rendered_dom_shows_the_warehouse_figures(report, tmp_path):
     assert svgs >= 1 + 5 + 40
     assert dom.count('<table class="comparison">') == 40
     assert 'id="chart-national-dtoc"><svg' in dom.replace("\n", "")
+    # the data-quality section lists exactly the failed expectations and the quarantined batch
+    failed = dom.split('id="failed-checks-table"')[1].split("</table>")[0]
+    shown = re.findall(r'<tr><td class="text">([^<]+)</td><td class="text">([^<]+)</td><td class="text">([^<]+)</td>', failed)
+    assert shown == [("hes_aggregate", "2018-02", "blocking"), ("dtoc_la", "2018-03", "warning")]
+    assert "Quarantined (not loaded): <b>hes_aggregate 2018-02</b>" in dom
 
 
 def test_screenshots_of_the_key_sections(report, tmp_path):
