@@ -29,6 +29,7 @@ test: $(STAMP)
 ## make bench: speed and memory figures (record-level hospital metrics, validation share).
 bench: $(STAMP)
 	$(BIN)/python bench/bench_hes.py
+	$(BIN)/python bench/bench_validation.py
 
 ## make airflow: the Airflow UI on http://localhost:8080 with the project's DAGs.
 airflow: $(STAMP)

@@ -114,16 +114,26 @@ def council_to_hwb(council_code: str) -> str:
     raise KeyError(f"unknown council code {council_code!r}")
 
 
+@lru_cache(maxsize=1)
+def _successors() -> dict[str, tuple[tuple[str, dt.date], ...]]:
+    """old code -> (new code, effective from) of every change but aliases."""
+    changes = code_changes()
+    changes = changes[changes["change"] != "alias"]
+    out: dict[str, list] = {}
+    for old, new, effective in zip(changes["old_code"], changes["new_code"], changes["effective_from"]):
+        out.setdefault(old, []).append((new, effective))
+    return {old: tuple(pairs) for old, pairs in out.items()}
+
+
 def current_code(code: str, on: dt.date | None = None) -> list[str]:
     """Successor code(s) of ``code`` in force on ``on`` (default today), through code_changes."""
     on = on or dt.date.today()
-    changes = code_changes()
-    changes = changes[changes["change"] != "alias"]
+    successors = _successors()
     result: list[str] = []
     frontier = [code]
     while frontier:
         current = frontier.pop()
-        nxt = changes[(changes["old_code"] == current) & (changes["effective_from"] <= on)]["new_code"].tolist()
+        nxt = [new for new, effective in successors.get(current, ()) if effective <= on]
         if nxt:
             frontier.extend(nxt)
         elif current not in result:

@@ -149,6 +149,9 @@ def summarise_ingest(source: str, parsed: list[dict]) -> dict:
         "rows": sum(p["rows"] for p in parsed),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    from carewatch import validation
+
+    validation.build_data_docs_index()  # once per run: this run's validations on the site's front page
     target = paths.home() / "runs" / "ingest" / f"{source}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(summary, indent=2))
@@ -177,6 +180,7 @@ def validate_period(parsed: dict, task_url: str | None = None) -> dict:
                                      run_name=f"{parsed['source']} {parsed['period']} v{parsed['version']}")
         validation.store(con, report, file_version=parsed["version"], sha256=parsed["sha256"], parsed_path=parsed["parsed_path"])
     if not report.ok:
+        validation.build_data_docs_index()  # the failure is on the site's front page at once
         raise QualityError(parsed["source"], parsed["period"], [r.line() for r in report.blocking_failures],
                            report=report, file_version=parsed["version"], sha256=parsed["sha256"])
     if report.warnings and alerts.settings().get("email_warnings", True):
@@ -228,6 +232,7 @@ def build_warehouse(task_url: str | None = None) -> dict:
         finally:
             for report, digest in checked:
                 validation.store(con, report, file_version=0, sha256=digest, parsed_path=None)
+            validation.build_data_docs_index()
         counts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in models if not m.startswith("statistics")}
     for report, digest in checked:
         if report.warnings and alerts.settings().get("email_warnings", True):

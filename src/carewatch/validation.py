@@ -373,13 +373,27 @@ def _validate_with_data_docs(gx, name: str, gx_suite, frame: pd.DataFrame, run_n
     batch_definition = next((b for b in asset.batch_definitions if b.name == "whole"), None) or asset.add_batch_definition_whole_dataframe("whole")
     gx_suite = context.suites.add_or_update(gx_suite)
     definition = context.validation_definitions.add_or_update(gx.ValidationDefinition(name=name, data=batch_definition, suite=gx_suite))
-    checkpoint = context.checkpoints.add_or_update(
-        gx.Checkpoint(name=name, validation_definitions=[definition], actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")], result_format="SUMMARY")
-    )
+    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(name=name, validation_definitions=[definition], result_format="SUMMARY"))
     result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
     identifier, outcome = next(iter(result.run_results.items()))
+    # this validation's page now; the site's index once per DAG run (build_data_docs_index):
+    # rebuilding the index on every validation costs more the longer the history
+    context.build_data_docs(resource_identifiers=[identifier], build_index=False)
     urls = context.get_docs_sites_urls(resource_identifier=identifier)
     return outcome, (urls[0]["site_url"] if urls else None)
+
+
+def build_data_docs_index() -> Path | None:
+    """Rebuild the Data Docs site's index page (every validation kept in the GX project)."""
+    if not (paths.home() / "gx" / "great_expectations.yml").is_file():
+        return None
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    context = gx.get_context(mode="file", project_root_dir=str(paths.home()))
+    # a resource list that matches no page: only the index is built (an empty list means "all")
+    context.build_data_docs(build_index=True, resource_identifiers=["index only"])
+    return data_docs_index()
 
 
 RESULTS_DDL = """
