@@ -4,6 +4,7 @@ Verbs:
   parse SOURCE FILE [--period P]     parse a local publication with the DAG's parser; tidy CSV to stdout
   validate SOURCE FILE [--period P]  run the source's Great Expectations suite on a local file (exit 1 if blocking)
   hes-metrics EXTRACT [--from --to]  hospital metrics per HWB area and month from a HES APC extract
+  as-of AREA PERIOD --as-of DATE     what the warehouse reported for an area and month as of a date
   samples [--out DIR]                regenerate the embedded sample publications (deterministic)
   serve-samples [--port N]           serve the embedded samples over HTTP in the foreground
   run                                the monthly pipeline end to end through Airflow on the embedded samples
@@ -62,6 +63,31 @@ def _cmd_hes_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_as_of(args: argparse.Namespace) -> int:
+    from carewatch import warehouse
+
+    with warehouse.connect(read_only=True) as con:
+        areas = con.execute("select hwb_code from ref_hwb_areas where hwb_code = ? or lower(hwb_name) = lower(?)", [args.area, args.area]).fetchall()
+        area = areas[0][0] if areas else args.area
+        with warehouse.as_of(con, args.as_of) as then:
+            frame = then.execute(
+                """
+                select area_code, period_type, period_start, metric_id, numerator, denominator, value, ci_lower, ci_upper,
+                       array_to_string(source_files, ';') as source_files
+                from fct_metric_values
+                where area_code = ? and period_type = 'month' and strftime(period_start, '%Y-%m') = ?
+                  and (metric_id = base_metric_id or ?) and (? is null or base_metric_id = ?)
+                order by metric_id
+                """,
+                [area, args.period, args.breakdowns, args.metric, args.metric],
+            ).df()
+    if frame.empty:
+        print(f"carewatch: nothing reported for {args.area} in {args.period} as of {args.as_of}", file=sys.stderr)
+        return 1
+    frame.to_csv(sys.stdout, index=False)
+    return 0
+
+
 def _cmd_samples(args: argparse.Namespace) -> int:
     from carewatch.samples import generate
 
@@ -109,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_period", help="first month, YYYY-MM")
     p.add_argument("--to", dest="to_period", help="last month, YYYY-MM")
     p.set_defaults(func=_cmd_hes_metrics)
+
+    p = sub.add_parser("as-of", help="what the warehouse reported for an area and month, as of a date (CSV)")
+    p.add_argument("area", help="HWB area code or name (e.g. E08000009 or Trafford)")
+    p.add_argument("period", help="month, YYYY-MM")
+    p.add_argument("--as-of", required=True, help="date (or timestamp): only versions loaded by then count")
+    p.add_argument("--metric", default=None, help="one metric id (default: all)")
+    p.add_argument("--breakdowns", action="store_true", help="include NHS / social care / reason breakdowns")
+    p.set_defaults(func=_cmd_as_of)
 
     p = sub.add_parser("samples", help="regenerate the embedded sample publications")
     p.add_argument("--out", default=None, help="output directory (default data/samples)")

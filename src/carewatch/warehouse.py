@@ -183,3 +183,34 @@ def build_models(con, sql_dir: Path | None = None, reference: bool = True, check
         con.execute("rollback")
         raise
     return built
+
+
+def as_of(con, when) -> "duckdb.DuckDBPyConnection":  # noqa: F821
+    """The warehouse as it stood at ``when``: an in-memory database whose landing tables hold
+    only the versions loaded by then (``_loaded_at``), with every model rebuilt from them.
+
+    Answers "what did we report for Trafford for September 2017, as of October 2017":
+    ``as_of(con, "2017-10-31").execute("select * from fct_metric_values where ...")``.
+    The monthly run loads each publication days after it appears, so load time stands for
+    publication time; a backfill loads old publications today and so knows no earlier state.
+    """
+    import duckdb
+
+    mem = duckdb.connect()
+    mem.execute("set enable_progress_bar = false")
+    tables = [name for (name,) in con.execute(
+        "select table_name from information_schema.tables where table_schema = 'main' and table_type = 'BASE TABLE' "
+        "and (table_name like 'land\\_%' escape '\\' or table_name like 'ref\\_%' escape '\\')"
+    ).fetchall()]
+    for name in tables:
+        query = f"select * from {name}" + (" where _loaded_at <= ?::timestamptz" if name.startswith("land_") else "")
+        frame = con.sql(query, params=[when] if name.startswith("land_") else None).to_arrow_table()
+        mem.register("frame", frame)
+        mem.execute(f"create table {name} as select * from frame")
+        mem.unregister("frame")
+    for source in SOURCES_WITH_LAND_TABLES:
+        mem.execute(land_ddl(source))
+    for sql_file in model_files():
+        mem.execute(sql_file.read_text())
+    return mem
+

@@ -217,3 +217,88 @@ def test_a_failed_load_leaves_the_previous_state(built, tmp_path):
     with pytest.raises(duckdb.Error):
         warehouse.load_parsed(built, source="dtoc_la", period="2017-03", version=1, sha256="x", parsed_path=broken)
     assert built.execute("select count(*) from land_dtoc_la").fetchone()[0] == before
+
+
+def test_as_of_answers_with_what_was_loaded_by_then(built):
+    # February 2017 was first published (v1: Hackney 616 days) in April, revised (v2: 644) in
+    # May; the population estimates were loaded before both
+    built.execute("update land_ons_mye set _loaded_at = '2017-01-05 10:00:00+00'")
+    built.execute("update land_dtoc_la set _loaded_at = '2017-04-13 10:00:00+00' where _period = '2017-02' and _version = 1")
+    built.execute("update land_dtoc_la set _loaded_at = '2017-05-11 10:00:00+00' where _period = '2017-02' and _version = 2")
+    asked = "select numerator, value from fct_metric_values where area_code = ? and metric_id = ? and period_type = 'month' and period_start = '2017-02-01'"
+    with warehouse.as_of(built, "2017-04-30") as then:
+        assert then.execute(asked, [HACKNEY, DTOC]).fetchall() == [(616, pytest.approx(616 / 28 / 110_000 * 1e5))]
+    with warehouse.as_of(built, "2017-05-31") as later:
+        assert later.execute(asked, [HACKNEY, DTOC]).fetchall() == [(644, pytest.approx(644 / 28 / 110_000 * 1e5))]
+    with warehouse.as_of(built, "2017-03-31") as before:  # nothing of February published yet
+        assert before.execute(asked, [HACKNEY, DTOC]).fetchall() == []
+    # the warehouse itself is untouched: the latest version
+    assert built.execute(asked, [HACKNEY, DTOC]).fetchall() == [(644, pytest.approx(644 / 28 / 110_000 * 1e5))]
+
+
+def test_carewatch_as_of_prints_what_was_reported(built, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    built.execute("update land_ons_mye set _loaded_at = '2017-01-05 10:00:00+00'")
+    built.execute("update land_dtoc_la set _loaded_at = '2017-04-13 10:00:00+00' where _period = '2017-02' and _version = 1")
+    built.execute("update land_dtoc_la set _loaded_at = '2017-05-11 10:00:00+00' where _period = '2017-02' and _version = 2")
+    built.execute("checkpoint")
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(built.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()[0], copy)
+    env = {**__import__("os").environ, "CAREWATCH_WAREHOUSE": str(copy)}
+    cmd = [sys.executable, "-m", "carewatch.cli", "as-of", "Hackney", "2017-02", "--as-of", "2017-04-30", "--metric", DTOC]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    header, row = out.stdout.strip().splitlines()
+    record = dict(zip(header.split(","), row.split(",")))
+    assert record["area_code"] == HACKNEY and float(record["numerator"]) == 616 and record["source_files"] == "sha-dtoc_la-2017-02-v1;sha-ons_mye-2016-v1"
+
+
+KILLED_LOADER = """
+import sys, time, duckdb
+from carewatch import warehouse
+
+class PausesAfterInsert:
+    '''The real connection; after the insert (inside the open transaction) it says so and waits to be killed.'''
+    def __init__(self, con):
+        self.con = con
+    def execute(self, sql, *args):
+        result = self.con.execute(sql, *args)
+        if sql.lstrip().startswith("insert"):
+            print("INSERTED", flush=True)
+            time.sleep(120)
+        return result
+
+con = duckdb.connect(sys.argv[1])
+warehouse.load_parsed(PausesAfterInsert(con), source="dtoc_la", period="2017-02", version=3, sha256="sha-v3", parsed_path=sys.argv[2])
+"""
+
+
+def test_a_load_killed_mid_transaction_leaves_the_previous_state_and_a_rerun_completes(built, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    db = built.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()[0]
+    before = built.execute("select * exclude (_loaded_at) from land_dtoc_la order by all").fetchall()
+    facts = built.execute("select * from fct_metric_values order by all").fetchall()
+    built.close()
+    third = dtoc_rows("2017-02-01", [("council", HACKNEY, {"total": 700.0, "nhs": 484.0, "social_care": 200.0, "both": 16.0})])
+    parquet = tmp_path / "v3.parquet"
+    pd.DataFrame(third, columns=DTOC_COLUMNS).to_parquet(parquet, index=False)
+
+    child = subprocess.Popen([sys.executable, "-c", KILLED_LOADER, db, str(parquet)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "INSERTED"  # the rows are written, not committed
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+
+    with duckdb.connect(db) as con:  # recovery from the write-ahead log drops the uncommitted load
+        assert con.execute("select * exclude (_loaded_at) from land_dtoc_la order by all").fetchall() == before
+        warehouse.build_models(con, reference=False)
+        assert con.execute("select * from fct_metric_values order by all").fetchall() == facts
+        # rerun: the load completes and the marts take the new version
+        assert warehouse.load_parsed(con, source="dtoc_la", period="2017-02", version=3, sha256="sha-v3", parsed_path=parquet) == 4
+        warehouse.build_models(con, reference=False)
+        assert value(con, HACKNEY, DTOC, dt.date(2017, 2, 1))[0] == 700
