@@ -48,14 +48,16 @@ def build_ingest_dag(source: sources.Source):
         def fetch(period: str, **context) -> dict:
             """Download one period into the raw store (skipped if not published yet)."""
             from carewatch import pipeline
-            from carewatch.errors import NotPublishedYet
-            from airflow.sdk.exceptions import AirflowSkipException
+            from carewatch.errors import NotPublishedYet, PublicationOverdue
+            from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
             logical = context.get("logical_date")
             try:
                 return pipeline.fetch_period(source.name, period, as_of=logical.date() if logical else None)
             except NotPublishedYet as err:
                 raise AirflowSkipException(str(err)) from err
+            except PublicationOverdue as err:  # no retry: the next monthly run looks again
+                raise AirflowFailException(str(err)) from err
 
         @task(retries=0)
         def parse(fetched: dict) -> dict:

@@ -120,10 +120,12 @@ If the publication is wrong, wait for its revision; if the suite is wrong, fix <
 def failure_alert(*, dag_id: str, task_id: str, error: BaseException | str, task_url: str | None = None,
                   logical_date=None, map_index: int | None = None) -> Alert:
     """The email for a task failure that is not a quality failure (overdue publications included)."""
-    from carewatch.errors import FetchError
+    from carewatch.errors import PublicationOverdue
 
+    if not isinstance(error, PublicationOverdue) and isinstance(getattr(error, "__cause__", None), PublicationOverdue):
+        error = error.__cause__  # Airflow's fail-without-retry exception wraps it
     text = str(error)
-    overdue = isinstance(error, FetchError) and "overdue" in error.problem
+    overdue = isinstance(error, PublicationOverdue)
     what = f"{dag_id}.{task_id}" + (f"[{map_index}]" if map_index is not None and map_index >= 0 else "")
     if overdue:
         subject = _subject(f"OVERDUE {error.source} {error.period}: publication not found after its due date")

@@ -31,6 +31,11 @@ class FetchError(CarewatchError):
         super().__init__(f"{source} {period}: {problem} ({url})")
 
 
+class PublicationOverdue(FetchError):
+    """The publication has not appeared ``grace_days`` after it was due (HTTP 404): retrying
+    within the run cannot help; the next monthly run tries again. Alerted as OVERDUE."""
+
+
 class NotPublishedYet(CarewatchError):
     """The publication for this period does not exist yet (HTTP 404 on a future period)."""
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from urllib.parse import urlparse
 
 from carewatch import paths, rawstore, sources
-from carewatch.errors import FetchError, NotPublishedYet
+from carewatch.errors import FetchError, NotPublishedYet, PublicationOverdue
 
 OLE2_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
 MANIFEST_DDL = """
@@ -182,7 +182,7 @@ def fetch(
                     if (as_of or dt.date.today()) < due:
                         _log(con, source, period, url, "not_published_yet", status)
                         raise NotPublishedYet(source, period, url)
-                    raise FetchError(source, period, url, f"HTTP 404 and the publication was due by {due:%Y-%m-%d}: overdue")
+                    raise PublicationOverdue(source, period, url, f"HTTP 404 and the publication was due by {due:%Y-%m-%d}: overdue")
                 if status != 200:
                     raise FetchError(source, period, url, f"HTTP {status}")
                 body = _read_limited(response, src, period, url)

@@ -145,3 +145,23 @@ def test_a_run_with_no_period_due_succeeds(airflow_db, sample_base_url, carewatc
     assert str(run.state) == "success"
     summary = json.loads((paths.home() / "runs" / "ingest" / "dtoc_provider.json").read_text())
     assert summary["periods"] == [] and summary["files_parsed"] == 0
+
+
+def test_an_overdue_publication_fails_without_retrying_and_alerts(airflow_db, carewatch_home, tmp_path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from carewatch import mailcatcher, sample_server
+
+    (tmp_path / "served" / "dtoc_la").mkdir(parents=True)  # the publisher's page: nothing there
+    dag = DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags")).get_dag("ingest_dtoc_la")
+    with sample_server.serve_samples(tmp_path / "served") as base, mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
+        monkeypatch.setenv("CAREWATCH_BASE_URL", base)
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        # January 2018 was due on 8 March 2018 (+14 days' grace): by 15 May it is overdue
+        run = dag.test(logical_date=dt.datetime(2018, 5, 15, 9, tzinfo=dt.timezone.utc), run_conf={"from_period": "2018-01", "to_period": "2018-01"})
+        caught = mailcatcher.messages(mailbox)
+    assert str(run.state) == "failed"
+    fetch = [ti for ti in run.get_task_instances() if ti.task_id == "one_period.fetch"]
+    assert [(str(ti.state), ti.try_number) for ti in fetch] == [("failed", 1)]  # no retry within the run
+    assert [" ".join(m["Subject"].split()) for m in caught] == ["[carewatch] OVERDUE dtoc_la 2018-01: publication not found after its due date"]
+    assert "due by 2018-03-22" in mailcatcher.body_text(caught[0])

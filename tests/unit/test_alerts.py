@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from carewatch import alerts, mailcatcher, parsers, validation
-from carewatch.errors import FetchError, QualityError
+from carewatch.errors import PublicationOverdue, QualityError
 from tests.conftest import FIXTURES
 
 REAL = FIXTURES / "real" / "dtoc-la" / "LA-Type-B-June-2016.xls"
@@ -64,7 +64,7 @@ def test_recipients_come_from_config_or_the_environment(mailbox, bad_report, mon
 
 
 def test_an_overdue_publication_and_a_plain_failure(mailbox):
-    overdue = FetchError("dtoc_la", "2018-03", "https://www.england.nhs.uk/x.xls", "HTTP 404 and the publication was due by 2018-05-24: overdue")
+    overdue = PublicationOverdue("dtoc_la", "2018-03", "https://www.england.nhs.uk/x.xls", "HTTP 404 and the publication was due by 2018-05-24: overdue")
     alerts.send(alerts.failure_alert(dag_id="ingest_dtoc_la", task_id="one_period.fetch", error=overdue, map_index=2))
     alerts.send(alerts.failure_alert(dag_id="metrics", task_id="build_warehouse", error=RuntimeError("Binder Error: column x not found"), task_url="http://ui/t"))
     first, second = mailcatcher.messages(mailbox)

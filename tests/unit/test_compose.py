@@ -49,6 +49,9 @@ def test_celery_executor_and_one_jwt_secret_everywhere(config):
     assert {e["AIRFLOW__CORE__FERNET_KEY"] for e in envs} == {"test-AIRFLOW_FERNET_KEY"}
     smtp = json.loads(envs[0]["AIRFLOW_CONN_SMTP_DEFAULT"])
     assert smtp["host"] == "mailpit" and smtp["extra"]["disable_tls"] is True
+    # alerts: recipients from .env, links to the UI (config/alerts.yaml reads both)
+    assert {e["CAREWATCH_ALERT_RECIPIENTS"] for e in envs} == {"data-engineers@example.org"}
+    assert {e["AIRFLOW__API__BASE_URL"] for e in envs} == {"http://localhost:8080"}
 
 
 def test_health_checks_on_every_long_running_service(config):
