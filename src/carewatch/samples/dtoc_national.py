@@ -67,7 +67,7 @@ from pathlib import Path
 import pandas as pd
 import xlwt
 
-from carewatch.samples.dtoc_la import REASON_HEADERS
+from carewatch.samples.dtoc_la import REASON_HEADERS, _ordinal
 from carewatch.samples.world import REASONS, World
 
 FIRST_MONTH = dt.date(2010, 8, 1)
@@ -180,13 +180,6 @@ def national_series(world: World, last_month: dt.date) -> pd.DataFrame:
 
 
 # --- workbook ------------------------------------------------------------------------------------
-
-def _ordinal(day: dt.date | None) -> str:
-    if day is None:
-        return ""
-    suffix = "th" if 11 <= day.day <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day.day % 10, "th")
-    return f"{day.day}{suffix} {day:%B %Y}"
-
 
 def _metadata(sheet, breakdown: str, last_month: dt.date, published, revised, status) -> None:
     summary = {"care_type": "by type of care", "agency": "by the responsible organisation", "reason": "by reason for delay",
