@@ -158,11 +158,12 @@ def _parts_minus_total(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
 
 
 def _matching_value(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
-    """On rows where ``spec.where`` holds: the value of the row that differs only in ``spec.column``
-    (e.g. a numerator row's denominator)."""
+    """On ``spec.this`` rows (where ``spec.where`` holds): the value of the ``spec.other`` row
+    with the same ``spec.keys`` (e.g. a numerator row's denominator)."""
     column, keys, value = spec["column"], spec["keys"], spec["value"]
-    other = frame[frame[column] == spec["other"]].drop_duplicates(keys).set_index(keys)[value].rename("_other")
-    rows = frame[frame[column] == spec["this"]]
+    scope = frame[frame.eval(spec["where"])] if spec.get("where") else frame
+    other = scope[scope[column] == spec["other"]].drop_duplicates(keys).set_index(keys)[value].rename("_other")
+    rows = scope[scope[column] == spec["this"]]
     joined = rows.join(other, on=keys)
     out = pd.Series(float("nan"), index=frame.index)
     out.loc[joined.index] = joined["_other"]

@@ -68,6 +68,15 @@ def _ascof(good, case):
     elif case == "fractional_count":
         row = _first(f, geo_name="Hartlepool", measure_code="2B1", measure_type="Denominator")
         f.loc[row, "value"] += 0.5
+    elif case == "other_measures_pass_through":
+        # the real file holds every ASCOF measure: 1A is a score (numerator: the sum of scores,
+        # above the respondents), 2A a rate per 100,000 (outcome above 100)
+        extra = f[(f["measure_code"] == "2B1") & (f["geo_level"] == "Council")].copy()
+        for group, values in (("1A", {"Numerator": 4520.5, "Denominator": 240.0, "Outcome": 18.8}),
+                              ("2A", {"Numerator": 1210.0, "Denominator": 180_000.0, "Outcome": 672.2})):
+            rows = extra.assign(measure_group=group, measure_code=group)
+            rows["value"] = rows["measure_type"].map(values)
+            f = pd.concat([f, rows], ignore_index=True)
     return f, None
 
 
@@ -141,6 +150,7 @@ COLUMNS = "expect_table_columns_to_match_set"
         ("ascof", "area_missing", {(COUNT, "council_code", "blocking")}),
         ("ascof", "renamed_column", {(COLUMNS, None, "blocking")}),
         ("ascof", "fractional_count", {(BETWEEN, "count_fraction", "blocking")}),
+        ("ascof", "other_measures_pass_through", set()),
         ("ons_mye", "suppressed_population", {(NOTNULL, "population", "blocking")}),
         ("ons_mye", "negative_count", {(BETWEEN, "population", "blocking")}),
         ("ons_mye", "age_out_of_range", {(BETWEEN, "age", "blocking")}),
