@@ -35,8 +35,13 @@ def metrics():
     def analyse() -> dict:
         """Rank the areas, compare with similar areas, track DTOC targets and flag areas for CQC review."""
         from carewatch import pipeline
+        from carewatch.errors import NotEnoughHistory
+        from airflow.sdk.exceptions import AirflowSkipException
 
-        return pipeline.analyse()
+        try:
+            return pipeline.analyse()
+        except NotEnoughHistory as err:  # a young warehouse: skipped (and the report with it), not failed
+            raise AirflowSkipException(str(err)) from err
 
     @task
     def report() -> str:

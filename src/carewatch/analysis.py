@@ -97,6 +97,14 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     methodology = ranking.load_methodology()
     areas = sorted(set(mv["area_code"]) - {ENGLAND})
 
+    if not ((mv["period_type"] == "rolling_12m") & (mv["metric_id"] == DTOC)).any():
+        from carewatch.errors import NotEnoughHistory
+
+        months = mv.loc[(mv["period_type"] == "month") & (mv["metric_id"] == DTOC), "period_start"].nunique()
+        raise NotEnoughHistory(
+            f"rankings need 12 complete months of delayed transfers; the warehouse holds {months}: "
+            "load more history (the ingest DAGs' from_period/to_period params, or a backfill)"
+        )
     ranking_metric, ranking_overall = rank_periods(mv, methodology, areas)
 
     peer_cfg = peers.load_config()

@@ -57,3 +57,8 @@ class QualityError(CarewatchError):
         self.file_version = file_version
         self.sha256 = sha256
         super().__init__(f"{source} {period}: quarantined, {len(failures)} blocking expectation(s) failed: " + " | ".join(failures))
+
+
+class NotEnoughHistory(CarewatchError):
+    """The warehouse does not yet hold the periods a step needs (e.g. 12 complete months to rank)."""
+

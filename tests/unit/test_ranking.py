@@ -131,3 +131,19 @@ def test_default_methodology_weights_delayed_days_highest():
     top = max(m.weights, key=m.weights.get)
     assert top == "delayed_days_per_day_per_100k_18plus"
     assert sorted(m.weights.values())[-1] > sorted(m.weights.values())[-2]
+
+
+def test_analysis_says_when_there_is_not_enough_history_to_rank(tmp_path):
+    import duckdb
+    import pandas as pd
+
+    from carewatch import analysis
+    from carewatch.errors import NotEnoughHistory
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    mv = pd.DataFrame({"area_code": ["E06000001"], "period_type": ["month"], "period_start": [pd.Timestamp("2017-03-01")],
+                       "period_end": [pd.Timestamp("2017-03-31")], "metric_id": [analysis.DTOC], "value": [10.0]})
+    con.register("mv", mv)
+    con.execute("create table fct_metric_values as select * from mv")
+    with pytest.raises(NotEnoughHistory, match="12 complete months of delayed transfers; the warehouse holds 1"):
+        analysis.run(con, export=False)
