@@ -153,6 +153,8 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
         "review_flag_history": pd.concat(history_rows, ignore_index=True),
     }
     write_tables(con, tables)
+    # peer-group aggregates for every period, from the same facts (include/sql/analysis/)
+    con.execute((paths.sql_dir() / "analysis" / "fct_peer_group_values.sql").read_text())
     if export:
         export_csv(tables, paths.exports_dir() / pd.Timestamp(latest).strftime("%Y-%m"))
     return tables

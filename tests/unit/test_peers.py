@@ -72,3 +72,43 @@ def test_an_area_without_a_value_is_not_compared():
     got = peers.compare(values, groups, {"m": "low"})
     assert list(got["area_code"]) == ["B"]
     assert got.iloc[0]["group_size"] == 1
+
+
+def test_peer_group_aggregates_pool_the_peers_facts(tmp_path):
+    """fct_peer_group_values against a pandas pooling of the same facts over the same groups."""
+    import duckdb
+
+    from carewatch import analysis
+    from tests import synthetic_warehouse
+
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        facts = con.execute("select * from fct_metric_values").df()
+        groups = con.execute("select area_code, peer_code from peer_group").df()
+        built = con.execute("select * from fct_peer_group_values").df()
+    area = sorted(groups["area_code"].unique())[3]
+    peers = groups.loc[groups["area_code"] == area, "peer_code"].tolist()
+    assert area not in peers and len(peers) > 1
+
+    def expected(metric, period_type, start):
+        rows = facts[(facts["area_code"].isin(peers)) & (facts["metric_id"] == metric) & (facts["period_type"] == period_type) & (facts["period_start"] == start)]
+        assert len(rows) == len(peers)
+        if rows["numerator"].notna().all():
+            return rows["numerator"].sum() / rows["denominator"].sum() * rows["multiplier"].iloc[0]
+        return (rows["value"] * rows["denominator"]).sum() / rows["denominator"].sum()
+
+    def got(metric, period_type, start):
+        row = built[(built["area_code"] == area) & (built["metric_id"] == metric) & (built["period_type"] == period_type) & (built["period_start"] == start)]
+        assert len(row) == 1 and row["peers_reporting"].iloc[0] == len(peers)
+        return row["value"].iloc[0]
+
+    march = pd.Timestamp("2018-03-01")
+    for metric, period_type, start in (
+        ("delayed_days_per_day_per_100k_18plus", "month", march),
+        ("delayed_days_per_day_per_100k_18plus__nhs", "rolling_12m", march),
+        ("los_p90_days_65plus", "month", march),  # no numerator: denominator-weighted mean
+        ("reablement_still_at_home_91d_65plus", "financial_year", pd.Timestamp("2016-04-01")),
+    ):
+        assert got(metric, period_type, start) == pytest.approx(expected(metric, period_type, start), rel=1e-12)

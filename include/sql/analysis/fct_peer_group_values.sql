@@ -1,0 +1,37 @@
+-- Peer-group aggregates from the same data as fct_metric_values: for every area, its group of
+-- similar areas (peer_group: the nearest neighbours, the area itself excluded) pooled per
+-- period and metric. Counts and rates pool numerators and denominators (value = sum of
+-- numerators / sum of denominators x multiplier, as England is pooled); the 90th-percentile
+-- length of stay has no numerator, so its peer value is the denominator-weighted mean of the
+-- peers' values (the documented approximation the rolling figures also use). A peer without
+-- a value leaves the aggregate null rather than partial. Built by the analysis step (peer
+-- groups are computed there), after fct_metric_values.
+create or replace table fct_peer_group_values as
+with members as (
+    select area_code, peer_code, count(*) over (partition by area_code) as group_size
+    from peer_group
+),
+joined as (
+    select members.area_code, members.group_size, facts.*  exclude (area_code)
+    from members
+    join fct_metric_values as facts on facts.area_code = members.peer_code
+)
+select
+    area_code,
+    period_type,
+    period_start,
+    any_value(period_end)                                     as period_end,
+    metric_id,
+    split_part(metric_id, '__', 1)                            as base_metric_id,
+    count(*)                                                  as peers_reporting,
+    any_value(group_size)                                     as group_size,
+    sum(numerator)                                            as numerator,
+    sum(denominator)                                          as denominator,
+    any_value(multiplier)                                     as multiplier,
+    case
+        when count(*) < any_value(group_size) or count(value) < count(*) then null
+        when count(numerator) = count(*) then sum(numerator) / sum(denominator) * any_value(multiplier)
+        else sum(value * denominator) / sum(denominator)
+    end                                                       as value
+from joined
+group by area_code, period_type, period_start, metric_id
