@@ -169,6 +169,13 @@ def send_quietly(alert: Alert) -> bool:
         return False
 
 
+def notify_warnings(report, *, file_version: int | None = None, sha256: str | None = None, task_url: str | None = None) -> bool:
+    """Email a validation whose only failures are warnings (the batch loaded), if configured to."""
+    if not report.warnings or not settings().get("email_warnings", True):
+        return False
+    return send_quietly(quality_alert(report, file_version=file_version, sha256=sha256, task_url=task_url))
+
+
 def on_task_failure(context) -> None:
     """Airflow ``on_failure_callback``: a quality email for a quarantined batch, else a failure email."""
     from carewatch.errors import QualityError

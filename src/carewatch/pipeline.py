@@ -138,8 +138,11 @@ def as_list(mapped) -> list[dict]:
 
 
 def summarise_ingest(source: str, parsed: list[dict]) -> dict:
-    """Counts for one ingest run, kept as JSON under ``var/runs/ingest/`` for the run summary."""
+    """Counts for one ingest run, kept as JSON under ``var/runs/ingest/`` for the run summary;
+    also rebuilds the Data Docs index once per run, with this run's validations."""
     import json
+
+    from carewatch import validation
 
     summary = {
         "source": source,
@@ -149,9 +152,7 @@ def summarise_ingest(source: str, parsed: list[dict]) -> dict:
         "rows": sum(p["rows"] for p in parsed),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    from carewatch import validation
-
-    validation.build_data_docs_index()  # once per run: this run's validations on the site's front page
+    validation.build_data_docs_index()
     target = paths.home() / "runs" / "ingest" / f"{source}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(summary, indent=2))
@@ -183,8 +184,7 @@ def validate_period(parsed: dict, task_url: str | None = None) -> dict:
         validation.build_data_docs_index()  # the failure is on the site's front page at once
         raise QualityError(parsed["source"], parsed["period"], [r.line() for r in report.blocking_failures],
                            report=report, file_version=parsed["version"], sha256=parsed["sha256"])
-    if report.warnings and alerts.settings().get("email_warnings", True):
-        alerts.send_quietly(alerts.quality_alert(report, file_version=parsed["version"], sha256=parsed["sha256"], task_url=task_url))
+    alerts.notify_warnings(report, file_version=parsed["version"], sha256=parsed["sha256"], task_url=task_url)
     return {**parsed, "validated": True, "warnings": len(report.warnings), "docs_url": report.docs_url}
 
 
@@ -235,8 +235,7 @@ def build_warehouse(task_url: str | None = None) -> dict:
             validation.build_data_docs_index()
         counts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in models if not m.startswith("statistics")}
     for report, digest in checked:
-        if report.warnings and alerts.settings().get("email_warnings", True):
-            alerts.send_quietly(alerts.quality_alert(report, sha256=digest, task_url=task_url))
+        alerts.notify_warnings(report, sha256=digest, task_url=task_url)
     return counts
 
 

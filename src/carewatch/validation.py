@@ -99,50 +99,33 @@ def _period_value(period: str):
     return period  # financial year "2017-18"
 
 
-def _period_start(period: str):
-    """The day the period starts: a month's first day, 1 July of a mid-year, 1 April of a financial year."""
-    import datetime as dt
-
-    value = _period_value(period)
-    if isinstance(value, int):
-        return dt.date(value, 7, 1)
-    if re.fullmatch(r"\d{4}-\d{2}", value):
-        return dt.date(int(value[:4]), 4, 1)
-    return dt.date.fromisoformat(value)
-
-
 def _runtime_values(period: str | None, source: str | None = None, geography_as_of: str = "period_start") -> dict:
-    from carewatch import geography
+    from carewatch import geography, sources
 
     changes = geography.code_changes()
-    council_codes = sorted(set(geography.councils()["council_code"]) | set(changes.loc[~changes["change"].isin(["recode", "alias"]), "new_code"]))
     successors = set(changes.loc[~changes["change"].isin(["recode", "alias"]), "new_code"])
-    values = {"$council_codes": council_codes, "$hwb_codes": sorted(set(geography.hwb_areas()["hwb_code"]) | successors)}
+    values = {
+        "$council_codes": sorted(set(geography.councils()["council_code"]) | successors),
+        "$hwb_codes": sorted(set(geography.hwb_areas()["hwb_code"]) | successors),
+    }
     if period:
         values["$period"] = [_period_value(period)]
-        on = _period_start(period)
-        if geography_as_of == "publication" and source:  # e.g. ONS estimates use the boundaries at release
-            from carewatch import sources
-
-            on = sources.due_date(source, period)
-        values["$hwb_count"] = len({c for h in geography.hwb_areas()["hwb_code"] for c in geography.current_code(h, on)})
-        values["$council_count"] = len({c for h in geography.councils()["council_code"] for c in geography.current_code(h, on)})
+        # the areas in force when the period started (or, e.g. for ONS estimates, at release)
+        on = sources.due_date(source, period) if geography_as_of == "publication" else sources.period_start(source, period)
         in_force = sorted({c for h in geography.councils()["council_code"] for c in geography.current_code(h, on)})
         values["$council_codes_in_force"] = in_force
-        values["$council_count_and_england"] = values["$council_count"] + 1
-        if re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", period):
+        values["$council_count"] = len(in_force)
+        values["$council_count_and_england"] = len(in_force) + 1
+        values["$hwb_count"] = len({c for h in geography.hwb_areas()["hwb_code"] for c in geography.current_code(h, on)})
+        if sources.get(source).cadence == "monthly":
             values["$period_start"] = f"{period}-01"
-            if source:
-                from carewatch import sources
-
-                first = sources.get(source).first_period
-                values["$months_from_first"] = (int(period[:4]) - int(first[:4])) * 12 + int(period[5:7]) - int(first[5:7]) + 1
+            values["$months_from_first"] = len(sources.periods(source, sources.get(source).first_period, period))
     return values
 
 
 # --- derived columns ------------------------------------------------------------------------
 # Each derivation adds one column; rows it does not apply to get null, which column
-# expectations ignore. ``history`` is a callable (source, period, months) -> frame of earlier
+# expectations ignore. ``history`` is a callable (spec) -> frame of the area's earlier
 # periods' values (see :func:`warehouse_history`), or None when there is no warehouse.
 
 def _parts_minus_total(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
@@ -364,8 +347,8 @@ def data_docs_index() -> Path:
 
 
 def _validate_with_data_docs(gx, name: str, gx_suite, frame: pd.DataFrame, run_name: str):
-    """Validate through a checkpoint of the file-backed GX project, whose UpdateDataDocsAction
-    renders the result page; returns (suite result, URL of that page)."""
+    """Validate through a checkpoint of the file-backed GX project (which keeps the result),
+    render that result's Data Docs page; returns (suite result, URL of that page)."""
     from great_expectations.core.run_identifier import RunIdentifier
 
     context = gx.get_context(mode="file", project_root_dir=str(paths.home()))

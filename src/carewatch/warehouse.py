@@ -208,9 +208,6 @@ def as_of(con, when) -> "duckdb.DuckDBPyConnection":  # noqa: F821
         mem.register("frame", frame)
         mem.execute(f"create table {name} as select * from frame")
         mem.unregister("frame")
-    for source in SOURCES_WITH_LAND_TABLES:
-        mem.execute(land_ddl(source))
-    for sql_file in model_files():
-        mem.execute(sql_file.read_text())
+    build_models(mem, reference=False)  # the reference tables are the warehouse's, copied above
     return mem
 

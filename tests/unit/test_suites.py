@@ -13,6 +13,7 @@ SAMPLES = {
     "ons_mye": "2017",
     "hes_aggregate": "2018-03",
     "dtoc_provider": "2019-10",
+    "dtoc_national": "2018-03",
 }
 
 
