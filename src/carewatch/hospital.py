@@ -2,8 +2,11 @@
 
 The SQL (``include/sql/hospital/hes_apc_metrics.sql``) reads only the needed columns of the
 Parquet extract in one scan. Areas come from ``config/geography/district_to_hwb.csv`` (ONS's
-2021 LTLA -> UTLA lookup, mapped to HWB areas: so figures are on 2021 geography, where
-Bournemouth, Christchurch and Poole and the new Dorset are areas of their own).
+2021 LTLA -> UTLA lookup, mapped to HWB areas) and ``config/geography/former_districts.csv``
+(district codes from before and after it). Each district code maps to the HWB area that
+contained it while the code was in use, by the rule the warehouse uses for councils
+(``int_area_map``). A 2017-18 extract's Christchurch is in Dorset county (E10000009). A 2020
+extract's Bournemouth, Christchurch and Poole (E06000058) is an area of its own.
 """
 
 from __future__ import annotations
@@ -21,13 +24,45 @@ NEEDED = {"epistat", "admimeth", "startage", "admidate", "disdate", "dismeth", "
 
 
 def lookup_path() -> Path:
+    """Districts in the ONS 2021 LTLA -> UTLA lookup, with their HWB area."""
     return paths.config_dir() / "geography" / "district_to_hwb.csv"
+
+
+def former_districts_path() -> Path:
+    """District codes not in the 2021 lookup (abolished, recoded, aliases, 2023 unitaries)."""
+    return paths.config_dir() / "geography" / "former_districts.csv"
+
+
+def lookup_paths() -> list[str]:
+    return [str(lookup_path()), str(former_districts_path())]
 
 
 def _month(text: str | None, default: dt.date) -> dt.date:
     if not text:
         return default
     return dt.date(int(text[:4]), int(text[5:7]), 1)
+
+
+# Canonical type of each needed column. An extract that stores a column differently (codes as
+# text, dates as timestamps or ISO strings) is read through a cast; one that already has the
+# type is read as is, so the usual extract costs nothing extra.
+INTEGER_COLUMNS = ("epistat", "epiorder", "dismeth", "startage")
+TEXT_COLUMNS = ("admimeth", "resladst_ons")
+DATE_COLUMNS = ("admidate", "disdate")
+
+
+def _column_expression(name: str, arrow_type) -> str:
+    import pyarrow as pa
+
+    if name in INTEGER_COLUMNS:
+        return name if pa.types.is_integer(arrow_type) else f"try_cast(trim({name}::varchar) as integer) as {name}"
+    if name in TEXT_COLUMNS:
+        return name if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) else f"{name}::varchar as {name}"
+    if pa.types.is_date(arrow_type):
+        return name
+    if pa.types.is_timestamp(arrow_type):
+        return f"{name}::date as {name}"
+    return f"try_cast({name} as date) as {name}"
 
 
 def hes_metrics(extract: str | Path, from_period: str | None = None, to_period: str | None = None,
@@ -38,10 +73,10 @@ def hes_metrics(extract: str | Path, from_period: str | None = None, to_period: 
 
     extract = Path(extract)
     try:
-        names = set(pq.ParquetFile(extract).schema_arrow.names)
+        schema = pq.ParquetFile(extract).schema_arrow
     except Exception as err:
         raise ParseError("hes_apc", extract, f"not a readable Parquet file ({err.__class__.__name__})") from None
-    missing = sorted(NEEDED - names)
+    missing = sorted(NEEDED - set(schema.names))
     if missing:
         raise ParseError("hes_apc", extract, f"missing HES APC column(s): {', '.join(missing)}")
     sql = (paths.sql_dir() / "hospital" / "hes_apc_metrics.sql").read_text()
@@ -51,14 +86,16 @@ def hes_metrics(extract: str | Path, from_period: str | None = None, to_period: 
         con.execute("set enable_progress_bar = false")
         if threads:
             con.execute(f"set threads = {int(threads)}")
-        params = {
-            "extract": str(extract),
-            "lookup": str(lookup_path()),
-            "from_month": _month(from_period, dt.date(1900, 1, 1)),
-            "to_month": _month(to_period, dt.date(2999, 12, 1)),
-        }
-        frame = con.execute(sql, params).df()
+        columns = [_column_expression(name, schema.field(name).type) for name in sorted(NEEDED)]
+        con.read_parquet(str(extract)).select(", ".join(columns)).create_view("hes_apc_episodes")
+        frame = con.execute(sql, {"lookup": lookup_paths()}).df()
     finally:
         con.close()
+    # The month range is applied to the small result: pushed into the SQL it would be evaluated
+    # against every episode (DuckDB moves it below the aggregations).
+    first = _month(from_period, dt.date(1900, 1, 1))
+    last = _month(to_period, dt.date(2999, 12, 1))
+    months = pd.to_datetime(frame["period"]).dt.date
+    frame = frame[(months >= first) & (months <= last)].reset_index(drop=True)
     frame["period"] = pd.to_datetime(frame["period"]).dt.strftime("%Y-%m-%d")
     return frame[COLUMNS]

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from carewatch import hospital
+from carewatch import hospital, paths
 from carewatch.errors import ParseError
 from carewatch.samples import hes_apc
 
@@ -23,7 +23,7 @@ EMERGENCY = {"21", "22", "23", "24", "25", "28", "2A", "2B", "2C", "2D"}
 def pandas_metrics(extract) -> pd.DataFrame:
     """The documented definitions, written plainly in pandas (the oracle; not product code)."""
     e = pq.read_table(extract).to_pandas()
-    lookup = pd.read_csv(hospital.lookup_path(), dtype=str).set_index("district_code")["hwb_code"]
+    lookup = pd.concat([pd.read_csv(path, dtype=str) for path in hospital.lookup_paths()]).set_index("district_code")["hwb_code"]
     e = e[(e["epistat"] == 3) & e["admimeth"].isin(EMERGENCY) & (e["startage"] >= 65) & (e["startage"] <= 120)].copy()
     e["area_code"] = e["resladst_ons"].map(lookup).fillna("UNMAPPED")
     adm = e[e["epiorder"] == 1].copy()
@@ -35,7 +35,9 @@ def pandas_metrics(extract) -> pd.DataFrame:
     dis["weekend"] = pd.to_datetime(dis["disdate"]).dt.dayofweek >= 5
 
     def nearest_rank_p90(values):
-        ordered = np.sort(values.to_numpy())
+        ordered = np.sort(values.dropna().to_numpy())  # a discharge without an admidate has no stay
+        if len(ordered) == 0:
+            return np.nan
         return int(ordered[int(np.ceil(0.9 * len(ordered))) - 1])
 
     discharges = dis.groupby(["area_code", "period"]).agg(
@@ -82,6 +84,7 @@ def _hand_extract(path):
         (11, 10, 1, 3, "22", D(2017, 4, 26), D(2017, 4, 29), 1, 121, hackney),# age 121 is out of range
         (12, 11, 1, 3, "21", D(2017, 4, 27), D(2017, 4, 28), 1, 120, "W06000015"),  # Welsh resident, 1 day, Friday
         (13, 12, 1, 3, "28", D(2017, 4, 28), D(2017, 4, 30), 9, 88, None),    # missing residence, 2 days, Sunday
+        (14, 13, 2, 3, "21", None, D(2017, 5, 2), 1, 77, hackney),            # no admidate: a discharge (Tuesday) with no stay
     ]
     frame = pd.DataFrame(rows, columns=["epikey", "susspellid", "epiorder", "epistat", "admimeth", "admidate", "disdate", "dismeth", "startage", "resladst_ons"])
     frame["epistart"] = frame["admidate"]
@@ -98,8 +101,9 @@ def test_hand_made_extract_with_every_edge_case(tmp_path):
     #   discharges in April = episode 1 (0 days, Monday) and 3 (5 days, Saturday) = 2 (4 died, 5 in May)
     #   p90 by nearest rank of [0, 5]: ceil(0.9 * 2) = 2nd value = 5; weekend = 1
     assert tuple(got.loc[("E09000012", "2017-04-01")]) == (5, 2, 5, 1)
-    # Hackney, May 2017: no admissions; episode 5 discharged Sunday 7 May after 16 days
-    assert tuple(got.loc[("E09000012", "2017-05-01")]) == (0, 1, 16, 1)
+    # Hackney, May 2017: no admissions; discharges: episode 5 (Sunday 7 May, 16 days) and
+    #   episode 14 (Tuesday 2 May, no admidate so no stay): p90 of [16] = 16; weekend 1
+    assert tuple(got.loc[("E09000012", "2017-05-01")]) == (0, 2, 16, 1)
     # Outside England or unknown residence, April: episodes 12 (Wales) and 13 (missing), both
     #   admissions and discharges (1 day Friday, 2 days Sunday): p90 of [1, 2] = 2, weekend 1
     assert tuple(got.loc[("UNMAPPED", "2017-04-01")]) == (2, 2, 2, 1)
@@ -112,7 +116,70 @@ def test_period_filter_and_cli(tmp_path):
     assert out.returncode == 0
     frame = pd.read_csv(io.StringIO(out.stdout))
     assert list(frame.columns) == hospital.COLUMNS
-    assert frame.to_dict("records") == [{"area_code": "E09000012", "period": "2017-05-01", "emergency_admissions": 0, "discharges": 1, "los_p90_days": 16, "weekend_discharges": 1}]
+    assert frame.to_dict("records") == [{"area_code": "E09000012", "period": "2017-05-01", "emergency_admissions": 0, "discharges": 2, "los_p90_days": 16, "weekend_discharges": 1}]
+
+
+def test_codes_stored_as_text_and_dates_as_timestamps_give_the_same_figures(tmp_path):
+    extract = hes_apc.write_apc_extract(tmp_path / "apc.parquet", 50_000, seed=11)
+    table = pq.read_table(extract)
+    frame = table.to_pandas()
+    for column in ("epistat", "epiorder", "dismeth", "startage"):
+        frame[column] = frame[column].astype("Int64").astype("string")  # "3", "1", <NA>, "7003"
+    for column in ("admidate", "disdate"):
+        frame[column] = pd.to_datetime(frame[column])
+    other = tmp_path / "apc-text.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), other)
+    assert pa.types.is_large_string(pq.read_schema(other).field("epistat").type)
+    assert pa.types.is_timestamp(pq.read_schema(other).field("admidate").type)
+    pd.testing.assert_frame_equal(_normalise(hospital.hes_metrics(other)), _normalise(hospital.hes_metrics(extract)))
+
+
+def _one_admission_per_district(path, codes, when):
+    """One emergency admission (aged 80, discharged home the same day) per district code."""
+    rows = [(i, i, 1, 3, "21", when, when, 1, 80, code) for i, code in enumerate(codes, start=1)]
+    frame = pd.DataFrame(rows, columns=["epikey", "susspellid", "epiorder", "epistat", "admimeth", "admidate", "disdate", "dismeth", "startage", "resladst_ons"])
+    frame["epistart"] = frame["admidate"]
+    frame["epiend"] = frame["disdate"]
+    frame["dismeth"] = frame["dismeth"].astype("Int8")
+    pq.write_table(pa.Table.from_pandas(frame[[f.name for f in hes_apc.SCHEMA]], schema=hes_apc.SCHEMA, preserve_index=False), path)
+    return path
+
+
+def test_district_codes_of_any_vintage_map_to_the_area_that_held_them(tmp_path):
+    # A 2017-18 extract carries the districts of 2017: Christchurch and West Dorset were in
+    # Dorset county, Corby and Northampton in Northamptonshire, Wycombe in Buckinghamshire,
+    # Bournemouth and Poole were unitary; Barnsley's 2019 alias is Barnsley.
+    codes = {"E07000048": "E10000009", "E07000052": "E10000009", "E07000150": "E10000021", "E07000154": "E10000021",
+             "E07000007": "E10000002", "E06000028": "E06000028", "E06000029": "E06000029", "E08000038": "E08000016",
+             # later extracts: BCP and the Northamptonshire unitaries are areas of their own (as in
+             # the warehouse); Buckinghamshire and North Yorkshire unitaries are recodes of the county
+             "E06000058": "E06000058", "E06000061": "E06000061", "E06000060": "E10000002", "E06000065": "E10000023",
+             "E06000063": "E06000063"}
+    extract = _one_admission_per_district(tmp_path / "vintages.parquet", list(codes), dt.date(2017, 6, 5))
+    got = hospital.hes_metrics(extract).set_index("area_code")["emergency_admissions"]
+    expected = pd.Series(codes).value_counts()
+    assert "UNMAPPED" not in got.index
+    assert got.sort_index().to_dict() == expected.sort_index().to_dict()
+
+
+def test_district_lookup_follows_the_warehouse_area_rule():
+    """Each district's HWB is what the warehouse's area map gives its council (written out here
+    independently: 2017 councils -> their HWB; recodes and aliases -> the old code's HWB;
+    successors of boundary changes -> themselves)."""
+    geo = paths.config_dir() / "geography"
+    councils = pd.read_csv(geo / "councils.csv", dtype=str)
+    changes = pd.read_csv(geo / "code_changes.csv", dtype=str)
+    rule = dict(zip(councils["council_code"], councils["hwb_code"]))
+    for change in changes.itertuples():
+        if change.change in ("recode", "alias"):
+            rule[change.new_code] = rule[change.old_code]
+        elif change.new_code not in rule:
+            rule[change.new_code] = change.new_code
+    lookup = pd.concat([pd.read_csv(path, dtype=str) for path in hospital.lookup_paths()])
+    assert lookup["district_code"].is_unique
+    mismatched = lookup[lookup["council_code"].map(rule) != lookup["hwb_code"]]
+    assert mismatched.empty, mismatched
+    assert set(lookup["hwb_code"]) <= set(rule.values())
 
 
 def test_an_extract_without_the_fields_is_refused(tmp_path):
