@@ -20,7 +20,6 @@ from carewatch import paths
 from carewatch.errors import ParseError
 
 COLUMNS = ["area_code", "period", "emergency_admissions", "discharges", "los_p90_days", "weekend_discharges"]
-NEEDED = {"epistat", "admimeth", "startage", "admidate", "disdate", "dismeth", "epiorder", "resladst_ons"}
 
 
 def lookup_path() -> Path:
@@ -49,6 +48,7 @@ def _month(text: str | None, default: dt.date) -> dt.date:
 INTEGER_COLUMNS = ("epistat", "epiorder", "dismeth", "startage")
 TEXT_COLUMNS = ("admimeth", "resladst_ons")
 DATE_COLUMNS = ("admidate", "disdate")
+NEEDED = {*INTEGER_COLUMNS, *TEXT_COLUMNS, *DATE_COLUMNS}
 
 
 def _column_expression(name: str, arrow_type) -> str:
@@ -58,6 +58,7 @@ def _column_expression(name: str, arrow_type) -> str:
         return name if pa.types.is_integer(arrow_type) else f"try_cast(trim({name}::varchar) as integer) as {name}"
     if name in TEXT_COLUMNS:
         return name if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) else f"{name}::varchar as {name}"
+    assert name in DATE_COLUMNS, name
     if pa.types.is_date(arrow_type):
         return name
     if pa.types.is_timestamp(arrow_type):
@@ -95,7 +96,7 @@ def hes_metrics(extract: str | Path, from_period: str | None = None, to_period: 
     # against every episode (DuckDB moves it below the aggregations).
     first = _month(from_period, dt.date(1900, 1, 1))
     last = _month(to_period, dt.date(2999, 12, 1))
-    months = pd.to_datetime(frame["period"]).dt.date
-    frame = frame[(months >= first) & (months <= last)].reset_index(drop=True)
-    frame["period"] = pd.to_datetime(frame["period"]).dt.strftime("%Y-%m-%d")
+    months = pd.to_datetime(frame["period"])
+    keep = (months.dt.date >= first) & (months.dt.date <= last)
+    frame = frame[keep].assign(period=months[keep].dt.strftime("%Y-%m-%d")).reset_index(drop=True)
     return frame[COLUMNS]

@@ -86,6 +86,11 @@ def _hand_extract(path):
         (13, 12, 1, 3, "28", D(2017, 4, 28), D(2017, 4, 30), 9, 88, None),    # missing residence, 2 days, Sunday
         (14, 13, 2, 3, "21", None, D(2017, 5, 2), 1, 77, hackney),            # no admidate: a discharge (Tuesday) with no stay
     ]
+    return _write_extract(path, rows)
+
+
+def _write_extract(path, rows):
+    """Rows of (epikey, spell, order, stat, meth, admidate, disdate, dismeth, age, residence) as an extract."""
     frame = pd.DataFrame(rows, columns=["epikey", "susspellid", "epiorder", "epistat", "admimeth", "admidate", "disdate", "dismeth", "startage", "resladst_ons"])
     frame["epistart"] = frame["admidate"]
     frame["epiend"] = frame["disdate"].fillna(frame["admidate"])
@@ -136,13 +141,7 @@ def test_codes_stored_as_text_and_dates_as_timestamps_give_the_same_figures(tmp_
 
 def _one_admission_per_district(path, codes, when):
     """One emergency admission (aged 80, discharged home the same day) per district code."""
-    rows = [(i, i, 1, 3, "21", when, when, 1, 80, code) for i, code in enumerate(codes, start=1)]
-    frame = pd.DataFrame(rows, columns=["epikey", "susspellid", "epiorder", "epistat", "admimeth", "admidate", "disdate", "dismeth", "startage", "resladst_ons"])
-    frame["epistart"] = frame["admidate"]
-    frame["epiend"] = frame["disdate"]
-    frame["dismeth"] = frame["dismeth"].astype("Int8")
-    pq.write_table(pa.Table.from_pandas(frame[[f.name for f in hes_apc.SCHEMA]], schema=hes_apc.SCHEMA, preserve_index=False), path)
-    return path
+    return _write_extract(path, [(i, i, 1, 3, "21", when, when, 1, 80, code) for i, code in enumerate(codes, start=1)])
 
 
 def test_district_codes_of_any_vintage_map_to_the_area_that_held_them(tmp_path):
