@@ -62,6 +62,26 @@ def test_compare_with_peers_and_england():
     assert got.loc["B", "vs_england"] == "not significant"  # 8-12 contains 10
 
 
+def test_compare_falls_back_to_the_peers_mean_and_ranks_ties_together_when_high_is_better():
+    values = pd.DataFrame(
+        [
+            ("A", 70.0, 65.0, 75.0, 70.0, 100.0),
+            ("P1", 80.0, 75.0, 85.0, None, None),  # a peer without a numerator: no pooling
+            ("P2", 70.0, 60.0, 80.0, 7.0, 10.0),
+            ("P3", 60.0, 50.0, 70.0, 6.0, 10.0),
+        ],
+        columns=["area_code", "value", "ci_lower", "ci_upper", "numerator", "denominator"],
+    )
+    values["metric_id"] = "m"
+    groups = pd.DataFrame({"area_code": ["A"] * 3, "peer_code": ["P1", "P2", "P3"]})
+    got = peers.compare(values, groups, {"m": "high"}).set_index("area_code").loc["A"]
+    assert got["peer_value"] == pytest.approx(70.0)  # (80 + 70 + 60) / 3
+    # high is better: P1 80 first, A and P2 tie at 70 and share rank 2, P3 60 last
+    assert got["rank_in_group"] == 2 and got["group_size"] == 4
+    assert got["vs_peers"] == "not significant"  # 65-75 contains 70
+    assert got["vs_england"] == "not compared" and pd.isna(got["england_value"])  # no England row
+
+
 def test_an_area_without_a_value_is_not_compared():
     values = pd.DataFrame(
         [("A", None, None, None, None, None), ("B", 9.0, 8.0, 10.0, 9.0, 100.0), (peers.ENGLAND, 9.0, 8.9, 9.1, 90.0, 1000.0)],

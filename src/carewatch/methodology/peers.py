@@ -75,50 +75,62 @@ def compare(values: pd.DataFrame, peers: pd.DataFrame, directions: dict[str, str
 
     ``values``: ``area_code``, ``metric_id``, ``value``, ``ci_lower``, ``ci_upper``,
     ``numerator``, ``denominator`` (England included as E92000001).
-    Returns per area and metric: ``peer_value`` (peers' pooled value where numerators exist,
-    else their mean), ``england_value``, ``rank_in_group`` (1 = best of the area and its peers),
-    ``group_size``, ``vs_england`` and ``vs_peers`` ("better", "worse", "not significant").
+    Returns per area and metric: ``peer_value`` (peers' pooled value where every peer has a
+    numerator, scaled by the area's own value-to-proportion multiplier, else the peers' mean),
+    ``england_value``, ``rank_in_group`` (1 = best of the area and its peers with a value,
+    ties share the best rank), ``group_size``, ``vs_england`` and ``vs_peers`` ("better",
+    "worse", "not significant", "not compared"). Areas without a value are left out.
     """
-    rows = []
-    for metric, group in values.groupby("metric_id"):
-        by_area = group.set_index("area_code")
-        england = by_area["value"].get(ENGLAND, np.nan)
-        low_better = directions[metric] == "low"
-        for area, own in by_area.drop(index=ENGLAND, errors="ignore").iterrows():
-            if pd.isna(own["value"]):
-                continue  # suppressed or missing: nothing to compare
-            codes = [area] + list(peers.loc[peers["area_code"] == area, "peer_code"])
-            members = by_area.reindex(codes).dropna(subset=["value"])
-            peer_rows = members.drop(index=area, errors="ignore")
-            if peer_rows["numerator"].notna().all() and len(peer_rows) and peer_rows["denominator"].sum() > 0:
-                multiplier = own["value"] / (own["numerator"] / own["denominator"]) if own["numerator"] else np.nan
-                pooled = peer_rows["numerator"].sum() / peer_rows["denominator"].sum()
-                peer_value = pooled * multiplier if np.isfinite(multiplier) else peer_rows["value"].mean()
-            else:
-                peer_value = peer_rows["value"].mean()
-            better_first = members["value"].rank(method="min", ascending=low_better)
-            rows.append(
-                {
-                    "area_code": area,
-                    "metric_id": metric,
-                    "value": own["value"],
-                    "peer_value": peer_value,
-                    "england_value": england,
-                    "rank_in_group": int(better_first[area]),
-                    "group_size": len(members),
-                    "vs_england": _significance(own, england, low_better),
-                    "vs_peers": _significance(own, peer_value, low_better),
-                }
-            )
-    return pd.DataFrame(rows)
+    columns = ["area_code", "metric_id", "value", "peer_value", "england_value", "rank_in_group", "group_size", "vs_england", "vs_peers"]
+    present = values[values["value"].notna()]
+    own = present[present["area_code"] != ENGLAND]
+    if own.empty:
+        return pd.DataFrame(columns=columns)
+    england = present[present["area_code"] == ENGLAND].drop_duplicates("metric_id").set_index("metric_id")["value"]
+    low_better = own["metric_id"].map(lambda m: directions[m] == "low").astype(bool)
+
+    # one row per (area, metric, peer with a value)
+    links = peers[["area_code", "peer_code"]].merge(own[["area_code", "metric_id", "value"]], on="area_code")
+    links = links.merge(
+        present[["area_code", "metric_id", "value", "numerator", "denominator"]].rename(columns={"area_code": "peer_code", "value": "peer"}),
+        on=["peer_code", "metric_id"],
+    )
+    links["low_better"] = links["metric_id"].map(lambda m: directions[m] == "low").astype(bool)
+    links["peer_is_better"] = links["peer"].lt(links["value"]).where(links["low_better"], links["peer"].gt(links["value"]))
+    links["has_numerator"] = links["numerator"].notna()
+    per_group = links.groupby(["area_code", "metric_id"]).agg(
+        peers_with_value=("peer", "size"),
+        peers_better=("peer_is_better", "sum"),
+        peer_mean=("peer", "mean"),
+        peers_with_numerator=("has_numerator", "sum"),
+        numerator_sum=("numerator", "sum"),
+        denominator_sum=("denominator", "sum"),
+    )
+    out = own.join(per_group, on=["area_code", "metric_id"])
+    peers_with_value = out["peers_with_value"].fillna(0).astype(int)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        own_proportion = out["numerator"] / out["denominator"]
+        multiplier = (out["value"] / own_proportion).where(out["numerator"].ne(0))
+        pooled = out["numerator_sum"] / out["denominator_sum"] * multiplier
+    can_pool = (peers_with_value > 0) & out["peers_with_numerator"].eq(peers_with_value) & out["denominator_sum"].gt(0)
+    out["peer_value"] = pooled.where(can_pool & np.isfinite(multiplier), out["peer_mean"])
+    out["england_value"] = out["metric_id"].map(england)
+    out["rank_in_group"] = out["peers_better"].fillna(0).astype(int) + 1
+    out["group_size"] = peers_with_value + 1
+    out["vs_england"] = _significance(out, out["england_value"], low_better)
+    out["vs_peers"] = _significance(out, out["peer_value"], low_better)
+    return out.sort_values("metric_id", kind="stable")[columns].reset_index(drop=True)
 
 
-def _significance(own: pd.Series, comparator: float, low_better: bool) -> str:
-    lower, upper = own.get("ci_lower"), own.get("ci_upper")
-    if pd.isna(comparator) or pd.isna(lower) or pd.isna(upper):
-        return "not compared"
-    if lower > comparator:
-        return "worse" if low_better else "better"
-    if upper < comparator:
-        return "better" if low_better else "worse"
-    return "not significant"
+def _significance(own: pd.DataFrame, comparator: pd.Series, low_better: pd.Series) -> pd.Series:
+    """"better"/"worse" when the area's confidence interval lies wholly on one side of the
+    comparator, "not significant" when it contains it, "not compared" without either."""
+    lower, upper = own["ci_lower"], own["ci_upper"]
+    above, below = lower > comparator, upper < comparator
+    verdict = np.select(
+        [comparator.isna() | lower.isna() | upper.isna(), above & low_better, above, below & low_better, below],
+        ["not compared", "worse", "better", "better", "worse"],
+        "not significant",
+    )
+    return pd.Series(verdict, index=own.index)
