@@ -139,7 +139,7 @@ def as_list(mapped) -> list[dict]:
 
 def summarise_ingest(source: str, parsed: list[dict]) -> dict:
     """Counts for one ingest run, kept as JSON under ``var/runs/ingest/`` for the run summary;
-    also rebuilds the Data Docs index once per run, with this run's validations."""
+    also rebuilds the Data Docs index once per run when the run validated anything."""
     import json
 
     from carewatch import validation
@@ -149,10 +149,14 @@ def summarise_ingest(source: str, parsed: list[dict]) -> dict:
         "periods": sorted({p["period"] for p in parsed}),
         "files_parsed": sum(not p["reused"] for p in parsed),
         "files_unchanged": sum(p["reused"] for p in parsed),
+        "validations_run": sum(bool(p.get("validated")) and not p.get("validation_reused") for p in parsed),
+        "validations_reused": sum(bool(p.get("validation_reused")) for p in parsed),
+        "loads_skipped": sum(bool(p.get("load_skipped")) for p in parsed),
         "rows": sum(p["rows"] for p in parsed),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    validation.build_data_docs_index()
+    if summary["validations_run"]:  # (a failed validation rebuilt it at once)
+        validation.build_data_docs_index()
     target = paths.home() / "runs" / "ingest" / f"{source}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(summary, indent=2))
@@ -166,6 +170,11 @@ def validate_period(parsed: dict, task_url: str | None = None) -> dict:
     :class:`carewatch.errors.QualityError` when a blocking expectation fails: the period is
     quarantined (recorded, not loaded), the task fails and its failure callback emails the
     details. When only warnings failed, the batch goes on to load and a warning email is sent.
+
+    A file that already passed this same validation (same raw file, and the same batch and
+    expectations as GX would see now: :func:`carewatch.validation.prepare`) is not validated
+    again: a rerun or the monthly re-check of the revision window costs no GX run and sends
+    no repeat warning email. A change of suite, reference geography or history re-validates.
     """
     from carewatch import alerts, validation, warehouse
     from carewatch.errors import QualityError
@@ -177,24 +186,39 @@ def validate_period(parsed: dict, task_url: str | None = None) -> dict:
     frame = pd.read_parquet(parsed["parsed_path"])
     with warehouse.connect() as con:
         history = validation.warehouse_history(con, parsed["source"], parsed["period"])
-        report = validation.validate(parsed["source"], frame, period=parsed["period"], history=history, data_docs=True,
-                                     run_name=f"{parsed['source']} {parsed['period']} v{parsed['version']}")
+        batch = validation.prepare(parsed["source"], frame, period=parsed["period"], history=history)
+        earlier = validation.previous_pass(con, batch, sha256=parsed["sha256"])
+        if earlier is not None:
+            print(f"{parsed['source']} {parsed['period']}: this file passed the same validation at {earlier.reused_from}; "
+                  f"not validated again ({len(earlier.warnings)} warnings, already reported)")
+            return {**parsed, "validated": True, "validation_reused": True, "warnings": len(earlier.warnings),
+                    "docs_url": earlier.docs_url}
+        report = validation.run(batch, data_docs=True, run_name=f"{parsed['source']} {parsed['period']} v{parsed['version']}")
         validation.store(con, report, file_version=parsed["version"], sha256=parsed["sha256"], parsed_path=parsed["parsed_path"])
     if not report.ok:
         validation.build_data_docs_index()  # the failure is on the site's front page at once
         raise QualityError(parsed["source"], parsed["period"], [r.line() for r in report.blocking_failures],
                            report=report, file_version=parsed["version"], sha256=parsed["sha256"])
     alerts.notify_warnings(report, file_version=parsed["version"], sha256=parsed["sha256"], task_url=task_url)
-    return {**parsed, "validated": True, "warnings": len(report.warnings), "docs_url": report.docs_url}
+    return {**parsed, "validated": True, "validation_reused": False, "warnings": len(report.warnings), "docs_url": report.docs_url}
 
 
 def load_period(parsed: dict) -> dict:
-    """Load one parsed period into its landing table, atomically (one writer: the pool)."""
+    """Load one parsed period into its landing table, atomically (one writer: the pool).
+
+    A version already loaded from this same file is left as it is, so its ``_loaded_at``
+    (what the warehouse answered "as of" a date) keeps the time it was first loaded.
+    """
     from carewatch import sources, warehouse
 
     if not sources.get(parsed["source"]).loads_to_warehouse:
         return {**parsed, "loaded_rows": 0}
     with warehouse.connect() as con:
+        loaded = warehouse.loaded_rows(con, source=parsed["source"], period=parsed["period"], version=parsed["version"],
+                                       sha256=parsed["sha256"])
+        if loaded == parsed["rows"]:
+            print(f"{parsed['source']} {parsed['period']} v{parsed['version']}: already loaded from this file; left as it is")
+            return {**parsed, "loaded_rows": loaded, "load_skipped": True}
         rows = warehouse.load_parsed(
             con,
             source=parsed["source"],
@@ -203,7 +227,7 @@ def load_period(parsed: dict) -> dict:
             sha256=parsed["sha256"],
             parsed_path=parsed["parsed_path"],
         )
-    return {**parsed, "loaded_rows": rows}
+    return {**parsed, "loaded_rows": rows, "load_skipped": False}
 
 
 def build_warehouse(task_url: str | None = None) -> dict:
@@ -213,6 +237,8 @@ def build_warehouse(task_url: str | None = None) -> dict:
     A blocking check failure rolls the whole build back (readers keep the previous warehouse),
     records the results and raises :class:`carewatch.errors.QualityError` (the task's failure
     callback emails it); failed warning checks are recorded and emailed, and the build commits.
+    A check whose rows and suite are unchanged since it last passed is not run, recorded or
+    emailed again (:func:`carewatch.validation.check_warehouse` with ``reuse``).
     """
     from carewatch import alerts, validation, warehouse
     from carewatch.errors import QualityError
@@ -220,7 +246,7 @@ def build_warehouse(task_url: str | None = None) -> dict:
     checked: list = []
 
     def check(con) -> None:
-        checked.extend(validation.check_warehouse(con, data_docs=True))
+        checked.extend(validation.check_warehouse(con, data_docs=True, reuse=True))
         blocking = [report for report, _ in checked if not report.ok]
         if blocking:
             first = blocking[0]
@@ -230,12 +256,15 @@ def build_warehouse(task_url: str | None = None) -> dict:
         try:
             models = warehouse.build_models(con, check=check)
         finally:
-            for report, digest in checked:
+            fresh = [(report, digest) for report, digest in checked if report.reused_from is None]
+            for report, digest in fresh:  # a reused check's results are already recorded
                 validation.store(con, report, file_version=0, sha256=digest, parsed_path=None)
-            validation.build_data_docs_index()
+            if fresh:
+                validation.build_data_docs_index()
         counts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in models if not m.startswith("statistics")}
     for report, digest in checked:
-        alerts.notify_warnings(report, sha256=digest, task_url=task_url)
+        if report.reused_from is None:  # warnings of unchanged rows were emailed when first found
+            alerts.notify_warnings(report, sha256=digest, task_url=task_url)
     return counts
 
 

@@ -67,6 +67,10 @@ class ValidationReport:
     period: str | None
     docs_url: str | None = None
     results: list[ExpectationResult] = field(default_factory=list)
+    # what went into the validation (see :class:`PreparedBatch`); when the report was read back
+    # from ``validation_results`` instead of run again, when that validation ran
+    key: str | None = None
+    reused_from: str | None = None
 
     @property
     def blocking_failures(self) -> list[ExpectationResult]:
@@ -209,30 +213,71 @@ def _derive(frame: pd.DataFrame, specs: list[dict], history) -> pd.DataFrame:
 
 
 def warehouse_history(con, source: str, period: str | None):
-    """A history callable for :func:`validate`: earlier periods of ``source`` from the latest
-    loaded versions in the warehouse landing table (``spec.months`` before ``period``)."""
+    """A history callable for :func:`validate`: the area's earlier periods of ``source``
+    (``spec.months`` before ``period``), each as its latest loaded version in the warehouse
+    landing table or, for a period fetched and parsed but not loaded yet (earlier periods of
+    the same run, e.g. a bootstrap), the parsed file of its latest version not quarantined. So a
+    period is checked against the same history whatever order the run's tasks took."""
     if con is None or period is None:
         return None
 
     def history(spec: dict) -> pd.DataFrame | None:
-        table = f"land_{source}"
-        exists = con.execute("select count(*) from information_schema.tables where table_name = ?", [table]).fetchone()[0]
-        if not exists:
-            return None
         current = pd.Timestamp(_period_value(period))
-        first = (current - pd.DateOffset(months=int(spec["months"]))).date()
-        frame = con.execute(
-            f"""
-            select * exclude (_version, _sha256, _loaded_at) from {table} t
-            where _period >= ? and _period < ?
-              and _version = (select max(_version) from {table} u where u._period = t._period)
-            """,
-            [first.strftime("%Y-%m"), current.strftime("%Y-%m")],
-        ).df()
-        frame = frame[frame.eval(spec["where"])] if len(frame) else frame
+        first = (current - pd.DateOffset(months=int(spec["months"]))).strftime("%Y-%m")
+        frames = [_loaded_history(con, source, first, current.strftime("%Y-%m"))]
+        done = set(frames[0]["_period"]) if frames[0] is not None else set()
+        frames += [pd.read_parquet(path) for path in _parsed_history(con, source, first, current.strftime("%Y-%m"), done)]
+        frames = [f.drop(columns="_period", errors="ignore") for f in frames if f is not None and len(f)]
+        if not frames:
+            return None
+        frame = pd.concat(frames, ignore_index=True)
+        frame = frame[frame.eval(spec["where"])]
         return frame[[spec["area"], spec["value"]]].rename(columns={spec["value"]: "value"})
 
     return history
+
+
+def _table_exists(con, table: str) -> bool:
+    return bool(con.execute("select count(*) from information_schema.tables where table_name = ?", [table]).fetchone()[0])
+
+
+def _loaded_history(con, source: str, first: str, before: str) -> pd.DataFrame | None:
+    table = f"land_{source}"
+    if not _table_exists(con, table):
+        return None
+    return con.execute(
+        f"""
+        select * exclude (_version, _sha256, _loaded_at) from {table} t
+        where _period >= ? and _period < ?
+          and _version = (select max(_version) from {table} u where u._period = t._period)
+        """,
+        [first, before],
+    ).df()
+
+
+def _parsed_history(con, source: str, first: str, before: str, done: set[str]) -> list[Path]:
+    """Parsed files of periods in [first, before) not in ``done``: each period's latest fetched
+    version that was not quarantined."""
+    from carewatch import pipeline
+
+    if not _table_exists(con, "raw_manifest"):
+        return []
+    quarantined = "and m.sha256 not in (select sha256 from quarantine q where q.source = m.source and q.period = m.period)" \
+        if _table_exists(con, "quarantine") else ""
+    latest = con.execute(
+        f"""
+        with usable as (
+            select period, version, sha256 from raw_manifest m
+            where source = ? and period >= ? and period < ? {quarantined}
+        )
+        select period, sha256 from usable u
+        where version = (select max(version) from usable v where v.period = u.period)
+        order by period
+        """,
+        [source, first, before],
+    ).fetchall()
+    paths_ = [pipeline.parsed_path_for(source, p, sha) for p, sha in latest if p not in done]
+    return [p for p in paths_ if p.is_file()]
 
 
 def _fill(value, runtime: dict):
@@ -268,6 +313,41 @@ def _with_iso_dates(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+@dataclass
+class PreparedBatch:
+    """Exactly what Great Expectations is given: the frame with its derived columns (dates as
+    ISO text) and the suite's expectations with their run-time values filled in. ``key``
+    digests both (and the GX version), so an identical key means an identical result."""
+
+    source: str
+    suite: str
+    period: str | None
+    frame: pd.DataFrame
+    expectations: list[dict]
+    meta: dict
+    key: str
+
+
+def prepare(source: str, frame: pd.DataFrame, *, period: str | None, history=None, suite: str | None = None) -> PreparedBatch:
+    """The batch and expectations for ``source``'s suite (or the named ``suite``); see :func:`validate`."""
+    import hashlib
+    from importlib.metadata import version
+
+    data = load_suite(suite or source)
+    meta = data.get("meta", {})
+    frame = _with_iso_dates(_derive(frame, meta.get("derive", []), history))
+    runtime = _runtime_values(period, source, meta.get("geography_as_of", "period_start"))
+    derived = [spec["name"] for spec in meta.get("derive", [])]
+    expectations = [{**e, "kwargs": _with_derived(e["type"], _fill(e["kwargs"], runtime), derived)} for e in data["expectations"]]
+    digest = hashlib.sha256()
+    for part in (version("great_expectations"), data["name"], json.dumps(meta, sort_keys=True, default=str),
+                 json.dumps(expectations, sort_keys=True, default=str), frame.to_csv(index=False)):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return PreparedBatch(source=source, suite=data["name"], period=period, frame=frame, expectations=expectations, meta=meta,
+                         key=digest.hexdigest())
+
+
 def validate(
     source: str,
     frame: pd.DataFrame,
@@ -285,30 +365,29 @@ def validate(
     project under ``$CAREWATCH_HOME/gx`` and rebuild its Data Docs site (the pipeline does;
     ``carewatch validate`` does not: it writes nothing).
     """
+    return run(prepare(source, frame, period=period, history=history, suite=suite), data_docs=data_docs, run_name=run_name)
+
+
+def run(batch: PreparedBatch, *, data_docs: bool = False, run_name: str | None = None) -> ValidationReport:
+    """Validate a prepared batch with Great Expectations."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TQDM_DISABLE", "1")
     import great_expectations as gx
 
-    data = load_suite(suite or source)
-    frame = _with_iso_dates(_derive(frame, data.get("meta", {}).get("derive", []), history))
-
-    runtime = _runtime_values(period, source, data.get("meta", {}).get("geography_as_of", "period_start"))
-    derived = [spec["name"] for spec in data.get("meta", {}).get("derive", [])]
-    expectations = [{**e, "kwargs": _with_derived(e["type"], _fill(e["kwargs"], runtime), derived)} for e in data["expectations"]]
-    gx_suite = gx.ExpectationSuite(name=data["name"], expectations=expectations, meta=data.get("meta", {}))
+    gx_suite = gx.ExpectationSuite(name=batch.suite, expectations=batch.expectations, meta=batch.meta)
     docs_url = None
     if data_docs:
-        outcome, docs_url = _validate_with_data_docs(gx, data["name"], gx_suite, frame, run_name or f"{data['name']} {period}")
+        outcome, docs_url = _validate_with_data_docs(gx, batch.suite, gx_suite, batch.frame, run_name or f"{batch.suite} {batch.period}")
     else:
         context = gx.get_context(mode="ephemeral")
-        batch = (
+        gx_batch = (
             context.data_sources.add_pandas("carewatch")
-            .add_dataframe_asset(data["name"])
+            .add_dataframe_asset(batch.suite)
             .add_batch_definition_whole_dataframe("whole")
-            .get_batch(batch_parameters={"dataframe": frame})
+            .get_batch(batch_parameters={"dataframe": batch.frame})
         )
-        outcome = batch.validate(context.suites.add(gx_suite), result_format="SUMMARY")
-    report = ValidationReport(source=source, suite=data["name"], period=period, docs_url=docs_url)
+        outcome = gx_batch.validate(context.suites.add(gx_suite), result_format="SUMMARY")
+    report = ValidationReport(source=batch.source, suite=batch.suite, period=batch.period, docs_url=docs_url, key=batch.key)
     for result in outcome.results:
         config = result.expectation_config
         details = result.result or {}
@@ -325,6 +404,35 @@ def validate(
                 expected=_expected_text(config.kwargs),
             )
         )
+    return report
+
+
+def previous_pass(con, batch: PreparedBatch, *, sha256: str, period: str | None = None) -> ValidationReport | None:
+    """The recorded report of an earlier validation of this very batch (same file, same key)
+    that passed (no blocking failure), or None. The pipeline does not validate such a batch
+    again: the result could not differ, and its warnings were already emailed."""
+    if not _table_exists(con, "validation_results"):
+        return None
+    period = batch.period if period is None else period
+    rows = con.execute(
+        """
+        select suite, expectation, "column", severity, success, observed_value, unexpected_count,
+               unexpected_examples, docs_url, validated_at
+        from validation_results
+        where source = ? and period = ? and sha256 = ? and validation_key = ?
+        order by expectation, "column"
+        """,
+        [batch.source, period, sha256, batch.key],
+    ).fetchall()
+    if not rows or any(not success and severity == "blocking" for _, _, _, severity, success, *_ in rows):
+        return None
+    report = ValidationReport(source=batch.source, suite=rows[0][0], period=period, docs_url=rows[0][8], key=batch.key,
+                              reused_from=str(rows[0][9]))
+    for _, expectation, column, severity, success, observed, unexpected, examples, _, _ in rows:
+        report.results.append(ExpectationResult(
+            expectation=expectation, column=column, severity=severity, description="", success=bool(success),
+            observed_value=observed, unexpected_count=unexpected, unexpected_examples=json.loads(examples or "[]"),
+        ))
     return report
 
 
@@ -388,6 +496,7 @@ create table if not exists validation_results (
     validated_at timestamptz
 );
 alter table validation_results add column if not exists docs_url varchar;
+alter table validation_results add column if not exists validation_key varchar;
 create table if not exists quarantine (
     source varchar, period varchar, file_version integer, sha256 varchar, parsed_path varchar,
     blocking_failures varchar, quarantined_at timestamptz
@@ -410,10 +519,13 @@ def store(con, report: ValidationReport, *, file_version: int, sha256: str, pars
         con.execute("delete from validation_results where source = ? and period = ? and sha256 = ?", [report.source, report.period, sha256])
         for r in report.results:
             con.execute(
-                "insert into validation_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                """insert into validation_results (source, period, file_version, sha256, suite, expectation, "column",
+                       severity, success, observed_value, unexpected_count, unexpected_examples, validated_at, docs_url,
+                       validation_key)
+                   values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [report.source, report.period, file_version, sha256, report.suite, r.expectation, r.column, r.severity,
                  r.success, None if r.observed_value is None else str(r.observed_value), r.unexpected_count,
-                 json.dumps([str(x) for x in r.unexpected_examples]), now, report.docs_url],
+                 json.dumps([str(x) for x in r.unexpected_examples]), now, report.docs_url, report.key],
             )
         if not report.ok:
             con.execute(
@@ -432,18 +544,21 @@ def check_files() -> list[Path]:
     return sorted((paths.sql_dir() / "checks").glob("*.sql"))
 
 
-def check_warehouse(con, *, data_docs: bool = False) -> list[tuple[ValidationReport, str]]:
+def check_warehouse(con, *, data_docs: bool = False, reuse: bool = False) -> list[tuple[ValidationReport, str]]:
     """Run every warehouse check (cross-source reconciliation, completeness) on ``con``;
-    returns (report, sha256 of the checked rows) per check. Writes nothing to the warehouse."""
+    returns (report, sha256 of the checked rows) per check. Writes nothing to the warehouse.
+    ``reuse``: a check whose rows and suite are the same as in an earlier passing run is not
+    run again; its recorded report comes back with ``reused_from`` set."""
     import hashlib
 
     out = []
     for sql_file in check_files():
         frame = con.execute(sql_file.read_text()).df()
         digest = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
-        report = validate(f"check:{sql_file.stem}", frame, period=None, suite=sql_file.stem, data_docs=data_docs,
-                          run_name=f"{sql_file.stem} {digest[:12]}")
-        report.period = "warehouse"
+        batch = prepare(f"check:{sql_file.stem}", frame, period=None, suite=sql_file.stem)
+        report = previous_pass(con, batch, sha256=digest, period="warehouse") if reuse else None
+        if report is None:
+            report = run(batch, data_docs=data_docs, run_name=f"{sql_file.stem} {digest[:12]}")
+            report.period = "warehouse"
         out.append((report, digest))
     return out
-

@@ -89,6 +89,19 @@ def load_parsed(con, *, source: str, period: str, version: int, sha256: str, par
     return rows
 
 
+def loaded_rows(con, *, source: str, period: str, version: int, sha256: str) -> int | None:
+    """Rows of ``period`` version ``version`` in ``land_<source>`` loaded from the file with
+    this sha256; None when that version is not loaded from that file."""
+    table = land_table(source)
+    if not con.execute("select count(*) from information_schema.tables where table_name = ?", [table]).fetchone()[0]:
+        return None
+    (rows, other) = con.execute(
+        f"select count(*) filter (where _sha256 = ?), count(*) filter (where _sha256 <> ?) from {table} where _period = ? and _version = ?",
+        [sha256, sha256, period, version],
+    ).fetchone()
+    return rows if rows and not other else None
+
+
 def model_files(sql_dir: Path | None = None) -> list[Path]:
     """The SQL model files in build order: layer by layer, then by file name."""
     root = Path(sql_dir or paths.sql_dir())

@@ -46,6 +46,8 @@ def test_ingest_dag_fetches_parses_and_loads_then_a_rerun_fetches_nothing(airflo
     assert _manifest() == manifest and rawstore.listing() == store
     summary = json.loads((paths.home() / "runs" / "ingest" / "dtoc_la.json").read_text())
     assert (summary["files_parsed"], summary["files_unchanged"]) == (0, 3)
+    # every file passed before, against the same history (then parsed, now loaded): not validated again
+    assert (summary["validations_run"], summary["validations_reused"], summary["loads_skipped"]) == (0, 3, 3)
 
 
 def test_monthly_run_for_a_logical_date_handles_the_due_period_and_its_revision_window(airflow_db, sample_base_url, carewatch_home, monkeypatch):
@@ -86,6 +88,14 @@ def test_make_run_end_to_end_twice(tmp_path):
         fetched = con.execute("select outcome, count(*) from fetch_log group by 1").fetchall()
     outcomes = dict(fetched)
     assert outcomes["new_version"] == len(manifest) and outcomes["unchanged"] == len(manifest)
+    # nothing was validated, loaded or emailed twice: every file had passed and was loaded
+    for source in ("dtoc_la", "hes_aggregate", "ascof", "ons_mye", "dtoc_national"):
+        summary = json.loads((tmp_path / "home" / "runs" / "ingest" / f"{source}.json").read_text())
+        assert summary["validations_run"] == 0 and summary["validations_reused"] == len(summary["periods"]) > 0, summary
+        assert summary["loads_skipped"] == len(summary["periods"]), summary
+    first_mail, second_mail = sorted((tmp_path / "home" / "mail").iterdir())
+    assert len(list(first_mail.glob("*.eml"))) >= 1  # the completeness warning of the embedded data
+    assert list(second_mail.glob("*.eml")) == []
 
 
 def test_a_bad_file_is_quarantined_emailed_and_fails_its_source_while_the_others_load(airflow_db, carewatch_home, tmp_path, monkeypatch):

@@ -9,3 +9,150 @@ def test_as_list_accepts_what_a_mapped_task_group_hands_over():
     assert pipeline.as_list(one) == [one]  # one period, under the scheduler: the lone result
     assert pipeline.as_list([one, None, one]) == [one, one]  # skipped instances give nothing
     assert pipeline.as_list((r for r in [one])) == [one]  # a lazy XCom sequence
+
+
+# --- an unchanged file is not validated, emailed or loaded twice --------------------------
+
+import duckdb  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from carewatch import mailcatcher, parsers, paths, validation  # noqa: E402
+from tests.conftest import FIXTURES  # noqa: E402
+
+REAL = FIXTURES / "real" / "dtoc-la" / "LA-Type-B-June-2016.xls"
+
+
+@pytest.fixture
+def mailbox(tmp_path, monkeypatch):
+    with mailcatcher.catch_mail(tmp_path / "mail") as (port, directory):
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        yield directory
+
+
+def parsed_file(frame, sha256: str) -> dict:
+    """What the parse task hands on, for a frame kept as the parsed file of June 2016."""
+    target = pipeline.parsed_path_for("dtoc_la", "2016-06", sha256)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(target, index=False)
+    return {"source": "dtoc_la", "period": "2016-06", "version": 1, "sha256": sha256, "raw_path": str(REAL),
+            "parsed_path": str(target), "rows": len(frame), "reused": False}
+
+
+def recorded_results():
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        return con.execute("select * from validation_results order by all").fetchall()
+
+
+def test_a_file_that_passed_with_warnings_is_not_validated_or_emailed_again(carewatch_home, mailbox):
+    # every delayed-days figure missing: a warning (the batch loads), not a blocking failure
+    frame = parsers.parse("dtoc_la", REAL).assign(value=float("nan"))
+    parsed = parsed_file(frame, "a" * 64)
+
+    first = pipeline.validate_period(parsed)
+    assert first["validated"] and not first["validation_reused"] and first["warnings"] == 1
+    assert len(mailcatcher.messages(mailbox)) == 1
+    results = recorded_results()
+    assert len(results) == 14
+
+    again = pipeline.validate_period(parsed)
+    assert again["validation_reused"] and again["warnings"] == 1 and again["docs_url"] == first["docs_url"]
+    assert len(mailcatcher.messages(mailbox)) == 1  # no repeat email
+    assert recorded_results() == results  # the first validation's record, untouched
+
+    # a different file for the same period is validated (and its warning emailed)
+    other = pipeline.validate_period(parsed_file(frame.assign(value=frame["value"]), "b" * 64))
+    assert not other["validation_reused"] and len(mailcatcher.messages(mailbox)) == 2
+
+
+def test_a_file_that_failed_is_validated_again_and_fails_again(carewatch_home, mailbox):
+    from carewatch.errors import QualityError
+
+    frame = parsers.parse("dtoc_la", REAL)
+    frame.loc[frame["breakdown"] == "care_type", "value"] = -1.0  # negative delayed days: blocking
+    parsed = parsed_file(frame, "c" * 64)
+    for _ in range(2):
+        with pytest.raises(QualityError):
+            pipeline.validate_period(parsed)
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        assert con.execute("select count(*) from quarantine").fetchone()[0] == 2
+
+
+def test_the_validation_key_covers_what_gx_is_given():
+    frame = parsers.parse("dtoc_la", REAL)
+
+    def key(f=frame, period="2016-06", history=None):
+        return validation.prepare("dtoc_la", f, period=period, history=history).key
+
+    def history(factor):
+        totals = frame[(frame["row_type"] == "council") & (frame["breakdown"] == "agency") & (frame["category"] == "total")]
+        earlier = totals[["council_code", "value"]].assign(value=totals["value"] / factor)
+        return lambda spec: earlier
+
+    assert key() == key()
+    assert key(history=history(2.0)) == key(history=history(2.0))
+    changed = {
+        "a value": key(f=frame.assign(value=frame["value"] + 1)),
+        "the period (its run-time values)": key(period="2016-07"),
+        "the history": key(history=history(2.0)),
+        "another history": key(history=history(3.0)),
+    }
+    assert len({key(), *changed.values()}) == 5, changed
+
+
+def test_a_version_already_loaded_from_the_same_file_is_left_alone(carewatch_home):
+    frame = parsers.parse("dtoc_la", REAL)
+    parsed = parsed_file(frame, "d" * 64)
+
+    def landed():
+        with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+            return con.execute("select _sha256, count(*), min(_loaded_at), max(_loaded_at) from land_dtoc_la group by 1").fetchall()
+
+    first = pipeline.load_period(parsed)
+    assert first["loaded_rows"] == len(frame) and not first["load_skipped"]
+    before = landed()
+    again = pipeline.load_period(parsed)
+    assert again["load_skipped"] and again["loaded_rows"] == len(frame)
+    assert landed() == before  # same rows, same _loaded_at: "as of" answers do not move
+
+    # the same version from a different file (a corrected re-download) replaces it
+    replaced = pipeline.load_period({**parsed, "sha256": "e" * 64})
+    assert not replaced["load_skipped"]
+    assert [(sha, rows) for sha, rows, _, _ in landed()] == [("e" * 64, len(frame))]
+
+
+def test_history_includes_earlier_periods_fetched_in_the_same_run_but_not_loaded_yet(carewatch_home):
+    """A bootstrap run validates every period before it loads any: the plausibility check
+    still compares each month with the months before it, from their parsed files."""
+    from carewatch import fetch, warehouse
+
+    frame = parsers.parse("dtoc_la", REAL)
+    spec = next(d for d in validation.load_suite("dtoc_la")["meta"]["derive"] if d["derivation"] == "ratio_to_trailing_median")
+    councils = frame.query(spec["where"])[["council_code", "value"]].reset_index(drop=True)
+    with warehouse.connect() as con:
+        con.execute(fetch.MANIFEST_DDL)
+        for month, sha, factor in (("2016-04", "1" * 64, 1.0), ("2016-05", "2" * 64, 2.0), ("2016-05", "3" * 64, 4.0)):
+            target = pipeline.parsed_path_for("dtoc_la", month, sha)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            frame.assign(value=frame["value"] * factor).to_parquet(target, index=False)
+        for month, version, sha in (("2016-04", 1, "1" * 64), ("2016-05", 1, "2" * 64), ("2016-05", 2, "3" * 64)):
+            con.execute("insert into raw_manifest values (?, ?, ?, 'http://x', now(), 200, 1, ?, null, null, 'x')", ["dtoc_la", month, version, sha])
+        history = validation.warehouse_history(con, "dtoc_la", "2016-06")(spec)
+        # April as published, and May's latest version (v2, four times the figures)
+        expected = pd.concat([councils, councils.assign(value=councils["value"] * 4.0)], ignore_index=True)
+        pd.testing.assert_frame_equal(history.reset_index(drop=True), expected)
+
+        # May v2 quarantined: May's latest usable version is v1 (twice the figures)
+        validation.store(con, validation.ValidationReport("dtoc_la", "dtoc_la", "2016-05", results=[validation.ExpectationResult(
+            "expect_x", None, "blocking", "", False, None, None, [])]), file_version=2, sha256="3" * 64, parsed_path=None)
+        history = validation.warehouse_history(con, "dtoc_la", "2016-06")(spec)
+        expected = pd.concat([councils, councils.assign(value=councils["value"] * 2.0)], ignore_index=True)
+        pd.testing.assert_frame_equal(history.reset_index(drop=True), expected)
+
+        # once April is loaded, the loaded version is used (here: the parsed file, halved)
+        warehouse.load_parsed(con, source="dtoc_la", period="2016-04", version=1, sha256="1" * 64,
+                              parsed_path=pipeline.parsed_path_for("dtoc_la", "2016-04", "1" * 64))
+        con.execute("update land_dtoc_la set value = value / 2")
+        history = validation.warehouse_history(con, "dtoc_la", "2016-06")(spec)
+        expected = pd.concat([councils.assign(value=councils["value"] / 2), councils.assign(value=councils["value"] * 2.0)], ignore_index=True)
+        pd.testing.assert_frame_equal(history.reset_index(drop=True), expected)

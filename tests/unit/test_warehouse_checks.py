@@ -71,3 +71,23 @@ def test_a_blocking_check_failure_rolls_the_whole_build_back(built, tmp_path):
     # without the failing check the same build commits March
     warehouse.build_models(built, reference=False)
     assert built.execute("select count(*) from fct_metric_values where period_start = '2017-03-01'").fetchone()[0] > 0
+
+
+def test_a_check_of_unchanged_rows_that_passed_is_not_run_again(built, tmp_path):
+    _load(built, tmp_path, "dtoc_national", "2017-02", 1, national("2017-02-01", 780.0), NATIONAL_COLUMNS)  # a warning
+    warehouse.build_models(built, reference=False)
+    first = validation.check_warehouse(built, reuse=True)
+    assert not any(report.reused_from for report, _ in first)  # nothing recorded yet
+    for report, digest in first:
+        validation.store(built, report, file_version=0, sha256=digest, parsed_path=None)
+
+    again = {report.source: report for report, _ in validation.check_warehouse(built, reuse=True)}
+    assert all(report.reused_from for report in again.values())
+    assert [(r.column, r.severity) for r in again["check:dtoc_national_vs_la"].warnings] == [("relative_difference", "warning")]
+
+    # the national figure is revised: the reconciliation's rows change and it runs again
+    _load(built, tmp_path, "dtoc_national", "2017-02", 2, national("2017-02-01", 757.0), NATIONAL_COLUMNS)
+    warehouse.build_models(built, reference=False)
+    rerun = {report.source: report for report, _ in validation.check_warehouse(built, reuse=True)}
+    assert rerun["check:dtoc_national_vs_la"].reused_from is None and rerun["check:dtoc_national_vs_la"].ok
+    assert rerun["check:metric_completeness"].reused_from  # completeness rows did not change
