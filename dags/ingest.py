@@ -4,6 +4,8 @@ Each DAG fetches the periods its run is due to handle into the immutable raw sto
 each file into the source's tidy schema, loads it into the warehouse's landing table and
 publishes the source's Asset, on which the metrics DAG is scheduled.
 The work itself lives in :mod:`carewatch.pipeline`; this file only wires tasks.
+Tasks returning a dict say ``multiple_outputs=False``: Airflow would infer it from the
+``-> dict`` annotation and push every key as its own XCom too.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def build_ingest_dag(source: sources.Source):
                 bool(params.get("bootstrap")),
             )
 
-        @task(max_active_tis_per_dagrun=4, pool=dagkit.WAREHOUSE_POOL)
+        @task(multiple_outputs=False, max_active_tis_per_dagrun=4, pool=dagkit.WAREHOUSE_POOL)
         def fetch(period: str, **context) -> dict:
             """Download one period into the raw store (skipped if not published yet)."""
             from carewatch import pipeline
@@ -59,28 +61,28 @@ def build_ingest_dag(source: sources.Source):
             except PublicationOverdue as err:  # no retry: the next monthly run looks again
                 raise AirflowFailException(str(err)) from err
 
-        @task(retries=0)
+        @task(multiple_outputs=False, retries=0)
         def parse(fetched: dict) -> dict:
             """Parse the raw file into the tidy schema (docs/data-contract.md)."""
             from carewatch import pipeline
 
             return pipeline.parse_period(fetched)
 
-        @task(pool=dagkit.WAREHOUSE_POOL, retries=0)
+        @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL, retries=0)
         def validate(parsed: dict, **context) -> dict:
             """Run the source's Great Expectations suite; a blocking failure quarantines the period."""
             from carewatch import pipeline
 
             return pipeline.validate_period(parsed, task_url=context["ti"].log_url)
 
-        @task(pool=dagkit.WAREHOUSE_POOL)
+        @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL)
         def load(parsed: dict) -> dict:
             """Load the period into its warehouse landing table in one transaction."""
             from carewatch import pipeline
 
             return pipeline.load_period(parsed)
 
-        @task(trigger_rule="none_failed", outlets=[Asset(dagkit.parsed_asset_uri(source.name))])
+        @task(multiple_outputs=False, trigger_rule="none_failed", outlets=[Asset(dagkit.parsed_asset_uri(source.name))])
         def summarise(loaded) -> dict:
             """Record what this run fetched, parsed and loaded; publishes the source's Asset."""
             from carewatch import pipeline

@@ -23,7 +23,7 @@ METRIC_SOURCES = ["ons_mye", "ascof", "dtoc_la", "dtoc_national", "hes_aggregate
     default_args=dagkit.default_args(),
 )
 def metrics():
-    @task(pool=dagkit.WAREHOUSE_POOL, outlets=[Asset(dagkit.WAREHOUSE_ASSET_URI)])
+    @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL, outlets=[Asset(dagkit.WAREHOUSE_ASSET_URI)])
     def build_warehouse(**context) -> dict:
         """Rebuild reference tables and the staging, conformed and mart models in one transaction;
         cross-source and completeness checks decide whether it commits."""
@@ -31,7 +31,7 @@ def metrics():
 
         return pipeline.build_warehouse(task_url=context["ti"].log_url)
 
-    @task(pool=dagkit.WAREHOUSE_POOL)
+    @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL)
     def analyse() -> dict:
         """Rank the areas, compare with similar areas, track DTOC targets and flag areas for CQC review."""
         from carewatch import pipeline
