@@ -14,10 +14,12 @@ from carewatch.methodology import funnels
 AGENCY_COLOURS = alt.Scale(domain=["NHS", "Social care", "Both"], range=["#005eb8", "#ed8b00", "#768692"])
 
 
-def to_svg(chart: alt.TopLevelMixin) -> str:
+def to_svg(chart: alt.TopLevelMixin, validate: bool = True) -> str:
+    """``validate=False`` skips Altair's schema check, for the many copies of a chart whose
+    spec (same builder, other data) was just checked."""
     import vl_convert
 
-    return vl_convert.vegalite_to_svg(chart.to_dict())
+    return vl_convert.vegalite_to_svg(chart.to_dict(validate=validate))
 
 
 def dtoc_over_time(rates: pd.DataFrame, target: pd.DataFrame | None, title: str, width: int = 560, height: int = 180) -> alt.TopLevelMixin:
