@@ -82,7 +82,7 @@ def build(path, n_areas: int = 40, seed: int = 0) -> list[str]:
         ("hes_aggregate", "2018-02", 2, "b" * 64, "hes_aggregate", "expect_column_values_to_be_in_set", "period", "blocking", False, None, 600, "[]"),
     ]
     for row in checks:
-        con.execute("insert into validation_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), null)", list(row))
+        con.execute("insert into validation_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), null, null)", list(row))
     con.execute("insert into quarantine values ('hes_aggregate', '2018-02', 2, ?, '/x.parquet', 'FAIL blocking ... [period]', now())", ["b" * 64])
     con.close()
     return areas
