@@ -151,6 +151,7 @@ def summarise_ingest(source: str, parsed: list[dict]) -> dict:
         "files_unchanged": sum(p["reused"] for p in parsed),
         "validations_run": sum(bool(p.get("validated")) and not p.get("validation_reused") for p in parsed),
         "validations_reused": sum(bool(p.get("validation_reused")) for p in parsed),
+        "loads_run": sum(p.get("load_skipped") is False for p in parsed),
         "loads_skipped": sum(bool(p.get("load_skipped")) for p in parsed),
         "rows": sum(p["rows"] for p in parsed),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -48,12 +48,14 @@ def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | N
 
     ingests = _ingest_summaries()
     print()
-    print(f"{'source':<16}{'periods':>8}{'versions':>9}{'revised':>8}{'MB':>8}{'new files':>10}{'rows parsed':>12}")
+    print("raw store: periods, versions, revised, MB; this run: files parsed, rows in its files, files validated")
+    print("(a file that already passed its suite is not validated again) and periods loaded")
+    print(f"{'source':<16}{'periods':>8}{'versions':>9}{'revised':>8}{'MB':>8}{'parsed':>8}{'rows':>12}{'validated':>10}{'loaded':>8}")
     for source, periods, versions, revised, size, _last in manifest_summary():
         run = ingests.get(source, {})
         print(
             f"{source:<16}{periods:>8}{versions:>9}{revised:>8}{size / 1e6:>8.1f}"
-            f"{run.get('files_parsed', 0):>10}{run.get('rows', 0):>12,}"
+            f"{run.get('files_parsed', 0):>8}{run.get('rows', 0):>12,}{run.get('validations_run', 0):>10}{run.get('loads_run', 0):>8}"
         )
     print_results()
     print_quality()
