@@ -22,9 +22,10 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/carewatch run
 
-## make test: the whole test suite.
+## make test: the whole test suite, on two workers (pytest-xdist; a test file stays on one worker:
+## module fixtures such as the Airflow standalone server are started once). `.venv/bin/pytest` alone runs it serially.
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 ## make bench: speed and memory figures (record-level hospital metrics, validation share).
 bench: $(STAMP)
