@@ -411,7 +411,10 @@ def previous_pass(con, batch: PreparedBatch, *, sha256: str, period: str | None 
     """The recorded report of an earlier validation of this very batch (same file, same key)
     that passed (no blocking failure), or None. The pipeline does not validate such a batch
     again: the result could not differ, and its warnings were already emailed."""
-    if not _table_exists(con, "validation_results"):
+    recorded_with_keys = con.execute(
+        "select count(*) from information_schema.columns where table_name = 'validation_results' and column_name = 'validation_key'"
+    ).fetchone()[0]
+    if not recorded_with_keys:  # a warehouse from before keys were recorded: validate again (store adds the column)
         return None
     period = batch.period if period is None else period
     rows = con.execute(

@@ -156,3 +156,14 @@ def test_history_includes_earlier_periods_fetched_in_the_same_run_but_not_loaded
         history = validation.warehouse_history(con, "dtoc_la", "2016-06")(spec)
         expected = pd.concat([councils.assign(value=councils["value"] / 2), councils.assign(value=councils["value"] * 2.0)], ignore_index=True)
         pd.testing.assert_frame_equal(history.reset_index(drop=True), expected)
+
+
+def test_a_warehouse_recorded_before_validation_keys_is_validated_again_and_upgraded(carewatch_home, mailbox):
+    from carewatch import warehouse
+
+    with warehouse.connect() as con:  # validation_results as the previous release created it
+        con.execute(validation.RESULTS_DDL.split("alter table validation_results add column if not exists validation_key")[0])
+        assert "validation_key" not in [c for (c,) in con.execute("select column_name from information_schema.columns where table_name = 'validation_results'").fetchall()]
+    parsed = parsed_file(parsers.parse("dtoc_la", REAL), "f" * 64)
+    assert not pipeline.validate_period(parsed)["validation_reused"]
+    assert pipeline.validate_period(parsed)["validation_reused"]
