@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from carewatch import charts, paths
+from carewatch import charts, paths, warehouse
 
 ENGLAND = "E92000001"
 DTOC = "delayed_days_per_day_per_100k_18plus"
@@ -23,10 +23,6 @@ AGENCY_ORDER = {"NHS": 0, "Social care": 1, "Both": 2}
 
 def _df(con, sql: str, params=None) -> pd.DataFrame:
     return con.execute(sql, params or []).df()
-
-
-def _has_table(con, name: str) -> bool:
-    return bool(con.execute("select count(*) from information_schema.tables where table_name = ?", [name]).fetchone()[0])
 
 
 def gather(con) -> dict:
@@ -55,12 +51,12 @@ def gather(con) -> dict:
     cleared = history[history["status"] == "cleared"]
 
     mv = _df(con, "select * from fct_metric_values")
-    tracking = _df(con, "select * from target_tracking") if _has_table(con, "target_tracking") else pd.DataFrame()
+    tracking = _df(con, "select * from target_tracking") if warehouse.table_exists(con, "target_tracking") else pd.DataFrame()
     peer = _df(con, "select * from peer_comparison")
-    manifest = _df(con, "select source, period, version, sha256, url, fetched_at, bytes from raw_manifest order by source, period, version") if _has_table(con, "raw_manifest") else pd.DataFrame()
+    manifest = _df(con, "select source, period, version, sha256, url, fetched_at, bytes from raw_manifest order by source, period, version") if warehouse.table_exists(con, "raw_manifest") else pd.DataFrame()
     validation = (
         _df(con, "select source, severity, success, count(*) as expectations from validation_results group by all order by all")
-        if _has_table(con, "validation_results")
+        if warehouse.table_exists(con, "validation_results")
         else pd.DataFrame()
     )
     failed_checks = (
@@ -68,12 +64,12 @@ def gather(con) -> dict:
             select source, period, severity, expectation, "column", observed_value, unexpected_count, docs_url
             from validation_results where not success order by severity, source, period, expectation
         """)
-        if _has_table(con, "validation_results")
+        if warehouse.table_exists(con, "validation_results")
         else pd.DataFrame()
     )
     quarantined = (
         _df(con, "select source, period, file_version, sha256, blocking_failures, quarantined_at from quarantine order by source, period")
-        if _has_table(con, "quarantine")
+        if warehouse.table_exists(con, "quarantine")
         else pd.DataFrame()
     )
     methodology = overall["methodology"].iloc[0] if len(overall) else ""

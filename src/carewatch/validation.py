@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from carewatch import paths
+from carewatch import paths, warehouse
 
 
 @dataclass
@@ -237,13 +237,9 @@ def warehouse_history(con, source: str, period: str | None):
     return history
 
 
-def _table_exists(con, table: str) -> bool:
-    return bool(con.execute("select count(*) from information_schema.tables where table_name = ?", [table]).fetchone()[0])
-
-
 def _loaded_history(con, source: str, first: str, before: str) -> pd.DataFrame | None:
     table = f"land_{source}"
-    if not _table_exists(con, table):
+    if not warehouse.table_exists(con, table):
         return None
     return con.execute(
         f"""
@@ -260,10 +256,10 @@ def _parsed_history(con, source: str, first: str, before: str, done: set[str]) -
     version that was not quarantined."""
     from carewatch import pipeline
 
-    if not _table_exists(con, "raw_manifest"):
+    if not warehouse.table_exists(con, "raw_manifest"):
         return []
     quarantined = "and m.sha256 not in (select sha256 from quarantine q where q.source = m.source and q.period = m.period)" \
-        if _table_exists(con, "quarantine") else ""
+        if warehouse.table_exists(con, "quarantine") else ""
     latest = con.execute(
         f"""
         with usable as (

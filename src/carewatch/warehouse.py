@@ -89,11 +89,15 @@ def load_parsed(con, *, source: str, period: str, version: int, sha256: str, par
     return rows
 
 
+def table_exists(con, name: str) -> bool:
+    return bool(con.execute("select count(*) from information_schema.tables where table_name = ?", [name]).fetchone()[0])
+
+
 def loaded_rows(con, *, source: str, period: str, version: int, sha256: str) -> int | None:
     """Rows of ``period`` version ``version`` in ``land_<source>`` loaded from the file with
     this sha256; None when that version is not loaded from that file."""
     table = land_table(source)
-    if not con.execute("select count(*) from information_schema.tables where table_name = ?", [table]).fetchone()[0]:
+    if not table_exists(con, table):
         return None
     (rows, other) = con.execute(
         f"select count(*) filter (where _sha256 = ?), count(*) filter (where _sha256 <> ?) from {table} where _period = ? and _version = ?",
