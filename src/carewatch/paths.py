@@ -29,6 +29,11 @@ def raw_store_dir() -> Path:
     return home() / "raw"
 
 
+def parsed_path(source: str, period: str, sha256: str) -> Path:
+    """The tidy Parquet parsed from one raw file (named by the raw file's sha256)."""
+    return home() / "parsed" / source / period / f"{sha256}.parquet"
+
+
 def warehouse_path() -> Path:
     return _env_path("CAREWATCH_WAREHOUSE", home() / "warehouse.duckdb")
 

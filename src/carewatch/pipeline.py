@@ -87,16 +87,12 @@ def fetch_period(source: str, period: str, as_of: dt.date | None = None) -> dict
     return result.to_dict()
 
 
-def parsed_path_for(source: str, period: str, sha256: str) -> Path:
-    return paths.home() / "parsed" / source / period / f"{sha256}.parquet"
-
-
 def parse_period(fetched: dict) -> dict:
     """Parse the raw file of one fetched period into tidy Parquet (reused if already parsed)."""
     from carewatch import parsers, sources
 
     source, period, sha256 = fetched["source"], fetched["period"], fetched["sha256"]
-    target = parsed_path_for(source, period, sha256)
+    target = paths.parsed_path(source, period, sha256)
     if target.exists():
         import pyarrow.parquet as pq
 
@@ -207,20 +203,14 @@ def validate_period(parsed: dict, task_url: str | None = None) -> dict:
 def load_period(parsed: dict) -> dict:
     """Load one parsed period into its landing table, atomically (one writer: the pool).
 
-    A version already loaded from this same file is left as it is, so its ``_loaded_at``
-    (what the warehouse answered "as of" a date) keeps the time it was first loaded.
+    A version already loaded from this same file is left as it is (``warehouse.load_parsed``).
     """
     from carewatch import sources, warehouse
 
     if not sources.get(parsed["source"]).loads_to_warehouse:
         return {**parsed, "loaded_rows": 0}
     with warehouse.connect() as con:
-        loaded = warehouse.loaded_rows(con, source=parsed["source"], period=parsed["period"], version=parsed["version"],
-                                       sha256=parsed["sha256"])
-        if loaded == parsed["rows"]:
-            print(f"{parsed['source']} {parsed['period']} v{parsed['version']}: already loaded from this file; left as it is")
-            return {**parsed, "loaded_rows": loaded, "load_skipped": True}
-        rows = warehouse.load_parsed(
+        load = warehouse.load_parsed(
             con,
             source=parsed["source"],
             period=parsed["period"],
@@ -228,7 +218,9 @@ def load_period(parsed: dict) -> dict:
             sha256=parsed["sha256"],
             parsed_path=parsed["parsed_path"],
         )
-    return {**parsed, "loaded_rows": rows, "load_skipped": False}
+    if load.skipped:
+        print(f"{parsed['source']} {parsed['period']} v{parsed['version']}: already loaded from this file; left as it is")
+    return {**parsed, "loaded_rows": load.rows, "load_skipped": load.skipped}
 
 
 def build_warehouse(task_url: str | None = None) -> dict:

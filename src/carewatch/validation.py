@@ -254,8 +254,6 @@ def _loaded_history(con, source: str, first: str, before: str) -> pd.DataFrame |
 def _parsed_history(con, source: str, first: str, before: str, done: set[str]) -> list[Path]:
     """Parsed files of periods in [first, before) not in ``done``: each period's latest fetched
     version that was not quarantined."""
-    from carewatch import pipeline
-
     if not warehouse.table_exists(con, "raw_manifest"):
         return []
     quarantined = "and m.sha256 not in (select sha256 from quarantine q where q.source = m.source and q.period = m.period)" \
@@ -272,7 +270,7 @@ def _parsed_history(con, source: str, first: str, before: str, done: set[str]) -
         """,
         [source, first, before],
     ).fetchall()
-    paths_ = [pipeline.parsed_path_for(source, p, sha) for p, sha in latest if p not in done]
+    paths_ = [paths.parsed_path(source, p, sha) for p, sha in latest if p not in done]
     return [p for p in paths_ if p.is_file()]
 
 

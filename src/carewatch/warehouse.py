@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -58,17 +59,32 @@ def land_ddl(source: str) -> str:
     return ddl.read_text()
 
 
-def load_parsed(con, *, source: str, period: str, version: int, sha256: str, parsed_path: str | Path) -> int:
+@dataclass(frozen=True)
+class Load:
+    """What :func:`load_parsed` did: ``rows`` of the version are in the landing table;
+    ``skipped`` when they were already there from the same file and were left as they were."""
+
+    rows: int
+    skipped: bool
+
+
+def load_parsed(con, *, source: str, period: str, version: int, sha256: str, parsed_path: str | Path) -> Load:
     """Load one parsed version of one period into ``land_<source>`` in one transaction.
 
-    Idempotent: loading the same (period, version) again replaces exactly those rows.
-    Returns the number of rows loaded.
+    Idempotent: loading the same (period, version) again replaces exactly those rows, except
+    that a version already loaded in full from this same file (same sha256, same row count) is
+    left as it is, so its ``_loaded_at`` (what the warehouse answered "as of" a date) keeps
+    the time it was first loaded.
     """
     table = land_table(source)
     parquet = str(parsed_path)
     con.execute("begin transaction")
     try:
         con.execute(land_ddl(source))
+        (in_file,) = con.execute("select count(*) from read_parquet(?)", [parquet]).fetchone()
+        if in_file and loaded_rows(con, source=source, period=period, version=version, sha256=sha256) == in_file:
+            con.execute("commit")
+            return Load(rows=in_file, skipped=True)
         con.execute(f"delete from {table} where _period = ? and _version = ?", [period, version])
         con.execute(
             f"""
@@ -86,7 +102,7 @@ def load_parsed(con, *, source: str, period: str, version: int, sha256: str, par
     except BaseException:
         con.execute("rollback")
         raise
-    return rows
+    return Load(rows=rows, skipped=False)
 
 
 def table_exists(con, name: str) -> bool:

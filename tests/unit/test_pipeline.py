@@ -32,7 +32,7 @@ def mailbox(tmp_path, monkeypatch):
 
 def parsed_file(frame, sha256: str) -> dict:
     """What the parse task hands on, for a frame kept as the parsed file of June 2016."""
-    target = pipeline.parsed_path_for("dtoc_la", "2016-06", sha256)
+    target = paths.parsed_path("dtoc_la", "2016-06", sha256)
     target.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(target, index=False)
     return {"source": "dtoc_la", "period": "2016-06", "version": 1, "sha256": sha256, "raw_path": str(REAL),
@@ -132,7 +132,7 @@ def test_history_includes_earlier_periods_fetched_in_the_same_run_but_not_loaded
     with warehouse.connect() as con:
         con.execute(fetch.MANIFEST_DDL)
         for month, sha, factor in (("2016-04", "1" * 64, 1.0), ("2016-05", "2" * 64, 2.0), ("2016-05", "3" * 64, 4.0)):
-            target = pipeline.parsed_path_for("dtoc_la", month, sha)
+            target = paths.parsed_path("dtoc_la", month, sha)
             target.parent.mkdir(parents=True, exist_ok=True)
             frame.assign(value=frame["value"] * factor).to_parquet(target, index=False)
         for month, version, sha in (("2016-04", 1, "1" * 64), ("2016-05", 1, "2" * 64), ("2016-05", 2, "3" * 64)):
@@ -151,7 +151,7 @@ def test_history_includes_earlier_periods_fetched_in_the_same_run_but_not_loaded
 
         # once April is loaded, the loaded version is used (here: the parsed file, halved)
         warehouse.load_parsed(con, source="dtoc_la", period="2016-04", version=1, sha256="1" * 64,
-                              parsed_path=pipeline.parsed_path_for("dtoc_la", "2016-04", "1" * 64))
+                              parsed_path=paths.parsed_path("dtoc_la", "2016-04", "1" * 64))
         con.execute("update land_dtoc_la set value = value / 2")
         history = validation.warehouse_history(con, "dtoc_la", "2016-06")(spec)
         expected = pd.concat([councils.assign(value=councils["value"] / 2), councils.assign(value=councils["value"] * 2.0)], ignore_index=True)

@@ -54,11 +54,12 @@ def _ref(con):
     table("ref_poisson_exact", warehouse.poisson_exact_limits(0.95))
 
 
-def _load(con, tmp_path, source, period, version, rows, columns):
+def _load(con, tmp_path, source, period, version, rows, columns, sha256=None):
     frame = pd.DataFrame(rows, columns=columns)
     path = tmp_path / f"{source}-{period}-{version}.parquet"
     frame.to_parquet(path, index=False)
-    return warehouse.load_parsed(con, source=source, period=period, version=version, sha256=f"sha-{source}-{period}-v{version}", parsed_path=path)
+    return warehouse.load_parsed(con, source=source, period=period, version=version,
+                                 sha256=sha256 or f"sha-{source}-{period}-v{version}", parsed_path=path)
 
 
 DTOC_COLUMNS = ["period", "status", "published", "revised", "row_type", "la_code", "ons_code", "la_name", "council_code", "breakdown", "category", "measure", "value"]
@@ -205,9 +206,20 @@ def test_rebuilding_is_idempotent(built):
 
 def test_reloading_a_period_replaces_it_without_duplicates(built, tmp_path):
     rows = dtoc_rows("2019-05-01", [("council", BCP, {"total": 930.0})])
-    for _ in range(2):
-        _load(built, tmp_path, "dtoc_la", "2019-05", 1, rows, DTOC_COLUMNS)
-    assert built.execute("select count(*) from land_dtoc_la where _period = '2019-05'").fetchone()[0] == 1
+    landed = "select _sha256, value, _loaded_at from land_dtoc_la where _period = '2019-05'"
+    before = built.execute(landed).fetchall()
+    assert len(before) == 1
+
+    # the same version from the same file: left as it is, _loaded_at included ("as of" answers stay)
+    again = _load(built, tmp_path, "dtoc_la", "2019-05", 1, rows, DTOC_COLUMNS)
+    assert again == warehouse.Load(rows=1, skipped=True)
+    assert built.execute(landed).fetchall() == before
+
+    # the same version from another file (a corrected re-download): replaced, not duplicated
+    corrected = dtoc_rows("2019-05-01", [("council", BCP, {"total": 931.0})])
+    replaced = _load(built, tmp_path, "dtoc_la", "2019-05", 1, corrected, DTOC_COLUMNS, sha256="sha-corrected")
+    assert replaced == warehouse.Load(rows=1, skipped=False)
+    assert [(sha, value) for sha, value, _ in built.execute(landed).fetchall()] == [("sha-corrected", 931.0)]
 
 
 def test_a_failed_load_leaves_the_previous_state(built, tmp_path):
@@ -299,6 +311,6 @@ def test_a_load_killed_mid_transaction_leaves_the_previous_state_and_a_rerun_com
         warehouse.build_models(con, reference=False)
         assert con.execute("select * from fct_metric_values order by all").fetchall() == facts
         # rerun: the load completes and the marts take the new version
-        assert warehouse.load_parsed(con, source="dtoc_la", period="2017-02", version=3, sha256="sha-v3", parsed_path=parquet) == 4
+        assert warehouse.load_parsed(con, source="dtoc_la", period="2017-02", version=3, sha256="sha-v3", parsed_path=parquet) == warehouse.Load(rows=4, skipped=False)
         warehouse.build_models(con, reference=False)
         assert value(con, HACKNEY, DTOC, dt.date(2017, 2, 1))[0] == 700
