@@ -83,6 +83,8 @@ def build(path, n_areas: int = 40, seed: int = 0) -> list[str]:
     ]
     for row in checks:
         con.execute("insert into validation_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), null, null)", list(row))
-    con.execute("insert into quarantine values ('hes_aggregate', '2018-02', 2, ?, '/x.parquet', 'FAIL blocking ... [period]', now())", ["b" * 64])
+    con.execute("""insert into quarantine (source, period, file_version, sha256, parsed_path, blocking_failures, quarantined_at,
+                      last_failed_at, attempts)
+                  values ('hes_aggregate', '2018-02', 2, ?, '/x.parquet', 'FAIL blocking ... [period]', now(), now(), 1)""", ["b" * 64])
     con.close()
     return areas

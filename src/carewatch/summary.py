@@ -164,11 +164,15 @@ def print_quality() -> None:
             from validation_results group by source order by source
             """
         ).fetchall()
-        quarantined = con.execute("select source, period, blocking_failures from quarantine order by source, period").fetchall() if "quarantine" in tables else []
+        quarantined = con.execute(
+            """select source, period, file_version, blocking_failures, coalesce(attempts, 1), quarantined_at::date
+               from quarantine order by source, period, file_version"""
+        ).fetchall() if "quarantine" in tables else []
     print()
     print(f"{'data quality':<32}{'batches':>8}{'checks':>8}{'warnings':>9}{'blocking':>9}")
     for source, batches, checks, warnings, blocking in rows:
         print(f"{source:<32}{batches:>8}{checks:>8}{warnings:>9}{blocking:>9}")
-    for source, period, failures in quarantined:
-        print(f"  QUARANTINED {source} {period}: {failures[:150]}")
+    for source, period, version, failures, attempts, since in quarantined:
+        times = f", failed {attempts} validations since {since}" if attempts > 1 else ""
+        print(f"  QUARANTINED {source} {period} v{version}{times}: {failures[:150]}")
 

@@ -498,6 +498,8 @@ create table if not exists quarantine (
     source varchar, period varchar, file_version integer, sha256 varchar, parsed_path varchar,
     blocking_failures varchar, quarantined_at timestamptz
 );
+alter table quarantine add column if not exists last_failed_at timestamptz;
+alter table quarantine add column if not exists attempts integer;
 """
 
 
@@ -506,7 +508,13 @@ def has_suite(source: str) -> bool:
 
 
 def store(con, report: ValidationReport, *, file_version: int, sha256: str, parsed_path: str | None) -> None:
-    """Record every result (and a quarantine row if anything blocking failed) in one transaction."""
+    """Record every result in one transaction, and the file's quarantine state with them.
+
+    ``quarantine`` holds one row per file (source, period, sha256) whose latest validation
+    failed a blocking expectation: first failure (``quarantined_at``), latest failure and its
+    reasons, and how many validations it has failed. A failing file validated again updates its
+    row; a file that passes (after a suite or reference fix) leaves the table.
+    """
     import datetime as dt
 
     now = dt.datetime.now(dt.timezone.utc)
@@ -524,11 +532,19 @@ def store(con, report: ValidationReport, *, file_version: int, sha256: str, pars
                  r.success, None if r.observed_value is None else str(r.observed_value), r.unexpected_count,
                  json.dumps([str(x) for x in r.unexpected_examples]), now, report.docs_url, report.key],
             )
+        file = [report.source, report.period, sha256]
+        # rows written before attempts were counted (one row per attempt) count one each
+        first, attempts = con.execute(
+            "select min(quarantined_at), coalesce(sum(coalesce(attempts, 1)), 0) from quarantine"
+            " where source = ? and period = ? and sha256 = ?", file).fetchone()
+        con.execute("delete from quarantine where source = ? and period = ? and sha256 = ?", file)
         if not report.ok:
             con.execute(
-                "insert into quarantine values (?, ?, ?, ?, ?, ?, ?)",
+                """insert into quarantine (source, period, file_version, sha256, parsed_path, blocking_failures,
+                       quarantined_at, last_failed_at, attempts)
+                   values (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [report.source, report.period, file_version, sha256, parsed_path,
-                 "; ".join(r.line() for r in report.blocking_failures), now],
+                 "; ".join(r.line() for r in report.blocking_failures), first or now, now, int(attempts) + 1],
             )
         con.execute("commit")
     except BaseException:

@@ -71,11 +71,50 @@ def test_a_file_that_failed_is_validated_again_and_fails_again(carewatch_home, m
     frame = parsers.parse("dtoc_la", REAL)
     frame.loc[frame["breakdown"] == "care_type", "value"] = -1.0  # negative delayed days: blocking
     parsed = parsed_file(frame, "c" * 64)
-    for _ in range(2):
-        with pytest.raises(QualityError):
-            pipeline.validate_period(parsed)
+    quarantine = "select sha256, attempts, quarantined_at, last_failed_at, blocking_failures from quarantine"
+    with pytest.raises(QualityError):
+        pipeline.validate_period(parsed)
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        [(sha, attempts, first, last, reasons)] = con.execute(quarantine).fetchall()
+    assert (sha, attempts, first) == ("c" * 64, 1, last) and reasons.startswith("FAIL")
+    with pytest.raises(QualityError):
+        pipeline.validate_period(parsed)
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        # still one row for the one file: first failure kept, latest failure and attempts updated
+        [(sha, attempts, first_again, last_again, _)] = con.execute(quarantine).fetchall()
+    assert (sha, attempts, first_again) == ("c" * 64, 2, first) and last_again > last
+
+
+def test_a_quarantined_file_that_passes_later_leaves_the_quarantine(carewatch_home):
+    """E.g. a suite or reference-geography fix: the file validated again passes."""
+    from carewatch import warehouse
+
+    failed = validation.ValidationReport("dtoc_la", "dtoc_la", "2016-05", results=[validation.ExpectationResult(
+        "expect_x", "value", "blocking", "", False, None, None, [])])
+    passed = validation.ValidationReport("dtoc_la", "dtoc_la", "2016-05", results=[validation.ExpectationResult(
+        "expect_x", "value", "blocking", "", True, None, None, [])])
+    with warehouse.connect() as con:
+        validation.store(con, failed, file_version=1, sha256="f" * 64, parsed_path=None)
+        validation.store(con, failed, file_version=2, sha256="e" * 64, parsed_path=None)  # another file: its own row
         assert con.execute("select count(*) from quarantine").fetchone()[0] == 2
+        validation.store(con, passed, file_version=1, sha256="f" * 64, parsed_path=None)
+        assert con.execute("select sha256 from quarantine").fetchall() == [("e" * 64,)]
+
+
+def test_quarantine_rows_of_the_previous_release_are_merged_into_one_per_file(carewatch_home):
+    """Before attempts were counted, every failed validation added a row (no attempts column)."""
+    from carewatch import warehouse
+
+    with warehouse.connect() as con:
+        con.execute("""create table quarantine (source varchar, period varchar, file_version integer, sha256 varchar,
+                       parsed_path varchar, blocking_failures varchar, quarantined_at timestamptz)""")
+        for day in ("2017-05-01", "2017-06-01", "2017-07-01"):
+            con.execute("insert into quarantine values ('dtoc_la', '2016-05', 1, ?, null, 'old', ?::timestamptz)", ["f" * 64, day])
+        failed = validation.ValidationReport("dtoc_la", "dtoc_la", "2016-05", results=[validation.ExpectationResult(
+            "expect_x", "value", "blocking", "", False, None, None, [])])
+        validation.store(con, failed, file_version=1, sha256="f" * 64, parsed_path=None)
+        [(first, attempts)] = con.execute("select quarantined_at::date::varchar, attempts from quarantine").fetchall()
+    assert (first, attempts) == ("2017-05-01", 4)
 
 
 def test_the_validation_key_covers_what_gx_is_given():
