@@ -14,12 +14,10 @@ from carewatch.methodology import funnels
 AGENCY_COLOURS = alt.Scale(domain=["NHS", "Social care", "Both"], range=["#005eb8", "#ed8b00", "#768692"])
 
 
-def to_svg(chart: alt.TopLevelMixin, validate: bool = True) -> str:
-    """``validate=False`` skips Altair's schema check, for the many copies of a chart whose
-    spec (same builder, other data) was just checked."""
+def to_svg(chart: alt.TopLevelMixin) -> str:
     import vl_convert
 
-    return vl_convert.vegalite_to_svg(chart.to_dict(validate=validate))
+    return vl_convert.vegalite_to_svg(chart.to_dict())
 
 
 def dtoc_over_time(rates: pd.DataFrame, target: pd.DataFrame | None, title: str, width: int = 560, height: int = 180) -> alt.TopLevelMixin:
@@ -28,6 +26,11 @@ def dtoc_over_time(rates: pd.DataFrame, target: pd.DataFrame | None, title: str,
     ``rates``: ``period_start``, ``agency`` (NHS / Social care / Both), ``value``;
     ``target``: ``period_start``, ``target`` (may be None).
     """
+    return _dtoc_layers(rates, target if target is not None and len(target) else None, title, width, height)
+
+
+def _dtoc_layers(rates, target, title: str, width: int, height: int) -> alt.TopLevelMixin:
+    """``rates`` and ``target``: data frames, or named data sets (``alt.NamedData``)."""
     area = (
         alt.Chart(rates)
         .mark_area()
@@ -39,11 +42,42 @@ def dtoc_over_time(rates: pd.DataFrame, target: pd.DataFrame | None, title: str,
         )
     )
     layers = [area]
-    if target is not None and len(target):
+    if target is not None:
         layers.append(
             alt.Chart(target).mark_line(color="#d5281b", strokeDash=[5, 3], strokeWidth=2).encode(x="period_start:T", y="target:Q")
         )
     return alt.layer(*layers).properties(title=title, width=width, height=height)
+
+
+class DtocOverTime:
+    """:func:`dtoc_over_time` for many areas (one chart per area profile).
+
+    The Vega-Lite spec is built and schema-checked once per layout (with or without a target
+    line) with named data sets; each area's chart is that spec with the area's rows as the
+    data sets, serialised as Altair serialises a data frame. The SVG is the one
+    ``to_svg(dtoc_over_time(...))`` gives, without building the chart through Altair again.
+    """
+
+    def __init__(self, title: str, width: int = 560, height: int = 180):
+        self.title, self.width, self.height = title, width, height
+        self._specs: dict[bool, dict] = {}
+
+    def _spec(self, with_target: bool) -> dict:
+        if with_target not in self._specs:
+            target = alt.NamedData(name="target") if with_target else None
+            chart = _dtoc_layers(alt.NamedData(name="rates"), target, self.title, self.width, self.height)
+            self._specs[with_target] = chart.to_dict(validate=True)
+        return self._specs[with_target]
+
+    def svg(self, rates: pd.DataFrame, target: pd.DataFrame | None) -> str:
+        import vl_convert
+        from altair.utils import sanitize_pandas_dataframe
+
+        datasets = {"rates": sanitize_pandas_dataframe(rates.copy()).to_dict("records")}
+        with_target = target is not None and len(target) > 0
+        if with_target:
+            datasets["target"] = sanitize_pandas_dataframe(target.copy()).to_dict("records")
+        return vl_convert.vegalite_to_svg({**self._spec(with_target), "datasets": datasets})
 
 
 def funnel_plot(points: pd.DataFrame, average: float, statistic: str, multiplier: float, title: str, level: float = 0.998) -> alt.TopLevelMixin:
