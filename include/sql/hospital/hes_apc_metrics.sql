@@ -31,9 +31,9 @@ episodes as (
       and startage between 65 and 120
 ),
 
--- Both branches read every filtered episode once from the one scan; their conditions sit in
--- the aggregates (FILTER, CASE) rather than in WHERE, so that DuckDB does not push an OR of
--- the two back into the scan and evaluate it for every row.
+-- Both branches read the filtered episodes from the one scan (DuckDB streams the `episodes`
+-- CTE to both consumers). A discharge's own condition is a WHERE of its branch, evaluated on
+-- the filtered episodes only; admissions count first episodes with a FILTER.
 admissions_by_district as (
     select
         resladst_ons,
@@ -46,12 +46,12 @@ admissions_by_district as (
 stays_by_district as (
     select
         resladst_ons,
-        case when disdate is not null and coalesce(dismeth, 0) not in (4, 5)
-             then year(disdate) * 12 + month(disdate) - 1 end as month_index,
+        year(disdate) * 12 + month(disdate) - 1              as month_index,
         disdate - admidate                                   as los_days,
         count(*)                                             as discharges,
         count(*) filter (where isodow(disdate) >= 6)         as weekend_discharges
     from episodes
+    where disdate is not null and coalesce(dismeth, 0) not in (4, 5)
     group by all
 ),
 
@@ -75,7 +75,6 @@ stays as (
         sum(weekend_discharges)::bigint                      as weekend_discharges
     from stays_by_district
     left join lookup on lookup.district_code = stays_by_district.resladst_ons
-    where month_index is not null
     group by all
 ),
 
