@@ -86,5 +86,7 @@ def build(path, n_areas: int = 40, seed: int = 0) -> list[str]:
     con.execute("""insert into quarantine (source, period, file_version, sha256, parsed_path, blocking_failures, quarantined_at,
                       last_failed_at, attempts)
                   values ('hes_aggregate', '2018-02', 2, ?, '/x.parquet', 'FAIL blocking ... [period]', now(), now(), 1)""", ["b" * 64])
+    # a corrected version 3 of that month was published and loaded since
+    con.execute("create table land_hes_aggregate as select '2018-02' as _period, 3 as _version")
     con.close()
     return areas

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from carewatch import charts, paths, warehouse
+from carewatch import charts, paths, validation, warehouse
 
 ENGLAND = "E92000001"
 DTOC = "delayed_days_per_day_per_100k_18plus"
@@ -54,7 +54,7 @@ def gather(con) -> dict:
     tracking = _df(con, "select * from target_tracking") if warehouse.table_exists(con, "target_tracking") else pd.DataFrame()
     peer = _df(con, "select * from peer_comparison")
     manifest = _df(con, "select source, period, version, sha256, url, fetched_at, bytes from raw_manifest order by source, period, version") if warehouse.table_exists(con, "raw_manifest") else pd.DataFrame()
-    validation = (
+    validation_summary = (
         _df(con, "select source, severity, success, count(*) as expectations from validation_results group by all order by all")
         if warehouse.table_exists(con, "validation_results")
         else pd.DataFrame()
@@ -67,11 +67,7 @@ def gather(con) -> dict:
         if warehouse.table_exists(con, "validation_results")
         else pd.DataFrame()
     )
-    quarantined = (
-        _df(con, "select source, period, file_version, sha256, blocking_failures, quarantined_at from quarantine order by source, period")
-        if warehouse.table_exists(con, "quarantine")
-        else pd.DataFrame()
-    )
+    quarantined = validation.quarantined(con)
     methodology = overall["methodology"].iloc[0] if len(overall) else ""
     return {
         "month": month,
@@ -84,7 +80,7 @@ def gather(con) -> dict:
         "tracking": tracking,
         "peer": peer,
         "manifest": manifest,
-        "validation": validation,
+        "validation": validation_summary,
         "failed_checks": failed_checks,
         "quarantined": quarantined,
         "methodology": methodology,

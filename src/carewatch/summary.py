@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from carewatch import paths
 
 
@@ -164,15 +166,15 @@ def print_quality() -> None:
             from validation_results group by source order by source
             """
         ).fetchall()
-        quarantined = con.execute(
-            """select source, period, file_version, blocking_failures, coalesce(attempts, 1), quarantined_at::date
-               from quarantine order by source, period, file_version"""
-        ).fetchall() if "quarantine" in tables else []
+        from carewatch import validation
+
+        quarantined = validation.quarantined(con)
     print()
     print(f"{'data quality':<32}{'batches':>8}{'checks':>8}{'warnings':>9}{'blocking':>9}")
     for source, batches, checks, warnings, blocking in rows:
         print(f"{source:<32}{batches:>8}{checks:>8}{warnings:>9}{blocking:>9}")
-    for source, period, version, failures, attempts, since in quarantined:
-        times = f", failed {attempts} validations since {since}" if attempts > 1 else ""
-        print(f"  QUARANTINED {source} {period} v{version}{times}: {failures[:150]}")
+    for q in quarantined.itertuples():
+        times = f", failed {q.attempts} validations since {q.quarantined_at:%Y-%m-%d}" if q.attempts > 1 else ""
+        later = f" (v{q.superseded_by} loaded since)" if not pd.isna(q.superseded_by) else ""
+        print(f"  QUARANTINED {q.source} {q.period} v{q.file_version}{later}{times}: {q.blocking_failures[:150]}")
 

@@ -552,6 +552,36 @@ def store(con, report: ValidationReport, *, file_version: int, sha256: str, pars
         raise
 
 
+QUARANTINE_COLUMNS = ["source", "period", "file_version", "sha256", "blocking_failures", "quarantined_at",
+                      "last_failed_at", "attempts", "superseded_by"]
+
+
+def quarantined(con) -> pd.DataFrame:
+    """The files in quarantine, one row each, with ``superseded_by``: the latest later version
+    of the same period that is loaded in the landing table (null when none is). Works on a
+    read-only warehouse written before attempts were counted."""
+    if not warehouse.table_exists(con, "quarantine"):
+        return pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    frame = con.execute("select * from quarantine order by source, period, file_version").df()
+    for column in ("last_failed_at", "attempts"):
+        if column not in frame:
+            frame[column] = frame["quarantined_at"] if column == "last_failed_at" else 1
+    frame["attempts"] = frame["attempts"].fillna(1).astype(int)
+    superseded = []
+    for row in frame.itertuples():
+        try:
+            table = warehouse.land_table(row.source)
+        except ValueError:  # a warehouse check ("check:<name>"), not a source file
+            table = None
+        later = None
+        if table and warehouse.table_exists(con, table):
+            (later,) = con.execute(f"select max(_version) from {table} where _period = ? and _version > ?",
+                                   [row.period, int(row.file_version)]).fetchone()
+        superseded.append(later)
+    frame["superseded_by"] = pd.array(superseded, dtype="Int64")
+    return frame[QUARANTINE_COLUMNS]
+
+
 def check_files() -> list[Path]:
     """Warehouse checks: ``include/sql/checks/<name>.sql`` is validated by ``expectations/<name>.json``."""
     return sorted((paths.sql_dir() / "checks").glob("*.sql"))

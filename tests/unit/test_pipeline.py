@@ -206,3 +206,38 @@ def test_a_warehouse_recorded_before_validation_keys_is_validated_again_and_upgr
     parsed = parsed_file(parsers.parse("dtoc_la", REAL), "f" * 64)
     assert not pipeline.validate_period(parsed)["validation_reused"]
     assert pipeline.validate_period(parsed)["validation_reused"]
+
+
+def test_quarantined_files_say_whether_a_later_version_of_their_period_is_loaded(carewatch_home, tmp_path):
+    from carewatch import warehouse
+
+    failed = validation.ValidationReport("dtoc_la", "dtoc_la", "2016-05", results=[validation.ExpectationResult(
+        "expect_x", "value", "blocking", "", False, None, None, [])])
+    frame = parsers.parse("dtoc_la", REAL)
+    parquet = tmp_path / "v2.parquet"
+    frame.to_parquet(parquet, index=False)
+    with warehouse.connect() as con:
+        validation.store(con, failed, file_version=1, sha256="1" * 64, parsed_path=None)  # v1 bad, v2 loaded
+        warehouse.load_parsed(con, source="dtoc_la", period="2016-05", version=2, sha256="2" * 64, parsed_path=parquet)
+        validation.store(con, validation.ValidationReport("dtoc_la", "dtoc_la", "2016-06", results=failed.results),
+                         file_version=3, sha256="3" * 64, parsed_path=None)  # June v3 bad, nothing later
+        validation.store(con, validation.ValidationReport("check:metric_completeness", "metric_completeness", "warehouse",
+                         results=failed.results), file_version=1, sha256="4" * 64, parsed_path=None)  # a check, not a file
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        shown = validation.quarantined(con)
+    assert list(shown["source"]) == ["check:metric_completeness", "dtoc_la", "dtoc_la"]
+    assert [None if pd.isna(v) else int(v) for v in shown["superseded_by"]] == [None, 2, None]
+    assert list(shown["attempts"]) == [1, 1, 1]
+
+
+def test_quarantined_reads_a_read_only_warehouse_of_the_previous_release(carewatch_home):
+    from carewatch import warehouse
+
+    with warehouse.connect() as con:
+        con.execute("""create table quarantine (source varchar, period varchar, file_version integer, sha256 varchar,
+                       parsed_path varchar, blocking_failures varchar, quarantined_at timestamptz)""")
+        con.execute("insert into quarantine values ('dtoc_la', '2016-05', 1, 'f', null, 'FAIL x', '2017-05-01')")
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        [row] = validation.quarantined(con).to_dict("records")
+    assert (row["source"], row["attempts"], row["last_failed_at"]) == ("dtoc_la", 1, row["quarantined_at"])
+    assert pd.isna(row["superseded_by"])

@@ -22,3 +22,4 @@ def test_quality_block_counts_batches_and_lists_each_quarantined_file_once(carew
     [quarantined] = [line for line in out if "QUARANTINED" in line]
     assert quarantined.startswith("  QUARANTINED dtoc_la 2017-03 v2, failed 3 validations since ")
     assert "expect_column_values_to_be_between [value]" in quarantined
+    assert "loaded since" not in quarantined  # no later version of March is loaded
