@@ -73,10 +73,11 @@ class DtocOverTime:
         import vl_convert
         from altair.utils import sanitize_pandas_dataframe
 
-        datasets = {"rates": sanitize_pandas_dataframe(rates.copy()).to_dict("records")}
+        # sanitize_pandas_dataframe works on a copy, as Altair's own to_dict does
+        datasets = {"rates": sanitize_pandas_dataframe(rates).to_dict("records")}
         with_target = target is not None and len(target) > 0
         if with_target:
-            datasets["target"] = sanitize_pandas_dataframe(target.copy()).to_dict("records")
+            datasets["target"] = sanitize_pandas_dataframe(target).to_dict("records")
         return vl_convert.vegalite_to_svg({**self._spec(with_target), "datasets": datasets})
 
 

@@ -255,9 +255,8 @@ def build_warehouse(task_url: str | None = None) -> dict:
             if fresh:
                 validation.build_data_docs_index()
         counts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in models if not m.startswith("statistics")}
-    for report, digest in checked:
-        if report.reused_from is None:  # warnings of unchanged rows were emailed when first found
-            alerts.notify_warnings(report, sha256=digest, task_url=task_url)
+    for report, digest in fresh:  # warnings of unchanged rows were emailed when first found
+        alerts.notify_warnings(report, sha256=digest, task_url=task_url)
     return counts
 
 

@@ -563,10 +563,9 @@ def quarantined(con) -> pd.DataFrame:
     if not warehouse.table_exists(con, "quarantine"):
         return pd.DataFrame(columns=QUARANTINE_COLUMNS)
     frame = con.execute("select * from quarantine order by source, period, file_version").df()
-    for column in ("last_failed_at", "attempts"):
-        if column not in frame:
-            frame[column] = frame["quarantined_at"] if column == "last_failed_at" else 1
-    frame["attempts"] = frame["attempts"].fillna(1).astype(int)
+    if "last_failed_at" not in frame:  # a table from before attempts were counted: one row per attempt
+        frame["last_failed_at"] = frame["quarantined_at"]
+    frame["attempts"] = frame.get("attempts", pd.Series(1, index=frame.index)).fillna(1).astype(int)
     superseded = []
     for row in frame.itertuples():
         try:
