@@ -176,6 +176,7 @@ def load_reference(con) -> None:
                 "source": m["source"],
                 "ci_method": m["ci_method"],
                 "multiplier": float(m["multiplier"]),
+                "window_denominator": m.get("window_denominator", "sum"),
                 "definition": m["definition"],
             }
             for m in config["metrics"]
@@ -224,11 +225,20 @@ def as_of(con, when) -> "duckdb.DuckDBPyConnection":  # noqa: F821
 
     Answers "what did we report for Trafford for September 2017, as of October 2017":
     ``as_of(con, "2017-10-31").execute("select * from fct_metric_values where ...")``.
+    A bare date means the end of that day (loads made on it count); a timestamp is taken as is.
     The monthly run loads each publication days after it appears, so load time stands for
     publication time; a backfill loads old publications today and so knows no earlier state.
     """
+    import datetime as dt
+
     import duckdb
 
+    if isinstance(when, dt.date) and not isinstance(when, dt.datetime):
+        when = when.isoformat()
+    if isinstance(when, str) and len(when.strip()) == 10:  # YYYY-MM-DD: up to the end of that day
+        cutoff, loaded_by = dt.date.fromisoformat(when.strip()) + dt.timedelta(days=1), "_loaded_at < ?::timestamptz"
+    else:
+        cutoff, loaded_by = when, "_loaded_at <= ?::timestamptz"
     mem = duckdb.connect()
     mem.execute("set enable_progress_bar = false")
     tables = [name for (name,) in con.execute(
@@ -236,11 +246,13 @@ def as_of(con, when) -> "duckdb.DuckDBPyConnection":  # noqa: F821
         "and (table_name like 'land\\_%' escape '\\' or table_name like 'ref\\_%' escape '\\')"
     ).fetchall()]
     for name in tables:
-        query = f"select * from {name}" + (" where _loaded_at <= ?::timestamptz" if name.startswith("land_") else "")
-        frame = con.sql(query, params=[when] if name.startswith("land_") else None).to_arrow_table()
+        query = f"select * from {name}" + (f" where {loaded_by}" if name.startswith("land_") else "")
+        frame = con.sql(query, params=[str(cutoff)] if name.startswith("land_") else None).to_arrow_table()
         mem.register("frame", frame)
         mem.execute(f"create table {name} as select * from frame")
         mem.unregister("frame")
+    # a warehouse of an earlier release has no window rule: its years added denominators up
+    mem.execute("alter table ref_metrics add column if not exists window_denominator varchar")
     build_models(mem, reference=False)  # the reference tables are the warehouse's, copied above
     return mem
 

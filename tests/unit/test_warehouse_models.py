@@ -43,12 +43,12 @@ def _ref(con):
     }))
     table("ref_legacy_codes", pd.DataFrame({"legacy_code": ["x"], "council_code": [HACKNEY]}))
     table("ref_metrics", pd.DataFrame([
-        {"metric_id": "emergency_admissions_65plus_per_100k", "ci_method": "byar", "direction": "low", "multiplier": 1e5},
-        {"metric_id": "los_p90_days_65plus", "ci_method": "none", "direction": "low", "multiplier": 1.0},
-        {"metric_id": DTOC, "ci_method": "byar", "direction": "low", "multiplier": 1e5},
-        {"metric_id": "reablement_still_at_home_91d_65plus", "ci_method": "wilson", "direction": "high", "multiplier": 1.0},
-        {"metric_id": "reablement_offered_65plus", "ci_method": "wilson", "direction": "high", "multiplier": 1.0},
-        {"metric_id": "weekend_discharge_share", "ci_method": "wilson", "direction": "high", "multiplier": 1.0},
+        {"metric_id": "emergency_admissions_65plus_per_100k", "ci_method": "byar", "direction": "low", "multiplier": 1e5, "window_denominator": "mean"},
+        {"metric_id": "los_p90_days_65plus", "ci_method": "none", "direction": "low", "multiplier": 1.0, "window_denominator": "sum"},
+        {"metric_id": DTOC, "ci_method": "byar", "direction": "low", "multiplier": 1e5, "window_denominator": "sum"},
+        {"metric_id": "reablement_still_at_home_91d_65plus", "ci_method": "wilson", "direction": "high", "multiplier": 1.0, "window_denominator": "sum"},
+        {"metric_id": "reablement_offered_65plus", "ci_method": "wilson", "direction": "high", "multiplier": 1.0, "window_denominator": "sum"},
+        {"metric_id": "weekend_discharge_share", "ci_method": "wilson", "direction": "high", "multiplier": 1.0, "window_denominator": "sum"},
     ]))
     table("ref_settings", pd.DataFrame({"confidence_level": [0.95], "ci_z": [1.959963984540054], "metrics_version": [1]}))
     table("ref_poisson_exact", warehouse.poisson_exact_limits(0.95))
@@ -244,6 +244,11 @@ def test_as_of_answers_with_what_was_loaded_by_then(built):
         assert later.execute(asked, [HACKNEY, DTOC]).fetchall() == [(644, pytest.approx(644 / 28 / 110_000 * 1e5))]
     with warehouse.as_of(built, "2017-03-31") as before:  # nothing of February published yet
         assert before.execute(asked, [HACKNEY, DTOC]).fetchall() == []
+    # a bare date takes the whole day: the revision loaded at 10:00 on 11 May counts on that date
+    with warehouse.as_of(built, "2017-05-11") as that_day:
+        assert that_day.execute(asked, [HACKNEY, DTOC]).fetchall()[0][0] == 644
+    with warehouse.as_of(built, "2017-05-11 09:00:00+00") as that_morning:
+        assert that_morning.execute(asked, [HACKNEY, DTOC]).fetchall()[0][0] == 616
     # the warehouse itself is untouched: the latest version
     assert built.execute(asked, [HACKNEY, DTOC]).fetchall() == [(644, pytest.approx(644 / 28 / 110_000 * 1e5))]
 
@@ -314,3 +319,69 @@ def test_a_load_killed_mid_transaction_leaves_the_previous_state_and_a_rerun_com
         assert warehouse.load_parsed(con, source="dtoc_la", period="2017-02", version=3, sha256="sha-v3", parsed_path=parquet) == warehouse.Load(rows=4, skipped=False)
         warehouse.build_models(con, reference=False)
         assert value(con, HACKNEY, DTOC, dt.date(2017, 2, 1))[0] == 700
+
+
+@pytest.fixture
+def year(tmp_path):
+    """April 2017 - March 2018 (365 days) for Hackney and Barnsley; Barnsley's October shows "-"."""
+    con = duckdb.connect(str(tmp_path / "y.duckdb"))
+    _ref(con)
+    mye_cols = ["mid_year", "area_code", "area_name", "geography", "age", "population"]
+    _load(con, tmp_path, "ons_mye", "2016", 1, [
+        (2016, HACKNEY, "Hackney", None, 20, 80_000), (2016, HACKNEY, "Hackney", None, 70, 20_000),
+        (2016, CITY, "City of London", None, 30, 10_000),
+        (2016, BARNSLEY, "Barnsley", None, 40, 50_000), (2016, BARNSLEY, "Barnsley", None, 80, 10_000),
+    ], mye_cols)
+    hes_cols = ["period", "area_code", "area_name", "measure", "value"]
+    for month in pd.date_range("2017-04-01", "2018-03-01", freq="MS"):
+        period = month.strftime("%Y-%m")
+        barnsley = None if period == "2017-10" else 62.0 * month.days_in_month
+        _load(con, tmp_path, "dtoc_la", period, 1, dtoc_rows(month, [
+            ("council", HACKNEY, {"total": 10.0 * month.days_in_month}), ("council", BARNSLEY, {"total": barnsley}),
+        ]), DTOC_COLUMNS)
+        # Hackney: 100 admissions a month; discharges 150 (300 in March) with p90 12 (18 in March)
+        march = period == "2018-03"
+        hes = [(month, HACKNEY, "Hackney", m, v) for m, v in (
+            ("emergency_admissions_65plus", 100.0), ("discharges_65plus", 300.0 if march else 150.0),
+            ("los_p90_days", 18.0 if march else 12.0), ("weekend_discharges_65plus", 30.0))]
+        _load(con, tmp_path, "hes_aggregate", period, 1, hes, hes_cols)
+    warehouse.build_models(con, reference=False)
+    yield con
+    con.close()
+
+
+def test_a_years_admission_rate_is_the_years_admissions_over_the_population(year):
+    # 12 x 100 = 1,200 admissions over Hackney's 20,000 aged 65+ = 6,000 per 100,000 a year
+    for period_type in ("rolling_12m", "financial_year"):
+        start = dt.date(2018, 3, 1) if period_type == "rolling_12m" else dt.date(2017, 4, 1)
+        numerator, denominator, rate = value(year, HACKNEY, "emergency_admissions_65plus_per_100k", start, period_type)
+        assert (numerator, denominator) == (1200, 20_000)
+        assert rate == pytest.approx(6000.0)
+    # England is Hackney and Barnsley's 65+ (20,000 + 10,000), Barnsley having no HES rows
+    assert value(year, ENGLAND, "emergency_admissions_65plus_per_100k", dt.date(2017, 4, 1), "financial_year")[2] == pytest.approx(1200 / 20_000 * 1e5)
+
+
+def test_a_years_delayed_days_rate_is_per_day_of_the_year(year):
+    # 10 days a day for 365 days over 110,000 aged 18+: 3,650 / 365 / 110,000 x 100,000 = 9.0909
+    numerator, denominator, rate = value(year, HACKNEY, DTOC, dt.date(2017, 4, 1), "financial_year")
+    assert (numerator, denominator) == (3650, 110_000 * 365)
+    assert rate == pytest.approx(10 / 110_000 * 1e5)
+    assert value(year, HACKNEY, DTOC, dt.date(2018, 3, 1), "rolling_12m")[2] == pytest.approx(10 / 110_000 * 1e5)
+
+
+def test_weekend_share_and_percentile_over_a_year(year):
+    # weekend: 12 x 30 / (11 x 150 + 300) = 360 / 1,950; p90: discharge-weighted (11 x 150 x 12 + 300 x 18) / 1,950
+    assert value(year, HACKNEY, "weekend_discharge_share", dt.date(2017, 4, 1), "financial_year")[2] == pytest.approx(360 / 1950)
+    assert value(year, HACKNEY, "los_p90_days_65plus", dt.date(2018, 3, 1), "rolling_12m")[2] == pytest.approx((1650 * 12 + 300 * 18) / 1950)
+
+
+def test_a_year_with_a_suppressed_month_has_no_value(year):
+    # Barnsley's "-" in October 2017 would otherwise add 31 days of population without its delays
+    assert value(year, BARNSLEY, DTOC, dt.date(2017, 9, 1))[2] == pytest.approx(62 / 60_000 * 1e5)
+    assert value(year, BARNSLEY, DTOC, dt.date(2017, 10, 1))[2] is None
+    for period_type, start in (("rolling_12m", dt.date(2018, 3, 1)), ("financial_year", dt.date(2017, 4, 1))):
+        assert year.execute(
+            "select count(*) from fct_metric_values where area_code = ? and metric_id = ? and period_type = ? and period_start = ?",
+            [BARNSLEY, DTOC, period_type, start]).fetchone()[0] == 0
+    # England leaves Barnsley's October out of both sides, so its year is complete
+    assert value(year, ENGLAND, DTOC, dt.date(2017, 4, 1), "financial_year")[0] == 3650 + 62 * (365 - 31)

@@ -2,7 +2,8 @@
 --   area_code     HWB area code, or E92000001 for England (sum of the HWB areas)
 --   period_type   'month', 'rolling_12m' (12 months ending at period_start's month) or 'financial_year'
 --   numerator / denominator / multiplier: value = numerator / denominator * multiplier
---     (rates: denominator is population x days (DTOC) or population (admissions);
+--     (rates: denominator is population x days (DTOC) or population (admissions; over a
+--      rolling or financial year the average population, so the rate is per year);
 --      p90 length of stay has no numerator: denominator = discharges, value = the percentile)
 --   ci_lower / ci_upper: Byar (rates) or Wilson (proportions) at ref_settings.ci_z
 --   source_files: sha256 of every raw file behind the value (join raw_manifest for URL and path)
@@ -92,30 +93,41 @@ monthly_values as (
     from with_england
 ),
 
--- Rolling 12 months: only where all 12 months are present.
+-- How a metric's monthly denominators add up over a window (config/metrics.yaml:
+-- window_denominator): 'sum' (population x days, discharges) or 'mean' (a population: a year's
+-- admissions are divided by the area's average population, not by 12 populations).
+window_rule as (
+    select metric_id as rule_metric_id, coalesce(window_denominator, 'sum') as window_denominator from ref_metrics
+),
+
+-- Rolling 12 months: only where all 12 months have the figure (a suppressed or missing month
+-- leaves no value, rather than a rate with one month's numerator missing).
 rolling_12m as (
     select area_code, 'rolling_12m' as period_type, period_start, period_end, metric_id,
-           numerator, denominator, multiplier, value_override, source_files
+           numerator,
+           case rule.window_denominator when 'mean' then denominator / 12 else denominator end as denominator,
+           multiplier, value_override, source_files
     from (
         select area_code, period_start, last_day(period_start) as period_end, metric_id, multiplier,
                sum(numerator) over w                                   as numerator,
                sum(denominator) over w                                 as denominator,
                sum(value_override * denominator) over w
                    / nullif(sum(denominator) over w, 0)                as value_override,
-               count(*) over w                                         as months_in_window,
-               count(numerator) over w                                 as months_with_numerator,
+               count(coalesce(numerator, value_override)) over w       as months_with_figure,
                list(source_files) over w                               as source_file_lists
         from with_england
         window w as (partition by area_code, metric_id order by period_start
                      range between interval 11 months preceding and current row)
     )
+    join window_rule as rule on rule.rule_metric_id = split_part(metric_id, '__', 1)
     cross join lateral (select list_distinct(flatten(source_file_lists)) as source_files)
-    where months_in_window = 12
+    where months_with_figure = 12
 ),
 
 financial_year_months as (
     select area_code, metric_id, financial_year_start(period_start) as fy_start,
-           count(*) as months, sum(numerator) as numerator, sum(denominator) as denominator,
+           count(coalesce(numerator, value_override)) as months_with_figure,
+           sum(numerator) as numerator, sum(denominator) as denominator,
            any_value(multiplier) as multiplier,
            sum(value_override * denominator) / nullif(sum(denominator), 0) as value_override,
            list_distinct(flatten(list(source_files))) as source_files
@@ -146,9 +158,12 @@ ascof_with_england as (
 financial_years as (
     select area_code, 'financial_year' as period_type,
            make_date(fy_start, 4, 1) as period_start, make_date(fy_start + 1, 3, 31) as period_end,
-           metric_id, numerator, denominator, multiplier, value_override, source_files
+           metric_id, numerator,
+           case rule.window_denominator when 'mean' then denominator / 12 else denominator end,
+           multiplier, value_override, source_files
     from financial_year_months
-    where months = 12
+    join window_rule as rule on rule.rule_metric_id = split_part(metric_id, '__', 1)
+    where months_with_figure = 12
     union all
     select area_code, 'financial_year', make_date(fy_start, 4, 1), make_date(fy_start + 1, 3, 31),
            metric_id, numerator, denominator, 1.0, null, source_files
