@@ -37,13 +37,30 @@ def _read(con, sql: str, params=None) -> pd.DataFrame:
 
 def ranking_values(mv: pd.DataFrame, methodology: ranking.Methodology, month: pd.Timestamp) -> pd.DataFrame:
     """Metric values of the rolling 12 months ending in ``month`` (annual metrics: latest FY)."""
-    lag = int(methodology.periods.get("rolling_12m", {}).get("annual_lag_months", 6))
     rolling = mv[(mv["period_type"] == "rolling_12m") & (mv["period_start"] == month)]
     annual_metrics = set(mv.loc[mv["period_type"] == "financial_year", "metric_id"]) - set(rolling["metric_id"])
-    cutoff = month - pd.DateOffset(months=lag)
-    fy = mv[(mv["period_type"] == "financial_year") & mv["metric_id"].isin(annual_metrics) & (mv["period_end"] <= cutoff)]
-    latest_fy = fy[fy["period_start"] == fy.groupby("metric_id")["period_start"].transform("max")]
-    return pd.concat([rolling, latest_fy], ignore_index=True)
+    return pd.concat([rolling, _lagged_years(mv, methodology, "rolling_12m", month, annual_metrics)], ignore_index=True)
+
+
+def financial_year_values(mv: pd.DataFrame, methodology: ranking.Methodology, start: pd.Timestamp) -> pd.DataFrame:
+    """Metric values of the financial year starting ``start``; metrics published only as
+    financial years (ASCOF) come from the latest year that ended ``annual_lag_months`` before
+    this one's last month, as for the rolling table (the 2018 dashboard ranked 2017-18 with
+    reablement of 2016-17)."""
+    fy = mv[mv["period_type"] == "financial_year"]
+    annual_metrics = set(fy["metric_id"]) - set(mv.loc[mv["period_type"] == "rolling_12m", "metric_id"])
+    own = fy[(fy["period_start"] == start) & ~fy["metric_id"].isin(annual_metrics)]
+    last_month = start + pd.DateOffset(months=11)
+    return pd.concat([own, _lagged_years(mv, methodology, "financial_year", last_month, annual_metrics)], ignore_index=True)
+
+
+def _lagged_years(mv, methodology, period_type: str, last_month: pd.Timestamp, metrics: set) -> pd.DataFrame:
+    """For each of ``metrics``, its latest financial year that ended at least the period type's
+    ``annual_lag_months`` (methodology config) before ``last_month``."""
+    lag = int(methodology.periods.get(period_type, {}).get("annual_lag_months", 6))
+    cutoff = last_month - pd.DateOffset(months=lag)
+    fy = mv[(mv["period_type"] == "financial_year") & mv["metric_id"].isin(metrics) & (mv["period_end"] <= cutoff)]
+    return fy[fy["period_start"] == fy.groupby("metric_id")["period_start"].transform("max")]
 
 
 def rank_periods(mv: pd.DataFrame, methodology: ranking.Methodology, areas: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -52,8 +69,7 @@ def rank_periods(mv: pd.DataFrame, methodology: ranking.Methodology, areas: list
     periods = [("rolling_12m", pd.Timestamp(m), ranking_values(mv, methodology, pd.Timestamp(m))) for m in months]
     fy_starts = sorted(mv.loc[(mv["period_type"] == "financial_year") & (mv["metric_id"] == DTOC), "period_start"].unique())
     for start in fy_starts:
-        values = mv[(mv["period_type"] == "financial_year") & (mv["period_start"] == start)]
-        periods.append(("financial_year", pd.Timestamp(start), values))
+        periods.append(("financial_year", pd.Timestamp(start), financial_year_values(mv, methodology, pd.Timestamp(start))))
     previous: dict[str, pd.DataFrame] = {}
     for period_type, start, values in periods:
         ranked = ranking.rank_metrics(values[["area_code", "metric_id", "value"]], methodology)

@@ -82,10 +82,14 @@ def test_screenshots_of_the_key_sections(report, tmp_path):
     shots = {}
     for name, height in (("top-league-table", 1400), ("full-page", 9000)):
         target = ARTIFACTS / f"{name}.png"
-        chromium([f"--window-size=1200,{height}", f"--screenshot={target}", f"file://{path}"], tmp_path)
+        target.unlink(missing_ok=True)  # a file left by an earlier run must not pass for this one
+        done = chromium([f"--window-size=1200,{height}", f"--screenshot={target}", f"file://{path}"], tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
         assert target.exists() and target.stat().st_size > 20_000, target
         shots[name] = target
     pdf = ARTIFACTS / "report-a4.pdf"
-    chromium([f"--print-to-pdf={pdf}", "--no-pdf-header-footer", f"file://{path}"], tmp_path)
+    pdf.unlink(missing_ok=True)
+    done = chromium([f"--print-to-pdf={pdf}", "--no-pdf-header-footer", f"file://{path}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
     assert pdf.exists() and pdf.read_bytes()[:4] == b"%PDF"
     print("\nreport screenshots:", *shots.values(), pdf, sep="\n  ")

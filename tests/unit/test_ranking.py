@@ -147,3 +147,27 @@ def test_analysis_says_when_there_is_not_enough_history_to_rank(tmp_path):
     con.execute("create table fct_metric_values as select * from mv")
     with pytest.raises(NotEnoughHistory, match="12 complete months of delayed transfers; the warehouse holds 1"):
         analysis.run(con, export=False)
+
+
+def test_a_financial_year_ranks_with_the_reablement_year_before_it():
+    """The 2018 dashboard ranked 2017-18 with reablement of 2016-17 (domain brief); the rolling
+    table to March 2018 does the same, so the two tables agree on which ASCOF year they use."""
+    from carewatch import analysis
+
+    def row(period_type, start, end, metric, value):
+        return {"area_code": "E09000012", "period_type": period_type, "period_start": pd.Timestamp(start),
+                "period_end": pd.Timestamp(end), "metric_id": metric, "value": value}
+
+    dtoc, still_home = "delayed_days_per_day_per_100k_18plus", "reablement_still_at_home_91d_65plus"
+    mv = pd.DataFrame([
+        row("rolling_12m", "2018-03-01", "2018-03-31", dtoc, 9.0),
+        row("financial_year", "2017-04-01", "2018-03-31", dtoc, 9.0),
+        row("financial_year", "2015-04-01", "2016-03-31", still_home, 0.70),
+        row("financial_year", "2016-04-01", "2017-03-31", still_home, 0.80),
+        row("financial_year", "2017-04-01", "2018-03-31", still_home, 0.90),  # published October 2018
+    ])
+    methodology = ranking.load_methodology()
+    year = analysis.financial_year_values(mv, methodology, pd.Timestamp("2017-04-01"))
+    assert sorted(zip(year["metric_id"], year["value"])) == [(dtoc, 9.0), (still_home, 0.80)]
+    rolling = analysis.ranking_values(mv, methodology, pd.Timestamp("2018-03-01"))
+    assert sorted(zip(rolling["metric_id"], rolling["value"])) == [(dtoc, 9.0), (still_home, 0.80)]
