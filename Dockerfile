@@ -8,3 +8,6 @@ RUN pip install --no-cache-dir -r /opt/carewatch/requirements.txt -c /opt/carewa
 COPY --chown=airflow:root pyproject.toml README.md /opt/carewatch/
 COPY --chown=airflow:root src /opt/carewatch/src
 RUN pip install --no-cache-dir --no-deps /opt/carewatch
+# the package is in site-packages: SQL, suites, config and templates are read from the project
+# directory (include/, expectations/ and config/ are mounted there by docker-compose.yaml)
+ENV CAREWATCH_ROOT=/opt/carewatch

@@ -1,5 +1,8 @@
 """Where the project's files live. Every location can be overridden by environment.
 
+- ``CAREWATCH_ROOT``: the project checkout (``include/``, ``expectations/``, ``config/``,
+  ``dags/``, ``data/samples/``); default: the checkout this package is imported from. An image
+  that installs the package into site-packages sets it (the production Dockerfile does).
 - ``CAREWATCH_HOME``: where run-time data lands (raw store, warehouse, exports); default ``<project>/var``.
 - ``CAREWATCH_CONFIG``: the config directory; default ``<project>/config``.
 """
@@ -9,12 +12,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name)
     return Path(value).expanduser().resolve() if value else default
+
+
+PROJECT_ROOT = _env_path("CAREWATCH_ROOT", Path(__file__).resolve().parents[2])
 
 
 def config_dir() -> Path:

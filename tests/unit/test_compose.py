@@ -63,6 +63,10 @@ def test_health_checks_on_every_long_running_service(config):
 def test_project_mounted_and_data_on_a_volume(config):
     targets = {v["target"] for v in config["services"]["airflow-scheduler"]["volumes"]}
     assert {"/opt/airflow/dags", "/opt/carewatch/config", "/opt/carewatch/expectations", "/opt/carewatch/include", "/opt/carewatch/var"} <= targets
+    # the installed package reads include/, expectations/ and config/ from where they are mounted
+    for name in AIRFLOW_SERVICES:
+        assert config["services"][name]["environment"]["CAREWATCH_ROOT"] == "/opt/carewatch", name
+    assert "ENV CAREWATCH_ROOT=/opt/carewatch" in (ROOT / "Dockerfile").read_text()
 
 
 def test_images_are_pinned(config):

@@ -241,3 +241,12 @@ def test_quarantined_reads_a_read_only_warehouse_of_the_previous_release(carewat
         [row] = validation.quarantined(con).to_dict("records")
     assert (row["source"], row["attempts"], row["last_failed_at"]) == ("dtoc_la", 1, row["quarantined_at"])
     assert pd.isna(row["superseded_by"])
+
+
+def test_a_source_without_its_suite_is_refused_not_loaded_unvalidated(carewatch_home, tmp_path, monkeypatch):
+    # a deployment whose expectations/ is missing or misplaced must not load data unchecked
+    frame = parsers.parse("dtoc_la", REAL)
+    parsed = parsed_file(frame, "d" * 64)
+    monkeypatch.setattr(paths, "expectations_dir", lambda: tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="no expectation suite"):
+        pipeline.validate_period(parsed)
