@@ -36,6 +36,8 @@ def build(path, n_areas: int = 40, seed: int = 0) -> list[str]:
             for suffix, share in (("", 1.0), ("__nhs", 0.55), ("__social_care", 0.35), ("__both", 0.10)):
                 rows.append((a, "month", m, end, METRICS[2][1] + suffix, round(days * share), pop18 * m.days_in_month, 1e5))
             adm = int(rng.poisson(2000))
+            if a == areas[-1]:  # one area far above the rest: a funnel-plot outlier even with overdispersion
+                adm = round(adm * 1.3)
             rows.append((a, "month", m, end, METRICS[0][1], adm, 100_000, 1e5))
             rows.append((a, "month", m, end, METRICS[1][1], None, 1800, 1.0, float(rng.uniform(15, 30))))
             rows.append((a, "month", m, end, METRICS[5][1], int(rng.binomial(1800, 0.2)), 1800, 1.0))

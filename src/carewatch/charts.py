@@ -9,7 +9,6 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from carewatch.methodology import funnels
 
 AGENCY_COLOURS = alt.Scale(domain=["NHS", "Social care", "Both"], range=["#005eb8", "#ed8b00", "#768692"])
 
@@ -81,16 +80,22 @@ class DtocOverTime:
         return vl_convert.vegalite_to_svg({**self._spec(with_target), "datasets": datasets})
 
 
-def funnel_plot(points: pd.DataFrame, average: float, statistic: str, multiplier: float, title: str, level: float = 0.998) -> alt.TopLevelMixin:
-    """Values against denominators with 95% and 99.8% control limits; flagged areas labelled.
+def funnel_plot(points: pd.DataFrame, test, multiplier: float, title: str) -> alt.TopLevelMixin:
+    """Values against denominators with the limits of ``test`` (a review rule's
+    :class:`carewatch.methodology.flags.FunnelTest`: its level, widened for overdispersion when
+    the rule is) and the same test's 95% limits; flagged areas labelled.
 
     ``points``: ``area_name``, ``denominator``, ``value``, ``flagged`` (bool).
     """
+    import dataclasses
+
+    average = test.average
     dmin, dmax = max(points["denominator"].min() * 0.8, 1.0), points["denominator"].max() * 1.1
     grid = np.geomspace(dmin, dmax, 60)
     limits = []
-    for lvl, label in ((0.95, "95%"), (level, f"{level * 100:g}%")):
-        frame = funnels.control_limits(average, grid, statistic, lvl)
+    for lvl in (0.95, test.level):
+        frame = dataclasses.replace(test, level=lvl).limits(grid)
+        label = f"{lvl * 100:g}%" + (" (overdispersed)" if test.overdispersion else "")
         for side in ("lower", "upper"):
             limits.append(pd.DataFrame({"denominator": frame["denominator"], "limit": frame[side] * multiplier, "band": label, "side": side}))
     limits = pd.concat(limits, ignore_index=True)

@@ -135,32 +135,37 @@ def build_charts(data: dict) -> dict:
     out = {"national_dtoc": charts.to_svg(charts.dtoc_over_time(_dtoc_rates(mv, ENGLAND), _england_target(data["tracking"]), "England"))}
     flagged_now = set(data["flagged"]["area_code"])
     funnels = []
-    for m in data["metrics"].itertuples():
-        if m.ci_method == "none":
-            continue
-        rows = mv[(mv["metric_id"] == m.metric_id) & (mv["area_code"] != ENGLAND)]
-        period_type = "rolling_12m" if (rows["period_type"] == "rolling_12m").any() else "financial_year"
-        rows = rows[rows["period_type"] == period_type]
-        rows = rows[rows["period_start"] == rows["period_start"].max()].dropna(subset=["numerator", "denominator"])
-        if rows.empty:
-            continue
-        average = rows["numerator"].sum() / rows["denominator"].sum()
-        statistic = "rate" if m.ci_method == "byar" else "proportion"
-        from carewatch.methodology import funnels as funnel_stats
+    # the funnel_outlier review rule's own test and limits, so a red dot is an area the rule
+    # finds worse (config/review_flags.yaml: level, period type, overdispersion)
+    from carewatch.methodology import flags as flag_rules
 
-        sig = funnel_stats.significance(rows["numerator"], rows["denominator"], statistic, 0.998)
+    rule = next((r for r in flag_rules.load_rules()["rules"] if r["kind"] == "funnel_outlier"), {"level": 0.998})
+    metrics = data["metrics"][data["metrics"]["ci_method"] != "none"].set_index("metric_id")
+    inputs = flag_rules.FlagInputs(
+        period_start=pd.Timestamp(month), overall=data["league"], metric_values=mv, tracking=data["tracking"],
+        directions=metrics["direction"].to_dict(),
+        statistics={mid: "rate" if method == "byar" else "proportion" for mid, method in metrics["ci_method"].items()},
+    )
+    tests = {test.metric: test for test in flag_rules.funnel_tests(rule, inputs)}
+    for m in data["metrics"].itertuples():
+        test = tests.get(m.metric_id)
+        if test is None:
+            continue
         worse = "high" if m.direction == "low" else "low"
         points = pd.DataFrame(
             {
-                "area_name": rows["area_code"].map(lambda c: name_of.get(c, c)),
-                "denominator": rows["denominator"],
-                "value": rows["value"],
-                "flagged": (sig == worse).to_numpy(),
+                "area_name": test.rows["area_code"].map(lambda c: name_of.get(c, c)),
+                "denominator": test.rows["denominator"],
+                "value": test.rows["value"],
+                "flagged": (test.labels == worse).to_numpy(),
             }
         )
-        period_label = pd.Timestamp(rows["period_start"].iloc[0]).strftime("%b %Y")
-        title = f"{m.name[:60]} ({period_type.replace('_', ' ')} to {period_label})"
-        funnels.append({"metric": m.name, "svg": charts.to_svg(charts.funnel_plot(points, average, statistic, m.multiplier, title))})
+        if test.period_type == "financial_year":
+            period_label = f"{test.period_start:%Y}-{(test.period_start.year + 1) % 100:02d}"
+        else:
+            period_label = f"{test.period_type.replace('_', ' ')} to {test.period_start:%b %Y}"
+        title = f"{m.name[:60]} ({period_label})"
+        funnels.append({"metric": m.name, "svg": charts.to_svg(charts.funnel_plot(points, test, m.multiplier, title))})
     out["funnels"] = funnels
     profiles = []
     dtoc_monthly = mv[(mv["period_type"] == "month") & mv["metric_id"].isin([f"{DTOC}__{a}" for a in AGENCIES])]

@@ -40,7 +40,11 @@ def report(tmp_path_factory):
         ranked = con.execute(
             "select area_code, overall_rank from ranking_overall where period_type = 'rolling_12m' and period_start = (select max(period_start) from ranking_overall)"
         ).fetchall()
-    return path, {a for (a,) in flagged}, dict(ranked)
+        funnel_flagged = con.execute(
+            "select hwb_name from review_flag join ref_hwb_areas on hwb_code = area_code "
+            "where rule_id = 'funnel_outlier' and period_start = (select max(period_start) from review_flag)"
+        ).fetchall()
+    return path, {a for (a,) in flagged}, dict(ranked), {name for (name,) in funnel_flagged}
 
 
 def chromium(args, tmp_path):
@@ -55,7 +59,7 @@ def test_nothing_is_fetched_from_the_network(report):
 
 
 def test_rendered_dom_shows_the_warehouse_figures(report, tmp_path):
-    path, flagged, ranked = report
+    path, flagged, ranked, _ = report
     dom = chromium(["--virtual-time-budget=5000", "--dump-dom", f"file://{path}"], tmp_path).stdout
     flag_table = dom.split('id="flag-table"')[1].split("</table>")[0]
     assert set(re.findall(r'data-area="([^"]+)"', flag_table)) == flagged
@@ -74,6 +78,16 @@ def test_rendered_dom_shows_the_warehouse_figures(report, tmp_path):
     shown = re.findall(r'<tr><td class="text">([^<]+)</td><td class="text">([^<]+)</td><td class="text">([^<]+)</td>', failed)
     assert shown == [("hes_aggregate", "2018-02", "blocking"), ("dtoc_la", "2018-03", "warning")]
     assert "Quarantined (not loaded): <b>hes_aggregate 2018-02</b> (version 2; version 3 loaded since)" in dom
+
+
+def test_funnel_plots_mark_the_areas_the_review_rule_flags(report):
+    # red labels on the funnel plots are exactly the areas the funnel_outlier rule flagged this
+    # month: the plots draw the rule's own test and limits, not a stricter or looser one
+    html = Path(report[0]).read_text()
+    figures = [part.split("</figure>")[0] for part in html.split('class="chart funnel"')[1:]]
+    assert figures
+    labelled = {text for figure in figures for text in re.findall(r'<text[^>]*fill="#d5281b"[^>]*>([^<]+)</text>', figure)}
+    assert labelled and labelled == report[3]
 
 
 def test_screenshots_of_the_key_sections(report, tmp_path):

@@ -84,6 +84,23 @@ def test_funnel_outlier_flags_only_the_worse_side():
     assert ADM in got["HIGH"] and WKD in got["WEEKENDLOW"]
 
 
+def test_funnel_outlier_tests_a_yearly_metric_on_its_latest_published_year():
+    # reablement is published as financial years only: in December 2017 the latest year that
+    # ended 6 months before is 2016-17 (2017-18 is not out yet, and must not be used)
+    still_home = "reablement_still_at_home_91d_65plus"
+    rows = []
+    for year, low_area in ((2016, "REABLOW"), (2017, "LATERLOW")):
+        start, end = pd.Timestamp(f"{year}-04-01"), pd.Timestamp(f"{year + 1}-03-31")
+        for i in range(30):
+            rows.append((f"X{i:02d}", still_home, "financial_year", start, end, None, 800.0, 1_000.0))
+        rows.append((low_area, still_home, "financial_year", start, end, None, 600.0, 1_000.0))
+    frame = pd.DataFrame(rows, columns=["area_code", "metric_id", "period_type", "period_start", "period_end", "value", "numerator", "denominator"])
+    got = flags.funnel_outlier({"level": 0.998, "period_type": "rolling_12m"}, inputs(
+        metric_values=frame, directions={still_home: "high"}, statistics={still_home: "proportion"}))
+    assert set(got) == {"REABLOW"}
+    assert f"{still_home} (2016-17)" in got["REABLOW"]
+
+
 def test_deterioration_over_12_months():
     year_ago = MONTH - pd.DateOffset(months=12)
     rows = [

@@ -87,3 +87,14 @@ def test_overdispersed_limits_flag_fewer_areas_than_plain_limits():
     assert (plain != "not significant").sum() > 30
     assert (adjusted != "not significant").sum() < (plain != "not significant").sum()
     assert set(adjusted[adjusted != "not significant"].index) <= set(plain[plain != "not significant"].index)
+
+
+def test_overdispersed_limits_by_hand():
+    # rate 0.01, phi 4, 99.8%: 0.01 +/- 3.0902 x 2 x sqrt(0.01 / 10,000) = 0.01 +/- 0.0061805
+    limits = funnels.overdispersed_limits(0.01, [10_000], "rate", 0.998, 4.0).iloc[0]
+    assert limits["lower"] == pytest.approx(0.01 - 3.090232 * 2 * 0.001, rel=1e-6)
+    assert limits["upper"] == pytest.approx(0.01 + 3.090232 * 2 * 0.001, rel=1e-6)
+    # proportion 0.8 at n = 100, phi 1, 95%: 0.8 +/- 1.96 x 0.04; clipped to [0, 1] when wide
+    limits = funnels.overdispersed_limits(0.8, [100, 4], "proportion", 0.95, 1.0)
+    assert limits["lower"].iloc[0] == pytest.approx(0.8 - 1.959964 * 0.04, rel=1e-6)
+    assert limits["upper"].iloc[1] == 1.0

@@ -102,22 +102,71 @@ def target_missed_consecutive(rule: dict, inputs: FlagInputs) -> dict[str, str]:
     return reasons
 
 
-def funnel_outlier(rule: dict, inputs: FlagInputs) -> dict[str, str]:
+@dataclass
+class FunnelTest:
+    """One metric's funnel test as the funnel_outlier rule runs it (the report draws the same)."""
+
+    metric: str
+    statistic: str              # 'rate' or 'proportion'
+    period_type: str
+    period_start: pd.Timestamp
+    rows: pd.DataFrame          # area_code, numerator, denominator, value
+    labels: pd.Series           # 'high' / 'low' / 'not significant', aligned with rows
+    average: float              # all areas' numerator over denominator
+    phi: float                  # overdispersion factor (1.0 for plain limits)
+    level: float
+    overdispersion: bool
+
+    def limits(self, denominators) -> pd.DataFrame:
+        if self.overdispersion:
+            return funnels.overdispersed_limits(self.average, denominators, self.statistic, self.level, self.phi)
+        return funnels.control_limits(self.average, denominators, self.statistic, self.level)
+
+
+def funnel_tests(rule: dict, inputs: FlagInputs) -> list[FunnelTest]:
+    """The funnel rule's test of each metric with a statistic, for the month: the rule's period
+    type (rolling 12 months) ending in the month; a metric published only as financial years
+    (ASCOF reablement) is tested on its latest year that ended ``annual_lag_months`` (default
+    6) before the month, as the league table uses it."""
     mv = inputs.metric_values
-    rows = mv[
-        (mv["period_type"] == rule.get("period_type", "rolling_12m"))
-        & (mv["period_start"] == inputs.period_start)
-        & (mv["area_code"] != ENGLAND)
-        & (mv["metric_id"].isin(inputs.statistics))
-    ].dropna(subset=["numerator", "denominator"])
+    mv = mv[(mv["area_code"] != ENGLAND) & mv["metric_id"].isin(inputs.statistics)]
+    period_type = rule.get("period_type", "rolling_12m")
+    cutoff = inputs.period_start - pd.DateOffset(months=int(rule.get("annual_lag_months", 6)))
+    with_period_type = set(mv.loc[mv["period_type"] == period_type, "metric_id"])
+    level, widened = float(rule["level"]), bool(rule.get("overdispersion", False))
+    tests = []
+    for metric, rows in mv.groupby("metric_id"):
+        if metric in with_period_type:
+            rows = rows[(rows["period_type"] == period_type) & (rows["period_start"] == inputs.period_start)]
+        else:
+            rows = rows[(rows["period_type"] == "financial_year") & (rows["period_end"] <= cutoff)]
+            rows = rows[rows["period_start"] == rows["period_start"].max()]
+        rows = rows.dropna(subset=["numerator", "denominator"])
+        rows = rows[rows["denominator"] > 0]
+        if rows.empty:
+            continue
+        statistic = inputs.statistics[metric]
+        if widened:
+            labels = funnels.significance_overdispersed(rows["numerator"], rows["denominator"], statistic, level)
+            phi = funnels.overdispersion(funnels.z_scores(rows["numerator"], rows["denominator"], statistic))
+        else:
+            labels, phi = funnels.significance(rows["numerator"], rows["denominator"], statistic, level), 1.0
+        tests.append(FunnelTest(
+            metric=metric, period_type=str(rows["period_type"].iloc[0]), period_start=pd.Timestamp(rows["period_start"].iloc[0]),
+            rows=rows[["area_code", "numerator", "denominator", "value"]].reset_index(drop=True),
+            labels=labels.reset_index(drop=True), average=float(rows["numerator"].sum() / rows["denominator"].sum()),
+            phi=phi, level=level, overdispersion=widened, statistic=statistic))
+    return tests
+
+
+def funnel_outlier(rule: dict, inputs: FlagInputs) -> dict[str, str]:
     reasons: dict[str, list[str]] = {}
-    for metric, group in rows.groupby("metric_id"):
-        test = funnels.significance_overdispersed if rule.get("overdispersion", False) else funnels.significance
-        sig = test(group["numerator"], group["denominator"], inputs.statistics[metric], rule["level"])
-        worse = "high" if inputs.directions[metric] == "low" else "low"
-        for area, label in zip(group["area_code"], sig):
+    for test in funnel_tests(rule, inputs):
+        worse = "high" if inputs.directions[test.metric] == "low" else "low"
+        when = "" if test.period_start == inputs.period_start else f" ({test.period_start:%Y}-{(test.period_start.year + 1) % 100:02d})"
+        for area, label in zip(test.rows["area_code"], test.labels):
             if label == worse:
-                reasons.setdefault(area, []).append(metric)
+                reasons.setdefault(area, []).append(test.metric + when)
     pct = f"{float(rule['level']) * 100:g}%"
     return {area: f"significantly worse than England at {pct} (funnel plot) on: {', '.join(ms)}" for area, ms in reasons.items()}
 

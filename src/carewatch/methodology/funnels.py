@@ -115,6 +115,20 @@ def overdispersion(z: pd.Series, winsor: float = 0.10) -> float:
     return max(phi, 1.0)
 
 
+def overdispersed_limits(average: float, denominators, statistic: str, level: float, phi: float) -> pd.DataFrame:
+    """The limits :func:`significance_overdispersed` tests against, as values at each
+    denominator: the average plus or minus z x sqrt(phi) standard errors."""
+    n = np.asarray(denominators, dtype=float)
+    spread = average * (1 - average) if statistic == "proportion" else average
+    if statistic not in ("proportion", "rate"):
+        raise ValueError(f"unknown statistic {statistic!r}")
+    half = _z(level) * math.sqrt(phi) * np.sqrt(spread / n)
+    lower, upper = average - half, average + half
+    if statistic == "proportion":
+        upper = np.minimum(upper, 1.0)
+    return pd.DataFrame({"denominator": n, "lower": np.maximum(lower, 0.0), "upper": upper})
+
+
 def significance_overdispersed(numerator: pd.Series, denominator: pd.Series, statistic: str, level: float) -> pd.Series:
     """'high' / 'low' / 'not significant' with limits inflated by sqrt(phi) (Spiegelhalter 2005)."""
     z = z_scores(numerator, denominator, statistic)
