@@ -82,6 +82,20 @@ def test_compare_falls_back_to_the_peers_mean_and_ranks_ties_together_when_high_
     assert got["vs_england"] == "not compared" and pd.isna(got["england_value"])  # no England row
 
 
+def test_a_metric_without_numerators_compares_with_the_peers_weighted_mean():
+    # the p90 length of stay: no numerator; peers weigh by discharges, as fct_peer_group_values does
+    NAN = float("nan")
+    values = pd.DataFrame(
+        [("A", 20.0, NAN, NAN, NAN, 100.0), ("P1", 18.0, NAN, NAN, NAN, 300.0), ("P2", 24.0, NAN, NAN, NAN, 100.0)],
+        columns=["area_code", "value", "ci_lower", "ci_upper", "numerator", "denominator"],
+    )
+    values["metric_id"] = "los"
+    groups = pd.DataFrame({"area_code": ["A", "A"], "peer_code": ["P1", "P2"]})
+    got = peers.compare(values, groups, {"los": "low"}).set_index("area_code").loc["A"]
+    assert got["peer_value"] == pytest.approx((18 * 300 + 24 * 100) / 400)  # 19.5, not the plain mean 21
+    assert got["rank_in_group"] == 2 and got["group_size"] == 3
+
+
 def test_an_area_without_a_value_is_not_compared():
     values = pd.DataFrame(
         [("A", None, None, None, None, None), ("B", 9.0, 8.0, 10.0, 9.0, 100.0), (peers.ENGLAND, 9.0, 8.9, 9.1, 90.0, 1000.0)],

@@ -98,13 +98,17 @@ def compare(values: pd.DataFrame, peers: pd.DataFrame, directions: dict[str, str
     links["low_better"] = links["metric_id"].map(lambda m: directions[m] == "low").astype(bool)
     links["peer_is_better"] = links["peer"].lt(links["value"]).where(links["low_better"], links["peer"].gt(links["value"]))
     links["has_numerator"] = links["numerator"].notna()
+    links["has_denominator"] = links["denominator"].gt(0)
+    links["weighted"] = links["peer"] * links["denominator"]
     per_group = links.groupby(["area_code", "metric_id"]).agg(
         peers_with_value=("peer", "size"),
         peers_better=("peer_is_better", "sum"),
         peer_mean=("peer", "mean"),
         peers_with_numerator=("has_numerator", "sum"),
+        peers_with_denominator=("has_denominator", "sum"),
         numerator_sum=("numerator", "sum"),
         denominator_sum=("denominator", "sum"),
+        weighted_sum=("weighted", "sum"),
     )
     out = own.join(per_group, on=["area_code", "metric_id"])
     peers_with_value = out["peers_with_value"].fillna(0).astype(int)
@@ -114,7 +118,12 @@ def compare(values: pd.DataFrame, peers: pd.DataFrame, directions: dict[str, str
         multiplier = (out["value"] / own_proportion).where(out["numerator"].ne(0))
         pooled = out["numerator_sum"] / out["denominator_sum"] * multiplier
     can_pool = (peers_with_value > 0) & out["peers_with_numerator"].eq(peers_with_value) & out["denominator_sum"].gt(0)
-    out["peer_value"] = pooled.where(can_pool & np.isfinite(multiplier), out["peer_mean"])
+    # without numerators (the p90 length of stay): the denominator-weighted mean, as
+    # fct_peer_group_values and the rolling figures weigh it; the plain mean only when a peer
+    # has no denominator either
+    can_weigh = (peers_with_value > 0) & out["peers_with_denominator"].eq(peers_with_value)
+    weighted_mean = (out["weighted_sum"] / out["denominator_sum"]).where(can_weigh, out["peer_mean"])
+    out["peer_value"] = pooled.where(can_pool & np.isfinite(multiplier), weighted_mean)
     out["england_value"] = out["metric_id"].map(england)
     out["rank_in_group"] = out["peers_better"].fillna(0).astype(int) + 1
     out["group_size"] = peers_with_value + 1
