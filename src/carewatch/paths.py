@@ -35,8 +35,11 @@ def raw_store_dir() -> Path:
 
 
 def parsed_path(source: str, period: str, sha256: str) -> Path:
-    """The tidy Parquet parsed from one raw file (named by the raw file's sha256)."""
-    return home() / "parsed" / source / period / f"{sha256}.parquet"
+    """The tidy Parquet parsed from one raw file, named by the raw file's sha256 and the
+    parsers' fingerprint (:func:`carewatch.parsers.fingerprint`): a parser fix parses again."""
+    from carewatch import parsers
+
+    return home() / "parsed" / source / period / f"{sha256}-{parsers.fingerprint()}.parquet"
 
 
 def warehouse_path() -> Path:

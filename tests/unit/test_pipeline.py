@@ -250,3 +250,25 @@ def test_a_source_without_its_suite_is_refused_not_loaded_unvalidated(carewatch_
     monkeypatch.setattr(paths, "expectations_dir", lambda: tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="no expectation suite"):
         pipeline.validate_period(parsed)
+
+
+def test_a_parser_or_geography_fix_parses_fetched_files_again(carewatch_home, tmp_path, monkeypatch):
+    import shutil
+
+    from carewatch import parsers
+
+    fetched = {"source": "dtoc_la", "period": "2016-06", "version": 1, "sha256": "e" * 64, "raw_path": str(REAL)}
+    first = pipeline.parse_period(fetched)
+    assert not first["reused"] and pipeline.parse_period(fetched)["reused"]  # same parsers: reused
+    # a corrected geography reference file (what the parsers map council names and codes with)
+    config = tmp_path / "config"
+    shutil.copytree(paths.config_dir(), config)
+    with (config / "geography" / "councils.csv").open("a") as handle:
+        handle.write("\n")
+    monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
+    parsers.fingerprint.cache_clear()
+    try:
+        again = pipeline.parse_period(fetched)
+    finally:
+        parsers.fingerprint.cache_clear()
+    assert not again["reused"] and again["parsed_path"] != first["parsed_path"]

@@ -14,6 +14,8 @@ period requested"), except that parsers raise if a file holds no recognisable pe
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 from pathlib import Path
 from typing import Callable
@@ -44,6 +46,22 @@ def register(name: str) -> Callable[[Parser], Parser]:
         return func
 
     return decorator
+
+
+@functools.lru_cache(maxsize=1)
+def fingerprint() -> str:
+    """A short hash of everything a parser's output depends on besides the raw file: the parser
+    modules, the geography module and its reference files. Parsed files are named by it (with
+    the raw file's sha256), so a parser or geography fix re-parses files already fetched."""
+    from carewatch import paths
+
+    package = Path(__file__).resolve().parent
+    inputs = [*sorted(package.glob("*.py")), package.parent / "geography.py",
+              *sorted((paths.config_dir() / "geography").glob("*.csv"))]
+    digest = hashlib.sha256()
+    for path in inputs:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 def names() -> list[str]:
