@@ -168,21 +168,24 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
         "review_flag": pd.concat(flag_rows, ignore_index=True),
         "review_flag_history": pd.concat(history_rows, ignore_index=True),
     }
-    write_tables(con, tables)
-    # peer-group aggregates for every period, from the same facts (include/sql/analysis/)
-    con.execute((paths.sql_dir() / "analysis" / "fct_peer_group_values.sql").read_text())
+    # peer-group aggregates for every period, from the same facts (include/sql/analysis/), in
+    # the same transaction: no reader sees new peer groups beside old aggregates
+    write_tables(con, tables, then=((paths.sql_dir() / "analysis" / "fct_peer_group_values.sql").read_text(),))
     if export:
         export_csv(tables, paths.exports_dir() / pd.Timestamp(latest).strftime("%Y-%m"))
     return tables
 
 
-def write_tables(con, tables: dict[str, pd.DataFrame]) -> None:
+def write_tables(con, tables: dict[str, pd.DataFrame], then: tuple[str, ...] = ()) -> None:
+    """Replace ``tables`` and run the ``then`` SQL statements in one transaction."""
     con.execute("begin transaction")
     try:
         for name, frame in tables.items():
             con.register(f"{name}_frame", frame)
             con.execute(f"create or replace table {name} as select * from {name}_frame")
             con.unregister(f"{name}_frame")
+        for sql in then:
+            con.execute(sql)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")

@@ -146,3 +146,16 @@ def test_peer_group_aggregates_pool_the_peers_facts(tmp_path):
         ("reablement_still_at_home_91d_65plus", "financial_year", pd.Timestamp("2016-04-01")),
     ):
         assert got(metric, period_type, start) == pytest.approx(expected(metric, period_type, start), rel=1e-12)
+
+
+def test_analysis_tables_and_peer_aggregates_are_replaced_together_or_not_at_all():
+    import duckdb
+
+    from carewatch import analysis
+
+    con = duckdb.connect()
+    analysis.write_tables(con, {"peer_group": pd.DataFrame({"area_code": ["A"], "peer_code": ["B"]})})
+    with pytest.raises(duckdb.Error):
+        analysis.write_tables(con, {"peer_group": pd.DataFrame({"area_code": ["A"], "peer_code": ["C"]})},
+                              then=("select * from a_table_that_does_not_exist",))
+    assert con.execute("select peer_code from peer_group").fetchall() == [("B",)]
