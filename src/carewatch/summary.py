@@ -105,20 +105,26 @@ def print_results() -> None:
         names["E92000001"] = "England"
         metrics = con.execute("select metric_id, name, unit from ref_metrics order by dashboard_number").fetchall()
         month = con.execute("select max(period_start) from fct_metric_values where period_type = 'rolling_12m'").fetchone()[0]
-        print(f"\nSix dashboard metrics, rolling 12 months to {month:%B %Y} (ASCOF: latest financial year)")
+        # the values the league table ranks: rolling 12 months, ASCOF from its lagged year
+        from carewatch import analysis
+        from carewatch.methodology import ranking
+
+        mv = con.execute(
+            "select area_code, metric_id, period_type, period_start, period_end, value from fct_metric_values "
+            "where area_code in (select unnest(?)) and (period_type = 'financial_year' or (period_type = 'rolling_12m' and period_start = ?))",
+            [SHOWCASE, month],
+        ).df()
+        shown = analysis.ranking_values(mv, ranking.load_methodology(), pd.Timestamp(month))
+        years = sorted({f"{start:%Y}-{(start.year + 1) % 100:02d}" for start in shown.loc[shown["period_type"] == "financial_year", "period_start"]})
+        value_of = {(r.area_code, r.metric_id): r.value for r in shown.itertuples()}
+        print(f"\nSix dashboard metrics, rolling 12 months to {month:%B %Y} (ASCOF: {', '.join(years) or 'none'}, as ranked)")
         header = f"{'area':<28}" + "".join(f"{i + 1:>11}" for i in range(len(metrics)))
         print(header)
         for area in SHOWCASE:
             cells = []
             for metric_id, _name, unit in metrics:
-                row = con.execute(
-                    """select value from fct_metric_values where area_code = ? and metric_id = ?
-                       and ((period_type = 'rolling_12m' and period_start = ?) or period_type = 'financial_year')
-                       order by period_type = 'rolling_12m' desc, period_start desc limit 1""",
-                    [area, metric_id, month],
-                ).fetchone()
-                value = None if row is None else row[0]
-                cells.append("-" if value is None else (f"{value * 100:.1f}%" if unit == "proportion" else f"{value:,.1f}"))
+                value = value_of.get((area, metric_id))
+                cells.append("-" if value is None or pd.isna(value) else (f"{value * 100:.1f}%" if unit == "proportion" else f"{value:,.1f}"))
             print(f"{names.get(area, area)[:27]:<28}" + "".join(f"{c:>11}" for c in cells))
         for i, (_metric_id, name, _unit) in enumerate(metrics, start=1):
             print(f"  {i}. {name}")

@@ -23,3 +23,27 @@ def test_quality_block_counts_batches_and_lists_each_quarantined_file_once(carew
     assert quarantined.startswith("  QUARANTINED dtoc_la 2017-03 v2, failed 3 validations since ")
     assert "expect_column_values_to_be_between [value]" in quarantined
     assert "loaded since" not in quarantined  # no later version of March is loaded
+
+
+def test_six_metrics_block_shows_the_values_the_league_table_ranks(carewatch_home, monkeypatch, capsys):
+    # reablement 2017-18 is loaded, but the March 2018 league table ranks 2016-17 (published
+    # six months or more before): the summary shows the same year, not the newest one
+    import duckdb
+
+    from tests import synthetic_warehouse
+
+    db = carewatch_home / "w.duckdb"
+    carewatch_home.mkdir(parents=True, exist_ok=True)
+    synthetic_warehouse.build(db)
+    still_home = "reablement_still_at_home_91d_65plus"
+    with duckdb.connect(str(db)) as con:
+        then = con.execute("select value from fct_metric_values where area_code = 'E92000001' and metric_id = ? and period_type = 'financial_year'",
+                           [still_home]).fetchone()[0]
+        con.execute("insert into fct_metric_values by name select * replace (date '2017-04-01' as period_start, date '2018-03-31' as period_end, 0.5 as value) "
+                    "from fct_metric_values where area_code = 'E92000001' and metric_id = ? and period_type = 'financial_year'", [still_home])
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(db))
+    summary.print_results()
+    out = capsys.readouterr().out.splitlines()
+    assert "rolling 12 months to March 2018 (ASCOF: 2016-17, as ranked)" in out[1]
+    england = next(line for line in out if line.startswith("England"))
+    assert england.split()[4] == f"{then * 100:.1f}%" and "50.0%" not in england
