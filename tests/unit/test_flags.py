@@ -33,9 +33,16 @@ def inputs(**kw):
 def test_bottom_n_of_overall_ranking():
     overall = pd.DataFrame({"area_code": list("ABCDE"), "overall_rank": [1, 2, 3, 4, 4]})
     got = flags.bottom_n_overall({"n": 2}, inputs(overall=overall))
-    # worst rank 4; bottom 2 -> ranks >= 3: C (3) and the two tied at 4
-    assert set(got) == {"C", "D", "E"}
+    # a tie for last place: D and E (rank 4 of 5) are the bottom 2; C has two areas below it
+    assert set(got) == {"D", "E"}
     assert "overall rank 4 of 5" in got["D"]
+    # a tie across the cut keeps every tied area: ranks 1, 2, 3, 3, 5 -> bottom 2 = 5 and both 3s
+    overall = pd.DataFrame({"area_code": list("ABCDE"), "overall_rank": [1, 2, 3, 3, 5]})
+    assert set(flags.bottom_n_overall({"n": 2}, inputs(overall=overall))) == {"C", "D", "E"}
+    # 148 distinct ranks and two tied at 149: bottom 12 is 12 areas, not 13
+    overall = pd.DataFrame({"area_code": [f"A{i:03d}" for i in range(150)], "overall_rank": list(range(1, 149)) + [149, 149]})
+    got = flags.bottom_n_overall({"n": 12}, inputs(overall=overall))
+    assert len(got) == 12 and "A137" not in got
 
 
 def test_bottom_quartile_with_too_little_improvement():
@@ -65,6 +72,29 @@ def test_target_missed_by_margin_for_k_consecutive_months():
     got = flags.target_missed_consecutive({"margin": 1.0, "months": 3}, inputs(tracking=tracking))
     assert set(got) == {"A"}
     assert "+1.5, +2.0, +1.1" in got["A"]
+
+
+def test_target_missed_needs_the_months_up_to_this_one():
+    # tracking ended in December 2017 (the target set expired): in March 2018 the old gaps do
+    # not flag; nor does a run of months with one untracked in the middle
+    months = pd.date_range("2017-10-01", periods=3, freq="MS")
+    tracking = pd.DataFrame({"area_code": ["A"] * 3, "period_start": months, "gap": [5.0, 5.0, 5.0]})
+    rule = {"margin": 1.0, "months": 3}
+    assert set(flags.target_missed_consecutive(rule, inputs(tracking=tracking, period_start=pd.Timestamp("2017-12-01")))) == {"A"}
+    assert flags.target_missed_consecutive(rule, inputs(tracking=tracking, period_start=pd.Timestamp("2018-03-01"))) == {}
+    holed = pd.DataFrame({"area_code": ["B"] * 3, "period_start": pd.to_datetime(["2017-09-01", "2017-11-01", "2017-12-01"]), "gap": [5.0] * 3})
+    assert flags.target_missed_consecutive(rule, inputs(tracking=holed, period_start=pd.Timestamp("2017-12-01"))) == {}
+
+
+def test_bottom_quartile_rule_keeps_the_baseline_after_the_target_set_ends():
+    later = pd.Timestamp("2018-06-01")
+    values = mv([(a, DTOC, "month", later, v, None, None) for a, v in [("A", 20.0), ("B", 18.0), ("C", 5.0), ("D", 6.0), ("E", 7.0), ("F", 8.0), ("G", 9.0), ("H", 10.0)]])
+    # tracking (and so the target set) ended in March 2018; A's baseline was 21, B's 30
+    tracking = pd.DataFrame({"area_code": ["A", "B"], "period_start": [pd.Timestamp("2018-03-01")] * 2, "gap": [0, 0],
+                             "baseline_total": [21.0, 30.0], "actual_total": [20.0, 18.0]})
+    got = flags.bottom_quartile_with_little_improvement(
+        {"metric": DTOC, "min_improvement_pct": 10}, inputs(metric_values=values, tracking=tracking, period_start=later))
+    assert set(got) == {"A"}
 
 
 def test_funnel_outlier_flags_only_the_worse_side():

@@ -57,11 +57,13 @@ def _values(inputs: FlagInputs, metric: str, period_type: str, period_start) -> 
 
 
 def bottom_n_overall(rule: dict, inputs: FlagInputs) -> dict[str, str]:
+    """Areas with fewer than ``n`` areas ranked below them: the bottom n, and every area tied
+    with the last of them (competition ranks: a tie for last place shares a rank below N)."""
     ranked = inputs.overall.dropna(subset=["overall_rank"])
-    worst = int(ranked["overall_rank"].max()) if len(ranked) else 0
     n = int(rule["n"])
-    cutoff = worst - n + 1
-    hit = ranked[ranked["overall_rank"] >= cutoff]
+    ranks = ranked["overall_rank"].to_numpy()
+    below = (ranks[None, :] > ranks[:, None]).sum(axis=1)
+    hit = ranked[below < n]
     return {
         r.area_code: f"overall rank {int(r.overall_rank)} of {len(ranked)}: in the bottom {n}"
         for r in hit.itertuples()
@@ -74,7 +76,10 @@ def bottom_quartile_with_little_improvement(rule: dict, inputs: FlagInputs) -> d
         return {}
     worst_first = now.rank(method="min", ascending=inputs.directions[rule["metric"]] == "high")
     cutoff = math.ceil(len(now) / 4)
-    tracking = inputs.tracking[inputs.tracking["period_start"] == inputs.period_start].set_index("area_code")
+    # the baseline of the latest target set an area was tracked against: it stays the yardstick
+    # after the set's last month (the rule does not go quiet when the set expires)
+    tracked = inputs.tracking[inputs.tracking["period_start"] <= inputs.period_start]
+    tracking = tracked.sort_values("period_start").groupby("area_code").tail(1).set_index("area_code")
     reasons = {}
     for area in worst_first[worst_first <= cutoff].index:
         if area not in tracking.index:
@@ -93,10 +98,13 @@ def bottom_quartile_with_little_improvement(rule: dict, inputs: FlagInputs) -> d
 def target_missed_consecutive(rule: dict, inputs: FlagInputs) -> dict[str, str]:
     months, margin = int(rule["months"]), float(rule["margin"])
     tracking = inputs.tracking[inputs.tracking["period_start"] <= inputs.period_start]
+    # the `months` months up to this one, every one tracked: an area whose tracking stopped
+    # (the target set expired, or the area was abolished) is not flagged on its old gaps
+    expected = list(pd.date_range(end=inputs.period_start, periods=months, freq="MS"))
     reasons = {}
     for area, rows in tracking.groupby("area_code"):
         recent = rows.sort_values("period_start").tail(months)
-        if len(recent) == months and (recent["gap"] > margin).all():
+        if list(pd.to_datetime(recent["period_start"])) == expected and (recent["gap"] > margin).all():
             gaps = ", ".join(f"{g:+.1f}" for g in recent["gap"])
             reasons[area] = f"DTOC target missed by more than {margin} for {months} consecutive months (gaps {gaps})"
     return reasons
