@@ -43,7 +43,9 @@ def metrics():
         except NotEnoughHistory as err:  # a young warehouse: skipped (and the report with it), not failed
             raise AirflowSkipException(str(err)) from err
 
-    @task
+    # in the warehouse pool too: DuckDB will not open the file read-only while another process
+    # (an ingest DAG's load) has it open for writing
+    @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL)
     def report() -> str:
         """Write the monthly HTML report with its CSV and Parquet tables."""
         from carewatch import pipeline

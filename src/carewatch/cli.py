@@ -64,8 +64,16 @@ def _cmd_hes_metrics(args: argparse.Namespace) -> int:
 
 
 def _cmd_as_of(args: argparse.Namespace) -> int:
-    from carewatch import warehouse
+    import datetime as dt
 
+    from carewatch import paths, warehouse
+
+    if not paths.warehouse_path().exists():
+        raise CarewatchError(f"no warehouse at {paths.warehouse_path()}: run the pipeline first (make run)")
+    try:
+        dt.datetime.fromisoformat(args.as_of)
+    except ValueError:
+        raise CarewatchError(f"--as-of {args.as_of!r} is not a date (YYYY-MM-DD) or an ISO timestamp") from None
     with warehouse.connect(read_only=True) as con:
         areas = con.execute("select hwb_code from ref_hwb_areas where hwb_code = ? or lower(hwb_name) = lower(?)", [args.area, args.area]).fetchall()
         area = areas[0][0] if areas else args.area

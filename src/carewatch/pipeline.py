@@ -66,7 +66,13 @@ def periods_to_process(
 
     src = sources.get(source)
     if from_period or to_period:
-        return sources.periods(source, from_period or src.first_period, to_period or src.last_period)
+        from carewatch.errors import CarewatchError
+
+        first = sources.check_period(source, from_period) if from_period else src.first_period
+        last = sources.check_period(source, to_period) if to_period else src.last_period
+        if last and sources.period_start(source, first) > sources.period_start(source, last):
+            raise CarewatchError(f"{source}: from_period {first} is after to_period {last}: nothing to backfill")
+        return sources.periods(source, first, last)
     if logical_date is None:
         raise ValueError("a run needs a logical date or explicit from_period/to_period")
     when = logical_date.date() if isinstance(logical_date, dt.datetime) else logical_date

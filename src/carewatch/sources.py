@@ -128,6 +128,26 @@ def embedded_samples_until() -> dt.date:
 
 # --- periods -------------------------------------------------------------------------
 
+PERIOD_FORMATS = {"monthly": (r"\d{4}-(0[1-9]|1[0-2])", "YYYY-MM, e.g. 2018-03"),
+                  "annual_fy": (r"\d{4}-\d{2}", "YYYY-YY, e.g. 2016-17"),
+                  "annual_mid_year": (r"\d{4}", "YYYY, e.g. 2017")}
+
+
+def check_period(source: str, period: str) -> str:
+    """``period`` if it is written as ``source``'s periods are, else a one-line error."""
+    import re
+
+    from carewatch.errors import CarewatchError
+
+    pattern, example = PERIOD_FORMATS[get(source).cadence]
+    ok = re.fullmatch(pattern, str(period)) is not None
+    if ok and get(source).cadence == "annual_fy":
+        ok = (int(period[:4]) + 1) % 100 == int(period[5:])
+    if not ok:
+        raise CarewatchError(f"{source}: period {period!r} should be written {example}")
+    return period
+
+
 def period_start(source: str, period: str) -> dt.date:
     cadence = get(source).cadence
     if cadence == "monthly":

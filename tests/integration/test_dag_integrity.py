@@ -60,3 +60,13 @@ print(json.dumps(heavy))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_every_metrics_task_waits_for_the_warehouse(dagbag):
+    # DuckDB will not open the warehouse read-only while another process writes it: the report
+    # task reads it, so it queues in the same one-slot pool as the loads and the build
+    from carewatch.dagkit import WAREHOUSE_POOL
+
+    tasks = dagbag.dags["metrics"].tasks
+    assert {task.task_id for task in tasks} == {"build_warehouse", "analyse", "report"}
+    assert all(task.pool == WAREHOUSE_POOL for task in tasks), [(t.task_id, t.pool) for t in tasks]

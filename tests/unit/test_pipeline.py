@@ -272,3 +272,15 @@ def test_a_parser_or_geography_fix_parses_fetched_files_again(carewatch_home, tm
     finally:
         parsers.fingerprint.cache_clear()
     assert not again["reused"] and again["parsed_path"] != first["parsed_path"]
+
+
+def test_backfill_params_are_checked_before_anything_runs():
+    from carewatch.errors import CarewatchError
+
+    assert pipeline.periods_to_process("dtoc_la", None, from_period="2018-01", to_period="2018-03") == ["2018-01", "2018-02", "2018-03"]
+    with pytest.raises(CarewatchError, match="after to_period"):
+        pipeline.periods_to_process("dtoc_la", None, from_period="2018-05", to_period="2018-03")
+    with pytest.raises(CarewatchError, match="should be written YYYY-MM"):
+        pipeline.periods_to_process("dtoc_la", None, from_period="2018-3")
+    with pytest.raises(CarewatchError, match="should be written YYYY-YY"):
+        pipeline.periods_to_process("ascof", None, to_period="2016-18")

@@ -385,3 +385,14 @@ def test_a_year_with_a_suppressed_month_has_no_value(year):
             [BARNSLEY, DTOC, period_type, start]).fetchone()[0] == 0
     # England leaves Barnsley's October out of both sides, so its year is complete
     assert value(year, ENGLAND, DTOC, dt.date(2017, 4, 1), "financial_year")[0] == 3650 + 62 * (365 - 31)
+
+
+def test_carewatch_as_of_says_in_one_line_what_is_wrong(tmp_path, monkeypatch, capsys):
+    from carewatch import cli
+
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(tmp_path / "none.duckdb"))
+    assert cli.main(["as-of", "Hackney", "2017-02", "--as-of", "2017-04-30"]) == 2
+    assert capsys.readouterr().err.strip().startswith("carewatch: no warehouse at ")
+    duckdb.connect(str(tmp_path / "none.duckdb")).close()
+    assert cli.main(["as-of", "Hackney", "2017-02", "--as-of", "last tuesday"]) == 2
+    assert capsys.readouterr().err.strip() == "carewatch: --as-of 'last tuesday' is not a date (YYYY-MM-DD) or an ISO timestamp"
