@@ -55,10 +55,12 @@ def test_monthly_run_for_a_logical_date_handles_the_due_period_and_its_revision_
 
     monkeypatch.setenv("CAREWATCH_BASE_URL", sample_base_url)
     dag = DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags")).get_dag("ingest_dtoc_la")
-    # 15 November 2017: September 2017 was due on 9 November; October's is not yet due
+    # 15 November 2017: September 2017 was due on 9 November; October's is not yet due. The
+    # 12 months before it are checked again for revisions (config/sources.yaml)
     run = dag.test(logical_date=dt.datetime(2017, 11, 15, 9, tzinfo=dt.timezone.utc))
     assert str(run.state) == "success"
-    assert [p for _, p, _, _ in _manifest()] == ["2017-06", "2017-07", "2017-08", "2017-09"]
+    expected = ["2016-09", "2016-10", "2016-11", "2016-12"] + [f"2017-{m:02d}" for m in range(1, 10)]
+    assert [p for _, p, _, _ in _manifest()] == expected
 
 
 def test_make_run_end_to_end_twice(tmp_path):
