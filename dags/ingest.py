@@ -70,10 +70,17 @@ def build_ingest_dag(source: sources.Source):
 
         @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL, retries=0)
         def validate(parsed: dict, **context) -> dict:
-            """Run the source's Great Expectations suite; a blocking failure quarantines the period."""
+            """Run the source's Great Expectations suite; a blocking failure quarantines the period
+            (the task fails and emails). The same file failing again later is skipped, not
+            failed: it stays quarantined without holding back the metrics DAG every month."""
             from carewatch import pipeline
+            from carewatch.errors import AlreadyQuarantined
+            from airflow.sdk.exceptions import AirflowSkipException
 
-            return pipeline.validate_period(parsed, task_url=context["ti"].log_url)
+            try:
+                return pipeline.validate_period(parsed, task_url=context["ti"].log_url)
+            except AlreadyQuarantined as err:
+                raise AirflowSkipException(str(err)) from err
 
         @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL)
         def load(parsed: dict) -> dict:

@@ -59,6 +59,17 @@ class QualityError(CarewatchError):
         super().__init__(f"{source} {period}: quarantined, {len(failures)} blocking expectation(s) failed: " + " | ".join(failures))
 
 
+class AlreadyQuarantined(CarewatchError):
+    """This very file failed this very validation before: still quarantined, not loaded, and
+    not validated or emailed again (the ingest task is skipped, so the run goes on)."""
+
+    def __init__(self, source: str, period: str, when: str, failures: list[str]):
+        self.source = source
+        self.period = period
+        super().__init__(f"{source} {period}: this file failed the same validation at {when} (already reported; "
+                         f"still quarantined, not loaded): " + " | ".join(failures))
+
+
 class NotEnoughHistory(CarewatchError):
     """The warehouse does not yet hold the periods a step needs (e.g. 12 complete months to rank)."""
 

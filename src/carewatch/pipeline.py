@@ -180,7 +180,7 @@ def validate_period(parsed: dict, task_url: str | None = None) -> dict:
     no repeat warning email. A change of suite, reference geography or history re-validates.
     """
     from carewatch import alerts, validation, warehouse
-    from carewatch.errors import QualityError
+    from carewatch.errors import AlreadyQuarantined, QualityError
 
     if not validation.has_suite(parsed["source"]):  # every source has one: a missing suite is a broken deployment
         raise FileNotFoundError(
@@ -193,6 +193,10 @@ def validate_period(parsed: dict, task_url: str | None = None) -> dict:
     with warehouse.connect() as con:
         history = validation.warehouse_history(con, parsed["source"], parsed["period"])
         batch = validation.prepare(parsed["source"], frame, period=parsed["period"], history=history)
+        failed = validation.previous_failure(con, batch, sha256=parsed["sha256"])
+        if failed is not None:
+            raise AlreadyQuarantined(parsed["source"], parsed["period"], failed.reused_from,
+                                     [r.line() for r in failed.blocking_failures])
         earlier = validation.previous_pass(con, batch, sha256=parsed["sha256"])
         if earlier is not None:
             print(f"{parsed['source']} {parsed['period']}: this file passed the same validation at {earlier.reused_from}; "
@@ -243,7 +247,7 @@ def build_warehouse(task_url: str | None = None) -> dict:
     emailed again (:func:`carewatch.validation.check_warehouse` with ``reuse``).
     """
     from carewatch import alerts, validation, warehouse
-    from carewatch.errors import QualityError
+    from carewatch.errors import AlreadyQuarantined, QualityError
 
     checked: list = []
 

@@ -405,6 +405,20 @@ def previous_pass(con, batch: PreparedBatch, *, sha256: str, period: str | None 
     """The recorded report of an earlier validation of this very batch (same file, same key)
     that passed (no blocking failure), or None. The pipeline does not validate such a batch
     again: the result could not differ, and its warnings were already emailed."""
+    report = previous_result(con, batch, sha256=sha256, period=period)
+    return report if report is not None and report.ok else None
+
+
+def previous_failure(con, batch: PreparedBatch, *, sha256: str) -> ValidationReport | None:
+    """The recorded report of an earlier validation of this very batch that failed a blocking
+    expectation (the file is quarantined), or None. Validating it again would fail the same
+    way and email the same failure every month it stays in the revision window."""
+    report = previous_result(con, batch, sha256=sha256)
+    return report if report is not None and not report.ok else None
+
+
+def previous_result(con, batch: PreparedBatch, *, sha256: str, period: str | None = None) -> ValidationReport | None:
+    """The latest recorded validation of this very batch (same file, same key), or None."""
     recorded_with_keys = con.execute(
         "select count(*) from information_schema.columns where table_name = 'validation_results' and column_name = 'validation_key'"
     ).fetchone()[0]
@@ -417,11 +431,12 @@ def previous_pass(con, batch: PreparedBatch, *, sha256: str, period: str | None 
                unexpected_examples, docs_url, validated_at
         from validation_results
         where source = ? and period = ? and sha256 = ? and validation_key = ?
+        qualify validated_at = max(validated_at) over ()
         order by expectation, "column"
         """,
         [batch.source, period, sha256, batch.key],
     ).fetchall()
-    if not rows or any(not success and severity == "blocking" for _, _, _, severity, success, *_ in rows):
+    if not rows:
         return None
     report = ValidationReport(source=batch.source, suite=rows[0][0], period=period, docs_url=rows[0][8], key=batch.key,
                               reused_from=str(rows[0][9]))

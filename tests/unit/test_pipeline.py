@@ -65,8 +65,11 @@ def test_a_file_that_passed_with_warnings_is_not_validated_or_emailed_again(care
     assert not other["validation_reused"] and len(mailcatcher.messages(mailbox)) == 2
 
 
-def test_a_file_that_failed_is_validated_again_and_fails_again(carewatch_home, mailbox):
-    from carewatch.errors import QualityError
+def test_a_failed_file_is_not_validated_or_emailed_again_until_its_validation_changes(carewatch_home, mailbox, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from carewatch.errors import AlreadyQuarantined, QualityError
 
     frame = parsers.parse("dtoc_la", REAL)
     frame.loc[frame["breakdown"] == "care_type", "value"] = -1.0  # negative delayed days: blocking
@@ -76,11 +79,25 @@ def test_a_file_that_failed_is_validated_again_and_fails_again(carewatch_home, m
         pipeline.validate_period(parsed)
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
         [(sha, attempts, first, last, reasons)] = con.execute(quarantine).fetchall()
+        recorded = con.execute("select count(*) from validation_results").fetchone()[0]
     assert (sha, attempts, first) == ("c" * 64, 1, last) and reasons.startswith("FAIL")
+    # the same file in the next month's revision window: the same failure, known; no GX run
+    with pytest.raises(AlreadyQuarantined, match="dtoc_la 2016-06: this file failed the same validation"):
+        pipeline.validate_period(parsed)
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        assert con.execute(quarantine).fetchall() == [(sha, 1, first, last, reasons)]
+        assert con.execute("select count(*) from validation_results").fetchone()[0] == recorded
+    # a changed suite validates it again: still failing, one row for the one file
+    suites = tmp_path / "expectations"
+    shutil.copytree(paths.expectations_dir(), suites)
+    suite = json.loads((suites / "dtoc_la.json").read_text())
+    suite["meta"]["note"] = "a suite change"
+    (suites / "dtoc_la.json").write_text(json.dumps(suite))
+    monkeypatch.setattr(paths, "expectations_dir", lambda: suites)
     with pytest.raises(QualityError):
         pipeline.validate_period(parsed)
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
-        # still one row for the one file: first failure kept, latest failure and attempts updated
+        # first failure kept, latest failure and attempts updated
         [(sha, attempts, first_again, last_again, _)] = con.execute(quarantine).fetchall()
     assert (sha, attempts, first_again) == ("c" * 64, 2, first) and last_again > last
 
