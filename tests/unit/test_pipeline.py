@@ -147,13 +147,17 @@ def test_the_validation_key_covers_what_gx_is_given():
 
     assert key() == key()
     assert key(history=history(2.0)) == key(history=history(2.0))
+    one_name = frame.copy()
+    one_name.loc[one_name.index[-1], "la_name"] = "Somewhere Else"
     changed = {
         "a value": key(f=frame.assign(value=frame["value"] + 1)),
+        "one text cell": key(f=one_name),
+        "a column's name": key(f=frame.rename(columns={"measure": "measures"})),
         "the period (its run-time values)": key(period="2016-07"),
         "the history": key(history=history(2.0)),
         "another history": key(history=history(3.0)),
     }
-    assert len({key(), *changed.values()}) == 5, changed
+    assert len({key(), *changed.values()}) == 7, changed
 
 
 def test_a_version_already_loaded_from_the_same_file_is_left_alone(carewatch_home):
