@@ -25,6 +25,12 @@ from carewatch import paths
 INGEST_ORDER = ["ons_mye", "ascof", "dtoc_la", "dtoc_national", "dtoc_provider", "hes_aggregate"]
 DOWNSTREAM = ["metrics"]
 
+# The local Airflow keeps its metadata in SQLite, written by the scheduler, the API server and
+# every task at once. Python's default 5 s lock wait is too short there: the API server answered
+# 503 ("database is locked") and a backfill rolled back under the scheduler, which then crashed.
+# Waiting up to 30 s for the lock turns those errors into short waits. (Production: Postgres.)
+SQLITE_CONNECT_ARGS = {"timeout": 30}
+
 
 def airflow_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for a local Airflow home inside the project (overridable from outside)."""
@@ -38,6 +44,7 @@ def airflow_env(base: dict[str, str] | None = None) -> dict[str, str]:
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://localhost:8080/execution/",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "carewatch.runner.SQLITE_CONNECT_ARGS",
         "GX_ANALYTICS_ENABLED": "false",
         "CAREWATCH_HOME": str(paths.home()),
     }

@@ -70,3 +70,14 @@ def test_every_metrics_task_waits_for_the_warehouse(dagbag):
     tasks = dagbag.dags["metrics"].tasks
     assert {task.task_id for task in tasks} == {"build_warehouse", "analyse", "report"}
     assert all(task.pool == WAREHOUSE_POOL for task in tasks), [(t.task_id, t.pool) for t in tasks]
+
+
+def test_the_local_airflow_waits_for_sqlite_locks_instead_of_failing():
+    # standalone's scheduler, API server and tasks share one SQLite file: a 5 s lock wait made
+    # the API answer 503 and once crashed the scheduler (a backfill rolled back under it)
+    from airflow.configuration import conf
+
+    from carewatch import runner
+
+    assert runner.airflow_env({})["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] == "carewatch.runner.SQLITE_CONNECT_ARGS"
+    assert conf.getimport("database", "sql_alchemy_connect_args")["timeout"] >= 30  # the test session's own Airflow
