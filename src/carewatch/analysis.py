@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from carewatch import paths
-from carewatch.methodology import flags, peers, ranking, targets
+from carewatch.methodology import flags, funnels, peers, ranking, targets
 
 ENGLAND = "E92000001"
 DTOC = "delayed_days_per_day_per_100k_18plus"
@@ -109,7 +109,7 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     base_direction = {m["id"]: m["direction"] for m in metric_cfg["metrics"]}
     # breakdown metrics ("<base>__nhs", "<base>__reason_A") go the way of their base metric
     directions = {mid: base_direction[mid.split("__")[0]] for mid in mv["metric_id"].unique()}
-    statistics = {m["id"]: {"byar": "rate", "wilson": "proportion"}[m["ci_method"]] for m in metric_cfg["metrics"] if m["ci_method"] != "none"}
+    statistics = {m["id"]: funnels.STATISTIC_OF_CI_METHOD[m["ci_method"]] for m in metric_cfg["metrics"] if m["ci_method"] != "none"}
     methodology = ranking.load_methodology()
     areas = sorted(set(mv["area_code"]) - {ENGLAND})
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from carewatch import charts, paths, validation, warehouse
+from carewatch import charts, paths, sources, validation, warehouse
 
 ENGLAND = "E92000001"
 DTOC = "delayed_days_per_day_per_100k_18plus"
@@ -134,17 +134,17 @@ def build_charts(data: dict) -> dict:
     data["ci_lookup"] = {(r.area_code, r.metric_id): (r.ci_lower, r.ci_upper) for r in latest.itertuples()}
     out = {"national_dtoc": charts.to_svg(charts.dtoc_over_time(_dtoc_rates(mv, ENGLAND), _england_target(data["tracking"]), "England"))}
     flagged_now = set(data["flagged"]["area_code"])
-    funnels = []
+    funnel_figures = []
     # the funnel_outlier review rule's own test and limits, so a red dot is an area the rule
     # finds worse (config/review_flags.yaml: level, period type, overdispersion)
-    from carewatch.methodology import flags as flag_rules
+    from carewatch.methodology import flags as flag_rules, funnels
 
     rule = next((r for r in flag_rules.load_rules()["rules"] if r["kind"] == "funnel_outlier"), {"level": 0.998})
     metrics = data["metrics"][data["metrics"]["ci_method"] != "none"].set_index("metric_id")
     inputs = flag_rules.FlagInputs(
         period_start=pd.Timestamp(month), overall=data["league"], metric_values=mv, tracking=data["tracking"],
         directions=metrics["direction"].to_dict(),
-        statistics={mid: "rate" if method == "byar" else "proportion" for mid, method in metrics["ci_method"].items()},
+        statistics={mid: funnels.STATISTIC_OF_CI_METHOD[method] for mid, method in metrics["ci_method"].items()},
     )
     tests = {test.metric: test for test in flag_rules.funnel_tests(rule, inputs)}
     for m in data["metrics"].itertuples():
@@ -161,12 +161,12 @@ def build_charts(data: dict) -> dict:
             }
         )
         if test.period_type == "financial_year":
-            period_label = f"{test.period_start:%Y}-{(test.period_start.year + 1) % 100:02d}"
+            period_label = sources.financial_year(test.period_start)
         else:
             period_label = f"{test.period_type.replace('_', ' ')} to {test.period_start:%b %Y}"
         title = f"{m.name[:60]} ({period_label})"
-        funnels.append({"metric": m.name, "svg": charts.to_svg(charts.funnel_plot(points, test, m.multiplier, title))})
-    out["funnels"] = funnels
+        funnel_figures.append({"metric": m.name, "svg": charts.to_svg(charts.funnel_plot(points, test, m.multiplier, title))})
+    out["funnels"] = funnel_figures
     profiles = []
     dtoc_monthly = mv[(mv["period_type"] == "month") & mv["metric_id"].isin([f"{DTOC}__{a}" for a in AGENCIES])]
     by_area = dict(tuple(dtoc_monthly.groupby("area_code")))

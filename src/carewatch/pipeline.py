@@ -193,11 +193,10 @@ def validate_period(parsed: dict, task_url: str | None = None) -> dict:
     with warehouse.connect() as con:
         history = validation.warehouse_history(con, parsed["source"], parsed["period"])
         batch = validation.prepare(parsed["source"], frame, period=parsed["period"], history=history)
-        failed = validation.previous_failure(con, batch, sha256=parsed["sha256"])
-        if failed is not None:
-            raise AlreadyQuarantined(parsed["source"], parsed["period"], failed.reused_from,
-                                     [r.line() for r in failed.blocking_failures])
-        earlier = validation.previous_pass(con, batch, sha256=parsed["sha256"])
+        earlier = validation.previous_result(con, batch, sha256=parsed["sha256"])
+        if earlier is not None and not earlier.ok:  # failed the same validation before: still quarantined
+            raise AlreadyQuarantined(parsed["source"], parsed["period"], earlier.reused_from,
+                                     [r.line() for r in earlier.blocking_failures])
         if earlier is not None:
             print(f"{parsed['source']} {parsed['period']}: this file passed the same validation at {earlier.reused_from}; "
                   f"not validated again ({len(earlier.warnings)} warnings, already reported)")

@@ -157,11 +157,16 @@ def period_start(source: str, period: str) -> dt.date:
     return dt.date(int(period), 7, 1)  # mid-year estimate: the year from 30 June
 
 
+def financial_year(start: dt.date) -> str:
+    """The financial year starting in ``start``'s year, as publications write it: "2016-17"."""
+    return f"{start.year}-{(start.year + 1) % 100:02d}"
+
+
 def _format(cadence: str, start: dt.date) -> str:
     if cadence == "monthly":
         return f"{start:%Y-%m}"
     if cadence == "annual_fy":
-        return f"{start.year}-{(start.year + 1) % 100:02d}"
+        return financial_year(start)
     return str(start.year)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from carewatch import paths
+from carewatch import paths, sources
 
 
 def _ingest_summaries() -> dict[str, dict]:
@@ -115,7 +115,7 @@ def print_results() -> None:
             [SHOWCASE, month],
         ).df()
         shown = analysis.ranking_values(mv, ranking.load_methodology(), pd.Timestamp(month))
-        years = sorted({f"{start:%Y}-{(start.year + 1) % 100:02d}" for start in shown.loc[shown["period_type"] == "financial_year", "period_start"]})
+        years = sorted({sources.financial_year(start) for start in shown.loc[shown["period_type"] == "financial_year", "period_start"]})
         value_of = {(r.area_code, r.metric_id): r.value for r in shown.itertuples()}
         print(f"\nSix dashboard metrics, rolling 12 months to {month:%B %Y} (ASCOF: {', '.join(years) or 'none'}, as ranked)")
         header = f"{'area':<28}" + "".join(f"{i + 1:>11}" for i in range(len(metrics)))

@@ -242,13 +242,9 @@ def warehouse_history(con, source: str, period: str | None):
 def _loaded_history(con, source: str, first: str, before: str, wanted: set[str]) -> pd.DataFrame | None:
     """Each period's latest loaded version in [first, before): ``_period`` and the columns of
     ``wanted`` that the landing table has."""
-    table = f"land_{source}"
-    if not warehouse.table_exists(con, table):
-        return None
-    present = [name for (name,) in con.execute(
-        "select column_name from information_schema.columns where table_name = ? order by ordinal_position", [table]).fetchall()]
-    columns = ", ".join(f'"{name}"' for name in present if name in wanted)
-    if not columns:  # the suite names columns the table lacks: the column expectations say so
+    table = warehouse.land_table(source)
+    columns = ", ".join(f'"{name}"' for name in warehouse.columns(con, table) if name in wanted)
+    if not columns:  # no landing table yet, or the suite names columns it lacks (the column expectations say so)
         return None
     return con.execute(
         f"""
@@ -422,20 +418,11 @@ def previous_pass(con, batch: PreparedBatch, *, sha256: str, period: str | None 
     return report if report is not None and report.ok else None
 
 
-def previous_failure(con, batch: PreparedBatch, *, sha256: str) -> ValidationReport | None:
-    """The recorded report of an earlier validation of this very batch that failed a blocking
-    expectation (the file is quarantined), or None. Validating it again would fail the same
-    way and email the same failure every month it stays in the revision window."""
-    report = previous_result(con, batch, sha256=sha256)
-    return report if report is not None and not report.ok else None
-
-
 def previous_result(con, batch: PreparedBatch, *, sha256: str, period: str | None = None) -> ValidationReport | None:
-    """The latest recorded validation of this very batch (same file, same key), or None."""
-    recorded_with_keys = con.execute(
-        "select count(*) from information_schema.columns where table_name = 'validation_results' and column_name = 'validation_key'"
-    ).fetchone()[0]
-    if not recorded_with_keys:  # a warehouse from before keys were recorded: validate again (store adds the column)
+    """The latest recorded validation of this very batch (same file, same key), or None. A
+    failed one means the file is still quarantined: validating it again would fail the same
+    way and email the same failure every month it stays in the revision window."""
+    if "validation_key" not in warehouse.columns(con, "validation_results"):  # a warehouse from before keys were recorded: validate again (store adds the column)
         return None
     period = batch.period if period is None else period
     rows = con.execute(

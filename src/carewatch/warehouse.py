@@ -109,6 +109,12 @@ def table_exists(con, name: str) -> bool:
     return bool(con.execute("select count(*) from information_schema.tables where table_name = ?", [name]).fetchone()[0])
 
 
+def columns(con, table: str) -> list[str]:
+    """The columns of ``table`` in order; empty when there is no such table."""
+    return [name for (name,) in con.execute(
+        "select column_name from information_schema.columns where table_name = ? order by ordinal_position", [table]).fetchall()]
+
+
 def loaded_rows(con, *, source: str, period: str, version: int, sha256: str) -> int | None:
     """Rows of ``period`` version ``version`` in ``land_<source>`` loaded from the file with
     this sha256; None when that version is not loaded from that file."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from carewatch import paths
+from carewatch import paths, sources
 from carewatch.methodology import funnels
 
 ENGLAND = "E92000001"
@@ -171,7 +171,7 @@ def funnel_outlier(rule: dict, inputs: FlagInputs) -> dict[str, str]:
     reasons: dict[str, list[str]] = {}
     for test in funnel_tests(rule, inputs):
         worse = "high" if inputs.directions[test.metric] == "low" else "low"
-        when = "" if test.period_start == inputs.period_start else f" ({test.period_start:%Y}-{(test.period_start.year + 1) % 100:02d})"
+        when = "" if test.period_start == inputs.period_start else f" ({sources.financial_year(test.period_start)})"
         for area, label in zip(test.rows["area_code"], test.labels):
             if label == worse:
                 reasons.setdefault(area, []).append(test.metric + when)

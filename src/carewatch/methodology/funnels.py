@@ -18,6 +18,10 @@ from scipy.optimize import brentq
 from scipy.stats import chi2, norm
 
 
+# the funnel statistic of a metric, from its confidence-interval method (config/metrics.yaml)
+STATISTIC_OF_CI_METHOD = {"byar": "rate", "wilson": "proportion"}
+
+
 def _z(level: float) -> float:
     return float(norm.ppf(0.5 + level / 2))
 
