@@ -10,7 +10,7 @@ from carewatch.methodology import ranking
 METRICS = {"metrics": [{"id": "m_low", "direction": "low"}, {"id": "m_high", "direction": "high"}]}
 
 
-def methodology(tmp_path, w_low, w_high, method="weighted_ranks", min_metrics=2):
+def methodology(tmp_path, w_low, w_high, method="weighted_ranks", min_metrics=2, among="eligible"):
     path = tmp_path / "m.yaml"
     path.write_text(
         f"""
@@ -19,6 +19,7 @@ version: 7
 method: {method}
 ties: min
 min_metrics: {min_metrics}
+metric_ranks_among: {among}
 metrics:
   - {{id: m_low, weight: {w_low}}}
   - {{id: m_high, weight: {w_high}}}
@@ -45,7 +46,7 @@ def ranks_of(frame, metric):
 
 
 def test_metric_ranks_follow_direction_and_share_ties(tmp_path, values):
-    m = methodology(tmp_path, 3, 1)
+    m = methodology(tmp_path, 3, 1, among="all")
     ranked = ranking.rank_metrics(values, m)
     # low is better: A=1 best; B and C tie on 2.0 -> both 2; D=5 -> 4 (competition ranking)
     assert ranks_of(ranked, "m_low") == {"A": 1, "B": 2, "C": 2, "D": 4}
@@ -54,8 +55,35 @@ def test_metric_ranks_follow_direction_and_share_ties(tmp_path, values):
     assert ranking.ENGLAND not in set(ranked["area_code"])
 
 
+def test_metric_ranks_count_only_areas_with_an_overall_rank(tmp_path, values):
+    # D is best on m_low (0.5) but has one metric, fewer than min_metrics=2: no overall rank
+    values.loc[(values["area_code"] == "D") & (values["metric_id"] == "m_low"), "value"] = 0.5
+    everyone = ranking.rank_metrics(values, methodology(tmp_path, 3, 1, among="all"))
+    assert ranks_of(everyone, "m_low") == {"D": 1, "A": 2, "B": 3, "C": 3}
+    m = methodology(tmp_path, 3, 1, among="eligible")
+    eligible = ranking.rank_metrics(values, m)
+    # among A, B, C only: A 1.0 -> 1; B and C 2.0 -> 2; D is not ranked
+    assert ranks_of(eligible, "m_low") == {"A": 1, "B": 2, "C": 2}
+    assert ranks_of(eligible, "m_high") == {"B": 1, "C": 2, "A": 3}
+    overall = ranking.overall_ranking(eligible, m, areas=["A", "B", "C", "D"]).set_index("area_code")
+    # A: (1*3 + 3*1)/4 = 1.5, as if D were absent; with "all" it would be (2*3 + 3)/4 = 2.25
+    assert overall.loc["A", "score"] == pytest.approx(1.5)
+    assert pd.isna(overall.loc["D", "overall_rank"]) and overall.loc["D", "metrics_ranked"] == 0
+    # z-scores likewise leave D out: m_low "better" values -1, -2, -2
+    z = ranking.rank_metrics(values, methodology(tmp_path, 3, 1, method="weighted_z"))
+    low = z[z["metric_id"] == "m_low"].set_index("area_code")["z_score"]
+    assert low["A"] == pytest.approx((-1 - (-5 / 3)) / ((2 / 9) ** 0.5))
+
+
+def test_metric_ranks_among_must_be_known(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nversion: 1\nmethod: weighted_ranks\nmetric_ranks_among: some\nmetrics:\n  - {id: m_low, weight: 1}\n")
+    with pytest.raises(ValueError, match="metric_ranks_among"):
+        ranking.load_methodology(str(path), METRICS)
+
+
 def test_overall_rank_with_delayed_days_weighted_highest(tmp_path, values):
-    m = methodology(tmp_path, 3, 1)
+    m = methodology(tmp_path, 3, 1, among="all")
     overall = ranking.overall_ranking(ranking.rank_metrics(values, m), m)
     # A: (1*3 + 3*1)/4 = 1.5; B: (2*3 + 1*1)/4 = 1.75; C: (2*3 + 2*1)/4 = 2.0
     # D has one metric, fewer than min_metrics=2: no overall rank
@@ -96,7 +124,7 @@ def test_tied_scores_share_the_overall_rank(tmp_path):
 
 
 def test_weighted_z_alternative(tmp_path, values):
-    m = methodology(tmp_path, 3, 1, method="weighted_z")
+    m = methodology(tmp_path, 3, 1, method="weighted_z", among="all")
     overall = ranking.overall_ranking(ranking.rank_metrics(values, m), m)
     # m_low "better" values (negated): A -1, B -2, C -2, D -5: mean -2.5, sd (pop) = 1.5
     #   z: A 1.0, B 0.333, C 0.333, D -1.667

@@ -11,6 +11,11 @@ Rules (documented in the methodology file and the report):
 - **Missing metrics**: an area is ranked on the metrics it has; its weighted score is
   re-normalised over the weights of the metrics present, and it gets no overall rank when
   it has fewer than ``min_metrics`` values.
+- **Who is ranked on each metric** (``metric_ranks_among``): by default only the areas that
+  get an overall rank (``eligible``), so every metric rank of the league table counts the same
+  areas and an area without an overall rank does not push the others down on the metrics it
+  has (in 2019-20 the old Dorset councils have ASCOF figures only). ``all`` ranks every area
+  with a value.
 - England and any non-HWB aggregate rows are not ranked.
 """
 
@@ -37,6 +42,7 @@ class Methodology:
     weights: dict[str, float]
     directions: dict[str, str]
     periods: dict = field(default_factory=dict)
+    metric_ranks_among: str = "eligible"
 
     @property
     def label(self) -> str:
@@ -56,6 +62,9 @@ def load_methodology(name: str = "dashboard-2018", metrics_config: dict | None =
         raise ValueError(f"{path}: metrics not defined in config/metrics.yaml: {', '.join(unknown)}")
     if data["method"] not in ("weighted_ranks", "weighted_z"):
         raise ValueError(f"{path}: method must be weighted_ranks or weighted_z, not {data['method']!r}")
+    among = data.get("metric_ranks_among", "eligible")
+    if among not in ("eligible", "all"):
+        raise ValueError(f"{path}: metric_ranks_among must be eligible or all, not {among!r}")
     return Methodology(
         name=data["name"],
         version=int(data["version"]),
@@ -65,6 +74,7 @@ def load_methodology(name: str = "dashboard-2018", metrics_config: dict | None =
         weights=weights,
         directions={m: directions[m] for m in weights},
         periods=data.get("periods", {}),
+        metric_ranks_among=among,
     )
 
 
@@ -74,9 +84,14 @@ def rank_metrics(values: pd.DataFrame, methodology: Methodology) -> pd.DataFrame
     ``values``: one row per area and metric with columns ``area_code``, ``metric_id``,
     ``value`` (one period). Returns those rows (England dropped) with ``metric_rank``
     (1 = best in the metric's direction), ``z_score`` (positive = better) and ``weight``.
+    With ``metric_ranks_among: eligible`` the rows of areas with fewer than ``min_metrics``
+    values are dropped before ranking.
     """
     frame = values[values["metric_id"].isin(methodology.weights) & (values["area_code"] != ENGLAND)]
     frame = frame.dropna(subset=["value"]).copy()
+    if methodology.metric_ranks_among == "eligible":
+        metrics_present = frame.groupby("area_code")["metric_id"].transform("nunique")
+        frame = frame[metrics_present >= methodology.min_metrics].copy()
     ascending = frame["metric_id"].map(lambda m: methodology.directions[m] == "low")
     # Rank "better" descending: flip the sign of metrics where low is better.
     better = frame["value"].where(~ascending, -frame["value"])
