@@ -12,12 +12,13 @@ extract's Bournemouth, Christchurch and Poole (E06000058) is an area of its own.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from carewatch import paths
-from carewatch.errors import ParseError
+from carewatch.errors import CarewatchError, ParseError
 
 COLUMNS = ["area_code", "period", "emergency_admissions", "discharges", "los_p90_days", "weekend_discharges"]
 
@@ -36,9 +37,12 @@ def lookup_paths() -> list[str]:
     return [str(lookup_path()), str(former_districts_path())]
 
 
-def _month(text: str | None, default: dt.date) -> dt.date:
-    if not text:
-        return default
+def _month(text: str | None, option: str) -> dt.date | None:
+    """``YYYY-MM`` -> its first day; None when not given."""
+    if text is None:
+        return None
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text):
+        raise CarewatchError(f"{option} {text!r} is not a month (YYYY-MM)")
     return dt.date(int(text[:4]), int(text[5:7]), 1)
 
 
@@ -51,16 +55,31 @@ DATE_COLUMNS = ("admidate", "disdate")
 NEEDED = {*INTEGER_COLUMNS, *TEXT_COLUMNS, *DATE_COLUMNS}
 
 
+# A whole number written as text or as a float ("3", " 07", "64.0"); anything else ("64.5",
+# "0x3", "3a") does not convert and is missing. DuckDB's own cast would round "64.5" to 65.
+_WHOLE = r"[+-]?[0-9]+(\.0*)?"
+
+
 def _column_expression(name: str, arrow_type) -> str:
     import pyarrow as pa
 
     if name in INTEGER_COLUMNS:
-        return name if pa.types.is_integer(arrow_type) else f"try_cast(trim({name}::varchar) as integer) as {name}"
+        if pa.types.is_integer(arrow_type):
+            return name
+        text = f"trim({name}::varchar)"
+        return f"case when regexp_full_match({text}, '{_WHOLE}') then try_cast(try_cast({text} as double) as integer) end as {name}"
     if name in TEXT_COLUMNS:
-        return name if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) else f"{name}::varchar as {name}"
+        if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+            return name
+        if pa.types.is_floating(arrow_type):  # 21.0 -> '21'
+            return f"case when {name} = floor({name}) then {name}::bigint::varchar end as {name}"
+        return f"{name}::varchar as {name}"
     assert name in DATE_COLUMNS, name
     if pa.types.is_date(arrow_type):
         return name
+    if pa.types.is_timestamp(arrow_type) and arrow_type.tz:
+        # the calendar date where the timestamp was written, not in the machine's time zone
+        return f"timezone('{arrow_type.tz}', {name})::date as {name}"
     if pa.types.is_timestamp(arrow_type):
         return f"{name}::date as {name}"
     return f"try_cast({name} as date) as {name}"
@@ -72,7 +91,12 @@ def hes_metrics(extract: str | Path, from_period: str | None = None, to_period: 
     import duckdb
     import pyarrow.parquet as pq
 
+    first, last = _month(from_period, "--from"), _month(to_period, "--to")
+    if first and last and first > last:
+        raise CarewatchError(f"--from {from_period} is after --to {to_period}")
     extract = Path(extract)
+    if not extract.is_file():
+        raise ParseError("hes_apc", extract, "no such file")
     try:
         schema = pq.ParquetFile(extract).schema_arrow
     except Exception as err:
@@ -85,6 +109,7 @@ def hes_metrics(extract: str | Path, from_period: str | None = None, to_period: 
     try:
         con.execute(f"set memory_limit = '{memory_limit}'")
         con.execute("set enable_progress_bar = false")
+        con.execute("set TimeZone = 'UTC'")  # nothing depends on the machine's time zone
         if threads:
             con.execute(f"set threads = {int(threads)}")
         columns = [_column_expression(name, schema.field(name).type) for name in sorted(NEEDED)]
@@ -94,9 +119,11 @@ def hes_metrics(extract: str | Path, from_period: str | None = None, to_period: 
         con.close()
     # The month range is applied to the small result: pushed into the SQL it would be evaluated
     # against every episode (DuckDB moves it below the aggregations).
-    first = _month(from_period, dt.date(1900, 1, 1))
-    last = _month(to_period, dt.date(2999, 12, 1))
     months = pd.to_datetime(frame["period"])
-    keep = (months.dt.date >= first) & (months.dt.date <= last)
+    keep = pd.Series(True, index=frame.index)
+    if first is not None:
+        keep &= months.dt.date >= first
+    if last is not None:
+        keep &= months.dt.date <= last
     frame = frame[keep].assign(period=months[keep].dt.strftime("%Y-%m-%d")).reset_index(drop=True)
     return frame[COLUMNS]

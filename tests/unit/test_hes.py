@@ -177,3 +177,71 @@ def test_an_extract_without_the_fields_is_refused(tmp_path):
     pq.write_table(pa.table({"epikey": [1]}), path)
     with pytest.raises(ParseError, match="missing HES APC column"):
         hospital.hes_metrics(path)
+
+
+def _two_episodes_frame():
+    """Two emergency admissions aged 80 in Hartlepool: admitted Monday 25 June 2018 and
+    discharged Sunday 1 July (6 days); admitted Sunday 1 July, discharged Monday 2 July (1 day)."""
+    D = dt.date
+    rows = [(1, 1, 1, 3, "21", D(2018, 6, 25), D(2018, 7, 1), 1, 80, "E06000001"),
+            (2, 2, 1, 3, "21", D(2018, 7, 1), D(2018, 7, 2), 1, 80, "E06000001")]
+    return pd.DataFrame(rows, columns=["epikey", "susspellid", "epiorder", "epistat", "admimeth", "admidate", "disdate", "dismeth", "startage", "resladst_ons"])
+
+
+# by hand: June 1 admission; July 1 admission, 2 discharges (stays 6 and 1: p90 = 6), 1 at the weekend
+TWO_EPISODES = [("E06000001", "2018-06-01", 1, 0, None, 0), ("E06000001", "2018-07-01", 1, 2, 6, 1)]
+
+
+def _rows(frame):
+    return [tuple(None if pd.isna(v) else v for v in row) for row in frame.itertuples(index=False)]
+
+
+def test_time_zone_aware_dates_are_read_in_their_own_zone(tmp_path):
+    # British Summer Time midnights are 23:00 UTC the day before: read in the machine's zone
+    # (UTC here) every date would move back a day, and Sunday 1 July's discharge to Saturday.
+    frame = _two_episodes_frame()
+    for column in ("admidate", "disdate"):
+        frame[column] = pd.to_datetime(frame[column]).dt.tz_localize("Europe/London")
+    path = tmp_path / "london.parquet"
+    frame.to_parquet(path, index=False)
+    assert pq.read_schema(path).field("admidate").type.tz == "Europe/London"
+    assert _rows(hospital.hes_metrics(path)) == TWO_EPISODES
+
+
+def test_codes_that_are_not_whole_numbers_are_missing_not_rounded(tmp_path):
+    frame = _two_episodes_frame()
+    frame["startage"] = ["64.5", "80.0"]  # 64.5 is not an age: DuckDB's cast would round it to 65
+    frame["epistat"] = ["3", " 3 "]
+    frame["admimeth"] = [21.0, 21.0]      # a float column of whole codes reads as '21'
+    path = tmp_path / "text.parquet"
+    frame.to_parquet(path, index=False)
+    # only the second episode counts: July 1 admission, 1 discharge (1 day, Monday)
+    assert _rows(hospital.hes_metrics(path)) == [("E06000001", "2018-07-01", 1, 1, 1, 0)]
+
+
+def test_months_far_in_the_past_or_future_are_kept_without_a_month_range(tmp_path):
+    frame = _two_episodes_frame()
+    frame["admidate"] = [dt.date(1800, 1, 1), dt.date(2018, 7, 1)]  # a placeholder date still counts
+    frame["disdate"] = [dt.date(1800, 1, 1), dt.date(2999, 12, 31)]
+    path = tmp_path / "far.parquet"
+    _write_extract(path, list(frame.itertuples(index=False, name=None)))
+    got = hospital.hes_metrics(path)
+    assert list(got["period"]) == ["1800-01-01", "2018-07-01", "2999-12-01"]
+    assert list(hospital.hes_metrics(path, "2018-07", "2018-07")["period"]) == ["2018-07-01"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--from", "201812"], "--from '201812' is not a month (YYYY-MM)"),
+    (["--to", "2018-13"], "--to '2018-13' is not a month (YYYY-MM)"),
+    (["--from", "2018-05", "--to", "2018-04"], "--from 2018-05 is after --to 2018-04"),
+])
+def test_a_bad_month_range_is_one_line_error(tmp_path, args, message):
+    extract = _hand_extract(tmp_path / "hand.parquet")
+    out = subprocess.run([sys.executable, "-m", "carewatch.cli", "hes-metrics", str(extract), *args], capture_output=True, text=True)
+    assert out.returncode != 0 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == [f"carewatch: {message}"]
+
+
+def test_a_missing_extract_says_so(tmp_path):
+    with pytest.raises(ParseError, match="no such file"):
+        hospital.hes_metrics(tmp_path / "nope.parquet")
