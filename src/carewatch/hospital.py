@@ -119,8 +119,9 @@ def hes_metrics(extract: str | Path, from_period: str | None = None, to_period: 
         con.close()
     # The month range is applied to the small result: pushed into the SQL it would be evaluated
     # against every episode (DuckDB moves it below the aggregations).
+    # An admission without a readable admidate has no month: its group (period null) is dropped.
     months = pd.to_datetime(frame["period"])
-    keep = pd.Series(True, index=frame.index)
+    keep = months.notna()
     if first is not None:
         keep &= months.dt.date >= first
     if last is not None:

@@ -223,10 +223,12 @@ def test_months_far_in_the_past_or_future_are_kept_without_a_month_range(tmp_pat
     frame = _two_episodes_frame()
     frame["admidate"] = [dt.date(1800, 1, 1), dt.date(2018, 7, 1)]  # a placeholder date still counts
     frame["disdate"] = [dt.date(1800, 1, 1), dt.date(2999, 12, 31)]
+    no_admidate = (3, 3, 1, 3, "21", None, dt.date(2018, 7, 3), 1, 80, "E06000001")  # a discharge, no admission month
     path = tmp_path / "far.parquet"
-    _write_extract(path, list(frame.itertuples(index=False, name=None)))
+    _write_extract(path, [*frame.itertuples(index=False, name=None), no_admidate])
     got = hospital.hes_metrics(path)
     assert list(got["period"]) == ["1800-01-01", "2018-07-01", "2999-12-01"]
+    assert got.loc[1, ["emergency_admissions", "discharges"]].tolist() == [1, 1]
     assert list(hospital.hes_metrics(path, "2018-07", "2018-07")["period"]) == ["2018-07-01"]
 
 
