@@ -141,6 +141,14 @@ def current_code(code: str, on: dt.date | None = None) -> list[str]:
     return sorted(result)
 
 
+def hwb_names() -> dict[str, str]:
+    """Names of every area code the warehouse reports: the 150 HWB areas of 2016, the areas
+    boundary changes created after them (BCP, Dorset, the Northamptonshire unitaries), England."""
+    names = {**successor_names(), **dict(zip(hwb_areas()["hwb_code"], hwb_areas()["hwb_name"]))}
+    names["E92000001"] = "England"
+    return names
+
+
 @lru_cache(maxsize=1)
 def _names() -> dict[str, str]:
     return {**successor_names(), **dict(zip(councils()["council_code"], councils()["council_name"]))}

@@ -72,3 +72,15 @@ def test_hand_checked_rows():
     assert tuple(councils.loc["E06000015", ["council_name", "legacy_code", "region_name"]]) == ("Derby", "507", "East Midlands")
     assert councils.loc["E09000002", "council_name"] == "Barking and Dagenham"
     assert councils.loc["E06000053", "legacy_code"] == ""  # the Isles of Scilly has no DTOC row
+
+
+def test_every_area_the_warehouse_reports_has_a_name():
+    """The report and the run summary name areas by these: BCP and the other areas created
+    after 2016 used to show as bare codes."""
+    names = geography.hwb_names()
+    assert names["E06000058"] == "Bournemouth, Christchurch and Poole"
+    assert names["E06000059"] == "Dorset"
+    assert names["E06000061"] == "North Northamptonshire" and names["E06000062"] == "West Northamptonshire"
+    assert names["E08000009"] == "Trafford" and names["E92000001"] == "England"
+    successors = {geography.resolve_council(code) for code in ("E06000058", "E06000059", "E06000061", "E06000062")}
+    assert successors <= set(names)

@@ -63,12 +63,14 @@ def test_metric_ranks_count_only_areas_with_an_overall_rank(tmp_path, values):
     m = methodology(tmp_path, 3, 1, among="eligible")
     eligible = ranking.rank_metrics(values, m)
     # among A, B, C only: A 1.0 -> 1; B and C 2.0 -> 2; D is not ranked
-    assert ranks_of(eligible, "m_low") == {"A": 1, "B": 2, "C": 2}
+    assert ranks_of(eligible, "m_low") == {"A": 1, "B": 2, "C": 2, "D": pd.NA}
     assert ranks_of(eligible, "m_high") == {"B": 1, "C": 2, "A": 3}
+    d = eligible[eligible["area_code"] == "D"].iloc[0]  # D keeps its value, unranked
+    assert d["value"] == 0.5 and pd.isna(d["z_score"])
     overall = ranking.overall_ranking(eligible, m, areas=["A", "B", "C", "D"]).set_index("area_code")
     # A: (1*3 + 3*1)/4 = 1.5, as if D were absent; with "all" it would be (2*3 + 3)/4 = 2.25
     assert overall.loc["A", "score"] == pytest.approx(1.5)
-    assert pd.isna(overall.loc["D", "overall_rank"]) and overall.loc["D", "metrics_ranked"] == 0
+    assert pd.isna(overall.loc["D", "overall_rank"]) and overall.loc["D", "metrics_ranked"] == 1
     # z-scores likewise leave D out: m_low "better" values -1, -2, -2
     z = ranking.rank_metrics(values, methodology(tmp_path, 3, 1, method="weighted_z"))
     low = z[z["metric_id"] == "m_low"].set_index("area_code")["z_score"]

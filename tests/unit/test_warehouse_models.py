@@ -116,7 +116,12 @@ def built(tmp_path):
         ascof.append(("2016-17", "x", code, "Council", code, code, "2B1", "2B1", "Total", "Numerator", num, "[c]" if num is None else None))
         ascof.append(("2016-17", "x", code, "Council", code, code, "2B1", "2B1", "Total", "Denominator", den, None))
         ascof.append(("2016-17", "x", code, "Council", code, code, "2B1", "2B16574", "65-74", "Numerator", 1.0, None))
+    # the file's own England row counts every council, Barnsley's suppressed figures included
+    ascof_2015 = [(row[0].replace("2016-17", "2015-16"), *row[1:]) for row in ascof]  # 2015-16: no England row
+    ascof.append(("2016-17", "E92000001", "England", "England", "E92000001", None, "2B1", "2B1", "Total", "Numerator", 120.0, None))
+    ascof.append(("2016-17", "E92000001", "England", "England", "E92000001", None, "2B1", "2B1", "Total", "Denominator", 160.0, None))
     _load(con, tmp_path, "ascof", "2016-17", 1, ascof, ascof_cols)
+    _load(con, tmp_path, "ascof", "2015-16", 1, ascof_2015, ascof_cols)
     # HES aggregate February 2017 for Hackney
     hes_cols = ["period", "area_code", "area_name", "measure", "value"]
     hes = [(pd.Timestamp("2017-02-01"), HACKNEY, "Hackney", m, v) for m, v in (
@@ -177,8 +182,11 @@ def test_ascof_two_council_hwb_is_summed_and_suppression_is_not_partial(built):
     assert (numerator, denominator) == (85, 110)
     assert share == pytest.approx(85 / 110)
     assert value(built, BARNSLEY, "reablement_still_at_home_91d_65plus", dt.date(2016, 4, 1), "financial_year")[2] is None
-    # England leaves Barnsley out entirely rather than adding its denominator alone
-    assert value(built, ENGLAND, "reablement_still_at_home_91d_65plus", dt.date(2016, 4, 1), "financial_year")[:2] == (85, 110)
+    # England is the publication's England row: 120 / 160, Barnsley's suppressed figures included
+    assert value(built, ENGLAND, "reablement_still_at_home_91d_65plus", dt.date(2016, 4, 1), "financial_year")[:2] == (120, 160)
+    # a year without an England row sums the areas with both figures, leaving Barnsley out
+    # entirely rather than adding its denominator alone: (80 + 5) / (100 + 10)
+    assert value(built, ENGLAND, "reablement_still_at_home_91d_65plus", dt.date(2015, 4, 1), "financial_year")[:2] == (85, 110)
 
 
 def test_hospital_metrics_from_the_aggregate(built):

@@ -144,15 +144,43 @@ ascof_years as (
     from int_ascof_hwb_year
 ),
 
+-- England: the publication's own England row (it counts the councils whose figures are
+-- suppressed); only a year without one falls back to the sum of the areas with both figures.
+ascof_published_england as (
+    select case measure_group when '2B1' then 'reablement_still_at_home_91d_65plus'
+                              when '2B2' then 'reablement_offered_65plus' end as metric_id,
+           cast(left(financial_year, 4) as integer) as fy_start,
+           any_value(value) filter (where measure_type = 'numerator') as numerator,
+           any_value(value) filter (where measure_type = 'denominator') as denominator,
+           list(distinct source_sha256) as source_files
+    from stg_ascof
+    where geo_level ilike 'england'
+      and measure_group in ('2B1', '2B2')
+      and measure_code = measure_group
+      and measure_type in ('numerator', 'denominator')
+    group by all
+    having count(value) filter (where measure_type = 'numerator') = 1
+       and count(value) filter (where measure_type = 'denominator') = 1
+),
+
+ascof_summed_england as (
+    select metric_id, fy_start,
+           sum(numerator) filter (where numerator is not null and denominator is not null) as numerator,
+           sum(denominator) filter (where numerator is not null and denominator is not null) as denominator,
+           list_distinct(flatten(list(source_files))) as source_files
+    from ascof_years
+    group by metric_id, fy_start
+),
+
 ascof_with_england as (
     select * from ascof_years
     union all
-    select 'E92000001', metric_id, fy_start,
-           sum(numerator) filter (where numerator is not null and denominator is not null),
-           sum(denominator) filter (where numerator is not null and denominator is not null),
-           list_distinct(flatten(list(source_files)))
-    from ascof_years
-    group by metric_id, fy_start
+    select 'E92000001', metric_id, fy_start, numerator, denominator, source_files
+    from ascof_published_england
+    union all
+    select 'E92000001', summed.metric_id, summed.fy_start, summed.numerator, summed.denominator, summed.source_files
+    from ascof_summed_england as summed
+    anti join ascof_published_england using (metric_id, fy_start)
 ),
 
 financial_years as (

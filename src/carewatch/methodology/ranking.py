@@ -84,19 +84,19 @@ def rank_metrics(values: pd.DataFrame, methodology: Methodology) -> pd.DataFrame
     ``values``: one row per area and metric with columns ``area_code``, ``metric_id``,
     ``value`` (one period). Returns those rows (England dropped) with ``metric_rank``
     (1 = best in the metric's direction), ``z_score`` (positive = better) and ``weight``.
-    With ``metric_ranks_among: eligible`` the rows of areas with fewer than ``min_metrics``
-    values are dropped before ranking.
+    With ``metric_ranks_among: eligible`` the areas with fewer than ``min_metrics`` values
+    keep their rows (and values) with a null ``metric_rank`` and ``z_score``.
     """
     frame = values[values["metric_id"].isin(methodology.weights) & (values["area_code"] != ENGLAND)]
     frame = frame.dropna(subset=["value"]).copy()
+    ranked = pd.Series(True, index=frame.index)
     if methodology.metric_ranks_among == "eligible":
-        metrics_present = frame.groupby("area_code")["metric_id"].transform("nunique")
-        frame = frame[metrics_present >= methodology.min_metrics].copy()
+        ranked = frame.groupby("area_code")["metric_id"].transform("nunique") >= methodology.min_metrics
     ascending = frame["metric_id"].map(lambda m: methodology.directions[m] == "low")
     # Rank "better" descending: flip the sign of metrics where low is better.
-    better = frame["value"].where(~ascending, -frame["value"])
-    frame["metric_rank"] = better.groupby(frame["metric_id"]).rank(method=methodology.ties, ascending=False).astype(int)
+    better = frame["value"].where(~ascending, -frame["value"]).where(ranked)
     grouped = better.groupby(frame["metric_id"])
+    frame["metric_rank"] = grouped.rank(method=methodology.ties, ascending=False).astype("Int64")
     frame["z_score"] = (better - grouped.transform("mean")) / grouped.transform("std", ddof=0)
     frame["weight"] = frame["metric_id"].map(methodology.weights)
     return frame.sort_values(["metric_id", "metric_rank", "area_code"]).reset_index(drop=True)
@@ -111,11 +111,11 @@ def overall_ranking(metric_ranks: pd.DataFrame, methodology: Methodology, areas:
     """
     frame = metric_ranks.copy()
     column = "metric_rank" if methodology.method == "weighted_ranks" else "z_score"
-    frame["weighted"] = frame[column] * frame["weight"]
+    frame["weighted"] = frame[column].astype(float) * frame["weight"]
     per_area = frame.groupby("area_code").agg(
         weighted_sum=("weighted", "sum"),
         weight_sum=("weight", "sum"),
-        metrics_ranked=("metric_id", "nunique"),
+        metrics_ranked=("metric_id", "nunique"),  # metrics with a value (ranked when eligible)
     )
     per_area["score"] = per_area["weighted_sum"] / per_area["weight_sum"]
     if areas is not None:
