@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from carewatch import paths
+from carewatch import geography, paths
 from carewatch.methodology import flags, funnels, peers, ranking, targets
 
 ENGLAND = "E92000001"
@@ -134,11 +134,11 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
         [int(peer_cfg["mid_year"])],
     )
     population = population[population["area_code"].isin(areas)]
-    peer_group = peers.peer_groups(population, peer_cfg)
+    peer_group = peers.with_abolitions(peers.peer_groups(population, peer_cfg), geography.code_changes())
 
     latest = ranking_overall.loc[ranking_overall["period_type"] == "rolling_12m", "period_start"].max()
     latest_values = ranking_values(mv, methodology, latest)
-    peer_comparison = peers.compare(latest_values, peer_group, directions)
+    peer_comparison = peers.compare(latest_values, peers.members_on(peer_group, latest), directions)
     peer_comparison.insert(0, "period_start", latest)
 
     tracking = track_targets(mv)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from carewatch import geography
 from carewatch.methodology import peers
 
 
@@ -159,3 +162,52 @@ def test_analysis_tables_and_peer_aggregates_are_replaced_together_or_not_at_all
         analysis.write_tables(con, {"peer_group": pd.DataFrame({"area_code": ["A"], "peer_code": ["C"]})},
                               then=("select * from a_table_that_does_not_exist",))
     assert con.execute("select peer_code from peer_group").fetchall() == [("B",)]
+
+
+def test_a_peer_that_has_no_value_leaves_the_peer_value_null_not_partial():
+    values = pd.DataFrame(
+        [("A", 12.0, 11.0, 13.0, 120.0, 1000.0), ("P1", 8.0, 7.0, 9.0, 80.0, 1000.0), ("P2", None, None, None, None, None)],
+        columns=["area_code", "value", "ci_lower", "ci_upper", "numerator", "denominator"],
+    )
+    values["metric_id"] = "m"
+    groups = pd.DataFrame({"area_code": ["A", "A"], "peer_code": ["P1", "P2"]})
+    got = peers.compare(values, groups, {"m": "low"}).set_index("area_code").loc["A"]
+    # P2 suppressed: pooling P1 alone (8.0) would be a different comparator, as in fct_peer_group_values
+    assert pd.isna(got["peer_value"]) and got["vs_peers"] == "not compared"
+    assert got["rank_in_group"] == 2 and got["group_size"] == 2  # A and P1 still rank
+
+
+def test_a_peer_abolished_by_a_boundary_change_leaves_the_group_from_that_day():
+    groups = pd.DataFrame({"area_code": ["A", "A", "A"], "peer_code": ["P1", "E06000028", "E10000009"]})
+    changes = pd.DataFrame({"old_code": ["E06000028", "E10000009", "E10000009", "E08000016"],
+                            "new_code": ["E06000058", "E06000058", "E06000059", "E08000038"],
+                            "effective_from": [dt.date(2019, 4, 1)] * 4, "change": ["merge", "split", "split", "alias"]})
+    marked = peers.with_abolitions(groups, changes)
+    assert marked.set_index("peer_code")["peer_until"].isna().to_dict() == {"P1": True, "E06000028": False, "E10000009": False}
+    assert list(peers.members_on(marked, "2019-03-01")["peer_code"]) == ["P1", "E06000028", "E10000009"]
+    assert list(peers.members_on(marked, "2019-04-01")["peer_code"]) == ["P1"]
+    # the real change list: Bournemouth, Poole and Dorset county end on 1 April 2019, aliases do not
+    real = peers.with_abolitions(pd.DataFrame({"area_code": ["A"] * 3, "peer_code": ["E06000029", "E10000009", "E08000016"]}),
+                                 geography.code_changes())
+    assert real["peer_until"].tolist()[:2] == [pd.Timestamp("2019-04-01")] * 2 and pd.isna(real["peer_until"].iloc[2])
+
+
+def test_peer_group_aggregates_drop_an_abolished_peer_from_its_abolition(tmp_path):
+    """fct_peer_group_values over a hand-made group: before the abolition the aggregate needs
+    both peers; after it, the remaining peer alone is the group (not a null from then on)."""
+    import duckdb
+
+    from carewatch import paths
+
+    con = duckdb.connect()
+    con.execute("create table peer_group (area_code varchar, peer_code varchar, peer_rank int, distance double, peer_until timestamp)")
+    con.execute("insert into peer_group values ('A', 'P1', 1, 0.1, null), ('A', 'OLD', 2, 0.2, '2019-04-01')")
+    con.execute("""create table fct_metric_values as select * from (values
+        ('P1',  'month', date '2019-03-01', date '2019-03-31', 'm', 10.0, 100.0, 100.0, 10.0),
+        ('OLD', 'month', date '2019-03-01', date '2019-03-31', 'm', 30.0, 100.0, 100.0, 30.0),
+        ('P1',  'month', date '2019-04-01', date '2019-04-30', 'm', 40.0, 100.0, 100.0, 40.0)
+        ) t(area_code, period_type, period_start, period_end, metric_id, numerator, denominator, multiplier, value)""")
+    con.execute((paths.sql_dir() / "analysis" / "fct_peer_group_values.sql").read_text())
+    got = con.execute("select period_start, value, peers_reporting, group_size from fct_peer_group_values order by period_start").fetchall()
+    # March: (10 + 30) / (100 + 100) x 100 = 20, both peers; April: P1 alone, 40 / 100 x 100 = 40
+    assert got == [(dt.date(2019, 3, 1), 20.0, 2, 2), (dt.date(2019, 4, 1), 40.0, 1, 1)]

@@ -4,17 +4,28 @@
 -- numerators / sum of denominators x multiplier, as England is pooled); the 90th-percentile
 -- length of stay has no numerator, so its peer value is the denominator-weighted mean of the
 -- peers' values (the documented approximation the rolling figures also use). A peer without
--- a value leaves the aggregate null rather than partial. Built by the analysis step (peer
--- groups are computed there), after fct_metric_values.
+-- a value leaves the aggregate null rather than partial. A peer abolished by a boundary change
+-- (peer_group.peer_until) leaves the group from that day: the group of a period is the peers
+-- that exist at its start. Built by the analysis step (peer groups are computed there), after
+-- fct_metric_values.
 create or replace table fct_peer_group_values as
-with members as (
-    select area_code, peer_code, count(*) over (partition by area_code) as group_size
+with periods as (
+    select distinct period_type, period_start from fct_metric_values
+),
+members as (
+    select peer_group.area_code, peer_group.peer_code, periods.period_type, periods.period_start,
+           count(*) over (partition by peer_group.area_code, periods.period_type, periods.period_start) as group_size
     from peer_group
+    cross join periods
+    where peer_group.peer_until is null or periods.period_start < peer_group.peer_until
 ),
 joined as (
     select members.area_code, members.group_size, facts.*  exclude (area_code)
     from members
-    join fct_metric_values as facts on facts.area_code = members.peer_code
+    join fct_metric_values as facts
+      on facts.area_code = members.peer_code
+     and facts.period_type = members.period_type
+     and facts.period_start = members.period_start
 )
 select
     area_code,

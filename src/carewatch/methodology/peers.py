@@ -70,13 +70,36 @@ def peer_groups(population: pd.DataFrame | None = None, config: dict | None = No
     return nearest_neighbours(characteristics(population), config["features"], int(config["k"]))
 
 
+def with_abolitions(groups: pd.DataFrame, code_changes: pd.DataFrame) -> pd.DataFrame:
+    """Add ``peer_until``: the day a peer stopped existing (its council was merged or split
+    away, ``config/geography/code_changes.csv``), null while it exists. Peer groups are fixed
+    on the areas of the peer-group mid-year; from that day on an area's group is the peers
+    that remain (Bournemouth, Poole and the old Dorset county leave their peers' groups in
+    April 2019 instead of nulling every peer value after it)."""
+    ended = code_changes[code_changes["change"].isin(["merge", "split"])]
+    until = pd.to_datetime(ended.groupby("old_code")["effective_from"].min())
+    out = groups.copy()
+    out["peer_until"] = out["peer_code"].map(until)
+    return out
+
+
+def members_on(groups: pd.DataFrame, when) -> pd.DataFrame:
+    """The peers that exist on ``when`` (``peer_until`` from :func:`with_abolitions`)."""
+    if "peer_until" not in groups:
+        return groups
+    return groups[groups["peer_until"].isna() | (groups["peer_until"] > pd.Timestamp(when))]
+
+
 def compare(values: pd.DataFrame, peers: pd.DataFrame, directions: dict[str, str]) -> pd.DataFrame:
     """Each area's value against its peers and England, for one period.
 
     ``values``: ``area_code``, ``metric_id``, ``value``, ``ci_lower``, ``ci_upper``,
     ``numerator``, ``denominator`` (England included as E92000001).
+    ``peers``: the groups as they are in this period (:func:`members_on`).
     Returns per area and metric: ``peer_value`` (peers' pooled value where every peer has a
-    numerator, scaled by the area's own value-to-proportion multiplier, else the peers' mean),
+    numerator, scaled by the area's own value-to-proportion multiplier, else the peers'
+    denominator-weighted mean; null when a peer of the group has no value, as in
+    ``fct_peer_group_values``),
     ``england_value``, ``rank_in_group`` (1 = best of the area and its peers with a value,
     ties share the best rank), ``group_size``, ``vs_england`` and ``vs_peers`` ("better",
     "worse", "not significant", "not compared"). Areas without a value are left out.
@@ -124,6 +147,8 @@ def compare(values: pd.DataFrame, peers: pd.DataFrame, directions: dict[str, str
     can_weigh = (peers_with_value > 0) & out["peers_with_denominator"].eq(peers_with_value)
     weighted_mean = (out["weighted_sum"] / out["denominator_sum"]).where(can_weigh, out["peer_mean"])
     out["peer_value"] = pooled.where(can_pool & np.isfinite(multiplier), weighted_mean)
+    members = peers.groupby("area_code")["peer_code"].nunique()
+    out["peer_value"] = out["peer_value"].where(peers_with_value.eq(out["area_code"].map(members)))  # null, not partial
     out["england_value"] = out["metric_id"].map(england)
     out["rank_in_group"] = out["peers_better"].fillna(0).astype(int) + 1
     out["group_size"] = peers_with_value + 1
