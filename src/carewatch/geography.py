@@ -141,10 +141,13 @@ def current_code(code: str, on: dt.date | None = None) -> list[str]:
     return sorted(result)
 
 
-def hwb_names() -> dict[str, str]:
-    """Names of every area code the warehouse reports: the 150 HWB areas of 2016, the areas
-    boundary changes created after them (BCP, Dorset, the Northamptonshire unitaries), England."""
-    names = {**successor_names(), **dict(zip(hwb_areas()["hwb_code"], hwb_areas()["hwb_name"]))}
+def hwb_names(hwb_areas_table: pd.DataFrame | None = None) -> dict[str, str]:
+    """Names of every area code the warehouse reports: the HWB areas (``hwb_areas_table``,
+    e.g. the warehouse's ``ref_hwb_areas``; default this config's 150 areas of 2016), the
+    areas boundary changes created after them (BCP, Dorset, the Northamptonshire unitaries)
+    and England."""
+    table = hwb_areas() if hwb_areas_table is None else hwb_areas_table
+    names = {**successor_names(), **dict(zip(table["hwb_code"], table["hwb_name"]))}
     names["E92000001"] = "England"
     return names
 
