@@ -21,10 +21,20 @@ import sys
 from carewatch.errors import CarewatchError
 
 
+def _checked_period(source: str, period: str | None) -> str | None:
+    """``period`` written as the source's periods are (one-line error otherwise)."""
+    from carewatch import sources
+
+    if period is not None and source in sources.catalogue():
+        sources.check_period(source, period)
+    return period
+
+
 def _cmd_parse(args: argparse.Namespace) -> int:
     from carewatch import parsers, sources
 
     parser_name = sources.parser_for(args.source)
+    _checked_period(args.source, args.period)
     frame = parsers.parse(parser_name, args.file, args.period)
     frame.to_csv(sys.stdout, index=False, date_format="%Y-%m-%d")
     return 0
@@ -46,7 +56,9 @@ def _validate_with_history(source: str, frame, period: str | None):
 def _cmd_validate(args: argparse.Namespace) -> int:
     from carewatch import parsers, sources, validation
 
-    frame = parsers.parse(sources.parser_for(args.source), args.file, args.period)
+    parser_name = sources.parser_for(args.source)
+    _checked_period(args.source, args.period)
+    frame = parsers.parse(parser_name, args.file, args.period)
     report = _validate_with_history(args.source, frame, args.period)
     for result in report.results:
         print(result.line())
@@ -63,20 +75,54 @@ def _cmd_hes_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_as_of(args: argparse.Namespace) -> int:
-    import datetime as dt
+def _read_warehouse():
+    """The warehouse, read-only; a one-line error when there is none or a task is writing it."""
+    import duckdb
 
-    from carewatch import paths, warehouse
+    from carewatch import paths
 
     if not paths.warehouse_path().exists():
         raise CarewatchError(f"no warehouse at {paths.warehouse_path()}: run the pipeline first (make run)")
     try:
+        con = duckdb.connect(str(paths.warehouse_path()), read_only=True)
+    except duckdb.IOException as err:
+        raise CarewatchError(f"{paths.warehouse_path()} is busy (a pipeline task is writing it); try again when it finishes "
+                             f"({str(err).splitlines()[0][:120]})") from None
+    con.execute("set enable_progress_bar = false")
+    return con
+
+
+def _first_load(con):
+    """When the earliest version in the warehouse was loaded (None when nothing is)."""
+    tables = [t for (t,) in con.execute("select distinct table_name from information_schema.columns "
+                                        "where column_name = '_loaded_at' and table_name like 'land%'").fetchall()]
+    if not tables:
+        return None
+    return con.execute(" union all ".join(f"select min(_loaded_at) from {t}" for t in tables) + " order by 1 nulls last limit 1").fetchone()[0]
+
+
+def _cmd_as_of(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import re
+
+    from carewatch import geography, warehouse
+
+    try:
         dt.datetime.fromisoformat(args.as_of)
     except ValueError:
         raise CarewatchError(f"--as-of {args.as_of!r} is not a date (YYYY-MM-DD) or an ISO timestamp") from None
-    with warehouse.connect(read_only=True) as con:
-        areas = con.execute("select hwb_code from ref_hwb_areas where hwb_code = ? or lower(hwb_name) = lower(?)", [args.area, args.area]).fetchall()
-        area = areas[0][0] if areas else args.area
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", args.period):
+        raise CarewatchError(f"period {args.period!r} is not a month (YYYY-MM)")
+    with _read_warehouse() as con:
+        names = geography.hwb_names(con.execute("select hwb_code, hwb_name from ref_hwb_areas").df())
+        by_name = {name.lower(): code for code, name in names.items()}
+        area = args.area if args.area in names else by_name.get(args.area.lower())
+        if area is None:
+            raise CarewatchError(f"unknown area {args.area!r}: give an HWB area code (E08000009) or name (Trafford), or England")
+        metrics = [m for (m,) in con.execute("select metric_id from ref_metrics order by metric_id").fetchall()]
+        if args.metric is not None and args.metric not in metrics:
+            raise CarewatchError(f"unknown metric {args.metric!r}; metrics: {', '.join(metrics)}")
+        first_load = _first_load(con)
         with warehouse.as_of(con, args.as_of) as then:
             frame = then.execute(
                 """
@@ -90,7 +136,8 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
                 [area, args.period, args.breakdowns, args.metric, args.metric],
             ).df()
     if frame.empty:
-        print(f"carewatch: nothing reported for {args.area} in {args.period} as of {args.as_of}", file=sys.stderr)
+        loaded = f"; the first version in the warehouse was loaded at {first_load:%Y-%m-%d %H:%M %Z}" if first_load else ""
+        print(f"carewatch: nothing reported for {args.area} in {args.period} as of {args.as_of}{loaded}", file=sys.stderr)
         return 1
     frame.to_csv(sys.stdout, index=False)
     return 0
@@ -111,8 +158,15 @@ def _cmd_serve_samples(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import datetime as dt
+
     from carewatch import runner
 
+    if args.logical_date is not None:
+        try:
+            dt.datetime.fromisoformat(args.logical_date)
+        except ValueError:
+            raise CarewatchError(f"--logical-date {args.logical_date!r} is not a date (YYYY-MM-DD) or an ISO timestamp") from None
     return runner.run_embedded(logical_date=args.logical_date)
 
 
@@ -135,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="run a source's expectation suite on a local file; writes nothing")
     p.add_argument("source")
     p.add_argument("file")
-    p.add_argument("--period", help="the period the file should hold (YYYY-MM)")
+    p.add_argument("--period", required=True, help="the period the file should hold, as the source writes it (YYYY-MM, YYYY-YY or YYYY)")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("hes-metrics", help="hospital metrics from a record-level HES APC extract (Parquet); CSV on stdout")

@@ -22,7 +22,15 @@ from pathlib import Path
 from carewatch import paths
 
 # The order DAGs run in locally: populations and annual sources first, then monthly ones.
+# The embedded run ingests these first, in this order (populations and ASCOF before DTOC); any
+# other source of the catalogue follows, so a new source runs without a change here.
 INGEST_ORDER = ["ons_mye", "ascof", "dtoc_la", "dtoc_national", "dtoc_provider", "hes_aggregate"]
+
+
+def ingest_order() -> list[str]:
+    from carewatch import sources
+
+    return INGEST_ORDER + sorted(set(sources.catalogue()) - set(INGEST_ORDER))
 DOWNSTREAM = ["metrics"]
 
 # The local Airflow keeps its metadata in SQLite, written by the scheduler, the API server and
@@ -111,7 +119,7 @@ def run_embedded(logical_date: str | None = None) -> int:
     log_dir = paths.home() / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / f"run-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
-    dag_ids = [f"ingest_{name}" for name in INGEST_ORDER] + DOWNSTREAM
+    dag_ids = [f"ingest_{name}" for name in ingest_order()] + DOWNSTREAM
     conf = {"bootstrap": True}
 
     print(f"carewatch: monthly run for {when:%Y-%m-%d} through Airflow (AIRFLOW_HOME={env['AIRFLOW_HOME']})")

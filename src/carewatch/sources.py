@@ -107,7 +107,8 @@ def parser_for(name: str) -> str:
 
     if name in parsers.names():
         return name
-    raise KeyError(f"unknown source or parser {name!r}; sources: {', '.join(sorted(catalogue()))}")
+    hint = "; a record-level HES APC extract is read by `carewatch hes-metrics`" if name == "hes_apc" else ""
+    raise KeyError(f"unknown source or parser {name!r}; sources: {', '.join(sorted(catalogue()))}{hint}")
 
 
 def _embedded_date(key: str) -> dt.date:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import urlparse
 
+import pytest
 import requests
 
 from carewatch import sample_server, sources
@@ -62,3 +63,32 @@ def test_sample_server_sends_etags_and_304s(tmp_path):
         again = requests.get(f"{base}/dtoc_la/2017-02.xls", headers={"If-None-Match": etag}, timeout=5)
         assert again.status_code == 304
         assert requests.get(f"{base}/dtoc_la/2099-01.xls", timeout=5).status_code == 404
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["validate", "dtoc_la", "x.xls", "--period", "2018-13"], "carewatch: dtoc_la: period '2018-13' should be written "),
+    (["parse", "ascof", "x.csv", "--period", "2016"], "carewatch: ascof: period '2016' should be written "),
+    (["parse", "hes_apc", "x.parquet"], "carewatch: unknown source or parser 'hes_apc'; sources: "),
+    (["run", "--logical-date", "2018-13-01"], "carewatch: --logical-date '2018-13-01' is not a date (YYYY-MM-DD) or an ISO timestamp"),
+])
+def test_cli_refuses_bad_arguments_in_one_line(argv, message, capsys):
+    from carewatch import cli
+
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message), err
+
+
+def test_cli_validate_needs_the_period(capsys):
+    from carewatch import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["validate", "dtoc_la", "x.xls"])
+    assert exit_.value.code == 2 and "--period" in capsys.readouterr().err
+
+
+def test_the_embedded_run_ingests_every_catalogue_source_once():
+    from carewatch import runner
+
+    order = runner.ingest_order()
+    assert sorted(order) == sorted(sources.catalogue()) and order[:2] == ["ons_mye", "ascof"]

@@ -404,3 +404,52 @@ def test_carewatch_as_of_says_in_one_line_what_is_wrong(tmp_path, monkeypatch, c
     duckdb.connect(str(tmp_path / "none.duckdb")).close()
     assert cli.main(["as-of", "Hackney", "2017-02", "--as-of", "last tuesday"]) == 2
     assert capsys.readouterr().err.strip() == "carewatch: --as-of 'last tuesday' is not a date (YYYY-MM-DD) or an ISO timestamp"
+
+
+def test_carewatch_as_of_names_the_mistake(built, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from carewatch import cli
+
+    built.execute("update land_ons_mye set _loaded_at = '2017-01-05 10:00:00+00'")
+    built.execute("update land_dtoc_la set _loaded_at = '2017-04-13 10:00:00+00'")
+    built.execute("checkpoint")
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(built.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()[0], copy)
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(copy))
+
+    def error(*argv):
+        code = cli.main(["as-of", *argv])
+        return code, capsys.readouterr().err.strip()
+
+    assert error("Nowhere", "2017-02", "--as-of", "2017-04-30") == (
+        2, "carewatch: unknown area 'Nowhere': give an HWB area code (E08000009) or name (Trafford), or England")
+    assert error("Hackney", "2017-2", "--as-of", "2017-04-30") == (2, "carewatch: period '2017-2' is not a month (YYYY-MM)")
+    code, message = error("Hackney", "2017-02", "--as-of", "2017-04-30", "--metric", "delays")
+    assert code == 2 and message.startswith("carewatch: unknown metric 'delays'; metrics: ") and DTOC in message
+    # a question from before anything was loaded says when the first load was
+    assert error("Hackney", "2017-02", "--as-of", "2016-12-31") == (
+        1, "carewatch: nothing reported for Hackney in 2017-02 as of 2016-12-31; the first version in the warehouse was loaded at 2017-01-05 10:00 UTC")
+    # England by name, as the summary writes it
+    assert cli.main(["as-of", "england", "2017-02", "--as-of", "2017-04-30", "--metric", DTOC]) == 0
+    assert "E92000001" in capsys.readouterr().out
+
+
+def test_carewatch_as_of_while_a_task_writes_says_so(built, tmp_path, monkeypatch, capsys):
+    from carewatch import cli
+
+    path = built.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()[0]
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", path)  # `built` holds the write lock, as a load task would
+    code = subprocess_main(["as-of", "Hackney", "2017-02", "--as-of", "2017-04-30"], path)
+    assert code[0] == 2 and code[1].startswith(f"carewatch: {path} is busy (a pipeline task is writing it); try again when it finishes")
+
+
+def subprocess_main(argv, warehouse_path):
+    """The CLI in another process (DuckDB's file lock is per process)."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "carewatch.cli", *argv], capture_output=True, text=True,
+                         env={**os.environ, "CAREWATCH_WAREHOUSE": warehouse_path})
+    return out.returncode, out.stderr.strip()

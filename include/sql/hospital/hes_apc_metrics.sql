@@ -31,9 +31,11 @@ episodes as (
       and startage between 65 and 120
 ),
 
--- Both branches read the filtered episodes from the one scan (DuckDB streams the `episodes`
--- CTE to both consumers). A discharge's own condition is a WHERE of its branch, evaluated on
--- the filtered episodes only; admissions count first episodes with a FILTER.
+-- Both branches read the filtered episodes from the one scan: DuckDB materializes the
+-- `episodes` CTE once (the plan's CTE / CTE Scan operators) and each branch reads that
+-- (`not materialized` would scan the Parquet file twice, and measured slower). A discharge's
+-- own condition is a WHERE of its branch, evaluated on the filtered episodes only; admissions
+-- count first episodes with a FILTER.
 admissions_by_district as (
     select
         resladst_ons,

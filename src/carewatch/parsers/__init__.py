@@ -36,7 +36,6 @@ _MODULES = {
     "ascof": "carewatch.parsers.ascof",
     "ons_mye": "carewatch.parsers.ons_mye",
     "hes_aggregate": "carewatch.parsers.hes",
-    "hes_apc": "carewatch.parsers.hes",
 }
 
 
