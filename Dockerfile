@@ -8,6 +8,12 @@ RUN pip install --no-cache-dir -r /opt/carewatch/requirements.txt -c /opt/carewa
 COPY --chown=airflow:root pyproject.toml README.md /opt/carewatch/
 COPY --chown=airflow:root src /opt/carewatch/src
 RUN pip install --no-cache-dir --no-deps /opt/carewatch
+# the data volume (compose: carewatch-var) is mounted here; a new named volume takes this
+# directory's owner and mode, so the workers (uid AIRFLOW_UID, group 0) can write the raw store
+# and the warehouse
+USER root
+RUN mkdir -p /opt/carewatch/var && chown -R airflow:root /opt/carewatch && chmod -R g+rwX /opt/carewatch/var
+USER airflow
 # the package is in site-packages: SQL, suites, config and templates are read from the project
 # directory (include/, expectations/ and config/ are mounted there by docker-compose.yaml)
 ENV CAREWATCH_ROOT=/opt/carewatch

@@ -104,3 +104,20 @@ def test_dockerfile_matches_the_locked_airflow_and_installs_with_the_lock():
     pinned = re.search(r"^apache-airflow==([\d.]+)$", (ROOT / "requirements.txt").read_text(), flags=re.MULTILINE).group(1)
     assert f"FROM apache/airflow:{pinned}-python3.11" in dockerfile
     assert "-c /opt/carewatch/constraints.txt" in dockerfile
+
+
+def test_mail_catcher_accepts_the_alert_connections_login(config):
+    smtp = json.loads(config["services"]["airflow-worker"]["environment"]["AIRFLOW_CONN_SMTP_DEFAULT"])
+    assert smtp["host"] == "mailpit" and smtp["login"]  # smtplib logs in, so Mailpit must accept it
+    mailpit = config["services"]["mailpit"]["environment"]
+    assert mailpit["MP_SMTP_AUTH_ACCEPT_ANY"] == "1" and mailpit["MP_SMTP_AUTH_ALLOW_INSECURE"] == "1"
+
+
+def test_the_image_gives_the_data_volume_to_the_airflow_user(config):
+    [volume] = [v for v in config["services"]["airflow-worker"]["volumes"] if v.get("source") == "carewatch-var"]
+    assert config["services"]["airflow-worker"]["user"].endswith(":0")
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    # a new named volume copies the owner and mode of the image directory it is mounted on
+    target = volume["target"]
+    assert f"mkdir -p {target} && chown -R airflow:root /opt/carewatch && chmod -R g+rwX {target}" in dockerfile
+    assert dockerfile.rstrip().splitlines()[-1] != "USER root" and "USER airflow" in dockerfile
