@@ -63,10 +63,16 @@ def build_ingest_dag(source: sources.Source):
 
         @task(multiple_outputs=False, retries=0)
         def parse(fetched: dict) -> dict:
-            """Parse the raw file into the tidy schema (docs/data-contract.md)."""
+            """Parse the raw file into the tidy schema (docs/data-contract.md). A file that could
+            not be parsed before is skipped, not failed and emailed again every month."""
             from carewatch import pipeline
+            from carewatch.errors import AlreadyUnparseable
+            from airflow.sdk.exceptions import AirflowSkipException
 
-            return pipeline.parse_period(fetched)
+            try:
+                return pipeline.parse_period(fetched)
+            except AlreadyUnparseable as err:
+                raise AirflowSkipException(str(err)) from err
 
         @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL, retries=0)
         def validate(parsed: dict, **context) -> dict:

@@ -70,6 +70,18 @@ class AlreadyQuarantined(CarewatchError):
                          f"still quarantined, not loaded): " + " | ".join(failures))
 
 
+class AlreadyUnparseable(CarewatchError):
+    """This very file failed this very parser before (same sha256, same parser fingerprint):
+    not parsed or emailed again; the ingest task is skipped so the run goes on. A new version
+    of the file, or a parser fix, is parsed afresh."""
+
+    def __init__(self, source: str, period: str, marker: str, message: str):
+        self.source = source
+        self.period = period
+        super().__init__(f"{source} {period}: this file could not be parsed before (already reported; "
+                         f"not loaded; {marker}): {message}")
+
+
 class NotEnoughHistory(CarewatchError):
     """The warehouse does not yet hold the periods a step needs (e.g. 12 complete months to rank)."""
 

@@ -94,18 +94,33 @@ def fetch_period(source: str, period: str, as_of: dt.date | None = None) -> dict
 
 
 def parse_period(fetched: dict) -> dict:
-    """Parse the raw file of one fetched period into tidy Parquet (reused if already parsed)."""
+    """Parse the raw file of one fetched period into tidy Parquet (reused if already parsed).
+
+    A file the parser refuses raises :class:`carewatch.errors.ParseError` (the task fails and
+    emails) and is remembered beside where its Parquet would be (``<name>.failed``): met again
+    by a later run (the revision window re-checks a month for a year) it raises
+    :class:`carewatch.errors.AlreadyUnparseable`, and the task is skipped, not failed again.
+    """
     from carewatch import parsers, sources
+    from carewatch.errors import AlreadyUnparseable, ParseError
 
     source, period, sha256 = fetched["source"], fetched["period"], fetched["sha256"]
     target = paths.parsed_path(source, period, sha256)
+    failed = target.with_suffix(".failed")
     if target.exists():
         import pyarrow.parquet as pq
 
         rows = pq.ParquetFile(target).metadata.num_rows
         reused = True
+    elif failed.exists():
+        raise AlreadyUnparseable(source, period, str(failed), failed.read_text().strip())
     else:
-        frame = parsers.parse(sources.get(source).parser, fetched["raw_path"], period)
+        try:
+            frame = parsers.parse(sources.get(source).parser, fetched["raw_path"], period)
+        except ParseError as err:
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            failed.write_text(f"{err}\n")
+            raise
         _write_parquet_atomically(frame, target)
         rows = len(frame)
         reused = False

@@ -305,3 +305,22 @@ def test_backfill_params_are_checked_before_anything_runs():
         pipeline.periods_to_process("dtoc_la", None, from_period="2018-3")
     with pytest.raises(CarewatchError, match="should be written YYYY-YY"):
         pipeline.periods_to_process("ascof", None, to_period="2016-18")
+
+
+def test_a_file_the_parser_refuses_is_reported_once_and_skipped_after(carewatch_home, tmp_path, monkeypatch):
+    from carewatch.errors import AlreadyUnparseable, ParseError
+
+    bad = tmp_path / "not-a-workbook.xls"
+    bad.write_bytes(b"<html>Service unavailable</html>")
+    fetched = {"source": "dtoc_la", "period": "2016-06", "version": 2, "sha256": "f" * 64, "raw_path": str(bad)}
+    with pytest.raises(ParseError) as first:
+        pipeline.parse_period(fetched)
+    # the next monthly run meets the same file: skipped with the first error, not failed again
+    with pytest.raises(AlreadyUnparseable, match="could not be parsed before") as again:
+        pipeline.parse_period(fetched)
+    assert str(first.value) in str(again.value)
+    assert not paths.parsed_path("dtoc_la", "2016-06", "f" * 64).exists()
+    # a parser fix (new fingerprint) tries the file again
+    monkeypatch.setattr(parsers, "fingerprint", lambda: "fixed000000")
+    with pytest.raises(ParseError):
+        pipeline.parse_period(fetched)
