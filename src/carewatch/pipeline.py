@@ -68,10 +68,18 @@ def periods_to_process(
     if from_period or to_period:
         from carewatch.errors import CarewatchError
 
-        first = sources.check_period(source, from_period) if from_period else src.first_period
+        first = sources.check_period(source, from_period) if from_period else src.available_from()
         last = sources.check_period(source, to_period) if to_period else src.last_period
         if last and sources.period_start(source, first) > sources.period_start(source, last):
             raise CarewatchError(f"{source}: from_period {first} is after to_period {last}: nothing to backfill")
+        # outside what the catalogue says exists, every period would 404 and alert as overdue
+        available = src.available_from()
+        if sources.period_start(source, first) < sources.period_start(source, available):
+            raise CarewatchError(f"{source}: from_period {first} is before the first period available "
+                                 f"in the {sources.environment()} environment ({available}; config/sources.yaml)")
+        if last and src.last_period and sources.period_start(source, last) > sources.period_start(source, src.last_period):
+            raise CarewatchError(f"{source}: to_period {last} is after the last period published "
+                                 f"({src.last_period}; config/sources.yaml)")
         return sources.periods(source, first, last)
     if logical_date is None:
         raise ValueError("a run needs a logical date or explicit from_period/to_period")

@@ -305,6 +305,12 @@ def test_backfill_params_are_checked_before_anything_runs():
         pipeline.periods_to_process("dtoc_la", None, from_period="2018-3")
     with pytest.raises(CarewatchError, match="should be written YYYY-YY"):
         pipeline.periods_to_process("ascof", None, to_period="2016-18")
+    # outside what the catalogue says exists: every period would 404 and alert as overdue
+    with pytest.raises(CarewatchError, match=r"dtoc_la: from_period 2005-01 is before the first period available in the embedded environment \(2016-04"):
+        pipeline.periods_to_process("dtoc_la", None, from_period="2005-01", to_period="2016-06")
+    with pytest.raises(CarewatchError, match=r"dtoc_la: to_period 2021-01 is after the last period published \(2020-02"):
+        pipeline.periods_to_process("dtoc_la", None, from_period="2019-12", to_period="2021-01")
+    assert pipeline.periods_to_process("dtoc_la", None, to_period="2016-05") == ["2016-04", "2016-05"]
 
 
 def test_a_file_the_parser_refuses_is_reported_once_and_skipped_after(carewatch_home, tmp_path, monkeypatch):
