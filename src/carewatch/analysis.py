@@ -138,7 +138,7 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
 
     latest = ranking_overall.loc[ranking_overall["period_type"] == "rolling_12m", "period_start"].max()
     latest_values = ranking_values(mv, methodology, latest)
-    peer_comparison = peers.compare(latest_values, peers.members_on(peer_group, latest), directions)
+    peer_comparison = peers.compare(latest_values, peer_group, directions)
     peer_comparison.insert(0, "period_start", latest)
 
     tracking = track_targets(mv)

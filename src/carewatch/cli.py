@@ -86,8 +86,11 @@ def _read_warehouse():
     try:
         con = duckdb.connect(str(paths.warehouse_path()), read_only=True)
     except duckdb.IOException as err:
-        raise CarewatchError(f"{paths.warehouse_path()} is busy (a pipeline task is writing it); try again when it finishes "
-                             f"({str(err).splitlines()[0][:120]})") from None
+        first_line = str(err).splitlines()[0][:160]
+        if "lock" in str(err).lower():
+            raise CarewatchError(f"{paths.warehouse_path()} is busy (a pipeline task is writing it); try again when it finishes "
+                                 f"({first_line})") from None
+        raise CarewatchError(f"{paths.warehouse_path()}: cannot open the warehouse ({first_line})") from None
     con.execute("set enable_progress_bar = false")
     return con
 
@@ -114,11 +117,18 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", args.period):
         raise CarewatchError(f"period {args.period!r} is not a month (YYYY-MM)")
     with _read_warehouse() as con:
+        # the areas the warehouse reports (aliases and recoded councils report under one code)
+        reported = {code for (code,) in con.execute("select distinct area_code from fct_metric_values").fetchall()}
         names = geography.hwb_names(con.execute("select hwb_code, hwb_name from ref_hwb_areas").df())
-        by_name = {name.lower(): code for code, name in names.items()}
-        area = args.area if args.area in names else by_name.get(args.area.lower())
-        if area is None:
-            raise CarewatchError(f"unknown area {args.area!r}: give an HWB area code (E08000009) or name (Trafford), or England")
+        if args.area in reported:
+            area = args.area
+        else:
+            matches = sorted(code for code in reported if names.get(code, "").lower() == args.area.lower())
+            if len(matches) > 1:
+                raise CarewatchError(f"area name {args.area!r} is ambiguous: give its code ({', '.join(matches)})")
+            if not matches:
+                raise CarewatchError(f"unknown area {args.area!r}: give an HWB area code (E08000009) or name (Trafford), or England")
+            area = matches[0]
         metrics = [m for (m,) in con.execute("select metric_id from ref_metrics order by metric_id").fetchall()]
         if args.metric is not None and args.metric not in metrics:
             raise CarewatchError(f"unknown metric {args.metric!r}; metrics: {', '.join(metrics)}")
@@ -136,7 +146,13 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
                 [area, args.period, args.breakdowns, args.metric, args.metric],
             ).df()
     if frame.empty:
-        loaded = f"; the first version in the warehouse was loaded at {first_load:%Y-%m-%d %H:%M %Z}" if first_load else ""
+        asked = dt.datetime.fromisoformat(args.as_of)
+        if len(args.as_of.strip()) == 10:  # a bare date: the end of that day
+            asked += dt.timedelta(days=1)
+        if asked.tzinfo is None:
+            asked = asked.replace(tzinfo=dt.timezone.utc)
+        before_any = first_load is not None and asked <= first_load
+        loaded = f"; the first version in the warehouse was loaded at {first_load:%Y-%m-%d %H:%M %Z}" if before_any else ""
         print(f"carewatch: nothing reported for {args.area} in {args.period} as of {args.as_of}{loaded}", file=sys.stderr)
         return 1
     frame.to_csv(sys.stdout, index=False)

@@ -41,7 +41,7 @@ def _month(text: str | None, option: str) -> dt.date | None:
     """``YYYY-MM`` -> its first day; None when not given."""
     if text is None:
         return None
-    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text):
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text) or int(text[:4]) == 0:
         raise CarewatchError(f"{option} {text!r} is not a month (YYYY-MM)")
     return dt.date(int(text[:4]), int(text[5:7]), 1)
 
@@ -71,14 +71,18 @@ def _column_expression(name: str, arrow_type) -> str:
     if name in TEXT_COLUMNS:
         if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
             return name
-        if pa.types.is_floating(arrow_type):  # 21.0 -> '21'
-            return f"case when {name} = floor({name}) then {name}::bigint::varchar end as {name}"
+        if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):  # 21.0 -> '21'; NaN, inf: missing
+            return f"case when isfinite({name}::double) and {name} = floor({name}) then try_cast({name} as bigint)::varchar end as {name}"
         return f"{name}::varchar as {name}"
     assert name in DATE_COLUMNS, name
     if pa.types.is_date(arrow_type):
         return name
     if pa.types.is_timestamp(arrow_type) and arrow_type.tz:
         # the calendar date where the timestamp was written, not in the machine's time zone
+        offset = re.fullmatch(r"([+-])(\d{2}):(\d{2})", arrow_type.tz)
+        if offset:  # a fixed offset ("+01:00"), which DuckDB does not take as a zone name
+            sign, hours, minutes = offset.groups()
+            return f"(timezone('UTC', {name}) + to_minutes({sign}{int(hours) * 60 + int(minutes)}))::date as {name}"
         return f"timezone('{arrow_type.tz}', {name})::date as {name}"
     if pa.types.is_timestamp(arrow_type):
         return f"{name}::date as {name}"

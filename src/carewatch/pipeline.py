@@ -68,19 +68,24 @@ def periods_to_process(
     if from_period or to_period:
         from carewatch.errors import CarewatchError
 
-        first = sources.check_period(source, from_period) if from_period else src.available_from()
-        last = sources.check_period(source, to_period) if to_period else src.last_period
-        if last and sources.period_start(source, first) > sources.period_start(source, last):
+        def start(period: str) -> dt.date:
+            return sources.period_start(source, period)
+
+        first = sources.check_period(source, from_period) if from_period else None
+        last = sources.check_period(source, to_period) if to_period else None
+        # outside what the catalogue says was ever published, every period would 404 and alert
+        if first and start(first) < start(src.first_period):
+            raise CarewatchError(f"{source}: from_period {first} is before the first period published ({src.first_period}; config/sources.yaml)")
+        if last and src.last_period and start(last) > start(src.last_period):
+            raise CarewatchError(f"{source}: to_period {last} is after the last period published ({src.last_period}; config/sources.yaml)")
+        if first and last and start(first) > start(last):
             raise CarewatchError(f"{source}: from_period {first} is after to_period {last}: nothing to backfill")
-        # outside what the catalogue says exists, every period would 404 and alert as overdue
-        available = src.available_from()
-        if sources.period_start(source, first) < sources.period_start(source, available):
-            raise CarewatchError(f"{source}: from_period {first} is before the first period available "
-                                 f"in the {sources.environment()} environment ({available}; config/sources.yaml)")
-        if last and src.last_period and sources.period_start(source, last) > sources.period_start(source, src.last_period):
-            raise CarewatchError(f"{source}: to_period {last} is after the last period published "
-                                 f"({src.last_period}; config/sources.yaml)")
-        return sources.periods(source, first, last)
+        if last and not first and start(last) < start(src.available_from()):
+            raise CarewatchError(f"{source}: to_period {last} is before the first period available in the "
+                                 f"{sources.environment()} environment ({src.available_from()}); give from_period too")
+        if first and not last and src.last_period and start(first) > start(src.last_period):
+            raise CarewatchError(f"{source}: from_period {first} is after the last period published ({src.last_period})")
+        return sources.periods(source, first or src.available_from(), last or src.last_period)
     if logical_date is None:
         raise ValueError("a run needs a logical date or explicit from_period/to_period")
     when = logical_date.date() if isinstance(logical_date, dt.datetime) else logical_date
@@ -120,6 +125,8 @@ def parse_period(fetched: dict) -> dict:
 
         rows = pq.ParquetFile(target).metadata.num_rows
         reused = True
+    elif not Path(fetched["raw_path"]).is_file():  # the raw store, not the file: not remembered
+        raise FileNotFoundError(f"{source} {period}: raw file {fetched['raw_path']} is missing from the raw store")
     elif failed.exists():
         raise AlreadyUnparseable(source, period, str(failed), failed.read_text().strip())
     else:

@@ -50,7 +50,10 @@ def airflow_env(base: dict[str, str] | None = None) -> dict[str, str]:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(paths.PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        # make run (DAG.test, which ignores pausing) registers every DAG; make airflow on the same
+        # home then finds them paused: the samples end in 2020, and a scheduled run for today's
+        # month would find nothing to fetch and send overdue alerts
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://localhost:8080/execution/",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "carewatch.runner.SQLITE_CONNECT_ARGS",
         "GX_ANALYTICS_ENABLED": "false",
@@ -179,9 +182,6 @@ def airflow_ui(port: int = 8080) -> int:
     with (sample_server.serve_samples() if serve else contextlib.nullcontext(env.get("CAREWATCH_BASE_URL"))) as base_url, _local_mail(env) as mail_dir:
         if serve:
             env["CAREWATCH_BASE_URL"] = base_url
-            # the samples end in 2020: a scheduled run for today's month would find nothing to
-            # fetch and alert, so the DAGs start paused (trigger one with a logical date instead)
-            env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = os.environ.get("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True")
             print(f"carewatch: serving the embedded sample publications at {base_url}; new DAGs start paused")
         if mail_dir:
             print(f"carewatch: alert emails are caught in {mail_dir}")

@@ -39,6 +39,11 @@ def test_ingest_dag_fetches_parses_and_loads_then_a_rerun_fetches_nothing(airflo
     assert loaded == [("2017-01", 155 * 4), ("2017-02", 155 * 4), ("2017-03", 155 * 4)]
     summary = json.loads((paths.home() / "runs" / "ingest" / "dtoc_la.json").read_text())
     assert summary["files_parsed"] == 3
+    # the DAG.test run registered the DAG paused: `make airflow` on this home starts no
+    # scheduled run for today's month (the samples end in 2020)
+    from airflow.models.dag import DagModel
+
+    assert DagModel.get_dagmodel("ingest_dtoc_la").is_paused
 
     store = rawstore.listing()
     again = dag.test(logical_date=when + dt.timedelta(days=1), run_conf={"from_period": "2017-01", "to_period": "2017-03"})

@@ -208,6 +208,17 @@ def test_time_zone_aware_dates_are_read_in_their_own_zone(tmp_path):
     assert _rows(hospital.hes_metrics(path)) == TWO_EPISODES
 
 
+def test_a_fixed_offset_time_zone_is_read_in_that_offset(tmp_path):
+    # +01:00 midnights are 23:00 UTC the day before, as the British Summer Time ones above
+    frame = _two_episodes_frame()
+    for column in ("admidate", "disdate"):
+        frame[column] = pd.to_datetime(frame[column]).dt.tz_localize(dt.timezone(dt.timedelta(hours=1)))
+    path = tmp_path / "offset.parquet"
+    frame.to_parquet(path, index=False)
+    assert pq.read_schema(path).field("admidate").type.tz == "+01:00"
+    assert _rows(hospital.hes_metrics(path)) == TWO_EPISODES
+
+
 def test_codes_that_are_not_whole_numbers_are_missing_not_rounded(tmp_path):
     frame = _two_episodes_frame()
     frame["startage"] = ["64.5", "80.0"]  # 64.5 is not an age: DuckDB's cast would round it to 65
@@ -216,6 +227,10 @@ def test_codes_that_are_not_whole_numbers_are_missing_not_rounded(tmp_path):
     path = tmp_path / "text.parquet"
     frame.to_parquet(path, index=False)
     # only the second episode counts: July 1 admission, 1 discharge (1 day, Monday)
+    assert _rows(hospital.hes_metrics(path)) == [("E06000001", "2018-07-01", 1, 1, 1, 0)]
+    # a float code that is NaN or infinite is missing, not an error for the whole extract
+    frame = pd.concat([frame, frame.assign(admimeth=[float("nan"), float("inf")], epikey=[3, 4])], ignore_index=True)
+    frame.to_parquet(path, index=False)
     assert _rows(hospital.hes_metrics(path)) == [("E06000001", "2018-07-01", 1, 1, 1, 0)]
 
 
@@ -234,6 +249,7 @@ def test_months_far_in_the_past_or_future_are_kept_without_a_month_range(tmp_pat
 
 @pytest.mark.parametrize("args, message", [
     (["--from", "201812"], "--from '201812' is not a month (YYYY-MM)"),
+    (["--from", "0000-01"], "--from '0000-01' is not a month (YYYY-MM)"),
     (["--to", "2018-13"], "--to '2018-13' is not a month (YYYY-MM)"),
     (["--from", "2018-05", "--to", "2018-04"], "--from 2018-05 is after --to 2018-04"),
 ])

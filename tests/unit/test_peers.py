@@ -184,8 +184,17 @@ def test_a_peer_abolished_by_a_boundary_change_leaves_the_group_from_that_day():
                             "effective_from": [dt.date(2019, 4, 1)] * 4, "change": ["merge", "split", "split", "alias"]})
     marked = peers.with_abolitions(groups, changes)
     assert marked.set_index("peer_code")["peer_until"].isna().to_dict() == {"P1": True, "E06000028": False, "E10000009": False}
-    assert list(peers.members_on(marked, "2019-03-01")["peer_code"]) == ["P1", "E06000028", "E10000009"]
-    assert list(peers.members_on(marked, "2019-04-01")["peer_code"]) == ["P1"]
+    # compared in February 2020, a delayed-days value has P1 alone as its group; the league
+    # table's reablement of 2018-19 (a lagged year) still has all three peers
+    values = pd.DataFrame(
+        [("A", "dtoc", "2020-02-01", 12.0, 11.0, 13.0, 120.0, 1000.0), ("P1", "dtoc", "2020-02-01", 8.0, 7.0, 9.0, 80.0, 1000.0),
+         ("A", "ascof", "2018-04-01", 0.5, 0.4, 0.6, 50.0, 100.0), ("P1", "ascof", "2018-04-01", 0.6, 0.5, 0.7, 60.0, 100.0),
+         ("E06000028", "ascof", "2018-04-01", 0.7, 0.6, 0.8, 70.0, 100.0), ("E10000009", "ascof", "2018-04-01", 0.8, 0.7, 0.9, 80.0, 100.0)],
+        columns=["area_code", "metric_id", "period_start", "value", "ci_lower", "ci_upper", "numerator", "denominator"])
+    values["period_start"] = pd.to_datetime(values["period_start"])
+    got = peers.compare(values, marked, {"dtoc": "low", "ascof": "high"}).query("area_code == 'A'").set_index("metric_id")
+    assert got.loc["dtoc", "peer_value"] == pytest.approx(8.0) and got.loc["dtoc", "group_size"] == 2
+    assert got.loc["ascof", "peer_value"] == pytest.approx((60 + 70 + 80) / 300) and got.loc["ascof", "group_size"] == 4
     # the real change list: Bournemouth, Poole and Dorset county end on 1 April 2019, aliases do not
     real = peers.with_abolitions(pd.DataFrame({"area_code": ["A"] * 3, "peer_code": ["E06000029", "E10000009", "E08000016"]}),
                                  geography.code_changes())

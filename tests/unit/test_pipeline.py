@@ -306,11 +306,18 @@ def test_backfill_params_are_checked_before_anything_runs():
     with pytest.raises(CarewatchError, match="should be written YYYY-YY"):
         pipeline.periods_to_process("ascof", None, to_period="2016-18")
     # outside what the catalogue says exists: every period would 404 and alert as overdue
-    with pytest.raises(CarewatchError, match=r"dtoc_la: from_period 2005-01 is before the first period available in the embedded environment \(2016-04"):
+    with pytest.raises(CarewatchError, match=r"dtoc_la: from_period 2005-01 is before the first period published \(2010-08"):
         pipeline.periods_to_process("dtoc_la", None, from_period="2005-01", to_period="2016-06")
     with pytest.raises(CarewatchError, match=r"dtoc_la: to_period 2021-01 is after the last period published \(2020-02"):
         pipeline.periods_to_process("dtoc_la", None, from_period="2019-12", to_period="2021-01")
+    # one bound given: the message names only that one
+    with pytest.raises(CarewatchError, match=r"^dtoc_la: to_period 2015-01 is before the first period available in the embedded environment \(2016-04\); give from_period too$"):
+        pipeline.periods_to_process("dtoc_la", None, to_period="2015-01")
+    with pytest.raises(CarewatchError, match=r"^dtoc_la: from_period 2021-01 is after the last period published \(2020-02"):
+        pipeline.periods_to_process("dtoc_la", None, from_period="2021-01")
     assert pipeline.periods_to_process("dtoc_la", None, to_period="2016-05") == ["2016-04", "2016-05"]
+    # the whole published history (carewatch samples --full serves it from August 2010)
+    assert pipeline.periods_to_process("dtoc_la", None, from_period="2010-08", to_period="2010-09") == ["2010-08", "2010-09"]
 
 
 def test_a_file_the_parser_refuses_is_reported_once_and_skipped_after(carewatch_home, tmp_path, monkeypatch):
@@ -326,6 +333,11 @@ def test_a_file_the_parser_refuses_is_reported_once_and_skipped_after(carewatch_
         pipeline.parse_period(fetched)
     assert str(first.value) in str(again.value)
     assert not paths.parsed_path("dtoc_la", "2016-06", "f" * 64).exists()
+    # a raw file missing from the store is an operations problem, not the file's: not remembered
+    gone = {**fetched, "sha256": "0" * 64, "raw_path": str(tmp_path / "gone.xls")}
+    with pytest.raises(FileNotFoundError, match="missing from the raw store"):
+        pipeline.parse_period(gone)
+    assert not paths.parsed_path("dtoc_la", "2016-06", "0" * 64).with_suffix(".failed").exists()
     # a parser fix (new fingerprint) tries the file again
     monkeypatch.setattr(parsers, "fingerprint", lambda: "fixed000000")
     with pytest.raises(ParseError):

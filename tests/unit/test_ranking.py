@@ -77,6 +77,13 @@ def test_metric_ranks_count_only_areas_with_an_overall_rank(tmp_path, values):
     assert low["A"] == pytest.approx((-1 - (-5 / 3)) / ((2 / 9) ** 0.5))
 
 
+def test_the_shipped_methodology_ranks_among_eligible_areas_and_a_file_without_the_key_as_before(tmp_path):
+    assert ranking.load_methodology().metric_ranks_among == "eligible"
+    path = tmp_path / "old.yaml"
+    path.write_text("name: x\nversion: 1\nmethod: weighted_ranks\nmetrics:\n  - {id: m_low, weight: 1}\n")
+    assert ranking.load_methodology(str(path), METRICS).metric_ranks_among == "all"
+
+
 def test_metric_ranks_among_must_be_known(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\nversion: 1\nmethod: weighted_ranks\nmetric_ranks_among: some\nmetrics:\n  - {id: m_low, weight: 1}\n")

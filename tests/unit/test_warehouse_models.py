@@ -416,6 +416,10 @@ def test_carewatch_as_of_names_the_mistake(built, tmp_path, monkeypatch, capsys)
     built.execute("checkpoint")
     copy = tmp_path / "copy.duckdb"
     shutil.copy(built.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()[0], copy)
+    with duckdb.connect(str(copy)) as con:  # the old Dorset county and the Dorset unitary, both "Dorset"
+        con.execute("insert into ref_hwb_areas values ('E10000009', 'Dorset', 'South West')")
+        con.execute("insert into fct_metric_values by name select * replace ('E10000009' as area_code) from fct_metric_values limit 1")
+        con.execute("insert into fct_metric_values by name select * replace ('E06000059' as area_code) from fct_metric_values limit 1")
     monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(copy))
 
     def error(*argv):
@@ -430,6 +434,9 @@ def test_carewatch_as_of_names_the_mistake(built, tmp_path, monkeypatch, capsys)
     # a question from before anything was loaded says when the first load was
     assert error("Hackney", "2017-02", "--as-of", "2016-12-31") == (
         1, "carewatch: nothing reported for Hackney in 2017-02 as of 2016-12-31; the first version in the warehouse was loaded at 2017-01-05 10:00 UTC")
+    assert error("Dorset", "2019-06", "--as-of", "2019-07-31") == (2, "carewatch: area name 'Dorset' is ambiguous: give its code (E06000059, E10000009)")
+    # after the first load, an empty answer does not blame the date
+    assert error("Hackney", "2030-01", "--as-of", "2017-04-30") == (1, "carewatch: nothing reported for Hackney in 2030-01 as of 2017-04-30")
     # England by name, as the summary writes it
     assert cli.main(["as-of", "england", "2017-02", "--as-of", "2017-04-30", "--metric", DTOC]) == 0
     assert "E92000001" in capsys.readouterr().out
@@ -442,6 +449,17 @@ def test_carewatch_as_of_while_a_task_writes_says_so(built, tmp_path, monkeypatc
     monkeypatch.setenv("CAREWATCH_WAREHOUSE", path)  # `built` holds the write lock, as a load task would
     code = subprocess_main(["as-of", "Hackney", "2017-02", "--as-of", "2017-04-30"], path)
     assert code[0] == 2 and code[1].startswith(f"carewatch: {path} is busy (a pipeline task is writing it); try again when it finishes")
+
+
+def test_carewatch_as_of_on_a_file_that_is_not_a_warehouse_says_so(tmp_path, monkeypatch, capsys):
+    from carewatch import cli
+
+    bad = tmp_path / "not.duckdb"
+    bad.write_bytes(b"not a database" * 100)
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(bad))
+    assert cli.main(["as-of", "Hackney", "2017-02", "--as-of", "2017-04-30"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"carewatch: {bad}: cannot open the warehouse (") and "busy" not in err
 
 
 def subprocess_main(argv, warehouse_path):

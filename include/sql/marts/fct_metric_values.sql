@@ -1,5 +1,6 @@
 -- The metrics warehouse: one row per area x period x metric.
---   area_code     HWB area code, or E92000001 for England (sum of the HWB areas)
+--   area_code     HWB area code, or E92000001 for England (sum of the HWB areas; ASCOF: the
+--                 publication's England row, see ascof_published_england)
 --   period_type   'month', 'rolling_12m' (12 months ending at period_start's month) or 'financial_year'
 --   numerator / denominator / multiplier: value = numerator / denominator * multiplier
 --     (rates: denominator is population x days (DTOC) or population (admissions; over a

@@ -83,19 +83,15 @@ def with_abolitions(groups: pd.DataFrame, code_changes: pd.DataFrame) -> pd.Data
     return out
 
 
-def members_on(groups: pd.DataFrame, when) -> pd.DataFrame:
-    """The peers that exist on ``when`` (``peer_until`` from :func:`with_abolitions`)."""
-    if "peer_until" not in groups:
-        return groups
-    return groups[groups["peer_until"].isna() | (groups["peer_until"] > pd.Timestamp(when))]
-
-
 def compare(values: pd.DataFrame, peers: pd.DataFrame, directions: dict[str, str]) -> pd.DataFrame:
     """Each area's value against its peers and England, for one period.
 
     ``values``: ``area_code``, ``metric_id``, ``value``, ``ci_lower``, ``ci_upper``,
     ``numerator``, ``denominator`` (England included as E92000001).
-    ``peers``: the groups as they are in this period (:func:`members_on`).
+    ``peers``: ``area_code``, ``peer_code`` and optionally ``peer_until``
+    (:func:`with_abolitions`); with ``period_start`` in ``values`` each value is compared
+    with the peers that existed at its period's start (the league table's reablement is a
+    lagged year, when peers abolished since still existed), as ``fct_peer_group_values``.
     Returns per area and metric: ``peer_value`` (peers' pooled value where every peer has a
     numerator, scaled by the area's own value-to-proportion multiplier, else the peers'
     denominator-weighted mean; null when a peer of the group has no value, as in
@@ -112,8 +108,14 @@ def compare(values: pd.DataFrame, peers: pd.DataFrame, directions: dict[str, str
     england = present[present["area_code"] == ENGLAND].drop_duplicates("metric_id").set_index("metric_id")["value"]
     low_better = own["metric_id"].map(lambda m: directions[m] == "low").astype(bool)
 
-    # one row per (area, metric, peer with a value)
-    links = peers[["area_code", "peer_code"]].merge(own[["area_code", "metric_id", "value"]], on="area_code")
+    # one row per (area, metric, member of the group in that value's period)
+    dated = "peer_until" in peers and "period_start" in own
+    links = peers[["area_code", "peer_code", *(["peer_until"] if dated else [])]].merge(
+        own[["area_code", "metric_id", "value", *(["period_start"] if dated else [])]], on="area_code")
+    if dated:
+        links = links[links["peer_until"].isna() | (pd.to_datetime(links["peer_until"]) > pd.to_datetime(links["period_start"]))]
+    members = links.groupby(["area_code", "metric_id"]).size().rename("members")
+    # ... and of those, the peers with a value
     links = links.merge(
         present[["area_code", "metric_id", "value", "numerator", "denominator"]].rename(columns={"area_code": "peer_code", "value": "peer"}),
         on=["peer_code", "metric_id"],
@@ -133,7 +135,7 @@ def compare(values: pd.DataFrame, peers: pd.DataFrame, directions: dict[str, str
         denominator_sum=("denominator", "sum"),
         weighted_sum=("weighted", "sum"),
     )
-    out = own.join(per_group, on=["area_code", "metric_id"])
+    out = own.join(per_group, on=["area_code", "metric_id"]).join(members, on=["area_code", "metric_id"])
     peers_with_value = out["peers_with_value"].fillna(0).astype(int)
 
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -147,8 +149,7 @@ def compare(values: pd.DataFrame, peers: pd.DataFrame, directions: dict[str, str
     can_weigh = (peers_with_value > 0) & out["peers_with_denominator"].eq(peers_with_value)
     weighted_mean = (out["weighted_sum"] / out["denominator_sum"]).where(can_weigh, out["peer_mean"])
     out["peer_value"] = pooled.where(can_pool & np.isfinite(multiplier), weighted_mean)
-    members = peers.groupby("area_code")["peer_code"].nunique()
-    out["peer_value"] = out["peer_value"].where(peers_with_value.eq(out["area_code"].map(members)))  # null, not partial
+    out["peer_value"] = out["peer_value"].where(peers_with_value.eq(out["members"]))  # null, not partial
     out["england_value"] = out["metric_id"].map(england)
     out["rank_in_group"] = out["peers_better"].fillna(0).astype(int) + 1
     out["group_size"] = peers_with_value + 1

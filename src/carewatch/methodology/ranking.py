@@ -11,11 +11,12 @@ Rules (documented in the methodology file and the report):
 - **Missing metrics**: an area is ranked on the metrics it has; its weighted score is
   re-normalised over the weights of the metrics present, and it gets no overall rank when
   it has fewer than ``min_metrics`` values.
-- **Who is ranked on each metric** (``metric_ranks_among``): by default only the areas that
-  get an overall rank (``eligible``), so every metric rank of the league table counts the same
-  areas and an area without an overall rank does not push the others down on the metrics it
-  has (in 2019-20 the old Dorset councils have ASCOF figures only). ``all`` ranks every area
-  with a value.
+- **Who is ranked on each metric** (``metric_ranks_among``): ``eligible`` (the shipped
+  methodology) ranks only the areas that get an overall rank, so every metric rank of the
+  league table counts the same areas and an area without an overall rank does not push the
+  others down on the metrics it has (in 2019-20 the old Dorset councils have ASCOF figures
+  only); the others keep their values with a null rank. ``all`` (the default of a file
+  without the key, as before) ranks every area with a value.
 - England and any non-HWB aggregate rows are not ranked.
 """
 
@@ -42,7 +43,7 @@ class Methodology:
     weights: dict[str, float]
     directions: dict[str, str]
     periods: dict = field(default_factory=dict)
-    metric_ranks_among: str = "eligible"
+    metric_ranks_among: str = "all"
 
     @property
     def label(self) -> str:
@@ -62,7 +63,7 @@ def load_methodology(name: str = "dashboard-2018", metrics_config: dict | None =
         raise ValueError(f"{path}: metrics not defined in config/metrics.yaml: {', '.join(unknown)}")
     if data["method"] not in ("weighted_ranks", "weighted_z"):
         raise ValueError(f"{path}: method must be weighted_ranks or weighted_z, not {data['method']!r}")
-    among = data.get("metric_ranks_among", "eligible")
+    among = data.get("metric_ranks_among", "all")  # a file without the key ranks as version 1 did
     if among not in ("eligible", "all"):
         raise ValueError(f"{path}: metric_ranks_among must be eligible or all, not {among!r}")
     return Methodology(
