@@ -196,26 +196,18 @@ def _rows(frame):
     return [tuple(None if pd.isna(v) else v for v in row) for row in frame.itertuples(index=False)]
 
 
-def test_time_zone_aware_dates_are_read_in_their_own_zone(tmp_path):
-    # British Summer Time midnights are 23:00 UTC the day before: read in the machine's zone
-    # (UTC here) every date would move back a day, and Sunday 1 July's discharge to Saturday.
+@pytest.mark.parametrize("zone, arrow_tz", [("Europe/London", "Europe/London"),
+                                             (dt.timezone(dt.timedelta(hours=1)), "+01:00")])  # a fixed offset
+def test_time_zone_aware_dates_are_read_in_their_own_zone(tmp_path, zone, arrow_tz):
+    # British Summer Time (and +01:00) midnights are 23:00 UTC the day before: read in the
+    # machine's zone (UTC here) every date would move back a day, and Sunday 1 July's
+    # discharge to Saturday.
     frame = _two_episodes_frame()
     for column in ("admidate", "disdate"):
-        frame[column] = pd.to_datetime(frame[column]).dt.tz_localize("Europe/London")
-    path = tmp_path / "london.parquet"
+        frame[column] = pd.to_datetime(frame[column]).dt.tz_localize(zone)
+    path = tmp_path / "zoned.parquet"
     frame.to_parquet(path, index=False)
-    assert pq.read_schema(path).field("admidate").type.tz == "Europe/London"
-    assert _rows(hospital.hes_metrics(path)) == TWO_EPISODES
-
-
-def test_a_fixed_offset_time_zone_is_read_in_that_offset(tmp_path):
-    # +01:00 midnights are 23:00 UTC the day before, as the British Summer Time ones above
-    frame = _two_episodes_frame()
-    for column in ("admidate", "disdate"):
-        frame[column] = pd.to_datetime(frame[column]).dt.tz_localize(dt.timezone(dt.timedelta(hours=1)))
-    path = tmp_path / "offset.parquet"
-    frame.to_parquet(path, index=False)
-    assert pq.read_schema(path).field("admidate").type.tz == "+01:00"
+    assert pq.read_schema(path).field("admidate").type.tz == arrow_tz
     assert _rows(hospital.hes_metrics(path)) == TWO_EPISODES
 
 
