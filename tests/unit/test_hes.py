@@ -220,6 +220,14 @@ def test_codes_that_are_not_whole_numbers_are_missing_not_rounded(tmp_path):
     frame.to_parquet(path, index=False)
     # only the second episode counts: July 1 admission, 1 discharge (1 day, Monday)
     assert _rows(hospital.hes_metrics(path)) == [("E06000001", "2018-07-01", 1, 1, 1, 0)]
+    # a decimal column of whole codes reads as '21' too (not '21.0', which is no emergency code)
+    import decimal
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    codes = pa.array([decimal.Decimal("21.0"), decimal.Decimal("21.0")], pa.decimal128(4, 1))
+    pq.write_table(table.set_column(table.schema.get_field_index("admimeth"), "admimeth", codes), path)
+    assert pa.types.is_decimal(pq.read_schema(path).field("admimeth").type)
+    assert _rows(hospital.hes_metrics(path)) == [("E06000001", "2018-07-01", 1, 1, 1, 0)]
     # a float code that is NaN or infinite is missing, not an error for the whole extract
     frame = pd.concat([frame, frame.assign(admimeth=[float("nan"), float("inf")], epikey=[3, 4])], ignore_index=True)
     frame.to_parquet(path, index=False)
