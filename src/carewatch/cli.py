@@ -54,7 +54,7 @@ def _validate_with_history(source: str, frame, period: str | None):
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from carewatch import parsers, sources, validation
+    from carewatch import parsers, sources
 
     parser_name = sources.parser_for(args.source)
     _checked_period(args.source, args.period)
@@ -106,16 +106,14 @@ def _first_load(con):
 
 def _cmd_as_of(args: argparse.Namespace) -> int:
     import datetime as dt
-    import re
 
-    from carewatch import geography, warehouse
+    from carewatch import geography, sources, warehouse
 
     try:
         dt.datetime.fromisoformat(args.as_of)
     except ValueError:
         raise CarewatchError(f"--as-of {args.as_of!r} is not a date (YYYY-MM-DD) or an ISO timestamp") from None
-    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", args.period):
-        raise CarewatchError(f"period {args.period!r} is not a month (YYYY-MM)")
+    sources.month_start(args.period, "period")  # YYYY-MM, or a one-line error
     with _read_warehouse() as con:
         # the areas the warehouse reports (aliases and recoded councils report under one code)
         reported = {code for (code,) in con.execute("select distinct area_code from fct_metric_values").fetchall()}
@@ -146,12 +144,8 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
                 [area, args.period, args.breakdowns, args.metric, args.metric],
             ).df()
     if frame.empty:
-        asked = dt.datetime.fromisoformat(args.as_of)
-        if len(args.as_of.strip()) == 10:  # a bare date: the end of that day
-            asked += dt.timedelta(days=1)
-        if asked.tzinfo is None:
-            asked = asked.replace(tzinfo=dt.timezone.utc)
-        before_any = first_load is not None and asked <= first_load
+        cutoff = warehouse.as_of_cutoff(args.as_of)
+        before_any = first_load is not None and (cutoff if cutoff.tzinfo else cutoff.replace(tzinfo=dt.timezone.utc)) <= first_load
         loaded = f"; the first version in the warehouse was loaded at {first_load:%Y-%m-%d %H:%M %Z}" if before_any else ""
         print(f"carewatch: nothing reported for {args.area} in {args.period} as of {args.as_of}{loaded}", file=sys.stderr)
         return 1

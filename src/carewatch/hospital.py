@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from carewatch import paths
+from carewatch import paths, sources
 from carewatch.errors import CarewatchError, ParseError
 
 COLUMNS = ["area_code", "period", "emergency_admissions", "discharges", "los_p90_days", "weekend_discharges"]
@@ -35,15 +35,6 @@ def former_districts_path() -> Path:
 
 def lookup_paths() -> list[str]:
     return [str(lookup_path()), str(former_districts_path())]
-
-
-def _month(text: str | None, option: str) -> dt.date | None:
-    """``YYYY-MM`` -> its first day; None when not given."""
-    if text is None:
-        return None
-    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text) or int(text[:4]) == 0:
-        raise CarewatchError(f"{option} {text!r} is not a month (YYYY-MM)")
-    return dt.date(int(text[:4]), int(text[5:7]), 1)
 
 
 # Canonical type of each needed column. An extract that stores a column differently (codes as
@@ -95,7 +86,7 @@ def hes_metrics(extract: str | Path, from_period: str | None = None, to_period: 
     import duckdb
     import pyarrow.parquet as pq
 
-    first, last = _month(from_period, "--from"), _month(to_period, "--to")
+    first, last = sources.month_start(from_period, "--from"), sources.month_start(to_period, "--to")
     if first and last and first > last:
         raise CarewatchError(f"--from {from_period} is after --to {to_period}")
     extract = Path(extract)

@@ -149,6 +149,20 @@ def check_period(source: str, period: str) -> str:
     return period
 
 
+def month_start(text: str | None, option: str) -> dt.date | None:
+    """``YYYY-MM`` -> its first day; None when not given; a one-line error naming ``option``
+    otherwise (the CLI's month arguments)."""
+    import re
+
+    from carewatch.errors import CarewatchError
+
+    if text is None:
+        return None
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text) or int(text[:4]) == 0:
+        raise CarewatchError(f"{option} {text!r} is not a month (YYYY-MM)")
+    return dt.date(int(text[:4]), int(text[5:7]), 1)
+
+
 def period_start(source: str, period: str) -> dt.date:
     cadence = get(source).cadence
     if cadence == "monthly":

@@ -225,6 +225,20 @@ def build_models(con, sql_dir: Path | None = None, reference: bool = True, check
     return built
 
 
+def as_of_cutoff(when) -> "dt.datetime":  # noqa: F821
+    """The instant a version must have been loaded before (``_loaded_at < cutoff``) to count
+    as loaded by ``when``: a bare date means the end of that day (loads made on it count), a
+    timestamp is taken as is (a load at that very instant counts)."""
+    import datetime as dt
+
+    if isinstance(when, dt.date) and not isinstance(when, dt.datetime):
+        when = when.isoformat()
+    if isinstance(when, str) and len(when.strip()) == 10:  # YYYY-MM-DD
+        return dt.datetime.combine(dt.date.fromisoformat(when.strip()) + dt.timedelta(days=1), dt.time())
+    moment = when if isinstance(when, dt.datetime) else dt.datetime.fromisoformat(str(when).strip())
+    return moment + dt.timedelta(microseconds=1)
+
+
 def as_of(con, when) -> "duckdb.DuckDBPyConnection":  # noqa: F821
     """The warehouse as it stood at ``when``: an in-memory database whose landing tables hold
     only the versions loaded by then (``_loaded_at``), with every model rebuilt from them.
@@ -235,16 +249,9 @@ def as_of(con, when) -> "duckdb.DuckDBPyConnection":  # noqa: F821
     The monthly run loads each publication days after it appears, so load time stands for
     publication time; a backfill loads old publications today and so knows no earlier state.
     """
-    import datetime as dt
-
     import duckdb
 
-    if isinstance(when, dt.date) and not isinstance(when, dt.datetime):
-        when = when.isoformat()
-    if isinstance(when, str) and len(when.strip()) == 10:  # YYYY-MM-DD: up to the end of that day
-        cutoff, loaded_by = dt.date.fromisoformat(when.strip()) + dt.timedelta(days=1), "_loaded_at < ?::timestamptz"
-    else:
-        cutoff, loaded_by = when, "_loaded_at <= ?::timestamptz"
+    cutoff, loaded_by = as_of_cutoff(when), "_loaded_at < ?::timestamptz"
     mem = duckdb.connect()
     mem.execute("set enable_progress_bar = false")
     tables = [name for (name,) in con.execute(
