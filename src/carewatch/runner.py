@@ -31,13 +31,9 @@ def ingest_order() -> list[str]:
     from carewatch import sources
 
     return INGEST_ORDER + sorted(set(sources.catalogue()) - set(INGEST_ORDER))
-DOWNSTREAM = ["metrics"]
 
-# The local Airflow keeps its metadata in SQLite, written by the scheduler, the API server and
-# every task at once. Python's default 5 s lock wait is too short there: the API server answered
-# 503 ("database is locked") and a backfill rolled back under the scheduler, which then crashed.
-# Waiting up to 30 s for the lock turns those errors into short waits. (Production: Postgres.)
-SQLITE_CONNECT_ARGS = {"timeout": 30}
+
+DOWNSTREAM = ["metrics"]
 
 
 def airflow_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -55,7 +51,7 @@ def airflow_env(base: dict[str, str] | None = None) -> dict[str, str]:
         # month would find nothing to fetch and send overdue alerts
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://localhost:8080/execution/",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "carewatch.runner.SQLITE_CONNECT_ARGS",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "carewatch.airflow_sqlite.CONNECT_ARGS",
         "GX_ANALYTICS_ENABLED": "false",
         "CAREWATCH_HOME": str(paths.home()),
     }

@@ -32,8 +32,9 @@ STARTUP_TIMEOUT = 240
 RUN_TIMEOUT = 420
 
 # standalone keeps its metadata in SQLite: while the scheduler writes, the API server can
-# answer 500/503 for a moment ("database is locked"). Reads and PATCHes (idempotent) retry
-# with backoff; POSTs do not (a retried POST could create twice), and the test keeps the
+# answer 500/503 for a moment ("database is locked"; carewatch.airflow_sqlite removes the cause
+# that once failed a backfill POST and crashed the scheduler). Reads and PATCHes (idempotent)
+# retry with backoff; POSTs do not (a retried POST could create twice), and the test keeps the
 # scheduler quiet around them instead. Production runs on Postgres (docker-compose.yaml).
 HTTP = requests.Session()
 HTTP.mount("http://", HTTPAdapter(max_retries=Retry(total=5, backoff_factor=0.5, status_forcelist=[500, 502, 503],
@@ -112,7 +113,15 @@ def _wait_for(api, path: str, done, what: str):
         if done(body):
             return body
         time.sleep(3)
-    pytest.fail(f"{what} did not finish in {RUN_TIMEOUT}s:\n{api['log'].read_text()[-3000:]}")
+    pytest.fail(f"{what} did not finish in {RUN_TIMEOUT}s:\n{_log_excerpt(api['log'])}")
+
+
+def _log_excerpt(log: Path) -> str:
+    """The scheduler's last lines (a scheduler that died or stopped logging shows here, even when
+    the API server's polling fills the end of the log), then the log's last lines."""
+    lines = log.read_text(errors="replace").splitlines()
+    scheduler = [line for line in lines if line.startswith("scheduler")][-25:]
+    return "\n".join(["--- the scheduler's last lines:", *scheduler, "--- the log's last lines:", *lines[-20:]])
 
 
 def _trigger(api, dag_id: str, logical_date: str, conf: dict) -> str:
@@ -180,7 +189,7 @@ def test_a_backfill_of_three_months_through_airflow(standalone):
               "max_active_runs": 2, "run_backwards": False, "dag_run_conf": {}, "reprocess_behavior": "none"},
         headers=api["headers"], timeout=30,
     )
-    answer.raise_for_status()
+    assert answer.ok, f"POST /api/v2/backfills: {answer.status_code} {answer.text}\n{_log_excerpt(api['log'])}"
 
     def finished(body):
         runs = [r for r in body["dag_runs"] if r["run_type"] == "backfill"]

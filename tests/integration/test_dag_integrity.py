@@ -72,12 +72,13 @@ def test_every_metrics_task_waits_for_the_warehouse(dagbag):
     assert all(task.pool == WAREHOUSE_POOL for task in tasks), [(t.task_id, t.pool) for t in tasks]
 
 
-def test_the_local_airflow_waits_for_sqlite_locks_instead_of_failing():
-    # standalone's scheduler, API server and tasks share one SQLite file: a 5 s lock wait made
-    # the API answer 503 and once crashed the scheduler (a backfill rolled back under it)
+def test_the_local_airflow_uses_the_sqlite_connection_that_waits_for_locks():
+    # standalone's scheduler, API server and tasks share one SQLite file: a 503 to a backfill
+    # POST ("database is locked") crashed the scheduler; tests/unit/test_airflow_sqlite.py
     from airflow.configuration import conf
 
-    from carewatch import runner
+    from carewatch import airflow_sqlite, runner
 
-    assert runner.airflow_env({})["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] == "carewatch.runner.SQLITE_CONNECT_ARGS"
-    assert conf.getimport("database", "sql_alchemy_connect_args")["timeout"] >= 30  # the test session's own Airflow
+    assert runner.airflow_env({})["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] == "carewatch.airflow_sqlite.CONNECT_ARGS"
+    args = conf.getimport("database", "sql_alchemy_connect_args")  # the test session's own Airflow
+    assert args["timeout"] >= 30 and args["factory"] is airflow_sqlite.ImmediateSavepointConnection
