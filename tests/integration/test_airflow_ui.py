@@ -34,8 +34,8 @@ RUN_TIMEOUT = 420
 # standalone keeps its metadata in SQLite: while the scheduler writes, the API server can
 # answer 500/503 for a moment ("database is locked"; carewatch.airflow_sqlite removes the cause
 # that once failed a backfill POST and crashed the scheduler). Reads and PATCHes (idempotent)
-# retry with backoff; POSTs do not (a retried POST could create twice), and the test keeps the
-# scheduler quiet around them instead. Production runs on Postgres (docker-compose.yaml).
+# retry with backoff; POSTs are retried only where a second one cannot create twice (_trigger,
+# _create_backfill). Production runs on Postgres (docker-compose.yaml).
 HTTP = requests.Session()
 HTTP.mount("http://", HTTPAdapter(max_retries=Retry(total=5, backoff_factor=0.5, status_forcelist=[500, 502, 503],
                                                     allowed_methods={"GET", "PATCH"}, raise_on_status=False)))
@@ -140,6 +140,22 @@ def _trigger(api, dag_id: str, logical_date: str, conf: dict) -> str:
     return run_id
 
 
+def _create_backfill(api, body: dict) -> dict:
+    """POST a backfill; on a 5xx (SQLite busy) look for it before trying again: Airflow deletes a
+    half-made backfill when its creation fails, so an active one for the DAG is the one we asked for."""
+    for attempt in range(3):
+        answer = HTTP.post(f"{api['base']}/api/v2/backfills", json=body, headers=api["headers"], timeout=60)
+        if answer.status_code < 500:
+            break
+        listed = HTTP.get(f"{api['base']}/api/v2/backfills", params={"dag_id": body["dag_id"]}, headers=api["headers"], timeout=10)
+        listed.raise_for_status()
+        if active := [b for b in listed.json()["backfills"] if b["completed_at"] is None]:
+            return active[0]
+        time.sleep(5 * (attempt + 1))
+    assert answer.ok, f"POST /api/v2/backfills: {answer.status_code} {answer.text}\n{_log_excerpt(api['log'])}"
+    return answer.json()
+
+
 def _planned(api, dag_id: str, run_id: str) -> list[str]:
     """The periods a run planned (its plan_periods task's return value, through the REST API)."""
     from urllib.parse import quote
@@ -183,13 +199,8 @@ def test_a_backfill_of_three_months_through_airflow(standalone):
     _wait_for(api, "/api/v2/dags/ingest_dtoc_national/dagRuns?limit=50",
               lambda b: any(r["run_type"] == "scheduled" and r["state"] in ("success", "failed") for r in b["dag_runs"]),
               "the scheduled run started by unpausing")
-    answer = HTTP.post(
-        f"{api['base']}/api/v2/backfills",
-        json={"dag_id": "ingest_dtoc_national", "from_date": "2018-04-01T00:00:00Z", "to_date": "2018-06-30T00:00:00Z",
-              "max_active_runs": 2, "run_backwards": False, "dag_run_conf": {}, "reprocess_behavior": "none"},
-        headers=api["headers"], timeout=30,
-    )
-    assert answer.ok, f"POST /api/v2/backfills: {answer.status_code} {answer.text}\n{_log_excerpt(api['log'])}"
+    _create_backfill(api, {"dag_id": "ingest_dtoc_national", "from_date": "2018-04-01T00:00:00Z", "to_date": "2018-06-30T00:00:00Z",
+                           "max_active_runs": 2, "run_backwards": False, "dag_run_conf": {}, "reprocess_behavior": "none"})
 
     def finished(body):
         runs = [r for r in body["dag_runs"] if r["run_type"] == "backfill"]
