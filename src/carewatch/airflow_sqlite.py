@@ -17,10 +17,11 @@ Standalone's scheduler, API server, DAG processor, triggerer and tasks all write
   30 s and tasks failed on execution-API timeouts; with 5 s it is a short 500 that the clients
   retry.
 
-Measured with 25-40 backfill POSTs (36 runs each, then cancelled) under CPU load on 2 cores:
+Measured by ``bench/stress_airflow_sqlite.py``: 25-40 backfill POSTs (36 runs each, then
+cancelled) under CPU load on 2 cores:
 plain sqlite3 with a 30 s wait, 34 of 40 POSTs answered 503 and the scheduler crashed; this
-connection with a 30 s wait, no 503 and no crash but 13 stalls of 30 s or more and 3 failed
-tasks; with 5 s, no 503, no crash, no stall and no failed task.
+connection with a 30 s wait, no 503 and no crash but 13 stalls of 30 s or more and 1-3 tasks
+per run failed on execution-API errors; with 5 s, no 503, no crash, no stall and no failed task.
 
 Python's sqlite3 already opens the other transactions right before their first write, so they
 never read a stale snapshot first. Production runs Airflow on Postgres (``docker-compose.yaml``)
