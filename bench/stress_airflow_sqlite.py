@@ -1,8 +1,9 @@
-"""Stress the local Airflow's SQLite metadata DB (``carewatch.airflow_sqlite``); not part of
-``make bench`` (each run takes 6-10 minutes).
+"""Stress the local Airflow's SQLite metadata DB with repeated backfills under CPU load.
+
+Not part of ``make bench`` (each run takes 6-10 minutes); see ``carewatch.airflow_sqlite``.
 
 Starts ``carewatch airflow`` (standalone) in a temporary home with every ingest DAG's schedule,
-unpauses three ingest DAGs, loads both cores with busy threads, then N times: triggers an
+unpauses three ingest DAGs, keeps every core busy with one process each, then N times: triggers an
 ``ingest_ons_mye`` run, POSTs a backfill of ``ingest_dtoc_national`` (36 monthly runs) and
 cancels it. It prints the backfill POSTs' status codes and what the standalone log shows:
 scheduler loop crashes, heartbeat stalls, tasks failed on execution-API errors, 5xx answers.
@@ -23,7 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -33,6 +34,11 @@ from carewatch import airflow_sqlite, mailcatcher, paths
 
 PLAIN_30 = {"timeout": 30}
 IMMEDIATE_30 = {"timeout": 30, "factory": airflow_sqlite.ImmediateSavepointConnection}
+
+
+def _burn() -> None:
+    while True:
+        sum(i * i for i in range(10_000))
 
 
 def _login(base: str, airflow_home: Path) -> dict:
@@ -84,29 +90,28 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CAREWATCH"))}
     env.update({"AIRFLOW_HOME": str(root / "airflow"), "CAREWATCH_HOME": str(root / "home"), "CAREWATCH_CONFIG": str(config),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": args.connect_args,
-                "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])})
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")]))})
     port = mailcatcher.free_port()
     log_path = root / "standalone.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "carewatch.cli", "airflow", "--port", str(port)], env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://localhost:{port}"
-    busy = threading.Event()
-
-    def burn():
-        while not busy.is_set():
-            sum(i * i for i in range(10_000))
-
+    burners = [multiprocessing.Process(target=_burn, daemon=True) for _ in range(os.cpu_count() or 2)]
     try:
         headers = _login(base, root / "airflow")
-        burners = [threading.Thread(target=burn, daemon=True) for _ in range(2)]
         for burner in burners:
             burner.start()
         codes = _stress(base, headers, args.n)
     finally:
-        busy.set()
+        for burner in burners:
+            if burner.is_alive():
+                burner.terminate()
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=120)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
     text = log_path.read_text(errors="replace")
     finished = [line for line in text.splitlines() if "request finished" in line]
     print(f"connect args {args.connect_args}, {args.n} backfill POSTs: " + ", ".join(f"{codes.count(c)} x {c}" for c in sorted(set(codes))))

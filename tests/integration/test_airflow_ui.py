@@ -141,16 +141,19 @@ def _trigger(api, dag_id: str, logical_date: str, conf: dict) -> str:
 
 
 def _create_backfill(api, body: dict) -> dict:
-    """POST a backfill; on a 5xx (SQLite busy) look for it before trying again: Airflow deletes a
-    half-made backfill when its creation fails, so an active one for the DAG is the one we asked for."""
+    """POST a backfill. Creation refused on a SQLite lock (503) is what carewatch.airflow_sqlite
+    prevents: it fails the test. Another 5xx (the audit log's lock wait) may come after the
+    backfill was made, so look for it (same DAG and dates, still active) before trying again."""
     for attempt in range(3):
         answer = HTTP.post(f"{api['base']}/api/v2/backfills", json=body, headers=api["headers"], timeout=60)
-        if answer.status_code < 500:
+        if answer.status_code < 500 or answer.status_code == 503:
             break
         listed = HTTP.get(f"{api['base']}/api/v2/backfills", params={"dag_id": body["dag_id"]}, headers=api["headers"], timeout=10)
         listed.raise_for_status()
-        if active := [b for b in listed.json()["backfills"] if b["completed_at"] is None]:
-            return active[0]
+        ours = [b for b in listed.json()["backfills"] if b["completed_at"] is None
+                and (b["from_date"][:10], b["to_date"][:10]) == (body["from_date"][:10], body["to_date"][:10])]
+        if ours:
+            return ours[0]
         time.sleep(5 * (attempt + 1))
     assert answer.ok, f"POST /api/v2/backfills: {answer.status_code} {answer.text}\n{_log_excerpt(api['log'])}"
     return answer.json()

@@ -82,3 +82,10 @@ def test_the_local_airflow_uses_the_sqlite_connection_that_waits_for_locks():
     assert runner.airflow_env({})["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] == "carewatch.airflow_sqlite.CONNECT_ARGS"
     args = conf.getimport("database", "sql_alchemy_connect_args")  # the test session's own Airflow
     assert args is airflow_sqlite.CONNECT_ARGS and args["factory"] is airflow_sqlite.ImmediateSavepointConnection
+    from airflow import settings
+
+    connection = settings.engine.raw_connection()  # and Airflow's engine does connect with it
+    try:
+        assert isinstance(connection.driver_connection, airflow_sqlite.ImmediateSavepointConnection)
+    finally:
+        connection.close()

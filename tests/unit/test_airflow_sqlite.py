@@ -10,6 +10,7 @@ answered that backfill POST 503 and the scheduler crashed.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from sqlalchemy import create_engine, event, text
@@ -41,50 +42,92 @@ def _read_then_write_in_a_savepoint(engine, other_commit):
         session.commit()
 
 
+def _write(engine, source):
+    with engine.begin() as con:
+        con.execute(text("insert into runs (source) values (:source)"), {"source": source})
+
+
+def _sources(engine):
+    with engine.connect() as con:
+        return con.execute(text("select source from runs order by id")).scalars().all()
+
+
 def test_plain_sqlite_refuses_the_write_at_once_whatever_the_timeout(tmp_path):
     engine = _engine(tmp_path / "airflow.db", {"timeout": 30})
     other = _engine(tmp_path / "airflow.db", {"timeout": 30})
-
-    def scheduler_commits():
-        with other.begin() as con:
-            con.execute(text("insert into runs (source) values ('scheduler')"))
-
+    started = time.monotonic()
     with pytest.raises(OperationalError, match="database is locked"):
-        _read_then_write_in_a_savepoint(engine, scheduler_commits)
+        _read_then_write_in_a_savepoint(engine, lambda: _write(other, "scheduler"))
+    assert time.monotonic() - started < 5  # refused, not waited for
 
 
 def test_the_local_connection_takes_the_lock_first_and_the_other_writer_waits(tmp_path):
     engine = _engine(tmp_path / "airflow.db", airflow_sqlite.CONNECT_ARGS)
+    impatient = _engine(tmp_path / "airflow.db", {"timeout": 0.2})
     other = _engine(tmp_path / "airflow.db", {"timeout": 30})
     finished = []
 
     def scheduler_commits():
-        def write():
-            with other.begin() as con:
-                con.execute(text("insert into runs (source) values ('scheduler')"))
-            finished.append("scheduler")
-
-        writer = threading.Thread(target=write)
+        # the savepoint's transaction holds the write lock: a writer that will not wait fails...
+        with pytest.raises(OperationalError, match="database is locked"):
+            _write(impatient, "impatient")
+        # ...and one that waits gets in after the savepoint's commit
+        writer = threading.Thread(target=lambda: (_write(other, "scheduler"), finished.append("scheduler")))
         writer.start()
-        writer.join(timeout=1)
-        # the savepoint's transaction holds the write lock: the scheduler waits for it
-        assert writer.is_alive() and finished == []
         scheduler_commits.writer = writer
 
     _read_then_write_in_a_savepoint(engine, scheduler_commits)
     scheduler_commits.writer.join(timeout=30)
     assert finished == ["scheduler"]
-    with engine.connect() as con:
-        assert con.execute(text("select source from runs order by id")).scalars().all() == ["backfill", "scheduler"]
+    assert _sources(engine) == ["backfill", "scheduler"]
+
+
+def test_releasing_the_first_savepoint_commits_as_sqlite_does(tmp_path):
+    # Airflow creates a backfill's runs one savepoint each: each is committed on release, so the
+    # lock is not held for the whole backfill (as with plain sqlite3)
+    for connect_args in ({"timeout": 5}, airflow_sqlite.CONNECT_ARGS):
+        path = tmp_path / f"{len(connect_args)}.db"
+        engine = _engine(path, connect_args)
+        impatient = _engine(path, {"timeout": 0.2})
+        with Session(engine) as session:
+            with session.begin_nested():
+                session.execute(text("insert into runs (source) values ('run 1')"))
+            _write(impatient, "scheduler")  # the lock is free again before the session commits
+            with session.begin_nested():
+                session.execute(text("insert into runs (source) values ('run 2')"))
+            session.rollback()  # both savepoints were released, so committed: nothing to undo
+        assert _sources(engine) == ["run 1", "scheduler", "run 2"], connect_args
 
 
 def test_savepoints_inside_an_open_transaction_are_left_alone(tmp_path):
     engine = _engine(tmp_path / "airflow.db", airflow_sqlite.CONNECT_ARGS)
+    impatient = _engine(tmp_path / "airflow.db", {"timeout": 0.2})
     with Session(engine) as session:
         session.execute(text("insert into runs (source) values ('outer')"))
         with session.begin_nested() as inner:
             session.execute(text("insert into runs (source) values ('inner')"))
             inner.rollback()
+        with session.begin_nested():
+            session.execute(text("insert into runs (source) values ('released')"))
+        # releasing a savepoint inside the transaction commits nothing: the lock is still held
+        with pytest.raises(OperationalError, match="database is locked"):
+            _write(impatient, "impatient")
         session.commit()
-    with engine.connect() as con:
-        assert con.execute(text("select source from runs")).scalars().all() == ["outer"]
+    assert _sources(engine) == ["outer", "released"]
+
+
+def test_a_savepoint_name_from_an_ended_transaction_commits_nothing(tmp_path):
+    # SQLAlchemy numbers savepoints per transaction: sa_savepoint_1 recurs
+    engine = _engine(tmp_path / "airflow.db", airflow_sqlite.CONNECT_ARGS)
+    impatient = _engine(tmp_path / "airflow.db", {"timeout": 0.2})
+    with Session(engine) as session:
+        session.begin_nested()
+        session.execute(text("insert into runs (source) values ('abandoned')"))
+        session.rollback()  # the whole transaction, savepoint unreleased
+        session.execute(text("insert into runs (source) values ('outer')"))  # a new one, begun by a write
+        with session.begin_nested():
+            session.execute(text("insert into runs (source) values ('inner')"))
+        with pytest.raises(OperationalError, match="database is locked"):
+            _write(impatient, "impatient")
+        session.rollback()
+    assert _sources(engine) == []
