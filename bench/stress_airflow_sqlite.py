@@ -10,8 +10,7 @@ scheduler loop crashes, heartbeat stalls, tasks failed on execution-API errors, 
 
 Usage: python bench/stress_airflow_sqlite.py [N] [--connect-args MODULE.ATTR]
     the default is the local Airflow's own ``carewatch.airflow_sqlite.CONNECT_ARGS``; to compare,
-    ``stress_airflow_sqlite.PLAIN_30`` (plain sqlite3, 30 s lock wait: what CI had when the
-    scheduler crashed) or ``stress_airflow_sqlite.IMMEDIATE_30``.
+    ``stress_airflow_sqlite.PLAIN_30``, ``PLAIN_5`` or ``IMMEDIATE_30`` (below).
 """
 
 from __future__ import annotations
@@ -32,7 +31,9 @@ import requests
 
 from carewatch import airflow_sqlite, mailcatcher, paths
 
-PLAIN_30 = {"timeout": 30}
+# connect args to compare with the local Airflow's own (--connect-args stress_airflow_sqlite.NAME)
+PLAIN_30 = {"timeout": 30}  # what CI had when the scheduler crashed
+PLAIN_5 = {"timeout": 5}  # Airflow's default
 IMMEDIATE_30 = {"timeout": 30, "factory": airflow_sqlite.ImmediateSavepointConnection}
 
 
