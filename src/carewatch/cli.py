@@ -21,20 +21,29 @@ import sys
 from carewatch.errors import CarewatchError
 
 
-def _checked_period(source: str, period: str | None) -> str | None:
+def _check_period(source: str, period: str | None) -> None:
     """``period`` written as the source's periods are (one-line error otherwise)."""
     from carewatch import sources
 
     if period is not None and source in sources.catalogue():
         sources.check_period(source, period)
-    return period
+
+
+def _check_moment(option: str, text: str) -> None:
+    """A date (YYYY-MM-DD) or an ISO timestamp, or a one-line error naming ``option``."""
+    import datetime as dt
+
+    try:
+        dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise CarewatchError(f"{option} {text!r} is not a date (YYYY-MM-DD) or an ISO timestamp") from None
 
 
 def _cmd_parse(args: argparse.Namespace) -> int:
     from carewatch import parsers, sources
 
     parser_name = sources.parser_for(args.source)
-    _checked_period(args.source, args.period)
+    _check_period(args.source, args.period)
     frame = parsers.parse(parser_name, args.file, args.period)
     frame.to_csv(sys.stdout, index=False, date_format="%Y-%m-%d")
     return 0
@@ -57,7 +66,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from carewatch import parsers, sources
 
     parser_name = sources.parser_for(args.source)
-    _checked_period(args.source, args.period)
+    _check_period(args.source, args.period)
     frame = parsers.parse(parser_name, args.file, args.period)
     report = _validate_with_history(args.source, frame, args.period)
     for result in report.results:
@@ -95,29 +104,17 @@ def _read_warehouse():
     return con
 
 
-def _first_load(con):
-    """When the earliest version in the warehouse was loaded (None when nothing is)."""
-    tables = [t for (t,) in con.execute("select distinct table_name from information_schema.columns "
-                                        "where column_name = '_loaded_at' and table_name like 'land%'").fetchall()]
-    if not tables:
-        return None
-    return con.execute(" union all ".join(f"select min(_loaded_at) from {t}" for t in tables) + " order by 1 nulls last limit 1").fetchone()[0]
-
-
 def _cmd_as_of(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from carewatch import geography, sources, warehouse
+    from carewatch import sources, warehouse
 
-    try:
-        dt.datetime.fromisoformat(args.as_of)
-    except ValueError:
-        raise CarewatchError(f"--as-of {args.as_of!r} is not a date (YYYY-MM-DD) or an ISO timestamp") from None
+    _check_moment("--as-of", args.as_of)
     sources.month_start(args.period, "period")  # YYYY-MM, or a one-line error
     with _read_warehouse() as con:
         # the areas the warehouse reports (aliases and recoded councils report under one code)
         reported = {code for (code,) in con.execute("select distinct area_code from fct_metric_values").fetchall()}
-        names = geography.hwb_names(con.execute("select hwb_code, hwb_name from ref_hwb_areas").df())
+        names = warehouse.area_names(con)
         if args.area in reported:
             area = args.area
         else:
@@ -130,7 +127,7 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
         metrics = [m for (m,) in con.execute("select metric_id from ref_metrics order by metric_id").fetchall()]
         if args.metric is not None and args.metric not in metrics:
             raise CarewatchError(f"unknown metric {args.metric!r}; metrics: {', '.join(metrics)}")
-        first_load = _first_load(con)
+        first_load = warehouse.first_loaded_at(con)
         with warehouse.as_of(con, args.as_of) as then:
             frame = then.execute(
                 """
@@ -168,15 +165,10 @@ def _cmd_serve_samples(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import datetime as dt
-
     from carewatch import runner
 
     if args.logical_date is not None:
-        try:
-            dt.datetime.fromisoformat(args.logical_date)
-        except ValueError:
-            raise CarewatchError(f"--logical-date {args.logical_date!r} is not a date (YYYY-MM-DD) or an ISO timestamp") from None
+        _check_moment("--logical-date", args.logical_date)
     return runner.run_embedded(logical_date=args.logical_date)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from carewatch import charts, geography, paths, sources, validation, warehouse
+from carewatch import charts, paths, sources, validation, warehouse
 
 ENGLAND = "E92000001"
 DTOC = "delayed_days_per_day_per_100k_18plus"
@@ -29,7 +29,7 @@ def gather(con) -> dict:
     """Read everything the report shows for the latest ranked month."""
     month = con.execute("select max(period_start) from ranking_overall where period_type = 'rolling_12m'").fetchone()[0]
     month = pd.Timestamp(month)
-    name_of = geography.hwb_names(_df(con, "select hwb_code, hwb_name from ref_hwb_areas"))
+    name_of = warehouse.area_names(con)
     metrics = _df(con, "select * from ref_metrics order by dashboard_number")
     overall = _df(con, "select * from ranking_overall where period_type = 'rolling_12m' and period_start = ?", [month])
     ranked = _df(con, "select * from ranking_metric where period_type = 'rolling_12m' and period_start = ?", [month])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from carewatch import geography, paths, sources
+from carewatch import paths, sources, warehouse
 
 
 def _ingest_summaries() -> dict[str, dict]:
@@ -101,7 +101,7 @@ def print_results() -> None:
         tables = {t for (t,) in con.execute("show tables").fetchall()}
         if "fct_metric_values" not in tables:
             return
-        names = geography.hwb_names(con.execute("select hwb_code, hwb_name from ref_hwb_areas").df())
+        names = warehouse.area_names(con)
         metrics = con.execute("select metric_id, name, unit from ref_metrics order by dashboard_number").fetchall()
         month = con.execute("select max(period_start) from fct_metric_values where period_type = 'rolling_12m'").fetchone()[0]
         # the values the league table ranks: rolling 12 months, ASCOF from its lagged year

@@ -239,6 +239,23 @@ def as_of_cutoff(when) -> "dt.datetime":  # noqa: F821
     return moment + dt.timedelta(microseconds=1)
 
 
+def first_loaded_at(con):
+    """When the earliest version in the warehouse was loaded (None when nothing is)."""
+    tables = [t for (t,) in con.execute("select distinct table_name from information_schema.columns "
+                                        "where column_name = '_loaded_at' and table_name like 'land%'").fetchall()]
+    if not tables:
+        return None
+    return con.execute(" union all ".join(f"select min(_loaded_at) from {t}" for t in tables) + " order by 1 nulls last limit 1").fetchone()[0]
+
+
+def area_names(con) -> dict[str, str]:
+    """Names of every area code the warehouse reports, from its own ``ref_hwb_areas``
+    (:func:`carewatch.geography.hwb_names`)."""
+    from carewatch import geography
+
+    return geography.hwb_names(con.execute("select hwb_code, hwb_name from ref_hwb_areas").df())
+
+
 def as_of(con, when) -> "duckdb.DuckDBPyConnection":  # noqa: F821
     """The warehouse as it stood at ``when``: an in-memory database whose landing tables hold
     only the versions loaded by then (``_loaded_at``), with every model rebuilt from them.
