@@ -84,34 +84,12 @@ def _cmd_hes_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_warehouse():
-    """The warehouse, read-only; a one-line error when there is none or a task is writing it."""
-    import duckdb
-
-    from carewatch import paths
-
-    if not paths.warehouse_path().exists():
-        raise CarewatchError(f"no warehouse at {paths.warehouse_path()}: run the pipeline first (make run)")
-    try:
-        con = duckdb.connect(str(paths.warehouse_path()), read_only=True)
-    except duckdb.IOException as err:
-        first_line = str(err).splitlines()[0][:160]
-        if "lock" in str(err).lower():
-            raise CarewatchError(f"{paths.warehouse_path()} is busy (a pipeline task is writing it); try again when it finishes "
-                                 f"({first_line})") from None
-        raise CarewatchError(f"{paths.warehouse_path()}: cannot open the warehouse ({first_line})") from None
-    con.execute("set enable_progress_bar = false")
-    return con
-
-
 def _cmd_as_of(args: argparse.Namespace) -> int:
-    import datetime as dt
-
     from carewatch import sources, warehouse
 
     _check_moment("--as-of", args.as_of)
     sources.month_start(args.period, "period")  # YYYY-MM, or a one-line error
-    with _read_warehouse() as con:
+    with warehouse.connect(read_only=True) as con:
         # the areas the warehouse reports (aliases and recoded councils report under one code)
         reported = {code for (code,) in con.execute("select distinct area_code from fct_metric_values").fetchall()}
         names = warehouse.area_names(con)
@@ -128,6 +106,7 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
         if args.metric is not None and args.metric not in metrics:
             raise CarewatchError(f"unknown metric {args.metric!r}; metrics: {', '.join(metrics)}")
         first_load = warehouse.first_loaded_at(con)
+        cutoff = warehouse.as_of_cutoff(args.as_of, warehouse.session_zone(con))
         with warehouse.as_of(con, args.as_of) as then:
             frame = then.execute(
                 """
@@ -141,8 +120,7 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
                 [area, args.period, args.breakdowns, args.metric, args.metric],
             ).df()
     if frame.empty:
-        cutoff = warehouse.as_of_cutoff(args.as_of)
-        before_any = first_load is not None and (cutoff if cutoff.tzinfo else cutoff.replace(tzinfo=dt.timezone.utc)) <= first_load
+        before_any = first_load is not None and cutoff <= first_load
         loaded = f"; the first version in the warehouse was loaded at {first_load:%Y-%m-%d %H:%M %Z}" if before_any else ""
         print(f"carewatch: nothing reported for {args.area} in {args.period} as of {args.as_of}{loaded}", file=sys.stderr)
         return 1

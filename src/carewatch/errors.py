@@ -10,6 +10,10 @@ class CarewatchError(Exception):
     """Base class: ``str(err)`` is one line fit for a terminal or an alert."""
 
 
+class WarehouseBusy(CarewatchError):
+    """Another process holds the warehouse file (DuckDB: one writer, and no reader meanwhile)."""
+
+
 class ParseError(CarewatchError):
     """A publication could not be parsed into its tidy schema."""
 

@@ -19,12 +19,10 @@ def _ingest_summaries() -> dict[str, dict]:
 
 def manifest_summary() -> list[tuple]:
     """Per source: periods held, file versions, revised periods, bytes, last fetch (from raw_manifest)."""
-    import duckdb
-
     db = paths.warehouse_path()
     if not db.exists():
         return []
-    with duckdb.connect(str(db), read_only=True) as con:
+    with warehouse.connect(read_only=True, path=db) as con:
         return con.execute(
             """
             select source,
@@ -92,12 +90,10 @@ SHOWCASE = ["E92000001", "E08000003", "E06000049", "E10000021", "E09000026"]  # 
 
 def print_results() -> None:
     """The latest period's six metrics, league-table ends, targets and new review flags."""
-    import duckdb
-
     db = paths.warehouse_path()
     if not db.exists():
         return
-    with duckdb.connect(str(db), read_only=True) as con:
+    with warehouse.connect(read_only=True, path=db) as con:
         tables = {t for (t,) in con.execute("show tables").fetchall()}
         if "fct_metric_values" not in tables:
             return
@@ -155,11 +151,9 @@ def print_results() -> None:
 
 def print_quality() -> None:
     """Validation results of the warehouse: batches checked, warnings, quarantined."""
-    import duckdb
-
     if not paths.warehouse_path().exists():
         return
-    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+    with warehouse.connect(read_only=True) as con:
         tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
         if "validation_results" not in tables:
             return

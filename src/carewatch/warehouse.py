@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from carewatch import paths
+from carewatch.errors import CarewatchError, WarehouseBusy
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 MODEL_LAYERS = ("macros", "staging", "conformed", "marts")
@@ -32,12 +33,25 @@ SOURCES_WITH_LAND_TABLES = ("dtoc_la", "dtoc_provider", "dtoc_national", "ascof"
 
 @contextlib.contextmanager
 def connect(read_only: bool = False, path: Path | None = None) -> Iterator["duckdb.DuckDBPyConnection"]:  # noqa: F821
+    """The warehouse file, closed on exit. DuckDB lets one process open a file for writing, and
+    no other process can open it meanwhile, even to read: that raises :class:`WarehouseBusy`
+    (in tasks the ``carewatch_warehouse`` pool and Airflow's retries deal with it; the CLI says so in
+    one line). Reading a warehouse that does not exist, or a file that is not one, is a
+    one-line :class:`CarewatchError`."""
     import duckdb
 
     db = Path(path or paths.warehouse_path())
+    if read_only and not db.exists():
+        raise CarewatchError(f"no warehouse at {db}: run the pipeline first (make run)")
     if not read_only:
         db.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(db), read_only=read_only)
+    try:
+        con = duckdb.connect(str(db), read_only=read_only)
+    except duckdb.IOException as err:
+        first_line = str(err).splitlines()[0][:160]
+        if "lock" in str(err).lower():
+            raise WarehouseBusy(f"{db} is busy (a pipeline task is writing it); try again when it finishes ({first_line})") from err
+        raise CarewatchError(f"{db}: cannot open the warehouse ({first_line})") from err
     con.execute("set enable_progress_bar = false")
     try:
         yield con
@@ -225,18 +239,26 @@ def build_models(con, sql_dir: Path | None = None, reference: bool = True, check
     return built
 
 
-def as_of_cutoff(when) -> "dt.datetime":  # noqa: F821
+def session_zone(con) -> str:
+    """The connection's time zone (DuckDB's ``TimeZone``: the machine's unless set)."""
+    return con.execute("select current_setting('TimeZone')").fetchone()[0]
+
+
+def as_of_cutoff(when, zone: str = "UTC") -> "dt.datetime":  # noqa: F821
     """The instant a version must have been loaded before (``_loaded_at < cutoff``) to count
     as loaded by ``when``: a bare date means the end of that day (loads made on it count), a
-    timestamp is taken as is (a load at that very instant counts)."""
+    timestamp is taken as is (a load at that very instant counts). A date, or a timestamp
+    without an offset, is a wall-clock time in ``zone``; the result is always time-zone aware."""
     import datetime as dt
+    from zoneinfo import ZoneInfo
 
     if isinstance(when, dt.date) and not isinstance(when, dt.datetime):
         when = when.isoformat()
     if isinstance(when, str) and len(when.strip()) == 10:  # YYYY-MM-DD
-        return dt.datetime.combine(dt.date.fromisoformat(when.strip()) + dt.timedelta(days=1), dt.time())
-    moment = when if isinstance(when, dt.datetime) else dt.datetime.fromisoformat(str(when).strip())
-    return moment + dt.timedelta(microseconds=1)
+        moment = dt.datetime.combine(dt.date.fromisoformat(when.strip()) + dt.timedelta(days=1), dt.time())
+    else:
+        moment = (when if isinstance(when, dt.datetime) else dt.datetime.fromisoformat(str(when).strip())) + dt.timedelta(microseconds=1)
+    return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(zone))
 
 
 def first_loaded_at(con):
@@ -268,7 +290,7 @@ def as_of(con, when) -> "duckdb.DuckDBPyConnection":  # noqa: F821
     """
     import duckdb
 
-    cutoff, loaded_by = as_of_cutoff(when), "_loaded_at < ?::timestamptz"
+    cutoff, loaded_by = as_of_cutoff(when, session_zone(con)), "_loaded_at < ?::timestamptz"
     mem = duckdb.connect()
     mem.execute("set enable_progress_bar = false")
     tables = [name for (name,) in con.execute(
@@ -277,7 +299,7 @@ def as_of(con, when) -> "duckdb.DuckDBPyConnection":  # noqa: F821
     ).fetchall()]
     for name in tables:
         query = f"select * from {name}" + (f" where {loaded_by}" if name.startswith("land_") else "")
-        frame = con.sql(query, params=[str(cutoff)] if name.startswith("land_") else None).to_arrow_table()
+        frame = con.sql(query, params=[cutoff.isoformat()] if name.startswith("land_") else None).to_arrow_table()
         mem.register("frame", frame)
         mem.execute(f"create table {name} as select * from frame")
         mem.unregister("frame")

@@ -462,6 +462,70 @@ def test_carewatch_as_of_on_a_file_that_is_not_a_warehouse_says_so(tmp_path, mon
     assert err.startswith(f"carewatch: {bad}: cannot open the warehouse (") and "busy" not in err
 
 
+def test_as_of_reads_a_bare_date_in_the_warehouse_sessions_time_zone(built, tmp_path):
+    """A bare date is the end of that day where the warehouse's session is (DuckDB's TimeZone,
+    the machine's): the versions counted and the "loaded at" hint use the same instant."""
+    import shutil
+
+    utc = dt.timezone.utc
+    assert warehouse.as_of_cutoff("2017-06-30", "Europe/London") == dt.datetime(2017, 6, 30, 23, 0, tzinfo=utc)  # BST
+    assert warehouse.as_of_cutoff("2017-12-31", "Europe/London") == dt.datetime(2018, 1, 1, 0, 0, tzinfo=utc)  # GMT
+    assert warehouse.as_of_cutoff("2017-06-30T12:00", "Europe/London") == dt.datetime(2017, 6, 30, 11, 0, 0, 1, tzinfo=utc)
+    assert warehouse.as_of_cutoff("2017-06-30T12:00+00:00", "Europe/London") == dt.datetime(2017, 6, 30, 12, 0, 0, 1, tzinfo=utc)
+
+    # every version loaded at 23:30 UTC on 30 June 2017: 00:30 on 1 July in London
+    for table in ("land_ons_mye", "land_dtoc_la"):
+        built.execute(f"update {table} set _loaded_at = '2017-06-30 23:30:00+00'")
+    built.execute("checkpoint")
+    copy = tmp_path / "tz.duckdb"
+    shutil.copy(built.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()[0], copy)
+    with duckdb.connect(str(copy), read_only=True) as con:
+        def hackney_rows(zone):
+            con.execute(f"set TimeZone = '{zone}'")
+            return len(warehouse.as_of(con, "2017-06-30").execute(
+                "select * from fct_metric_values where area_code = ? and period_type = 'month'", [HACKNEY]).fetchall())
+        assert hackney_rows("UTC") > 0
+        assert hackney_rows("Europe/London") == 0
+
+    def as_of_in(zone):
+        import os
+        import subprocess
+        import sys
+
+        out = subprocess.run([sys.executable, "-m", "carewatch.cli", "as-of", "Hackney", "2017-02", "--as-of", "2017-06-30"],
+                             capture_output=True, text=True, env={**os.environ, "CAREWATCH_WAREHOUSE": str(copy), "TZ": zone})
+        return out.returncode, out.stderr.strip()
+
+    assert as_of_in("Europe/London") == (
+        1, "carewatch: nothing reported for Hackney in 2017-02 as of 2017-06-30; the first version in the warehouse was loaded at 2017-07-01 00:30 BST")
+    assert as_of_in("UTC")[0] == 0
+
+
+def test_a_warehouse_another_process_holds_is_busy_for_readers_and_writers(tmp_path):
+    import subprocess
+    import sys
+
+    from carewatch.errors import CarewatchError, WarehouseBusy
+
+    path = tmp_path / "held.duckdb"
+    with pytest.raises(CarewatchError, match=f"^no warehouse at {path}: run the pipeline first"):
+        with warehouse.connect(read_only=True, path=path):
+            pass
+    assert not path.exists()  # reading never creates the file
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()",
+                               str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        for read_only in (True, False):
+            with pytest.raises(WarehouseBusy, match=f"^{path} is busy \\(a pipeline task is writing it\\); try again when it finishes \\(.*lock"):
+                with warehouse.connect(read_only=read_only, path=path):
+                    pass
+    finally:
+        holder.communicate("")
+    with warehouse.connect(read_only=True, path=path) as con:  # free again
+        assert con.execute("select 1").fetchone() == (1,)
+
+
 def subprocess_main(argv, warehouse_path):
     """The CLI in another process (DuckDB's file lock is per process)."""
     import os
