@@ -79,12 +79,13 @@ def build(path, n_areas: int = 40, seed: int = 0) -> list[str]:
 
     con.execute(validation.RESULTS_DDL)
     checks = [
-        ("dtoc_la", "2018-03", 1, "a" * 64, "dtoc_la", "expect_column_values_to_be_between", "value", "blocking", True, None, 0, "[]"),
-        ("dtoc_la", "2018-03", 1, "a" * 64, "dtoc_la", "expect_column_values_to_not_be_null", "value", "warning", False, None, 41, "[]"),
-        ("hes_aggregate", "2018-02", 2, "b" * 64, "hes_aggregate", "expect_column_values_to_be_in_set", "period", "blocking", False, None, 600, "[]"),
+        ("dtoc_la", "2018-03", 1, "a" * 64, "dtoc_la", "expect_column_values_to_be_between", "value", "blocking", True, None, 0, "[]", "min_value=0"),
+        ("dtoc_la", "2018-03", 1, "a" * 64, "dtoc_la", "expect_column_values_to_not_be_null", "value", "warning", False, None, 41, "[]", "mostly=0.98"),
+        ("hes_aggregate", "2018-02", 2, "b" * 64, "hes_aggregate", "expect_column_values_to_be_in_set", "period", "blocking", False, None, 600, "[]",
+         "value_set=['2018-02-01']"),
     ]
     for row in checks:
-        con.execute("insert into validation_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), null, null)", list(row))
+        con.execute("insert into validation_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), null, null, null, ?)", list(row))
     con.execute("""insert into quarantine (source, period, file_version, sha256, parsed_path, blocking_failures, quarantined_at,
                       last_failed_at, attempts)
                   values ('hes_aggregate', '2018-02', 2, ?, '/x.parquet', 'FAIL blocking ... [period]', now(), now(), 1)""", ["b" * 64])

@@ -60,7 +60,7 @@ def gather(con) -> dict:
     )
     failed_checks = (
         _df(con, """
-            select source, period, severity, expectation, "column", observed_value, unexpected_count, docs_url
+            select source, period, severity, expectation, "column", expected, observed_value, unexpected_count, docs_url
             from validation_results where not success order by severity, source, period, expectation
         """)
         if warehouse.table_exists(con, "validation_results")

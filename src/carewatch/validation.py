@@ -54,7 +54,8 @@ class ExpectationResult:
             if self.observed_value is not None:
                 parts.append(f"observed {self.observed_value}")
             if self.unexpected_count:
-                parts.append(f"{self.unexpected_count} unexpected, e.g. {self.unexpected_examples[:3]}")
+                # as text: recorded examples come back from validation_results as strings
+                parts.append(f"{self.unexpected_count} unexpected, e.g. {', '.join(map(str, self.unexpected_examples[:3]))}")
             detail = " (" + "; ".join(parts) + ")" if parts else ""
         column = f" [{self.column}]" if self.column else ""
         return f"{status} {self.severity:<8} {self.expectation}{column}: {self.description}{detail}"
@@ -422,13 +423,16 @@ def previous_result(con, batch: PreparedBatch, *, sha256: str, period: str | Non
     """The latest recorded validation of this very batch (same file, same key), or None. A
     failed one means the file is still quarantined: validating it again would fail the same
     way and email the same failure every month it stays in the revision window."""
-    if "validation_key" not in warehouse.columns(con, "validation_results"):  # a warehouse from before keys were recorded: validate again (store adds the column)
+    recorded = warehouse.columns(con, "validation_results")
+    if "validation_key" not in recorded:  # a warehouse from before keys were recorded: validate again (store adds the column)
         return None
+    # recorded before descriptions and thresholds were: the lines say less, nothing else differs
+    wording = "description, expected" if "expected" in recorded else "'' as description, '' as expected"
     period = batch.period if period is None else period
     rows = con.execute(
-        """
+        f"""
         select suite, expectation, "column", severity, success, observed_value, unexpected_count,
-               unexpected_examples, docs_url, validated_at
+               unexpected_examples, docs_url, validated_at, {wording}
         from validation_results
         where source = ? and period = ? and sha256 = ? and validation_key = ?
         qualify validated_at = max(validated_at) over ()
@@ -440,10 +444,11 @@ def previous_result(con, batch: PreparedBatch, *, sha256: str, period: str | Non
         return None
     report = ValidationReport(source=batch.source, suite=rows[0][0], period=period, docs_url=rows[0][8], key=batch.key,
                               reused_from=str(rows[0][9]))
-    for _, expectation, column, severity, success, observed, unexpected, examples, _, _ in rows:
+    for _, expectation, column, severity, success, observed, unexpected, examples, _, _, description, expected in rows:
         report.results.append(ExpectationResult(
-            expectation=expectation, column=column, severity=severity, description="", success=bool(success),
+            expectation=expectation, column=column, severity=severity, description=description or "", success=bool(success),
             observed_value=observed, unexpected_count=unexpected, unexpected_examples=json.loads(examples or "[]"),
+            expected=expected or "",
         ))
     return report
 
@@ -509,6 +514,8 @@ create table if not exists validation_results (
 );
 alter table validation_results add column if not exists docs_url varchar;
 alter table validation_results add column if not exists validation_key varchar;
+alter table validation_results add column if not exists description varchar;
+alter table validation_results add column if not exists expected varchar;
 create table if not exists quarantine (
     source varchar, period varchar, file_version integer, sha256 varchar, parsed_path varchar,
     blocking_failures varchar, quarantined_at timestamptz
@@ -541,11 +548,12 @@ def store(con, report: ValidationReport, *, file_version: int, sha256: str, pars
             con.execute(
                 """insert into validation_results (source, period, file_version, sha256, suite, expectation, "column",
                        severity, success, observed_value, unexpected_count, unexpected_examples, validated_at, docs_url,
-                       validation_key)
-                   values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       validation_key, description, expected)
+                   values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [report.source, report.period, file_version, sha256, report.suite, r.expectation, r.column, r.severity,
                  r.success, None if r.observed_value is None else str(r.observed_value), r.unexpected_count,
-                 json.dumps([str(x) for x in r.unexpected_examples]), now, report.docs_url, report.key],
+                 json.dumps([str(x) for x in r.unexpected_examples]), now, report.docs_url, report.key,
+                 r.description or None, r.expected or None],
             )
         file = [report.source, report.period, sha256]
         # rows written before attempts were counted (one row per attempt) count one each

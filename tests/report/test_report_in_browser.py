@@ -77,6 +77,7 @@ def test_rendered_dom_shows_the_warehouse_figures(report, tmp_path):
     failed = dom.split('id="failed-checks-table"')[1].split("</table>")[0]
     shown = re.findall(r'<tr><td class="text">([^<]+)</td><td class="text">([^<]+)</td><td class="text">([^<]+)</td>', failed)
     assert shown == [("hes_aggregate", "2018-02", "blocking"), ("dtoc_la", "2018-03", "warning")]
+    assert "value_set=['2018-02-01']" in failed and "mostly=0.98" in failed  # what was expected
     assert "Quarantined (not loaded): <b>hes_aggregate 2018-02</b> (version 2; version 3 loaded since)" in dom
 
 

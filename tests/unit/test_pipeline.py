@@ -75,15 +75,22 @@ def test_a_failed_file_is_not_validated_or_emailed_again_until_its_validation_ch
     frame.loc[frame["breakdown"] == "care_type", "value"] = -1.0  # negative delayed days: blocking
     parsed = parsed_file(frame, "c" * 64)
     quarantine = "select sha256, attempts, quarantined_at, last_failed_at, blocking_failures from quarantine"
-    with pytest.raises(QualityError):
+    with pytest.raises(QualityError) as failure:
         pipeline.validate_period(parsed)
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
         [(sha, attempts, first, last, reasons)] = con.execute(quarantine).fetchall()
         recorded = con.execute("select count(*) from validation_results").fetchone()[0]
+        # what failed, in words and with its thresholds, for an analyst querying the table
+        blocking = con.execute("""select expectation, "column", description, expected from validation_results
+                                  where not success and severity = 'blocking'""").fetchall()
     assert (sha, attempts, first) == ("c" * 64, 1, last) and reasons.startswith("FAIL")
+    assert ("expect_column_values_to_be_between", "value") in [(e, c) for e, c, _, _ in blocking]
+    assert all(description and "min_value=0" in expected for e, _, description, expected in blocking
+               if e == "expect_column_values_to_be_between")
     # the same file in the next month's revision window: the same failure, known; no GX run
-    with pytest.raises(AlreadyQuarantined, match="dtoc_la 2016-06: this file failed the same validation"):
+    with pytest.raises(AlreadyQuarantined, match="dtoc_la 2016-06: this file failed the same validation") as known:
         pipeline.validate_period(parsed)
+    assert all(line in str(known.value) for line in failure.value.failures)  # told as fully as the first time
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
         assert con.execute(quarantine).fetchall() == [(sha, 1, first, last, reasons)]
         assert con.execute("select count(*) from validation_results").fetchone()[0] == recorded
@@ -226,6 +233,17 @@ def test_a_warehouse_recorded_before_validation_keys_is_validated_again_and_upgr
         assert "validation_key" not in [c for (c,) in con.execute("select column_name from information_schema.columns where table_name = 'validation_results'").fetchall()]
     parsed = parsed_file(parsers.parse("dtoc_la", REAL), "f" * 64)
     assert not pipeline.validate_period(parsed)["validation_reused"]
+    assert pipeline.validate_period(parsed)["validation_reused"]
+
+
+def test_results_recorded_before_descriptions_were_are_still_reused(carewatch_home, mailbox):
+    from carewatch import warehouse
+
+    parsed = parsed_file(parsers.parse("dtoc_la", REAL), "9" * 64)
+    assert not pipeline.validate_period(parsed)["validation_reused"]
+    with warehouse.connect() as con:  # as the previous release recorded them
+        con.execute("alter table validation_results drop column description")
+        con.execute("alter table validation_results drop column expected")
     assert pipeline.validate_period(parsed)["validation_reused"]
 
 
