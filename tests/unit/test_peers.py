@@ -38,6 +38,42 @@ def test_characteristics_from_single_years_of_age():
     assert c["log_population_18plus"] == pytest.approx(np.log(900))
 
 
+def _estimate(year, shares):
+    """One mid-year: per area, 1,000 people aged 30 and the given number aged 70 (so the areas
+    differ only in share_65plus, and in their 18+ size)."""
+    rows = []
+    for area, older in shares.items():
+        rows += [(year, area, 30, 1000), (year, area, 70, older)]
+    return pd.DataFrame(rows, columns=["mid_year", "area_code", "age", "population"])
+
+
+def test_an_area_created_after_the_peer_group_year_gets_its_group_from_the_first_estimate_that_has_it():
+    config = {"method": "nearest_neighbours", "k": 2, "mid_year": 2016, "later_areas": "first_mid_year",
+              "features": {"share_65plus": 1.0}}
+    population = pd.concat([
+        _estimate(2016, {"A": 100, "B": 200, "C": 300, "D": 900, "OLD": 950}),
+        _estimate(2017, {"A": 100, "B": 200, "C": 300, "D": 900, "OLD": 950}),
+        # OLD merged into NEW, which looks like D; LATE appears a year after, like A and B
+        _estimate(2018, {"A": 100, "B": 200, "C": 300, "D": 900, "NEW": 880}),
+        _estimate(2019, {"A": 100, "B": 200, "C": 300, "D": 900, "NEW": 880, "LATE": 150}),
+    ], ignore_index=True)
+    got = peers.peer_groups(population, config)
+    table = {a: (list(g.sort_values("peer_rank")["peer_code"]), set(g["mid_year"])) for a, g in got.groupby("area_code")}
+    # share_65plus is older / (1000 + older): A .091, B .167, C .231, D .474, OLD .487, NEW .468, LATE .130
+    assert table["A"] == (["B", "C"], {2016}) and table["D"] == (["OLD", "C"], {2016})  # the 2016 groups as before
+    assert table["NEW"] == (["D", "C"], {2018})  # among 2018's areas: OLD is gone
+    assert table["LATE"] == (["B", "A"], {2019})  # .130: B .036 away, A .040
+    assert set(table) == {"A", "B", "C", "D", "OLD", "NEW", "LATE"}
+    # a group from a later year is standardised among that year's areas: distances are z-scores of 2018
+    shares_2018 = np.array([100, 200, 300, 900, 880]) / (1000 + np.array([100, 200, 300, 900, 880]))
+    z = (shares_2018 - shares_2018.mean()) / shares_2018.std()
+    assert got[(got["area_code"] == "NEW") & (got["peer_code"] == "D")]["distance"].iloc[0] == pytest.approx(abs(z[4] - z[3]))
+
+    assert set(peers.peer_groups(population, {**config, "later_areas": "none"})["area_code"]) == {"A", "B", "C", "D", "OLD"}
+    with pytest.raises(ValueError, match="later_areas"):
+        peers.peer_groups(population, {**config, "later_areas": "sometimes"})
+
+
 def test_default_config_asks_for_about_15_neighbours():
     assert peers.load_config()["k"] == 15
 

@@ -58,16 +58,50 @@ def nearest_neighbours(features: pd.DataFrame, weights: dict[str, float], k: int
 
 
 def peer_groups(population: pd.DataFrame | None = None, config: dict | None = None) -> pd.DataFrame:
+    """``area_code``, ``peer_code``, ``peer_rank``, ``distance`` and ``mid_year`` (the estimate
+    the group was computed from; null for a supplied file).
+
+    ``population``: ``area_code``, ``age``, ``population`` and, when it holds more than one
+    mid-year, ``mid_year``. Groups come from the configured ``mid_year``; with ``later_areas:
+    first_mid_year`` an area that estimate does not have (created later: Bournemouth,
+    Christchurch and Poole and the Dorset unitary in April 2019) gets its group from the first
+    later estimate that has it, among that year's areas (:func:`later_area_groups`).
+    """
     config = config or load_config()
     if config["method"] == "file":
         peers = pd.read_csv(paths.PROJECT_ROOT / config["file"], dtype=str)
         if "peer_rank" not in peers:
             peers["peer_rank"] = peers.groupby("area_code").cumcount() + 1
         peers["peer_rank"] = peers["peer_rank"].astype(int)
-        return peers
+        return peers.assign(mid_year=pd.NA)
     if config["method"] != "nearest_neighbours":
         raise ValueError(f"peer_groups: unknown method {config['method']!r}")
-    return nearest_neighbours(characteristics(population), config["features"], int(config["k"]))
+    year = int(config["mid_year"])
+    if "mid_year" not in population:
+        population = population.assign(mid_year=year)
+    groups = nearest_neighbours(characteristics(population[population["mid_year"] == year]), config["features"], int(config["k"]))
+    groups = groups.assign(mid_year=year)
+    later = config.get("later_areas", "none")
+    if later == "first_mid_year":
+        groups = pd.concat([groups, later_area_groups(population[population["mid_year"] > year], groups, config)], ignore_index=True)
+    elif later != "none":
+        raise ValueError(f"peer_groups: unknown later_areas {later!r} (first_mid_year or none)")
+    return groups
+
+
+def later_area_groups(population: pd.DataFrame, groups: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """Groups for the areas of ``population`` (later mid-years) that ``groups`` lacks: each from
+    the first mid-year that has it, as its ``k`` nearest neighbours among that year's areas
+    (characteristics standardised across them, as for the peer-group year)."""
+    have, frames = set(groups["area_code"]), []
+    for year, estimate in population.groupby("mid_year", sort=True):
+        new = sorted(set(estimate["area_code"]) - have)
+        if not new:
+            continue
+        nearest = nearest_neighbours(characteristics(estimate), config["features"], int(config["k"]))
+        frames.append(nearest[nearest["area_code"].isin(new)].assign(mid_year=int(year)))
+        have.update(new)
+    return pd.concat(frames, ignore_index=True) if frames else groups.iloc[0:0]
 
 
 def with_abolitions(groups: pd.DataFrame, code_changes: pd.DataFrame) -> pd.DataFrame:
