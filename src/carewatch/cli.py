@@ -106,7 +106,7 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
         if args.metric is not None and args.metric not in metrics:
             raise CarewatchError(f"unknown metric {args.metric!r}; metrics: {', '.join(metrics)}")
         first_load = warehouse.first_loaded_at(con)
-        cutoff = warehouse.as_of_cutoff(args.as_of, warehouse.session_zone(con))
+        cutoff = warehouse.as_of_cutoff(con, args.as_of)
         with warehouse.as_of(con, args.as_of) as then:
             frame = then.execute(
                 """
@@ -121,7 +121,7 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
             ).df()
     if frame.empty:
         before_any = first_load is not None and cutoff <= first_load
-        loaded = f"; the first version in the warehouse was loaded at {first_load:%Y-%m-%d %H:%M %Z}" if before_any else ""
+        loaded = f"; the first version in the warehouse was loaded at {first_load:%Y-%m-%d %H:%M} UTC" if before_any else ""
         print(f"carewatch: nothing reported for {args.area} in {args.period} as of {args.as_of}{loaded}", file=sys.stderr)
         return 1
     frame.to_csv(sys.stdout, index=False)

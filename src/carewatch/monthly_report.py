@@ -58,9 +58,11 @@ def gather(con) -> dict:
         if warehouse.table_exists(con, "validation_results")
         else pd.DataFrame()
     )
+    # a warehouse of an earlier release may not have `expected` yet (the next validation adds it)
+    expected = "expected" if "expected" in warehouse.columns(con, "validation_results") else "null as expected"
     failed_checks = (
-        _df(con, """
-            select source, period, severity, expectation, "column", expected, observed_value, unexpected_count, docs_url
+        _df(con, f"""
+            select source, period, severity, expectation, "column", {expected}, observed_value, unexpected_count, docs_url
             from validation_results where not success order by severity, source, period, expectation
         """)
         if warehouse.table_exists(con, "validation_results")

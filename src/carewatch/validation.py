@@ -54,8 +54,7 @@ class ExpectationResult:
             if self.observed_value is not None:
                 parts.append(f"observed {self.observed_value}")
             if self.unexpected_count:
-                # as text: recorded examples come back from validation_results as strings
-                parts.append(f"{self.unexpected_count} unexpected, e.g. {', '.join(map(str, self.unexpected_examples[:3]))}")
+                parts.append(f"{self.unexpected_count} unexpected, e.g. {self.unexpected_examples[:3]}")
             detail = " (" + "; ".join(parts) + ")" if parts else ""
         column = f" [{self.column}]" if self.column else ""
         return f"{status} {self.severity:<8} {self.expectation}{column}: {self.description}{detail}"
@@ -404,7 +403,8 @@ def run(batch: PreparedBatch, *, data_docs: bool = False, run_name: str | None =
                 success=bool(result.success),
                 observed_value=details.get("observed_value"),
                 unexpected_count=details.get("unexpected_count"),
-                unexpected_examples=list(details.get("partial_unexpected_list") or [])[:5],
+                # as text, as validation_results records them: a reused result reads the same
+                unexpected_examples=[str(x) for x in list(details.get("partial_unexpected_list") or [])[:5]],
                 expected=_expected_text(config.kwargs),
             )
         )

@@ -48,10 +48,13 @@ def connect(read_only: bool = False, path: Path | None = None) -> Iterator["duck
     try:
         con = duckdb.connect(str(db), read_only=read_only)
     except duckdb.IOException as err:
-        first_line = str(err).splitlines()[0][:160]
-        if "lock" in str(err).lower():
-            raise WarehouseBusy(f"{db} is busy (a pipeline task is writing it); try again when it finishes ({first_line})") from err
-        raise CarewatchError(f"{db}: cannot open the warehouse ({first_line})") from err
+        text = str(err)
+        if "Could not set lock" in text or "Conflicting lock" in text:
+            # a reader is only ever kept out by a writer; a writer by anyone who has it open
+            holder = "a pipeline task is writing it" if read_only else "another process has it open"
+            pid = re.search(r"\(PID (\d+)\)", text)
+            raise WarehouseBusy(f"{db} is busy ({holder}{', PID ' + pid.group(1) if pid else ''}); try again when it finishes") from err
+        raise CarewatchError(f"{db}: cannot open the warehouse ({text.splitlines()[0][:160]})") from err
     con.execute("set enable_progress_bar = false")
     try:
         yield con
@@ -239,35 +242,47 @@ def build_models(con, sql_dir: Path | None = None, reference: bool = True, check
     return built
 
 
-def session_zone(con) -> str:
-    """The connection's time zone (DuckDB's ``TimeZone``: the machine's unless set)."""
-    return con.execute("select current_setting('TimeZone')").fetchone()[0]
+_EPOCH = "1970-01-01T00:00:00+00:00"
 
 
-def as_of_cutoff(when, zone: str = "UTC") -> "dt.datetime":  # noqa: F821
-    """The instant a version must have been loaded before (``_loaded_at < cutoff``) to count
-    as loaded by ``when``: a bare date means the end of that day (loads made on it count), a
-    timestamp is taken as is (a load at that very instant counts). A date, or a timestamp
-    without an offset, is a wall-clock time in ``zone``; the result is always time-zone aware."""
+def _utc(epoch_us: int | None):
+    """A DuckDB epoch in microseconds as an aware UTC datetime. Instants cross from DuckDB as
+    epochs: its Python client converts a timestamptz through pytz, which does not know every
+    zone name DuckDB's session may use (JST, IST)."""
     import datetime as dt
-    from zoneinfo import ZoneInfo
 
-    if isinstance(when, dt.date) and not isinstance(when, dt.datetime):
-        when = when.isoformat()
-    if isinstance(when, str) and len(when.strip()) == 10:  # YYYY-MM-DD
-        moment = dt.datetime.combine(dt.date.fromisoformat(when.strip()) + dt.timedelta(days=1), dt.time())
+    return None if epoch_us is None else dt.datetime.fromisoformat(_EPOCH) + dt.timedelta(microseconds=epoch_us)
+
+
+def as_of_cutoff(con, when) -> "dt.datetime":  # noqa: F821
+    """The instant (aware, UTC) a version must have been loaded before (``_loaded_at < cutoff``)
+    to count as loaded by ``when``: a bare date (2017-10-31, 20171031) means the end of that
+    day (loads made on it count), a timestamp is taken as is (a load at that very instant
+    counts). A date, or a timestamp without an offset, is a wall-clock time in the session's
+    time zone (DuckDB's ``TimeZone``), resolved by DuckDB as it resolves ``_loaded_at``."""
+    import datetime as dt
+
+    if isinstance(when, dt.datetime):
+        moment = when + dt.timedelta(microseconds=1)
     else:
-        moment = (when if isinstance(when, dt.datetime) else dt.datetime.fromisoformat(str(when).strip())) + dt.timedelta(microseconds=1)
-    return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(zone))
+        text = when.isoformat() if isinstance(when, dt.date) else str(when).strip()
+        try:
+            moment = dt.datetime.combine(dt.date.fromisoformat(text) + dt.timedelta(days=1), dt.time())
+        except ValueError:  # not a bare date: a timestamp
+            moment = dt.datetime.fromisoformat(text) + dt.timedelta(microseconds=1)
+    if moment.tzinfo is not None:
+        return moment.astimezone(dt.timezone.utc)
+    return _utc(con.execute("select epoch_us(?::timestamp::timestamptz)", [moment.isoformat()]).fetchone()[0])
 
 
 def first_loaded_at(con):
-    """When the earliest version in the warehouse was loaded (None when nothing is)."""
+    """When the earliest version in the warehouse was loaded (aware, UTC; None when nothing is)."""
     tables = [t for (t,) in con.execute("select distinct table_name from information_schema.columns "
                                         "where column_name = '_loaded_at' and table_name like 'land%'").fetchall()]
     if not tables:
         return None
-    return con.execute(" union all ".join(f"select min(_loaded_at) from {t}" for t in tables) + " order by 1 nulls last limit 1").fetchone()[0]
+    return _utc(con.execute("select epoch_us(min(loaded)) from (" + " union all ".join(
+        f"select min(_loaded_at) as loaded from {t}" for t in tables) + ")").fetchone()[0])
 
 
 def area_names(con) -> dict[str, str]:
@@ -290,7 +305,7 @@ def as_of(con, when) -> "duckdb.DuckDBPyConnection":  # noqa: F821
     """
     import duckdb
 
-    cutoff, loaded_by = as_of_cutoff(when, session_zone(con)), "_loaded_at < ?::timestamptz"
+    cutoff, loaded_by = as_of_cutoff(con, when), "_loaded_at < ?::timestamptz"
     mem = duckdb.connect()
     mem.execute("set enable_progress_bar = false")
     tables = [name for (name,) in con.execute(

@@ -74,6 +74,28 @@ def test_an_area_created_after_the_peer_group_year_gets_its_group_from_the_first
         peers.peer_groups(population, {**config, "later_areas": "sometimes"})
 
 
+def test_the_analysis_takes_groups_from_the_configured_estimate_when_later_ones_are_loaded(tmp_path):
+    import duckdb
+
+    from carewatch import analysis
+    from tests import synthetic_warehouse
+
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        mid_2016 = con.execute("select area_code, age, population from stg_ons_mye where mid_year = 2016").df()
+        # a later estimate of the same areas, with the age structures swapped around
+        con.execute("insert into stg_ons_mye select 2017, area_code, age, (population * 7919 + age * 104729) % 4500 + 500 from stg_ons_mye")
+        analysis.run(con, export=False)
+        got = con.execute("select area_code, peer_code, peer_rank, mid_year from peer_group").df()
+    expected = peers.nearest_neighbours(peers.characteristics(mid_2016), peers.load_config()["features"], 15)
+    pairs = lambda frame: set(frame[["area_code", "peer_code", "peer_rank"]].itertuples(index=False, name=None))  # noqa: E731
+    assert pairs(got) == pairs(expected) and set(got["mid_year"]) == {2016}
+    # and the later estimate alone would have given other groups: the test can tell them apart
+    mid_2017 = mid_2016.assign(population=(mid_2016["population"] * 7919 + mid_2016["age"] * 104729) % 4500 + 500)
+    assert pairs(peers.nearest_neighbours(peers.characteristics(mid_2017), peers.load_config()["features"], 15)) != pairs(expected)
+
+
 def test_default_config_asks_for_about_15_neighbours():
     assert peers.load_config()["k"] == 15
 
@@ -220,6 +242,7 @@ def test_a_peer_abolished_by_a_boundary_change_leaves_the_group_from_that_day():
                             "effective_from": [dt.date(2019, 4, 1)] * 4, "change": ["merge", "split", "split", "alias"]})
     marked = peers.with_abolitions(groups, changes)
     assert marked.set_index("peer_code")["peer_until"].isna().to_dict() == {"P1": True, "E06000028": False, "E10000009": False}
+    assert marked["peer_from"].isna().all()  # none of them was made by a change
     # compared in February 2020, a delayed-days value has P1 alone as its group; the league
     # table's reablement of 2018-19 (a lagged year) still has all three peers
     values = pd.DataFrame(
@@ -237,6 +260,27 @@ def test_a_peer_abolished_by_a_boundary_change_leaves_the_group_from_that_day():
     assert real["peer_until"].tolist()[:2] == [pd.Timestamp("2019-04-01")] * 2 and pd.isna(real["peer_until"].iloc[2])
 
 
+def test_a_peer_made_by_a_boundary_change_joins_the_group_from_that_day():
+    """The Dorset unitary's group (from the mid-2018 estimate) holds BCP: a value of March 2019,
+    before BCP existed, is compared with the other peers, not nulled for BCP's missing value."""
+    marked = peers.with_abolitions(pd.DataFrame({"area_code": ["E06000059"] * 3, "peer_code": ["P1", "E06000058", "E08000038"]}),
+                                   geography.code_changes())
+    assert marked["peer_from"].tolist()[:2] == [pd.NaT, pd.Timestamp("2019-04-01")] and pd.isna(marked["peer_from"].iloc[2])  # an alias is not new
+    values = pd.DataFrame(
+        [("E06000059", "2019-03-01", 12.0, 11.0, 13.0, 120.0, 1000.0), ("P1", "2019-03-01", 8.0, 7.0, 9.0, 80.0, 1000.0),
+         ("E08000038", "2019-03-01", 9.0, 8.0, 10.0, 90.0, 1000.0),
+         ("E06000059", "2019-04-01", 12.0, 11.0, 13.0, 120.0, 1000.0), ("P1", "2019-04-01", 8.0, 7.0, 9.0, 80.0, 1000.0),
+         ("E08000038", "2019-04-01", 9.0, 8.0, 10.0, 90.0, 1000.0), ("E06000058", "2019-04-01", 10.0, 9.0, 11.0, 200.0, 2000.0)],
+        columns=["area_code", "period_start", "value", "ci_lower", "ci_upper", "numerator", "denominator"])
+    values["period_start"] = pd.to_datetime(values["period_start"])
+    values["metric_id"] = "m"
+    got = {start: peers.compare(part, marked, {"m": "low"}).set_index("area_code").loc["E06000059"]
+           for start, part in values.groupby("period_start")}
+    march, april = got[pd.Timestamp("2019-03-01")], got[pd.Timestamp("2019-04-01")]
+    assert march["peer_value"] == pytest.approx((80 + 90) / 2000 * 100) and march["group_size"] == 3  # itself and two peers
+    assert april["peer_value"] == pytest.approx((80 + 90 + 200) / 4000 * 100) and april["group_size"] == 4
+
+
 def test_peer_group_aggregates_drop_an_abolished_peer_from_its_abolition(tmp_path):
     """fct_peer_group_values over a hand-made group: before the abolition the aggregate needs
     both peers; after it, the remaining peer alone is the group (not a null from then on)."""
@@ -245,14 +289,22 @@ def test_peer_group_aggregates_drop_an_abolished_peer_from_its_abolition(tmp_pat
     from carewatch import paths
 
     con = duckdb.connect()
-    con.execute("create table peer_group (area_code varchar, peer_code varchar, peer_rank int, distance double, peer_until timestamp)")
-    con.execute("insert into peer_group values ('A', 'P1', 1, 0.1, null), ('A', 'OLD', 2, 0.2, '2019-04-01')")
+    con.execute("""create table peer_group (area_code varchar, peer_code varchar, peer_rank int, distance double,
+                   peer_until timestamp, peer_from timestamp)""")
+    # A's group from 2016; LATER's from a later estimate, with NEW, made the day OLD ended
+    con.execute("""insert into peer_group values ('A', 'P1', 1, 0.1, null, null), ('A', 'OLD', 2, 0.2, '2019-04-01', null),
+                   ('LATER', 'P1', 1, 0.1, null, null), ('LATER', 'NEW', 2, 0.2, null, '2019-04-01')""")
     con.execute("""create table fct_metric_values as select * from (values
         ('P1',  'month', date '2019-03-01', date '2019-03-31', 'm', 10.0, 100.0, 100.0, 10.0),
         ('OLD', 'month', date '2019-03-01', date '2019-03-31', 'm', 30.0, 100.0, 100.0, 30.0),
-        ('P1',  'month', date '2019-04-01', date '2019-04-30', 'm', 40.0, 100.0, 100.0, 40.0)
+        ('P1',  'month', date '2019-04-01', date '2019-04-30', 'm', 40.0, 100.0, 100.0, 40.0),
+        ('NEW', 'month', date '2019-04-01', date '2019-04-30', 'm', 60.0, 300.0, 100.0, 20.0)
         ) t(area_code, period_type, period_start, period_end, metric_id, numerator, denominator, multiplier, value)""")
     con.execute((paths.sql_dir() / "analysis" / "fct_peer_group_values.sql").read_text())
-    got = con.execute("select period_start, value, peers_reporting, group_size from fct_peer_group_values order by period_start").fetchall()
-    # March: (10 + 30) / (100 + 100) x 100 = 20, both peers; April: P1 alone, 40 / 100 x 100 = 40
-    assert got == [(dt.date(2019, 3, 1), 20.0, 2, 2), (dt.date(2019, 4, 1), 40.0, 1, 1)]
+    got = con.execute("select area_code, period_start, value, peers_reporting, group_size from fct_peer_group_values order by all").fetchall()
+    assert got == [
+        # March: (10 + 30) / (100 + 100) x 100 = 20, both peers; April: P1 alone, 40 / 100 x 100 = 40
+        ("A", dt.date(2019, 3, 1), 20.0, 2, 2), ("A", dt.date(2019, 4, 1), 40.0, 1, 1),
+        # March: NEW does not exist yet, P1 alone is the group (not a null for a peer without a value);
+        # April: (40 + 60) / (100 + 300) x 100 = 25
+        ("LATER", dt.date(2019, 3, 1), 10.0, 1, 1), ("LATER", dt.date(2019, 4, 1), 25.0, 2, 2)]

@@ -247,6 +247,22 @@ def test_results_recorded_before_descriptions_were_are_still_reused(carewatch_ho
     assert pipeline.validate_period(parsed)["validation_reused"]
 
 
+def test_the_report_reads_results_recorded_before_thresholds_were(tmp_path):
+    """A warehouse of the previous release keeps its validation_results until a file is
+    validated again (reused validations write nothing): the report still builds."""
+    from carewatch import analysis, monthly_report
+    from tests import synthetic_warehouse
+
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        con.execute("alter table validation_results drop column description")
+        con.execute("alter table validation_results drop column expected")
+        failed = monthly_report.gather(con)["failed_checks"]
+    assert len(failed) == 2 and failed["expected"].isna().all()
+
+
 def test_quarantined_files_say_whether_a_later_version_of_their_period_is_loaded(carewatch_home, tmp_path):
     from carewatch import warehouse
 

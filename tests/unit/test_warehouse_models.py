@@ -7,6 +7,7 @@ on the SQL in include/sql/.
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import duckdb
 import pandas as pd
@@ -448,7 +449,7 @@ def test_carewatch_as_of_while_a_task_writes_says_so(built, tmp_path, monkeypatc
     path = built.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()[0]
     monkeypatch.setenv("CAREWATCH_WAREHOUSE", path)  # `built` holds the write lock, as a load task would
     code = subprocess_main(["as-of", "Hackney", "2017-02", "--as-of", "2017-04-30"], path)
-    assert code[0] == 2 and code[1].startswith(f"carewatch: {path} is busy (a pipeline task is writing it); try again when it finishes")
+    assert code == (2, f"carewatch: {path} is busy (a pipeline task is writing it, PID {os.getpid()}); try again when it finishes")
 
 
 def test_carewatch_as_of_on_a_file_that_is_not_a_warehouse_says_so(tmp_path, monkeypatch, capsys):
@@ -468,10 +469,17 @@ def test_as_of_reads_a_bare_date_in_the_warehouse_sessions_time_zone(built, tmp_
     import shutil
 
     utc = dt.timezone.utc
-    assert warehouse.as_of_cutoff("2017-06-30", "Europe/London") == dt.datetime(2017, 6, 30, 23, 0, tzinfo=utc)  # BST
-    assert warehouse.as_of_cutoff("2017-12-31", "Europe/London") == dt.datetime(2018, 1, 1, 0, 0, tzinfo=utc)  # GMT
-    assert warehouse.as_of_cutoff("2017-06-30T12:00", "Europe/London") == dt.datetime(2017, 6, 30, 11, 0, 0, 1, tzinfo=utc)
-    assert warehouse.as_of_cutoff("2017-06-30T12:00+00:00", "Europe/London") == dt.datetime(2017, 6, 30, 12, 0, 0, 1, tzinfo=utc)
+    with duckdb.connect() as session:
+        def cutoff(zone, when):
+            session.execute(f"set TimeZone = '{zone}'")
+            return warehouse.as_of_cutoff(session, when)
+
+        assert cutoff("Europe/London", "2017-06-30") == dt.datetime(2017, 6, 30, 23, 0, tzinfo=utc)  # BST
+        assert cutoff("Europe/London", "20170630") == dt.datetime(2017, 6, 30, 23, 0, tzinfo=utc)  # a compact date is a date too
+        assert cutoff("Europe/London", dt.date(2017, 12, 31)) == dt.datetime(2018, 1, 1, 0, 0, tzinfo=utc)  # GMT
+        assert cutoff("Europe/London", "2017-06-30T12:00") == dt.datetime(2017, 6, 30, 11, 0, 0, 1, tzinfo=utc)
+        assert cutoff("Europe/London", "2017-06-30T12:00+00:00") == dt.datetime(2017, 6, 30, 12, 0, 0, 1, tzinfo=utc)
+        assert cutoff("JST", "2017-06-30") == dt.datetime(2017, 6, 30, 15, 0, tzinfo=utc)  # a zone name only DuckDB knows
 
     # every version loaded at 23:30 UTC on 30 June 2017: 00:30 on 1 July in London
     for table in ("land_ons_mye", "land_dtoc_la"):
@@ -497,8 +505,11 @@ def test_as_of_reads_a_bare_date_in_the_warehouse_sessions_time_zone(built, tmp_
         return out.returncode, out.stderr.strip()
 
     assert as_of_in("Europe/London") == (
-        1, "carewatch: nothing reported for Hackney in 2017-02 as of 2017-06-30; the first version in the warehouse was loaded at 2017-07-01 00:30 BST")
+        1, "carewatch: nothing reported for Hackney in 2017-02 as of 2017-06-30; the first version in the warehouse was loaded at 2017-06-30 23:30 UTC")
     assert as_of_in("UTC")[0] == 0
+    # 2017-06-30 ends at 15:00 UTC there: an answer, not a time-zone error
+    assert as_of_in("JST") == (
+        1, "carewatch: nothing reported for Hackney in 2017-02 as of 2017-06-30; the first version in the warehouse was loaded at 2017-06-30 23:30 UTC")
 
 
 def test_a_warehouse_another_process_holds_is_busy_for_readers_and_writers(tmp_path):
@@ -516,12 +527,21 @@ def test_a_warehouse_another_process_holds_is_busy_for_readers_and_writers(tmp_p
                                str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        for read_only in (True, False):
-            with pytest.raises(WarehouseBusy, match=f"^{path} is busy \\(a pipeline task is writing it\\); try again when it finishes \\(.*lock"):
+        for read_only, who in ((True, "a pipeline task is writing it"), (False, "another process has it open")):
+            with pytest.raises(WarehouseBusy) as busy:
                 with warehouse.connect(read_only=read_only, path=path):
                     pass
+            assert str(busy.value) == f"{path} is busy ({who}, PID {holder.pid}); try again when it finishes"
     finally:
         holder.communicate("")
+    # a file that is not a warehouse is not "busy", whatever its path says
+    locked = tmp_path / "lock" / "w.duckdb"
+    locked.parent.mkdir()
+    locked.write_bytes(b"not a database" * 100)
+    with pytest.raises(CarewatchError, match=f"^{locked}: cannot open the warehouse") as bad:
+        with warehouse.connect(read_only=True, path=locked):
+            pass
+    assert not isinstance(bad.value, WarehouseBusy)
     with warehouse.connect(read_only=True, path=path) as con:  # free again
         assert con.execute("select 1").fetchone() == (1,)
 

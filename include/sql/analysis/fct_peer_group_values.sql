@@ -5,9 +5,10 @@
 -- length of stay has no numerator, so its peer value is the denominator-weighted mean of the
 -- peers' values (the documented approximation the rolling figures also use). A peer without
 -- a value leaves the aggregate null rather than partial. A peer abolished by a boundary change
--- (peer_group.peer_until) leaves the group from that day: the group of a period is the peers
--- that exist at its start. Built by the analysis step (peer groups are computed there), after
--- fct_metric_values.
+-- (peer_group.peer_until) leaves the group from that day, and a peer made by one
+-- (peer_group.peer_from: BCP in the Dorset unitary's group) joins it from that day: the group
+-- of a period is the peers that exist at its start. Built by the analysis step (peer groups
+-- are computed there), after fct_metric_values.
 create or replace table fct_peer_group_values as
 with periods as (
     select distinct period_type, period_start from fct_metric_values
@@ -17,7 +18,8 @@ members as (
            count(*) over (partition by peer_group.area_code, periods.period_type, periods.period_start) as group_size
     from peer_group
     cross join periods
-    where peer_group.peer_until is null or periods.period_start < peer_group.peer_until
+    where (peer_group.peer_until is null or periods.period_start < peer_group.peer_until)
+      and (peer_group.peer_from is null or periods.period_start >= peer_group.peer_from)
 ),
 joined as (
     select members.area_code, members.group_size, facts.*  exclude (area_code)

@@ -73,7 +73,7 @@ def peer_groups(population: pd.DataFrame | None = None, config: dict | None = No
         if "peer_rank" not in peers:
             peers["peer_rank"] = peers.groupby("area_code").cumcount() + 1
         peers["peer_rank"] = peers["peer_rank"].astype(int)
-        return peers.assign(mid_year=pd.NA)
+        return peers.assign(mid_year=pd.array([pd.NA] * len(peers), dtype="Int64"))  # an integer column, as computed groups have
     if config["method"] != "nearest_neighbours":
         raise ValueError(f"peer_groups: unknown method {config['method']!r}")
     year = int(config["mid_year"])
@@ -106,14 +106,17 @@ def later_area_groups(population: pd.DataFrame, groups: pd.DataFrame, config: di
 
 def with_abolitions(groups: pd.DataFrame, code_changes: pd.DataFrame) -> pd.DataFrame:
     """Add ``peer_until``: the day a peer stopped existing (its council was merged or split
-    away, ``config/geography/code_changes.csv``), null while it exists. Peer groups are fixed
-    on the areas of the peer-group mid-year; from that day on an area's group is the peers
-    that remain (Bournemouth, Poole and the old Dorset county leave their peers' groups in
-    April 2019 instead of nulling every peer value after it)."""
-    ended = code_changes[code_changes["change"].isin(["merge", "split"])]
-    until = pd.to_datetime(ended.groupby("old_code")["effective_from"].min())
+    away, ``config/geography/code_changes.csv``), null while it exists; and ``peer_from``: the
+    day a peer made by a merge or split came into existence, null for one that existed before.
+    Peer groups are fixed on the areas of the peer-group mid-year; from ``peer_until`` on an
+    area's group is the peers that remain (Bournemouth, Poole and the old Dorset county leave
+    their peers' groups in April 2019 instead of nulling every peer value after it). A group
+    from a later estimate (:func:`later_area_groups`) can hold a peer made the same day (the
+    Dorset unitary's group holds BCP): before ``peer_from`` it is not in the group."""
+    changed = code_changes[code_changes["change"].isin(["merge", "split"])]
     out = groups.copy()
-    out["peer_until"] = out["peer_code"].map(until)
+    out["peer_until"] = out["peer_code"].map(pd.to_datetime(changed.groupby("old_code")["effective_from"].min()))
+    out["peer_from"] = out["peer_code"].map(pd.to_datetime(changed.groupby("new_code")["effective_from"].min()))
     return out
 
 
@@ -122,7 +125,7 @@ def compare(values: pd.DataFrame, peers: pd.DataFrame, directions: dict[str, str
 
     ``values``: ``area_code``, ``metric_id``, ``value``, ``ci_lower``, ``ci_upper``,
     ``numerator``, ``denominator`` (England included as E92000001).
-    ``peers``: ``area_code``, ``peer_code`` and optionally ``peer_until``
+    ``peers``: ``area_code``, ``peer_code`` and optionally ``peer_until`` and ``peer_from``
     (:func:`with_abolitions`); with ``period_start`` in ``values`` each value is compared
     with the peers that existed at its period's start (the league table's reablement is a
     lagged year, when peers abolished since still existed), as ``fct_peer_group_values``.
@@ -143,11 +146,13 @@ def compare(values: pd.DataFrame, peers: pd.DataFrame, directions: dict[str, str
     low_better = own["metric_id"].map(lambda m: directions[m] == "low").astype(bool)
 
     # one row per (area, metric, member of the group in that value's period)
-    dated = "peer_until" in peers and "period_start" in own
-    links = peers[["area_code", "peer_code", *(["peer_until"] if dated else [])]].merge(
-        own[["area_code", "metric_id", "value", *(["period_start"] if dated else [])]], on="area_code")
-    if dated:
+    dates = [c for c in ("peer_until", "peer_from") if c in peers] if "period_start" in own else []
+    links = peers[["area_code", "peer_code", *dates]].merge(
+        own[["area_code", "metric_id", "value", *(["period_start"] if dates else [])]], on="area_code")
+    if "peer_until" in dates:
         links = links[links["peer_until"].isna() | (pd.to_datetime(links["peer_until"]) > pd.to_datetime(links["period_start"]))]
+    if "peer_from" in dates:
+        links = links[links["peer_from"].isna() | (pd.to_datetime(links["peer_from"]) <= pd.to_datetime(links["period_start"]))]
     members = links.groupby(["area_code", "metric_id"]).size().rename("members")
     # ... and of those, the peers with a value
     links = links.merge(
