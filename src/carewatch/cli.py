@@ -31,10 +31,10 @@ def _check_period(source: str, period: str | None) -> None:
 
 def _check_moment(option: str, text: str) -> None:
     """A date (YYYY-MM-DD) or an ISO timestamp, or a one-line error naming ``option``."""
-    import datetime as dt
+    from carewatch import warehouse
 
     try:
-        dt.datetime.fromisoformat(text)
+        warehouse.parse_moment(text)
     except ValueError:
         raise CarewatchError(f"{option} {text!r} is not a date (YYYY-MM-DD) or an ISO timestamp") from None
 

@@ -54,7 +54,7 @@ class ExpectationResult:
             if self.observed_value is not None:
                 parts.append(f"observed {self.observed_value}")
             if self.unexpected_count:
-                parts.append(f"{self.unexpected_count} unexpected, e.g. {self.unexpected_examples[:3]}")
+                parts.append(f"{self.unexpected_count} unexpected, e.g. {', '.join(map(str, self.unexpected_examples[:3]))}")
             detail = " (" + "; ".join(parts) + ")" if parts else ""
         column = f" [{self.column}]" if self.column else ""
         return f"{status} {self.severity:<8} {self.expectation}{column}: {self.description}{detail}"

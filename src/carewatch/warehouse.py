@@ -254,25 +254,41 @@ def _utc(epoch_us: int | None):
     return None if epoch_us is None else dt.datetime.fromisoformat(_EPOCH) + dt.timedelta(microseconds=epoch_us)
 
 
+_BARE_DATE = re.compile(r"\d{4}-?\d{2}-?\d{2}")
+
+
+def parse_moment(text: str) -> "dt.date | dt.datetime":  # noqa: F821
+    """A date (2017-10-31, 20171031) or an ISO timestamp with a time (2017-10-31T18:00, with
+    or without an offset); ValueError for anything else, week dates and months included."""
+    import datetime as dt
+
+    text = text.strip()
+    if _BARE_DATE.fullmatch(text):
+        return dt.date.fromisoformat(text)
+    if "T" in text or " " in text:
+        return dt.datetime.fromisoformat(text)
+    raise ValueError(f"not a date or a timestamp: {text!r}")
+
+
 def as_of_cutoff(con, when) -> "dt.datetime":  # noqa: F821
     """The instant (aware, UTC) a version must have been loaded before (``_loaded_at < cutoff``)
-    to count as loaded by ``when``: a bare date (2017-10-31, 20171031) means the end of that
+    to count as loaded by ``when``: a bare date (:func:`parse_moment`) means the end of that
     day (loads made on it count), a timestamp is taken as is (a load at that very instant
     counts). A date, or a timestamp without an offset, is a wall-clock time in the session's
     time zone (DuckDB's ``TimeZone``), resolved by DuckDB as it resolves ``_loaded_at``."""
     import datetime as dt
 
-    if isinstance(when, dt.datetime):
-        moment = when + dt.timedelta(microseconds=1)
-    else:
-        text = when.isoformat() if isinstance(when, dt.date) else str(when).strip()
-        try:
-            moment = dt.datetime.combine(dt.date.fromisoformat(text) + dt.timedelta(days=1), dt.time())
-        except ValueError:  # not a bare date: a timestamp
-            moment = dt.datetime.fromisoformat(text) + dt.timedelta(microseconds=1)
-    if moment.tzinfo is not None:
-        return moment.astimezone(dt.timezone.utc)
-    return _utc(con.execute("select epoch_us(?::timestamp::timestamptz)", [moment.isoformat()]).fetchone()[0])
+    moment = when if isinstance(when, dt.date) else parse_moment(str(when))
+    try:
+        if isinstance(moment, dt.datetime):
+            moment += dt.timedelta(microseconds=1)
+        else:
+            moment = dt.datetime.combine(moment + dt.timedelta(days=1), dt.time())
+        if moment.tzinfo is not None:
+            return moment.astimezone(dt.timezone.utc)
+        return _utc(con.execute("select epoch_us(?::timestamp::timestamptz)", [moment.isoformat()]).fetchone()[0])
+    except OverflowError:
+        raise CarewatchError(f"{when} is outside the dates the warehouse can answer for") from None
 
 
 def first_loaded_at(con):
@@ -299,7 +315,8 @@ def as_of(con, when) -> "duckdb.DuckDBPyConnection":  # noqa: F821
 
     Answers "what did we report for Trafford for September 2017, as of October 2017":
     ``as_of(con, "2017-10-31").execute("select * from fct_metric_values where ...")``.
-    A bare date means the end of that day (loads made on it count); a timestamp is taken as is.
+    A bare date means the end of that day (loads made on it count); a timestamp is taken as is;
+    either without an offset is read in the session's time zone (:func:`as_of_cutoff`).
     The monthly run loads each publication days after it appears, so load time stands for
     publication time; a backfill loads old publications today and so knows no earlier state.
     """

@@ -265,7 +265,8 @@ def test_a_peer_made_by_a_boundary_change_joins_the_group_from_that_day():
     before BCP existed, is compared with the other peers, not nulled for BCP's missing value."""
     marked = peers.with_abolitions(pd.DataFrame({"area_code": ["E06000059"] * 3, "peer_code": ["P1", "E06000058", "E08000038"]}),
                                    geography.code_changes())
-    assert marked["peer_from"].tolist()[:2] == [pd.NaT, pd.Timestamp("2019-04-01")] and pd.isna(marked["peer_from"].iloc[2])  # an alias is not new
+    assert pd.isna(marked["peer_from"].iloc[0]) and marked["peer_from"].iloc[1] == pd.Timestamp("2019-04-01")
+    assert pd.isna(marked["peer_from"].iloc[2])  # an alias is not a new area
     values = pd.DataFrame(
         [("E06000059", "2019-03-01", 12.0, 11.0, 13.0, 120.0, 1000.0), ("P1", "2019-03-01", 8.0, 7.0, 9.0, 80.0, 1000.0),
          ("E08000038", "2019-03-01", 9.0, 8.0, 10.0, 90.0, 1000.0),
@@ -279,6 +280,10 @@ def test_a_peer_made_by_a_boundary_change_joins_the_group_from_that_day():
     march, april = got[pd.Timestamp("2019-03-01")], got[pd.Timestamp("2019-04-01")]
     assert march["peer_value"] == pytest.approx((80 + 90) / 2000 * 100) and march["group_size"] == 3  # itself and two peers
     assert april["peer_value"] == pytest.approx((80 + 90 + 200) / 4000 * 100) and april["group_size"] == 4
+    # a rolling year is named by its last month: the year to April 2019 began before BCP existed
+    rolling = peers.compare(values[values["period_start"] == "2019-04-01"].assign(period_type="rolling_12m"), marked, {"m": "low"})
+    assert rolling.set_index("area_code").loc["E06000059", "group_size"] == 3
+    assert rolling.set_index("area_code").loc["E06000059", "peer_value"] == pytest.approx((80 + 90) / 2000 * 100)
 
 
 def test_peer_group_aggregates_drop_an_abolished_peer_from_its_abolition(tmp_path):
@@ -298,13 +303,21 @@ def test_peer_group_aggregates_drop_an_abolished_peer_from_its_abolition(tmp_pat
         ('P1',  'month', date '2019-03-01', date '2019-03-31', 'm', 10.0, 100.0, 100.0, 10.0),
         ('OLD', 'month', date '2019-03-01', date '2019-03-31', 'm', 30.0, 100.0, 100.0, 30.0),
         ('P1',  'month', date '2019-04-01', date '2019-04-30', 'm', 40.0, 100.0, 100.0, 40.0),
-        ('NEW', 'month', date '2019-04-01', date '2019-04-30', 'm', 60.0, 300.0, 100.0, 20.0)
+        ('NEW', 'month', date '2019-04-01', date '2019-04-30', 'm', 60.0, 300.0, 100.0, 20.0),
+        -- rolling years, named by their last month: NEW has none until the one ending March 2020
+        ('P1',  'rolling_12m', date '2019-06-01', date '2019-06-30', 'm', 50.0, 100.0, 100.0, 50.0),
+        ('P1',  'rolling_12m', date '2020-03-01', date '2020-03-31', 'm', 20.0, 100.0, 100.0, 20.0),
+        ('NEW', 'rolling_12m', date '2020-03-01', date '2020-03-31', 'm', 80.0, 400.0, 100.0, 20.0)
         ) t(area_code, period_type, period_start, period_end, metric_id, numerator, denominator, multiplier, value)""")
     con.execute((paths.sql_dir() / "analysis" / "fct_peer_group_values.sql").read_text())
     got = con.execute("select area_code, period_start, value, peers_reporting, group_size from fct_peer_group_values order by all").fetchall()
     assert got == [
         # March: (10 + 30) / (100 + 100) x 100 = 20, both peers; April: P1 alone, 40 / 100 x 100 = 40
         ("A", dt.date(2019, 3, 1), 20.0, 2, 2), ("A", dt.date(2019, 4, 1), 40.0, 1, 1),
+        ("A", dt.date(2019, 6, 1), 50.0, 1, 1), ("A", dt.date(2020, 3, 1), 20.0, 1, 1),
         # March: NEW does not exist yet, P1 alone is the group (not a null for a peer without a value);
         # April: (40 + 60) / (100 + 300) x 100 = 25
-        ("LATER", dt.date(2019, 3, 1), 10.0, 1, 1), ("LATER", dt.date(2019, 4, 1), 25.0, 2, 2)]
+        ("LATER", dt.date(2019, 3, 1), 10.0, 1, 1), ("LATER", dt.date(2019, 4, 1), 25.0, 2, 2),
+        # the year to June 2019 began in July 2018, before NEW existed: P1 alone; the year to
+        # March 2020 is NEW's first whole year: (20 + 80) / (100 + 400) x 100 = 20
+        ("LATER", dt.date(2019, 6, 1), 50.0, 1, 1), ("LATER", dt.date(2020, 3, 1), 20.0, 2, 2)]

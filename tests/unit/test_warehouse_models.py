@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from carewatch import warehouse
+from carewatch.errors import CarewatchError
 
 HACKNEY, CITY, BARNSLEY, BARNSLEY_2019 = "E09000012", "E09000001", "E08000016", "E08000038"
 BOURNEMOUTH, BCP = "E06000028", "E06000058"
@@ -285,6 +286,7 @@ def test_carewatch_as_of_prints_what_was_reported(built, tmp_path):
 KILLED_LOADER = """
 import sys, time, duckdb
 from carewatch import warehouse
+from carewatch.errors import CarewatchError
 
 class PausesAfterInsert:
     '''The real connection; after the insert (inside the open transaction) it says so and waits to be killed.'''
@@ -403,8 +405,9 @@ def test_carewatch_as_of_says_in_one_line_what_is_wrong(tmp_path, monkeypatch, c
     assert cli.main(["as-of", "Hackney", "2017-02", "--as-of", "2017-04-30"]) == 2
     assert capsys.readouterr().err.strip().startswith("carewatch: no warehouse at ")
     duckdb.connect(str(tmp_path / "none.duckdb")).close()
-    assert cli.main(["as-of", "Hackney", "2017-02", "--as-of", "last tuesday"]) == 2
-    assert capsys.readouterr().err.strip() == "carewatch: --as-of 'last tuesday' is not a date (YYYY-MM-DD) or an ISO timestamp"
+    for text in ("last tuesday", "2017-W44-2"):
+        assert cli.main(["as-of", "Hackney", "2017-02", "--as-of", text]) == 2
+        assert capsys.readouterr().err.strip() == f"carewatch: --as-of {text!r} is not a date (YYYY-MM-DD) or an ISO timestamp"
 
 
 def test_carewatch_as_of_names_the_mistake(built, tmp_path, monkeypatch, capsys):
@@ -480,6 +483,13 @@ def test_as_of_reads_a_bare_date_in_the_warehouse_sessions_time_zone(built, tmp_
         assert cutoff("Europe/London", "2017-06-30T12:00") == dt.datetime(2017, 6, 30, 11, 0, 0, 1, tzinfo=utc)
         assert cutoff("Europe/London", "2017-06-30T12:00+00:00") == dt.datetime(2017, 6, 30, 12, 0, 0, 1, tzinfo=utc)
         assert cutoff("JST", "2017-06-30") == dt.datetime(2017, 6, 30, 15, 0, tzinfo=utc)  # a zone name only DuckDB knows
+        for other in ("2017-W44-2", "2017-W44", "2017-10", "2017-304"):  # week dates, months, ordinal days: not dates here
+            with pytest.raises(ValueError):
+                cutoff("UTC", other)
+        with pytest.raises(CarewatchError, match="^9999-12-31 is outside the dates the warehouse can answer for$"):
+            cutoff("UTC", "9999-12-31")
+        with pytest.raises(CarewatchError, match="outside the dates"):
+            cutoff("America/Los_Angeles", "9999-12-31T23:00")
 
     # every version loaded at 23:30 UTC on 30 June 2017: 00:30 on 1 July in London
     for table in ("land_ons_mye", "land_dtoc_la"):
@@ -516,7 +526,7 @@ def test_a_warehouse_another_process_holds_is_busy_for_readers_and_writers(tmp_p
     import subprocess
     import sys
 
-    from carewatch.errors import CarewatchError, WarehouseBusy
+    from carewatch.errors import WarehouseBusy
 
     path = tmp_path / "held.duckdb"
     with pytest.raises(CarewatchError, match=f"^no warehouse at {path}: run the pipeline first"):

@@ -6,8 +6,8 @@
 -- peers' values (the documented approximation the rolling figures also use). A peer without
 -- a value leaves the aggregate null rather than partial. A peer abolished by a boundary change
 -- (peer_group.peer_until) leaves the group from that day, and a peer made by one
--- (peer_group.peer_from: BCP in the Dorset unitary's group) joins it from that day: the group
--- of a period is the peers that exist at its start. Built by the analysis step (peer groups
+-- (peer_group.peer_from: BCP in the Dorset unitary's group) joins it from the first period
+-- it existed throughout: the group of a period is the peers that exist at its start. Built by the analysis step (peer groups
 -- are computed there), after fct_metric_values.
 create or replace table fct_peer_group_values as
 with periods as (
@@ -19,7 +19,11 @@ members as (
     from peer_group
     cross join periods
     where (peer_group.peer_until is null or periods.period_start < peer_group.peer_until)
-      and (peer_group.peer_from is null or periods.period_start >= peer_group.peer_from)
+      -- a peer made by a change is in the group once it existed for the whole period: a
+      -- rolling year's period_start is its last month, so the window begins 11 months earlier
+      and (peer_group.peer_from is null
+           or periods.period_start - case when periods.period_type = 'rolling_12m' then interval 11 month
+                                          else interval 0 month end >= peer_group.peer_from)
 ),
 joined as (
     select members.area_code, members.group_size, facts.*  exclude (area_code)

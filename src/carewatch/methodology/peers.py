@@ -148,11 +148,17 @@ def compare(values: pd.DataFrame, peers: pd.DataFrame, directions: dict[str, str
     # one row per (area, metric, member of the group in that value's period)
     dates = [c for c in ("peer_until", "peer_from") if c in peers] if "period_start" in own else []
     links = peers[["area_code", "peer_code", *dates]].merge(
-        own[["area_code", "metric_id", "value", *(["period_start"] if dates else [])]], on="area_code")
+        own[["area_code", "metric_id", "value", *(["period_start"] if dates else []), *(["period_type"] if "period_type" in own else [])]],
+        on="area_code")
+    if dates:  # a rolling year's period_start is its last month: its window begins 11 months earlier
+        links["window_start"] = pd.to_datetime(links["period_start"])
+        if "period_type" in links:
+            rolling = links["period_type"].eq("rolling_12m")
+            links.loc[rolling, "window_start"] -= pd.DateOffset(months=11)
     if "peer_until" in dates:
         links = links[links["peer_until"].isna() | (pd.to_datetime(links["peer_until"]) > pd.to_datetime(links["period_start"]))]
-    if "peer_from" in dates:
-        links = links[links["peer_from"].isna() | (pd.to_datetime(links["peer_from"]) <= pd.to_datetime(links["period_start"]))]
+    if "peer_from" in dates:  # a peer made by a change counts once it existed for the whole period
+        links = links[links["peer_from"].isna() | (pd.to_datetime(links["peer_from"]) <= links["window_start"])]
     members = links.groupby(["area_code", "metric_id"]).size().rename("members")
     # ... and of those, the peers with a value
     links = links.merge(
