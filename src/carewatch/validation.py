@@ -46,6 +46,10 @@ class ExpectationResult:
     unexpected_examples: list
     expected: str = ""
 
+    def __post_init__(self):
+        # as text, as validation_results records them: a reused result reads the same
+        self.unexpected_examples = [str(x) for x in self.unexpected_examples]
+
     def line(self) -> str:
         status = "PASS" if self.success else "FAIL"
         detail = ""
@@ -54,7 +58,7 @@ class ExpectationResult:
             if self.observed_value is not None:
                 parts.append(f"observed {self.observed_value}")
             if self.unexpected_count:
-                parts.append(f"{self.unexpected_count} unexpected, e.g. {', '.join(map(str, self.unexpected_examples[:3]))}")
+                parts.append(f"{self.unexpected_count} unexpected, e.g. {', '.join(self.unexpected_examples[:3])}")
             detail = " (" + "; ".join(parts) + ")" if parts else ""
         column = f" [{self.column}]" if self.column else ""
         return f"{status} {self.severity:<8} {self.expectation}{column}: {self.description}{detail}"
@@ -403,8 +407,7 @@ def run(batch: PreparedBatch, *, data_docs: bool = False, run_name: str | None =
                 success=bool(result.success),
                 observed_value=details.get("observed_value"),
                 unexpected_count=details.get("unexpected_count"),
-                # as text, as validation_results records them: a reused result reads the same
-                unexpected_examples=[str(x) for x in list(details.get("partial_unexpected_list") or [])[:5]],
+                unexpected_examples=list(details.get("partial_unexpected_list") or [])[:5],
                 expected=_expected_text(config.kwargs),
             )
         )
@@ -552,7 +555,7 @@ def store(con, report: ValidationReport, *, file_version: int, sha256: str, pars
                    values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [report.source, report.period, file_version, sha256, report.suite, r.expectation, r.column, r.severity,
                  r.success, None if r.observed_value is None else str(r.observed_value), r.unexpected_count,
-                 json.dumps([str(x) for x in r.unexpected_examples]), now, report.docs_url, report.key,
+                 json.dumps(r.unexpected_examples), now, report.docs_url, report.key,
                  r.description or None, r.expected or None],
             )
         file = [report.source, report.period, sha256]

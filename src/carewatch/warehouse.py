@@ -242,16 +242,13 @@ def build_models(con, sql_dir: Path | None = None, reference: bool = True, check
     return built
 
 
-_EPOCH = "1970-01-01T00:00:00+00:00"
-
-
 def _utc(epoch_us: int | None):
     """A DuckDB epoch in microseconds as an aware UTC datetime. Instants cross from DuckDB as
     epochs: its Python client converts a timestamptz through pytz, which does not know every
     zone name DuckDB's session may use (JST, IST)."""
     import datetime as dt
 
-    return None if epoch_us is None else dt.datetime.fromisoformat(_EPOCH) + dt.timedelta(microseconds=epoch_us)
+    return None if epoch_us is None else dt.datetime.fromtimestamp(0, dt.timezone.utc) + dt.timedelta(microseconds=epoch_us)
 
 
 _BARE_DATE = re.compile(r"\d{4}-?\d{2}-?\d{2}")

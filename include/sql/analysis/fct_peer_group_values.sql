@@ -7,8 +7,8 @@
 -- a value leaves the aggregate null rather than partial. A peer abolished by a boundary change
 -- (peer_group.peer_until) leaves the group from that day, and a peer made by one
 -- (peer_group.peer_from: BCP in the Dorset unitary's group) joins it from the first period
--- it existed throughout: the group of a period is the peers that exist at its start. Built by the analysis step (peer groups
--- are computed there), after fct_metric_values.
+-- it existed throughout: the group of a period is the peers that exist at its start. Built
+-- by the analysis step (peer groups are computed there), after fct_metric_values.
 create or replace table fct_peer_group_values as
 with periods as (
     select distinct period_type, period_start from fct_metric_values
