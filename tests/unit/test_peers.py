@@ -321,3 +321,32 @@ def test_peer_group_aggregates_drop_an_abolished_peer_from_its_abolition(tmp_pat
         # the year to June 2019 began in July 2018, before NEW existed: P1 alone; the year to
         # March 2020 is NEW's first whole year: (20 + 80) / (100 + 400) x 100 = 20
         ("LATER", dt.date(2019, 6, 1), 50.0, 1, 1), ("LATER", dt.date(2020, 3, 1), 20.0, 2, 2)]
+
+
+def test_peer_group_aggregates_with_a_peer_missing_are_null_and_count_only_the_peers_reporting():
+    """A suppressed peer (a row without a value, its denominator still published) or a peer
+    with no row leaves value, numerator and denominator null, not the other peers' sums, and
+    is not counted as reporting."""
+    import duckdb
+
+    from carewatch import paths
+
+    con = duckdb.connect()
+    con.execute("""create table peer_group (area_code varchar, peer_code varchar, peer_rank int, distance double,
+                   peer_until timestamp, peer_from timestamp)""")
+    con.execute("""insert into peer_group values ('A', 'P1', 1, 0.1, null, null), ('A', 'SUPPRESSED', 2, 0.2, null, null),
+                   ('B', 'P1', 1, 0.1, null, null), ('B', 'ABSENT', 2, 0.2, null, null),
+                   ('C', 'P1', 1, 0.1, null, null), ('C', 'P2', 2, 0.2, null, null)""")
+    con.execute("""create table fct_metric_values as select * from (values
+        ('P1',         'month', date '2019-03-01', date '2019-03-31', 'm', 10.0, 100.0, 100.0, 10.0),
+        ('SUPPRESSED', 'month', date '2019-03-01', date '2019-03-31', 'm', null, 300.0, 100.0, null),
+        ('P2',         'month', date '2019-03-01', date '2019-03-31', 'm', 50.0, 400.0, 100.0, 12.5)
+        ) t(area_code, period_type, period_start, period_end, metric_id, numerator, denominator, multiplier, value)""")
+    con.execute((paths.sql_dir() / "analysis" / "fct_peer_group_values.sql").read_text())
+    got = con.execute("""select area_code, peers_reporting, group_size, numerator, denominator, value
+                         from fct_peer_group_values order by all""").fetchall()
+    assert got == [
+        ("A", 1, 2, None, None, None),
+        ("B", 1, 2, None, None, None),
+        # complete: (10 + 50) / (100 + 400) x 100 = 12
+        ("C", 2, 2, 60.0, 500.0, 12.0)]

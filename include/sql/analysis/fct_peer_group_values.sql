@@ -4,11 +4,13 @@
 -- numerators / sum of denominators x multiplier, as England is pooled); the 90th-percentile
 -- length of stay has no numerator, so its peer value is the denominator-weighted mean of the
 -- peers' values (the documented approximation the rolling figures also use). A peer without
--- a value leaves the aggregate null rather than partial. A peer abolished by a boundary change
--- (peer_group.peer_until) leaves the group from that day, and a peer made by one
--- (peer_group.peer_from: BCP in the Dorset unitary's group) joins it from the first period
--- it existed throughout: the group of a period is the peers that exist at its start. Built
--- by the analysis step (peer groups are computed there), after fct_metric_values.
+-- a value (suppressed, or no figure) leaves the aggregate null rather than partial: value,
+-- numerator and denominator alike; peers_reporting counts the peers that have a value. A
+-- peer abolished by a boundary change (peer_group.peer_until) leaves the group from that
+-- day, and a peer made by one (peer_group.peer_from: BCP in the Dorset unitary's group)
+-- joins it from the first period it existed throughout: the group of a period is the peers
+-- that exist at its start. Built by the analysis step (peer groups are computed there),
+-- after fct_metric_values.
 create or replace table fct_peer_group_values as
 with periods as (
     select distinct period_type, period_start from fct_metric_values
@@ -32,23 +34,41 @@ joined as (
       on facts.area_code = members.peer_code
      and facts.period_type = members.period_type
      and facts.period_start = members.period_start
+),
+pooled as (
+    select
+        area_code,
+        period_type,
+        period_start,
+        any_value(period_end)                                 as period_end,
+        metric_id,
+        count(value)                                          as peers_reporting,
+        any_value(group_size)                                 as group_size,
+        -- every peer of the group has a row and a value
+        count(*) = any_value(group_size) and count(value) = count(*) as complete,
+        count(numerator) = count(*)                           as with_numerators,
+        sum(numerator)                                        as numerator,
+        sum(denominator)                                      as denominator,
+        sum(value * denominator)                              as weighted_values,
+        any_value(multiplier)                                 as multiplier
+    from joined
+    group by area_code, period_type, period_start, metric_id
 )
 select
     area_code,
     period_type,
     period_start,
-    any_value(period_end)                                     as period_end,
+    period_end,
     metric_id,
     split_part(metric_id, '__', 1)                            as base_metric_id,
-    count(*)                                                  as peers_reporting,
-    any_value(group_size)                                     as group_size,
-    sum(numerator)                                            as numerator,
-    sum(denominator)                                          as denominator,
-    any_value(multiplier)                                     as multiplier,
+    peers_reporting,
+    group_size,
+    case when complete then numerator end                     as numerator,
+    case when complete then denominator end                   as denominator,
+    multiplier,
     case
-        when count(*) < any_value(group_size) or count(value) < count(*) then null
-        when count(numerator) = count(*) then sum(numerator) / sum(denominator) * any_value(multiplier)
-        else sum(value * denominator) / sum(denominator)
+        when not complete then null
+        when with_numerators then numerator / denominator * multiplier
+        else weighted_values / denominator
     end                                                       as value
-from joined
-group by area_code, period_type, period_start, metric_id
+from pooled
