@@ -95,6 +95,15 @@ def test_bottom_quartile_rule_keeps_the_baseline_after_the_target_set_ends():
     got = flags.bottom_quartile_with_little_improvement(
         {"metric": DTOC, "min_improvement_pct": 10}, inputs(metric_values=values, tracking=tracking, period_start=later))
     assert set(got) == {"A"}
+    # configured to stop with the set: nobody is tracked in June 2018, so nobody is flagged
+    rule = {"metric": DTOC, "min_improvement_pct": 10, "after_target_set_ends": "stop"}
+    assert flags.bottom_quartile_with_little_improvement(rule, inputs(metric_values=values, tracking=tracking, period_start=later)) == {}
+    # ... while the set runs, stop and keep_baseline agree (A tracked in March 2018, at 20 of baseline 21)
+    march = pd.Timestamp("2018-03-01")
+    in_set = inputs(metric_values=values.assign(period_start=march), tracking=tracking, period_start=march)
+    assert set(flags.bottom_quartile_with_little_improvement(rule, in_set)) == {"A"}
+    with pytest.raises(ValueError, match="keep_baseline or stop"):
+        flags.bottom_quartile_with_little_improvement({**rule, "after_target_set_ends": "forever"}, in_set)
 
 
 def test_funnel_outlier_flags_only_the_worse_side():
@@ -112,6 +121,31 @@ def test_funnel_outlier_flags_only_the_worse_side():
     got = flags.funnel_outlier({"level": 0.998, "period_type": "rolling_12m"}, inputs(metric_values=mv(rows)))
     assert set(got) == {"HIGH", "WEEKENDLOW"}
     assert ADM in got["HIGH"] and WKD in got["WEEKENDLOW"]
+
+
+def test_funnel_outlier_widens_its_limits_by_the_configured_winsorised_overdispersion():
+    # ten areas at exposure 1,000 with 10 ... 190 events: the average rate is 0.1, so each
+    # z-score is (events - 100) / 10 = -9, -2, -1, -1, 0, 0, 1, 1, 2, 9
+    events = [10, 80, 90, 90, 100, 100, 110, 110, 120, 190]
+    rows = [(f"A{i}", ADM, "rolling_12m", MONTH, None, float(k), 1_000.0) for i, k in enumerate(events)]
+    rule = {"level": 0.998, "period_type": "rolling_12m", "overdispersion": True}
+
+    def run(**extra):
+        (test,) = flags.funnel_tests({**rule, **extra}, inputs(metric_values=mv(rows)))
+        return test.phi, flags.funnel_outlier({**rule, **extra}, inputs(metric_values=mv(rows)))
+
+    # default 10% each tail: quantiles -2.7 and 2.7, phi = (2 x 2.7^2 + 2 x 2^2 + 4 x 1) / 10 = 2.658;
+    # limits +/- 3.0902 x sqrt(2.658) = 5.04, so only z = 9 is outside (and worse: low is better)
+    phi, got = run()
+    assert phi == pytest.approx(2.658) and set(got) == {"A9"}
+    # no winsorising: phi = (2 x 81 + 2 x 4 + 4 x 1) / 10 = 17.4, limits +/- 12.9, nobody flagged
+    phi, got = run(winsorise=0)
+    assert phi == pytest.approx(17.4) and got == {}
+    # 20% each tail: quantiles -1.2 and 1.2, phi = (4 x 1.44 + 4 x 1) / 10 = 0.976, below 1: plain limits
+    phi, got = run(winsorise=0.2)
+    assert phi == 1.0 and set(got) == {"A9"}
+    with pytest.raises(ValueError, match="winsorising share"):
+        run(winsorise=0.5)
 
 
 def test_funnel_outlier_tests_a_yearly_metric_on_its_latest_published_year():

@@ -76,9 +76,16 @@ def bottom_quartile_with_little_improvement(rule: dict, inputs: FlagInputs) -> d
         return {}
     worst_first = now.rank(method="min", ascending=inputs.directions[rule["metric"]] == "high")
     cutoff = math.ceil(len(now) / 4)
-    # the baseline of the latest target set an area was tracked against: it stays the yardstick
-    # after the set's last month (the rule does not go quiet when the set expires)
+    # the baseline of the latest target set an area was tracked against. after_target_set_ends:
+    # keep_baseline (the default) keeps it as the yardstick after the set's last month, so the
+    # rule does not go quiet when the set expires; stop tests only areas tracked this month
+    after = rule.get("after_target_set_ends", "keep_baseline")
+    if after not in ("keep_baseline", "stop"):
+        raise ValueError(f"rule {rule.get('id', 'bottom_quartile_with_little_improvement')!r}: "
+                         f"after_target_set_ends must be keep_baseline or stop, not {after!r}")
     tracked = inputs.tracking[inputs.tracking["period_start"] <= inputs.period_start]
+    if after == "stop":
+        tracked = tracked[tracked["period_start"] == inputs.period_start]
     tracking = tracked.sort_values("period_start").groupby("area_code").tail(1).set_index("area_code")
     reasons = {}
     for area in worst_first[worst_first <= cutoff].index:
@@ -142,6 +149,7 @@ def funnel_tests(rule: dict, inputs: FlagInputs) -> list[FunnelTest]:
     cutoff = inputs.period_start - pd.DateOffset(months=int(rule.get("annual_lag_months", 6)))
     with_period_type = set(mv.loc[mv["period_type"] == period_type, "metric_id"])
     level, widened = float(rule["level"]), bool(rule.get("overdispersion", False))
+    winsor = float(rule.get("winsorise", 0.10))
     tests = []
     for metric, rows in mv.groupby("metric_id"):
         if metric in with_period_type:
@@ -155,8 +163,8 @@ def funnel_tests(rule: dict, inputs: FlagInputs) -> list[FunnelTest]:
             continue
         statistic = inputs.statistics[metric]
         if widened:
-            labels = funnels.significance_overdispersed(rows["numerator"], rows["denominator"], statistic, level)
-            phi = funnels.overdispersion(funnels.z_scores(rows["numerator"], rows["denominator"], statistic))
+            labels = funnels.significance_overdispersed(rows["numerator"], rows["denominator"], statistic, level, winsor)
+            phi = funnels.overdispersion(funnels.z_scores(rows["numerator"], rows["denominator"], statistic), winsor)
         else:
             labels, phi = funnels.significance(rows["numerator"], rows["denominator"], statistic, level), 1.0
         tests.append(FunnelTest(

@@ -111,8 +111,11 @@ def overdispersion(z: pd.Series, winsor: float = 0.10) -> float:
     """Spiegelhalter's multiplicative overdispersion factor phi from winsorised z-scores.
 
     phi = mean of squared z-scores after pulling the lowest and highest ``winsor`` share in
-    to the nearest remaining value; phi <= 1 means no overdispersion (1 is returned).
+    to the ``winsor`` and ``1 - winsor`` quantiles (numpy's linear interpolation); phi <= 1
+    means no overdispersion (1 is returned). ``winsor`` 0 uses the z-scores as they are.
     """
+    if not 0 <= winsor < 0.5:
+        raise ValueError(f"winsorising share must be at least 0 and below 0.5, not {winsor!r}")
     clean = z.dropna().to_numpy(dtype=float)
     low, high = np.quantile(clean, [winsor, 1 - winsor])
     phi = float(np.mean(np.clip(clean, low, high) ** 2))
@@ -133,9 +136,11 @@ def overdispersed_limits(average: float, denominators, statistic: str, level: fl
     return pd.DataFrame({"denominator": n, "lower": np.maximum(lower, 0.0), "upper": upper})
 
 
-def significance_overdispersed(numerator: pd.Series, denominator: pd.Series, statistic: str, level: float) -> pd.Series:
-    """'high' / 'low' / 'not significant' with limits inflated by sqrt(phi) (Spiegelhalter 2005)."""
+def significance_overdispersed(numerator: pd.Series, denominator: pd.Series, statistic: str, level: float,
+                               winsor: float = 0.10) -> pd.Series:
+    """'high' / 'low' / 'not significant' with limits inflated by sqrt(phi) (Spiegelhalter 2005),
+    phi from z-scores winsorised at ``winsor`` each tail."""
     z = z_scores(numerator, denominator, statistic)
-    limit = _z(level) * np.sqrt(overdispersion(z))
+    limit = _z(level) * np.sqrt(overdispersion(z, winsor))
     labels = np.where(z > limit, "high", np.where(z < -limit, "low", "not significant"))
     return pd.Series(labels, index=numerator.index, dtype="object").where(z.notna(), None)
