@@ -31,30 +31,64 @@ MODEL_LAYERS = ("macros", "staging", "conformed", "marts")
 SOURCES_WITH_LAND_TABLES = ("dtoc_la", "dtoc_provider", "dtoc_national", "ascof", "ons_mye", "hes_aggregate")
 
 
+WRITER_WAIT_SECONDS = 120.0  # CAREWATCH_WAREHOUSE_WAIT overrides
+
+
+def writer_wait() -> float:
+    """How long a writer waits for the file to be free: CAREWATCH_WAREHOUSE_WAIT seconds
+    (default 120). Writers queue in the ``carewatch_warehouse`` pool; what they wait for here is
+    an analyst's read-only connection, which DuckDB lets keep writers out."""
+    import os
+
+    return float(os.environ.get("CAREWATCH_WAREHOUSE_WAIT", WRITER_WAIT_SECONDS))
+
+
 @contextlib.contextmanager
-def connect(read_only: bool = False, path: Path | None = None) -> Iterator["duckdb.DuckDBPyConnection"]:  # noqa: F821
+def connect(read_only: bool = False, path: Path | None = None,
+            wait: float | None = None) -> Iterator["duckdb.DuckDBPyConnection"]:  # noqa: F821
     """The warehouse file, closed on exit. DuckDB lets one process open a file for writing, and
-    no other process can open it meanwhile, even to read: that raises :class:`WarehouseBusy`
-    (in tasks the ``carewatch_warehouse`` pool and Airflow's retries deal with it; the CLI says so in
-    one line). Reading a warehouse that does not exist, or a file that is not one, is a
-    one-line :class:`CarewatchError`."""
+    no other process can open it meanwhile, even to read.
+
+    A reader kept out by a writer gets :class:`WarehouseBusy` at once (the CLI says so in one
+    line). A writer kept out (by an analyst reading, or another writer outside the pool) waits
+    up to ``wait`` seconds (default :func:`writer_wait`), retrying with backoff, before
+    :class:`WarehouseBusy`. Reading a warehouse that does not exist, or a file that is not one,
+    is a one-line :class:`CarewatchError`."""
     import duckdb
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
     db = Path(path or paths.warehouse_path())
     if read_only and not db.exists():
         raise CarewatchError(f"no warehouse at {db}: run the pipeline first (make run)")
     if not read_only:
         db.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        con = duckdb.connect(str(db), read_only=read_only)
-    except duckdb.IOException as err:
-        text = str(err)
-        if "Could not set lock" in text or "Conflicting lock" in text:
-            # a reader is only ever kept out by a writer; a writer by anyone who has it open
-            holder = "a pipeline task is writing it" if read_only else "another process has it open"
-            pid = re.search(r"\(PID (\d+)\)", text)
-            raise WarehouseBusy(f"{db} is busy ({holder}{', PID ' + pid.group(1) if pid else ''}); try again when it finishes") from err
-        raise CarewatchError(f"{db}: cannot open the warehouse ({text.splitlines()[0][:160]})") from err
+    patience = 0.0 if read_only else (writer_wait() if wait is None else float(wait))
+
+    def open_once(waited: str = ""):
+        try:
+            return duckdb.connect(str(db), read_only=read_only)
+        except duckdb.IOException as err:
+            text = str(err)
+            if "Could not set lock" in text or "Conflicting lock" in text:
+                # a reader is only ever kept out by a writer; a writer by anyone who has it open
+                holder = "a pipeline task is writing it" if read_only else "another process has it open"
+                pid = re.search(r"\(PID (\d+)\)", text)
+                raise WarehouseBusy(f"{db} is busy ({holder}{', PID ' + pid.group(1) if pid else ''}{waited}); "
+                                    "try again when it finishes") from err
+            raise CarewatchError(f"{db}: cannot open the warehouse ({text.splitlines()[0][:160]})") from err
+
+    def waiting(state):
+        if state.attempt_number == 1:
+            print(f"carewatch: {state.outcome.exception()}; waiting up to {patience:g} s", flush=True)
+
+    if patience > 0:
+        try:
+            con = Retrying(retry=retry_if_exception_type(WarehouseBusy), stop=stop_after_delay(patience),
+                           wait=wait_exponential(multiplier=0.25, max=5), before_sleep=waiting, reraise=True)(open_once)
+        except WarehouseBusy:
+            con = open_once(f"; waited {patience:g} s")  # a last try, whose error says how long it waited
+    else:
+        con = open_once()
     con.execute("set enable_progress_bar = false")
     try:
         yield con

@@ -539,9 +539,14 @@ def test_a_warehouse_another_process_holds_is_busy_for_readers_and_writers(tmp_p
         assert holder.stdout.readline().strip() == "ready"
         for read_only, who in ((True, "a pipeline task is writing it"), (False, "another process has it open")):
             with pytest.raises(WarehouseBusy) as busy:
-                with warehouse.connect(read_only=read_only, path=path):
+                with warehouse.connect(read_only=read_only, path=path, wait=0):
                     pass
             assert str(busy.value) == f"{path} is busy ({who}, PID {holder.pid}); try again when it finishes"
+        # a writer waits (readers never do), then says how long it waited
+        with pytest.raises(WarehouseBusy) as busy:
+            with warehouse.connect(path=path, wait=0.5):
+                pass
+        assert str(busy.value) == f"{path} is busy (another process has it open, PID {holder.pid}; waited 0.5 s); try again when it finishes"
     finally:
         holder.communicate("")
     # a file that is not a warehouse is not "busy", whatever its path says
@@ -554,6 +559,42 @@ def test_a_warehouse_another_process_holds_is_busy_for_readers_and_writers(tmp_p
     assert not isinstance(bad.value, WarehouseBusy)
     with warehouse.connect(read_only=True, path=path) as con:  # free again
         assert con.execute("select 1").fetchone() == (1,)
+
+
+def test_a_writer_waits_for_an_analysts_read_only_connection_to_close(tmp_path, capsys):
+    """An analyst reading the warehouse keeps writers out (DuckDB): a pipeline task's writer
+    waits for the reader to close instead of failing, and says that it waits."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "w.duckdb"
+    with warehouse.connect(path=path) as con:
+        con.execute("create table t as select 1 as x")
+    reader = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; con = duckdb.connect(sys.argv[1], read_only=True); "
+                               "print('ready', flush=True); sys.stdin.readline()", str(path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "ready"
+        # the reader closes once the writer has started waiting (its first retry is announced)
+        import threading
+        import time
+
+        def release_when_waiting():
+            while "waiting up to 60 s" not in capsys.readouterr().out:
+                time.sleep(0.05)
+            reader.stdin.write("done\n")
+            reader.stdin.flush()
+
+        releaser = threading.Thread(target=release_when_waiting, daemon=True)
+        releaser.start()
+        with warehouse.connect(path=path, wait=60) as con:
+            con.execute("insert into t values (2)")
+            assert con.execute("select sum(x) from t").fetchone() == (3,)
+        releaser.join(timeout=5)
+        assert not releaser.is_alive()
+    finally:
+        reader.kill()
+        reader.wait()
 
 
 def subprocess_main(argv, warehouse_path):
