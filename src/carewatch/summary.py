@@ -46,17 +46,7 @@ def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | N
     if not states:
         print(f"  no DAG finished: see {log_file}")
 
-    ingests = _ingest_summaries()
-    print()
-    print("raw store: periods, versions, revised, MB; this run: files parsed, rows in its files, files validated")
-    print("(a file that already passed its suite is not validated again) and periods loaded")
-    print(f"{'source':<16}{'periods':>8}{'versions':>9}{'revised':>8}{'MB':>8}{'parsed':>8}{'rows':>12}{'validated':>10}{'loaded':>8}")
-    for source, periods, versions, revised, size, _last in manifest_summary():
-        run = ingests.get(source, {})
-        print(
-            f"{source:<16}{periods:>8}{versions:>9}{revised:>8}{size / 1e6:>8.1f}"
-            f"{run.get('files_parsed', 0):>8}{run.get('rows', 0):>12,}{run.get('validations_run', 0):>10}{run.get('loads_run', 0):>8}"
-        )
+    print_sources(states)
     print_results()
     print_quality()
     if mail_dir is not None:
@@ -83,6 +73,26 @@ def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | N
         print(f"  exports (CSV)           {paths.exports_dir()}")
         print(f"  report tables           {report.parent / 'tables'}")
         print(f"\nMonthly report: {report}")
+
+
+def print_sources(states: dict[str, str]) -> None:
+    """Per source: the raw store, and what this run parsed, validated and loaded. The counts
+    are written by an ingest run's last task, which runs only when no period failed: for a
+    source whose ingest DAG did not succeed in this run they would be an earlier run's, so the
+    DAG's state is shown instead."""
+    ingests = _ingest_summaries()
+    print()
+    print("raw store: periods, versions, revised, MB; this run: files parsed, rows in its files, files validated")
+    print("(a file that already passed its suite is not validated again) and periods loaded")
+    print(f"{'source':<16}{'periods':>8}{'versions':>9}{'revised':>8}{'MB':>8}{'parsed':>8}{'rows':>12}{'validated':>10}{'loaded':>8}")
+    for source, periods, versions, revised, size, _last in manifest_summary():
+        store = f"{source:<16}{periods:>8}{versions:>9}{revised:>8}{size / 1e6:>8.1f}"
+        state = states.get(f"ingest_{source}")
+        if state is not None and state != "success":
+            print(f"{store}  ingest_{source} {state}: this run's counts are in its log")
+            continue
+        run = ingests.get(source, {})
+        print(f"{store}{run.get('files_parsed', 0):>8}{run.get('rows', 0):>12,}{run.get('validations_run', 0):>10}{run.get('loads_run', 0):>8}")
 
 
 SHOWCASE = ["E92000001", "E08000003", "E06000049", "E10000021", "E09000026"]  # England, Manchester, Cheshire East, Northamptonshire, Redbridge

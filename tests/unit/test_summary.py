@@ -47,3 +47,23 @@ def test_six_metrics_block_shows_the_values_the_league_table_ranks(carewatch_hom
     assert "rolling 12 months to March 2018 (ASCOF: 2016-17, as ranked)" in out[1]
     england = next(line for line in out if line.startswith("England"))
     assert england.split()[4] == f"{then * 100:.1f}%" and "50.0%" not in england
+
+
+def test_sources_block_does_not_show_an_earlier_runs_counts_for_a_failed_ingest(carewatch_home, capsys):
+    import json
+
+    from carewatch import paths
+
+    with warehouse.connect() as con:
+        con.execute("create table raw_manifest (source varchar, period varchar, version integer, bytes bigint, fetched_at timestamptz)")
+        con.execute("""insert into raw_manifest values ('dtoc_la', '2018-01', 1, 2000000, now()), ('dtoc_la', '2018-01', 2, 1000000, now()),
+                       ('ascof', '2016-17', 1, 500000, now())""")
+    runs = paths.home() / "runs" / "ingest"
+    runs.mkdir(parents=True)
+    # both files left by an earlier run; this run's dtoc_la ingest failed, so its file is stale
+    for source, parsed in (("dtoc_la", 24), ("ascof", 3)):
+        (runs / f"{source}.json").write_text(json.dumps({"files_parsed": parsed, "rows": 100 * parsed, "validations_run": parsed, "loads_run": parsed}))
+    summary.print_sources({"ingest_dtoc_la": "failed", "ingest_ascof": "success"})
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[3:]}
+    assert rows["dtoc_la"].split() == ["dtoc_la", "1", "2", "1", "3.0", "ingest_dtoc_la", "failed:", "this", "run's", "counts", "are", "in", "its", "log"]
+    assert rows["ascof"].split() == ["ascof", "1", "1", "0", "0.5", "3", "300", "3", "3"]
