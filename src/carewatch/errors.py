@@ -11,7 +11,12 @@ class CarewatchError(Exception):
 
 
 class WarehouseBusy(CarewatchError):
-    """Another process holds the warehouse file (DuckDB: one writer, and no reader meanwhile)."""
+    """Another process holds the warehouse file (DuckDB: one writer, and no reader meanwhile).
+    ``waiting``: the line a writer prints while it waits for the file."""
+
+    def __init__(self, message: str, waiting: str = ""):
+        super().__init__(message)
+        self.waiting = waiting or message
 
 
 class ParseError(CarewatchError):

@@ -78,8 +78,8 @@ def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | N
 def print_sources(states: dict[str, str]) -> None:
     """Per source: the raw store, and what this run parsed, validated and loaded. The counts
     are written by an ingest run's last task, which runs only when no period failed: for a
-    source whose ingest DAG did not succeed in this run they would be an earlier run's, so the
-    DAG's state is shown instead."""
+    source whose ingest DAG did not succeed in this run (or has no state: it did not run, or
+    the run crashed) they would be an earlier run's, so the DAG's state is shown instead."""
     ingests = _ingest_summaries()
     print()
     print("raw store: periods, versions, revised, MB; this run: files parsed, rows in its files, files validated")
@@ -87,8 +87,8 @@ def print_sources(states: dict[str, str]) -> None:
     print(f"{'source':<16}{'periods':>8}{'versions':>9}{'revised':>8}{'MB':>8}{'parsed':>8}{'rows':>12}{'validated':>10}{'loaded':>8}")
     for source, periods, versions, revised, size, _last in manifest_summary():
         store = f"{source:<16}{periods:>8}{versions:>9}{revised:>8}{size / 1e6:>8.1f}"
-        state = states.get(f"ingest_{source}")
-        if state is not None and state != "success":
+        state = states.get(f"ingest_{source}", "not run")
+        if state != "success":
             print(f"{store}  ingest_{source} {state}: this run's counts are in its log")
             continue
         run = ingests.get(source, {})

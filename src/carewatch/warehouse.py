@@ -34,13 +34,27 @@ SOURCES_WITH_LAND_TABLES = ("dtoc_la", "dtoc_provider", "dtoc_national", "ascof"
 WRITER_WAIT_SECONDS = 120.0  # CAREWATCH_WAREHOUSE_WAIT overrides
 
 
+def _seconds(value, what: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not (0 <= seconds < float("inf")):
+        raise CarewatchError(f"{what} must be a number of seconds, 0 or more, not {value!r}")
+    return seconds
+
+
 def writer_wait() -> float:
     """How long a writer waits for the file to be free: CAREWATCH_WAREHOUSE_WAIT seconds
     (default 120). Writers queue in the ``carewatch_warehouse`` pool; what they wait for here is
     an analyst's read-only connection, which DuckDB lets keep writers out."""
     import os
 
-    return float(os.environ.get("CAREWATCH_WAREHOUSE_WAIT", WRITER_WAIT_SECONDS))
+    return _seconds(os.environ.get("CAREWATCH_WAREHOUSE_WAIT", WRITER_WAIT_SECONDS), "CAREWATCH_WAREHOUSE_WAIT")
+
+
+def _announce_wait(message: str) -> None:
+    print(f"carewatch: {message}", flush=True)
 
 
 @contextlib.contextmanager
@@ -55,14 +69,14 @@ def connect(read_only: bool = False, path: Path | None = None,
     :class:`WarehouseBusy`. Reading a warehouse that does not exist, or a file that is not one,
     is a one-line :class:`CarewatchError`."""
     import duckdb
-    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+    from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
     db = Path(path or paths.warehouse_path())
     if read_only and not db.exists():
         raise CarewatchError(f"no warehouse at {db}: run the pipeline first (make run)")
     if not read_only:
         db.parent.mkdir(parents=True, exist_ok=True)
-    patience = 0.0 if read_only else (writer_wait() if wait is None else float(wait))
+    patience = 0.0 if read_only else (writer_wait() if wait is None else _seconds(wait, "the writer's wait"))
 
     def open_once(waited: str = ""):
         try:
@@ -73,17 +87,19 @@ def connect(read_only: bool = False, path: Path | None = None,
                 # a reader is only ever kept out by a writer; a writer by anyone who has it open
                 holder = "a pipeline task is writing it" if read_only else "another process has it open"
                 pid = re.search(r"\(PID (\d+)\)", text)
-                raise WarehouseBusy(f"{db} is busy ({holder}{', PID ' + pid.group(1) if pid else ''}{waited}); "
-                                    "try again when it finishes") from err
+                busy = f"{db} is busy ({holder}{', PID ' + pid.group(1) if pid else ''}"
+                raise WarehouseBusy(f"{busy}{waited}); try again when it finishes", waiting=f"{busy}); waiting up to "
+                                    f"{patience:g} s for it to close") from err
             raise CarewatchError(f"{db}: cannot open the warehouse ({text.splitlines()[0][:160]})") from err
 
     def waiting(state):
         if state.attempt_number == 1:
-            print(f"carewatch: {state.outcome.exception()}; waiting up to {patience:g} s", flush=True)
+            _announce_wait(state.outcome.exception().waiting)
 
     if patience > 0:
         try:
-            con = Retrying(retry=retry_if_exception_type(WarehouseBusy), stop=stop_after_delay(patience),
+            # stop_before_delay: no sleep runs past the wait
+            con = Retrying(retry=retry_if_exception_type(WarehouseBusy), stop=stop_before_delay(patience),
                            wait=wait_exponential(multiplier=0.25, max=5), before_sleep=waiting, reraise=True)(open_once)
         except WarehouseBusy:
             con = open_once(f"; waited {patience:g} s")  # a last try, whose error says how long it waited

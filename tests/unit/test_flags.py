@@ -144,7 +144,7 @@ def test_funnel_outlier_widens_its_limits_by_the_configured_winsorised_overdispe
     # 20% each tail: quantiles -1.2 and 1.2, phi = (4 x 1.44 + 4 x 1) / 10 = 0.976, below 1: plain limits
     phi, got = run(winsorise=0.2)
     assert phi == 1.0 and set(got) == {"A9"}
-    with pytest.raises(ValueError, match="winsorising share"):
+    with pytest.raises(ValueError, match="winsorise must be a share from 0 to below 0.5, not 0.5"):
         run(winsorise=0.5)
 
 
@@ -187,6 +187,22 @@ def test_rules_come_from_config_and_disabled_rules_do_not_fire(tmp_path):
     assert list(got["area_code"]) == ["C"] and list(got["rule_id"]) == ["b"]
     only_bottom["rules"][0]["enabled"] = False
     assert flags.evaluate(only_bottom, inputs(overall=overall)).empty
+
+
+@pytest.mark.parametrize("option, message", [
+    ("winsorise: 0.7", "rule 'f': winsorise must be a share from 0 to below 0.5, not 0.7"),
+    ("winsorise:", "rule 'f': winsorise must be a share from 0 to below 0.5, not None"),
+    ("after_target_set_ends: forever", "rule 'q': after_target_set_ends must be keep_baseline or stop, not 'forever'"),
+])
+def test_a_bad_rule_option_is_refused_when_the_rules_are_read(tmp_path, option, message):
+    # refused even where the option would not be used this month (overdispersion off, no values)
+    kind = "funnel_outlier" if option.startswith("winsorise") else "bottom_quartile_with_little_improvement"
+    rule_id = "f" if kind == "funnel_outlier" else "q"
+    path = tmp_path / "rules.yaml"
+    path.write_text(f"name: t\nversion: 1\nrules:\n  - id: {rule_id}\n    kind: {kind}\n    overdispersion: false\n    {option}\n")
+    with pytest.raises(ValueError) as bad:
+        flags.load_rules(str(path))
+    assert str(bad.value) == f"{path}: {message}"
 
 
 def test_history_new_continuing_cleared():

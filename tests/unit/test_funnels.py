@@ -69,8 +69,8 @@ def test_rate_control_limits_bracket_the_average_and_narrow_with_size():
 
 
 def test_overdispersion_factor_by_hand():
-    # ten z-scores; winsorising 10% each tail pulls -9 up to -2 and 9 down to 2 (numpy quantiles
-    # at 0.1 and 0.9 of the sorted values -9,-2,-1,-1,0,0,1,1,2,9 are -2.7 and 2.7)
+    # ten z-scores; winsorising 10% each tail pulls -9 up to -2.7 and 9 down to 2.7 (numpy
+    # quantiles at 0.1 and 0.9 of the sorted values -9,-2,-1,-1,0,0,1,1,2,9)
     z = pd.Series([-9.0, -2.0, -1.0, -1.0, 0.0, 0.0, 1.0, 1.0, 2.0, 9.0])
     expected = (2 * 2.7**2 + 2 * 2.0**2 + 4 * 1.0**2) / 10  # = 2.658
     assert funnels.overdispersion(z) == pytest.approx(expected)

@@ -336,11 +336,13 @@ def test_peer_group_aggregates_with_a_peer_missing_are_null_and_count_only_the_p
                    peer_until timestamp, peer_from timestamp)""")
     con.execute("""insert into peer_group values ('A', 'P1', 1, 0.1, null, null), ('A', 'SUPPRESSED', 2, 0.2, null, null),
                    ('B', 'P1', 1, 0.1, null, null), ('B', 'ABSENT', 2, 0.2, null, null),
-                   ('C', 'P1', 1, 0.1, null, null), ('C', 'P2', 2, 0.2, null, null)""")
+                   ('C', 'P1', 1, 0.1, null, null), ('C', 'P2', 2, 0.2, null, null),
+                   ('D', 'P1', 1, 0.1, null, null), ('D', 'NODENOMINATOR', 2, 0.2, null, null)""")
     con.execute("""create table fct_metric_values as select * from (values
         ('P1',         'month', date '2019-03-01', date '2019-03-31', 'm', 10.0, 100.0, 100.0, 10.0),
         ('SUPPRESSED', 'month', date '2019-03-01', date '2019-03-31', 'm', null, 300.0, 100.0, null),
-        ('P2',         'month', date '2019-03-01', date '2019-03-31', 'm', 50.0, 400.0, 100.0, 12.5)
+        ('P2',         'month', date '2019-03-01', date '2019-03-31', 'm', 50.0, 400.0, 100.0, 12.5),
+        ('NODENOMINATOR', 'month', date '2019-03-01', date '2019-03-31', 'm', 5.0, null, 100.0, 5.0)
         ) t(area_code, period_type, period_start, period_end, metric_id, numerator, denominator, multiplier, value)""")
     con.execute((paths.sql_dir() / "analysis" / "fct_peer_group_values.sql").read_text())
     got = con.execute("""select area_code, peers_reporting, group_size, numerator, denominator, value
@@ -349,4 +351,6 @@ def test_peer_group_aggregates_with_a_peer_missing_are_null_and_count_only_the_p
         ("A", 1, 2, None, None, None),
         ("B", 1, 2, None, None, None),
         # complete: (10 + 50) / (100 + 400) x 100 = 12
-        ("C", 2, 2, 60.0, 500.0, 12.0)]
+        ("C", 2, 2, 60.0, 500.0, 12.0),
+        # a value without a denominator cannot be pooled: P1 alone would be partial
+        ("D", 2, 2, None, None, None)]

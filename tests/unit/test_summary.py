@@ -67,3 +67,6 @@ def test_sources_block_does_not_show_an_earlier_runs_counts_for_a_failed_ingest(
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[3:]}
     assert rows["dtoc_la"].split() == ["dtoc_la", "1", "2", "1", "3.0", "ingest_dtoc_la", "failed:", "this", "run's", "counts", "are", "in", "its", "log"]
     assert rows["ascof"].split() == ["ascof", "1", "1", "0", "0.5", "3", "300", "3", "3"]
+    summary.print_sources({})  # no state (the run crashed): no counts either
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[3:]}
+    assert rows["ascof"].endswith("ingest_ascof not run: this run's counts are in its log")

@@ -561,11 +561,12 @@ def test_a_warehouse_another_process_holds_is_busy_for_readers_and_writers(tmp_p
         assert con.execute("select 1").fetchone() == (1,)
 
 
-def test_a_writer_waits_for_an_analysts_read_only_connection_to_close(tmp_path, capsys):
+def test_a_writer_waits_for_an_analysts_read_only_connection_to_close(tmp_path, monkeypatch):
     """An analyst reading the warehouse keeps writers out (DuckDB): a pipeline task's writer
     waits for the reader to close instead of failing, and says that it waits."""
     import subprocess
     import sys
+    import threading
 
     path = tmp_path / "w.duckdb"
     with warehouse.connect(path=path) as con:
@@ -573,28 +574,34 @@ def test_a_writer_waits_for_an_analysts_read_only_connection_to_close(tmp_path, 
     reader = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; con = duckdb.connect(sys.argv[1], read_only=True); "
                                "print('ready', flush=True); sys.stdin.readline()", str(path)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert reader.stdout.readline().strip() == "ready"
-        # the reader closes once the writer has started waiting (its first retry is announced)
-        import threading
-        import time
+    announced, said = threading.Event(), []
+    monkeypatch.setattr(warehouse, "_announce_wait", lambda message: (said.append(message), announced.set()))
 
-        def release_when_waiting():
-            while "waiting up to 60 s" not in capsys.readouterr().out:
-                time.sleep(0.05)
+    def release_when_waiting():  # the reader closes once the writer has said it waits
+        if announced.wait(timeout=60):
             reader.stdin.write("done\n")
             reader.stdin.flush()
 
+    try:
+        assert reader.stdout.readline().strip() == "ready"
         releaser = threading.Thread(target=release_when_waiting, daemon=True)
         releaser.start()
         with warehouse.connect(path=path, wait=60) as con:
             con.execute("insert into t values (2)")
             assert con.execute("select sum(x) from t").fetchone() == (3,)
+        assert said == [f"{path} is busy (another process has it open, PID {reader.pid}); waiting up to 60 s for it to close"]
         releaser.join(timeout=5)
-        assert not releaser.is_alive()
     finally:
         reader.kill()
         reader.wait()
+
+
+@pytest.mark.parametrize("value", ["2m", "-1", "nan", "inf", ""])
+def test_a_writer_wait_that_is_not_a_number_of_seconds_is_one_line_error(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE_WAIT", value)
+    with pytest.raises(CarewatchError, match=f"^CAREWATCH_WAREHOUSE_WAIT must be a number of seconds, 0 or more, not '{value}'$"):
+        with warehouse.connect(path=tmp_path / "w.duckdb"):
+            pass
 
 
 def subprocess_main(argv, warehouse_path):

@@ -44,8 +44,9 @@ pooled as (
         metric_id,
         count(value)                                          as peers_reporting,
         any_value(group_size)                                 as group_size,
-        -- every peer of the group has a row and a value
-        count(*) = any_value(group_size) and count(value) = count(*) as complete,
+        -- every peer of the group has a row, a value and a denominator
+        count(*) = any_value(group_size) and count(value) = count(*)
+            and count(denominator) = count(*)                 as complete,
         count(numerator) = count(*)                           as with_numerators,
         sum(numerator)                                        as numerator,
         sum(denominator)                                      as denominator,
@@ -68,7 +69,7 @@ select
     multiplier,
     case
         when not complete then null
-        when with_numerators then numerator / denominator * multiplier
-        else weighted_values / denominator
+        when with_numerators then numerator / nullif(denominator, 0) * multiplier
+        else weighted_values / nullif(denominator, 0)
     end                                                       as value
 from pooled

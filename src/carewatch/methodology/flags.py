@@ -47,7 +47,28 @@ def load_rules(name: str = "review_flags") -> dict:
     for rule in data["rules"]:
         if rule["kind"] not in RULE_KINDS:
             raise ValueError(f"{path}: rule {rule['id']!r} has unknown kind {rule['kind']!r}")
+        try:  # options checked when the rules are read, not only in a month that uses them
+            if rule["kind"] == "funnel_outlier":
+                _winsorise(rule)
+            if rule["kind"] == "bottom_quartile_with_little_improvement":
+                _after_target_set_ends(rule)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
     return data
+
+
+def _winsorise(rule: dict) -> float:
+    value = rule.get("winsorise", 0.10)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 0.5:
+        raise ValueError(f"rule {rule.get('id', rule.get('kind', 'rule'))!r}: winsorise must be a share from 0 to below 0.5, not {value!r}")
+    return float(value)
+
+
+def _after_target_set_ends(rule: dict) -> str:
+    value = rule.get("after_target_set_ends", "keep_baseline")
+    if value not in ("keep_baseline", "stop"):
+        raise ValueError(f"rule {rule.get('id', rule.get('kind', 'rule'))!r}: after_target_set_ends must be keep_baseline or stop, not {value!r}")
+    return value
 
 
 def _values(inputs: FlagInputs, metric: str, period_type: str, period_start) -> pd.Series:
@@ -79,10 +100,7 @@ def bottom_quartile_with_little_improvement(rule: dict, inputs: FlagInputs) -> d
     # the baseline of the latest target set an area was tracked against. after_target_set_ends:
     # keep_baseline (the default) keeps it as the yardstick after the set's last month, so the
     # rule does not go quiet when the set expires; stop tests only areas tracked this month
-    after = rule.get("after_target_set_ends", "keep_baseline")
-    if after not in ("keep_baseline", "stop"):
-        raise ValueError(f"rule {rule.get('id', 'bottom_quartile_with_little_improvement')!r}: "
-                         f"after_target_set_ends must be keep_baseline or stop, not {after!r}")
+    after = _after_target_set_ends(rule)
     tracked = inputs.tracking[inputs.tracking["period_start"] <= inputs.period_start]
     if after == "stop":
         tracked = tracked[tracked["period_start"] == inputs.period_start]
@@ -149,7 +167,7 @@ def funnel_tests(rule: dict, inputs: FlagInputs) -> list[FunnelTest]:
     cutoff = inputs.period_start - pd.DateOffset(months=int(rule.get("annual_lag_months", 6)))
     with_period_type = set(mv.loc[mv["period_type"] == period_type, "metric_id"])
     level, widened = float(rule["level"]), bool(rule.get("overdispersion", False))
-    winsor = float(rule.get("winsorise", 0.10))
+    winsor = _winsorise(rule)
     tests = []
     for metric, rows in mv.groupby("metric_id"):
         if metric in with_period_type:
