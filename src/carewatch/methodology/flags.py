@@ -47,28 +47,35 @@ def load_rules(name: str = "review_flags") -> dict:
     for rule in data["rules"]:
         if rule["kind"] not in RULE_KINDS:
             raise ValueError(f"{path}: rule {rule['id']!r} has unknown kind {rule['kind']!r}")
+        check = _OPTION_CHECKS.get(rule["kind"])
         try:  # options checked when the rules are read, not only in a month that uses them
-            if rule["kind"] == "funnel_outlier":
-                _winsorise(rule)
-            if rule["kind"] == "bottom_quartile_with_little_improvement":
-                _after_target_set_ends(rule)
+            if check:
+                check(rule)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
     return data
 
 
+def _bad_option(rule: dict, option: str, allowed: str, value) -> ValueError:
+    return ValueError(f"rule {rule.get('id', rule.get('kind', 'rule'))!r}: {option} must be {allowed}, not {value!r}")
+
+
 def _winsorise(rule: dict) -> float:
     value = rule.get("winsorise", 0.10)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 0.5:
-        raise ValueError(f"rule {rule.get('id', rule.get('kind', 'rule'))!r}: winsorise must be a share from 0 to below 0.5, not {value!r}")
+        raise _bad_option(rule, "winsorise", "a share from 0 to below 0.5", value)
     return float(value)
 
 
 def _after_target_set_ends(rule: dict) -> str:
     value = rule.get("after_target_set_ends", "keep_baseline")
     if value not in ("keep_baseline", "stop"):
-        raise ValueError(f"rule {rule.get('id', rule.get('kind', 'rule'))!r}: after_target_set_ends must be keep_baseline or stop, not {value!r}")
+        raise _bad_option(rule, "after_target_set_ends", "keep_baseline or stop", value)
     return value
+
+
+# the options of a rule kind that are checked when the rules are read
+_OPTION_CHECKS = {"funnel_outlier": _winsorise, "bottom_quartile_with_little_improvement": _after_target_set_ends}
 
 
 def _values(inputs: FlagInputs, metric: str, period_type: str, period_start) -> pd.Series:
