@@ -79,6 +79,20 @@ class AlreadyQuarantined(CarewatchError):
                          f"still quarantined, not loaded): " + " | ".join(failures))
 
 
+class StillQuarantined(AlreadyQuarantined):
+    """This quarantined file was validated again, because what it is checked against changed
+    (its history, suite or reference data), and failed the same blocking expectations with the
+    same thresholds: still quarantined and not loaded, and not emailed again."""
+
+    def __init__(self, source: str, period: str, since: str, failures: list[str]):
+        self.source = source
+        self.period = period
+        CarewatchError.__init__(
+            self, f"{source} {period}: validated again (its history, suite or reference data changed) and failed the "
+                  f"same expectations as when it was quarantined at {since} (already reported; still quarantined, "
+                  f"not loaded): " + " | ".join(failures))
+
+
 class AlreadyUnparseable(CarewatchError):
     """This very file failed this very parser before (same sha256, same parser fingerprint):
     not parsed or emailed again; the ingest task is skipped so the run goes on. A new version

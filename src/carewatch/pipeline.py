@@ -208,9 +208,12 @@ def validate_period(parsed: dict, task_url: str | None = None) -> dict:
     expectations as GX would see now: :func:`carewatch.validation.prepare`) is not validated
     again: a rerun or the monthly re-check of the revision window costs no GX run and sends
     no repeat warning email. A change of suite, reference geography or history re-validates.
+    A quarantined file validated again that fails the same blocking expectations, with the
+    same thresholds, raises :class:`carewatch.errors.StillQuarantined` (the task is skipped,
+    no second email; its quarantine row counts the attempt); new reasons fail and email again.
     """
     from carewatch import alerts, validation, warehouse
-    from carewatch.errors import AlreadyQuarantined, QualityError
+    from carewatch.errors import AlreadyQuarantined, QualityError, StillQuarantined
 
     if not validation.has_suite(parsed["source"]):  # every source has one: a missing suite is a broken deployment
         raise FileNotFoundError(
@@ -232,10 +235,15 @@ def validate_period(parsed: dict, task_url: str | None = None) -> dict:
                   f"not validated again ({len(earlier.warnings)} warnings, already reported)")
             return {**parsed, "validated": True, "validation_reused": True, "warnings": len(earlier.warnings),
                     "docs_url": earlier.docs_url}
+        quarantined = validation.quarantined_since(con, parsed["source"], parsed["period"], parsed["sha256"])
         report = validation.run(batch, data_docs=True, run_name=f"{parsed['source']} {parsed['period']} v{parsed['version']}")
         validation.store(con, report, file_version=parsed["version"], sha256=parsed["sha256"], parsed_path=parsed["parsed_path"])
     if not report.ok:
         validation.build_data_docs_index()  # the failure is on the site's front page at once
+        if quarantined is not None and quarantined[1] == validation.failure_identity(report):
+            # e.g. an earlier period was revised: the same failures were emailed when it was quarantined
+            raise StillQuarantined(parsed["source"], parsed["period"], quarantined[0],
+                                   [r.line() for r in report.blocking_failures])
         raise QualityError(parsed["source"], parsed["period"], [r.line() for r in report.blocking_failures],
                            report=report, file_version=parsed["version"], sha256=parsed["sha256"])
     alerts.notify_warnings(report, file_version=parsed["version"], sha256=parsed["sha256"], task_url=task_url)

@@ -456,6 +456,30 @@ def previous_result(con, batch: PreparedBatch, *, sha256: str, period: str | Non
     return report
 
 
+def failure_identity(report: ValidationReport) -> frozenset:
+    """What a report's blocking failures are, without what was observed: the expectation, its
+    column and its thresholds. Two validations of one file with the same identity failed for
+    the same reasons, even if the examples or observed values differ."""
+    return frozenset((r.expectation, r.column, r.expected) for r in report.blocking_failures)
+
+
+def quarantined_since(con, source: str, period: str, sha256: str) -> tuple[str, frozenset] | None:
+    """When this file entered quarantine, and the :func:`failure_identity` of its latest
+    validation; None when the file is not in quarantine."""
+    if not warehouse.table_exists(con, "quarantine"):
+        return None
+    row = con.execute("select min(quarantined_at) from quarantine where source = ? and period = ? and sha256 = ?",
+                      [source, period, sha256]).fetchone()
+    if row is None or row[0] is None:
+        return None
+    expected = "expected" if "expected" in warehouse.columns(con, "validation_results") else "''"
+    failed = con.execute(
+        f"""select expectation, "column", coalesce({expected}, '') from validation_results
+            where source = ? and period = ? and sha256 = ? and not success and severity = 'blocking'""",
+        [source, period, sha256]).fetchall()
+    return str(row[0]), frozenset(failed)
+
+
 def _expected_text(kwargs: dict) -> str:
     """The expectation's thresholds in one short line ("min_value=0, max_value=100")."""
     skip = {"column", "result_format", "catch_exceptions", "meta", "condition_parser", "batch_id"}

@@ -69,7 +69,7 @@ def test_a_failed_file_is_not_validated_or_emailed_again_until_its_validation_ch
     import json
     import shutil
 
-    from carewatch.errors import AlreadyQuarantined, QualityError
+    from carewatch.errors import AlreadyQuarantined, QualityError, StillQuarantined
 
     frame = parsers.parse("dtoc_la", REAL)
     frame.loc[frame["breakdown"] == "care_type", "value"] = -1.0  # negative delayed days: blocking
@@ -101,12 +101,69 @@ def test_a_failed_file_is_not_validated_or_emailed_again_until_its_validation_ch
     suite["meta"]["note"] = "a suite change"
     (suites / "dtoc_la.json").write_text(json.dumps(suite))
     monkeypatch.setattr(paths, "expectations_dir", lambda: suites)
-    with pytest.raises(QualityError):
+    # the same expectations fail with the same thresholds: already reported, not failed and emailed again
+    with pytest.raises(StillQuarantined, match="dtoc_la 2016-06: validated again .* same expectations") as still:
         pipeline.validate_period(parsed)
+    assert all(line in str(still.value) for line in failure.value.failures)
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
         # first failure kept, latest failure and attempts updated
         [(sha, attempts, first_again, last_again, _)] = con.execute(quarantine).fetchall()
     assert (sha, attempts, first_again) == ("c" * 64, 2, first) and last_again > last
+    # a threshold of a failing expectation changed: a new reason, failed (and so emailed) again
+    for expectation in suite["expectations"]:
+        if expectation["type"] == "expect_column_values_to_be_between" and expectation["kwargs"].get("column") == "value":
+            expectation["kwargs"]["min_value"] = -0.5  # -1 still fails
+    (suites / "dtoc_la.json").write_text(json.dumps(suite))
+    with pytest.raises(QualityError) as failure_again:
+        pipeline.validate_period(parsed)
+    assert not isinstance(failure_again.value, StillQuarantined)
+    assert any("min_value=-0.5" in r.expected for r in failure_again.value.report.blocking_failures)
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        [(sha, attempts, first_again, _, _)] = con.execute(quarantine).fetchall()
+    assert (sha, attempts, first_again) == ("c" * 64, 3, first)
+
+
+def test_a_quarantined_file_validated_against_a_changed_history_is_emailed_again_only_for_new_reasons(carewatch_home, monkeypatch):
+    """Month m+1 validated before month m's revision landed, then against the revised history
+    in the next run: the same implausible councils are not a second email."""
+    from carewatch.errors import QualityError, StillQuarantined
+
+    frame = parsers.parse("dtoc_la", REAL)
+    parsed = parsed_file(frame, "d" * 64)
+    totals = frame[(frame["row_type"] == "council") & (frame["breakdown"] == "agency") & (frame["category"] == "total")
+                   & (frame["measure"] == "delayed_days")]
+
+    def history(factor):
+        """Every council had 1/factor of this month's days in each earlier month."""
+        earlier = totals[["council_code", "value"]].assign(value=totals["value"] / factor)
+        return lambda con, source, period: (lambda spec: earlier)
+
+    def attempts():
+        with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+            return con.execute("select coalesce(max(attempts), 0), count(*) from quarantine").fetchone()
+
+    monkeypatch.setattr(validation, "warehouse_history", history(12.0))  # twelve times the usual: blocking
+    with pytest.raises(QualityError) as first:
+        pipeline.validate_period(parsed)
+    assert ("expect_column_values_to_be_between", "ratio_to_trailing_median") in [
+        (r.expectation, r.column) for r in first.value.report.blocking_failures]
+    assert attempts() == (1, 1)
+    monkeypatch.setattr(validation, "warehouse_history", history(15.0))  # another history: validated again
+    with pytest.raises(StillQuarantined):
+        pipeline.validate_period(parsed)
+    assert attempts() == (2, 1)
+    # a new reason besides the old one (a negative figure) fails and emails
+    bad = frame.copy()
+    bad.loc[bad["breakdown"] == "care_type", "value"] = -1.0
+    bad.to_parquet(parsed["parsed_path"], index=False)  # what the same file would parse to under a parser change
+    with pytest.raises(QualityError) as new_reason:
+        pipeline.validate_period(parsed)
+    assert not isinstance(new_reason.value, StillQuarantined)
+    # the history back to normal and the original figures: it passes and leaves quarantine
+    frame.to_parquet(parsed["parsed_path"], index=False)
+    monkeypatch.setattr(validation, "warehouse_history", history(1.0))
+    assert pipeline.validate_period(parsed)["validated"]
+    assert attempts() == (0, 0)
 
 
 def test_a_quarantined_file_that_passes_later_leaves_the_quarantine(carewatch_home):
