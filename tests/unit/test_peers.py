@@ -123,11 +123,11 @@ def test_compare_with_peers_and_england():
     assert got.loc["B", "vs_england"] == "not significant"  # 8-12 contains 10
 
 
-def test_compare_falls_back_to_the_peers_mean_and_ranks_ties_together_when_high_is_better():
+def test_compare_ranks_ties_together_when_high_is_better_and_leaves_an_unweighable_group_unpooled():
     values = pd.DataFrame(
         [
             ("A", 70.0, 65.0, 75.0, 70.0, 100.0),
-            ("P1", 80.0, 75.0, 85.0, None, None),  # a peer without a numerator: no pooling
+            ("P1", 80.0, 75.0, 85.0, None, None),  # a peer without numerator or denominator: no pooling, no weighing
             ("P2", 70.0, 60.0, 80.0, 7.0, 10.0),
             ("P3", 60.0, 50.0, 70.0, 6.0, 10.0),
         ],
@@ -136,10 +136,10 @@ def test_compare_falls_back_to_the_peers_mean_and_ranks_ties_together_when_high_
     values["metric_id"] = "m"
     groups = pd.DataFrame({"area_code": ["A"] * 3, "peer_code": ["P1", "P2", "P3"]})
     got = peers.compare(values, groups, {"m": "high"}).set_index("area_code").loc["A"]
-    assert got["peer_value"] == pytest.approx(70.0)  # (80 + 70 + 60) / 3
+    # null, as fct_peer_group_values: not the plain mean (80 + 70 + 60) / 3 = 70 of earlier releases
+    assert pd.isna(got["peer_value"]) and got["vs_peers"] == "not compared"
     # high is better: P1 80 first, A and P2 tie at 70 and share rank 2, P3 60 last
     assert got["rank_in_group"] == 2 and got["group_size"] == 4
-    assert got["vs_peers"] == "not significant"  # 65-75 contains 70
     assert got["vs_england"] == "not compared" and pd.isna(got["england_value"])  # no England row
 
 
@@ -155,6 +155,25 @@ def test_a_metric_without_numerators_compares_with_the_peers_weighted_mean():
     got = peers.compare(values, groups, {"los": "low"}).set_index("area_code").loc["A"]
     assert got["peer_value"] == pytest.approx((18 * 300 + 24 * 100) / 400)  # 19.5, not the plain mean 21
     assert got["rank_in_group"] == 2 and got["group_size"] == 3
+
+
+def test_a_peer_without_a_denominator_leaves_the_peer_value_null_as_the_sql_does():
+    """As fct_peer_group_values (test below, area D): a peer with a value but no denominator
+    cannot be weighed or pooled, and the others alone would be partial."""
+    NAN = float("nan")
+    values = pd.DataFrame(
+        [("A", 20.0, NAN, NAN, NAN, 100.0), ("P1", 18.0, NAN, NAN, NAN, 300.0), ("P2", 24.0, NAN, NAN, NAN, NAN),
+         ("B", 10.0, 8.0, 12.0, 10.0, 100.0), ("Q1", 10.0, 8.0, 12.0, 10.0, 100.0), ("Q2", 5.0, 3.0, 7.0, 5.0, NAN)],
+        columns=["area_code", "value", "ci_lower", "ci_upper", "numerator", "denominator"],
+    )
+    values["metric_id"] = "m"
+    groups = pd.DataFrame({"area_code": ["A", "A", "B", "B"], "peer_code": ["P1", "P2", "Q1", "Q2"]})
+    got = peers.compare(values, groups, {"m": "low"}).set_index("area_code")
+    # not the plain mean 21 (A: no numerators) nor P1 alone; not Q1's 10 (B: numerators)
+    assert pd.isna(got.loc["A", "peer_value"]) and pd.isna(got.loc["B", "peer_value"])
+    assert got.loc["A", "vs_peers"] == got.loc["B", "vs_peers"] == "not compared"
+    # ranks still count every peer with a value: A 20 after P1 18, before P2 24
+    assert (got.loc["A", "rank_in_group"], got.loc["A", "group_size"]) == (2, 3)
 
 
 def test_an_area_without_a_value_is_not_compared():

@@ -131,8 +131,8 @@ def compare(values: pd.DataFrame, peers: pd.DataFrame, directions: dict[str, str
     lagged year, when peers abolished since still existed), as ``fct_peer_group_values``.
     Returns per area and metric: ``peer_value`` (peers' pooled value where every peer has a
     numerator, scaled by the area's own value-to-proportion multiplier, else the peers'
-    denominator-weighted mean; null when a peer of the group has no value, as in
-    ``fct_peer_group_values``),
+    denominator-weighted mean; null when a peer of the group has no value or no denominator,
+    as in ``fct_peer_group_values``),
     ``england_value``, ``rank_in_group`` (1 = best of the area and its peers with a value,
     ties share the best rank), ``group_size``, ``vs_england`` and ``vs_peers`` ("better",
     "worse", "not significant", "not compared"). Areas without a value are left out.
@@ -168,12 +168,11 @@ def compare(values: pd.DataFrame, peers: pd.DataFrame, directions: dict[str, str
     links["low_better"] = links["metric_id"].map(lambda m: directions[m] == "low").astype(bool)
     links["peer_is_better"] = links["peer"].lt(links["value"]).where(links["low_better"], links["peer"].gt(links["value"]))
     links["has_numerator"] = links["numerator"].notna()
-    links["has_denominator"] = links["denominator"].gt(0)
+    links["has_denominator"] = links["denominator"].notna()
     links["weighted"] = links["peer"] * links["denominator"]
     per_group = links.groupby(["area_code", "metric_id"]).agg(
         peers_with_value=("peer", "size"),
         peers_better=("peer_is_better", "sum"),
-        peer_mean=("peer", "mean"),
         peers_with_numerator=("has_numerator", "sum"),
         peers_with_denominator=("has_denominator", "sum"),
         numerator_sum=("numerator", "sum"),
@@ -187,14 +186,15 @@ def compare(values: pd.DataFrame, peers: pd.DataFrame, directions: dict[str, str
         own_proportion = out["numerator"] / out["denominator"]
         multiplier = (out["value"] / own_proportion).where(out["numerator"].ne(0))
         pooled = out["numerator_sum"] / out["denominator_sum"] * multiplier
-    can_pool = (peers_with_value > 0) & out["peers_with_numerator"].eq(peers_with_value) & out["denominator_sum"].gt(0)
+    # as fct_peer_group_values: every peer needs a value and a denominator (else null, not
+    # partial), and the denominators must not sum to zero
+    complete = peers_with_value.eq(out["members"]) & out["peers_with_denominator"].eq(peers_with_value) \
+        & out["denominator_sum"].gt(0)
+    can_pool = out["peers_with_numerator"].eq(peers_with_value)
     # without numerators (the p90 length of stay): the denominator-weighted mean, as
-    # fct_peer_group_values and the rolling figures weigh it; the plain mean only when a peer
-    # has no denominator either
-    can_weigh = (peers_with_value > 0) & out["peers_with_denominator"].eq(peers_with_value)
-    weighted_mean = (out["weighted_sum"] / out["denominator_sum"]).where(can_weigh, out["peer_mean"])
-    out["peer_value"] = pooled.where(can_pool & np.isfinite(multiplier), weighted_mean)
-    out["peer_value"] = out["peer_value"].where(peers_with_value.eq(out["members"]))  # null, not partial
+    # fct_peer_group_values and the rolling figures weigh it
+    weighted_mean = out["weighted_sum"] / out["denominator_sum"]
+    out["peer_value"] = pooled.where(can_pool & np.isfinite(multiplier), weighted_mean).where(complete)
     out["england_value"] = out["metric_id"].map(england)
     out["rank_in_group"] = out["peers_better"].fillna(0).astype(int) + 1
     out["group_size"] = peers_with_value + 1
