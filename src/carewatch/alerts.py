@@ -111,10 +111,26 @@ def quality_alert(report, *, file_version: int | None = None, sha256: str | None
 </table>
 {_link("Task in the Airflow UI", task_url)}
 {_link("Data Docs for this validation", _docs_link(report.docs_url))}
-<p>Check the file by hand: <code>carewatch validate {html.escape(report.source)} &lt;raw file&gt; --period {html.escape(period)}</code>.
-If the publication is wrong, wait for its revision; if the suite is wrong, fix <code>expectations/{html.escape(report.suite)}.json</code> in review, then clear the task.</p>
+{_what_next(report, period)}
 """
     return Alert(subject, body)
+
+
+def _what_next(report, period: str) -> str:
+    """How to look into it: a source file is checked again with ``carewatch validate``; a
+    warehouse check (source ``check:<name>``) is run again on the warehouse with ``carewatch check``."""
+    suite = f"<code>expectations/{html.escape(report.suite)}.json</code>"
+    if report.source.startswith("check:"):
+        name = html.escape(report.source.split(":", 1)[1])
+        built = ("The warehouse build was rolled back: readers still see the previous warehouse."
+                 if report.blocking_failures else "The warehouse build committed.")
+        return (f"<p>This is a check across the warehouse, not a file: <code>include/sql/checks/{name}.sql</code>. "
+                f"{built} Run it again with <code>carewatch check {name}</code>; its rows (which metric, period "
+                f"and areas) with <code>carewatch check {name} --rows</code>. If the data is wrong at its source, "
+                f"wait for the revision; if the check or {suite} is wrong, fix it in review.</p>")
+    return (f"<p>Check the file by hand: <code>carewatch validate {html.escape(report.source)} &lt;raw file&gt; "
+            f"--period {html.escape(period)}</code>.\nIf the publication is wrong, wait for its revision; if the "
+            f"suite is wrong, fix {suite} in review, then clear the task.</p>")
 
 
 def failure_alert(*, dag_id: str, task_id: str, error: BaseException | str, task_url: str | None = None,

@@ -5,6 +5,7 @@ Verbs:
   validate SOURCE FILE [--period P]  run the source's Great Expectations suite on a local file (exit 1 if blocking)
   hes-metrics EXTRACT [--from --to]  hospital metrics per HWB area and month from a HES APC extract
   as-of AREA PERIOD --as-of DATE     what the warehouse reported for an area and month as of a date
+  check NAME [--rows]                run a warehouse check (include/sql/checks) on the warehouse; writes nothing
   samples [--out DIR]                regenerate the embedded sample publications (deterministic)
   serve-samples [--port N]           serve the embedded samples over HTTP in the foreground
   run                                the monthly pipeline end to end through Airflow on the embedded samples
@@ -16,6 +17,7 @@ Errors print one line on stderr (``carewatch: <file>: ...``) and exit non-zero.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from carewatch.errors import CarewatchError
@@ -73,6 +75,26 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(result.line())
     blocking, warnings = len(report.blocking_failures), len(report.warnings)
     print(f"{args.file}: {len(report.results)} expectations, {blocking} blocking failures, {warnings} warnings")
+    return 0 if report.ok else 1
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from carewatch import validation, warehouse
+
+    names = [f.stem for f in validation.check_files()]
+    if args.name not in names:
+        raise CarewatchError(f"no warehouse check {args.name!r}; checks: {', '.join(names)}")
+    with warehouse.connect(read_only=True) as con:
+        frame = validation.check_rows(con, args.name)
+    if args.rows:
+        frame.to_csv(sys.stdout, index=False)
+        return 0
+    report = validation.validate_check(args.name, frame)
+    for result in report.results:
+        print(result.line())
+    blocking, warnings = len(report.blocking_failures), len(report.warnings)
+    print(f"check {args.name}: {len(frame)} rows, {len(report.results)} expectations, {blocking} blocking failures, "
+          f"{warnings} warnings" + ("; its rows: carewatch check " + args.name + " --rows" if blocking or warnings else ""))
     return 0 if report.ok else 1
 
 
@@ -163,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("parse", help="parse a local publication; tidy rows as CSV on stdout")
     p.add_argument("source", help="source name from config/sources.yaml (e.g. dtoc_la) or a parser name")
     p.add_argument("file")
-    p.add_argument("--period", help="the period you expect the file to hold (YYYY-MM, YYYY-YY or YYYY)")
+    p.add_argument("--period", help="the period you expect the file to hold (YYYY-MM, YYYY-YY or YYYY); parse does not "
+                                    "check it (the file's own period is in its rows), validate does")
     p.set_defaults(func=_cmd_parse)
 
     p = sub.add_parser("validate", help="run a source's expectation suite on a local file; writes nothing")
@@ -186,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--breakdowns", action="store_true", help="include NHS / social care / reason breakdowns")
     p.set_defaults(func=_cmd_as_of)
 
+    p = sub.add_parser("check", help="run a warehouse check (include/sql/checks/NAME.sql, suite expectations/NAME.json) "
+                                     "on the warehouse; writes nothing")
+    p.add_argument("name", help="the check's name, e.g. metric_completeness")
+    p.add_argument("--rows", action="store_true", help="print the check's rows as CSV instead of its expectations")
+    p.set_defaults(func=_cmd_check)
+
     p = sub.add_parser("samples", help="regenerate the embedded sample publications")
     p.add_argument("--out", default=None, help="output directory (default data/samples)")
     p.add_argument("--full", action="store_true", help="the whole history (DTOC from August 2010), not only the committed window")
@@ -196,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_serve_samples)
 
     p = sub.add_parser("run", help="run the monthly pipeline through Airflow on the embedded samples")
-    p.add_argument("--logical-date", default=None, help="ISO date of the monthly run (default: the latest embedded month's run)")
+    p.add_argument("--logical-date", default=None, help="ISO date of the monthly run (default: embedded.run_date in config/sources.yaml, "
+                                                          "the run after March 2018's publication)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("airflow", help="start Airflow locally with the project's DAGs")
@@ -215,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as err:  # unknown source / parser names
         print(f"carewatch: {err.args[0]}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`carewatch parse ... | head`): not an error worth a traceback
+        # as the Python docs advise: stdout to devnull, so that flushing it at exit raises nothing again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -378,7 +378,6 @@ def validate(
 def run(batch: PreparedBatch, *, data_docs: bool = False, run_name: str | None = None) -> ValidationReport:
     """Validate a prepared batch with Great Expectations."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("TQDM_DISABLE", "1")
     import great_expectations as gx
 
     gx_suite = gx.ExpectationSuite(name=batch.suite, expectations=batch.expectations, meta=batch.meta)
@@ -386,7 +385,7 @@ def run(batch: PreparedBatch, *, data_docs: bool = False, run_name: str | None =
     if data_docs:
         outcome, docs_url = _validate_with_data_docs(gx, batch.suite, gx_suite, batch.frame, run_name or f"{batch.suite} {batch.period}")
     else:
-        context = gx.get_context(mode="ephemeral")
+        context = _quiet(gx.get_context(mode="ephemeral"))
         gx_batch = (
             context.data_sources.add_pandas("carewatch")
             .add_dataframe_asset(batch.suite)
@@ -498,12 +497,21 @@ def data_docs_index() -> Path:
     return paths.home() / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
+def _quiet(context):
+    """No "Calculating Metrics" progress bars on stderr (task logs, ``carewatch validate``):
+    GX passes its own setting to tqdm (TQDM_DISABLE does not silence them)."""
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return context
+
+
 def _validate_with_data_docs(gx, name: str, gx_suite, frame: pd.DataFrame, run_name: str):
     """Validate through a checkpoint of the file-backed GX project (which keeps the result),
     render that result's Data Docs page; returns (suite result, URL of that page)."""
     from great_expectations.core.run_identifier import RunIdentifier
 
-    context = gx.get_context(mode="file", project_root_dir=str(paths.home()))
+    context = _quiet(gx.get_context(mode="file", project_root_dir=str(paths.home())))
     datasource = context.data_sources.add_or_update_pandas("carewatch")
     asset = next((a for a in datasource.assets if a.name == name), None) or datasource.add_dataframe_asset(name)
     batch_definition = next((b for b in asset.batch_definitions if b.name == "whole"), None) or asset.add_batch_definition_whole_dataframe("whole")
@@ -636,6 +644,19 @@ def check_files() -> list[Path]:
     return sorted((paths.sql_dir() / "checks").glob("*.sql"))
 
 
+def check_rows(con, name: str) -> pd.DataFrame:
+    """The rows of warehouse check ``name`` (``include/sql/checks/<name>.sql``) on ``con``."""
+    return con.execute((paths.sql_dir() / "checks" / f"{name}.sql").read_text()).df()
+
+
+def validate_check(name: str, frame: pd.DataFrame) -> ValidationReport:
+    """Check ``name``'s rows against its suite, as the warehouse build does; writes nothing
+    (``carewatch check``)."""
+    report = run(prepare(f"check:{name}", frame, period=None, suite=name))
+    report.period = "warehouse"
+    return report
+
+
 def check_warehouse(con, *, data_docs: bool = False, reuse: bool = False) -> list[tuple[ValidationReport, str]]:
     """Run every warehouse check (cross-source reconciliation, completeness) on ``con``;
     returns (report, sha256 of the checked rows) per check. Writes nothing to the warehouse.
@@ -645,7 +666,7 @@ def check_warehouse(con, *, data_docs: bool = False, reuse: bool = False) -> lis
 
     out = []
     for sql_file in check_files():
-        frame = con.execute(sql_file.read_text()).df()
+        frame = check_rows(con, sql_file.stem)
         digest = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
         batch = prepare(f"check:{sql_file.stem}", frame, period=None, suite=sql_file.stem)
         report = previous_pass(con, batch, sha256=digest, period="warehouse") if reuse else None

@@ -87,3 +87,23 @@ def test_the_failure_callback_uses_the_quality_details(mailbox, bad_report):
 def test_a_mail_outage_never_raises_from_the_callback(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(mailcatcher.free_port()))  # nothing listens
     assert alerts.send_quietly(alerts.failure_alert(dag_id="d", task_id="t", error="boom")) is False
+
+
+def test_a_warehouse_check_alert_says_how_to_rerun_the_check_not_a_file(mailbox, bad_report):
+    import pandas as pd
+
+    rows = pd.DataFrame([("dtoc_days_per_100k", "month", "2018-03-01", 150, 148, 2, "E06000058 E06000059")],
+                        columns=["metric_id", "period_type", "period_start", "areas_expected", "areas_present",
+                                 "areas_missing", "missing_areas"])
+    report = validation.validate_check("metric_completeness", rows)
+    assert report.ok and len(report.warnings) == 2
+    alerts.send(alerts.quality_alert(report))
+    alerts.send(alerts.quality_alert(bad_report))
+    check, source = (mailcatcher.body_text(m) for m in mailcatcher.messages(mailbox))
+    assert "carewatch check metric_completeness</code>" in check and "carewatch check metric_completeness --rows" in check
+    assert "include/sql/checks/metric_completeness.sql" in check and "The warehouse build committed." in check
+    assert "carewatch validate" not in check and "raw file" not in check
+    assert "carewatch validate dtoc_la &lt;raw file&gt; --period 2016-07" in source and "carewatch check" not in source
+    blocking = validation.ValidationReport("check:dtoc_national_vs_la", "dtoc_national_vs_la", "warehouse", results=[
+        validation.ExpectationResult("expect_column_values_to_be_between", "relative_difference", "blocking", "", False, None, 1, ["-0.06"])])
+    assert "The warehouse build was rolled back" in alerts.quality_alert(blocking).html

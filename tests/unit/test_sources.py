@@ -87,6 +87,34 @@ def test_cli_validate_needs_the_period(capsys):
     assert exit_.value.code == 2 and "--period" in capsys.readouterr().err
 
 
+def test_cli_validate_prints_its_results_and_nothing_on_stderr(carewatch_home, capsys):
+    """No GX "Calculating Metrics" progress bars between the results."""
+    from carewatch import cli
+    from tests.conftest import FIXTURES
+
+    assert cli.main(["validate", "dtoc_la", str(FIXTURES / "real" / "dtoc-la" / "LA-Type-B-June-2016.xls"),
+                     "--period", "2016-06"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1].endswith("LA-Type-B-June-2016.xls: 14 expectations, 0 blocking failures, 0 warnings")
+    assert err == ""
+
+
+def test_cli_output_read_by_a_reader_that_goes_away_ends_quietly():
+    """`carewatch parse ... | head`: no BrokenPipeError traceback on stderr."""
+    import subprocess
+    import sys
+
+    from tests.conftest import FIXTURES
+
+    proc = subprocess.Popen([sys.executable, "-m", "carewatch.cli", "parse", "dtoc_la",
+                             str(FIXTURES / "real" / "dtoc-la" / "LA-Type-B-June-2016.xls")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"period,")  # the CSV header, as `head -1` reads it
+    proc.stdout.close()  # ... and goes away with thousands of rows unread
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1 and err == "", err
+
+
 def test_the_embedded_run_ingests_every_catalogue_source_once():
     from carewatch import runner
 

@@ -91,3 +91,27 @@ def test_a_check_of_unchanged_rows_that_passed_is_not_run_again(built, tmp_path)
     rerun = {report.source: report for report, _ in validation.check_warehouse(built, reuse=True)}
     assert rerun["check:dtoc_national_vs_la"].reused_from is None and rerun["check:dtoc_national_vs_la"].ok
     assert rerun["check:metric_completeness"].reused_from  # completeness rows did not change
+
+
+def test_the_check_verb_reruns_a_check_on_the_warehouse_and_prints_its_rows(built, tmp_path, monkeypatch, capsys):
+    """What a check's alert email tells the data engineer to run (`carewatch check NAME`)."""
+    from carewatch import cli
+
+    built.close()  # the verb opens the file read-only, as an analyst would
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(tmp_path / "w.duckdb"))
+    assert cli.main(["check", "metric_completeness"]) == 0  # gaps are warnings
+    out = capsys.readouterr().out.splitlines()
+    assert "FAIL warning  expect_column_values_to_be_between [areas_missing]" in "\n".join(out)
+    assert out[-1].startswith("check metric_completeness: ") and out[-1].endswith(
+        "4 expectations, 0 blocking failures, 2 warnings; its rows: carewatch check metric_completeness --rows")
+
+    assert cli.main(["check", "metric_completeness", "--rows"]) == 0
+    import io
+
+    rows = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    february = rows[(rows["metric_id"] == DTOC) & (rows["period_type"] == "month") & (rows["period_start"] == "2017-02-01")]
+    assert february[["areas_expected", "areas_present", "missing_areas"]].values.tolist() == [[3, 2, BOURNEMOUTH]]
+
+    assert cli.main(["check", "no_such_check"]) == 2
+    assert capsys.readouterr().err.strip() == ("carewatch: no warehouse check 'no_such_check'; "
+                                               "checks: dtoc_national_vs_la, metric_completeness")
