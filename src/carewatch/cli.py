@@ -7,6 +7,7 @@ Verbs:
   as-of AREA PERIOD --as-of DATE     what the warehouse reported for an area and month as of a date
   check NAME [--rows]                run a warehouse check (include/sql/checks) on the warehouse; writes nothing
   samples [--out DIR]                regenerate the embedded sample publications (deterministic)
+  samples --hes-apc FILE             write a synthetic record-level HES APC extract for hes-metrics
   serve-samples [--port N]           serve the embedded samples over HTTP in the foreground
   run                                the monthly pipeline end to end through Airflow on the embedded samples
   airflow                            the Airflow UI locally (http://localhost:8080)
@@ -153,6 +154,16 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
 def _cmd_samples(args: argparse.Namespace) -> int:
     from carewatch.samples import generate
 
+    if args.hes_apc:
+        from pathlib import Path
+
+        from carewatch.samples import hes_apc
+
+        if args.episodes < 1:
+            raise CarewatchError(f"--episodes {args.episodes}: give a positive number of episodes")
+        path = hes_apc.write_apc_extract(Path(args.hes_apc), args.episodes, seed=args.seed)
+        print(f"wrote a synthetic HES APC extract of about {args.episodes:,} episodes (2017-18) to {path}")
+        return 0
     written = generate.write_all(args.out, full=args.full)
     print(f"wrote {len(written)} sample files under {args.out or 'data/samples'}")
     return 0
@@ -218,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("samples", help="regenerate the embedded sample publications")
     p.add_argument("--out", default=None, help="output directory (default data/samples)")
     p.add_argument("--full", action="store_true", help="the whole history (DTOC from August 2010), not only the committed window")
+    p.add_argument("--hes-apc", metavar="FILE", default=None,
+                   help="instead: write a synthetic record-level HES APC extract (Parquet, 2017-18) for hes-metrics")
+    p.add_argument("--episodes", type=int, default=100_000, help="with --hes-apc: about how many episodes (default 100000)")
+    p.add_argument("--seed", type=int, default=0, help="with --hes-apc: random seed (the same seed writes the same file)")
     p.set_defaults(func=_cmd_samples)
 
     p = sub.add_parser("serve-samples", help="serve the embedded samples over HTTP")

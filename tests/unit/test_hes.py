@@ -124,6 +124,19 @@ def test_period_filter_and_cli(tmp_path):
     assert frame.to_dict("records") == [{"area_code": "E09000012", "period": "2017-05-01", "emergency_admissions": 0, "discharges": 2, "los_p90_days": 16, "weekend_discharges": 1}]
 
 
+def test_samples_writes_a_synthetic_extract_to_try_hes_metrics_on(tmp_path, capsys):
+    from carewatch import cli
+
+    for name in ("a.parquet", "b.parquet"):
+        assert cli.main(["samples", "--hes-apc", str(tmp_path / name), "--episodes", "5000", "--seed", "4"]) == 0
+    assert capsys.readouterr().out.startswith("wrote a synthetic HES APC extract of about 5,000 episodes (2017-18) to ")
+    first, second = (pd.read_parquet(tmp_path / name) for name in ("a.parquet", "b.parquet"))
+    assert len(first) >= 5000 and set(hospital.NEEDED) <= set(first.columns)
+    pd.testing.assert_frame_equal(first, second)  # the same seed writes the same episodes
+    assert cli.main(["samples", "--hes-apc", str(tmp_path / "c.parquet"), "--episodes", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "carewatch: --episodes 0: give a positive number of episodes"
+
+
 def test_codes_stored_as_text_and_dates_as_timestamps_give_the_same_figures(tmp_path):
     extract = hes_apc.write_apc_extract(tmp_path / "apc.parquet", 50_000, seed=11)
     table = pq.read_table(extract)
