@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench airflow samples compose-check clean
+.PHONY: setup run test bench airflow samples clean
 
 # Virtual environment with the locked dependencies and the project itself (editable).
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml

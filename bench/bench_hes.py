@@ -12,7 +12,7 @@ Prints wall time, peak RSS and the ratios the targets are stated in:
 carewatch / scan <= 1.3, pandas / carewatch >= 10, carewatch peak <= 400 MB.
 Extracts are generated once and cached under var/bench/. Results also agree exactly.
 
-Usage: python bench/bench_hes.py [--sizes 1000000,10000000,25000000] [--pandas-max 10000000]
+Usage: python bench/bench_hes.py [--sizes 1000000,10000000,25000000] [--pandas-max 25000000] [--repeat 3]
 """
 
 from __future__ import annotations
