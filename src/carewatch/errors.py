@@ -80,17 +80,17 @@ class AlreadyQuarantined(CarewatchError):
 
 
 class StillQuarantined(AlreadyQuarantined):
-    """This quarantined file was validated again, because what it is checked against changed
-    (its history, suite or reference data), and failed the same blocking expectations with the
-    same thresholds: still quarantined and not loaded, and not emailed again."""
+    """This quarantined file was validated again, because its validation changed (history,
+    suite, reference data or parser), and failed only blocking expectations, with thresholds,
+    already reported since it was quarantined: still quarantined, not loaded, not emailed again."""
 
     def __init__(self, source: str, period: str, since: str, failures: list[str]):
         self.source = source
         self.period = period
         CarewatchError.__init__(
-            self, f"{source} {period}: validated again (its history, suite or reference data changed) and failed the "
-                  f"same expectations as when it was quarantined at {since} (already reported; still quarantined, "
-                  f"not loaded): " + " | ".join(failures))
+            self, f"{source} {period}: validated again (its history, suite, reference data or parser changed) and "
+                  f"failed only expectations already reported since it was quarantined at {since} (still "
+                  f"quarantined, not loaded): " + " | ".join(failures))
 
 
 class AlreadyUnparseable(CarewatchError):

@@ -208,9 +208,10 @@ def validate_period(parsed: dict, task_url: str | None = None) -> dict:
     expectations as GX would see now: :func:`carewatch.validation.prepare`) is not validated
     again: a rerun or the monthly re-check of the revision window costs no GX run and sends
     no repeat warning email. A change of suite, reference geography or history re-validates.
-    A quarantined file validated again that fails the same blocking expectations, with the
-    same thresholds, raises :class:`carewatch.errors.StillQuarantined` (the task is skipped,
-    no second email; its quarantine row counts the attempt); new reasons fail and email again.
+    A quarantined file validated again whose blocking failures (expectation, column,
+    thresholds) were all reported since it was quarantined raises
+    :class:`carewatch.errors.StillQuarantined` (the task is skipped, no second email; its
+    quarantine row counts the attempt); a reason not reported before fails and emails again.
     """
     from carewatch import alerts, validation, warehouse
     from carewatch.errors import AlreadyQuarantined, QualityError, StillQuarantined
@@ -240,8 +241,8 @@ def validate_period(parsed: dict, task_url: str | None = None) -> dict:
         validation.store(con, report, file_version=parsed["version"], sha256=parsed["sha256"], parsed_path=parsed["parsed_path"])
     if not report.ok:
         validation.build_data_docs_index()  # the failure is on the site's front page at once
-        if quarantined is not None and quarantined[1] == validation.failure_identity(report):
-            # e.g. an earlier period was revised: the same failures were emailed when it was quarantined
+        if quarantined is not None and validation.failure_identity(report) <= quarantined[1]:
+            # e.g. an earlier period was revised: these failures were emailed while it was quarantined
             raise StillQuarantined(parsed["source"], parsed["period"], quarantined[0],
                                    [r.line() for r in report.blocking_failures])
         raise QualityError(parsed["source"], parsed["period"], [r.line() for r in report.blocking_failures],

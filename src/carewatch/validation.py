@@ -463,14 +463,18 @@ def failure_identity(report: ValidationReport) -> frozenset:
 
 
 def quarantined_since(con, source: str, period: str, sha256: str) -> tuple[str, frozenset] | None:
-    """When this file entered quarantine, and the :func:`failure_identity` of its latest
-    validation; None when the file is not in quarantine."""
+    """When this file entered quarantine, and every blocking failure (:func:`failure_identity`)
+    reported for it since then; None when the file is not in quarantine."""
     if not warehouse.table_exists(con, "quarantine"):
         return None
-    row = con.execute("select min(quarantined_at) from quarantine where source = ? and period = ? and sha256 = ?",
-                      [source, period, sha256]).fetchone()
+    reported = "reported_failures" if "reported_failures" in warehouse.columns(con, "quarantine") else "null"
+    row = con.execute(f"""select min(quarantined_at), any_value({reported}) from quarantine
+                          where source = ? and period = ? and sha256 = ?""", [source, period, sha256]).fetchone()
     if row is None or row[0] is None:
         return None
+    if row[1] is not None:
+        return str(row[0]), frozenset(tuple(item) for item in json.loads(row[1]))
+    # quarantined by a release that did not keep the list: the latest validation's failures
     expected = "expected" if "expected" in warehouse.columns(con, "validation_results") else "''"
     failed = con.execute(
         f"""select expectation, "column", coalesce({expected}, '') from validation_results
@@ -557,6 +561,7 @@ create table if not exists quarantine (
 );
 alter table quarantine add column if not exists last_failed_at timestamptz;
 alter table quarantine add column if not exists attempts integer;
+alter table quarantine add column if not exists reported_failures varchar;
 """
 
 
@@ -569,13 +574,17 @@ def store(con, report: ValidationReport, *, file_version: int, sha256: str, pars
 
     ``quarantine`` holds one row per file (source, period, sha256) whose latest validation
     failed a blocking expectation: first failure (``quarantined_at``), latest failure and its
-    reasons, and how many validations it has failed. A failing file validated again updates its
-    row; a file that passes (after a suite or reference fix) leaves the table.
+    reasons, how many validations it has failed, and every blocking failure reported for it
+    since it entered (``reported_failures``: JSON [expectation, column, thresholds] items; see
+    :func:`failure_identity`). A failing file validated again updates its row; a file that
+    passes (after a suite or reference fix) leaves the table.
     """
     import datetime as dt
 
     now = dt.datetime.now(dt.timezone.utc)
     con.execute(RESULTS_DDL)
+    earlier = quarantined_since(con, report.source, report.period, sha256)
+    reported = (earlier[1] if earlier else frozenset()) | failure_identity(report)
     con.execute("begin transaction")
     try:
         con.execute("delete from validation_results where source = ? and period = ? and sha256 = ?", [report.source, report.period, sha256])
@@ -599,10 +608,11 @@ def store(con, report: ValidationReport, *, file_version: int, sha256: str, pars
         if not report.ok:
             con.execute(
                 """insert into quarantine (source, period, file_version, sha256, parsed_path, blocking_failures,
-                       quarantined_at, last_failed_at, attempts)
-                   values (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       quarantined_at, last_failed_at, attempts, reported_failures)
+                   values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [report.source, report.period, file_version, sha256, parsed_path,
-                 "; ".join(r.line() for r in report.blocking_failures), first or now, now, int(attempts) + 1],
+                 "; ".join(r.line() for r in report.blocking_failures), first or now, now, int(attempts) + 1,
+                 json.dumps(sorted(reported, key=lambda item: tuple(str(x) for x in item)))],
             )
         con.execute("commit")
     except BaseException:

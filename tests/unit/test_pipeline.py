@@ -102,7 +102,7 @@ def test_a_failed_file_is_not_validated_or_emailed_again_until_its_validation_ch
     (suites / "dtoc_la.json").write_text(json.dumps(suite))
     monkeypatch.setattr(paths, "expectations_dir", lambda: suites)
     # the same expectations fail with the same thresholds: already reported, not failed and emailed again
-    with pytest.raises(StillQuarantined, match="dtoc_la 2016-06: validated again .* same expectations") as still:
+    with pytest.raises(StillQuarantined, match="dtoc_la 2016-06: validated again .* failed only expectations already reported") as still:
         pipeline.validate_period(parsed)
     assert all(line in str(still.value) for line in failure.value.failures)
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
@@ -126,6 +126,8 @@ def test_a_failed_file_is_not_validated_or_emailed_again_until_its_validation_ch
 def test_a_quarantined_file_validated_against_a_changed_history_is_emailed_again_only_for_new_reasons(carewatch_home, monkeypatch):
     """Month m+1 validated before month m's revision landed, then against the revised history
     in the next run: the same implausible councils are not a second email."""
+    import json
+
     from carewatch.errors import QualityError, StillQuarantined
 
     frame = parsers.parse("dtoc_la", REAL)
@@ -159,6 +161,17 @@ def test_a_quarantined_file_validated_against_a_changed_history_is_emailed_again
     with pytest.raises(QualityError) as new_reason:
         pipeline.validate_period(parsed)
     assert not isinstance(new_reason.value, StillQuarantined)
+    assert attempts() == (3, 1)
+    # reasons coming and going as the history moves: each was reported, so no more emails
+    for factor in (1.0, 12.0, 1.0):  # the negative figure alone, both again, the negative figure alone
+        monkeypatch.setattr(validation, "warehouse_history", history(factor))
+        with pytest.raises(StillQuarantined):
+            pipeline.validate_period(parsed)
+    assert attempts() == (6, 1)
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        [(reported,)] = con.execute("select reported_failures from quarantine").fetchall()
+    assert {(e, c) for e, c, _ in json.loads(reported)} >= {
+        ("expect_column_values_to_be_between", "ratio_to_trailing_median"), ("expect_column_values_to_be_between", "value")}
     # the history back to normal and the original figures: it passes and leaves quarantine
     frame.to_parquet(parsed["parsed_path"], index=False)
     monkeypatch.setattr(validation, "warehouse_history", history(1.0))
