@@ -82,11 +82,18 @@ def quality_alert(report, *, file_version: int | None = None, sha256: str | None
     failed = blocking + warnings
     period = report.period or "(no period)"
     subject = _subject(f"{severity} {report.source} {period}: {len(failed)} expectation{'s' if len(failed) != 1 else ''} failed")
-    outcome = (
-        "The batch was <b>quarantined</b>: nothing of it reached the warehouse, and the validate task failed."
-        if blocking
-        else "Only warnings failed: the batch was loaded; the results are recorded in <code>validation_results</code>."
-    )
+    if report.source.startswith("check:"):  # a warehouse check: run inside the build task, not a file
+        outcome = (
+            "The warehouse build was <b>rolled back</b>: readers still see the previous warehouse, and the build task failed."
+            if blocking
+            else "Only warnings failed: the warehouse build committed; the results are recorded in <code>validation_results</code>."
+        )
+    else:
+        outcome = (
+            "The batch was <b>quarantined</b>: nothing of it reached the warehouse, and the validate task failed."
+            if blocking
+            else "Only warnings failed: the batch was loaded; the results are recorded in <code>validation_results</code>."
+        )
     max_examples = int(settings().get("max_examples", 5))
     rows = []
     for r in failed:
@@ -122,12 +129,15 @@ def _what_next(report, period: str) -> str:
     suite = f"<code>expectations/{html.escape(report.suite)}.json</code>"
     if report.source.startswith("check:"):
         name = html.escape(report.source.split(":", 1)[1])
-        built = ("The warehouse build was rolled back: readers still see the previous warehouse."
-                 if report.blocking_failures else "The warehouse build committed.")
+        if report.blocking_failures:  # the rows that failed were never committed: the examples above show them
+            rerun = (f"<code>carewatch check {name}</code> runs it on the warehouse as committed, i.e. the previous "
+                     f"build, not the rows that failed: those are the examples above and on the Data Docs page.")
+        else:
+            rerun = (f"Run it again with <code>carewatch check {name}</code>, and see all its rows with "
+                     f"<code>carewatch check {name} --rows</code>.")
         return (f"<p>This is a check across the warehouse, not a file: <code>include/sql/checks/{name}.sql</code>. "
-                f"{built} Run it again with <code>carewatch check {name}</code>; its rows (which metric, period "
-                f"and areas) with <code>carewatch check {name} --rows</code>. If the data is wrong at its source, "
-                f"wait for the revision; if the check or {suite} is wrong, fix it in review.</p>")
+                f"{rerun} If the data is wrong at its source, wait for the revision; if the check or {suite} is "
+                f"wrong, fix it in review, then clear the task.</p>")
     return (f"<p>Check the file by hand: <code>carewatch validate {html.escape(report.source)} &lt;raw file&gt; "
             f"--period {html.escape(period)}</code>.\nIf the publication is wrong, wait for its revision; if the "
             f"suite is wrong, fix {suite} in review, then clear the task.</p>")

@@ -85,8 +85,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
     names = [f.stem for f in validation.check_files()]
     if args.name not in names:
         raise CarewatchError(f"no warehouse check {args.name!r}; checks: {', '.join(names)}")
+    import duckdb
+
+    from carewatch import paths
+
     with warehouse.connect(read_only=True) as con:
-        frame = validation.check_rows(con, args.name)
+        try:
+            frame = validation.check_rows(con, args.name)
+        except duckdb.CatalogException as err:  # a warehouse file whose models were never built
+            first_line = str(err).splitlines()[0]
+            raise CarewatchError(f"{paths.warehouse_path()}: the warehouse is not built yet (make run, or the metrics "
+                                 f"DAG's build_warehouse): {first_line}") from None
     if args.rows:
         frame.to_csv(sys.stdout, index=False)
         return 0
@@ -159,11 +168,17 @@ def _cmd_samples(args: argparse.Namespace) -> int:
 
         from carewatch.samples import hes_apc
 
+        if args.out is not None or args.full:
+            raise CarewatchError("--hes-apc writes one extract to FILE: --out and --full are for the publication samples")
+        args.episodes = 100_000 if args.episodes is None else args.episodes
+        args.seed = 0 if args.seed is None else args.seed
         if args.episodes < 1:
             raise CarewatchError(f"--episodes {args.episodes}: give a positive number of episodes")
         path = hes_apc.write_apc_extract(Path(args.hes_apc), args.episodes, seed=args.seed)
         print(f"wrote a synthetic HES APC extract of about {args.episodes:,} episodes (2017-18) to {path}")
         return 0
+    if args.episodes is not None or args.seed is not None:
+        raise CarewatchError("--episodes and --seed go with --hes-apc FILE")
     written = generate.write_all(args.out, full=args.full)
     print(f"wrote {len(written)} sample files under {args.out or 'data/samples'}")
     return 0
@@ -231,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="the whole history (DTOC from August 2010), not only the committed window")
     p.add_argument("--hes-apc", metavar="FILE", default=None,
                    help="instead: write a synthetic record-level HES APC extract (Parquet, 2017-18) for hes-metrics")
-    p.add_argument("--episodes", type=int, default=100_000, help="with --hes-apc: about how many episodes (default 100000)")
-    p.add_argument("--seed", type=int, default=0, help="with --hes-apc: random seed (the same seed writes the same file)")
+    p.add_argument("--episodes", type=int, default=None, help="with --hes-apc: about how many episodes (default 100000)")
+    p.add_argument("--seed", type=int, default=None, help="with --hes-apc: random seed (default 0; the same seed writes the same file)")
     p.set_defaults(func=_cmd_samples)
 
     p = sub.add_parser("serve-samples", help="serve the embedded samples over HTTP")
@@ -253,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # here, not at exit: a reader that went away is then caught below
+        return status
     except CarewatchError as err:
         print(f"carewatch: {err}", file=sys.stderr)
         return 2

@@ -659,12 +659,20 @@ def check_rows(con, name: str) -> pd.DataFrame:
     return con.execute((paths.sql_dir() / "checks" / f"{name}.sql").read_text()).df()
 
 
+def _check_batch(name: str, frame: pd.DataFrame) -> PreparedBatch:
+    return prepare(f"check:{name}", frame, period=None, suite=name)
+
+
+def _run_check(batch: PreparedBatch, **options) -> ValidationReport:
+    report = run(batch, **options)
+    report.period = "warehouse"  # checks are recorded under this period
+    return report
+
+
 def validate_check(name: str, frame: pd.DataFrame) -> ValidationReport:
     """Check ``name``'s rows against its suite, as the warehouse build does; writes nothing
     (``carewatch check``)."""
-    report = run(prepare(f"check:{name}", frame, period=None, suite=name))
-    report.period = "warehouse"
-    return report
+    return _run_check(_check_batch(name, frame))
 
 
 def check_warehouse(con, *, data_docs: bool = False, reuse: bool = False) -> list[tuple[ValidationReport, str]]:
@@ -678,10 +686,9 @@ def check_warehouse(con, *, data_docs: bool = False, reuse: bool = False) -> lis
     for sql_file in check_files():
         frame = check_rows(con, sql_file.stem)
         digest = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
-        batch = prepare(f"check:{sql_file.stem}", frame, period=None, suite=sql_file.stem)
+        batch = _check_batch(sql_file.stem, frame)
         report = previous_pass(con, batch, sha256=digest, period="warehouse") if reuse else None
         if report is None:
-            report = run(batch, data_docs=data_docs, run_name=f"{sql_file.stem} {digest[:12]}")
-            report.period = "warehouse"
+            report = _run_check(batch, data_docs=data_docs, run_name=f"{sql_file.stem} {digest[:12]}")
         out.append((report, digest))
     return out

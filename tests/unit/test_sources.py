@@ -99,20 +99,36 @@ def test_cli_validate_prints_its_results_and_nothing_on_stderr(carewatch_home, c
     assert err == ""
 
 
-def test_cli_output_read_by_a_reader_that_goes_away_ends_quietly():
-    """`carewatch parse ... | head`: no BrokenPipeError traceback on stderr."""
+@pytest.mark.parametrize("verb", ["parse", "validate"])
+def test_cli_output_read_by_a_reader_that_goes_away_ends_quietly(verb, tmp_path):
+    """`carewatch parse ... | head`: no BrokenPipeError traceback on stderr, whether the pipe
+    breaks during a write (parse: thousands of rows) or when the last buffered output is
+    flushed (validate: a few lines, all still in the buffer when the command returns)."""
+    import os
     import subprocess
     import sys
 
     from tests.conftest import FIXTURES
 
-    proc = subprocess.Popen([sys.executable, "-m", "carewatch.cli", "parse", "dtoc_la",
-                             str(FIXTURES / "real" / "dtoc-la" / "LA-Type-B-June-2016.xls")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout.readline().startswith(b"period,")  # the CSV header, as `head -1` reads it
-    proc.stdout.close()  # ... and goes away with thousands of rows unread
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout block-buffered, as in a shell
+    env["CAREWATCH_HOME"] = str(tmp_path)  # no warehouse: validate runs without history
+    proc = subprocess.Popen([sys.executable, "-m", "carewatch.cli", verb, "dtoc_la",
+                             str(FIXTURES / "real" / "dtoc-la" / "LA-Type-B-June-2016.xls"), "--period", "2016-06"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    if verb == "parse":
+        assert proc.stdout.readline().startswith(b"period,")  # the CSV header, as `head -1` reads it
+    proc.stdout.close()  # ... and goes away with the rest unread
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 1 and err == "", err
+
+
+def test_samples_options_that_do_not_go_together_are_refused(capsys):
+    from carewatch import cli
+
+    assert cli.main(["samples", "--episodes", "10"]) == 2
+    assert capsys.readouterr().err.strip() == "carewatch: --episodes and --seed go with --hes-apc FILE"
+    assert cli.main(["samples", "--hes-apc", "x.parquet", "--out", "elsewhere"]) == 2
+    assert capsys.readouterr().err.strip().startswith("carewatch: --hes-apc writes one extract to FILE")
 
 
 def test_the_embedded_run_ingests_every_catalogue_source_once():

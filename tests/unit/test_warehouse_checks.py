@@ -115,3 +115,15 @@ def test_the_check_verb_reruns_a_check_on_the_warehouse_and_prints_its_rows(buil
     assert cli.main(["check", "no_such_check"]) == 2
     assert capsys.readouterr().err.strip() == ("carewatch: no warehouse check 'no_such_check'; "
                                                "checks: dtoc_national_vs_la, metric_completeness")
+
+
+def test_the_check_verb_on_a_warehouse_not_built_yet_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    import duckdb
+
+    from carewatch import cli
+
+    duckdb.connect(str(tmp_path / "empty.duckdb")).close()
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(tmp_path / "empty.duckdb"))
+    assert cli.main(["check", "metric_completeness"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"carewatch: {tmp_path / 'empty.duckdb'}: the warehouse is not built yet (make run")
