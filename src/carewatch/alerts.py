@@ -135,9 +135,10 @@ def _what_next(report, period: str) -> str:
         else:
             rerun = (f"Run it again with <code>carewatch check {name}</code>, and see all its rows with "
                      f"<code>carewatch check {name} --rows</code>.")
+        retry = ", then clear the task" if report.blocking_failures else ""
         return (f"<p>This is a check across the warehouse, not a file: <code>include/sql/checks/{name}.sql</code>. "
                 f"{rerun} If the data is wrong at its source, wait for the revision; if the check or {suite} is "
-                f"wrong, fix it in review, then clear the task.</p>")
+                f"wrong, fix it in review{retry}.</p>")
     return (f"<p>Check the file by hand: <code>carewatch validate {html.escape(report.source)} &lt;raw file&gt; "
             f"--period {html.escape(period)}</code>.\nIf the publication is wrong, wait for its revision; if the "
             f"suite is wrong, fix {suite} in review, then clear the task.</p>")

@@ -103,9 +103,11 @@ def test_a_warehouse_check_alert_says_how_to_rerun_the_check_not_a_file(mailbox,
     assert "carewatch check metric_completeness</code>" in check and "carewatch check metric_completeness --rows" in check
     assert "include/sql/checks/metric_completeness.sql" in check and "the warehouse build committed" in check
     assert "carewatch validate" not in check and "raw file" not in check and "batch" not in check
+    assert "clear the task" not in check  # the build committed: nothing to retry
     assert "carewatch validate dtoc_la &lt;raw file&gt; --period 2016-07" in source and "carewatch check" not in source
     blocking = validation.ValidationReport("check:dtoc_national_vs_la", "dtoc_national_vs_la", "warehouse", results=[
         validation.ExpectationResult("expect_column_values_to_be_between", "relative_difference", "blocking", "", False, None, 1, ["-0.06"])])
     rolled_back = alerts.quality_alert(blocking).html
     assert "The warehouse build was <b>rolled back</b>" in rolled_back and "quarantined" not in rolled_back
     assert "as committed, i.e. the previous build" in rolled_back and "--rows" not in rolled_back
+    assert "fix it in review, then clear the task" in rolled_back
