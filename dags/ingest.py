@@ -48,15 +48,17 @@ def build_ingest_dag(source: sources.Source):
 
         @task(multiple_outputs=False, max_active_tis_per_dagrun=4, pool=dagkit.WAREHOUSE_POOL)
         def fetch(period: str, **context) -> dict:
-            """Download one period into the raw store (skipped if not published yet)."""
+            """Download one period into the raw store (skipped if not published yet, or if a
+            held period's re-check is refused as in an earlier run: already emailed)."""
             from carewatch import pipeline
-            from carewatch.errors import NotPublishedYet, PublicationOverdue
+            from carewatch.errors import AlreadyRefused, NotPublishedYet, PublicationOverdue
             from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
             logical = context.get("logical_date")
             try:
-                return pipeline.fetch_period(source.name, period, as_of=logical.date() if logical else None)
-            except NotPublishedYet as err:
+                return pipeline.fetch_period(source.name, period, as_of=logical.date() if logical else None,
+                                             run_id=context.get("run_id"))
+            except (NotPublishedYet, AlreadyRefused) as err:  # not yet due; or a held period, refused as already reported
                 raise AirflowSkipException(str(err)) from err
             except PublicationOverdue as err:  # no retry: the next monthly run looks again
                 raise AirflowFailException(str(err)) from err

@@ -5,6 +5,8 @@ Every error names the source, the file or URL and what is wrong, on one line.
 
 from __future__ import annotations
 
+import datetime
+
 
 class CarewatchError(Exception):
     """Base class: ``str(err)`` is one line fit for a terminal or an alert."""
@@ -43,6 +45,22 @@ class FetchError(CarewatchError):
 class PublicationOverdue(FetchError):
     """The publication has not appeared ``grace_days`` after it was due (HTTP 404): retrying
     within the run cannot help; the next monthly run tries again. Alerted as OVERDUE."""
+
+
+class AlreadyRefused(CarewatchError):
+    """A period already held in the raw store, re-checked for a revision, was refused for the
+    same reason as at the end of an earlier run, which failed and emailed then. The held
+    version stays; the task is skipped, not failed and emailed again every month. A period
+    not held yet (the month the run is due for) is never skipped so: it fails every run."""
+
+    def __init__(self, source: str, period: str, url: str, problem: str, since):
+        self.source = source
+        self.period = period
+        self.url = url
+        self.problem = problem
+        since = since.astimezone(datetime.timezone.utc) if getattr(since, "tzinfo", None) else since
+        super().__init__(f"{source} {period}: refused as in an earlier run (since {since:%Y-%m-%d %H:%M} UTC; already "
+                         f"reported; the version held is kept): {problem} ({url})")
 
 
 class NotPublishedYet(CarewatchError):

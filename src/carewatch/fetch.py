@@ -12,7 +12,10 @@ One call fetches one source and period:
   a body shorter than Content-Length, over ``max_bytes``, wrong file signature, a workbook or
   Parquet file that does not open. A refusal raises :class:`FetchError` naming source,
   period and URL and leaves the raw store and the manifest unchanged (it is logged in
-  ``fetch_log``).
+  ``fetch_log``);
+- a period already held, refused for the same reason as at the end of an earlier run
+  (``run_id``: the Airflow run; the earlier refusal failed its run and was emailed), raises
+  :class:`AlreadyRefused` instead: the revision re-check is skipped, not reported again.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import asdict, dataclass
 from urllib.parse import urlparse
 
 from carewatch import paths, rawstore, sources
-from carewatch.errors import FetchError, NotPublishedYet, PublicationOverdue
+from carewatch.errors import AlreadyRefused, FetchError, NotPublishedYet, PublicationOverdue
 
 OLE2_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
 MANIFEST_DDL = """
@@ -38,6 +41,7 @@ create table if not exists fetch_log (
     source varchar, period varchar, url varchar, attempted_at timestamptz, outcome varchar,
     http_status integer, bytes bigint, sha256 varchar, error varchar
 );
+alter table fetch_log add column if not exists run_id varchar;
 """
 
 
@@ -89,10 +93,11 @@ def _last_version(con, source: str, period: str):
     ).fetchone()
 
 
-def _log(con, source, period, url, outcome, http_status=None, size=None, sha=None, error=None):
+def _log(con, source, period, url, outcome, http_status=None, size=None, sha=None, error=None, run_id=None):
     con.execute(
-        "insert into fetch_log values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [source, period, url, dt.datetime.now(dt.timezone.utc), outcome, http_status, size, sha, error],
+        """insert into fetch_log (source, period, url, attempted_at, outcome, http_status, bytes, sha256, error, run_id)
+           values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [source, period, url, dt.datetime.now(dt.timezone.utc), outcome, http_status, size, sha, error, run_id],
     )
 
 
@@ -140,10 +145,14 @@ def fetch(
     base_url: str | None = None,
     as_of: dt.date | None = None,
     session=None,
+    run_id: str | None = None,
 ) -> FetchResult:
     """Fetch one period of one source into the raw store (see module docstring).
 
     ``source`` is a catalogue name or a :class:`sources.Source` (to override limits).
+    ``run_id``: the pipeline run (Airflow's run id), recorded with every attempt; a held period
+    refused as at the end of another run raises :class:`AlreadyRefused` (without it, every
+    refusal is a FetchError).
     """
     import requests
 
@@ -175,12 +184,12 @@ def fetch(
             with response:
                 status = response.status_code
                 if status == 304 and last:
-                    _log(con, source, period, url, "unchanged", status, 0, last[1])
+                    _log(con, source, period, url, "unchanged", status, 0, last[1], run_id=run_id)
                     return FetchResult(source, period, "unchanged", last[0], last[1], last[4], url, status, 0)
                 if status == 404:
                     due = sources.due_date(source, period) + dt.timedelta(days=src.grace_days)
                     if (as_of or dt.date.today()) < due:
-                        _log(con, source, period, url, "not_published_yet", status)
+                        _log(con, source, period, url, "not_published_yet", status, run_id=run_id)
                         raise NotPublishedYet(source, period, url)
                     raise PublicationOverdue(source, period, url, f"HTTP 404 and the publication was due by {due:%Y-%m-%d}: overdue")
                 if status != 200:
@@ -189,7 +198,7 @@ def fetch(
                 check_content(src, period, url, body, response.headers.get("Content-Type", ""))
                 digest = rawstore.sha256_of(body)
                 if last and last[1] == digest:
-                    _log(con, source, period, url, "unchanged", status, len(body), digest)
+                    _log(con, source, period, url, "unchanged", status, len(body), digest, run_id=run_id)
                     return FetchResult(source, period, "unchanged", last[0], digest, last[4], url, status, len(body))
                 raw_path = rawstore.put(source, period, body, src.format)
                 version = (last[0] if last else 0) + 1
@@ -200,15 +209,33 @@ def fetch(
                         [source, period, version, url, dt.datetime.now(dt.timezone.utc), status, len(body), digest,
                          response.headers.get("ETag"), response.headers.get("Last-Modified"), str(raw_path)],
                     )
-                    _log(con, source, period, url, "new_version", status, len(body), digest)
+                    _log(con, source, period, url, "new_version", status, len(body), digest, run_id=run_id)
                     con.execute("commit")
                 except BaseException:
                     con.execute("rollback")
                     raise
                 return FetchResult(source, period, "new_version", version, digest, str(raw_path), url, status, len(body))
         except FetchError as err:
-            _log(con, source, period, url, "refused", error=err.problem)
+            since = _refused_alike(con, source, period, err.problem, run_id) if last and run_id else None
+            _log(con, source, period, url, "refused", error=err.problem, run_id=run_id)
+            if since is not None:
+                raise AlreadyRefused(source, period, url, err.problem, since) from err
             raise
+
+
+def _refused_alike(con, source: str, period: str, problem: str, run_id: str):
+    """When the refusals of ``problem`` began, if the last attempt of another run was one
+    (tries within this run do not count: its final failure is the one reported); else None."""
+    rows = con.execute(
+        """select outcome, error, attempted_at from fetch_log
+           where source = ? and period = ? and run_id is distinct from ? order by attempted_at desc""",
+        [source, period, run_id]).fetchall()
+    since = None
+    for outcome, error, attempted_at in rows:  # the run of identical refusals up to this run
+        if outcome != "refused" or error != problem:
+            break
+        since = attempted_at
+    return since
 
 
 def _read_limited(response, src: sources.Source, period: str, url: str) -> bytes:

@@ -95,14 +95,17 @@ def periods_to_process(
     return due[-(src.revision_window + 1):]
 
 
-def fetch_period(source: str, period: str, as_of: dt.date | None = None) -> dict:
+def fetch_period(source: str, period: str, as_of: dt.date | None = None, run_id: str | None = None) -> dict:
     """Fetch one publication into the raw store; returns the fetch result as a dict.
 
-    ``as_of`` (the run's logical date) decides whether a 404 means "not published yet".
+    ``as_of`` (the run's logical date) decides whether a 404 means "not published yet";
+    ``run_id`` (the DAG run) is logged with the attempt and lets a held period refused as at
+    the end of an earlier run be skipped (:class:`carewatch.errors.AlreadyRefused`) rather
+    than emailed every month.
     """
     from carewatch import fetch
 
-    result = fetch.fetch(source, period, base_url=base_url(), as_of=as_of)
+    result = fetch.fetch(source, period, base_url=base_url(), as_of=as_of, run_id=run_id)
     return result.to_dict()
 
 

@@ -162,6 +162,52 @@ def test_a_bad_file_is_quarantined_emailed_and_fails_its_source_while_the_others
     assert page.is_file() and "2017-03-01" in page.read_text() and "2017-02-01" in page.read_text()  # expected vs found
 
 
+def test_a_held_month_whose_file_turned_into_a_web_page_is_emailed_once_and_keeps_its_version(airflow_db, carewatch_home, tmp_path, monkeypatch):
+    """The revision window re-checks held months every run: the first run that is refused
+    fails and emails; later runs skip the re-check (AlreadyRefused) and succeed."""
+    import shutil
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from carewatch import dagkit, mailcatcher, sample_server
+
+    original = dagkit.default_args
+    monkeypatch.setattr(dagkit, "default_args", lambda: {**original(), "retries": 0})  # no 30 s retry waits here
+    served = tmp_path / "served"
+    (served / "dtoc_la").mkdir(parents=True)
+    for month in ("2017-01", "2017-02"):
+        shutil.copy(paths.samples_dir() / "dtoc_la" / f"{month}.xls", served / "dtoc_la" / f"{month}.xls")
+    logical = dt.datetime(2018, 5, 15, 9, tzinfo=dt.timezone.utc)
+    conf = {"from_period": "2017-01", "to_period": "2017-02"}
+    dag = DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags")).get_dag("ingest_dtoc_la")
+    with sample_server.serve_samples(served) as base, mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
+        monkeypatch.setenv("CAREWATCH_BASE_URL", base)
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        first = dag.test(logical_date=logical, run_conf=conf)
+        assert str(first.state) == "success"
+        held = _manifest()
+        (served / "dtoc_la" / "2017-01.xls").write_bytes(b"<!DOCTYPE html><html><body>This page has moved</body></html>")
+        refused = dag.test(logical_date=logical + dt.timedelta(days=1), run_conf=conf)
+        mail_after_refusal = mailcatcher.messages(mailbox)
+        later = dag.test(logical_date=logical + dt.timedelta(days=2), run_conf=conf)
+        mail_later = mailcatcher.messages(mailbox)
+    assert str(refused.state) == "failed"
+    assert [" ".join(m["Subject"].split()) for m in mail_after_refusal] == [
+        "[carewatch] FAILED ingest_dtoc_la.one_period.fetch[0]: dtoc_la 2017-01: an HTML page was served instead of a xls file "
+        f"({base}/dtoc_la/2017-01.xls)"]
+    assert str(later.state) == "success" and len(mail_later) == 1  # not emailed again
+    states = {(ti.task_id, ti.map_index): str(ti.state) for ti in later.get_task_instances()}
+    assert states[("one_period.fetch", 0)] == "skipped" and states[("one_period.fetch", 1)] == "success"
+    assert states[("summarise", -1)] == "success"
+    assert _manifest() == held  # the held version stays, nothing new stored
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        outcomes = con.execute("""select outcome, run_id from fetch_log where period = '2017-01' order by attempted_at""").fetchall()
+        loaded = con.execute("select distinct _period from land_dtoc_la order by 1").fetchall()
+    assert [(o, r) for o, r in outcomes] == [("new_version", run.run_id) for run in [first]] + [
+        ("refused", refused.run_id), ("refused", later.run_id)]
+    assert loaded == [("2017-01",), ("2017-02",)]
+
+
 def test_a_run_with_no_period_due_succeeds(airflow_db, sample_base_url, carewatch_home, monkeypatch):
     from airflow.dag_processing.dagbag import DagBag
 

@@ -215,3 +215,43 @@ def test_refusals_are_logged(httpserver, base, src):
         assert con.execute("select outcome, error from fetch_log").fetchall() == [
             ("refused", "an HTML page was served instead of a xls file")
         ]
+
+
+def test_a_held_period_refused_as_at_the_end_of_an_earlier_run_is_not_reported_again(httpserver, base, src):
+    """The revision window re-checks a held month every run: a file that turned into an HTML
+    page is emailed by the run that first meets it, then skipped; the held version stays."""
+    from carewatch.errors import AlreadyRefused
+
+    def attempt(run_id, period=PERIOD):
+        return fetch.fetch(src, period, env="embedded", base_url=base, as_of=LONG_AFTER, run_id=run_id)
+
+    serve(httpserver, tiny_xls(9))
+    attempt("run 1")  # held: version 1
+    before = state()
+    httpserver.clear()
+    serve(httpserver, b"<html>moved</html>", content_type="text/html")
+    for _ in range(3):  # the task's tries within one run all fail: the last one is emailed
+        with pytest.raises(FetchError, match="HTML page"):
+            attempt("run 2")
+    with pytest.raises(AlreadyRefused, match=r"dtoc_la 2017-02: refused as in an earlier run \(since .* UTC; already "
+                                             r"reported; the version held is kept\): an HTML page was served") as again:
+        attempt("run 3")
+    assert not isinstance(again.value, FetchError) and state() == before
+    with pytest.raises(FetchError, match="HTML page"):  # no run start given: an ordinary refusal
+        attempt(None)
+
+    # another problem is reported again
+    httpserver.clear()
+    serve(httpserver, tiny_xls()[:700])
+    with pytest.raises(FetchError, match="truncated or damaged"):
+        attempt("run 4")
+    # a period not held yet fails every run, however often it was refused before
+    httpserver.expect_request("/dtoc_la/2017-03.xls").respond_with_data(b"<html></html>", content_type="text/html")
+    for run in ("run 5", "run 6"):
+        with pytest.raises(FetchError, match="HTML page"):
+            attempt(run, period="2017-03")
+    assert state() == before
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        logged = con.execute("select run_id, outcome from fetch_log where period = ? order by attempted_at", [PERIOD]).fetchall()
+    assert logged == [("run 1", "new_version")] + [("run 2", "refused")] * 3 + [("run 3", "refused"), (None, "refused"),
+                                                                                ("run 4", "refused")]
