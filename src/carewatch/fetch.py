@@ -224,11 +224,12 @@ def fetch(
 
 
 def _refused_alike(con, source: str, period: str, problem: str, run_id: str):
-    """When the refusals of ``problem`` began, if the last attempt of another run was one
-    (tries within this run do not count: its final failure is the one reported); else None."""
+    """When the refusals of ``problem`` began, if the last attempt of another pipeline run was
+    one (tries within this run do not count: its final failure is the one reported; nor do
+    attempts outside a run, which reported nothing); else None."""
     rows = con.execute(
         """select outcome, error, attempted_at from fetch_log
-           where source = ? and period = ? and run_id is distinct from ? order by attempted_at desc""",
+           where source = ? and period = ? and run_id is not null and run_id <> ? order by attempted_at desc""",
         [source, period, run_id]).fetchall()
     since = None
     for outcome, error, attempted_at in rows:  # the run of identical refusals up to this run

@@ -237,7 +237,7 @@ def test_a_held_period_refused_as_at_the_end_of_an_earlier_run_is_not_reported_a
                                              r"reported; the version held is kept\): an HTML page was served") as again:
         attempt("run 3")
     assert not isinstance(again.value, FetchError) and state() == before
-    with pytest.raises(FetchError, match="HTML page"):  # no run start given: an ordinary refusal
+    with pytest.raises(FetchError, match="HTML page"):  # outside a pipeline run: an ordinary refusal
         attempt(None)
 
     # another problem is reported again
@@ -255,3 +255,11 @@ def test_a_held_period_refused_as_at_the_end_of_an_earlier_run_is_not_reported_a
         logged = con.execute("select run_id, outcome from fetch_log where period = ? order by attempted_at", [PERIOD]).fetchall()
     assert logged == [("run 1", "new_version")] + [("run 2", "refused")] * 3 + [("run 3", "refused"), (None, "refused"),
                                                                                 ("run 4", "refused")]
+    # a refusal met outside a pipeline run reported nothing: the next run's is reported
+    httpserver.expect_request("/dtoc_la/2017-04.xls").respond_with_data(tiny_xls(4), content_type="application/vnd.ms-excel")
+    attempt("run 7", period="2017-04")
+    httpserver.clear()
+    httpserver.expect_request("/dtoc_la/2017-04.xls").respond_with_data(b"<html></html>", content_type="text/html")
+    for run in (None, "run 8"):
+        with pytest.raises(FetchError, match="HTML page"):
+            attempt(run, period="2017-04")
