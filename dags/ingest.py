@@ -49,7 +49,7 @@ def build_ingest_dag(source: sources.Source):
         @task(multiple_outputs=False, max_active_tis_per_dagrun=4, pool=dagkit.WAREHOUSE_POOL)
         def fetch(period: str, **context) -> dict:
             """Download one period into the raw store (skipped if not published yet, or if a
-            held period's re-check is refused as in an earlier run: already emailed)."""
+            held period's re-check is refused as in an earlier, emailed run)."""
             from carewatch import pipeline
             from carewatch.errors import AlreadyRefused, NotPublishedYet, PublicationOverdue
             from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException

@@ -217,4 +217,20 @@ def on_task_failure(context) -> None:
             dag_id=getattr(ti, "dag_id", "?"), task_id=getattr(ti, "task_id", "?"), error=error, task_url=task_url,
             logical_date=context.get("logical_date"), map_index=getattr(ti, "map_index", None),
         )
-    send_quietly(alert)
+    if send_quietly(alert):
+        _record_refusal(error, context.get("run_id"))
+
+
+def _record_refusal(error, run_id) -> None:
+    """A refused download was emailed: later runs refused the same way skip it (:mod:`carewatch.fetch`)."""
+    from carewatch.errors import FetchError
+
+    refusal = error if isinstance(error, FetchError) else getattr(error, "__cause__", None)  # Airflow's fail wrapper
+    if not isinstance(refusal, FetchError):
+        return
+    try:
+        from carewatch import fetch
+
+        fetch.record_reported(refusal, run_id)
+    except Exception:  # noqa: BLE001 - the email went out; without the record the next run emails again
+        log.exception("could not record that %s %s's refusal was emailed", refusal.source, refusal.period)

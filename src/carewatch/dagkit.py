@@ -80,8 +80,9 @@ suite (`expectations/{source.name}.json`, if there is one) and records every res
   wrong (HTML page instead of a file, truncated, too big, wrong type, HTTP error). Nothing
   was stored. If NHS moved the file, update `config/sources.yaml` and clear the task.
 - `fetch` skipped: the period is not published yet, and the next run picks it up; or a month
-  already held, re-checked for a revision, was refused as at the end of an earlier run, which
-  failed and emailed then (`fetch_log`): the held version stays, and it is not emailed again.
+  already held, re-checked for a revision, was refused at the same URL with the same error as
+  in an earlier run whose failure was emailed (`fetch_log` outcome `already_refused`,
+  `fetch_refusals_reported`): the held version stays, and it is not emailed again.
 - `validate` failed: a blocking expectation failed; the log and the `quarantine` table say
   which, with examples. Nothing of the period was loaded. Check the file with
   `carewatch validate {source.name} <raw file> --period <period>`; if the publication is

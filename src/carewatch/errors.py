@@ -48,10 +48,10 @@ class PublicationOverdue(FetchError):
 
 
 class AlreadyRefused(CarewatchError):
-    """A period already held in the raw store, re-checked for a revision, was refused for the
-    same reason as at the end of an earlier run, which failed and emailed then. The held
-    version stays; the task is skipped, not failed and emailed again every month. A period
-    not held yet (the month the run is due for) is never skipped so: it fails every run."""
+    """A period already held in the raw store, re-checked for a revision, was refused at the
+    same URL for the same reason as in an earlier run whose failure was emailed, and in every
+    run since. The held version stays; the task is skipped, not failed and emailed again
+    every month. A period not held yet (the month the run is due for) is never skipped so."""
 
     def __init__(self, source: str, period: str, url: str, problem: str, since):
         self.source = source
@@ -59,8 +59,8 @@ class AlreadyRefused(CarewatchError):
         self.url = url
         self.problem = problem
         since = since.astimezone(datetime.timezone.utc) if getattr(since, "tzinfo", None) else since
-        super().__init__(f"{source} {period}: refused as in an earlier run (since {since:%Y-%m-%d %H:%M} UTC; already "
-                         f"reported; the version held is kept): {problem} ({url})")
+        super().__init__(f"{source} {period}: refused as in an earlier run (emailed {since:%Y-%m-%d %H:%M} UTC; "
+                         f"the version held is kept): {problem} ({url})")
 
 
 class NotPublishedYet(CarewatchError):

@@ -13,9 +13,11 @@ One call fetches one source and period:
   Parquet file that does not open. A refusal raises :class:`FetchError` naming source,
   period and URL and leaves the raw store and the manifest unchanged (it is logged in
   ``fetch_log``);
-- a period already held, refused for the same reason as at the end of an earlier run
-  (``run_id``: the Airflow run; the earlier refusal failed its run and was emailed), raises
-  :class:`AlreadyRefused` instead: the revision re-check is skipped, not reported again.
+- a period already held, refused at the same URL for the same reason as at the end of an
+  earlier run whose failure email went out (``run_id``: the Airflow run;
+  ``fetch_refusals_reported``, written by the failure callback through
+  :func:`record_reported`), raises :class:`AlreadyRefused` instead: the revision re-check is
+  skipped, not reported again, and logged as ``already_refused``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ create table if not exists fetch_log (
     http_status integer, bytes bigint, sha256 varchar, error varchar
 );
 alter table fetch_log add column if not exists run_id varchar;
+create table if not exists fetch_refusals_reported (
+    source varchar, period varchar, url varchar, error varchar, run_id varchar, reported_at timestamptz
+);
 """
 
 
@@ -216,27 +221,42 @@ def fetch(
                     raise
                 return FetchResult(source, period, "new_version", version, digest, str(raw_path), url, status, len(body))
         except FetchError as err:
-            since = _refused_alike(con, source, period, err.problem, run_id) if last and run_id else None
-            _log(con, source, period, url, "refused", error=err.problem, run_id=run_id)
-            if since is not None:
-                raise AlreadyRefused(source, period, url, err.problem, since) from err
+            reported = _reported_before(con, source, period, url, err.problem, run_id) if last and run_id else None
+            _log(con, source, period, url, "already_refused" if reported else "refused", error=err.problem, run_id=run_id)
+            if reported is not None:
+                raise AlreadyRefused(source, period, url, err.problem, reported) from err
             raise
 
 
-def _refused_alike(con, source: str, period: str, problem: str, run_id: str):
-    """When the refusals of ``problem`` began, if the last attempt of another pipeline run was
-    one (tries within this run do not count: its final failure is the one reported; nor do
-    attempts outside a run, which reported nothing); else None."""
-    rows = con.execute(
-        """select outcome, error, attempted_at from fetch_log
-           where source = ? and period = ? and run_id is not null and run_id <> ? order by attempted_at desc""",
-        [source, period, run_id]).fetchall()
-    since = None
-    for outcome, error, attempted_at in rows:  # the run of identical refusals up to this run
-        if outcome != "refused" or error != problem:
+def _reported_before(con, source: str, period: str, url: str, problem: str, run_id: str):
+    """When this refusal (same URL, same error) was emailed, if every attempt of other runs
+    since then was this refusal too; else None. Tries within this run do not count (its final
+    failure is the one reported), nor do attempts outside a run (they report nothing)."""
+    streak = []
+    for outcome, error, logged_url, other_run in con.execute(
+        """select outcome, error, url, run_id from fetch_log
+           where source = ? and period = ? and run_id <> ? order by attempted_at desc""",
+        [source, period, run_id]).fetchall():
+        if outcome not in ("refused", "already_refused") or error != problem or logged_url != url:
             break
-        since = attempted_at
-    return since
+        streak.append(other_run)
+    if not streak:
+        return None
+    return con.execute(
+        """select min(reported_at) from fetch_refusals_reported
+           where source = ? and period = ? and url = ? and error = ? and list_contains(?, run_id)""",
+        [source, period, url, problem, streak]).fetchone()[0]
+
+
+def record_reported(err: FetchError, run_id: str | None) -> None:
+    """The failure email for refusal ``err`` of run ``run_id`` went out (called by the task's
+    failure callback, :func:`carewatch.alerts.on_task_failure`)."""
+    from carewatch import warehouse
+
+    with warehouse.connect() as con:
+        con.execute(MANIFEST_DDL)
+        con.execute("insert into fetch_refusals_reported values (?, ?, ?, ?, ?, ?)",
+                    [err.source, err.period, err.url, err.problem, run_id, dt.datetime.now(dt.timezone.utc)])
 
 
 def _read_limited(response, src: sources.Source, period: str, url: str) -> bytes:

@@ -202,9 +202,10 @@ def test_a_held_month_whose_file_turned_into_a_web_page_is_emailed_once_and_keep
     assert _manifest() == held  # the held version stays, nothing new stored
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
         outcomes = con.execute("""select outcome, run_id from fetch_log where period = '2017-01' order by attempted_at""").fetchall()
+        reported = con.execute("select period, run_id from fetch_refusals_reported").fetchall()
         loaded = con.execute("select distinct _period from land_dtoc_la order by 1").fetchall()
-    assert [(o, r) for o, r in outcomes] == [("new_version", run.run_id) for run in [first]] + [
-        ("refused", refused.run_id), ("refused", later.run_id)]
+    assert outcomes == [("new_version", first.run_id), ("refused", refused.run_id), ("already_refused", later.run_id)]
+    assert reported == [("2017-01", refused.run_id)]  # recorded by the failure callback once its email went out
     assert loaded == [("2017-01",), ("2017-02",)]
 
 

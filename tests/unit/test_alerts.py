@@ -89,6 +89,37 @@ def test_a_mail_outage_never_raises_from_the_callback(monkeypatch):
     assert alerts.send_quietly(alerts.failure_alert(dag_id="d", task_id="t", error="boom")) is False
 
 
+def test_a_refused_download_is_recorded_as_reported_only_once_its_email_went_out(carewatch_home, tmp_path, monkeypatch):
+    """What lets the next run skip a held month refused the same way (carewatch.fetch)."""
+    import duckdb
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from carewatch import paths
+    from carewatch.errors import FetchError
+
+    class TI:
+        dag_id, task_id, map_index, log_url = "ingest_dtoc_la", "one_period.fetch", 0, "http://ui/log"
+
+    def reported():
+        with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+            return con.execute("select source, period, url, error, run_id from fetch_refusals_reported order by run_id").fetchall()
+
+    html = FetchError("dtoc_la", "2017-02", "http://h/x.xls", "an HTML page was served instead of a xls file")
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(mailcatcher.free_port()))  # mail down
+    alerts.on_task_failure({"ti": TI(), "exception": html, "run_id": "r1"})
+    assert not paths.warehouse_path().exists() or reported() == []  # not emailed: not reported
+    with mailcatcher.catch_mail(tmp_path / "mail") as (port, _):
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        alerts.on_task_failure({"ti": TI(), "exception": html, "run_id": "r2"})
+        wrapped = AirflowFailException("overdue")  # how the DAG fails an overdue publication without retries
+        wrapped.__cause__ = FetchError("dtoc_la", "2017-03", "http://h/y.xls", "HTTP 404")
+        alerts.on_task_failure({"ti": TI(), "exception": wrapped, "run_id": "r3"})
+        alerts.on_task_failure({"ti": TI(), "exception": RuntimeError("not a download"), "run_id": "r4"})
+    assert reported() == [("dtoc_la", "2017-02", "http://h/x.xls", "an HTML page was served instead of a xls file", "r2"),
+                          ("dtoc_la", "2017-03", "http://h/y.xls", "HTTP 404", "r3")]
+
+
 def test_a_warehouse_check_alert_says_how_to_rerun_the_check_not_a_file(mailbox, bad_report):
     import pandas as pd
 

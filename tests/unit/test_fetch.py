@@ -217,49 +217,58 @@ def test_refusals_are_logged(httpserver, base, src):
         ]
 
 
-def test_a_held_period_refused_as_at_the_end_of_an_earlier_run_is_not_reported_again(httpserver, base, src):
+def test_a_held_period_refused_as_in_an_earlier_emailed_run_is_not_reported_again(httpserver, base, src):
     """The revision window re-checks a held month every run: a file that turned into an HTML
-    page is emailed by the run that first meets it, then skipped; the held version stays."""
+    page is emailed by the run that first meets it (the failure callback records the email),
+    then skipped; the held version stays."""
     from carewatch.errors import AlreadyRefused
 
-    def attempt(run_id, period=PERIOD):
-        return fetch.fetch(src, period, env="embedded", base_url=base, as_of=LONG_AFTER, run_id=run_id)
+    def attempt(run_id, period=PERIOD, base_url=base):
+        return fetch.fetch(src, period, env="embedded", base_url=base_url, as_of=LONG_AFTER, run_id=run_id)
+
+    def final_failure(run_id, period=PERIOD, emailed=True, base_url=base):
+        """A run whose fetch task fails after its three tries; its failure email goes out, or not."""
+        for _ in range(3):  # the task's tries within one run all fail: only the last is emailed
+            with pytest.raises(FetchError, match="HTML page") as err:
+                attempt(run_id, period, base_url)
+        if emailed:
+            fetch.record_reported(err.value, run_id)
 
     serve(httpserver, tiny_xls(9))
     attempt("run 1")  # held: version 1
     before = state()
     httpserver.clear()
     serve(httpserver, b"<html>moved</html>", content_type="text/html")
-    for _ in range(3):  # the task's tries within one run all fail: the last one is emailed
-        with pytest.raises(FetchError, match="HTML page"):
-            attempt("run 2")
-    with pytest.raises(AlreadyRefused, match=r"dtoc_la 2017-02: refused as in an earlier run \(since .* UTC; already "
-                                             r"reported; the version held is kept\): an HTML page was served") as again:
-        attempt("run 3")
-    assert not isinstance(again.value, FetchError) and state() == before
+    final_failure("run 2", emailed=False)  # the mail server was down: nothing was reported
+    final_failure("run 3")  # so the next run reports it
+    for run in ("run 4", "run 5"):  # and the runs after it skip it
+        with pytest.raises(AlreadyRefused, match=r"dtoc_la 2017-02: refused as in an earlier run \(emailed .* UTC; the "
+                                                 r"version held is kept\): an HTML page was served") as again:
+            attempt(run)
+        assert not isinstance(again.value, FetchError)
+    assert state() == before
     with pytest.raises(FetchError, match="HTML page"):  # outside a pipeline run: an ordinary refusal
         attempt(None)
-
+    # the URL was changed (say config/sources.yaml was edited) and is refused too: not reported yet
+    moved = base.replace("localhost", "127.0.0.1")
+    assert moved != base
+    final_failure("run 6", base_url=moved)
+    with pytest.raises(AlreadyRefused):
+        attempt("run 7", base_url=moved)
     # another problem is reported again
     httpserver.clear()
     serve(httpserver, tiny_xls()[:700])
     with pytest.raises(FetchError, match="truncated or damaged"):
-        attempt("run 4")
-    # a period not held yet fails every run, however often it was refused before
-    httpserver.expect_request("/dtoc_la/2017-03.xls").respond_with_data(b"<html></html>", content_type="text/html")
-    for run in ("run 5", "run 6"):
-        with pytest.raises(FetchError, match="HTML page"):
-            attempt(run, period="2017-03")
-    assert state() == before
+        attempt("run 8", base_url=moved)
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
         logged = con.execute("select run_id, outcome from fetch_log where period = ? order by attempted_at", [PERIOD]).fetchall()
-    assert logged == [("run 1", "new_version")] + [("run 2", "refused")] * 3 + [("run 3", "refused"), (None, "refused"),
-                                                                                ("run 4", "refused")]
-    # a refusal met outside a pipeline run reported nothing: the next run's is reported
-    httpserver.expect_request("/dtoc_la/2017-04.xls").respond_with_data(tiny_xls(4), content_type="application/vnd.ms-excel")
-    attempt("run 7", period="2017-04")
-    httpserver.clear()
-    httpserver.expect_request("/dtoc_la/2017-04.xls").respond_with_data(b"<html></html>", content_type="text/html")
-    for run in (None, "run 8"):
-        with pytest.raises(FetchError, match="HTML page"):
-            attempt(run, period="2017-04")
+    assert logged == ([("run 1", "new_version")] + [("run 2", "refused")] * 3 + [("run 3", "refused")] * 3
+                      + [("run 4", "already_refused"), ("run 5", "already_refused"), (None, "refused")]
+                      + [("run 6", "refused")] * 3 + [("run 7", "already_refused"), ("run 8", "refused")])
+
+    # a period not held yet fails every run, even once its refusal was emailed
+    httpserver.expect_request("/dtoc_la/2017-03.xls").respond_with_data(b"<html></html>", content_type="text/html")
+    final_failure("run 9", period="2017-03")
+    with pytest.raises(FetchError, match="HTML page"):
+        attempt("run 10", period="2017-03")
+    assert state() == before
