@@ -79,8 +79,23 @@ def standalone(tmp_path_factory):
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
+            pass
+        # every component goes, not only the standalone: a scheduler still stopping when its
+        # parent exited was left running (orphaned) after the suite
+        deadline = time.monotonic() + 30
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if _group_alive(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _login(base: str, airflow_home: Path, proc, log_path: Path) -> str:
