@@ -82,18 +82,7 @@ def quality_alert(report, *, file_version: int | None = None, sha256: str | None
     failed = blocking + warnings
     period = report.period or "(no period)"
     subject = _subject(f"{severity} {report.source} {period}: {len(failed)} expectation{'s' if len(failed) != 1 else ''} failed")
-    if report.source.startswith("check:"):  # a warehouse check: run inside the build task, not a file
-        outcome = (
-            "The warehouse build was <b>rolled back</b>: readers still see the previous warehouse, and the build task failed."
-            if blocking
-            else "Only warnings failed: the warehouse build committed; the results are recorded in <code>validation_results</code>."
-        )
-    else:
-        outcome = (
-            "The batch was <b>quarantined</b>: nothing of it reached the warehouse, and the validate task failed."
-            if blocking
-            else "Only warnings failed: the batch was loaded; the results are recorded in <code>validation_results</code>."
-        )
+    outcome, what_next = _guidance(report, period)
     max_examples = int(settings().get("max_examples", 5))
     rows = []
     for r in failed:
@@ -118,30 +107,47 @@ def quality_alert(report, *, file_version: int | None = None, sha256: str | None
 </table>
 {_link("Task in the Airflow UI", task_url)}
 {_link("Data Docs for this validation", _docs_link(report.docs_url))}
-{_what_next(report, period)}
+{what_next}
 """
     return Alert(subject, body)
 
 
-def _what_next(report, period: str) -> str:
-    """How to look into it: a source file is checked again with ``carewatch validate``; a
-    warehouse check (source ``check:<name>``) is run again on the warehouse with ``carewatch check``."""
+def _guidance(report, period: str) -> tuple[str, str]:
+    """What happened to the data, and how to look into it: a source file (quarantined or
+    loaded) is checked again with ``carewatch validate``; a warehouse check (source
+    ``check:<name>``, run inside the build task) on the warehouse with ``carewatch check``."""
+    blocking = bool(report.blocking_failures)
+    recorded = "the results are recorded in <code>validation_results</code>."
     suite = f"<code>expectations/{html.escape(report.suite)}.json</code>"
-    if report.source.startswith("check:"):
-        name = html.escape(report.source.split(":", 1)[1])
-        if report.blocking_failures:  # the rows that failed were never committed: the examples above show them
-            rerun = (f"<code>carewatch check {name}</code> runs it on the warehouse as committed, i.e. the previous "
-                     f"build, not the rows that failed: those are the examples above and on the Data Docs page.")
-        else:
-            rerun = (f"Run it again with <code>carewatch check {name}</code>, and see all its rows with "
-                     f"<code>carewatch check {name} --rows</code>.")
-        retry = ", then clear the task" if report.blocking_failures else ""
-        return (f"<p>This is a check across the warehouse, not a file: <code>include/sql/checks/{name}.sql</code>. "
-                f"{rerun} If the data is wrong at its source, wait for the revision; if the check or {suite} is "
-                f"wrong, fix it in review{retry}.</p>")
-    return (f"<p>Check the file by hand: <code>carewatch validate {html.escape(report.source)} &lt;raw file&gt; "
+    if not report.source.startswith("check:"):
+        outcome = ("The batch was <b>quarantined</b>: nothing of it reached the warehouse, and the validate task failed."
+                   if blocking else f"Only warnings failed: the batch was loaded; {recorded}")
+        return outcome, (
+            f"<p>Check the file by hand: <code>carewatch validate {html.escape(report.source)} &lt;raw file&gt; "
             f"--period {html.escape(period)}</code>.\nIf the publication is wrong, wait for its revision; if the "
             f"suite is wrong, fix {suite} in review, then clear the task.</p>")
+    name = html.escape(report.source.split(":", 1)[1])
+    if blocking:  # the rows that failed were never committed: the examples above show them
+        outcome = "The warehouse build was <b>rolled back</b>: readers still see the previous warehouse, and the build task failed."
+        rerun = (f"<code>carewatch check {name}</code> runs it on the warehouse as committed, i.e. the previous "
+                 f"build, not the rows that failed: those are the examples above and on the Data Docs page.")
+    else:
+        outcome = f"Only warnings failed: the warehouse build committed; {recorded}"
+        rerun = (f"Run it again with <code>carewatch check {name}</code>, and see all its rows with "
+                 f"<code>carewatch check {name} --rows</code>.")
+    return outcome, (
+        f"<p>This is a check across the warehouse, not a file: <code>include/sql/checks/{name}.sql</code>. "
+        f"{rerun} If the data is wrong at its source, wait for the revision; if the check or {suite} is "
+        f"wrong, fix it in review{', then clear the task' if blocking else ''}.</p>")
+
+
+def _cause(error, kind: type):
+    """``error`` if it is a ``kind``, or the ``kind`` it wraps (Airflow's fail-without-retry
+    exception is raised from it); else None."""
+    for candidate in (error, getattr(error, "__cause__", None)):
+        if isinstance(candidate, kind):
+            return candidate
+    return None
 
 
 def failure_alert(*, dag_id: str, task_id: str, error: BaseException | str, task_url: str | None = None,
@@ -149,8 +155,7 @@ def failure_alert(*, dag_id: str, task_id: str, error: BaseException | str, task
     """The email for a task failure that is not a quality failure (overdue publications included)."""
     from carewatch.errors import PublicationOverdue
 
-    if not isinstance(error, PublicationOverdue) and isinstance(getattr(error, "__cause__", None), PublicationOverdue):
-        error = error.__cause__  # Airflow's fail-without-retry exception wraps it
+    error = _cause(error, PublicationOverdue) or error
     text = str(error)
     overdue = isinstance(error, PublicationOverdue)
     what = f"{dag_id}.{task_id}" + (f"[{map_index}]" if map_index is not None and map_index >= 0 else "")
@@ -225,8 +230,8 @@ def _record_refusal(error, run_id) -> None:
     """A refused download was emailed: later runs refused the same way skip it (:mod:`carewatch.fetch`)."""
     from carewatch.errors import FetchError
 
-    refusal = error if isinstance(error, FetchError) else getattr(error, "__cause__", None)  # Airflow's fail wrapper
-    if not isinstance(refusal, FetchError):
+    refusal = _cause(error, FetchError)
+    if refusal is None:
         return
     try:
         from carewatch import fetch

@@ -80,15 +80,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from carewatch import validation, warehouse
+    import duckdb
+
+    from carewatch import paths, validation, warehouse
 
     names = [f.stem for f in validation.check_files()]
     if args.name not in names:
         raise CarewatchError(f"no warehouse check {args.name!r}; checks: {', '.join(names)}")
-    import duckdb
-
-    from carewatch import paths
-
     with warehouse.connect(read_only=True) as con:
         try:
             frame = validation.check_rows(con, args.name)
@@ -170,12 +168,11 @@ def _cmd_samples(args: argparse.Namespace) -> int:
 
         if args.out is not None or args.full:
             raise CarewatchError("--hes-apc writes one extract to FILE: --out and --full are for the publication samples")
-        args.episodes = 100_000 if args.episodes is None else args.episodes
-        args.seed = 0 if args.seed is None else args.seed
-        if args.episodes < 1:
-            raise CarewatchError(f"--episodes {args.episodes}: give a positive number of episodes")
-        path = hes_apc.write_apc_extract(Path(args.hes_apc), args.episodes, seed=args.seed)
-        print(f"wrote a synthetic HES APC extract of about {args.episodes:,} episodes (2017-18) to {path}")
+        episodes = 100_000 if args.episodes is None else args.episodes
+        if episodes < 1:
+            raise CarewatchError(f"--episodes {episodes}: give a positive number of episodes")
+        path = hes_apc.write_apc_extract(Path(args.hes_apc), episodes, seed=args.seed or 0)
+        print(f"wrote a synthetic HES APC extract of about {episodes:,} episodes (2017-18) to {path}")
         return 0
     if args.episodes is not None or args.seed is not None:
         raise CarewatchError("--episodes and --seed go with --hes-apc FILE")

@@ -93,22 +93,23 @@ class AlreadyQuarantined(CarewatchError):
     def __init__(self, source: str, period: str, when: str, failures: list[str]):
         self.source = source
         self.period = period
-        super().__init__(f"{source} {period}: this file failed the same validation at {when} (already reported; "
-                         f"still quarantined, not loaded): " + " | ".join(failures))
+        super().__init__(f"{source} {period}: {self._what(when)}: " + " | ".join(failures))
+
+    @staticmethod
+    def _what(when: str) -> str:
+        return f"this file failed the same validation at {when} (already reported; still quarantined, not loaded)"
 
 
 class StillQuarantined(AlreadyQuarantined):
     """This quarantined file was validated again, because its validation changed (history,
     suite, reference data or parser), and failed only blocking expectations, with thresholds,
-    already reported since it was quarantined: still quarantined, not loaded, not emailed again."""
+    already reported since it was quarantined (``when``): still quarantined, not loaded, not
+    emailed again."""
 
-    def __init__(self, source: str, period: str, since: str, failures: list[str]):
-        self.source = source
-        self.period = period
-        CarewatchError.__init__(
-            self, f"{source} {period}: validated again (its history, suite, reference data or parser changed) and "
-                  f"failed only expectations already reported since it was quarantined at {since} (still "
-                  f"quarantined, not loaded): " + " | ".join(failures))
+    @staticmethod
+    def _what(when: str) -> str:
+        return (f"validated again (its history, suite, reference data or parser changed) and failed only "
+                f"expectations already reported since it was quarantined at {when} (still quarantined, not loaded)")
 
 
 class AlreadyUnparseable(CarewatchError):
