@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import yaml
 
-from carewatch import paths
+from carewatch import paths, validation
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _link(label: str, url: str | None) -> str:
 def _expected(result) -> str:
     """What the expectation asked for, in words taken from the suite."""
     text = html.escape(result.description or result.expectation)
-    return text + (f"<br><small>{html.escape(result.expected)}</small>" if result.expected else "")
+    return text + (f"<br><small>{html.escape(validation.shown_expected(result.expected))}</small>" if result.expected else "")
 
 
 def quality_alert(report, *, file_version: int | None = None, sha256: str | None = None, task_url: str | None = None) -> Alert:

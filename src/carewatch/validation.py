@@ -484,16 +484,19 @@ def quarantined_since(con, source: str, period: str, sha256: str) -> tuple[str, 
 
 
 def _expected_text(kwargs: dict) -> str:
-    """The expectation's thresholds in one short line ("min_value=0, max_value=100")."""
+    """The expectation's thresholds in one line ("min_value=0, max_value=100"), in full: they
+    are part of a failure's identity (:func:`failure_identity`), so a change anywhere in a long
+    ``value_set`` is a new reason. Emails show them shortened (:func:`shown_expected`)."""
     skip = {"column", "result_format", "catch_exceptions", "meta", "condition_parser", "batch_id"}
-    parts = []
-    for key, value in kwargs.items():
-        if key in skip or value is None:
-            continue
-        if isinstance(value, (list, tuple, set)) and len(value) > 6:
-            value = f"[{', '.join(map(str, list(value)[:5]))}, ... {len(value)} values]"
-        parts.append(f"{key}={value}")
-    return ", ".join(parts)
+    return ", ".join(f"{key}={value}" for key, value in kwargs.items() if key not in skip and value is not None)
+
+
+def shown_expected(text: str, limit: int = 200) -> str:
+    """Thresholds for a reader: at most ``limit`` characters (a value set of 150 area codes
+    is cut, with how much was left out)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit].rstrip()} ... ({len(text) - limit} more characters)"
 
 
 def data_docs_index() -> Path:

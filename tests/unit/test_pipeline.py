@@ -123,6 +123,45 @@ def test_a_failed_file_is_not_validated_or_emailed_again_until_its_validation_ch
     assert (sha, attempts, first_again) == ("c" * 64, 3, first)
 
 
+def test_a_change_far_down_a_long_threshold_list_is_a_new_reason(carewatch_home, tmp_path, monkeypatch):
+    """Thresholds are compared in full, not as the email shows them: a column set of 13 names
+    whose last name changed is a new reason (emailed), even though the email cuts long lists."""
+    import json
+    import shutil
+
+    from carewatch.errors import QualityError, StillQuarantined
+
+    frame = parsers.parse("dtoc_la", REAL).assign(junk=1)  # a column too many: blocking
+    parsed = parsed_file(frame, "g" * 64)
+    with pytest.raises(QualityError) as first:
+        pipeline.validate_period(parsed)
+    [columns] = [r for r in first.value.report.blocking_failures if r.expectation == "expect_table_columns_to_match_set"]
+    assert "'council_code', 'breakdown', 'category', 'measure', 'value'" in columns.expected  # the 9th to 13th names kept
+    suites = tmp_path / "expectations"
+    shutil.copytree(paths.expectations_dir(), suites)
+    monkeypatch.setattr(paths, "expectations_dir", lambda: suites)
+    suite = json.loads((suites / "dtoc_la.json").read_text())
+    [spec] = [e for e in suite["expectations"] if e["type"] == "expect_table_columns_to_match_set"]
+    assert len(spec["kwargs"]["column_set"]) == 13
+    spec["kwargs"]["column_set"][-1] = "figure"  # the file still fails it, for a reason not reported yet
+    (suites / "dtoc_la.json").write_text(json.dumps(suite))
+    with pytest.raises(QualityError) as again:
+        pipeline.validate_period(parsed)
+    assert not isinstance(again.value, StillQuarantined)  # a QualityError fails the task, whose callback emails
+    # validated again under a suite edit that changes no threshold: nothing new, skipped (no email)
+    suite["meta"]["note"] = "an edit that changes no threshold"
+    (suites / "dtoc_la.json").write_text(json.dumps(suite))
+    with pytest.raises(StillQuarantined):
+        pipeline.validate_period(parsed)
+
+
+def test_thresholds_are_shown_shortened():
+    long = "value_set=[" + ", ".join(f"'E0600{i:04d}'" for i in range(150)) + "]"
+    shown = validation.shown_expected(long)
+    assert shown.startswith("value_set=['E06000000', ") and shown.endswith(f"... ({len(long) - 200} more characters)")
+    assert validation.shown_expected("min_value=0") == "min_value=0"
+
+
 def test_a_quarantined_file_validated_against_a_changed_history_is_emailed_again_only_for_new_reasons(carewatch_home, monkeypatch):
     """Month m+1 validated before month m's revision landed, then against the revised history
     in the next run: the same implausible councils are not a second email."""
