@@ -51,7 +51,7 @@ def build_ingest_dag(source: sources.Source):
             """Download one period into the raw store (skipped if not published yet, or if a
             held period's re-check is refused as in an earlier, emailed run)."""
             from carewatch import pipeline
-            from carewatch.errors import AlreadyRefused, NotPublishedYet, PublicationOverdue
+            from carewatch.errors import AlreadyRefused, NotPublishedYet, PublicationOverdue, PublicationWithdrawn
             from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
             logical = context.get("logical_date")
@@ -60,7 +60,7 @@ def build_ingest_dag(source: sources.Source):
                                              run_id=context.get("run_id"))
             except (NotPublishedYet, AlreadyRefused) as err:  # not yet due; or a held period, refused as already reported
                 raise AirflowSkipException(str(err)) from err
-            except PublicationOverdue as err:  # no retry: the next monthly run looks again
+            except (PublicationOverdue, PublicationWithdrawn) as err:  # no retry: the next monthly run looks again
                 raise AirflowFailException(str(err)) from err
 
         @task(multiple_outputs=False, retries=0)

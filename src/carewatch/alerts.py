@@ -1,6 +1,6 @@
 """Email alerts through Airflow's SMTP connection (``config/alerts.yaml``).
 
-Three kinds, one format (an HTML body a person can act on, a subject that sorts in a mailbox):
+Four kinds, one format (an HTML body a person can act on, a subject that sorts in a mailbox):
 
 - **quality**: a batch failed its Great Expectations suite. Subject
   ``[carewatch] BLOCKING dtoc_la 2018-03: 2 expectations failed`` (or ``WARNING`` when only
@@ -8,6 +8,8 @@ Three kinds, one format (an HTML body a person can act on, a subject that sorts 
   was observed against what was expected, a few offending rows, a link to the task in the
   Airflow UI and one to the Data Docs page of that validation.
 - **overdue**: a publication has not arrived ``grace_days`` after it was due.
+- **gone**: a period already held answers HTTP 404 (the file moved or was withdrawn): the
+  held version stays loaded, its revisions can no longer be checked.
 - **task failure**: any other task failure, with the error and the log link.
 
 :func:`on_task_failure` is the ``on_failure_callback`` of every task (``dagkit.default_args``);
@@ -141,7 +143,7 @@ def _guidance(report, period: str) -> tuple[str, str]:
         f"wrong, fix it in review{', then clear the task' if blocking else ''}.</p>")
 
 
-def _cause(error, kind: type):
+def _cause(error, kind: type | tuple[type, ...]):
     """``error`` if it is a ``kind``, or the ``kind`` it wraps (Airflow's fail-without-retry
     exception is raised from it); else None."""
     for candidate in (error, getattr(error, "__cause__", None)):
@@ -152,17 +154,21 @@ def _cause(error, kind: type):
 
 def failure_alert(*, dag_id: str, task_id: str, error: BaseException | str, task_url: str | None = None,
                   logical_date=None, map_index: int | None = None) -> Alert:
-    """The email for a task failure that is not a quality failure (overdue publications included)."""
-    from carewatch.errors import PublicationOverdue
+    """The email for a task failure that is not a quality failure (overdue or withdrawn publications included)."""
+    from carewatch.errors import PublicationOverdue, PublicationWithdrawn
 
-    error = _cause(error, PublicationOverdue) or error
+    error = _cause(error, (PublicationOverdue, PublicationWithdrawn)) or error
     text = str(error)
-    overdue = isinstance(error, PublicationOverdue)
     what = f"{dag_id}.{task_id}" + (f"[{map_index}]" if map_index is not None and map_index >= 0 else "")
-    if overdue:
+    if isinstance(error, PublicationOverdue):
         subject = _subject(f"OVERDUE {error.source} {error.period}: publication not found after its due date")
         advice = ("The publication has not appeared. Check the publisher's page; if the file moved, update "
                   "<code>config/sources.yaml</code> (or its URL list) and clear the task. The next monthly run retries.")
+    elif isinstance(error, PublicationWithdrawn):
+        subject = _subject(f"GONE {error.source} {error.period}: a publication held is no longer at its URL")
+        advice = ("The version held stays loaded, but its revisions cannot be checked. Check the publisher's page; if "
+                  "the file moved, update <code>config/sources.yaml</code> (or its URL list). Later runs skip this "
+                  "period while it answers the same; a new URL is tried and reported afresh.")
     else:
         subject = _subject(f"FAILED {what}: {text.splitlines()[0][:120] if text else type(error).__name__}")
         advice = "Read the task log (link below) and the DAG's documentation in the Airflow UI (what to do when it fails), fix, then clear the task."

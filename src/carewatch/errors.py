@@ -47,6 +47,12 @@ class PublicationOverdue(FetchError):
     within the run cannot help; the next monthly run tries again. Alerted as OVERDUE."""
 
 
+class PublicationWithdrawn(FetchError):
+    """A period already held answers HTTP 404: the publisher moved or withdrew the file, so its
+    revisions cannot be checked. The held version stays, and stays loaded; retrying within
+    the run cannot help. Emailed by the first run that meets it (later runs: AlreadyRefused)."""
+
+
 class AlreadyRefused(CarewatchError):
     """A period already held in the raw store, re-checked for a revision, was refused at the
     same URL for the same reason as in an earlier run whose failure was emailed, and in every

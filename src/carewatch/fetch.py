@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from urllib.parse import urlparse
 
 from carewatch import paths, rawstore, sources
-from carewatch.errors import AlreadyRefused, FetchError, NotPublishedYet, PublicationOverdue
+from carewatch.errors import AlreadyRefused, FetchError, NotPublishedYet, PublicationOverdue, PublicationWithdrawn
 
 OLE2_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
 MANIFEST_DDL = """
@@ -191,6 +191,9 @@ def fetch(
                 if status == 304 and last:
                     _log(con, source, period, url, "unchanged", status, 0, last[1], run_id=run_id)
                     return FetchResult(source, period, "unchanged", last[0], last[1], last[4], url, status, 0)
+                if status == 404 and last:  # held, so published: not late, gone from the URL
+                    raise PublicationWithdrawn(
+                        source, period, url, f"HTTP 404: the file is no longer at this URL; the version held ({last[0]}) is kept")
                 if status == 404:
                     due = sources.due_date(source, period) + dt.timedelta(days=src.grace_days)
                     if (as_of or dt.date.today()) < due:

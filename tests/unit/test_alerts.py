@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from carewatch import alerts, mailcatcher, parsers, validation
-from carewatch.errors import PublicationOverdue, QualityError
+from carewatch.errors import PublicationOverdue, PublicationWithdrawn, QualityError
 from tests.conftest import FIXTURES
 
 REAL = FIXTURES / "real" / "dtoc-la" / "LA-Type-B-June-2016.xls"
@@ -72,6 +72,21 @@ def test_an_overdue_publication_and_a_plain_failure(mailbox):
     assert "config/sources.yaml" in mailcatcher.body_text(first)
     assert subject(second) == "[carewatch] FAILED metrics.build_warehouse: Binder Error: column x not found"
     assert "RuntimeError" in mailcatcher.body_text(second) and "http://ui/t" in mailcatcher.body_text(second)
+
+
+def test_a_withdrawn_publication_is_not_called_overdue(mailbox):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    gone = PublicationWithdrawn("dtoc_la", "2017-02", "https://www.england.nhs.uk/x.xls",
+                                "HTTP 404: the file is no longer at this URL; the version held (1) is kept")
+    try:  # as the DAG raises it: failed without retries, from the refusal
+        raise AirflowFailException(str(gone)) from gone
+    except AirflowFailException as wrapped:
+        alerts.send(alerts.failure_alert(dag_id="ingest_dtoc_la", task_id="one_period.fetch", error=wrapped, map_index=1))
+    [message] = mailcatcher.messages(mailbox)
+    assert subject(message) == "[carewatch] GONE dtoc_la 2017-02: a publication held is no longer at its URL"
+    body = mailcatcher.body_text(message)
+    assert "stays loaded" in body and "config/sources.yaml" in body and "version held (1) is kept" in body
 
 
 def test_the_failure_callback_uses_the_quality_details(mailbox, bad_report):

@@ -122,6 +122,24 @@ def test_404_long_after_due_is_an_overdue_error(httpserver, base, src):
     assert state() == ({}, [])
 
 
+def test_404_for_a_held_period_is_a_withdrawn_publication_not_an_overdue_one(httpserver, base, src):
+    """The revision window re-checks held months: one answering 404 was published (it is held),
+    so it is not late but gone from the URL; the held version stays."""
+    from carewatch.errors import PublicationOverdue, PublicationWithdrawn
+
+    serve(httpserver, tiny_xls(3))
+    fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=BEFORE_DUE)  # published early: held
+    before = state()
+    httpserver.clear()
+    serve(httpserver, b"not found", status=404, content_type="text/plain")
+    for as_of in (BEFORE_DUE, LONG_AFTER):
+        with pytest.raises(PublicationWithdrawn, match=r"dtoc_la 2017-02: HTTP 404: the file is no longer at this URL; "
+                                                       r"the version held \(1\) is kept") as gone:
+            fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=as_of)
+        assert not isinstance(gone.value, PublicationOverdue)
+    assert state() == before
+
+
 def test_500_then_200_succeeds_through_the_retry_policy(httpserver, base, src):
     calls = []
 
