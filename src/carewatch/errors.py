@@ -32,13 +32,18 @@ class ParseError(CarewatchError):
 
 
 class FetchError(CarewatchError):
-    """A download was refused (bad status, wrong content, too big, truncated...)."""
+    """A download was refused (bad status, wrong content, too big, truncated...).
 
-    def __init__(self, source: str, period: str, url: str, problem: str):
+    ``kind``: the refusal without what varies from one attempt to the next (byte counts, a
+    connection error's details); ``problem`` by default. Two refusals of one kind at one URL
+    are the same refusal (:class:`AlreadyRefused`)."""
+
+    def __init__(self, source: str, period: str, url: str, problem: str, kind: str | None = None):
         self.source = source
         self.period = period
         self.url = url
         self.problem = problem
+        self.kind = kind or problem
         super().__init__(f"{source} {period}: {problem} ({url})")
 
 

@@ -13,7 +13,8 @@ One call fetches one source and period:
   Parquet file that does not open. A refusal raises :class:`FetchError` naming source,
   period and URL and leaves the raw store and the manifest unchanged (it is logged in
   ``fetch_log``);
-- a period already held, refused at the same URL for the same reason as at the end of an
+- a period already held, refused at the same URL for the same reason (``FetchError.kind``:
+  byte counts and connection details aside) as at the end of an
   earlier run whose failure email went out (``run_id``: the Airflow run;
   ``fetch_refusals_reported``, written by the failure callback through
   :func:`record_reported`), raises :class:`AlreadyRefused` instead: the revision re-check is
@@ -44,9 +45,11 @@ create table if not exists fetch_log (
     http_status integer, bytes bigint, sha256 varchar, error varchar
 );
 alter table fetch_log add column if not exists run_id varchar;
+alter table fetch_log add column if not exists refusal varchar;
 create table if not exists fetch_refusals_reported (
     source varchar, period varchar, url varchar, error varchar, run_id varchar, reported_at timestamptz
 );
+alter table fetch_refusals_reported add column if not exists refusal varchar;
 """
 
 
@@ -98,11 +101,11 @@ def _last_version(con, source: str, period: str):
     ).fetchone()
 
 
-def _log(con, source, period, url, outcome, http_status=None, size=None, sha=None, error=None, run_id=None):
+def _log(con, source, period, url, outcome, http_status=None, size=None, sha=None, error=None, run_id=None, refusal=None):
     con.execute(
-        """insert into fetch_log (source, period, url, attempted_at, outcome, http_status, bytes, sha256, error, run_id)
-           values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [source, period, url, dt.datetime.now(dt.timezone.utc), outcome, http_status, size, sha, error, run_id],
+        """insert into fetch_log (source, period, url, attempted_at, outcome, http_status, bytes, sha256, error, run_id, refusal)
+           values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [source, period, url, dt.datetime.now(dt.timezone.utc), outcome, http_status, size, sha, error, run_id, refusal],
     )
 
 
@@ -130,7 +133,8 @@ def check_content(src: sources.Source, period: str, url: str, body: bytes, conte
 
             xlrd.open_workbook(file_contents=body, on_demand=True).release_resources()
         except Exception as err:  # xlrd raises several types for damaged files
-            refuse(f"workbook is truncated or damaged: {err}")
+            raise FetchError(src.name, period, url, f"workbook is truncated or damaged: {err}",
+                             kind="workbook is truncated or damaged") from err
     elif src.format == "parquet":
         if not (body.startswith(b"PAR1") and body.endswith(b"PAR1")):
             refuse("not a complete Parquet file (PAR1 markers missing)")
@@ -185,7 +189,8 @@ def fetch(
             try:
                 response = session.get(url, headers=headers, timeout=timeout, stream=True)
             except requests.RequestException as err:
-                raise FetchError(source, period, url, f"request failed after retries: {err.__class__.__name__}: {err}") from err
+                raise FetchError(source, period, url, f"request failed after retries: {err.__class__.__name__}: {err}",
+                                 kind=f"request failed after retries: {err.__class__.__name__}") from err
             with response:
                 status = response.status_code
                 if status == 304 and last:
@@ -224,31 +229,33 @@ def fetch(
                     raise
                 return FetchResult(source, period, "new_version", version, digest, str(raw_path), url, status, len(body))
         except FetchError as err:
-            reported = _reported_before(con, source, period, url, err.problem, run_id) if last and run_id else None
-            _log(con, source, period, url, "already_refused" if reported else "refused", error=err.problem, run_id=run_id)
+            reported = _reported_before(con, source, period, url, err.kind, run_id) if last and run_id else None
+            _log(con, source, period, url, "already_refused" if reported else "refused", error=err.problem, run_id=run_id,
+                 refusal=err.kind)
             if reported is not None:
                 raise AlreadyRefused(source, period, url, err.problem, reported) from err
             raise
 
 
-def _reported_before(con, source: str, period: str, url: str, problem: str, run_id: str):
-    """When this refusal (same URL, same error) was emailed, if every attempt of other runs
-    since then was this refusal too; else None. Tries within this run do not count (its final
-    failure is the one reported), nor do attempts outside a run (they report nothing)."""
+def _reported_before(con, source: str, period: str, url: str, kind: str, run_id: str):
+    """When this refusal (same URL, same kind: :attr:`FetchError.kind`) was emailed, if every
+    attempt of other runs since then was this refusal too; else None. Tries within this run do
+    not count (its final failure is the one reported), nor do attempts outside a run (they
+    report nothing). Rows logged before kinds were recorded count by their error text."""
     streak = []
-    for outcome, error, logged_url, other_run in con.execute(
-        """select outcome, error, url, run_id from fetch_log
+    for outcome, refusal, logged_url, other_run in con.execute(
+        """select outcome, coalesce(refusal, error), url, run_id from fetch_log
            where source = ? and period = ? and run_id <> ? order by attempted_at desc""",
         [source, period, run_id]).fetchall():
-        if outcome not in ("refused", "already_refused") or error != problem or logged_url != url:
+        if outcome not in ("refused", "already_refused") or refusal != kind or logged_url != url:
             break
         streak.append(other_run)
     if not streak:
         return None
     return con.execute(
         """select min(reported_at) from fetch_refusals_reported
-           where source = ? and period = ? and url = ? and error = ? and list_contains(?, run_id)""",
-        [source, period, url, problem, streak]).fetchone()[0]
+           where source = ? and period = ? and url = ? and coalesce(refusal, error) = ? and list_contains(?, run_id)""",
+        [source, period, url, kind, streak]).fetchone()[0]
 
 
 def record_reported(err: FetchError, run_id: str | None) -> None:
@@ -258,14 +265,16 @@ def record_reported(err: FetchError, run_id: str | None) -> None:
 
     with warehouse.connect() as con:
         con.execute(MANIFEST_DDL)
-        con.execute("insert into fetch_refusals_reported values (?, ?, ?, ?, ?, ?)",
-                    [err.source, err.period, err.url, err.problem, run_id, dt.datetime.now(dt.timezone.utc)])
+        con.execute("""insert into fetch_refusals_reported (source, period, url, error, run_id, reported_at, refusal)
+                       values (?, ?, ?, ?, ?, ?, ?)""",
+                    [err.source, err.period, err.url, err.problem, run_id, dt.datetime.now(dt.timezone.utc), err.kind])
 
 
 def _read_limited(response, src: sources.Source, period: str, url: str) -> bytes:
     declared = response.headers.get("Content-Length")
     if declared and int(declared) > src.max_bytes:
-        raise FetchError(src.name, period, url, f"file is {int(declared):,} bytes, over the {src.max_bytes:,} byte limit")
+        raise FetchError(src.name, period, url, f"file is {int(declared):,} bytes, over the {src.max_bytes:,} byte limit",
+                         kind=f"file over the {src.max_bytes:,} byte limit")
     buffer = io.BytesIO()
     import requests
 
@@ -273,10 +282,12 @@ def _read_limited(response, src: sources.Source, period: str, url: str) -> bytes
         for chunk in response.iter_content(chunk_size=1 << 16):
             buffer.write(chunk)
             if buffer.tell() > src.max_bytes:
-                raise FetchError(src.name, period, url, f"file exceeds the {src.max_bytes:,} byte limit")
+                raise FetchError(src.name, period, url, f"file exceeds the {src.max_bytes:,} byte limit",
+                                 kind=f"file over the {src.max_bytes:,} byte limit")
     except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as err:
-        raise FetchError(src.name, period, url, f"download truncated: {err.__class__.__name__}") from err
+        raise FetchError(src.name, period, url, f"download truncated: {err.__class__.__name__}", kind="download truncated") from err
     body = buffer.getvalue()
     if declared and len(body) != int(declared):
-        raise FetchError(src.name, period, url, f"download truncated: {len(body):,} of {int(declared):,} bytes")
+        raise FetchError(src.name, period, url, f"download truncated: {len(body):,} of {int(declared):,} bytes",
+                         kind="download truncated")
     return body

@@ -225,6 +225,49 @@ def test_disallowed_host_is_refused_before_any_request(carewatch_home, src):
     assert state() == ({}, [])
 
 
+def test_a_held_period_refused_with_a_varying_error_text_is_the_same_refusal(httpserver, base, src):
+    """Byte counts and connection details change from one attempt to the next; the refusal is
+    matched on its kind, so an oversize file of another size, or the host down again with
+    another socket in the message, is not emailed again."""
+    from carewatch import mailcatcher
+    from carewatch.errors import AlreadyRefused
+
+    held = tiny_xls(9)
+    src = dataclasses.replace(src, max_bytes=len(held) + 100)
+    serve(httpserver, held)
+    fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER, run_id="run 1")
+    before = state()
+
+    def refused(run_id, base_url=base):
+        with pytest.raises(FetchError) as err:
+            fetch.fetch(src, PERIOD, env="embedded", base_url=base_url, as_of=LONG_AFTER, run_id=run_id)
+        return err.value
+
+    httpserver.clear()
+    serve(httpserver, held + b"\0" * 500)
+    first = refused("run 2")
+    assert first.problem == f"file is {len(held) + 500:,} bytes, over the {len(held) + 100:,} byte limit"
+    fetch.record_reported(first, "run 2")  # its email went out
+    httpserver.clear()
+    serve(httpserver, held + b"\0" * 900)  # another size: another text, the same refusal
+    with pytest.raises(AlreadyRefused, match=f"file is {len(held) + 900:,} bytes"):
+        fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER, run_id="run 3")
+
+    down = f"http://localhost:{mailcatcher.free_port()}"  # nothing listens: the host is down
+    first = refused("run 4", down)
+    assert first.problem.startswith("request failed after retries: ConnectionError: ")
+    fetch.record_reported(first, "run 4")
+    with pytest.raises(AlreadyRefused, match="request failed after retries: ConnectionError"):
+        fetch.fetch(src, PERIOD, env="embedded", base_url=down, as_of=LONG_AFTER, run_id="run 5")
+    assert state() == before
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        logged = con.execute("select run_id, outcome, refusal from fetch_log where outcome <> 'new_version' order by attempted_at").fetchall()
+    assert logged == [("run 2", "refused", f"file over the {len(held) + 100:,} byte limit"),
+                      ("run 3", "already_refused", f"file over the {len(held) + 100:,} byte limit"),
+                      ("run 4", "refused", "request failed after retries: ConnectionError"),
+                      ("run 5", "already_refused", "request failed after retries: ConnectionError")]
+
+
 def test_refusals_are_logged(httpserver, base, src):
     serve(httpserver, b"<html></html>", content_type="text/html")
     with pytest.raises(FetchError):
