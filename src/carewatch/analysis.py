@@ -89,7 +89,9 @@ def dtoc_rates(mv: pd.DataFrame) -> pd.DataFrame:
     monthly = mv[(mv["period_type"] == "month") & mv["metric_id"].str.startswith(DTOC)]
     monthly = monthly[~monthly["metric_id"].str.contains("__reason_")]
     agency = monthly["metric_id"].str.split("__").str[1].fillna("total")
-    return pd.DataFrame({"area_code": monthly["area_code"], "period_start": monthly["period_start"], "agency": agency, "value": monthly["value"]})
+    return pd.DataFrame({"area_code": monthly["area_code"], "period_start": monthly["period_start"], "agency": agency,
+                         "value": monthly["value"], "numerator": monthly["numerator"], "denominator": monthly["denominator"],
+                         "multiplier": monthly["multiplier"]})
 
 
 def track_targets(mv: pd.DataFrame) -> pd.DataFrame:

@@ -91,3 +91,39 @@ def test_a_later_target_set_is_a_new_file_not_code(tmp_path, rates):
 
 def test_months_outside_the_validity_period_are_not_tracked(tracked):
     assert set(tracked["period_start"]) == {pd.Timestamp("2017-09-01")}
+
+
+def test_components_are_worked_from_the_days_so_equal_days_give_equal_rates():
+    """Somerset's published figures: 518 social-care and 153 "both" delayed days in September
+    2016, 537 and 115 in November 2017: 594.5 social-care days (half of "both") both times,
+    over the same 439,790 aged 18+ and 30 days. Not lower, so not improved. Adding the two
+    rates instead makes November lower in the last bit."""
+    denominator = 439_790 * 30
+    days = {  # month: (total, nhs, social_care, both) delayed days, as published
+        "2016-09": (1417, 746, 518, 153),
+        "2017-02": (1300, 700, 500, 100),
+        "2017-11": (1359, 707, 537, 115),
+    }
+    records = []
+    for month, counts in days.items():
+        month_denominator = 439_790 * (28 if month == "2017-02" else 30)
+        for agency, count in zip(("total", "nhs", "social_care", "both"), counts):
+            records.append({"area_code": "E10000027", "period_start": pd.Timestamp(month + "-01"), "agency": agency,
+                            "numerator": float(count), "denominator": float(month_denominator), "multiplier": 100000.0,
+                            "value": count / month_denominator * 100000})
+    rates = pd.DataFrame(records)
+
+    def rate(count):
+        return count / denominator * 100000
+
+    assert rate(537) + 0.5 * rate(115) < rate(518) + 0.5 * rate(153)  # the rounding the counts avoid
+    tracked = targets.track(rates, targets.load_target_set()).set_index("period_start")
+    november = tracked.loc[pd.Timestamp("2017-11-01")]
+    assert november["actual_social_care"] == (537 + 57.5) / denominator * 100000
+    assert november["actual_nhs"] == (707 + 57.5) / denominator * 100000
+    assert november["actual_total"] == 1359 / denominator * 100000  # the warehouse's value, to the bit
+    assert not november["test_improved_since_september_2016"]  # equal is not lower
+    # without the days (rates alone) the components are still worked, from the rates
+    by_rate = targets.components(rates.drop(columns=["numerator", "denominator", "multiplier"]), targets.load_target_set())
+    assert by_rate["social_care"].tolist() == pytest.approx(
+        [(518 + 76.5) / denominator * 1e5, (500 + 50) / (439_790 * 28) * 1e5, (537 + 57.5) / denominator * 1e5])

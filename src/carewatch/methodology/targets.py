@@ -76,14 +76,26 @@ def components(rates: pd.DataFrame, target_set: TargetSet) -> pd.DataFrame:
     """Monthly rates per area as columns ``total``, ``nhs``, ``social_care``.
 
     ``rates``: long frame with ``area_code``, ``period_start``, ``agency`` (total, nhs,
-    social_care, both) and ``value`` (delayed days per day per 100,000 aged 18+).
+    social_care, both) and ``value`` (delayed days per day per 100,000 aged 18+); with
+    ``numerator`` (delayed days), ``denominator`` and ``multiplier`` as well (the warehouse's
+    rows), each component is worked from the days: (NHS days + share x "both" days) /
+    denominator x multiplier, as the warehouse works its rates. Adding the rates instead
+    rounds differently month to month, so two months with the same days and population
+    could differ in the last bit and pass a strict "lower than" test (Somerset, November
+    2017 against September 2016: 594.5 social-care days both times).
     """
-    wide = rates.pivot_table(index=["area_code", "period_start"], columns="agency", values="value", aggfunc="first")
+    index = ["area_code", "period_start"]
+    counted = {"numerator", "denominator", "multiplier"} <= set(rates.columns) and rates["numerator"].notna().all()
+    wide = rates.pivot_table(index=index, columns="agency", values="numerator" if counted else "value", aggfunc="first")
     both = wide.get("both", 0.0)
     out = pd.DataFrame(index=wide.index)
     out["total"] = wide["total"]
     out["nhs"] = wide["nhs"] + target_set.both_to_nhs * both
     out["social_care"] = wide["social_care"] + (1 - target_set.both_to_nhs) * both
+    if counted:
+        scale = rates[rates["agency"] == "total"].set_index(index)[["denominator", "multiplier"]].reindex(out.index)
+        for column in ("total", "nhs", "social_care"):
+            out[column] = out[column] / scale["denominator"] * scale["multiplier"].astype(float)
     return out.reset_index()
 
 
