@@ -184,7 +184,8 @@ def write_tables(con, tables: dict[str, pd.DataFrame], then: tuple[str, ...] = (
     try:
         for name, frame in tables.items():
             con.register(f"{name}_frame", frame)
-            con.execute(f"create or replace table {name} as select * from {name}_frame")
+            dates = ", ".join(f'cast("{c}" as date) as "{c}"' for c in _date_columns(frame))
+            con.execute(f"create or replace table {name} as select * {f'replace ({dates})' if dates else ''} from {name}_frame")
             con.unregister(f"{name}_frame")
         for sql in then:
             con.execute(sql)
@@ -192,6 +193,13 @@ def write_tables(con, tables: dict[str, pd.DataFrame], then: tuple[str, ...] = (
     except BaseException:
         con.execute("rollback")
         raise
+
+
+def _date_columns(frame: pd.DataFrame) -> list[str]:
+    """Timestamp columns holding only midnights (months, days): stored as DATE, as the
+    warehouse's own period columns are, so tables join without casts."""
+    return [c for c, kind in frame.dtypes.items() if pd.api.types.is_datetime64_any_dtype(kind)
+            and frame[c].dropna().eq(frame[c].dropna().dt.normalize()).all()]
 
 
 def export_csv(tables: dict[str, pd.DataFrame], folder: Path) -> Path:

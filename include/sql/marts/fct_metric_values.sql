@@ -227,7 +227,7 @@ final as (
         -- numerics
         v.numerator,
         v.denominator,
-        v.multiplier,
+        v.multiplier::double                                 as multiplier,  -- a literal 100000.0 is a decimal
         v.value,
         case m.ci_method
             when 'byar'   then byar_lower(v.numerator, s.ci_z) / nullif(v.denominator, 0) * v.multiplier
