@@ -8,8 +8,9 @@ consistent with the current methodology):
 - ``ranking_metric``: area x ranking period x metric rank;
 - ``ranking_overall``: area x ranking period overall score and rank, with change since the
   previous period;
-- ``peer_group``: each area's similar areas; ``peer_comparison``: area x metric against peers
-  and England for the latest period;
+- ``peer_group``: each area's similar areas; then, in SQL (``include/sql/analysis/``),
+  ``fct_peer_group_values``: the groups' pooled values for every period, and
+  ``peer_comparison``: area x metric against peers and England for the latest period;
 - ``target_tracking``: area x month against every target set;
 - ``review_flag``: area x month x rule with its reason; ``review_flag_history``: area x month
   status (new / continuing / cleared) and how long each area has been flagged.
@@ -29,6 +30,9 @@ from carewatch.methodology import flags, funnels, peers, ranking, targets
 
 ENGLAND = "E92000001"
 DTOC = "delayed_days_per_day_per_100k_18plus"
+# run in this order after the analysis tables are written (paths under include/sql/)
+ANALYSIS_MODELS = ("macros/comparison", "analysis/int_peer_group_members", "analysis/fct_peer_group_values",
+                   "analysis/peer_comparison")
 
 
 def _read(con, sql: str, params=None) -> pd.DataFrame:
@@ -139,9 +143,7 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     peer_group = peers.with_abolitions(peers.peer_groups(population, peer_cfg), geography.code_changes())
 
     latest = ranking_overall.loc[ranking_overall["period_type"] == "rolling_12m", "period_start"].max()
-    latest_values = ranking_values(mv, methodology, latest)
-    peer_comparison = peers.compare(latest_values, peer_group, directions)
-    peer_comparison.insert(0, "period_start", latest)
+    league_values = league_table_values(mv, methodology, latest)
 
     tracking = track_targets(mv)
 
@@ -165,21 +167,47 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
         "ranking_metric": ranking_metric,
         "ranking_overall": ranking_overall,
         "peer_group": peer_group,
-        "peer_comparison": peer_comparison,
         "target_tracking": tracking,
         "review_flag": pd.concat(flag_rows, ignore_index=True),
         "review_flag_history": pd.concat(history_rows, ignore_index=True),
     }
-    # peer-group aggregates for every period, from the same facts (include/sql/analysis/), in
-    # the same transaction: no reader sees new peer groups beside old aggregates
-    write_tables(con, tables, then=((paths.sql_dir() / "analysis" / "fct_peer_group_values.sql").read_text(),))
+    # peer-group aggregates for every period and the latest comparison with peers and England,
+    # from the same facts (include/sql/analysis/), in the same transaction: no reader sees new
+    # peer groups beside old aggregates
+    write_tables(con, tables, then=analysis_sql(), inputs={"league_values": league_values})
+    tables["peer_comparison"] = _read(con, "select * from peer_comparison")
     if export:
         export_csv(tables, paths.exports_dir() / pd.Timestamp(latest).strftime("%Y-%m"))
     return tables
 
 
-def write_tables(con, tables: dict[str, pd.DataFrame], then: tuple[str, ...] = ()) -> None:
-    """Replace ``tables`` and run the ``then`` SQL statements in one transaction."""
+def league_table_values(mv: pd.DataFrame, methodology: ranking.Methodology, month: pd.Timestamp) -> pd.DataFrame:
+    """What ``peer_comparison.sql`` compares: the values the league table of ``month`` ranks
+    (:func:`ranking_values`), each with its own period (``value_period_type``,
+    ``value_period_start``: a lagged financial year for annual metrics) and ``period_start``
+    the league table's month."""
+    values = ranking_values(mv, methodology, month)
+    return pd.DataFrame({
+        "period_start": pd.Timestamp(month).date(),
+        "area_code": values["area_code"],
+        "metric_id": values["metric_id"],
+        "value_period_type": values["period_type"],
+        "value_period_start": pd.to_datetime(values["period_start"]).dt.date,
+        "value": values["value"],
+        "ci_lower": values["ci_lower"],
+        "ci_upper": values["ci_upper"],
+    })
+
+
+def analysis_sql() -> tuple[str, ...]:
+    """The SQL the analysis step runs after writing its tables, in order (ANALYSIS_MODELS)."""
+    return tuple((paths.sql_dir() / f"{model}.sql").read_text() for model in ANALYSIS_MODELS)
+
+
+def write_tables(con, tables: dict[str, pd.DataFrame], then: tuple[str, ...] = (),
+                 inputs: dict[str, pd.DataFrame] | None = None) -> None:
+    """Replace ``tables`` and run the ``then`` SQL statements in one transaction; ``inputs``
+    are frames those statements read, by name (not stored)."""
     con.execute("begin transaction")
     try:
         for name, frame in tables.items():
@@ -187,12 +215,17 @@ def write_tables(con, tables: dict[str, pd.DataFrame], then: tuple[str, ...] = (
             dates = ", ".join(f'cast("{c}" as date) as "{c}"' for c in _date_columns(frame))
             con.execute(f"create or replace table {name} as select * {f'replace ({dates})' if dates else ''} from {name}_frame")
             con.unregister(f"{name}_frame")
+        for name, frame in (inputs or {}).items():
+            con.register(name, frame)
         for sql in then:
             con.execute(sql)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
+    finally:
+        for name in inputs or {}:
+            con.unregister(name)
 
 
 def _date_columns(frame: pd.DataFrame) -> list[str]:

@@ -308,7 +308,7 @@ def build_warehouse(task_url: str | None = None) -> dict:
                 validation.store(con, report, file_version=0, sha256=digest, parsed_path=None)
             if fresh:
                 validation.build_data_docs_index()
-        counts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in models if not m.startswith("statistics")}
+        counts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in models}
     for report, digest in fresh:  # warnings of unchanged rows were emailed when first found
         alerts.notify_warnings(report, sha256=digest, task_url=task_url)
     return counts

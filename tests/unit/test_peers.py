@@ -100,6 +100,42 @@ def test_default_config_asks_for_about_15_neighbours():
     assert peers.load_config()["k"] == 15
 
 
+def compare(values: pd.DataFrame, groups: pd.DataFrame, directions: dict[str, str]) -> pd.DataFrame:
+    """The product's peer comparison (include/sql/analysis/, run by analysis.write_tables as the
+    analysis step runs it) over hand-made values: each row of ``values`` is a fact of its
+    period (``period_type`` month and ``period_start`` March 2018 unless given), and the
+    league table compares them all. The multiplier is the one the rows' values imply."""
+    import duckdb
+
+    from carewatch import analysis
+
+    facts = values.copy()
+    if "period_type" not in facts:
+        facts["period_type"] = "month"
+    facts["period_start"] = pd.to_datetime(facts["period_start"] if "period_start" in facts else "2018-03-01")
+    facts["period_end"] = facts["period_start"] + pd.offsets.MonthEnd(0)
+    facts["base_metric_id"] = facts["metric_id"]
+    implied = (facts["value"] / (facts["numerator"] / facts["denominator"])).where(facts["numerator"].gt(0))
+    facts["multiplier"] = facts["metric_id"].map(implied.groupby(facts["metric_id"]).median().round(6)).fillna(1.0)
+    con = duckdb.connect()
+    con.register("facts", facts)
+    con.execute("""create table fct_metric_values as select area_code, period_type, period_start::date as period_start,
+                   period_end::date as period_end, metric_id, base_metric_id, numerator::double as numerator,
+                   denominator::double as denominator, multiplier, value::double as value, ci_lower::double as ci_lower,
+                   ci_upper::double as ci_upper from facts""")
+    con.register("metrics", pd.DataFrame({"metric_id": list(directions), "direction": list(directions.values())}))
+    con.execute("create table ref_metrics as select * from metrics")
+    groups = groups.copy()
+    for column in ("peer_until", "peer_from"):
+        groups[column] = pd.to_datetime(groups[column]) if column in groups else pd.NaT
+    league = pd.DataFrame({"period_start": facts["period_start"].max().date(), "area_code": facts["area_code"],
+                           "metric_id": facts["metric_id"], "value_period_type": facts["period_type"],
+                           "value_period_start": facts["period_start"].dt.date, "value": facts["value"],
+                           "ci_lower": facts["ci_lower"], "ci_upper": facts["ci_upper"]})
+    analysis.write_tables(con, {"peer_group": groups}, then=analysis.analysis_sql(), inputs={"league_values": league})
+    return con.execute("select * from peer_comparison").df()
+
+
 def test_compare_with_peers_and_england():
     values = pd.DataFrame(
         [
@@ -114,7 +150,7 @@ def test_compare_with_peers_and_england():
     )
     values["metric_id"] = "m"
     groups = pd.DataFrame({"area_code": ["A", "A", "B", "B"], "peer_code": ["P1", "P2", "P1", "P2"]})
-    got = peers.compare(values, groups, {"m": "low"}).set_index("area_code")
+    got = compare(values, groups, {"m": "low"}).set_index("area_code")
     a = got.loc["A"]
     # peers pooled: (80 + 100) / 2000 * 100 = 9.0; A's interval 11-13 is above England's 10 and peers' 9
     assert a["peer_value"] == pytest.approx(9.0)
@@ -135,7 +171,7 @@ def test_compare_ranks_ties_together_when_high_is_better_and_leaves_an_unweighab
     )
     values["metric_id"] = "m"
     groups = pd.DataFrame({"area_code": ["A"] * 3, "peer_code": ["P1", "P2", "P3"]})
-    got = peers.compare(values, groups, {"m": "high"}).set_index("area_code").loc["A"]
+    got = compare(values, groups, {"m": "high"}).set_index("area_code").loc["A"]
     # null, as fct_peer_group_values: not the plain mean (80 + 70 + 60) / 3 = 70 of earlier releases
     assert pd.isna(got["peer_value"]) and got["vs_peers"] == "not compared"
     # high is better: P1 80 first, A and P2 tie at 70 and share rank 2, P3 60 last
@@ -152,7 +188,7 @@ def test_a_metric_without_numerators_compares_with_the_peers_weighted_mean():
     )
     values["metric_id"] = "los"
     groups = pd.DataFrame({"area_code": ["A", "A"], "peer_code": ["P1", "P2"]})
-    got = peers.compare(values, groups, {"los": "low"}).set_index("area_code").loc["A"]
+    got = compare(values, groups, {"los": "low"}).set_index("area_code").loc["A"]
     assert got["peer_value"] == pytest.approx((18 * 300 + 24 * 100) / 400)  # 19.5, not the plain mean 21
     assert got["rank_in_group"] == 2 and got["group_size"] == 3
 
@@ -168,7 +204,7 @@ def test_a_peer_without_a_denominator_leaves_the_peer_value_null_as_the_sql_does
     )
     values["metric_id"] = "m"
     groups = pd.DataFrame({"area_code": ["A", "A", "B", "B"], "peer_code": ["P1", "P2", "Q1", "Q2"]})
-    got = peers.compare(values, groups, {"m": "low"}).set_index("area_code")
+    got = compare(values, groups, {"m": "low"}).set_index("area_code")
     # not the plain mean 21 (A: no numerators) nor P1 alone; not Q1's 10 (B: numerators)
     assert pd.isna(got.loc["A", "peer_value"]) and pd.isna(got.loc["B", "peer_value"])
     assert got.loc["A", "vs_peers"] == got.loc["B", "vs_peers"] == "not compared"
@@ -183,7 +219,7 @@ def test_an_area_without_a_value_is_not_compared():
     )
     values["metric_id"] = "m"
     groups = pd.DataFrame({"area_code": ["A", "B"], "peer_code": ["B", "A"]})
-    got = peers.compare(values, groups, {"m": "low"})
+    got = compare(values, groups, {"m": "low"})
     assert list(got["area_code"]) == ["B"]
     assert got.iloc[0]["group_size"] == 1
 
@@ -248,7 +284,7 @@ def test_a_peer_that_has_no_value_leaves_the_peer_value_null_not_partial():
     )
     values["metric_id"] = "m"
     groups = pd.DataFrame({"area_code": ["A", "A"], "peer_code": ["P1", "P2"]})
-    got = peers.compare(values, groups, {"m": "low"}).set_index("area_code").loc["A"]
+    got = compare(values, groups, {"m": "low"}).set_index("area_code").loc["A"]
     # P2 suppressed: pooling P1 alone (8.0) would be a different comparator, as in fct_peer_group_values
     assert pd.isna(got["peer_value"]) and got["vs_peers"] == "not compared"
     assert got["rank_in_group"] == 2 and got["group_size"] == 2  # A and P1 still rank
@@ -270,7 +306,7 @@ def test_a_peer_abolished_by_a_boundary_change_leaves_the_group_from_that_day():
          ("E06000028", "ascof", "2018-04-01", 0.7, 0.6, 0.8, 70.0, 100.0), ("E10000009", "ascof", "2018-04-01", 0.8, 0.7, 0.9, 80.0, 100.0)],
         columns=["area_code", "metric_id", "period_start", "value", "ci_lower", "ci_upper", "numerator", "denominator"])
     values["period_start"] = pd.to_datetime(values["period_start"])
-    got = peers.compare(values, marked, {"dtoc": "low", "ascof": "high"}).query("area_code == 'A'").set_index("metric_id")
+    got = compare(values, marked, {"dtoc": "low", "ascof": "high"}).query("area_code == 'A'").set_index("metric_id")
     assert got.loc["dtoc", "peer_value"] == pytest.approx(8.0) and got.loc["dtoc", "group_size"] == 2
     assert got.loc["ascof", "peer_value"] == pytest.approx((60 + 70 + 80) / 300) and got.loc["ascof", "group_size"] == 4
     # the real change list: Bournemouth, Poole and Dorset county end on 1 April 2019, aliases do not
@@ -294,13 +330,13 @@ def test_a_peer_made_by_a_boundary_change_joins_the_group_from_that_day():
         columns=["area_code", "period_start", "value", "ci_lower", "ci_upper", "numerator", "denominator"])
     values["period_start"] = pd.to_datetime(values["period_start"])
     values["metric_id"] = "m"
-    got = {start: peers.compare(part, marked, {"m": "low"}).set_index("area_code").loc["E06000059"]
+    got = {start: compare(part, marked, {"m": "low"}).set_index("area_code").loc["E06000059"]
            for start, part in values.groupby("period_start")}
     march, april = got[pd.Timestamp("2019-03-01")], got[pd.Timestamp("2019-04-01")]
     assert march["peer_value"] == pytest.approx((80 + 90) / 2000 * 100) and march["group_size"] == 3  # itself and two peers
     assert april["peer_value"] == pytest.approx((80 + 90 + 200) / 4000 * 100) and april["group_size"] == 4
     # a rolling year is named by its last month: the year to April 2019 began before BCP existed
-    rolling = peers.compare(values[values["period_start"] == "2019-04-01"].assign(period_type="rolling_12m"), marked, {"m": "low"})
+    rolling = compare(values[values["period_start"] == "2019-04-01"].assign(period_type="rolling_12m"), marked, {"m": "low"})
     assert rolling.set_index("area_code").loc["E06000059", "group_size"] == 3
     assert rolling.set_index("area_code").loc["E06000059", "peer_value"] == pytest.approx((80 + 90) / 2000 * 100)
 
@@ -310,7 +346,7 @@ def test_peer_group_aggregates_drop_an_abolished_peer_from_its_abolition(tmp_pat
     both peers; after it, the remaining peer alone is the group (not a null from then on)."""
     import duckdb
 
-    from carewatch import paths
+    from carewatch import analysis
 
     con = duckdb.connect()
     con.execute("""create table peer_group (area_code varchar, peer_code varchar, peer_rank int, distance double,
@@ -328,7 +364,8 @@ def test_peer_group_aggregates_drop_an_abolished_peer_from_its_abolition(tmp_pat
         ('P1',  'rolling_12m', date '2020-03-01', date '2020-03-31', 'm', 20.0, 100.0, 100.0, 20.0),
         ('NEW', 'rolling_12m', date '2020-03-01', date '2020-03-31', 'm', 80.0, 400.0, 100.0, 20.0)
         ) t(area_code, period_type, period_start, period_end, metric_id, numerator, denominator, multiplier, value)""")
-    con.execute((paths.sql_dir() / "analysis" / "fct_peer_group_values.sql").read_text())
+    for sql in analysis.analysis_sql()[:3]:  # the comparison macro, the members, the pooled values
+        con.execute(sql)
     got = con.execute("select area_code, period_start, value, peers_reporting, group_size from fct_peer_group_values order by all").fetchall()
     assert got == [
         # March: (10 + 30) / (100 + 100) x 100 = 20, both peers; April: P1 alone, 40 / 100 x 100 = 40
@@ -348,7 +385,7 @@ def test_peer_group_aggregates_with_a_peer_missing_are_null_and_count_only_the_p
     is not counted as reporting."""
     import duckdb
 
-    from carewatch import paths
+    from carewatch import analysis
 
     con = duckdb.connect()
     con.execute("""create table peer_group (area_code varchar, peer_code varchar, peer_rank int, distance double,
@@ -363,7 +400,8 @@ def test_peer_group_aggregates_with_a_peer_missing_are_null_and_count_only_the_p
         ('P2',         'month', date '2019-03-01', date '2019-03-31', 'm', 50.0, 400.0, 100.0, 12.5),
         ('NODENOMINATOR', 'month', date '2019-03-01', date '2019-03-31', 'm', 5.0, null, 100.0, 5.0)
         ) t(area_code, period_type, period_start, period_end, metric_id, numerator, denominator, multiplier, value)""")
-    con.execute((paths.sql_dir() / "analysis" / "fct_peer_group_values.sql").read_text())
+    for sql in analysis.analysis_sql()[:3]:  # the comparison macro, the members, the pooled values
+        con.execute(sql)
     got = con.execute("""select area_code, peers_reporting, group_size, numerator, denominator, value
                          from fct_peer_group_values order by all""").fetchall()
     assert got == [

@@ -129,7 +129,10 @@ def built(tmp_path):
     hes = [(pd.Timestamp("2017-02-01"), HACKNEY, "Hackney", m, v) for m, v in (
         ("emergency_admissions_65plus", 500.0), ("discharges_65plus", 150.0), ("los_p90_days", 12.0), ("weekend_discharges_65plus", 30.0))]
     _load(con, tmp_path, "hes_aggregate", "2017-02", 1, hes, hes_cols)
-    warehouse.build_models(con, reference=False)
+    built = warehouse.build_models(con, reference=False)
+    # the tables and views built, each countable (the build task counts them); macros are run, not listed
+    assert built[-1] == "fct_metric_values" and "statistics" not in built and "comparison" not in built
+    assert all(con.execute(f"select count(*) from {model}").fetchone() for model in built)
     yield con
     con.close()
 

@@ -5,31 +5,14 @@
 -- length of stay has no numerator, so its peer value is the denominator-weighted mean of the
 -- peers' values (the documented approximation the rolling figures also use). A peer without
 -- a value (suppressed, or no figure) leaves the aggregate null rather than partial: value,
--- numerator and denominator alike; peers_reporting counts the peers that have a value. A
--- peer abolished by a boundary change (peer_group.peer_until) leaves the group from that
--- day, and a peer made by one (peer_group.peer_from: BCP in the Dorset unitary's group)
--- joins it from the first period it existed throughout: the group of a period is the peers
--- that exist at its start. Built by the analysis step (peer groups are computed there),
--- after fct_metric_values.
+-- numerator and denominator alike; peers_reporting counts the peers that have a value. The
+-- group of a period is its members in int_peer_group_members (peers abolished or made by a
+-- boundary change leave or join it). Built by the analysis step (peer groups are computed
+-- there), after fct_metric_values.
 create or replace table fct_peer_group_values as
-with periods as (
-    select distinct period_type, period_start from fct_metric_values
-),
-members as (
-    select peer_group.area_code, peer_group.peer_code, periods.period_type, periods.period_start,
-           count(*) over (partition by peer_group.area_code, periods.period_type, periods.period_start) as group_size
-    from peer_group
-    cross join periods
-    where (peer_group.peer_until is null or periods.period_start < peer_group.peer_until)
-      -- a peer made by a change is in the group once it existed for the whole period: a
-      -- rolling year's period_start is its last month, so the window begins 11 months earlier
-      and (peer_group.peer_from is null
-           or periods.period_start - case when periods.period_type = 'rolling_12m' then interval 11 month
-                                          else interval 0 month end >= peer_group.peer_from)
-),
-joined as (
+with joined as (
     select members.area_code, members.group_size, facts.*  exclude (area_code)
-    from members
+    from int_peer_group_members as members
     join fct_metric_values as facts
       on facts.area_code = members.peer_code
      and facts.period_type = members.period_type
