@@ -70,6 +70,7 @@ def gather(con) -> dict:
     )
     quarantined = validation.quarantined(con)
     methodology = overall["methodology"].iloc[0] if len(overall) else ""
+    latest_estimate = con.execute("select max(mid_year) from stg_ons_mye").fetchone()[0]
     return {
         "month": month,
         "name_of": name_of,
@@ -85,7 +86,19 @@ def gather(con) -> dict:
         "failed_checks": failed_checks,
         "quarantined": quarantined,
         "methodology": methodology,
+        "population_note": population_note(month, latest_estimate),
     }
+
+
+def population_note(month: pd.Timestamp, latest_estimate: int | None) -> str | None:
+    """When the month's rates use an older ONS estimate than their financial year's own
+    (config/metrics.yaml: population), which one, and that they will be revised."""
+    own = month.year if month.month >= 4 else month.year - 1
+    if latest_estimate is None or latest_estimate >= own:
+        return None
+    return (f"Rates for months from April {latest_estimate + 1} use the ONS mid-{latest_estimate} population "
+            f"estimates, the latest loaded: ONS publishes a mid-year estimate about a year after it, and these "
+            f"rates (this month's included) will be revised when mid-{latest_estimate + 1} loads.")
 
 
 def ranking_period_values(data: dict) -> pd.DataFrame:
@@ -269,6 +282,7 @@ def write_report(con, out_dir: Path | None = None) -> Path:
         month=data["month"],
         generated_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         methodology=data["methodology"],
+        population_note=data["population_note"],
         metrics=data["metrics"].to_dict("records"),
         league=data["league"].to_dict("records"),
         flagged=data["flagged"].to_dict("records"),

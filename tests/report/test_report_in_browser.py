@@ -79,6 +79,10 @@ def test_rendered_dom_shows_the_warehouse_figures(report, tmp_path):
     assert shown == [("hes_aggregate", "2018-02", "blocking"), ("dtoc_la", "2018-03", "warning")]
     assert "value_set=['2018-02-01']" in failed and "mostly=0.98" in failed  # what was expected
     assert "Quarantined (not loaded): <b>hes_aggregate 2018-02</b> (version 2; version 3 loaded since)" in dom
+    # March 2018 (2017-18) with mid-2016 the latest estimate loaded: said, with the revision to come
+    note = dom.split('id="population-note">')[1].split("</p>")[0]
+    assert note.startswith("Rates for months from April 2017 use the ONS mid-2016 population estimates")
+    assert "revised when mid-2017 loads" in note
 
 
 def test_funnel_plots_mark_the_areas_the_review_rule_flags(report):

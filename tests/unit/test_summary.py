@@ -70,3 +70,17 @@ def test_sources_block_does_not_show_an_earlier_runs_counts_for_a_failed_ingest(
     summary.print_sources({})  # no state (the run crashed): no counts either
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[3:]}
     assert rows["ascof"].endswith("ingest_ascof not run: this run's counts are in its log")
+
+
+def test_the_report_says_when_rates_use_an_older_population_estimate():
+    import pandas as pd
+
+    from carewatch.monthly_report import population_note
+
+    # 2017-18 months: mid-2017 is their own estimate
+    assert population_note(pd.Timestamp("2018-03-01"), 2017) is None
+    assert population_note(pd.Timestamp("2017-04-01"), 2017) is None
+    assert population_note(pd.Timestamp("2017-03-01"), 2016) is None  # 2016-17, its own
+    assert population_note(pd.Timestamp("2018-03-01"), 2016).startswith("Rates for months from April 2017 use the ONS mid-2016")
+    assert population_note(pd.Timestamp("2018-04-01"), 2016).startswith("Rates for months from April 2017")  # two years behind
+    assert population_note(pd.Timestamp("2018-03-01"), None) is None
