@@ -52,7 +52,9 @@ Runs when every monthly ingest DAG has landed its source (Airflow Assets
 
 **What it does.** `build_warehouse` reloads the reference tables from `config/` and rebuilds
 every model in `include/sql/` (staging -> conformed -> marts) in one DuckDB transaction, so
-readers see either the previous warehouse or the new one, never half.
+readers see either the previous warehouse or the new one, never half. `analyse` then ranks the
+areas, compares each with its peers (`include/sql/analysis/`), tracks the DTOC targets and
+flags areas for review, writing all of its tables in one transaction.
 
 **When it fails.** Read the task log: a SQL error names the model file. The previous
 warehouse is intact (the transaction rolled back). Fix the model or the config, then clear
@@ -77,12 +79,15 @@ suite (`expectations/{source.name}.json`, if there is one) and records every res
 
 **When it fails.**
 - `fetch` failed: read the task log. It names source, period and URL and says what was
-  wrong (HTML page instead of a file, truncated, too big, wrong type, HTTP error). Nothing
-  was stored. If NHS moved the file, update `config/sources.yaml` and clear the task.
+  wrong (HTML page instead of a file, truncated, too big, wrong type, HTTP error; OVERDUE:
+  a 404 after the due date; GONE: a 404 for a month already held, whose held version stays
+  loaded). Nothing was stored. If NHS moved the file, update `config/sources.yaml` and clear
+  the task.
 - `fetch` skipped: the period is not published yet, and the next run picks it up; or a month
-  already held, re-checked for a revision, was refused at the same URL with the same error as
-  in an earlier run whose failure was emailed (`fetch_log` outcome `already_refused`,
-  `fetch_refusals_reported`): the held version stays, and it is not emailed again.
+  already held, re-checked for a revision, was refused at the same URL for the same reason
+  (byte counts and connection details aside) as in an earlier run whose failure was emailed
+  (`fetch_log` outcome `already_refused`, `fetch_refusals_reported`): the held version stays,
+  and it is not emailed again.
 - `validate` failed: a blocking expectation failed; the log and the `quarantine` table say
   which, with examples. Nothing of the period was loaded. Check the file with
   `carewatch validate {source.name} <raw file> --period <period>`; if the publication is
