@@ -127,3 +127,29 @@ def test_components_are_worked_from_the_days_so_equal_days_give_equal_rates():
     by_rate = targets.components(rates.drop(columns=["numerator", "denominator", "multiplier"]), targets.load_target_set())
     assert by_rate["social_care"].tolist() == pytest.approx(
         [(518 + 76.5) / denominator * 1e5, (500 + 50) / (439_790 * 28) * 1e5, (537 + 57.5) / denominator * 1e5])
+
+
+def test_an_area_month_without_its_days_does_not_stop_the_others_being_worked_from_theirs():
+    """One suppressed month elsewhere (Poole, April 2019: no days published) left every area's
+    components summed from rates; the choice is made area-month by area-month."""
+    denominator = 439_790 * 30
+    records = []
+    for month, counts in {"2016-09": (1417, 746, 518, 153), "2017-02": (1300, 700, 500, 100), "2017-11": (1359, 707, 537, 115)}.items():
+        month_denominator = 439_790 * (28 if month == "2017-02" else 30)
+        for agency, count in zip(("total", "nhs", "social_care", "both"), counts):
+            records.append({"area_code": "E10000027", "period_start": pd.Timestamp(month + "-01"), "agency": agency,
+                            "numerator": float(count), "denominator": float(month_denominator), "multiplier": 100000.0,
+                            "value": count / month_denominator * 100000})
+    for agency in ("total", "nhs", "social_care", "both"):  # suppressed: no days, no rate
+        records.append({"area_code": "E06000029", "period_start": pd.Timestamp("2017-11-01"), "agency": agency,
+                        "numerator": None, "denominator": 150_000.0 * 30, "multiplier": 100000.0, "value": None})
+    for agency, rate in (("total", 6.0), ("nhs", 3.0), ("social_care", 2.0), ("both", 1.0)):  # a rate without days
+        records.append({"area_code": "E06000028", "period_start": pd.Timestamp("2017-11-01"), "agency": agency,
+                        "numerator": None, "denominator": None, "multiplier": None, "value": rate})
+    comp = targets.components(pd.DataFrame(records), targets.load_target_set()).set_index(["area_code", "period_start"])
+    november = pd.Timestamp("2017-11-01")
+    assert comp.loc[("E10000027", november), "social_care"] == (537 + 57.5) / denominator * 100000  # from the days, to the bit
+    assert comp.loc[("E10000027", november), "social_care"] == comp.loc[("E10000027", pd.Timestamp("2016-09-01")), "social_care"]
+    assert comp.loc[("E06000029", november)].isna().all()  # suppressed stays unknown
+    assert comp.loc[("E06000028", november)].tolist() == [6.0, 3.5, 2.5]  # from its rates
+    assert len(comp) == 5  # no area-month made up

@@ -78,24 +78,30 @@ def components(rates: pd.DataFrame, target_set: TargetSet) -> pd.DataFrame:
     ``rates``: long frame with ``area_code``, ``period_start``, ``agency`` (total, nhs,
     social_care, both) and ``value`` (delayed days per day per 100,000 aged 18+); with
     ``numerator`` (delayed days), ``denominator`` and ``multiplier`` as well (the warehouse's
-    rows), each component is worked from the days: (NHS days + share x "both" days) /
-    denominator x multiplier, as the warehouse works its rates. Adding the rates instead
+    rows), each component of an area-month whose days are published is worked from them:
+    (NHS days + share x "both" days) / denominator x multiplier, as the warehouse works its
+    rates; any other area-month keeps the sum of its rates. Adding the rates instead
     rounds differently month to month, so two months with the same days and population
     could differ in the last bit and pass a strict "lower than" test (Somerset, November
     2017 against September 2016: 594.5 social-care days both times).
     """
     index = ["area_code", "period_start"]
-    counted = {"numerator", "denominator", "multiplier"} <= set(rates.columns) and rates["numerator"].notna().all()
-    wide = rates.pivot_table(index=index, columns="agency", values="numerator" if counted else "value", aggfunc="first")
-    both = wide.get("both", 0.0)
-    out = pd.DataFrame(index=wide.index)
-    out["total"] = wide["total"]
-    out["nhs"] = wide["nhs"] + target_set.both_to_nhs * both
-    out["social_care"] = wide["social_care"] + (1 - target_set.both_to_nhs) * both
-    if counted:
+
+    def split(column: str) -> pd.DataFrame:
+        wide = rates.groupby([*index, "agency"])[column].first().unstack("agency")
+        both = wide["both"] if "both" in wide else 0.0
+        return pd.DataFrame({"total": wide["total"], "nhs": wide["nhs"] + target_set.both_to_nhs * both,
+                             "social_care": wide["social_care"] + (1 - target_set.both_to_nhs) * both})
+
+    out = split("value")
+    if {"numerator", "denominator", "multiplier"} <= set(rates.columns):
+        # row by row: an area-month with its days published is worked from them, any other
+        # (a suppressed figure, a hand-made rate) keeps the sum of its rates
         scale = rates[rates["agency"] == "total"].set_index(index)[["denominator", "multiplier"]].reindex(out.index)
-        for column in ("total", "nhs", "social_care"):
-            out[column] = out[column] / scale["denominator"] * scale["multiplier"].astype(float)
+        days = split("numerator").reindex(out.index)
+        for column in out.columns:
+            counted = days[column] / scale["denominator"] * scale["multiplier"].astype(float)
+            out[column] = counted.where(counted.notna(), out[column])
     return out.reset_index()
 
 
