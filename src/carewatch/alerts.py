@@ -26,7 +26,7 @@ from functools import lru_cache
 
 import yaml
 
-from carewatch import paths, validation
+from carewatch import paths
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,10 @@ def _link(label: str, url: str | None) -> str:
 
 def _expected(result) -> str:
     """What the expectation asked for, in words taken from the suite."""
+    from carewatch.validation import shown_expected  # pandas with it: alerts stays light to import
+
     text = html.escape(result.description or result.expectation)
-    return text + (f"<br><small>{html.escape(validation.shown_expected(result.expected))}</small>" if result.expected else "")
+    return text + (f"<br><small>{html.escape(shown_expected(result.expected))}</small>" if result.expected else "")
 
 
 def quality_alert(report, *, file_version: int | None = None, sha256: str | None = None, task_url: str | None = None) -> Alert:

@@ -20,6 +20,7 @@ CSV exports of every table land in ``var/exports/<latest month>/``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from pathlib import Path
 
@@ -225,7 +226,8 @@ def write_tables(con, tables: dict[str, pd.DataFrame], then: tuple[str, ...] = (
         raise
     finally:
         for name in inputs or {}:
-            con.unregister(name)
+            with contextlib.suppress(Exception):  # never hide the error that ended the transaction
+                con.unregister(name)
 
 
 def _date_columns(frame: pd.DataFrame) -> list[str]:

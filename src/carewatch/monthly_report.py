@@ -278,6 +278,7 @@ def write_report(con, out_dir: Path | None = None) -> Path:
         loader=jinja2.FileSystemLoader(str(paths.PROJECT_ROOT / "include" / "templates")),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
     )
+    env.filters["shown_expected"] = validation.shown_expected
     html = env.get_template("monthly_report.html.j2").render(
         month=data["month"],
         generated_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -11,6 +11,8 @@ import pytest
 from carewatch import geography
 from carewatch.methodology import peers
 
+ENGLAND = "E92000001"
+
 
 def test_nearest_neighbours_by_hand():
     # one feature, weight 1: values 0, 1, 3, 10, 11 -> z-scores keep the order and ratios
@@ -144,7 +146,7 @@ def test_compare_with_peers_and_england():
             ("P1", 8.0, 7.0, 9.0, 80.0, 1000.0),
             ("P2", 10.0, 9.0, 11.0, 100.0, 1000.0),
             ("B", 9.9, 8.0, 12.0, 99.0, 1000.0),
-            (peers.ENGLAND, 10.0, 9.9, 10.1, 300.0, 3000.0),
+            (ENGLAND, 10.0, 9.9, 10.1, 300.0, 3000.0),
         ],
         columns=["area_code", "value", "ci_lower", "ci_upper", "numerator", "denominator"],
     )
@@ -214,7 +216,7 @@ def test_a_peer_without_a_denominator_leaves_the_peer_value_null_as_the_sql_does
 
 def test_an_area_without_a_value_is_not_compared():
     values = pd.DataFrame(
-        [("A", None, None, None, None, None), ("B", 9.0, 8.0, 10.0, 9.0, 100.0), (peers.ENGLAND, 9.0, 8.9, 9.1, 90.0, 1000.0)],
+        [("A", None, None, None, None, None), ("B", 9.0, 8.0, 10.0, 9.0, 100.0), (ENGLAND, 9.0, 8.9, 9.1, 90.0, 1000.0)],
         columns=["area_code", "value", "ci_lower", "ci_upper", "numerator", "denominator"],
     )
     values["metric_id"] = "m"
@@ -238,6 +240,7 @@ def test_peer_group_aggregates_pool_the_peers_facts(tmp_path):
         facts = con.execute("select * from fct_metric_values").df()
         groups = con.execute("select area_code, peer_code from peer_group").df()
         built = con.execute("select * from fct_peer_group_values").df()
+        compared = con.execute("select * from peer_comparison").df()
     area = sorted(groups["area_code"].unique())[3]
     peers = groups.loc[groups["area_code"] == area, "peer_code"].tolist()
     assert area not in peers and len(peers) > 1
@@ -262,6 +265,25 @@ def test_peer_group_aggregates_pool_the_peers_facts(tmp_path):
         ("reablement_still_at_home_91d_65plus", "financial_year", pd.Timestamp("2016-04-01")),
     ):
         assert got(metric, period_type, start) == pytest.approx(expected(metric, period_type, start), rel=1e-12)
+
+    # the league table's comparison, as analysis.run wires it: March 2018's rolling year, and
+    # for ASCOF the lagged 2016-17 year; the peers' pooled value and England's of that period
+    mine = compared[compared["area_code"] == area].set_index("metric_id")
+    assert set(mine["period_start"]) == {march}
+    assert mine.loc["reablement_still_at_home_91d_65plus", ["value_period_type", "value_period_start"]].tolist() == [
+        "financial_year", pd.Timestamp("2016-04-01")]
+    assert mine.loc["delayed_days_per_day_per_100k_18plus", ["value_period_type", "value_period_start"]].tolist() == [
+        "rolling_12m", march]
+    directions = {"high": ("reablement_still_at_home_91d_65plus", "reablement_offered_65plus", "weekend_discharge_share")}
+    for metric, row in mine.iterrows():
+        period = (facts["metric_id"] == metric) & (facts["period_type"] == row["value_period_type"]) \
+            & (facts["period_start"] == row["value_period_start"])
+        assert row["value"] == facts.loc[period & (facts["area_code"] == area), "value"].item()
+        assert row["peer_value"] == pytest.approx(expected(metric, row["value_period_type"], row["value_period_start"]), rel=1e-12)
+        assert row["england_value"] == facts.loc[period & (facts["area_code"] == ENGLAND), "value"].item()
+        theirs = facts.loc[period & facts["area_code"].isin(peers), "value"]
+        better = theirs > row["value"] if metric in directions["high"] else theirs < row["value"]
+        assert (row["rank_in_group"], row["group_size"]) == (better.sum() + 1, len(theirs) + 1)
 
 
 def test_analysis_tables_and_peer_aggregates_are_replaced_together_or_not_at_all():

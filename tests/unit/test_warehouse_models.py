@@ -132,7 +132,8 @@ def built(tmp_path):
     built = warehouse.build_models(con, reference=False)
     # the tables and views built, each countable (the build task counts them); macros are run, not listed
     assert built[-1] == "fct_metric_values" and "statistics" not in built and "comparison" not in built
-    assert all(con.execute(f"select count(*) from {model}").fetchone() for model in built)
+    for model in built:  # a macro's name here would raise: no such table
+        con.execute(f"select count(*) from {model}")
     yield con
     con.close()
 

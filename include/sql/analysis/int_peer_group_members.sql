@@ -5,9 +5,9 @@
 -- (peer_group.peer_from: BCP in the Dorset unitary's group) joins it from the first period
 -- it existed throughout: a rolling year's period_start is its last month, so its window
 -- begins 11 months earlier. group_size: how many members the group has in that period.
--- The one membership rule of fct_peer_group_values and peer_comparison. A view: built by the
--- analysis step (peer groups are computed there), after fct_metric_values.
-create or replace view int_peer_group_members as
+-- The one membership rule of fct_peer_group_values and peer_comparison, written with them in
+-- the analysis step's transaction (peer groups are computed there), after fct_metric_values.
+create or replace table int_peer_group_members as
 with periods as (
     select distinct period_type, period_start from fct_metric_values
 )

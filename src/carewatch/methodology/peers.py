@@ -18,8 +18,6 @@ from scipy.spatial.distance import cdist
 
 from carewatch import paths
 
-ENGLAND = "E92000001"
-
 
 def load_config(name: str = "peer_groups") -> dict:
     path = Path(name) if name.endswith(".yaml") else paths.config_dir() / f"{name}.yaml"
