@@ -416,7 +416,7 @@ def test_a_source_without_its_suite_is_refused_not_loaded_unvalidated(carewatch_
         pipeline.validate_period(parsed)
 
 
-def test_a_parser_or_geography_fix_parses_fetched_files_again(carewatch_home, tmp_path, monkeypatch):
+def test_a_parser_or_geography_fix_or_a_reader_upgrade_parses_fetched_files_again(carewatch_home, tmp_path, monkeypatch):
     import shutil
 
     from carewatch import parsers
@@ -436,6 +436,15 @@ def test_a_parser_or_geography_fix_parses_fetched_files_again(carewatch_home, tm
     finally:
         parsers.fingerprint.cache_clear()
     assert not again["reused"] and again["parsed_path"] != first["parsed_path"]
+    # an upgraded workbook reader can read cells differently: parsed again too
+    real_version = parsers.version
+    monkeypatch.setattr(parsers, "version", lambda name: "99.0" if name == "python-calamine" else real_version(name))
+    parsers.fingerprint.cache_clear()
+    try:
+        upgraded = pipeline.parse_period(fetched)
+    finally:
+        parsers.fingerprint.cache_clear()
+    assert not upgraded["reused"] and upgraded["parsed_path"] not in (first["parsed_path"], again["parsed_path"])
 
 
 def test_backfill_params_are_checked_before_anything_runs():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+from importlib.metadata import version
 from pathlib import Path
 from typing import Callable
 
@@ -47,11 +48,17 @@ def register(name: str) -> Callable[[Parser], Parser]:
     return decorator
 
 
+# the libraries that read the workbooks and write the parsed files
+READER_LIBRARIES = ("pandas", "numpy", "python-calamine", "pyarrow")
+
+
 @functools.lru_cache(maxsize=1)
 def fingerprint() -> str:
     """A short hash of everything a parser's output depends on besides the raw file: the parser
-    modules, the geography module and its reference files. Parsed files are named by it (with
-    the raw file's sha256), so a parser or geography fix re-parses files already fetched."""
+    modules, the geography module and its reference files, and the versions of the libraries
+    that read and write (``READER_LIBRARIES``). Parsed files are named by it (with the raw
+    file's sha256), so a parser or geography fix, or a library upgrade, re-parses files
+    already fetched."""
     from carewatch import paths
 
     package = Path(__file__).resolve().parent
@@ -60,6 +67,8 @@ def fingerprint() -> str:
     digest = hashlib.sha256()
     for path in inputs:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for library in READER_LIBRARIES:
+        digest.update(f"{library}=={version(library)}".encode() + b"\0")
     return digest.hexdigest()[:12]
 
 
