@@ -162,17 +162,21 @@ def test_a_bad_file_is_quarantined_emailed_and_fails_its_source_while_the_others
     assert page.is_file() and "2017-03-01" in page.read_text() and "2017-02-01" in page.read_text()  # expected vs found
 
 
-def test_a_held_month_whose_file_turned_into_a_web_page_is_emailed_once_and_keeps_its_version(airflow_db, carewatch_home, tmp_path, monkeypatch):
+@pytest.mark.parametrize("change", ["web_page", "removed"])
+def test_a_held_month_whose_file_turned_into_a_web_page_or_went_is_emailed_once_and_keeps_its_version(
+        airflow_db, carewatch_home, tmp_path, monkeypatch, change):
     """The revision window re-checks held months every run: the first run that is refused
-    fails and emails; later runs skip the re-check (AlreadyRefused) and succeed."""
+    fails and emails; later runs skip the re-check (AlreadyRefused) and succeed. A held month
+    answering 404 is GONE (not OVERDUE: it was published), failed without retries."""
     import shutil
 
     from airflow.dag_processing.dagbag import DagBag
 
     from carewatch import dagkit, mailcatcher, sample_server
 
-    original = dagkit.default_args
-    monkeypatch.setattr(dagkit, "default_args", lambda: {**original(), "retries": 0})  # no 30 s retry waits here
+    if change == "web_page":
+        original = dagkit.default_args
+        monkeypatch.setattr(dagkit, "default_args", lambda: {**original(), "retries": 0})  # no 30 s retry waits here
     served = tmp_path / "served"
     (served / "dtoc_la").mkdir(parents=True)
     for month in ("2017-01", "2017-02"):
@@ -186,15 +190,23 @@ def test_a_held_month_whose_file_turned_into_a_web_page_is_emailed_once_and_keep
         first = dag.test(logical_date=logical, run_conf=conf)
         assert str(first.state) == "success"
         held = _manifest()
-        (served / "dtoc_la" / "2017-01.xls").write_bytes(b"<!DOCTYPE html><html><body>This page has moved</body></html>")
+        if change == "web_page":
+            (served / "dtoc_la" / "2017-01.xls").write_bytes(b"<!DOCTYPE html><html><body>This page has moved</body></html>")
+        else:
+            (served / "dtoc_la" / "2017-01.xls").unlink()
         refused = dag.test(logical_date=logical + dt.timedelta(days=1), run_conf=conf)
         mail_after_refusal = mailcatcher.messages(mailbox)
         later = dag.test(logical_date=logical + dt.timedelta(days=2), run_conf=conf)
         mail_later = mailcatcher.messages(mailbox)
     assert str(refused.state) == "failed"
-    assert [" ".join(m["Subject"].split()) for m in mail_after_refusal] == [
-        "[carewatch] FAILED ingest_dtoc_la.one_period.fetch[0]: dtoc_la 2017-01: an HTML page was served instead of a xls file "
-        f"({base}/dtoc_la/2017-01.xls)"]
+    subjects = [" ".join(m["Subject"].split()) for m in mail_after_refusal]
+    if change == "web_page":
+        assert subjects == ["[carewatch] FAILED ingest_dtoc_la.one_period.fetch[0]: dtoc_la 2017-01: an HTML page was served "
+                            f"instead of a xls file ({base}/dtoc_la/2017-01.xls)"]
+    else:
+        assert subjects == ["[carewatch] GONE dtoc_la 2017-01: a publication held is no longer at its URL"]
+        fetch = [ti for ti in refused.get_task_instances() if ti.task_id == "one_period.fetch" and ti.map_index == 0]
+        assert [(str(ti.state), ti.try_number) for ti in fetch] == [("failed", 1)]  # no retry within the run
     assert str(later.state) == "success" and len(mail_later) == 1  # not emailed again
     states = {(ti.task_id, ti.map_index): str(ti.state) for ti in later.get_task_instances()}
     assert states[("one_period.fetch", 0)] == "skipped" and states[("one_period.fetch", 1)] == "success"
