@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from carewatch import geography, paths
+from carewatch import geography, paths, warehouse
 from carewatch.methodology import flags, funnels, peers, ranking, targets
 
 ENGLAND = "E92000001"
@@ -112,12 +112,12 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     mv = _read(con, "select * from fct_metric_values")
     for col in ("period_start", "period_end"):
         mv[col] = pd.to_datetime(mv[col])
-    metric_cfg = ranking.yaml.safe_load((paths.config_dir() / "metrics.yaml").read_text())
+    metric_cfg = warehouse.metric_config()
     base_direction = {m["id"]: m["direction"] for m in metric_cfg["metrics"]}
     # breakdown metrics ("<base>__nhs", "<base>__reason_A") go the way of their base metric
     directions = {mid: base_direction[mid.split("__")[0]] for mid in mv["metric_id"].unique()}
     statistics = {m["id"]: funnels.STATISTIC_OF_CI_METHOD[m["ci_method"]] for m in metric_cfg["metrics"] if m["ci_method"] != "none"}
-    methodology = ranking.load_methodology()
+    methodology = ranking.load_methodology(metrics_config=metric_cfg)
     areas = sorted(set(mv["area_code"]) - {ENGLAND})
 
     if not ((mv["period_type"] == "rolling_12m") & (mv["metric_id"] == DTOC)).any():
