@@ -13,7 +13,7 @@ consistent with the current methodology):
   ``peer_comparison``: area x metric against peers and England for the latest period;
 - ``target_tracking``: area x month against every target set;
 - ``review_flag``: area x month x rule with its reason; ``review_flag_history``: area x month
-  status (new / continuing / cleared) and how long each area has been flagged.
+  status (new / continuing / cleared / not assessed) and how long each area has been flagged.
 
 CSV exports of every table land in ``var/exports/<latest month>/``.
 """
@@ -149,6 +149,9 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     tracking = track_targets(mv)
 
     rules = flags.load_rules()
+    changes = geography.code_changes()
+    merged_or_split = changes[changes["change"].isin(["merge", "split"])]
+    abolished = pd.to_datetime(merged_or_split.groupby("old_code")["effective_from"].min()).to_dict()
     flag_rows, history_rows, history = [], [], None
     rolling = ranking_overall[ranking_overall["period_type"] == "rolling_12m"]
     for month, overall in rolling.groupby("period_start"):
@@ -161,7 +164,8 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
             statistics=statistics,
         )
         fired = flags.evaluate(rules, inputs)
-        history = flags.update_history(history, fired, month)
+        ranked_now = set(overall.loc[overall["overall_rank"].notna(), "area_code"])
+        history = flags.update_history(history, fired, month, assessed=ranked_now, abolished=abolished)
         flag_rows.append(fired)
         history_rows.append(history)
     tables = {

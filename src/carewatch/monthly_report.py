@@ -46,8 +46,9 @@ def gather(con) -> dict:
 
     history = _df(con, "select * from review_flag_history where period_start = ?", [month])
     history.insert(1, "area_name", history["area_code"].map(lambda c: name_of.get(c, c)))
-    flagged = history[history["status"] != "cleared"].sort_values(["months_flagged", "area_name"], ascending=[False, True])
+    flagged = history[history["status"].isin(["new", "continuing"])].sort_values(["months_flagged", "area_name"], ascending=[False, True])
     cleared = history[history["status"] == "cleared"]
+    not_assessed = history[history["status"] == "not assessed"]
 
     mv = _df(con, "select * from fct_metric_values")
     tracking = _df(con, "select * from target_tracking") if warehouse.table_exists(con, "target_tracking") else pd.DataFrame()
@@ -78,6 +79,7 @@ def gather(con) -> dict:
         "league": league,
         "flagged": flagged,
         "cleared": cleared,
+        "not_assessed": not_assessed,
         "mv": mv,
         "tracking": tracking,
         "peer": peer,
@@ -263,6 +265,7 @@ def write_report(con, out_dir: Path | None = None) -> Path:
         "league_table": data["league"],
         "review_flags": data["flagged"],
         "review_flags_cleared": data["cleared"],
+        "review_flags_not_assessed": data["not_assessed"],
         "peer_comparison": data["peer"],
         "target_tracking": data["tracking"],
         "metric_values": data["mv"],
@@ -288,6 +291,7 @@ def write_report(con, out_dir: Path | None = None) -> Path:
         league=data["league"].to_dict("records"),
         flagged=data["flagged"].to_dict("records"),
         cleared=data["cleared"].to_dict("records"),
+        not_assessed=data["not_assessed"].to_dict("records"),
         manifest=data["manifest"].to_dict("records"),
         validation=data["validation"].to_dict("records"),
         failed_checks=_records(data["failed_checks"]),

@@ -149,7 +149,7 @@ def print_results() -> None:
         for target_set, when, met, missed in targets:
             print(f"\nDTOC targets ({target_set}) in {when:%B %Y}: {met} areas on track, {missed} off track")
         flagged = con.execute(
-            "select area_code, status, first_flagged, reasons from review_flag_history where period_start = (select max(period_start) from review_flag_history) and status <> 'cleared' order by status, area_code"
+            "select area_code, status, first_flagged, reasons from review_flag_history where period_start = (select max(period_start) from review_flag_history) and status in ('new', 'continuing') order by status, area_code"
         ).fetchall()
         new = [f for f in flagged if f[1] == "new"]
         print(f"\nCQC review flags in {month:%B %Y}: {len(flagged)} areas flagged, {len(new)} new")

@@ -221,3 +221,25 @@ def test_history_new_continuing_cleared():
     # B was cleared in November, so December is a new spell; A and C clear now
     assert status == {"A": "cleared", "B": "new", "C": "cleared"}
     assert dec.set_index("area_code").loc["B", "first_flagged"] == pd.Timestamp("2017-12-01")
+
+
+def test_an_area_no_longer_ranked_is_not_assessed_rather_than_cleared():
+    """Dorset county, flagged in April 2019, abolished that day: in May it has no figures and
+    no rank. "Cleared" would read as an improvement nothing showed."""
+    def fl(areas):
+        return pd.DataFrame({"area_code": areas, "rule_id": ["r"] * len(areas), "reason": [f"why {a}" for a in areas]})
+
+    abolished = {"E10000009": pd.Timestamp("2019-04-01")}
+    april = flags.update_history(None, fl(["E10000009", "GAP", "BETTER"]), "2019-04-01",
+                                 assessed={"E10000009", "GAP", "BETTER", "OTHER"}, abolished=abolished)
+    may = flags.update_history(april, fl([]), "2019-05-01", assessed={"BETTER", "OTHER"}, abolished=abolished)
+    rows = may.set_index("area_code")
+    assert rows["status"].to_dict() == {"BETTER": "cleared", "E10000009": "not assessed", "GAP": "not assessed"}
+    assert rows.loc["E10000009", "reasons"] == "abolished on 01 April 2019 by a boundary change: no longer assessed"
+    assert rows.loc["GAP", "reasons"] == "not ranked this month (too few metric values): not assessed"
+    assert rows.loc["GAP", "months_flagged"] == rows.loc["BETTER", "months_flagged"] == 1  # the spell's month, as cleared
+    # the spell has ended: flagged again in June is a new spell, and the abolished area drops out
+    june = flags.update_history(may, fl(["GAP"]), "2019-06-01", assessed={"GAP", "BETTER", "OTHER"}, abolished=abolished)
+    assert june[["area_code", "status", "first_flagged"]].values.tolist() == [["GAP", "new", pd.Timestamp("2019-06-01")]]
+    # without `assessed` (callers of earlier releases) an unflagged area is cleared, as before
+    assert flags.update_history(april, fl([]), "2019-05-01")["status"].unique().tolist() == ["cleared"]

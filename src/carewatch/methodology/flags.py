@@ -2,8 +2,9 @@
 
 The rule set is ``config/review_flags.yaml``. Each rule kind is a function of the month's
 inputs (:class:`FlagInputs`) that returns the areas it flags and a reason per area. Flags
-keep history: :func:`update_history` says for each area whether its flag is new, continuing
-or cleared this month, and since when it has been flagged.
+keep history: :func:`update_history` says for each area whether its flag is new, continuing,
+cleared or not assessed (the area was not ranked: abolished, or too few figures) this month,
+and since when it has been flagged.
 """
 
 from __future__ import annotations
@@ -248,20 +249,24 @@ def evaluate(rules: dict, inputs: FlagInputs) -> pd.DataFrame:
     return frame.sort_values(["area_code", "rule_id"]).reset_index(drop=True)
 
 
-def update_history(previous: pd.DataFrame | None, flags: pd.DataFrame, period_start) -> pd.DataFrame:
+def update_history(previous: pd.DataFrame | None, flags: pd.DataFrame, period_start,
+                   assessed: set[str] | None = None, abolished: dict[str, pd.Timestamp] | None = None) -> pd.DataFrame:
     """Area-level flag status for this month.
 
     ``previous``: last month's history (``area_code``, ``status``, ``first_flagged``);
     returns one row per area flagged now or last month with ``status`` new / continuing /
-    cleared, ``first_flagged`` (start of the current spell), ``months_flagged`` and
-    ``reasons`` (all reasons this month, joined).
+    cleared / not assessed, ``first_flagged`` (start of the current spell), ``months_flagged``
+    and ``reasons`` (all reasons this month, joined). ``assessed``: the areas ranked this month;
+    an area flagged last month that is not flagged now and was not ranked (abolished by a
+    boundary change, ``abolished``: area -> the day; or too few figures) is "not assessed",
+    with why, not "cleared": nothing showed that it improved. Like "cleared", it ends the spell.
     """
     period_start = pd.Timestamp(period_start)
     now = flags.groupby("area_code")["reason"].apply(lambda r: " | ".join(r)) if len(flags) else pd.Series(dtype=object)
     was_open = set()
     first = {}
     if previous is not None and len(previous):
-        open_rows = previous[previous["status"] != "cleared"]
+        open_rows = previous[previous["status"].isin(["new", "continuing"])]
         was_open = set(open_rows["area_code"])
         first = dict(zip(open_rows["area_code"], pd.to_datetime(open_rows["first_flagged"])))
     rows = []
@@ -270,9 +275,16 @@ def update_history(previous: pd.DataFrame | None, flags: pd.DataFrame, period_st
             status = "continuing" if area in was_open else "new"
             first_flagged = first.get(area, period_start) if status == "continuing" else period_start
             reasons = now[area]
-        else:
+        elif assessed is None or area in assessed:
             status, first_flagged, reasons = "cleared", first[area], ""
-        months = (period_start.year - first_flagged.year) * 12 + period_start.month - first_flagged.month + (status != "cleared")
+        else:
+            status, first_flagged = "not assessed", first[area]
+            ended = (abolished or {}).get(area)
+            reasons = (f"abolished on {pd.Timestamp(ended):%d %B %Y} by a boundary change: no longer assessed"
+                       if ended is not None and pd.Timestamp(ended) <= period_start
+                       else "not ranked this month (too few metric values): not assessed")
+        months = (period_start.year - first_flagged.year) * 12 + period_start.month - first_flagged.month \
+            + (status in ("new", "continuing"))
         rows.append(
             {
                 "period_start": period_start,
