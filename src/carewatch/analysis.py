@@ -162,6 +162,7 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
             tracking=tracking,
             directions=directions,
             statistics=statistics,
+            names={m["id"]: m["name"] for m in metric_cfg["metrics"]},
         )
         fired = flags.evaluate(rules, inputs)
         ranked_now = set(overall.loc[overall["overall_rank"].notna(), "area_code"])

@@ -56,7 +56,11 @@ def test_bottom_quartile_with_too_little_improvement():
     )
     # A improved (21-20)/21 = 4.8% < 10% -> flagged; B improved 40% -> not flagged
     assert set(got) == {"A"}
-    assert "4.8% improvement" in got["A"]
+    assert "in Dec 2017 (20.0 per day" in got["A"] and "only 4.8% lower than its baseline (21.0); needs 10% lower" in got["A"]
+    # an area whose delays rose since the baseline is said to have risen, not to have improved by a negative share
+    risen = flags.bottom_quartile_with_little_improvement(
+        {"metric": DTOC, "min_improvement_pct": 10}, inputs(metric_values=values, tracking=tracking.assign(baseline_total=[16.0, 30.0])))
+    assert "25.0% higher than its baseline (16.0); needs 10% lower" in risen["A"]  # (20 - 16) / 16
 
 
 def test_target_missed_by_margin_for_k_consecutive_months():
@@ -163,6 +167,10 @@ def test_funnel_outlier_tests_a_yearly_metric_on_its_latest_published_year():
         metric_values=frame, directions={still_home: "high"}, statistics={still_home: "proportion"}))
     assert set(got) == {"REABLOW"}
     assert f"{still_home} (2016-17)" in got["REABLOW"]
+    named = flags.funnel_outlier({"level": 0.998, "period_type": "rolling_12m"}, inputs(
+        metric_values=frame, directions={still_home: "high"}, statistics={still_home: "proportion"},
+        names={still_home: "Still at home 91 days after reablement"}))
+    assert named["REABLOW"].endswith("on: Still at home 91 days after reablement (2016-17)")  # the metric's name
 
 
 def test_deterioration_over_12_months():

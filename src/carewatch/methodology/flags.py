@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -31,7 +31,8 @@ class FlagInputs:
     - ``metric_values``: ``fct_metric_values`` rows for the areas (all periods up to the month);
     - ``tracking``: target-tracking rows (``area_code``, ``period_start``, ``gap``,
       ``baseline_total``, ``actual_total``) up to the month;
-    - ``directions``: metric id -> "low" or "high"; ``statistics``: metric id -> "rate" or "proportion".
+    - ``directions``: metric id -> "low" or "high"; ``statistics``: metric id -> "rate" or "proportion";
+    - ``names``: metric id -> its name, for reasons (the id when absent).
     """
 
     period_start: pd.Timestamp
@@ -40,6 +41,7 @@ class FlagInputs:
     tracking: pd.DataFrame
     directions: dict[str, str]
     statistics: dict[str, str]
+    names: dict[str, str] = field(default_factory=dict)
 
 
 def load_rules(name: str = "review_flags") -> dict:
@@ -120,10 +122,12 @@ def bottom_quartile_with_little_improvement(rule: dict, inputs: FlagInputs) -> d
         baseline = tracking.loc[area, "baseline_total"]
         improvement = (baseline - now[area]) / baseline * 100 if baseline else 0.0
         if improvement < float(rule["min_improvement_pct"]):
+            change = (f"only {improvement:.1f}% lower than" if improvement >= 0
+                      else f"{-improvement:.1f}% higher than")
             reasons[area] = (
-                f"bottom quartile for delayed days ({now[area]:.1f} per day per 100,000 aged 18+, "
-                f"rank {int(worst_first[area])} worst of {len(now)}) and only {improvement:.1f}% "
-                f"improvement since the baseline ({baseline:.1f}); needs {rule['min_improvement_pct']}%"
+                f"bottom quartile for delayed days in {inputs.period_start:%b %Y} ({now[area]:.1f} per day per "
+                f"100,000 aged 18+, rank {int(worst_first[area])} worst of {len(now)}) and {change} its baseline "
+                f"({baseline:.1f}); needs {rule['min_improvement_pct']}% lower"
             )
     return reasons
 
@@ -139,7 +143,8 @@ def target_missed_consecutive(rule: dict, inputs: FlagInputs) -> dict[str, str]:
         recent = rows.sort_values("period_start").tail(months)
         if list(pd.to_datetime(recent["period_start"])) == expected and (recent["gap"] > margin).all():
             gaps = ", ".join(f"{g:+.1f}" for g in recent["gap"])
-            reasons[area] = f"DTOC target missed by more than {margin} for {months} consecutive months (gaps {gaps})"
+            reasons[area] = (f"DTOC target missed by more than {margin} delayed days per day per 100,000 for {months} "
+                             f"consecutive months to {inputs.period_start:%b %Y} (gaps {gaps})")
     return reasons
 
 
@@ -208,7 +213,7 @@ def funnel_outlier(rule: dict, inputs: FlagInputs) -> dict[str, str]:
         when = "" if test.period_start == inputs.period_start else f" ({sources.financial_year(test.period_start)})"
         for area, label in zip(test.rows["area_code"], test.labels):
             if label == worse:
-                reasons.setdefault(area, []).append(test.metric + when)
+                reasons.setdefault(area, []).append(inputs.names.get(test.metric, test.metric) + when)
     pct = f"{float(rule['level']) * 100:g}%"
     return {area: f"significantly worse than England at {pct} (funnel plot) on: {', '.join(ms)}" for area, ms in reasons.items()}
 
