@@ -40,8 +40,10 @@ def gather(con) -> dict:
         league = league.merge(part, on="area_code", how="left")
     league.insert(1, "area_name", league["area_code"].map(lambda c: name_of.get(c, c)))
     league = league.sort_values(["overall_rank", "area_name"], na_position="last")
-    for column in ("overall_rank", "previous_rank", "rank_change"):
-        league[column] = [None if pd.isna(v) else int(v) for v in league[column]]
+    for column in ("overall_rank", "previous_rank", "rank_change", *(f"{m}__rank" for m in metrics["metric_id"])):
+        if column in league:
+            league[column] = [None if pd.isna(v) else int(v) for v in league[column]]
+    league["period_start"] = pd.to_datetime(league["period_start"]).dt.date
     league = league.astype(object).where(league.notna(), None)
 
     history = _df(con, "select * from review_flag_history where period_start = ?", [month])
@@ -72,6 +74,7 @@ def gather(con) -> dict:
     quarantined = validation.quarantined(con)
     methodology = overall["methodology"].iloc[0] if len(overall) else ""
     latest_estimate = con.execute("select max(mid_year) from stg_ons_mye").fetchone()[0]
+    flag_history_from = con.execute("select min(period_start) from review_flag_history").fetchone()[0]
     return {
         "month": month,
         "name_of": name_of,
@@ -89,7 +92,54 @@ def gather(con) -> dict:
         "quarantined": quarantined,
         "methodology": methodology,
         "population_note": population_note(month, latest_estimate),
+        "sample_data": _served_locally(manifest),
+        "flag_history_from": flag_history_from,
+        "ranked": ranked,
     }
+
+
+def _served_locally(manifest: pd.DataFrame) -> bool:
+    """Every file came from this machine: the embedded sample publications (``make run``)."""
+    from urllib.parse import urlparse
+
+    hosts = {urlparse(url).hostname for url in manifest.get("url", [])}
+    return bool(hosts) and hosts <= {"127.0.0.1", "localhost", "::1"}
+
+
+def metric_legend(data: dict) -> list[dict]:
+    """What each league-table column holds: name, unit, which period (the rolling 12 months,
+    or the lagged financial year of an annual metric), which way is better, its weight."""
+    from carewatch import sources
+
+    values = ranking_period_values(data)
+    periods = values.drop_duplicates("metric_id").set_index("metric_id")[["period_type", "period_start"]]
+    weights = data["ranked"].drop_duplicates("metric_id").set_index("metric_id")["weight"] if "weight" in data["ranked"] else {}
+    legend = []
+    for m in data["metrics"].itertuples():
+        if m.metric_id in periods.index:
+            kind, start = periods.loc[m.metric_id]
+            period = (f"financial year {sources.financial_year(pd.Timestamp(start))}" if kind == "financial_year"
+                      else f"12 months to {data['month']:%B %Y}")
+        else:
+            period = "no value this month"
+        legend.append({"number": m.dashboard_number, "name": m.name, "unit": m.unit, "period": period,
+                       "better": "lower is better" if m.direction == "low" else "higher is better",
+                       "weight": weights.get(m.metric_id) if hasattr(weights, "get") else None})
+    return legend
+
+
+def target_summary(data: dict) -> dict | None:
+    """Areas on and off track in the latest tracked month of each target set, up to the report's."""
+    tracking = data["tracking"]
+    if tracking.empty:
+        return None
+    rows = tracking[pd.to_datetime(tracking["period_start"]) <= data["month"]]
+    if rows.empty:
+        return None
+    last = pd.to_datetime(rows["period_start"]).max()
+    now = rows[pd.to_datetime(rows["period_start"]) == last]
+    return {"month": last, "sets": ", ".join(sorted(now["target_set"].unique())), "on_track": int(now["on_track"].sum()),
+            "off_track": int((~now["on_track"].astype(bool)).sum()), "ended": last < data["month"]}
 
 
 def population_note(month: pd.Timestamp, latest_estimate: int | None) -> str | None:
@@ -243,11 +293,14 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 
 def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
-    """List columns (lineage: source_files) as ';'-joined text for CSV."""
+    """List columns (lineage: source_files) as ';'-joined text for CSV; timestamps held as
+    objects at midnight as ISO dates."""
     out = frame.copy()
     for column in out.columns:
         sample = out[column].dropna().head(1)
-        if len(sample) and not isinstance(sample.iloc[0], (str, bytes)) and hasattr(sample.iloc[0], "__len__"):
+        if len(sample) and isinstance(sample.iloc[0], pd.Timestamp) and out[column].dropna().map(lambda t: t == t.normalize()).all():
+            out[column] = out[column].map(lambda t: t.date().isoformat() if isinstance(t, pd.Timestamp) else t)
+        elif len(sample) and not isinstance(sample.iloc[0], (str, bytes)) and hasattr(sample.iloc[0], "__len__"):
             out[column] = out[column].map(lambda v: ";".join(map(str, v)) if v is not None and hasattr(v, "__len__") else v)
     return out
 
@@ -287,6 +340,10 @@ def write_report(con, out_dir: Path | None = None) -> Path:
         generated_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         methodology=data["methodology"],
         population_note=data["population_note"],
+        sample_data=data["sample_data"],
+        flag_history_from=data["flag_history_from"],
+        legend=metric_legend(data),
+        targets=target_summary(data),
         metrics=data["metrics"].to_dict("records"),
         league=data["league"].to_dict("records"),
         flagged=data["flagged"].to_dict("records"),

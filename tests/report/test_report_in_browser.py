@@ -83,6 +83,38 @@ def test_rendered_dom_shows_the_warehouse_figures(report, tmp_path):
     note = dom.split('id="population-note">')[1].split("</p>")[0]
     assert note.startswith("Rates for months from April 2017 use the ONS mid-2016 population estimates")
     assert "revised when mid-2017 loads" in note
+    # every column of the league table said: which period (reablement: its lagged financial year), which way is better
+    legend = dom.split('id="metric-legend"')[1].split("</table>")[0]
+    rows = re.findall(r"<tr><td>(\d)</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]*)</td></tr>", legend)
+    by_number = {number: (period, better) for number, _, _, period, better, _ in rows}
+    assert len(rows) == 6
+    assert by_number["4"] == ("financial year 2016-17", "higher is better")
+    assert by_number["3"] == ("12 months to March 2018", "lower is better")
+    assert 'id="sample-data"' not in dom  # the synthetic warehouse has no downloads from this machine
+
+
+def test_target_summary_and_tables_as_an_analyst_reads_them(report):
+    import csv
+
+    path = Path(report[0])
+    html = path.read_text()
+    with duckdb.connect(str(path.parent.parent / "w.duckdb"), read_only=True) as con:
+        on, off = con.execute("""select count(*) filter (where on_track), count(*) filter (where not on_track) from target_tracking
+                                 where period_start = (select max(period_start) from target_tracking)""").fetchone()
+    summary = html.split('id="target-summary">')[1].split("</p>")[0]
+    assert f"<b>{on}</b> areas on track" in summary and f"<b>{off}</b> off track" in summary
+    with (path.parent / "tables" / "league_table.csv").open() as handle:
+        first = next(csv.DictReader(handle))
+    assert first["period_start"] == "2018-03-01"  # a date, not a timestamp
+    assert first["delayed_days_per_day_per_100k_18plus__rank"].isdigit()  # a rank, not 29.0
+
+
+def test_the_report_says_when_its_files_came_from_this_machine():
+    import pandas as pd
+
+    assert monthly_report._served_locally(pd.DataFrame({"url": ["http://127.0.0.1:4000/dtoc_la/2018-03.xls"]}))
+    assert not monthly_report._served_locally(pd.DataFrame({"url": ["http://127.0.0.1:4000/a.xls", "https://www.england.nhs.uk/b.xls"]}))
+    assert not monthly_report._served_locally(pd.DataFrame())
 
 
 def test_funnel_plots_mark_the_areas_the_review_rule_flags(report):
