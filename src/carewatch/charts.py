@@ -80,12 +80,13 @@ class DtocOverTime:
         return vl_convert.vegalite_to_svg({**self._spec(with_target), "datasets": datasets})
 
 
-def funnel_plot(points: pd.DataFrame, test, multiplier: float, title: str) -> alt.TopLevelMixin:
+def funnel_plot(points: pd.DataFrame, test, multiplier: float, title: str | list[str], unit: str | None = None) -> alt.TopLevelMixin:
     """Values against denominators with the limits of ``test`` (a review rule's
     :class:`carewatch.methodology.flags.FunnelTest`: its level, widened for overdispersion when
     the rule is) and the same test's 95% limits; flagged areas labelled.
 
-    ``points``: ``area_name``, ``denominator``, ``value``, ``flagged`` (bool).
+    ``points``: ``area_name``, ``denominator``, ``value``, ``flagged`` (bool); ``title`` one
+    line or several; ``unit`` the y axis's title (a proportion is drawn as a percentage).
     """
     import dataclasses
 
@@ -110,7 +111,8 @@ def funnel_plot(points: pd.DataFrame, test, multiplier: float, title: str) -> al
     mean = alt.Chart(pd.DataFrame({"y": [average * multiplier]})).mark_rule(color="#212b32", strokeDash=[2, 2]).encode(y="y:Q")
     dots = alt.Chart(points).mark_circle(size=28).encode(
         x=base_x,
-        y=alt.Y("value:Q", scale=alt.Scale(zero=False)),
+        y=alt.Y("value:Q", scale=alt.Scale(zero=False), title=unit,
+                axis=alt.Axis(format="%") if unit and unit.startswith("proportion") else alt.Axis()),
         color=alt.condition("datum.flagged", alt.value("#d5281b"), alt.value("#005eb8")),
         tooltip=["area_name:N", "value:Q", "denominator:Q"],
     )

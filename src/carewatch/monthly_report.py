@@ -9,6 +9,7 @@ Template: ``include/templates/monthly_report.html.j2``.
 from __future__ import annotations
 
 import datetime as dt
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -230,8 +231,9 @@ def build_charts(data: dict) -> dict:
             period_label = sources.financial_year(test.period_start)
         else:
             period_label = f"{test.period_type.replace('_', ' ')} to {test.period_start:%b %Y}"
-        title = f"{m.name[:60]} ({period_label})"
-        funnel_figures.append({"metric": m.name, "svg": charts.to_svg(charts.funnel_plot(points, test, m.multiplier, title))})
+        title = textwrap.wrap(f"{m.name} ({period_label})", 52)  # whole, on as many lines as it takes
+        unit = f"{m.unit} (%)" if m.unit == "proportion" else m.unit
+        funnel_figures.append({"metric": m.name, "svg": charts.to_svg(charts.funnel_plot(points, test, m.multiplier, title, unit))})
     out["funnels"] = funnel_figures
     profiles = []
     dtoc_monthly = mv[(mv["period_type"] == "month") & mv["metric_id"].isin([f"{DTOC}__{a}" for a in AGENCIES])]
