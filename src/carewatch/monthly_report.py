@@ -276,8 +276,13 @@ def _comparison_table(data: dict, area: str) -> list[dict]:
             continue
         r = peer.loc[m.metric_id]
         ci = data["ci_lookup"].get((area, m.metric_id), (None, None))
+        period = ""
+        if "value_period_type" in r.index and not pd.isna(r["value_period_type"]):  # an older warehouse has not got it
+            start = pd.Timestamp(r["value_period_start"])
+            period = (f" ({sources.financial_year(start)})" if r["value_period_type"] == "financial_year"
+                      else f" (12 months to {start:%b %Y})")
         rows.append({
-            "metric": m.name,
+            "metric": m.name + period,
             "value": _fmt(r["value"], m.unit),
             "interval": f"{_fmt(ci[0], m.unit)} to {_fmt(ci[1], m.unit)}" if ci[0] is not None and not pd.isna(ci[0]) else "",
             "peers": _fmt(r["peer_value"], m.unit),

@@ -90,6 +90,9 @@ def test_rendered_dom_shows_the_warehouse_figures(report, tmp_path):
     assert len(rows) == 6
     assert by_number["4"] == ("financial year 2016-17", "higher is better")
     assert by_number["3"] == ("12 months to March 2018", "lower is better")
+    # each profile row says which period its value is of
+    assert dom.count("Still at home 91 days after reablement (2B1) (2016-17)</td>") == 40
+    assert dom.count("Delayed days per day per 100,000 18+ (12 months to Mar 2018)</td>") == 40
     assert 'id="sample-data"' not in dom  # the synthetic warehouse has no downloads from this machine
 
 
