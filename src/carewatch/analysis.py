@@ -183,7 +183,7 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     write_tables(con, tables, then=analysis_sql(), inputs={"league_values": league_values})
     tables["peer_comparison"] = _read(con, "select * from peer_comparison")
     if export:
-        export_csv(tables, paths.exports_dir() / pd.Timestamp(latest).strftime("%Y-%m"))
+        export_csv(tables, paths.exports_dir() / pd.Timestamp(latest).strftime("%Y-%m"), names=warehouse.area_names(con))
     return tables
 
 
@@ -242,9 +242,16 @@ def _date_columns(frame: pd.DataFrame) -> list[str]:
             and frame[c].dropna().eq(frame[c].dropna().dt.normalize()).all()]
 
 
-def export_csv(tables: dict[str, pd.DataFrame], folder: Path) -> Path:
+def export_csv(tables: dict[str, pd.DataFrame], folder: Path, names: dict[str, str] | None = None) -> Path:
+    """Each table as CSV; with ``names`` (area code -> name) every ``area_code`` and
+    ``peer_code`` column gets its name beside it, so a file reads on its own."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
+        if names:
+            frame = frame.copy()
+            for column in [c for c in ("area_code", "peer_code") if c in frame]:
+                named = column.replace("_code", "_name")
+                frame.insert(frame.columns.get_loc(column) + 1, named, frame[column].map(lambda c: names.get(c, c)))
         frame.to_csv(folder / f"{name}.csv", index=False, date_format="%Y-%m-%d")
     (folder / "generated_at.txt").write_text(dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds") + "\n")
     return folder

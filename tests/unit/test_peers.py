@@ -433,3 +433,15 @@ def test_peer_group_aggregates_with_a_peer_missing_are_null_and_count_only_the_p
         ("C", 2, 2, 60.0, 500.0, 12.0),
         # a value without a denominator cannot be pooled: P1 alone would be partial
         ("D", 2, 2, None, None, None)]
+
+
+def test_csv_exports_name_each_area_and_peer_beside_its_code(tmp_path):
+    from carewatch import analysis
+
+    tables = {"peer_group": pd.DataFrame({"area_code": ["E08000009"], "peer_code": ["E08000010"], "peer_rank": [1]}),
+              "target_tracking": pd.DataFrame({"period_start": [pd.Timestamp("2018-03-01")], "area_code": ["E99999999"]})}
+    analysis.export_csv(tables, tmp_path, names={"E08000009": "Trafford", "E08000010": "Wigan"})
+    assert (tmp_path / "peer_group.csv").read_text().splitlines() == [
+        "area_code,area_name,peer_code,peer_name,peer_rank", "E08000009,Trafford,E08000010,Wigan,1"]
+    # a code without a name keeps its code; dates are dates
+    assert (tmp_path / "target_tracking.csv").read_text().splitlines()[1] == "2018-03-01,E99999999,E99999999"
