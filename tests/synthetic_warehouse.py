@@ -91,5 +91,11 @@ def build(path, n_areas: int = 40, seed: int = 0) -> list[str]:
                   values ('hes_aggregate', '2018-02', 2, ?, '/x.parquet', 'FAIL blocking ... [period]', now(), now(), 1)""", ["b" * 64])
     # a corrected version 3 of that month was published and loaded since
     con.execute("create table land_hes_aggregate as select '2018-02' as _period, 3 as _version")
+    # the files came from this machine, as make run's embedded sample publications do
+    from carewatch import fetch
+
+    con.execute(fetch.MANIFEST_DDL)
+    con.execute("""insert into raw_manifest values ('dtoc_la', '2018-03', 1, 'http://127.0.0.1:8000/dtoc_la/2018-03.xls', now(),
+                   200, 1000, ?, null, null, '/raw/dtoc_la/2018-03.xls')""", ["a" * 64])
     con.close()
     return areas

@@ -243,15 +243,17 @@ def _date_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def export_csv(tables: dict[str, pd.DataFrame], folder: Path, names: dict[str, str] | None = None) -> Path:
-    """Each table as CSV; with ``names`` (area code -> name) every ``area_code`` and
-    ``peer_code`` column gets its name beside it, so a file reads on its own."""
+    """Each table as CSV; with ``names`` (area code -> name) an ``area_name`` / ``peer_name``
+    column for each ``area_code`` / ``peer_code`` (at the end: the tables' own columns keep
+    their places), so a file reads on its own."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
         if names:
             frame = frame.copy()
             for column in [c for c in ("area_code", "peer_code") if c in frame]:
                 named = column.replace("_code", "_name")
-                frame.insert(frame.columns.get_loc(column) + 1, named, frame[column].map(lambda c: names.get(c, c)))
+                if named not in frame:  # e.g. a supplied peer-group file that already names them
+                    frame[named] = frame[column].map(lambda c: names.get(c, c))
         frame.to_csv(folder / f"{name}.csv", index=False, date_format="%Y-%m-%d")
     (folder / "generated_at.txt").write_text(dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds") + "\n")
     return folder

@@ -43,7 +43,7 @@ def gather(con) -> dict:
     league = league.sort_values(["overall_rank", "area_name"], na_position="last")
     for column in ("overall_rank", "previous_rank", "rank_change", *(f"{m}__rank" for m in metrics["metric_id"])):
         if column in league:
-            league[column] = [None if pd.isna(v) else int(v) for v in league[column]]
+            league[column] = league[column].astype("Int64")  # integers with gaps, not floats
     league["period_start"] = pd.to_datetime(league["period_start"]).dt.date
     league = league.astype(object).where(league.notna(), None)
 
@@ -75,7 +75,8 @@ def gather(con) -> dict:
     quarantined = validation.quarantined(con)
     methodology = overall["methodology"].iloc[0] if len(overall) else ""
     latest_estimate = con.execute("select max(mid_year) from stg_ons_mye").fetchone()[0]
-    flag_history_from = con.execute("select min(period_start) from review_flag_history").fetchone()[0]
+    flag_history_from = con.execute(  # the first month ranked, so the first whose flags were tested
+        "select min(period_start) from ranking_overall where period_type = 'rolling_12m'").fetchone()[0]
     return {
         "month": month,
         "name_of": name_of,
@@ -95,8 +96,18 @@ def gather(con) -> dict:
         "population_note": population_note(month, latest_estimate),
         "sample_data": _served_locally(manifest),
         "flag_history_from": flag_history_from,
-        "ranked": ranked,
     }
+
+
+def peers_config_text() -> str:
+    """How similar areas are chosen, from ``config/peer_groups.yaml``."""
+    from carewatch.methodology import peers
+
+    config = peers.load_config()
+    if config["method"] == "file":
+        return f"similar areas are the groups listed in <code>{config['file']}</code>"
+    return (f"similar areas are each area's {config['k']} nearest neighbours on population size and age structure "
+            f"(mid-{config['mid_year']} estimates, <code>config/peer_groups.yaml</code>)")
 
 
 def _served_locally(manifest: pd.DataFrame) -> bool:
@@ -112,9 +123,11 @@ def metric_legend(data: dict) -> list[dict]:
     or the lagged financial year of an annual metric), which way is better, its weight."""
     from carewatch import sources
 
+    from carewatch.methodology import ranking
+
     values = ranking_period_values(data)
     periods = values.drop_duplicates("metric_id").set_index("metric_id")[["period_type", "period_start"]]
-    weights = data["ranked"].drop_duplicates("metric_id").set_index("metric_id")["weight"] if "weight" in data["ranked"] else {}
+    weights = ranking.load_methodology().weights
     legend = []
     for m in data["metrics"].itertuples():
         if m.metric_id in periods.index:
@@ -125,22 +138,23 @@ def metric_legend(data: dict) -> list[dict]:
             period = "no value this month"
         legend.append({"number": m.dashboard_number, "name": m.name, "unit": m.unit, "period": period,
                        "better": "lower is better" if m.direction == "low" else "higher is better",
-                       "weight": weights.get(m.metric_id) if hasattr(weights, "get") else None})
+                       "weight": weights.get(m.metric_id)})
     return legend
 
 
-def target_summary(data: dict) -> dict | None:
-    """Areas on and off track in the latest tracked month of each target set, up to the report's."""
+def target_summary(data: dict) -> list[dict]:
+    """For each target set, the areas on and off track in its latest tracked month up to the report's."""
     tracking = data["tracking"]
     if tracking.empty:
-        return None
+        return []
     rows = tracking[pd.to_datetime(tracking["period_start"]) <= data["month"]]
-    if rows.empty:
-        return None
-    last = pd.to_datetime(rows["period_start"]).max()
-    now = rows[pd.to_datetime(rows["period_start"]) == last]
-    return {"month": last, "sets": ", ".join(sorted(now["target_set"].unique())), "on_track": int(now["on_track"].sum()),
-            "off_track": int((~now["on_track"].astype(bool)).sum()), "ended": last < data["month"]}
+    out = []
+    for target_set, own in rows.groupby("target_set"):
+        last = pd.to_datetime(own["period_start"]).max()
+        now = own[pd.to_datetime(own["period_start"]) == last]
+        out.append({"month": last, "set": target_set, "on_track": int(now["on_track"].astype(bool).sum()),
+                    "off_track": int((~now["on_track"].astype(bool)).sum()), "ended": last < data["month"]})
+    return out
 
 
 def population_note(month: pd.Timestamp, latest_estimate: int | None) -> str | None:
@@ -350,6 +364,7 @@ def write_report(con, out_dir: Path | None = None) -> Path:
         sample_data=data["sample_data"],
         flag_history_from=data["flag_history_from"],
         legend=metric_legend(data),
+        peer_method=peers_config_text(),
         targets=target_summary(data),
         metrics=data["metrics"].to_dict("records"),
         league=data["league"].to_dict("records"),

@@ -54,13 +54,22 @@ def test_bottom_quartile_with_too_little_improvement():
     got = flags.bottom_quartile_with_little_improvement(
         {"metric": DTOC, "min_improvement_pct": 10}, inputs(metric_values=values, tracking=tracking)
     )
-    # A improved (21-20)/21 = 4.8% < 10% -> flagged; B improved 40% -> not flagged
+    # A improved (21-20)/21 = 4.76% < 10% -> flagged (shown rounded down, 4.7%); B improved 40% -> not flagged
     assert set(got) == {"A"}
-    assert "in Dec 2017 (20.0 per day" in got["A"] and "only 4.8% lower than its baseline (21.0); needs 10% lower" in got["A"]
+    assert "in Dec 2017 (20.0 per day" in got["A"] and "only 4.7% lower than its baseline (21.0); needs 10% lower" in got["A"]
+
+    def reason(baseline, **columns):
+        rows = tracking.assign(baseline_total=[baseline, 30.0], **columns)
+        return flags.bottom_quartile_with_little_improvement(
+            {"metric": DTOC, "min_improvement_pct": 10}, inputs(metric_values=values, tracking=rows))["A"]
+
     # an area whose delays rose since the baseline is said to have risen, not to have improved by a negative share
-    risen = flags.bottom_quartile_with_little_improvement(
-        {"metric": DTOC, "min_improvement_pct": 10}, inputs(metric_values=values, tracking=tracking.assign(baseline_total=[16.0, 30.0])))
-    assert "25.0% higher than its baseline (16.0); needs 10% lower" in risen["A"]  # (20 - 16) / 16
+    assert "25.0% higher than its baseline (16.0); needs 10% lower" in reason(16.0)  # (20 - 16) / 16
+    # shares are rounded down: (22.2 - 20) / 22.2 = 9.91% is "9.9%", and 9.96% is not shown as the 10% it misses
+    assert "only 9.9% lower than" in reason(22.2) and "only 9.9% lower than" in reason(20.0 / (1 - 0.0996))
+    assert "no lower than its baseline (20.0)" in reason(20.0) and "no lower than its baseline (0.0)" in reason(0.0)
+    # the baseline is named by its month (tracking rows carry it), not read as a recent one
+    assert "only 4.7% lower than its Feb 2017 baseline (21.0)" in reason(21.0, baseline_period=pd.Timestamp("2017-02-01"))
 
 
 def test_target_missed_by_margin_for_k_consecutive_months():

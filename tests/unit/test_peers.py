@@ -442,6 +442,10 @@ def test_csv_exports_name_each_area_and_peer_beside_its_code(tmp_path):
               "target_tracking": pd.DataFrame({"period_start": [pd.Timestamp("2018-03-01")], "area_code": ["E99999999"]})}
     analysis.export_csv(tables, tmp_path, names={"E08000009": "Trafford", "E08000010": "Wigan"})
     assert (tmp_path / "peer_group.csv").read_text().splitlines() == [
-        "area_code,area_name,peer_code,peer_name,peer_rank", "E08000009,Trafford,E08000010,Wigan,1"]
+        "area_code,peer_code,peer_rank,area_name,peer_name", "E08000009,E08000010,1,Trafford,Wigan"]
     # a code without a name keeps its code; dates are dates
     assert (tmp_path / "target_tracking.csv").read_text().splitlines()[1] == "2018-03-01,E99999999,E99999999"
+    # a table that already names its areas keeps its names
+    named = {"peer_group": tables["peer_group"].assign(area_name="Trafford MBC")}
+    analysis.export_csv(named, tmp_path, names={"E08000009": "Trafford", "E08000010": "Wigan"})
+    assert (tmp_path / "peer_group.csv").read_text().splitlines()[1] == "E08000009,E08000010,1,Trafford MBC,Wigan"

@@ -84,3 +84,13 @@ def test_the_report_says_when_rates_use_an_older_population_estimate():
     assert population_note(pd.Timestamp("2018-03-01"), 2016).startswith("Rates for months from April 2017 use the ONS mid-2016")
     assert population_note(pd.Timestamp("2018-04-01"), 2016).startswith("Rates for months from April 2017")  # two years behind
     assert population_note(pd.Timestamp("2018-03-01"), None) is None
+
+
+def test_the_report_says_when_its_files_came_from_this_machine():
+    import pandas as pd
+
+    from carewatch import monthly_report
+
+    assert monthly_report._served_locally(pd.DataFrame({"url": ["http://127.0.0.1:4000/dtoc_la/2018-03.xls"]}))
+    assert not monthly_report._served_locally(pd.DataFrame({"url": ["http://127.0.0.1:4000/a.xls", "https://www.england.nhs.uk/b.xls"]}))
+    assert not monthly_report._served_locally(pd.DataFrame())

@@ -122,11 +122,14 @@ def bottom_quartile_with_little_improvement(rule: dict, inputs: FlagInputs) -> d
         baseline = tracking.loc[area, "baseline_total"]
         improvement = (baseline - now[area]) / baseline * 100 if baseline else 0.0
         if improvement < float(rule["min_improvement_pct"]):
-            change = (f"only {improvement:.1f}% lower than" if improvement >= 0
-                      else f"{-improvement:.1f}% higher than")
+            shown = math.floor(abs(improvement) * 10) / 10  # rounded down: 9.96% is not shown as the 10% it misses
+            change = ("no lower than" if shown == 0 else f"only {shown:.1f}% lower than" if improvement > 0
+                      else f"{shown:.1f}% higher than")
+            since = tracking.loc[area, "baseline_period"] if "baseline_period" in tracking else None
+            which = f"its {pd.Timestamp(since):%b %Y} baseline" if since is not None and not pd.isna(since) else "its baseline"
             reasons[area] = (
                 f"bottom quartile for delayed days in {inputs.period_start:%b %Y} ({now[area]:.1f} per day per "
-                f"100,000 aged 18+, rank {int(worst_first[area])} worst of {len(now)}) and {change} its baseline "
+                f"100,000 aged 18+, rank {int(worst_first[area])} worst of {len(now)}) and {change} {which} "
                 f"({baseline:.1f}); needs {rule['min_improvement_pct']}% lower"
             )
     return reasons

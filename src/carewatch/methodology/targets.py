@@ -119,6 +119,7 @@ def area_targets(comp: pd.DataFrame, target_set: TargetSet) -> pd.DataFrame:
     out["target_nhs"] = base["nhs"] - reduction * share_nhs
     out["target_social_care"] = base["social_care"] - reduction * (1 - share_nhs)
     out["target_set"] = target_set.label
+    out["baseline_period"] = pd.Timestamp(target_set.baseline_period)
     return out.reset_index()
 
 
