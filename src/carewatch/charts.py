@@ -80,13 +80,15 @@ class DtocOverTime:
         return vl_convert.vegalite_to_svg({**self._spec(with_target), "datasets": datasets})
 
 
-def funnel_plot(points: pd.DataFrame, test, multiplier: float, title: str | list[str], unit: str | None = None) -> alt.TopLevelMixin:
+def funnel_plot(points: pd.DataFrame, test, multiplier: float, title: str | list[str], unit: str | None = None,
+                denominator: str | None = None) -> alt.TopLevelMixin:
     """Values against denominators with the limits of ``test`` (a review rule's
     :class:`carewatch.methodology.flags.FunnelTest`: its level, widened for overdispersion when
     the rule is) and the same test's 95% limits; flagged areas labelled.
 
     ``points``: ``area_name``, ``denominator``, ``value``, ``flagged`` (bool); ``title`` one
-    line or several; ``unit`` the y axis's title (a proportion is drawn as a percentage).
+    line or several; ``unit`` the y axis's title (a proportion is drawn as a percentage);
+    ``denominator`` what the x axis counts.
     """
     import dataclasses
 
@@ -101,7 +103,7 @@ def funnel_plot(points: pd.DataFrame, test, multiplier: float, title: str | list
             limits.append(pd.DataFrame({"denominator": frame["denominator"], "limit": frame[side] * multiplier, "band": label, "side": side}))
     limits = pd.concat(limits, ignore_index=True)
     limits["line"] = limits["band"] + " " + limits["side"]
-    base_x = alt.X("denominator:Q", scale=alt.Scale(type="log"), title="denominator (log scale)")
+    base_x = alt.X("denominator:Q", scale=alt.Scale(type="log"), title=f"{denominator or 'denominator'} (log scale)")
     lines = alt.Chart(limits).mark_line(strokeWidth=1).encode(
         x=base_x,
         y=alt.Y("limit:Q", title=None),

@@ -247,7 +247,10 @@ def build_charts(data: dict) -> dict:
             period_label = f"{test.period_type.replace('_', ' ')} to {test.period_start:%b %Y}"
         title = textwrap.wrap(f"{m.name} ({period_label})", 52)  # whole, on as many lines as it takes
         unit = f"{m.unit} (%)" if m.unit == "proportion" else m.unit
-        funnel_figures.append({"metric": m.name, "svg": charts.to_svg(charts.funnel_plot(points, test, m.multiplier, title, unit))})
+        denominator = getattr(m, "denominator_unit", None)  # None in a warehouse built before it was configured
+        denominator = None if pd.isna(denominator) else denominator
+        funnel_figures.append({"metric": m.name, "svg": charts.to_svg(
+            charts.funnel_plot(points, test, m.multiplier, title, unit, denominator))})
     out["funnels"] = funnel_figures
     profiles = []
     dtoc_monthly = mv[(mv["period_type"] == "month") & mv["metric_id"].isin([f"{DTOC}__{a}" for a in AGENCIES])]

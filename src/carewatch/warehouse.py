@@ -245,6 +245,7 @@ def load_reference(con) -> None:
                 "name": m["name"],
                 "dashboard_number": m.get("dashboard_number"),
                 "unit": m["unit"],
+                "denominator_unit": m.get("denominator_unit"),
                 "direction": m["direction"],
                 "source": m["source"],
                 "ci_method": m["ci_method"],

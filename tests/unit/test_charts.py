@@ -39,3 +39,22 @@ def test_an_empty_target_frame_draws_no_target_line():
     r = rates(10, 3)
     assert template.svg(r, target(0)) == template.svg(r, None) == charts.to_svg(charts.dtoc_over_time(r, None, "t"))
     assert template.svg(r, target(12)) != template.svg(r, None)
+
+
+def test_a_funnel_plot_titles_its_axes_and_keeps_its_whole_title():
+    import pandas as pd
+
+    from carewatch.methodology.flags import FunnelTest
+
+    rows = pd.DataFrame({"area_code": ["A", "B", "C"], "numerator": [30.0, 60.0, 10.0], "denominator": [100.0, 200.0, 50.0],
+                         "value": [0.3, 0.3, 0.2]})
+    test = FunnelTest(metric="m", statistic="proportion", period_type="financial_year", period_start=pd.Timestamp("2016-04-01"),
+                      rows=rows, labels=pd.Series(["not significant"] * 3), average=100 / 350, phi=1.0, level=0.998,
+                      overdispersion=False)
+    points = pd.DataFrame({"area_name": ["A", "B", "C"], "denominator": rows["denominator"], "value": rows["value"],
+                           "flagged": [False, False, False]})
+    title = ["Proportion of older people (65+) still at home 91 days after", "discharge into reablement (2016-17)"]
+    svg = charts.to_svg(charts.funnel_plot(points, test, 1.0, title, "proportion (%)", "older people discharged into reablement"))
+    assert "older people discharged into reablement (log scale)" in svg and "proportion (%)" in svg
+    assert all(line in svg for line in title)  # every line, none cut
+    assert "30%" in svg  # proportions drawn as percentages
