@@ -94,3 +94,24 @@ def test_the_report_says_when_its_files_came_from_this_machine():
     assert monthly_report._served_locally(pd.DataFrame({"url": ["http://127.0.0.1:4000/dtoc_la/2018-03.xls"]}))
     assert not monthly_report._served_locally(pd.DataFrame({"url": ["http://127.0.0.1:4000/a.xls", "https://www.england.nhs.uk/b.xls"]}))
     assert not monthly_report._served_locally(pd.DataFrame())
+
+
+def test_the_report_counts_on_and_off_track_per_target_set_in_its_last_month():
+    import pandas as pd
+
+    from carewatch.monthly_report import target_summary
+
+    tracking = pd.DataFrame({
+        "target_set": ["a@v1"] * 3 + ["b@v1"] * 2,
+        "area_code": ["X", "Y", "X", "X", "Y"],
+        "period_start": pd.to_datetime(["2018-02-01", "2018-03-01", "2018-03-01", "2018-06-01", "2018-06-01"]),
+        "on_track": [True, False, True, True, True],
+    })
+    # June 2018: set a ended in March (1 on track, 1 off); set b's latest month is June itself
+    assert target_summary({"tracking": tracking, "month": pd.Timestamp("2018-06-01")}) == [
+        {"month": pd.Timestamp("2018-03-01"), "set": "a@v1", "on_track": 1, "off_track": 1, "ended": True},
+        {"month": pd.Timestamp("2018-06-01"), "set": "b@v1", "on_track": 2, "off_track": 0, "ended": False}]
+    # months after the report's are not counted; no tracking, no summary
+    assert target_summary({"tracking": tracking, "month": pd.Timestamp("2018-03-01")})[0]["set"] == "a@v1"
+    assert len(target_summary({"tracking": tracking, "month": pd.Timestamp("2018-03-01")})) == 1
+    assert target_summary({"tracking": pd.DataFrame(), "month": pd.Timestamp("2018-03-01")}) == []
