@@ -106,11 +106,12 @@ def funnel_plot(points: pd.DataFrame, test, multiplier: float, title: str | list
     base_x = alt.X("denominator:Q", scale=alt.Scale(type="log"), title=f"{denominator or 'denominator'} (log scale)")
     lines = alt.Chart(limits).mark_line(strokeWidth=1).encode(
         x=base_x,
-        y=alt.Y("limit:Q", title=None),
+        y=alt.Y("limit:Q", title=unit),  # layers share the y axis: the same title on each, or none shows
         detail="line:N",
         color=alt.Color("band:N", scale=alt.Scale(range=["#aeb7bd", "#425563"]), title="control limits"),
     )
-    mean = alt.Chart(pd.DataFrame({"y": [average * multiplier]})).mark_rule(color="#212b32", strokeDash=[2, 2]).encode(y="y:Q")
+    mean = alt.Chart(pd.DataFrame({"y": [average * multiplier]})).mark_rule(color="#212b32", strokeDash=[2, 2]).encode(
+        y=alt.Y("y:Q", title=unit))
     dots = alt.Chart(points).mark_circle(size=28).encode(
         x=base_x,
         y=alt.Y("value:Q", scale=alt.Scale(zero=False), title=unit,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -55,6 +57,8 @@ def test_a_funnel_plot_titles_its_axes_and_keeps_its_whole_title():
                            "flagged": [False, False, False]})
     title = ["Proportion of older people (65+) still at home 91 days after", "discharge into reablement (2016-17)"]
     svg = charts.to_svg(charts.funnel_plot(points, test, 1.0, title, "proportion (%)", "older people discharged into reablement"))
-    assert "older people discharged into reablement (log scale)" in svg and "proportion (%)" in svg
-    assert all(line in svg for line in title)  # every line, none cut
-    assert "30%" in svg  # proportions drawn as percentages
+    texts = re.findall(r"<text[^>]*>([^<]*)</text>", svg)  # what is drawn (the SVG's descriptions also name fields)
+    assert "older people discharged into reablement (log scale)" in texts and "proportion (%)" in texts
+    lines = re.findall(r"<tspan[^>]*>([^<]*)</tspan>", svg)  # a title of several lines is drawn line by line
+    assert all(line in lines for line in title)  # every line, none cut
+    assert "30%" in texts  # proportions drawn as percentages
