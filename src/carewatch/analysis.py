@@ -141,7 +141,8 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
         [int(peer_cfg["mid_year"])],
     )
     population = population[population["area_code"].isin(areas)]
-    peer_group = peers.with_abolitions(peers.peer_groups(population, peer_cfg), geography.code_changes())
+    changes = geography.code_changes()
+    peer_group = peers.with_abolitions(peers.peer_groups(population, peer_cfg), changes)
 
     latest = ranking_overall.loc[ranking_overall["period_type"] == "rolling_12m", "period_start"].max()
     league_values = league_table_values(mv, methodology, latest)
@@ -149,9 +150,8 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     tracking = track_targets(mv)
 
     rules = flags.load_rules()
-    changes = geography.code_changes()
-    merged_or_split = changes[changes["change"].isin(["merge", "split"])]
-    abolished = pd.to_datetime(merged_or_split.groupby("old_code")["effective_from"].min()).to_dict()
+    abolished = geography.boundary_change_days(changes, "old_code").to_dict()
+    names = {m["id"]: m["name"] for m in metric_cfg["metrics"]}
     flag_rows, history_rows, history = [], [], None
     rolling = ranking_overall[ranking_overall["period_type"] == "rolling_12m"]
     for month, overall in rolling.groupby("period_start"):
@@ -162,7 +162,7 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
             tracking=tracking,
             directions=directions,
             statistics=statistics,
-            names={m["id"]: m["name"] for m in metric_cfg["metrics"]},
+            names=names,
         )
         fired = flags.evaluate(rules, inputs)
         ranked_now = set(overall.loc[overall["overall_rank"].notna(), "area_code"])

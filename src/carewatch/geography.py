@@ -56,6 +56,13 @@ def code_changes() -> pd.DataFrame:
     return frame
 
 
+def boundary_change_days(changes: pd.DataFrame, side: str) -> pd.Series:
+    """Per area code, the day a merge or split (not a recode or an alias) ended it
+    (``side="old_code"``) or made it (``side="new_code"``), as Timestamps."""
+    changed = changes[changes["change"].isin(["merge", "split"])]
+    return pd.to_datetime(changed.groupby(side)["effective_from"].min())
+
+
 @lru_cache(maxsize=1)
 def successor_names() -> dict[str, str]:
     frame = _read("successor_names.csv")

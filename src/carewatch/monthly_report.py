@@ -74,6 +74,9 @@ def gather(con) -> dict:
     )
     quarantined = validation.quarantined(con)
     methodology = overall["methodology"].iloc[0] if len(overall) else ""
+    from carewatch.methodology import ranking
+
+    method = ranking.load_methodology()
     latest_estimate = con.execute("select max(mid_year) from stg_ons_mye").fetchone()[0]
     flag_history_from = con.execute(  # the first month ranked, so the first whose flags were tested
         "select min(period_start) from ranking_overall where period_type = 'rolling_12m'").fetchone()[0]
@@ -96,6 +99,9 @@ def gather(con) -> dict:
         "population_note": population_note(month, latest_estimate),
         "sample_data": _served_locally(manifest),
         "flag_history_from": flag_history_from,
+        # the values the league table ranks (with their intervals and periods) and its weights
+        "league_values": ranking_period_values(mv, method, month),
+        "weights": method.weights,
     }
 
 
@@ -121,19 +127,13 @@ def _served_locally(manifest: pd.DataFrame) -> bool:
 def metric_legend(data: dict) -> list[dict]:
     """What each league-table column holds: name, unit, which period (the rolling 12 months,
     or the lagged financial year of an annual metric), which way is better, its weight."""
-    from carewatch import sources
-
-    from carewatch.methodology import ranking
-
-    values = ranking_period_values(data)
-    periods = values.drop_duplicates("metric_id").set_index("metric_id")[["period_type", "period_start"]]
-    weights = ranking.load_methodology().weights
+    periods = data["league_values"].drop_duplicates("metric_id").set_index("metric_id")[["period_type", "period_start"]]
+    weights = data["weights"]
     legend = []
     for m in data["metrics"].itertuples():
         if m.metric_id in periods.index:
             kind, start = periods.loc[m.metric_id]
-            period = (f"financial year {sources.financial_year(pd.Timestamp(start))}" if kind == "financial_year"
-                      else f"12 months to {data['month']:%B %Y}")
+            period = ("financial year " if kind == "financial_year" else "") + sources.period_label(kind, pd.Timestamp(start), "%B %Y")
         else:
             period = "no value this month"
         legend.append({"number": m.dashboard_number, "name": m.name, "unit": m.unit, "period": period,
@@ -168,15 +168,14 @@ def population_note(month: pd.Timestamp, latest_estimate: int | None) -> str | N
             f"rates (this month's included) will be revised when mid-{latest_estimate + 1} loads.")
 
 
-def ranking_period_values(data: dict) -> pd.DataFrame:
+def ranking_period_values(mv: pd.DataFrame, methodology, month: pd.Timestamp) -> pd.DataFrame:
     """The metric values the league table ranks (rolling 12 months; annual metrics' latest year)."""
     from carewatch import analysis
-    from carewatch.methodology import ranking
 
-    mv = data["mv"].copy()
+    mv = mv.copy()
     for col in ("period_start", "period_end"):
         mv[col] = pd.to_datetime(mv[col])
-    return analysis.ranking_values(mv, ranking.load_methodology(), data["month"])
+    return analysis.ranking_values(mv, methodology, month)
 
 
 def _dtoc_rates(mv: pd.DataFrame, area: str) -> pd.DataFrame:
@@ -211,7 +210,7 @@ def _england_target(tracking: pd.DataFrame) -> pd.DataFrame | None:
 def build_charts(data: dict) -> dict:
     mv, month, name_of = data["mv"], data["month"], data["name_of"]
     data["peer_by_area"] = {area: g.set_index("metric_id") for area, g in data["peer"].groupby("area_code")}
-    latest = ranking_period_values(data)
+    latest = data["league_values"]
     data["ci_lookup"] = {(r.area_code, r.metric_id): (r.ci_lower, r.ci_upper) for r in latest.itertuples()}
     out = {"national_dtoc": charts.to_svg(charts.dtoc_over_time(_dtoc_rates(mv, ENGLAND), _england_target(data["tracking"]), "England"))}
     flagged_now = set(data["flagged"]["area_code"])
@@ -241,11 +240,7 @@ def build_charts(data: dict) -> dict:
                 "flagged": (test.labels == worse).to_numpy(),
             }
         )
-        if test.period_type == "financial_year":
-            period_label = sources.financial_year(test.period_start)
-        else:
-            period_label = f"{test.period_type.replace('_', ' ')} to {test.period_start:%b %Y}"
-        title = textwrap.wrap(f"{m.name} ({period_label})", 52)  # whole, on as many lines as it takes
+        title = textwrap.wrap(f"{m.name} ({sources.period_label(test.period_type, test.period_start)})", 52)  # whole, on as many lines as it takes
         unit = f"{m.unit} (%)" if m.unit == "proportion" else m.unit
         denominator = getattr(m, "denominator_unit", None)  # None in a warehouse built before it was configured
         denominator = None if pd.isna(denominator) else denominator
@@ -295,9 +290,7 @@ def _comparison_table(data: dict, area: str) -> list[dict]:
         ci = data["ci_lookup"].get((area, m.metric_id), (None, None))
         period = ""
         if "value_period_type" in r.index and not pd.isna(r["value_period_type"]):  # an older warehouse has not got it
-            start = pd.Timestamp(r["value_period_start"])
-            period = (f" ({sources.financial_year(start)})" if r["value_period_type"] == "financial_year"
-                      else f" (12 months to {start:%b %Y})")
+            period = f" ({sources.period_label(r['value_period_type'], pd.Timestamp(r['value_period_start']))})"
         rows.append({
             "metric": m.name + period,
             "value": _fmt(r["value"], m.unit),
@@ -317,14 +310,11 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 
 def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
-    """List columns (lineage: source_files) as ';'-joined text for CSV; timestamps held as
-    objects at midnight as ISO dates."""
+    """List columns (lineage: source_files) as ';'-joined text for CSV."""
     out = frame.copy()
     for column in out.columns:
         sample = out[column].dropna().head(1)
-        if len(sample) and isinstance(sample.iloc[0], pd.Timestamp) and out[column].dropna().map(lambda t: t == t.normalize()).all():
-            out[column] = out[column].map(lambda t: t.date().isoformat() if isinstance(t, pd.Timestamp) else t)
-        elif len(sample) and not isinstance(sample.iloc[0], (str, bytes)) and hasattr(sample.iloc[0], "__len__"):
+        if len(sample) and not isinstance(sample.iloc[0], (str, bytes)) and hasattr(sample.iloc[0], "__len__"):
             out[column] = out[column].map(lambda v: ";".join(map(str, v)) if v is not None and hasattr(v, "__len__") else v)
     return out
 

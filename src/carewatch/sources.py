@@ -177,6 +177,16 @@ def financial_year(start: dt.date) -> str:
     return f"{start.year}-{(start.year + 1) % 100:02d}"
 
 
+def period_label(period_type: str, start, month_format: str = "%b %Y") -> str:
+    """A fct_metric_values period in words: "2016-17" (financial year), "12 months to Mar 2018"
+    (a rolling year, named by its last month), "Mar 2018" (a month)."""
+    if period_type == "financial_year":
+        return financial_year(start)
+    if period_type == "rolling_12m":
+        return f"12 months to {start:{month_format}}"
+    return f"{start:{month_format}}"
+
+
 def _format(cadence: str, start: dt.date) -> str:
     if cadence == "monthly":
         return f"{start:%Y-%m}"

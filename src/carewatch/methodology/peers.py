@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 from scipy.spatial.distance import cdist
 
-from carewatch import paths
+from carewatch import geography, paths
 
 
 def load_config(name: str = "peer_groups") -> dict:
@@ -112,8 +112,7 @@ def with_abolitions(groups: pd.DataFrame, code_changes: pd.DataFrame) -> pd.Data
     their peers' groups in April 2019 instead of nulling every peer value after it). A group
     from a later estimate (:func:`later_area_groups`) can hold a peer made the same day (the
     Dorset unitary's group holds BCP): before ``peer_from`` it is not in the group."""
-    changed = code_changes[code_changes["change"].isin(["merge", "split"])]
     out = groups.copy()
-    out["peer_until"] = out["peer_code"].map(pd.to_datetime(changed.groupby("old_code")["effective_from"].min()))
-    out["peer_from"] = out["peer_code"].map(pd.to_datetime(changed.groupby("new_code")["effective_from"].min()))
+    out["peer_until"] = out["peer_code"].map(geography.boundary_change_days(code_changes, "old_code"))
+    out["peer_from"] = out["peer_code"].map(geography.boundary_change_days(code_changes, "new_code"))
     return out
