@@ -5,15 +5,44 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 
 from carewatch import paths, rawstore
 
 pytestmark = pytest.mark.airflow
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _undocumented(con) -> list[str]:
+    """Tables and columns of a built warehouse that docs/data-contract.md does not name.
+
+    A name counts as documented when the contract writes it in backticks. `land_<source>`
+    stands for the landing tables (their columns are the tidy schemas of each source) and
+    `test_<id>` for target_tracking's columns of the tests in config/targets/.
+    """
+    named = set(re.findall(r"`([A-Za-z0-9_]+)`", (ROOT / "docs" / "data-contract.md").read_text()))
+    test_ids = {f"test_{test['id']}" for f in (ROOT / "config" / "targets").glob("*.yaml")
+                for test in yaml.safe_load(f.read_text()).get("tests", [])}
+    missing = []
+    for table, column in con.execute(
+        "select table_name, column_name from information_schema.columns where table_schema = 'main' "
+        "order by table_name, ordinal_position"
+    ).fetchall():
+        documented_table = table in named or (table.startswith("land_") and table.removeprefix("land_") in named)
+        if not documented_table:
+            missing.append(table)
+        elif column not in named and not (table == "target_tracking" and column in test_ids):
+            missing.append(f"{table}.{column}")
+    return sorted(set(missing))
 
 
 def _manifest():
@@ -84,6 +113,8 @@ def test_make_run_end_to_end_twice(tmp_path):
         facts = con.execute("select * exclude (source_files) from fct_metric_values order by all").fetchall()
         manifest = con.execute("select source, period, version, sha256 from raw_manifest order by all").fetchall()
     assert ranked == 150
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert _undocumented(con) == [], "docs/data-contract.md does not name these tables or columns"
     report = (tmp_path / "home" / "reports" / "2018-03" / "report.html")
     assert report.exists()
 

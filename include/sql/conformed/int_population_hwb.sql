@@ -9,9 +9,9 @@ aggregated as (
     select
         hwb_code,
         mid_year,
-        sum(population)                           as population_all_ages,
-        sum(population) filter (where age >= 18)  as population_18plus,
-        sum(population) filter (where age >= 65)  as population_65plus,
+        sum(population)::bigint                   as population_all_ages,
+        (sum(population) filter (where age >= 18))::bigint  as population_18plus,
+        (sum(population) filter (where age >= 65))::bigint  as population_65plus,
         any_value(source_sha256)                  as source_sha256
     from upper_tier
     group by hwb_code, mid_year
