@@ -45,13 +45,61 @@ TEXT_COLUMNS = ("admimeth", "resladst_ons")
 DATE_COLUMNS = ("admidate", "disdate")
 NEEDED = {*INTEGER_COLUMNS, *TEXT_COLUMNS, *DATE_COLUMNS}
 
+# How each column may be stored (kinds of `_kind`). Anything else (a boolean, a list, a struct,
+# integers for a date, a number for an ONS district code) is refused: read as missing, it would
+# silently empty the figures.
+ACCEPTED = {
+    **{name: {"integer", "float", "text", "null"} for name in INTEGER_COLUMNS},
+    "admimeth": {"text", "integer", "float", "null"},
+    "resladst_ons": {"text", "null"},
+    **{name: {"date", "timestamp", "text", "null"} for name in DATE_COLUMNS},
+}
+_KIND_WORDS = {"integer": "whole numbers", "float": "floats", "text": "text", "date": "dates",
+               "timestamp": "timestamps", "null": "nulls"}
+
+
+def _kind(arrow_type) -> str | None:
+    import pyarrow as pa
+
+    if pa.types.is_integer(arrow_type):
+        return "integer"
+    if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
+        return "float"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_binary(arrow_type) \
+            or pa.types.is_large_binary(arrow_type) or getattr(pa.types, "is_string_view", lambda t: False)(arrow_type):
+        return "text"
+    if pa.types.is_date(arrow_type):
+        return "date"
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"
+    if pa.types.is_null(arrow_type):
+        return "null"
+    return None
+
+
+def _stored_type(extract: Path, name: str, arrow_type):
+    """The column's type with a dictionary encoding looked through, or ParseError if it is
+    stored as a type the column cannot be read from."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if _kind(arrow_type) not in ACCEPTED[name]:
+        allowed = " or ".join(words for kind, words in _KIND_WORDS.items() if kind in ACCEPTED[name] and kind != "null")
+        raise ParseError("hes_apc", extract, f"column {name} is stored as {arrow_type}, not as {allowed}")
+    return arrow_type
+
 
 # A whole number written as text or as a float ("3", " 07", "64.0"); anything else ("64.5",
 # "0x3", "3a") does not convert and is missing. DuckDB's own cast would round "64.5" to 65.
 _WHOLE = r"[+-]?[0-9]+(\.0*)?"
+# A fixed offset as Arrow may name it: "+01:00", "+0100", "+01"; "Z" is UTC.
+_OFFSET = r"([+-])(\d{2}):?(\d{2})?"
 
 
-def _column_expression(name: str, arrow_type) -> str:
+def _column_expression(name: str, arrow_type, zones: set[str]) -> str:
+    """DuckDB expression reading the column in its canonical type. ``zones``: the time-zone
+    names DuckDB knows (a timestamp's zone must be one of them, or a fixed offset)."""
     import pyarrow as pa
 
     if name in INTEGER_COLUMNS:
@@ -60,7 +108,7 @@ def _column_expression(name: str, arrow_type) -> str:
         text = f"trim({name}::varchar)"
         return f"case when regexp_full_match({text}, '{_WHOLE}') then try_cast(try_cast({text} as double) as integer) end as {name}"
     if name in TEXT_COLUMNS:
-        if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        if pa.types.is_string(arrow_type):
             return name
         if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):  # 21.0 -> '21'; NaN, inf: missing
             return f"case when isfinite({name}::double) and {name} = floor({name}) then try_cast({name} as bigint)::varchar end as {name}"
@@ -70,11 +118,14 @@ def _column_expression(name: str, arrow_type) -> str:
         return name
     if pa.types.is_timestamp(arrow_type) and arrow_type.tz:
         # the calendar date where the timestamp was written, not in the machine's time zone
-        offset = re.fullmatch(r"([+-])(\d{2}):(\d{2})", arrow_type.tz)
+        zone = "UTC" if arrow_type.tz == "Z" else arrow_type.tz
+        offset = re.fullmatch(_OFFSET, zone)
         if offset:  # a fixed offset ("+01:00"), which DuckDB does not take as a zone name
             sign, hours, minutes = offset.groups()
-            return f"(timezone('UTC', {name}) + to_minutes({sign}{int(hours) * 60 + int(minutes)}))::date as {name}"
-        return f"timezone('{arrow_type.tz}', {name})::date as {name}"
+            return f"(timezone('UTC', {name}) + to_minutes({sign}{int(hours) * 60 + int(minutes or 0)}))::date as {name}"
+        if zone not in zones:
+            raise ValueError(zone)
+        return f"timezone('{zone}', {name})::date as {name}"
     if pa.types.is_timestamp(arrow_type):
         return f"{name}::date as {name}"
     return f"try_cast({name} as date) as {name}"
@@ -91,7 +142,7 @@ def hes_metrics(extract: str | Path, from_period: str | None = None, to_period: 
         raise CarewatchError(f"--from {from_period} is after --to {to_period}")
     extract = Path(extract)
     if not extract.is_file():
-        raise ParseError("hes_apc", extract, "no such file")
+        raise ParseError("hes_apc", extract, "not a file" if extract.exists() else "no such file")
     try:
         schema = pq.ParquetFile(extract).schema_arrow
     except Exception as err:
@@ -99,6 +150,7 @@ def hes_metrics(extract: str | Path, from_period: str | None = None, to_period: 
     missing = sorted(NEEDED - set(schema.names))
     if missing:
         raise ParseError("hes_apc", extract, f"missing HES APC column(s): {', '.join(missing)}")
+    stored = {name: _stored_type(extract, name, schema.field(name).type) for name in sorted(NEEDED)}
     sql = (paths.sql_dir() / "hospital" / "hes_apc_metrics.sql").read_text()
     con = duckdb.connect()
     try:
@@ -107,9 +159,20 @@ def hes_metrics(extract: str | Path, from_period: str | None = None, to_period: 
         con.execute("set TimeZone = 'UTC'")  # nothing depends on the machine's time zone
         if threads:
             con.execute(f"set threads = {int(threads)}")
-        columns = [_column_expression(name, schema.field(name).type) for name in sorted(NEEDED)]
+        zones = {row[0] for row in con.execute("select name from pg_timezone_names()").fetchall()}
+        columns = []
+        for name, arrow_type in stored.items():
+            try:
+                columns.append(_column_expression(name, arrow_type, zones))
+            except ValueError as err:
+                raise ParseError("hes_apc", extract, f"column {name}: time zone {err} is not one DuckDB knows") from None
         con.read_parquet(str(extract)).select(", ".join(columns)).create_view("hes_apc_episodes")
-        frame = con.execute(sql, {"lookup": lookup_paths()}).df()
+        try:
+            frame = con.execute(sql, {"lookup": lookup_paths()}).df()
+        except (duckdb.ConversionException, duckdb.InvalidInputException, duckdb.IOException) as err:
+            # e.g. a date outside DuckDB's range, or a file damaged past its footer
+            problem = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+            raise ParseError("hes_apc", extract, f"DuckDB could not read it: {problem}") from None
     finally:
         con.close()
     # The month range is applied to the small result: pushed into the SQL it would be evaluated

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import subprocess
 import sys
 
@@ -224,6 +225,81 @@ def test_time_zone_aware_dates_are_read_in_their_own_zone(tmp_path, zone, arrow_
     assert _rows(hospital.hes_metrics(path)) == TWO_EPISODES
 
 
+@pytest.mark.parametrize("arrow_tz, hours", [("+0100", 1), ("+01", 1), ("-0530", -5.5), ("Z", 0)])
+def test_fixed_offsets_written_without_a_colon_and_z_are_read(tmp_path, arrow_tz, hours):
+    # Arrow passes the zone name through as written; DuckDB takes none of these as a zone name
+    # (before: a traceback, "Unknown TimeZone '+0100'")
+    frame = _two_episodes_frame()
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for column in ("admidate", "disdate"):
+        local = pd.to_datetime(frame[column])
+        utc = local - pd.Timedelta(hours=hours)  # local midnight, as the instant it was
+        micros = (utc - pd.Timestamp("1970-01-01")) // pd.Timedelta(microseconds=1)
+        table = table.set_column(table.schema.get_field_index(column), column,
+                                 pa.array(micros, pa.int64()).cast(pa.timestamp("us", tz=arrow_tz)))
+    path = tmp_path / "offset.parquet"
+    pq.write_table(table, path)
+    assert pq.read_schema(path).field("admidate").type.tz == arrow_tz
+    assert _rows(hospital.hes_metrics(path)) == TWO_EPISODES
+
+
+def test_a_time_zone_duckdb_does_not_know_is_one_line_error(tmp_path):
+    frame = _two_episodes_frame()
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    stamps = pa.array([0, 0], pa.int64()).cast(pa.timestamp("us", tz="Nowhere/Atlantis"))
+    table = table.set_column(table.schema.get_field_index("disdate"), "disdate", stamps)
+    path = tmp_path / "atlantis.parquet"
+    pq.write_table(table, path)
+    out = subprocess.run([sys.executable, "-m", "carewatch.cli", "hes-metrics", str(path)], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == [
+        f"carewatch: {path}: cannot parse as hes_apc: column disdate: time zone Nowhere/Atlantis is not one DuckDB knows"]
+
+
+@pytest.mark.parametrize("column, values, stored", [
+    ("admidate", pa.array([True, False]), "bool"),
+    ("admidate", pa.array([20180625, 20180701], pa.int64()), "int64"),   # yyyymmdd as a number
+    ("disdate", pa.array([[1], [2]], pa.list_(pa.int64())), "list<element: int64>"),
+    ("startage", pa.array([{"a": 80}, {"a": 80}]), "struct<a: int64>"),
+    ("resladst_ons", pa.array([6000001, 6000001], pa.int64()), "int64"),
+    ("epistat", pa.array([True, True]), "bool"),
+])
+def test_a_column_stored_as_a_type_it_cannot_be_read_from_is_refused(tmp_path, column, values, stored):
+    # read as missing, each of these would empty the figures silently (exit 0, no admissions,
+    # or every episode UNMAPPED)
+    table = pa.Table.from_pandas(_two_episodes_frame(), preserve_index=False)
+    table = table.set_column(table.schema.get_field_index(column), column, values)
+    path = tmp_path / "typed.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(ParseError, match=rf"column {column} is stored as {re.escape(stored)}, not as "):
+        hospital.hes_metrics(path)
+
+
+def test_codes_and_dates_in_other_encodings_are_read(tmp_path):
+    # dictionary-encoded text (pandas categoricals), large strings, binary codes, an all-null column
+    frame = _two_episodes_frame()
+    frame["admimeth"] = frame["admimeth"].astype("category")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.set_column(table.schema.get_field_index("resladst_ons"), "resladst_ons",
+                             table.column("resladst_ons").cast(pa.large_string()))
+    table = table.set_column(table.schema.get_field_index("startage"), "startage", pa.array([b"80", b"80"], pa.binary()))
+    table = table.set_column(table.schema.get_field_index("dismeth"), "dismeth", pa.nulls(2))
+    path = tmp_path / "encoded.parquet"
+    pq.write_table(table, path)
+    assert pa.types.is_dictionary(pq.read_schema(path).field("admimeth").type)
+    assert _rows(hospital.hes_metrics(path)) == TWO_EPISODES
+
+
+def test_a_date_outside_duckdbs_range_is_one_line_error(tmp_path):
+    table = pa.Table.from_pandas(_two_episodes_frame(), preserve_index=False)
+    table = table.set_column(table.schema.get_field_index("admidate"), "admidate",
+                             pa.array([-(2**31), 17707], pa.int32()).cast(pa.date32()))
+    path = tmp_path / "far.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(ParseError, match="DuckDB could not read it: Conversion Error: Date out of range"):
+        hospital.hes_metrics(path)
+
+
 def test_codes_that_are_not_whole_numbers_are_missing_not_rounded(tmp_path):
     frame = _two_episodes_frame()
     frame["startage"] = ["64.5", "80.0"]  # 64.5 is not an age: DuckDB's cast would round it to 65
@@ -276,3 +352,5 @@ def test_a_bad_month_range_is_one_line_error(tmp_path, args, message):
 def test_a_missing_extract_says_so(tmp_path):
     with pytest.raises(ParseError, match="no such file"):
         hospital.hes_metrics(tmp_path / "nope.parquet")
+    with pytest.raises(ParseError, match="not a file"):
+        hospital.hes_metrics(tmp_path)
