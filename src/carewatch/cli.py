@@ -111,6 +111,14 @@ def _cmd_hes_metrics(args: argparse.Namespace) -> int:
 
     frame = hospital.hes_metrics(args.extract, args.from_period, args.to_period)
     frame.to_csv(sys.stdout, index=False)
+    if frame.empty:  # the header alone: say why on stderr, so an empty extract is not taken for quiet months
+        import pyarrow.parquet as pq
+
+        episodes = pq.ParquetFile(args.extract).metadata.num_rows
+        months = " in the months asked for" if args.from_period or args.to_period else ""
+        why = (f"none of its {episodes:,} episodes is an emergency admission or discharge aged 65+{months}"
+               if episodes else "it holds no episodes")
+        print(f"carewatch: {args.extract}: no figures: {why}", file=sys.stderr)
     return 0
 
 

@@ -354,3 +354,16 @@ def test_a_missing_extract_says_so(tmp_path):
         hospital.hes_metrics(tmp_path / "nope.parquet")
     with pytest.raises(ParseError, match="not a file"):
         hospital.hes_metrics(tmp_path)
+
+
+def test_an_extract_with_nothing_to_count_says_so_on_stderr(tmp_path):
+    frame = _two_episodes_frame().assign(admimeth="11")  # elective: nothing counts
+    path = tmp_path / "elective.parquet"
+    frame.to_parquet(path, index=False)
+    empty = tmp_path / "empty.parquet"
+    frame.iloc[:0].to_parquet(empty, index=False)
+    for extract, why in ((path, "none of its 2 episodes is an emergency admission or discharge aged 65+"),
+                         (empty, "it holds no episodes")):
+        out = subprocess.run([sys.executable, "-m", "carewatch.cli", "hes-metrics", str(extract)], capture_output=True, text=True)
+        assert out.returncode == 0 and out.stdout.splitlines() == [",".join(hospital.COLUMNS)]
+        assert out.stderr.splitlines() == [f"carewatch: {extract}: no figures: {why}"]
