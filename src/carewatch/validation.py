@@ -192,7 +192,25 @@ def _group_size(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
     return frame.groupby(spec["keys"], dropna=False)[spec["keys"][0]].transform("size")
 
 
+def _distinct_count(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
+    """On the rows where ``spec.where`` holds: how many distinct ``spec.count`` values the rows
+    sharing its ``spec.keys`` have (e.g. councils per sheet of a workbook)."""
+    scope = frame[frame.eval(spec["where"])] if spec.get("where") else frame
+    out = pd.Series(float("nan"), index=frame.index)
+    out.loc[scope.index] = scope.groupby(spec["keys"], dropna=False)[spec["count"]].transform("nunique")
+    return out
+
+
+def _distinct_missing(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
+    """On the rows where ``spec.where`` holds: how many of the file's distinct ``spec.count``
+    values the rows sharing its ``spec.keys`` lack (e.g. councils a sheet leaves out)."""
+    scope = frame[frame.eval(spec["where"])] if spec.get("where") else frame
+    return scope[spec["count"]].nunique() - _distinct_count(frame, spec, history)
+
+
 DERIVATIONS = {
+    "distinct_count": _distinct_count,
+    "distinct_missing": _distinct_missing,
     "group_size": _group_size,
     "parts_minus_total": _parts_minus_total,
     "matching_value": _matching_value,
@@ -295,6 +313,18 @@ def _fill(value, runtime: dict):
     return value
 
 
+def _filled_description(meta: dict, runtime: dict) -> dict:
+    """The expectation's meta with the run-time numbers its description names filled in
+    ("every council in force when the year started ($council_count)" -> "... (152)")."""
+    def number(match: re.Match) -> str:
+        value = runtime.get(match.group(0))
+        return str(value) if isinstance(value, (int, float, str)) else match.group(0)
+
+    if "description" not in meta:
+        return meta
+    return {**meta, "description": re.sub(r"\$[a-z_]+", number, meta["description"])}
+
+
 def _with_derived(kind: str, kwargs: dict, derived: list[str]) -> dict:
     """Table-column expectations describe the tidy frame; derived columns are added to them."""
     if kind == "expect_table_columns_to_match_set" and derived:
@@ -341,7 +371,9 @@ def prepare(source: str, frame: pd.DataFrame, *, period: str | None, history=Non
     frame = _with_iso_dates(_derive(frame, meta.get("derive", []), history))
     runtime = _runtime_values(period, source, meta.get("geography_as_of", "period_start"))
     derived = [spec["name"] for spec in meta.get("derive", [])]
-    expectations = [{**e, "kwargs": _with_derived(e["type"], _fill(e["kwargs"], runtime), derived)} for e in data["expectations"]]
+    expectations = [{**e, "kwargs": _with_derived(e["type"], _fill(e["kwargs"], runtime), derived),
+                     **({"meta": _filled_description(e["meta"], runtime)} if "meta" in e else {})}
+                    for e in data["expectations"]]
     digest = hashlib.sha256()
     for part in (version("great_expectations"), version("pandas"), data["name"], json.dumps(meta, sort_keys=True, default=str),
                  json.dumps(expectations, sort_keys=True, default=str),

@@ -148,6 +148,29 @@ def test_numbers_as_text_with_thousands_separators_and_dashes(tmp_path):
     assert pick(f, "Derby UA", "reason", "A")["value"] == 1200
 
 
+def test_a_blank_row_inside_the_table_does_not_cut_it_short(tmp_path):
+    # before: the table ended at the first blank row after a council, and every council
+    # below it was silently lost from that sheet
+    rows = [
+        [None, "-", "-", "-", "England", "1,200", "300", "0", "1,500"],
+        [None, "East Midlands", "E06000015", "507", "Derby UA", "1,000", "200", "-", "1,200"],
+        [],
+        [],
+        [None, "East Midlands", "E06000016", "508", "Leicester UA", 20, 10, 0, 30],
+        [None, "-", "-", "9900", "Resident In Wales", 200, 100, 0, 300],
+        [],
+        [None, None, None, None, "Note: a council code in the notes", "1"],  # a note in the Name column ends it
+        [None, "East Midlands", "E06000017", "509", "Rutland UA", 1, 1, 1, 3],
+    ]
+    path = tmp_path / "x.xls"
+    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
+    path.write_bytes(_workbook({"LA - by responsible org": _sheet(rows=rows), "LA - by reason": reason}))
+    f = parsers.parse("dtoc_la", path)
+    agency = f[f["breakdown"] == "agency"]
+    assert list(dict.fromkeys(agency["la_name"])) == ["England", "Derby UA", "Leicester UA", "Resident In Wales"]
+    assert pick(f, "Leicester UA", "agency", "total")["value"] == 30
+
+
 @pytest.mark.parametrize(
     "content,problem",
     [

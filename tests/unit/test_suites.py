@@ -204,3 +204,16 @@ def test_every_real_publication_passes_and_a_corrupted_copy_fails_the_intended_e
     report, failed = failures(source, corrupt, period)
     assert failed == expected and not report.ok
 
+
+
+def test_descriptions_show_the_run_time_numbers_not_their_names(good):
+    # "every council in force when the year started ($council_count)" read so in emails
+    report, _ = failures("ascof", good["ascof"])
+    completeness = next(r for r in report.results if r.description.startswith("completeness: every council in force"))
+    assert completeness.description == "completeness: every council in force when the year started (152)"  # 2017-18: 152 councils
+    report, _ = failures("hes_aggregate", good["hes_aggregate"])
+    completeness = next(r for r in report.results if r.description.startswith("completeness: every HWB area"))
+    assert completeness.description == "completeness: every HWB area in force that month (150)"  # March 2018
+    for source in SAMPLES:
+        report, _ = failures(source, good[source])
+        assert not [r.description for r in report.results if "$" in r.description]

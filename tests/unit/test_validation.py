@@ -26,7 +26,7 @@ def failed(frame, period="2016-06"):
 
 def test_the_real_workbook_passes(good):
     report, failures = failed(good)
-    assert failures == set() and report.ok and len(report.results) == 14
+    assert failures == set() and report.ok and len(report.results) == 16
 
 
 def set_value(frame, name, breakdown, category, delta):
@@ -80,7 +80,14 @@ def with_code(frame, name, code):
         ("duplicate_rows", {("expect_compound_columns_to_be_unique", None, "blocking")}),
         ("missing_column", {("expect_table_columns_to_match_set", None, "blocking")}),
         ("renamed_column", {("expect_table_columns_to_match_set", None, "blocking")}),
-        ("areas_missing", {("expect_column_unique_value_count_to_be_between", "council_code", "blocking")}),
+        # two councils fewer on every sheet: 149 in the file and on each sheet
+        ("areas_missing", {("expect_column_unique_value_count_to_be_between", "council_code", "blocking"),
+                           ("expect_column_values_to_be_between", "councils_in_sheet", "blocking")}),
+        # a sheet cut short (its last 100 councils lost): the file still has every council
+        ("sheet_cut_short", {("expect_column_values_to_be_between", "councils_in_sheet", "blocking"),
+                             ("expect_column_values_to_be_between", "councils_missing_from_sheet", "blocking")}),
+        # one council left off one sheet: 150 there, still within 150-151, but not the file's councils
+        ("council_missing_from_one_sheet", {("expect_column_values_to_be_between", "councils_missing_from_sheet", "blocking")}),
         ("all_null_values", {("expect_column_values_to_not_be_null", "value", "warning")}),
         ("agency_parts_do_not_add_up", {("expect_column_values_to_be_between", "agency_parts_minus_total", "blocking")}),
         ("reason_parts_do_not_add_up", {("expect_column_values_to_be_between", "reason_parts_minus_total", "blocking")}),
@@ -109,6 +116,11 @@ def test_bad_input_fails_the_intended_expectation(good, case, expected):
         frame = good.rename(columns={"revised": "revision"})
     elif case == "areas_missing":
         frame = good[~good["la_name"].isin(["Derby UA", "Derbyshire"])]
+    elif case == "sheet_cut_short":
+        reason_councils = good.loc[(good["breakdown"] == "reason") & (good["row_type"] == "council"), "la_name"].unique()
+        frame = good[~((good["breakdown"] == "reason") & good["la_name"].isin(reason_councils[-100:]))]
+    elif case == "council_missing_from_one_sheet":
+        frame = good[~((good["breakdown"] == "care_type") & (good["la_name"] == "Derby UA"))]
     elif case == "all_null_values":
         frame = good.assign(value=float("nan"))
     elif case == "agency_parts_do_not_add_up":

@@ -14,8 +14,8 @@ The parser follows the documented layout, not cell positions:
   (eras 4-6); without one, every measure is delayed days (eras 1-3);
 - reason headers in any case or wording map to codes by their leading letter ("A) COMPLETION
   OF ASSESSMENT", "Dii) Awaiting nursing home...", "O) Other"); "TOTAL" to ``total``;
-- the table runs from the England row to the last council or special row; notes below it
-  are ignored; "-" is null; numbers stored as text with thousands separators are read.
+- the table runs from the England row to the last council or special row (a blank row
+  inside it, with councils after it, is skipped); notes below it are ignored; "-" is null; numbers stored as text with thousands separators are read.
 """
 
 from __future__ import annotations
@@ -103,6 +103,17 @@ def _number(cell, path: Path, sheet: str, row: int, col: int):
         raise ParseError(SOURCE, path, f"sheet {sheet!r} row {row + 1} column {col + 1}: {cell!r} is not a number") from None
 
 
+def _table_goes_on(frame: pd.DataFrame, start: int, ids: dict[str, int]) -> bool:
+    """After a blank row: is the next non-blank row another council (or special) row, with a
+    code and a name, rather than a note? A blank row inside the table must not cut it short."""
+    for i in range(start, len(frame)):
+        cells = frame.iloc[i].tolist()
+        name, code = _text(cells[ids["la_name"]]), _text(cells[ids["la_code"]])
+        if name or code:
+            return bool(name and code) and not name.lower().startswith(("note", "source"))
+    return False
+
+
 def _table(frame: pd.DataFrame, breakdown: str, sheet: str, path: Path) -> list[tuple]:
     header_row = None
     for i in range(min(40, len(frame))):
@@ -142,9 +153,9 @@ def _table(frame: pd.DataFrame, breakdown: str, sheet: str, path: Path) -> list[
         name = _text(cells[ids["la_name"]])
         code = _text(cells[ids["la_code"]])
         if not name and not code:
-            if seen_council:
+            if seen_council and not _table_goes_on(frame, i + 1, ids):
                 break  # blank row under the table: the notes follow
-            continue
+            continue  # a blank row above the table, or inside it (councils follow)
         if name.lower().startswith(("note", "source")):
             break
         if name.lower() == "england":
