@@ -18,6 +18,7 @@ Errors print one line on stderr (``carewatch: <file>: ...``) and exit non-zero.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -54,14 +55,16 @@ def _cmd_parse(args: argparse.Namespace) -> int:
 
 def _validate_with_history(source: str, frame, period: str | None):
     """Validate against the warehouse's history when it can be read (read-only), else without."""
+    import duckdb
+
     from carewatch import paths, validation, warehouse
 
     if period and paths.warehouse_path().is_file():
         try:
             with warehouse.connect(read_only=True) as con:
                 return validation.validate(source, frame, period=period, history=validation.warehouse_history(con, source, period))
-        except Exception as err:  # the pipeline holds the file: validate without history, say so
-            print(f"note: warehouse not readable ({err.__class__.__name__}); checks against history skipped", file=sys.stderr)
+        except (CarewatchError, duckdb.Error) as err:  # the pipeline holds the file, or it is no warehouse
+            print(f"note: warehouse not readable ({str(err).splitlines()[0][:200]}); checks against history skipped", file=sys.stderr)
     return validation.validate(source, frame, period=period)
 
 
@@ -75,25 +78,39 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     for result in report.results:
         print(result.line())
     blocking, warnings = len(report.blocking_failures), len(report.warnings)
-    print(f"{args.file}: {len(report.results)} expectations, {blocking} blocking failures, {warnings} warnings")
+    print(f"{args.file} ({args.source} {args.period}): {len(report.results)} expectations, {blocking} blocking failures, {warnings} warnings")
+    if blocking:  # the one line on stderr, as for any bad input; the details are above
+        first = report.blocking_failures[0]
+        more = f" (and {blocking - 1} more above)" if blocking > 1 else ""
+        print(f"carewatch: {args.file}: fails the {args.source} suite for {args.period}: "
+              f"{first.description or first.expectation}{more}", file=sys.stderr)
     return 0 if report.ok else 1
 
 
-def _cmd_check(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def _built_warehouse():
+    """The warehouse, read-only; a file whose models were never built is a one-line error."""
     import duckdb
 
-    from carewatch import paths, validation, warehouse
+    from carewatch import paths, warehouse
+
+    with warehouse.connect(read_only=True) as con:
+        try:
+            yield con
+        except duckdb.CatalogException as err:
+            first_line = str(err).splitlines()[0]
+            raise CarewatchError(f"{paths.warehouse_path()}: the warehouse is not built yet (make run, or the metrics "
+                                 f"DAG's build_warehouse): {first_line}") from None
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from carewatch import validation
 
     names = [f.stem for f in validation.check_files()]
     if args.name not in names:
         raise CarewatchError(f"no warehouse check {args.name!r}; checks: {', '.join(names)}")
-    with warehouse.connect(read_only=True) as con:
-        try:
-            frame = validation.check_rows(con, args.name)
-        except duckdb.CatalogException as err:  # a warehouse file whose models were never built
-            first_line = str(err).splitlines()[0]
-            raise CarewatchError(f"{paths.warehouse_path()}: the warehouse is not built yet (make run, or the metrics "
-                                 f"DAG's build_warehouse): {first_line}") from None
+    with _built_warehouse() as con:
+        frame = validation.check_rows(con, args.name)
     if args.rows:
         frame.to_csv(sys.stdout, index=False)
         return 0
@@ -127,7 +144,7 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
 
     _check_moment("--as-of", args.as_of)
     sources.month_start(args.period, "period")  # YYYY-MM, or a one-line error
-    with warehouse.connect(read_only=True) as con:
+    with _built_warehouse() as con:
         # the areas the warehouse reports (aliases and recoded councils report under one code)
         reported = {code for (code,) in con.execute("select distinct area_code from fct_metric_values").fetchall()}
         names = warehouse.area_names(con)

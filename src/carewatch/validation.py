@@ -226,6 +226,9 @@ def _derive(frame: pd.DataFrame, specs: list[dict], history) -> pd.DataFrame:
     for spec in specs:
         if spec["derivation"] not in DERIVATIONS:
             raise ValueError(f"suite asks for unknown derivation {spec['derivation']!r}; known: {', '.join(DERIVATIONS)}")
+        if frame.empty:  # nothing to derive from (a header-only file): the row count expectations say so
+            out[spec["name"]] = pd.Series(dtype="float64")
+            continue
         try:
             out[spec["name"]] = DERIVATIONS[spec["derivation"]](frame, spec, history).astype("float64")
         except (KeyError, AttributeError, pd.errors.UndefinedVariableError, TypeError):
@@ -414,8 +417,12 @@ def run(batch: PreparedBatch, *, data_docs: bool = False, run_name: str | None =
 
     gx_suite = gx.ExpectationSuite(name=batch.suite, expectations=batch.expectations, meta=batch.meta)
     docs_url = None
+    # which rows failed, not only their values: the suite's row_label columns go with each example
+    label = [c for c in batch.meta.get("row_label", []) if c in batch.frame.columns]
+    result_format = {"result_format": "SUMMARY", "unexpected_index_column_names": label} if label else "SUMMARY"
     if data_docs:
-        outcome, docs_url = _validate_with_data_docs(gx, batch.suite, gx_suite, batch.frame, run_name or f"{batch.suite} {batch.period}")
+        outcome, docs_url = _validate_with_data_docs(gx, batch.suite, gx_suite, batch.frame, run_name or f"{batch.suite} {batch.period}",
+                                                     result_format)
     else:
         context = _quiet(gx.get_context(mode="ephemeral"))
         gx_batch = (
@@ -424,7 +431,7 @@ def run(batch: PreparedBatch, *, data_docs: bool = False, run_name: str | None =
             .add_batch_definition_whole_dataframe("whole")
             .get_batch(batch_parameters={"dataframe": batch.frame})
         )
-        outcome = gx_batch.validate(context.suites.add(gx_suite), result_format="SUMMARY")
+        outcome = gx_batch.validate(context.suites.add(gx_suite), result_format=result_format)
     report = ValidationReport(source=batch.source, suite=batch.suite, period=batch.period, docs_url=docs_url, key=batch.key)
     for result in outcome.results:
         config = result.expectation_config
@@ -438,11 +445,21 @@ def run(batch: PreparedBatch, *, data_docs: bool = False, run_name: str | None =
                 success=bool(result.success),
                 observed_value=details.get("observed_value"),
                 unexpected_count=details.get("unexpected_count"),
-                unexpected_examples=list(details.get("partial_unexpected_list") or [])[:5],
+                unexpected_examples=_examples(details, config.kwargs.get("column"), label),
                 expected=_expected_text(config.kwargs),
             )
         )
     return report
+
+
+def _examples(details: dict, column: str | None, label: list[str], limit: int = 5) -> list:
+    """Up to ``limit`` failing values, each with its row's label when the suite names one
+    ("Derby UA / agency / nhs: -5.0"), else the value alone."""
+    values = list(details.get("partial_unexpected_list") or [])[:limit]
+    rows = details.get("partial_unexpected_index_list") or []
+    if not label or not column or len(rows) < len(values) or not all(isinstance(r, dict) for r in rows):
+        return values
+    return [f"{' / '.join(str(row.get(c)) for c in label)}: {row.get(column, value)}" for row, value in zip(rows, values)]
 
 
 def previous_pass(con, batch: PreparedBatch, *, sha256: str, period: str | None = None) -> ValidationReport | None:
@@ -545,7 +562,7 @@ def _quiet(context):
     return context
 
 
-def _validate_with_data_docs(gx, name: str, gx_suite, frame: pd.DataFrame, run_name: str):
+def _validate_with_data_docs(gx, name: str, gx_suite, frame: pd.DataFrame, run_name: str, result_format="SUMMARY"):
     """Validate through a checkpoint of the file-backed GX project (which keeps the result),
     render that result's Data Docs page; returns (suite result, URL of that page)."""
     from great_expectations.core.run_identifier import RunIdentifier
@@ -556,7 +573,7 @@ def _validate_with_data_docs(gx, name: str, gx_suite, frame: pd.DataFrame, run_n
     batch_definition = next((b for b in asset.batch_definitions if b.name == "whole"), None) or asset.add_batch_definition_whole_dataframe("whole")
     gx_suite = context.suites.add_or_update(gx_suite)
     definition = context.validation_definitions.add_or_update(gx.ValidationDefinition(name=name, data=batch_definition, suite=gx_suite))
-    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(name=name, validation_definitions=[definition], result_format="SUMMARY"))
+    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(name=name, validation_definitions=[definition], result_format=result_format))
     result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
     identifier, outcome = next(iter(result.run_results.items()))
     # this validation's page now; the site's index once per DAG run (build_data_docs_index):

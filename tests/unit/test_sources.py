@@ -95,7 +95,7 @@ def test_cli_validate_prints_its_results_and_nothing_on_stderr(carewatch_home, c
     assert cli.main(["validate", "dtoc_la", str(FIXTURES / "real" / "dtoc-la" / "LA-Type-B-June-2016.xls"),
                      "--period", "2016-06"]) == 0
     out, err = capsys.readouterr()
-    assert out.splitlines()[-1].endswith("LA-Type-B-June-2016.xls: 14 expectations, 0 blocking failures, 0 warnings")
+    assert out.splitlines()[-1].endswith("LA-Type-B-June-2016.xls (dtoc_la 2016-06): 16 expectations, 0 blocking failures, 0 warnings")
     assert err == ""
 
 

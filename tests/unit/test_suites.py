@@ -217,3 +217,24 @@ def test_descriptions_show_the_run_time_numbers_not_their_names(good):
     for source in SAMPLES:
         report, _ = failures(source, good[source])
         assert not [r.description for r in report.results if "$" in r.description]
+
+
+@pytest.mark.parametrize("source", sorted(SAMPLES))
+def test_an_empty_frame_fails_its_completeness_checks_not_the_validation(good, source):
+    report, failed = failures(source, good[source].iloc[:0])
+    assert failed and report.ok == (source == "dtoc_provider")  # the provider file's completeness is a warning
+
+
+def test_derived_columns_of_an_empty_frame_are_empty_not_an_error():
+    # the hospital parser's frame of a header-only file: text in pandas' Arrow-backed str of
+    # zero chunks (a concat of empty frames); the derivations' pandas join raised ArrowInvalid
+    # ("cannot construct ChunkedArray from empty vector"), which the CLI blamed on the warehouse
+    import pyarrow as pa
+
+    def no_chunks():
+        return pd.Series(pd.array(pa.chunked_array([], type=pa.large_string()), dtype="str"))
+
+    empty = pd.DataFrame({"period": pd.Series([], dtype=object), "area_code": no_chunks(), "area_name": no_chunks(),
+                          "measure": no_chunks(), "value": pd.Series([], dtype="float64")})
+    report, failed = failures("hes_aggregate", empty, "2017-11")
+    assert ("expect_column_unique_value_count_to_be_between", "area_code", "blocking") in failed

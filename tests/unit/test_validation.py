@@ -141,3 +141,16 @@ def test_cli_validate_exit_codes(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "carewatch.cli", "validate", "dtoc_la", str(REAL), "--period", "2016-07"], capture_output=True, text=True)
     assert bad.returncode == 1
     assert "FAIL blocking expect_column_values_to_be_in_set [period]" in bad.stdout
+    assert bad.stderr.splitlines() == [f"carewatch: {REAL}: fails the dtoc_la suite for 2016-07: "
+                                       "the period inside the file is the period requested"]
+
+
+def test_failing_values_are_shown_with_the_row_they_are_on(good):
+    frame = set_value(good, "Derby UA", "agency", "social_care", -10_000)
+    frame = set_value(frame, "Derby UA", "agency", "nhs", +10_000)  # the total still adds up
+    report, _ = failed(frame)
+    negative = next(r for r in report.blocking_failures if r.column == "value")
+    social_care = good.loc[(good["la_name"] == "Derby UA") & (good["breakdown"] == "agency") & (good["category"] == "social_care")
+                           & (good["measure"] == "delayed_days"), "value"].iloc[0]
+    assert negative.unexpected_examples == [f"Derby UA / agency / social_care / delayed_days: {social_care - 10_000}"]
+    assert f"e.g. Derby UA / agency / social_care / delayed_days: {social_care - 10_000}" in negative.line()

@@ -117,13 +117,14 @@ def test_the_check_verb_reruns_a_check_on_the_warehouse_and_prints_its_rows(buil
                                                "checks: dtoc_national_vs_la, metric_completeness")
 
 
-def test_the_check_verb_on_a_warehouse_not_built_yet_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("verb", [["check", "metric_completeness"], ["as-of", "Trafford", "2017-09", "--as-of", "2017-10-31"]])
+def test_the_check_and_as_of_verbs_on_a_warehouse_not_built_yet_are_a_one_line_error(tmp_path, monkeypatch, capsys, verb):
     import duckdb
 
     from carewatch import cli
 
     duckdb.connect(str(tmp_path / "empty.duckdb")).close()
     monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(tmp_path / "empty.duckdb"))
-    assert cli.main(["check", "metric_completeness"]) == 2
+    assert cli.main(verb) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"carewatch: {tmp_path / 'empty.duckdb'}: the warehouse is not built yet (make run")

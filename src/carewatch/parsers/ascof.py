@@ -31,9 +31,7 @@ Council rows only.
 
 from __future__ import annotations
 
-import io
 import re
-import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -41,6 +39,7 @@ import pandas as pd
 from carewatch import geography
 from carewatch.errors import ParseError
 from carewatch.parsers import register
+from carewatch.parsers.csvtext import read_csv_table
 
 SOURCE = "ascof"
 
@@ -77,35 +76,6 @@ def _canonical(values: pd.Series, spellings: list[str]) -> pd.Series:
     """Known labels in their contract spelling whatever their case/spacing; others as published."""
     by_letters = {_letters(s): s for s in spellings}
     return values.map(lambda v: by_letters.get(_letters(v), v))
-
-
-def read_text(path: Path, source: str) -> str:
-    """The file's text: UTF-8 (with or without BOM) if it decodes as such, else Windows-1252."""
-    raw = path.read_bytes()
-    if raw.lstrip()[:15].lower().startswith((b"<!doctype", b"<html")):
-        raise ParseError(source, path, "an HTML page, not a CSV")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return raw.decode("cp1252")
-    except UnicodeDecodeError as err:
-        raise ParseError(source, path, f"neither UTF-8 nor Windows-1252 text (byte {raw[err.start]:#x} at offset {err.start})") from None
-
-
-def read_csv_table(path: Path, source: str) -> pd.DataFrame:
-    """Every cell as stripped text; ParseError if the CSV is malformed (also used by dtoc_provider)."""
-    text = read_text(path, source)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, index_col=False)
-    except pd.errors.ParserWarning:
-        raise ParseError(source, path, "not a readable CSV (a row has more fields than the header)") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise ParseError(source, path, f"not a readable CSV ({str(err).splitlines()[0]})") from None
-    return frame.apply(lambda column: column.str.strip())
 
 
 def _read_table(path: Path) -> pd.DataFrame:

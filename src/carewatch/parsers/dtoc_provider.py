@@ -36,7 +36,7 @@ import pandas as pd
 from carewatch import geography
 from carewatch.errors import ParseError
 from carewatch.parsers import register
-from carewatch.parsers.ascof import read_csv_table
+from carewatch.parsers.csvtext import read_csv_table
 
 SOURCE = "dtoc_provider"
 

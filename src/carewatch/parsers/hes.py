@@ -2,13 +2,13 @@
 
 Columns (any case): Period (YYYY-MM or "April 2017"), Area Code, Area Name and one column
 per measure: Emergency Admissions 65+, Discharges 65+, LOS P90 Days, Weekend Discharges 65+.
-Suppressed cells ("*", "[c]") become nulls. The record-level extract is not parsed here: it
+Suppressed cells ("*", "[c]") become nulls. Read as the other CSVs are (``csvtext``: UTF-8 or
+Windows-1252, rows with no value dropped). The record-level extract is not parsed here: it
 is read in place by DuckDB (``carewatch hes-metrics``).
 """
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import pandas as pd
 
 from carewatch.errors import ParseError
 from carewatch.parsers import register
+from carewatch.parsers.csvtext import line, read_csv_table
 
 SOURCE = "hes_aggregate"
 MEASURES = {
@@ -33,10 +34,7 @@ def _key(name: str) -> str:
 
 @register("hes_aggregate")
 def parse(path: Path, period: str | None = None) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(io.StringIO(path.read_text(encoding="utf-8-sig")), dtype=str, keep_default_na=False)
-    except (UnicodeDecodeError, pd.errors.ParserError) as err:
-        raise ParseError(SOURCE, path, f"not a readable CSV ({err.__class__.__name__})") from None
+    frame = read_csv_table(Path(path), SOURCE)
     keys = {_key(c): c for c in frame.columns}
     for needed in ("period", "areacode", "areaname"):
         if needed not in keys:
@@ -44,20 +42,24 @@ def parse(path: Path, period: str | None = None) -> pd.DataFrame:
     measure_cols = {MEASURES[k]: c for k, c in ((re.sub(r"\d", "", k), c) for k, c in keys.items()) if k in MEASURES}
     if set(measure_cols) != set(MEASURES.values()):
         raise ParseError(SOURCE, path, f"missing measure column(s): {sorted(set(MEASURES.values()) - set(measure_cols))}")
-    periods = pd.to_datetime(frame[keys["period"]].str.strip(), format="mixed", errors="coerce")
+    if frame.empty:
+        raise ParseError(SOURCE, path, "header but no data rows")
+    periods = pd.to_datetime(frame[keys["period"]], format="mixed", errors="coerce")
     if periods.isna().any():
-        raise ParseError(SOURCE, path, f"unreadable period {frame[keys['period']][periods.isna()].iloc[0]!r}")
+        bad = periods.index[periods.isna()][0]
+        raise ParseError(SOURCE, path, f"line {line(bad)}: unreadable period {frame.loc[bad, keys['period']]!r}")
     out = []
     for measure, column in measure_cols.items():
-        text = frame[column].str.strip()
+        text = frame[column]
         suppressed = text.isin(SUPPRESSION)
         values = pd.to_numeric(text.str.replace(",", "", regex=False).where(~suppressed), errors="coerce")
         if (values.isna() & ~suppressed).any():
-            raise ParseError(SOURCE, path, f"column {column!r}: {text[values.isna() & ~suppressed].iloc[0]!r} is not a number")
+            bad = text.index[values.isna() & ~suppressed][0]
+            raise ParseError(SOURCE, path, f"line {line(bad)}, column {column!r}: {text[bad]!r} is not a number")
         out.append(pd.DataFrame({
             "period": periods.dt.to_period("M").dt.to_timestamp().dt.date,
-            "area_code": frame[keys["areacode"]].str.strip(),
-            "area_name": frame[keys["areaname"]].str.strip(),
+            "area_code": frame[keys["areacode"]],
+            "area_name": frame[keys["areaname"]],
             "measure": measure,
             "value": values.astype("float64"),
         }))

@@ -1,0 +1,70 @@
+"""What the CSV publications (ASCOF, DTOC provider, hospital aggregate) share: how the text is
+read. Each case is a real-world damage to an embedded sample, parsed by the source's parser."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from carewatch import parsers, paths, sources
+from carewatch.errors import ParseError
+
+SAMPLES = {"ascof": "2016-17", "dtoc_provider": "2019-10", "hes_aggregate": "2018-03"}
+
+
+def _sample(source: str) -> tuple[bytes, pd.DataFrame]:
+    path = paths.samples_dir() / source / f"{SAMPLES[source]}.csv"
+    return path.read_bytes(), parsers.parse(sources.parser_for(source), path, SAMPLES[source])
+
+
+def _parse(source: str, tmp_path, data: bytes) -> pd.DataFrame:
+    path = tmp_path / f"{source}.csv"
+    path.write_bytes(data)
+    return parsers.parse(sources.parser_for(source), path, SAMPLES[source])
+
+
+@pytest.mark.parametrize("source", sorted(SAMPLES))
+def test_spreadsheet_leftovers_are_ignored(source, tmp_path):
+    data, expected = _sample(source)
+    header, _, body = data.partition(b"\n")
+    commas = b"," * header.count(b",")
+    damaged = b"\r\n\n" + header + b"\n" + body.replace(b"\n", b"\n" + commas + b"\n", 1) + commas + b"\n" + commas + b"\n\n"
+    pd.testing.assert_frame_equal(_parse(source, tmp_path, damaged), expected)
+
+
+NAME_COLUMN = {"ascof": "geo_name", "dtoc_provider": "provider_name", "hes_aggregate": "area_name"}
+
+
+@pytest.mark.parametrize("source", sorted(SAMPLES))
+def test_windows_1252_text_is_read(source, tmp_path):
+    data, expected = _sample(source)
+    text = data.decode("cp1252") if source == "ascof" else data.decode("utf-8-sig")  # the ASCOF sample is cp1252, as published
+    first_name = expected[NAME_COLUMN[source]].iloc[0]
+    renamed = text.replace(first_name, first_name + " St Mary’s £")  # not UTF-8 once encoded as cp1252
+    got = _parse(source, tmp_path, renamed.encode("cp1252"))
+    names = got[NAME_COLUMN[source]]
+    assert (names == first_name + " St Mary’s £").sum() == (expected[NAME_COLUMN[source]] == first_name).sum() > 0
+
+
+@pytest.mark.parametrize("source", sorted(SAMPLES))
+@pytest.mark.parametrize("content, problem", [
+    (b"", "file is empty"),
+    (b"  \n \n", "not a readable CSV"),
+    ("header", "header but no data rows"),
+])
+def test_an_empty_file_is_one_clear_error(source, tmp_path, content, problem):
+    data, _ = _sample(source)
+    if content == "header":
+        content = data.partition(b"\n")[0] + b"\n" + b"," * data.partition(b"\n")[0].count(b",") + b"\n"
+    with pytest.raises(ParseError, match=problem):
+        _parse(source, tmp_path, content)
+
+
+def test_a_hospital_aggregate_error_names_its_line(tmp_path):
+    data, _ = _sample("hes_aggregate")
+    lines = data.decode().splitlines()
+    fields = lines[3].split(",")
+    fields[-1] = "n/a"
+    lines[3] = ",".join(fields)
+    with pytest.raises(ParseError, match=r"line 5, column 'Weekend Discharges 65\+': 'n/a' is not a number"):
+        _parse("hes_aggregate", tmp_path, ("\n" + "\n".join(lines) + "\n").encode())  # a blank line above the header
