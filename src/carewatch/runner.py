@@ -123,7 +123,7 @@ def run_embedded(logical_date: str | None = None) -> int:
 
     print(f"carewatch: monthly run for {when:%Y-%m-%d} through Airflow (AIRFLOW_HOME={env['AIRFLOW_HOME']})")
     print(f"carewatch: Airflow log: {log_file}")
-    with sample_server.serve_samples() as base_url, _local_mail(env) as mail_dir:
+    with sample_server.serve_samples(remember=True) as base_url, _local_mail(env) as mail_dir:
         env["CAREWATCH_BASE_URL"] = base_url
         print(f"carewatch: serving the embedded sample publications at {base_url}")
         with log_file.open("w") as log:
@@ -175,7 +175,7 @@ def airflow_ui(port: int = 8080) -> int:
     # the metadata DB and the one-writer pool, before the scheduler starts
     subprocess.run([sys.executable, "-c", "from carewatch import runner; runner.prepare_metadata_db()"], env=env, check=True)
     serve = sources.environment() == "embedded" and not env.get("CAREWATCH_BASE_URL")
-    with (sample_server.serve_samples() if serve else contextlib.nullcontext(env.get("CAREWATCH_BASE_URL"))) as base_url, _local_mail(env) as mail_dir:
+    with (sample_server.serve_samples(remember=True) if serve else contextlib.nullcontext(env.get("CAREWATCH_BASE_URL"))) as base_url, _local_mail(env) as mail_dir:
         if serve:
             env["CAREWATCH_BASE_URL"] = base_url
             print(f"carewatch: serving the embedded sample publications at {base_url}; new DAGs start paused")

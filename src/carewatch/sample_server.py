@@ -48,11 +48,32 @@ class SampleHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def remembered_port() -> Path:
+    """Where the local runs keep the port the samples were last served on."""
+    return paths.home() / "samples-port.txt"
+
+
 @contextlib.contextmanager
-def serve_samples(directory: Path | None = None, port: int = 0) -> Iterator[str]:
-    """Serve ``directory`` on 127.0.0.1 in a background thread; yields the base URL."""
+def serve_samples(directory: Path | None = None, port: int = 0, remember: bool = False) -> Iterator[str]:
+    """Serve ``directory`` on 127.0.0.1 in a background thread; yields the base URL.
+
+    ``remember``: serve on the port the last such run used (``samples-port.txt`` under
+    ``CAREWATCH_HOME``) when it is free, else on any free port, and remember it. The sample
+    URLs then stay the same from run to run, as the publishers' do, so a refusal met again at
+    the same URL is recognised as one already emailed (``fetch_refusals_reported``)."""
     handler = partial(SampleHandler, directory=str(directory or paths.samples_dir()))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    keep = remembered_port()
+    if remember and not port and keep.is_file() and keep.read_text().strip().isdigit():
+        port = int(keep.read_text())
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError:
+        if not remember:
+            raise
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)  # taken meanwhile: any free port
+    if remember:
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        keep.write_text(f"{server.server_address[1]}\n")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -65,6 +65,23 @@ def test_sample_server_sends_etags_and_304s(tmp_path):
         assert requests.get(f"{base}/dtoc_la/2099-01.xls", timeout=5).status_code == 404
 
 
+def test_local_runs_serve_the_samples_at_the_same_urls_each_time(carewatch_home, tmp_path):
+    # a refusal is recognised as one already emailed by its URL: on a new random port every run,
+    # a local run emailed the same refusal again each time
+    import socket
+
+    with sample_server.serve_samples(tmp_path, remember=True) as first:
+        pass
+    with sample_server.serve_samples(tmp_path, remember=True) as again:
+        assert again == first
+        port = int(again.rsplit(":", 1)[1])
+    with socket.socket() as taken:  # the remembered port is busy: any free one, remembered in turn
+        taken.bind(("127.0.0.1", port))
+        with sample_server.serve_samples(tmp_path, remember=True) as other:
+            assert other != first
+    assert sample_server.remembered_port().read_text().strip() == other.rsplit(":", 1)[1]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["validate", "dtoc_la", "x.xls", "--period", "2018-13"], "carewatch: dtoc_la: period '2018-13' should be written "),
     (["parse", "ascof", "x.csv", "--period", "2016"], "carewatch: ascof: period '2016' should be written "),
