@@ -36,14 +36,17 @@ class FetchError(CarewatchError):
 
     ``kind``: the refusal without what varies from one attempt to the next (byte counts, a
     connection error's details); ``problem`` by default. Two refusals of one kind at one URL
-    are the same refusal (:class:`AlreadyRefused`)."""
+    are the same refusal (:class:`AlreadyRefused`). ``body``: what was served, when it was
+    read before being refused (the fetch keeps it under ``refused/``)."""
 
-    def __init__(self, source: str, period: str, url: str, problem: str, kind: str | None = None):
+    def __init__(self, source: str, period: str, url: str, problem: str, kind: str | None = None,
+                 body: bytes | None = None):
         self.source = source
         self.period = period
         self.url = url
         self.problem = problem
         self.kind = kind or problem
+        self.body = body
         super().__init__(f"{source} {period}: {problem} ({url})")
 
 

@@ -12,7 +12,8 @@ One call fetches one source and period:
   a body shorter than Content-Length, over ``max_bytes``, wrong file signature, a workbook or
   Parquet file that does not open. A refusal raises :class:`FetchError` naming source,
   period and URL and leaves the raw store and the manifest unchanged (it is logged in
-  ``fetch_log``);
+  ``fetch_log``); what was served, when the content checks or a truncation refused it, is
+  kept for a look under ``refused/<source>/<period>/<sha256>.<format>`` (``fetch_log.sha256``);
 - a period already held, refused at the same URL for the same reason (``FetchError.kind``:
   byte counts and connection details aside) as at the end of an
   earlier run whose failure email went out (``run_id``: the Airflow run;
@@ -208,7 +209,11 @@ def fetch(
                 if status != 200:
                     raise FetchError(source, period, url, f"HTTP {status}")
                 body = _read_limited(response, src, period, url)
-                check_content(src, period, url, body, response.headers.get("Content-Type", ""))
+                try:
+                    check_content(src, period, url, body, response.headers.get("Content-Type", ""))
+                except FetchError as err:
+                    err.body = body
+                    raise
                 digest = rawstore.sha256_of(body)
                 if last and last[1] == digest:
                     _log(con, source, period, url, "unchanged", status, len(body), digest, run_id=run_id)
@@ -230,8 +235,10 @@ def fetch(
                 return FetchResult(source, period, "new_version", version, digest, str(raw_path), url, status, len(body))
         except FetchError as err:
             reported = _reported_before(con, source, period, url, err.kind, run_id) if last and run_id else None
-            _log(con, source, period, url, "already_refused" if reported else "refused", error=err.problem, run_id=run_id,
-                 refusal=err.kind)
+            kept = err.body  # what was served, kept for a look (not in the raw store)
+            sha = rawstore.put(source, period, kept, src.format, root=paths.refused_dir()).stem if kept else None
+            _log(con, source, period, url, "already_refused" if reported else "refused", size=len(kept) if kept else None,
+                 sha=sha, error=err.problem, run_id=run_id, refusal=err.kind)
             if reported is not None:
                 raise AlreadyRefused(source, period, url, err.problem, reported) from err
             raise
@@ -285,9 +292,10 @@ def _read_limited(response, src: sources.Source, period: str, url: str) -> bytes
                 raise FetchError(src.name, period, url, f"file exceeds the {src.max_bytes:,} byte limit",
                                  kind=f"file over the {src.max_bytes:,} byte limit")
     except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as err:
-        raise FetchError(src.name, period, url, f"download truncated: {err.__class__.__name__}", kind="download truncated") from err
+        raise FetchError(src.name, period, url, f"download truncated: {err.__class__.__name__}", kind="download truncated",
+                         body=buffer.getvalue()) from err
     body = buffer.getvalue()
     if declared and len(body) != int(declared):
         raise FetchError(src.name, period, url, f"download truncated: {len(body):,} of {int(declared):,} bytes",
-                         kind="download truncated")
+                         kind="download truncated", body=body)
     return body

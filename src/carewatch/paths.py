@@ -34,6 +34,11 @@ def raw_store_dir() -> Path:
     return home() / "raw"
 
 
+def refused_dir() -> Path:
+    """Downloads refused by the content checks, kept for a look (never parsed or loaded)."""
+    return home() / "refused"
+
+
 def parsed_path(source: str, period: str, sha256: str) -> Path:
     """The tidy Parquet parsed from one raw file, named by the raw file's sha256 and the
     parsers' fingerprint (:func:`carewatch.parsers.fingerprint`): a parser fix parses again."""

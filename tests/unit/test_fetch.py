@@ -268,14 +268,19 @@ def test_a_held_period_refused_with_a_varying_error_text_is_the_same_refusal(htt
                       ("run 5", "already_refused", "request failed after retries: ConnectionError")]
 
 
-def test_refusals_are_logged(httpserver, base, src):
-    serve(httpserver, b"<html></html>", content_type="text/html")
+def test_refusals_are_logged_and_what_was_served_is_kept_for_a_look(httpserver, base, src):
+    page = b"<html>Service unavailable</html>"
+    serve(httpserver, page, content_type="text/html")
     with pytest.raises(FetchError):
         fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    sha = rawstore.sha256_of(page)
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
-        assert con.execute("select outcome, error from fetch_log").fetchall() == [
-            ("refused", "an HTML page was served instead of a xls file")
+        assert con.execute("select outcome, error, bytes, sha256 from fetch_log").fetchall() == [
+            ("refused", "an HTML page was served instead of a xls file", len(page), sha)
         ]
+    kept = paths.refused_dir() / "dtoc_la" / PERIOD / f"{sha}.xls"
+    assert kept.read_bytes() == page
+    assert state() == ({}, [])  # not in the raw store, not in the manifest
 
 
 def test_a_held_period_refused_as_in_an_earlier_emailed_run_is_not_reported_again(httpserver, base, src):
