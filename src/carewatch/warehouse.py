@@ -139,9 +139,10 @@ def load_parsed(con, *, source: str, period: str, version: int, sha256: str, par
     """Load one parsed version of one period into ``land_<source>`` in one transaction.
 
     Idempotent: loading the same (period, version) again replaces exactly those rows, except
-    that a version already loaded in full from this same file (same sha256, same row count) is
-    left as it is, so its ``_loaded_at`` (what the warehouse answered "as of" a date) keeps
-    the time it was first loaded.
+    that a version already loaded from this same file with exactly these rows (same sha256,
+    same rows and values) is left as it is, so its ``_loaded_at`` (what the warehouse answered
+    "as of" a date) keeps the time it was first loaded. A parser fix that changes what the
+    same file gives replaces the rows (``_loaded_at``: when the fix loaded).
     """
     table = land_table(source)
     parquet = str(parsed_path)
@@ -149,7 +150,8 @@ def load_parsed(con, *, source: str, period: str, version: int, sha256: str, par
     try:
         con.execute(land_ddl(source))
         (in_file,) = con.execute("select count(*) from read_parquet(?)", [parquet]).fetchone()
-        if in_file and loaded_rows(con, source=source, period=period, version=version, sha256=sha256) == in_file:
+        if (in_file and loaded_rows(con, source=source, period=period, version=version, sha256=sha256) == in_file
+                and _same_rows(con, table, parquet, period, version)):
             con.execute("commit")
             return Load(rows=in_file, skipped=True)
         con.execute(f"delete from {table} where _period = ? and _version = ?", [period, version])
@@ -170,6 +172,20 @@ def load_parsed(con, *, source: str, period: str, version: int, sha256: str, par
         con.execute("rollback")
         raise
     return Load(rows=rows, skipped=False)
+
+
+def _same_rows(con, table: str, parquet: str, period: str, version: int) -> bool:
+    """Whether the landing table holds exactly the parsed file's rows for this version (a
+    parser fix that changes values but not the row count must reach the warehouse)."""
+    names = [name for (name, *_) in con.execute("describe select * from read_parquet(?)", [parquet]).fetchall()]
+    cols = ", ".join(f'"{name}"' for name in names)
+    loaded = f"select {cols} from {table} where _period = $period and _version = $version"
+    parsed = f"select {cols} from read_parquet($parquet)"
+    (differ,) = con.execute(
+        f"select count(*) from (({parsed} except all {loaded}) union all ({loaded} except all {parsed}))",
+        {"period": period, "version": version, "parquet": parquet},
+    ).fetchone()
+    return differ == 0
 
 
 def table_exists(con, name: str) -> bool:

@@ -291,6 +291,21 @@ def test_a_version_already_loaded_from_the_same_file_is_left_alone(carewatch_hom
     assert again["load_skipped"] and again["loaded_rows"] == len(frame)
     assert landed() == before  # same rows, same _loaded_at: "as of" answers do not move
 
+    # a parser fix: the same file now gives one value differently, the same number of rows;
+    # the corrected rows replace the old ones (skipped on the row count alone, the fix never
+    # reached the warehouse)
+    fixed_frame = frame.copy()
+    derby_nhs = (fixed_frame["la_name"] == "Derby UA") & (fixed_frame["breakdown"] == "agency") & (fixed_frame["category"] == "nhs")
+    fixed_frame.loc[derby_nhs, "value"] += 1
+    fixed = parsed_file(fixed_frame, "d" * 64)  # (written where the re-parse would write it)
+    refixed = pipeline.load_period(fixed)
+    assert not refixed["load_skipped"] and refixed["loaded_rows"] == len(frame)
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        values = con.execute("select value from land_dtoc_la where la_name = 'Derby UA' and breakdown = 'agency' "
+                             "and category = 'nhs'").fetchall()
+    assert values == [(v,) for v in fixed_frame.loc[derby_nhs, "value"]]
+    assert pipeline.load_period(fixed)["load_skipped"]  # and then left alone again
+
     # the same version from a different file (a corrected re-download) replaces it
     replaced = pipeline.load_period({**parsed, "sha256": "e" * 64})
     assert not replaced["load_skipped"]
