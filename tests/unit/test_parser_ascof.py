@@ -109,7 +109,7 @@ HEADER = "Geographical Code,Geographical Description,Geographical Level,ONS Code
 
 
 @pytest.mark.parametrize("content, period, message", [
-    (b"<!DOCTYPE html><html><body>Not found</body></html>", "2016-17", "an HTML page, not a CSV"),
+    (b"<!DOCTYPE html><html><body>Not found</body></html>", "2016-17", "an HTML page, not the publication's file"),
     (HEADER.replace("Measure Type,", "").encode() + b"716,B,Council,E09000002,2B1,Total,5,2B1\n", "2016-17", "missing column(s) measure_type"),
     (HEADER.encode() + b"716,B,Council,E09000002,2B1,Total,Numerator,n/a,2B1\n", "2016-17", "Measure Value 'n/a' on line 2 is neither a number"),
     (HEADER.encode() + b"716,B,Council,E09000002,2B1,Total,Numerator,5,2B1\n", None, "no year column and no period was given"),

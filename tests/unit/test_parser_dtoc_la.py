@@ -174,7 +174,8 @@ def test_a_blank_row_inside_the_table_does_not_cut_it_short(tmp_path):
 @pytest.mark.parametrize(
     "content,problem",
     [
-        (b"<html>not a workbook</html>", "not a readable .xls"),
+        (b"<html>not a workbook</html>", "an HTML page, not the publication's file"),
+        (b"PK\x03\x04 not a workbook", "not a readable .xls"),
         ("no_sheets", "missing sheet"),
         ("no_period", "no 'Period:' cell"),
         ("bad_period", "not a month"),

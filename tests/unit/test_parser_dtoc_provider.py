@@ -91,7 +91,7 @@ ROW = "MSitDT-SEPTEMBER-2017,RF4,TRUST,07L,CCG,716,BARKING & DAGENHAM,Acute,A,1,
     (HEADER + ROW.replace(",Acute,", ",Mental Health,"), "unknown type(s) of care ['Mental Health']"),
     (HEADER, "header but no data rows"),
     (HEADER + ROW.replace("\n", ",7\n"), "a row has more fields than the header"),
-    ("<html><body>gone</body></html>", "an HTML page, not a CSV"),
+    ("<html><body>gone</body></html>", "an HTML page, not the publication's file"),
 ])
 def test_bad_inputs_raise_parse_error(tmp_path, content, message):
     path = tmp_path / "bad.csv"

@@ -39,7 +39,7 @@ import pandas as pd
 from carewatch import geography
 from carewatch.errors import ParseError
 from carewatch.parsers import register
-from carewatch.parsers.csvtext import read_csv_table
+from carewatch.parsers.csvtext import line, read_csv_table
 
 SOURCE = "ascof"
 
@@ -115,7 +115,7 @@ def _values(text: pd.Series, path: Path) -> tuple[pd.Series, pd.Series]:
     bad = values.isna() & numeric.notna()
     if bad.any():
         row = bad.idxmax()
-        raise ParseError(SOURCE, path, f"Measure Value {text[row]!r} on line {row + 2} is neither a number nor a suppression marker {SUPPRESSION_MARKERS}")
+        raise ParseError(SOURCE, path, f"Measure Value {text[row]!r} on line {line(row)} is neither a number nor a suppression marker {SUPPRESSION_MARKERS}")
     return values.astype("float64"), text.where(suppressed, None)
 
 

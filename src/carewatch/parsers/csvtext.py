@@ -1,5 +1,5 @@
 """Reading a published CSV as text, shared by the CSV parsers (ASCOF, DTOC provider, hospital
-aggregate): UTF-8 with or without BOM, else Windows-1252; an HTML page refused; every cell as
+aggregate): UTF-8 with or without BOM, else Windows-1252; every cell as
 stripped text; rows with no value at all (the ",,,,," lines a spreadsheet export leaves at the
 end) dropped. The frame keeps each row's place: its CSV line is ``index + 2`` (:func:`line`).
 """
@@ -17,9 +17,7 @@ from carewatch.errors import ParseError
 
 def read_text(path: Path, source: str) -> str:
     """The file's text: UTF-8 (with or without BOM) if it decodes as such, else Windows-1252."""
-    raw = Path(path).read_bytes()
-    if raw.lstrip()[:15].lower().startswith((b"<!doctype", b"<html")):
-        raise ParseError(source, path, "an HTML page, not a CSV")
+    raw = Path(path).read_bytes()  # (an HTML page is refused before: parsers.parse)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:

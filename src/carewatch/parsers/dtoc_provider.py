@@ -36,7 +36,7 @@ import pandas as pd
 from carewatch import geography
 from carewatch.errors import ParseError
 from carewatch.parsers import register
-from carewatch.parsers.csvtext import read_csv_table
+from carewatch.parsers.csvtext import line, read_csv_table
 
 SOURCE = "dtoc_provider"
 
@@ -107,7 +107,7 @@ def _numbers(text: pd.Series, column: str, path: Path) -> pd.Series:
     bad = values.isna() & ~cleaned.isin(NULL_TEXT)
     if bad.any():
         row = bad.idxmax()
-        raise ParseError(SOURCE, path, f"column {column!r} line {row + 2}: {text[row]!r} is not a number")
+        raise ParseError(SOURCE, path, f"column {column!r} line {line(row)}: {text[row]!r} is not a number")
     return values.astype("float64")
 
 
