@@ -10,7 +10,7 @@ One call fetches one source and period:
 - 404 before the period is due (+ grace days) is "not published yet"; after, an error;
 - nothing is accepted before content checks: HTML instead of a file, wrong content type,
   a body shorter than Content-Length, over ``max_bytes``, wrong file signature, a workbook or
-  Parquet file that does not open. A refusal raises :class:`FetchError` naming source,
+  Parquet file that does not open, the very file whose latest version another period holds. A refusal raises :class:`FetchError` naming source,
   period and URL and leaves the raw store and the manifest unchanged (it is logged in
   ``fetch_log``); what was served, when the content checks or a truncation refused it, is
   kept for a look under ``refused/<source>/<period>/<sha256>.<format>`` (``fetch_log.sha256``);
@@ -218,6 +218,11 @@ def fetch(
                 if last and last[1] == digest:
                     _log(con, source, period, url, "unchanged", status, len(body), digest, run_id=run_id)
                     return FetchResult(source, period, "unchanged", last[0], digest, last[4], url, status, len(body))
+                other = _period_holding(con, source, period, digest)
+                if other:  # no two periods of a publication are the same bytes: one of the URLs is wrong
+                    raise FetchError(source, period, url, f"the very same file as the version held for {other} "
+                                     f"(sha256 {digest[:12]}): one of the two URLs serves the other's publication",
+                                     kind=f"the very same file as {other}", body=body)
                 raw_path = rawstore.put(source, period, body, src.format)
                 version = (last[0] if last else 0) + 1
                 con.execute("begin transaction")
@@ -235,13 +240,33 @@ def fetch(
                 return FetchResult(source, period, "new_version", version, digest, str(raw_path), url, status, len(body))
         except FetchError as err:
             reported = _reported_before(con, source, period, url, err.kind, run_id) if last and run_id else None
-            kept = err.body  # what was served, kept for a look (not in the raw store)
-            sha = rawstore.put(source, period, kept, src.format, root=paths.refused_dir()).stem if kept else None
+            kept, sha = err.body, None  # what was served, kept for a look (not in the raw store)
+            if kept:
+                try:
+                    sha = rawstore.put(source, period, kept, src.format, root=paths.refused_dir()).stem
+                except OSError as store_err:  # the refusal is what matters: logged and raised all the same
+                    print(f"{source} {period}: could not keep the refused file: {store_err}")
             _log(con, source, period, url, "already_refused" if reported else "refused", size=len(kept) if kept else None,
                  sha=sha, error=err.problem, run_id=run_id, refusal=err.kind)
             if reported is not None:
                 raise AlreadyRefused(source, period, url, err.problem, reported) from err
             raise
+
+
+def _period_holding(con, source: str, period: str, sha256: str) -> str | None:
+    """Another period of ``source`` whose latest version is this very file (a file that names
+    no period, such as ASCOF's CSV, would otherwise load as both). Only latest versions count:
+    once the wrong URL is corrected and its period has a new version, the file is free."""
+    row = con.execute(
+        """
+        select period from raw_manifest
+        where source = ? and period <> ?
+        qualify version = max(version) over (partition by period) and sha256 = ?
+        order by period limit 1
+        """,
+        [source, period, sha256],
+    ).fetchone()
+    return row[0] if row else None
 
 
 def _reported_before(con, source: str, period: str, url: str, kind: str, run_id: str):
@@ -292,10 +317,9 @@ def _read_limited(response, src: sources.Source, period: str, url: str) -> bytes
                 raise FetchError(src.name, period, url, f"file exceeds the {src.max_bytes:,} byte limit",
                                  kind=f"file over the {src.max_bytes:,} byte limit")
     except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as err:
-        raise FetchError(src.name, period, url, f"download truncated: {err.__class__.__name__}", kind="download truncated",
-                         body=buffer.getvalue()) from err
+        raise FetchError(src.name, period, url, f"download truncated: {err.__class__.__name__}", kind="download truncated") from err
     body = buffer.getvalue()
     if declared and len(body) != int(declared):
         raise FetchError(src.name, period, url, f"download truncated: {len(body):,} of {int(declared):,} bytes",
-                         kind="download truncated", body=body)
+                         kind="download truncated")
     return body

@@ -112,11 +112,10 @@ def fetch_period(source: str, period: str, as_of: dt.date | None = None, run_id:
 def parse_period(fetched: dict) -> dict:
     """Parse the raw file of one fetched period into tidy Parquet (reused if already parsed).
 
-    A file the parser refuses, or the very file already held for another period, raises
-    :class:`carewatch.errors.ParseError` (the task fails and emails) and is remembered beside
-    where its Parquet would be (``<name>.failed``): met again by a later run (the revision
-    window re-checks a month for a year) it raises :class:`carewatch.errors.AlreadyUnparseable`,
-    and the task is skipped, not failed again.
+    A file the parser refuses raises :class:`carewatch.errors.ParseError` (the task fails and
+    emails) and is remembered beside where its Parquet would be (``<name>.failed``): met again
+    by a later run (the revision window re-checks a month for a year) it raises
+    :class:`carewatch.errors.AlreadyUnparseable`, and the task is skipped, not failed again.
     """
     from carewatch import parsers, sources
     from carewatch.errors import AlreadyUnparseable, ParseError
@@ -135,10 +134,6 @@ def parse_period(fetched: dict) -> dict:
         raise AlreadyUnparseable(source, period, str(failed), failed.read_text().strip())
     else:
         try:
-            other = _same_file_for_another_period(source, period, sha256)
-            if other:
-                raise ParseError(source, fetched["raw_path"], f"the very same file (sha256 {sha256[:12]}) is held for {other}: "
-                                 f"the URL for {period} served another period's publication")
             frame = parsers.parse(sources.get(source).parser, fetched["raw_path"], period)
         except ParseError as err:
             failed.parent.mkdir(parents=True, exist_ok=True)
@@ -157,16 +152,6 @@ def parse_period(fetched: dict) -> dict:
         rows=rows,
         reused=reused,
     ).to_dict()
-
-
-def _same_file_for_another_period(source: str, period: str, sha256: str) -> str | None:
-    """Another period of ``source`` the raw store holds this very file for, if any. No two
-    periods of a publication are byte for byte the same, and a file that names no period
-    (ASCOF's CSV has no year column) would otherwise load as both."""
-    for path in sorted((paths.raw_store_dir() / source).glob(f"*/{sha256}.*")):
-        if path.parent.name != period:
-            return path.parent.name
-    return None
 
 
 def _write_parquet_atomically(frame, target: Path) -> None:

@@ -338,3 +338,27 @@ def test_a_held_period_refused_as_in_an_earlier_emailed_run_is_not_reported_agai
     with pytest.raises(FetchError, match="HTML page"):
         attempt("run 10", period="2017-03")
     assert state() == before
+
+
+def test_the_very_file_another_period_holds_is_refused_until_its_url_is_corrected(httpserver, base, src):
+    """No two periods of a publication are the same bytes (ASCOF's CSV names no year: a URL
+    serving another year's file would load as both). The period already holding the file keeps
+    it; the other is refused, what it served kept under refused/."""
+    march = tiny_xls(3)
+    httpserver.expect_request("/dtoc_la/2017-03.xls").respond_with_data(march, content_type="application/vnd.ms-excel")
+    fetch.fetch(src, "2017-03", env="embedded", base_url=base, as_of=LONG_AFTER)
+    serve(httpserver, march)  # February's URL serves March's file
+    before = state()
+    with pytest.raises(FetchError, match=r"^dtoc_la 2017-02: the very same file as the version held for 2017-03 "
+                                         r"\(sha256 [0-9a-f]{12}\): one of the two URLs serves the other's publication"):
+        fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert state() == before
+    assert (paths.refused_dir() / "dtoc_la" / PERIOD / f"{rawstore.sha256_of(march)}.xls").read_bytes() == march
+    # March's own re-check is unchanged, not refused
+    assert fetch.fetch(src, "2017-03", env="embedded", base_url=base, as_of=LONG_AFTER).status == "unchanged"
+    # the wrong URL was March's all along: corrected, March has a new version, and the file is free
+    httpserver.clear()
+    httpserver.expect_request("/dtoc_la/2017-03.xls").respond_with_data(tiny_xls(33), content_type="application/vnd.ms-excel")
+    assert fetch.fetch(src, "2017-03", env="embedded", base_url=base, as_of=LONG_AFTER).version == 2
+    serve(httpserver, march)
+    assert fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER).status == "new_version"

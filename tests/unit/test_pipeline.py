@@ -510,23 +510,3 @@ def test_a_file_the_parser_refuses_is_reported_once_and_skipped_after(carewatch_
     with pytest.raises(ParseError):
         pipeline.parse_period(fetched)
 
-
-def test_the_very_file_of_another_period_is_refused_not_loaded_as_both(carewatch_home):
-    # ASCOF's CSV names no year: a catalogue URL for 2015-16 that serves 2016-17's file would
-    # load it as both years
-    from carewatch import rawstore
-    from carewatch.errors import AlreadyUnparseable, ParseError
-
-    data = (paths.samples_dir() / "ascof" / "2016-17.csv").read_bytes()
-    sha = rawstore.sha256_of(data)
-    held = rawstore.put("ascof", "2016-17", data, "csv")
-    assert pipeline.parse_period({"source": "ascof", "period": "2016-17", "version": 1, "sha256": sha, "raw_path": str(held)})["rows"] > 0
-    served = rawstore.put("ascof", "2015-16", data, "csv")  # kept in the raw store all the same
-    fetched = {"source": "ascof", "period": "2015-16", "version": 1, "sha256": sha, "raw_path": str(served)}
-    with pytest.raises(ParseError, match=r"the very same file \(sha256 [0-9a-f]{12}\) is held for 2016-17: the URL for 2015-16 served another period's publication"):
-        pipeline.parse_period(fetched)
-    assert served.is_file() and not paths.parsed_path("ascof", "2015-16", sha).exists()
-    with pytest.raises(AlreadyUnparseable):  # emailed once; the next run skips it
-        pipeline.parse_period(fetched)
-    # the period's own file, met again, is still parsed (reused)
-    assert pipeline.parse_period({"source": "ascof", "period": "2016-17", "version": 1, "sha256": sha, "raw_path": str(held)})["reused"]
