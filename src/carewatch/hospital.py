@@ -128,7 +128,7 @@ def _column_expression(name: str, arrow_type, zones: set[str]) -> str:
         return f"timezone('{zone}', {name})::date as {name}"
     if pa.types.is_timestamp(arrow_type):
         return f"{name}::date as {name}"
-    return f"try_cast({name} as date) as {name}"
+    return f"try_cast({name}::varchar as date) as {name}"  # text (a BLOB is not cast to a date as text is)
 
 
 def hes_metrics(extract: str | Path, from_period: str | None = None, to_period: str | None = None,

@@ -67,10 +67,10 @@ def serve_samples(directory: Path | None = None, port: int = 0, remember: bool =
         port = int(keep.read_text())
     try:
         server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    except OSError:
+    except (OSError, OverflowError):  # taken, or a remembered number that is no port
         if not remember:
             raise
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)  # taken meanwhile: any free port
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)  # any free port
     if remember:
         keep.parent.mkdir(parents=True, exist_ok=True)
         keep.write_text(f"{server.server_address[1]}\n")

@@ -284,6 +284,9 @@ def test_codes_and_dates_in_other_encodings_are_read(tmp_path):
                              table.column("resladst_ons").cast(pa.large_string()))
     table = table.set_column(table.schema.get_field_index("startage"), "startage", pa.array([b"80", b"80"], pa.binary()))
     table = table.set_column(table.schema.get_field_index("dismeth"), "dismeth", pa.nulls(2))
+    for column in ("admidate", "disdate"):  # ISO dates as binary (a BLOB to DuckDB)
+        as_text = [None if v is None else str(v).encode() for v in frame[column]]
+        table = table.set_column(table.schema.get_field_index(column), column, pa.array(as_text, pa.binary()))
     path = tmp_path / "encoded.parquet"
     pq.write_table(table, path)
     assert pa.types.is_dictionary(pq.read_schema(path).field("admimeth").type)

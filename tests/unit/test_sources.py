@@ -80,6 +80,9 @@ def test_local_runs_serve_the_samples_at_the_same_urls_each_time(carewatch_home,
         with sample_server.serve_samples(tmp_path, remember=True) as other:
             assert other != first
     assert sample_server.remembered_port().read_text().strip() == other.rsplit(":", 1)[1]
+    sample_server.remembered_port().write_text("70000\n")  # no port at all: any free one
+    with sample_server.serve_samples(tmp_path, remember=True) as served:
+        assert requests.get(f"{served}/nothing", timeout=5).status_code == 404
 
 
 @pytest.mark.parametrize("argv, message", [
