@@ -316,6 +316,10 @@ def _fill(value, runtime: dict):
     return value
 
 
+# suite and expectation meta that only says how results read, not what passes (not in the key)
+DISPLAY_ONLY = ("description", "known_gaps", "row_label", "tolerance")
+
+
 def _filled_description(meta: dict, runtime: dict) -> dict:
     """The expectation's meta with the run-time numbers its description names filled in
     ("every council in force when the year started ($council_count)" -> "... (152)")."""
@@ -377,9 +381,14 @@ def prepare(source: str, frame: pd.DataFrame, *, period: str | None, history=Non
     expectations = [{**e, "kwargs": _with_derived(e["type"], _fill(e["kwargs"], runtime), derived),
                      **({"meta": _filled_description(e["meta"], runtime)} if "meta" in e else {})}
                     for e in data["expectations"]]
+    # what only changes how results read (descriptions, row labels) is left out of the key: a
+    # wording change must not validate every file again and re-send its warnings
+    judged_meta = {k: v for k, v in meta.items() if k not in DISPLAY_ONLY}
+    judged = [{**e, "meta": {k: v for k, v in e["meta"].items() if k not in DISPLAY_ONLY}} if "meta" in e else e
+              for e in expectations]
     digest = hashlib.sha256()
-    for part in (version("great_expectations"), version("pandas"), data["name"], json.dumps(meta, sort_keys=True, default=str),
-                 json.dumps(expectations, sort_keys=True, default=str),
+    for part in (version("great_expectations"), version("pandas"), data["name"], json.dumps(judged_meta, sort_keys=True, default=str),
+                 json.dumps(judged, sort_keys=True, default=str),
                  json.dumps([[str(name), str(dtype)] for name, dtype in frame.dtypes.items()])):
         digest.update(part.encode())
         digest.update(b"\0")

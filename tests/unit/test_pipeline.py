@@ -276,6 +276,32 @@ def test_the_validation_key_covers_what_gx_is_given():
     assert len({key(), *changed.values()}) == 7, changed
 
 
+def test_a_wording_change_in_a_suite_does_not_change_the_validation_key(tmp_path, monkeypatch):
+    # descriptions and row labels change how results read, not what passes: files are not
+    # validated again (nor their warnings emailed again) for them; a threshold or severity is
+    import json
+    import shutil
+
+    frame = parsers.parse("dtoc_la", REAL)
+    base = validation.prepare("dtoc_la", frame, period="2016-06").key
+    suites = tmp_path / "expectations"
+    shutil.copytree(paths.expectations_dir(), suites)
+    monkeypatch.setattr(paths, "expectations_dir", lambda: suites)
+    suite = json.loads((suites / "dtoc_la.json").read_text())
+
+    def key_with(change):
+        edited = json.loads(json.dumps(suite))
+        change(edited)
+        (suites / "dtoc_la.json").write_text(json.dumps(edited))
+        return validation.prepare("dtoc_la", frame, period="2016-06").key
+
+    assert key_with(lambda s: None) == base
+    assert key_with(lambda s: s["meta"].update(description="reworded", row_label=["la_code"])) == base
+    assert key_with(lambda s: s["expectations"][1]["meta"].update(description="reworded")) == base
+    assert key_with(lambda s: s["expectations"][1]["meta"].update(severity="warning")) != base
+    assert key_with(lambda s: s["expectations"][6]["kwargs"].update(min_value=1)) != base
+
+
 def test_a_version_already_loaded_from_the_same_file_is_left_alone(carewatch_home):
     frame = parsers.parse("dtoc_la", REAL)
     parsed = parsed_file(frame, "d" * 64)
