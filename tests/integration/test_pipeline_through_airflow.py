@@ -160,8 +160,9 @@ def test_a_bad_file_is_quarantined_emailed_and_fails_its_source_while_the_others
     (served / "dtoc_la").mkdir(parents=True)
     for month in ("2017-01", "2017-02"):
         shutil.copy(paths.samples_dir() / "dtoc_la" / f"{month}.xls", served / "dtoc_la" / f"{month}.xls")
-    # March's URL serves February's workbook: its Period cell says February 2017
-    shutil.copy(paths.samples_dir() / "dtoc_la" / "2017-02.xls", served / "dtoc_la" / "2017-03.xls")
+    # March's URL serves December 2016's workbook: its Period cell says December 2016 (not a
+    # file another period holds: that is refused before it is stored, test_fetch)
+    shutil.copy(paths.samples_dir() / "dtoc_la" / "2016-12.xls", served / "dtoc_la" / "2017-03.xls")
     shutil.copytree(paths.samples_dir() / "hes_aggregate", served / "hes_aggregate")
     logical = dt.datetime(2018, 5, 15, 9, tzinfo=dt.timezone.utc)
     bag = DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags"))
@@ -198,12 +199,12 @@ def test_a_bad_file_is_quarantined_emailed_and_fails_its_source_while_the_others
     assert " ".join(message["Subject"].split()) == "[carewatch] BLOCKING dtoc_la 2017-03: 1 expectation failed"
     assert message["X-Envelope-To"] == "data-engineering@localhost"
     body = mailcatcher.body_text(message)
-    assert "the period inside the file is the period requested" in body and "2017-02-01" in body
+    assert "the period inside the file is the period requested" in body and "2016-12-01" in body
     assert "/dags/ingest_dtoc_la/runs/" in body and "/tasks/one_period.validate" in body  # the task in the Airflow UI
     [(docs_url,)] = docs
     assert docs_url in body and docs_url.startswith("file://")  # the Data Docs page of this validation
     page = paths.home() / "gx" / "uncommitted" / "data_docs" / "local_site" / docs_url.split("/local_site/", 1)[1].replace("%20", " ")
-    assert page.is_file() and "2017-03-01" in page.read_text() and "2017-02-01" in page.read_text()  # expected vs found
+    assert page.is_file() and "2017-03-01" in page.read_text() and "2016-12-01" in page.read_text()  # expected vs found
 
 
 @pytest.mark.parametrize("change", ["web_page", "removed"])
