@@ -1,5 +1,6 @@
-"""The ASCOF, ONS, hospital-aggregate and provider-level suites: every embedded sample passes,
-every bad input fails exactly the intended expectation (and nothing else)."""
+"""The suites: every embedded sample passes (every DTOC month too); the ASCOF, ONS,
+hospital-aggregate and provider-level suites: every bad input fails exactly the intended
+expectation (and nothing else)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from carewatch import parsers, paths, sources, validation
 
 SAMPLES = {
+    "dtoc_la": "2018-03",  # (its bad-input cases are in test_validation.py, on a real workbook)
     "ascof": "2017-18",
     "ons_mye": "2017",
     "hes_aggregate": "2018-03",
