@@ -10,10 +10,11 @@ One call fetches one source and period:
 - 404 before the period is due (+ grace days) is "not published yet"; after, an error;
 - nothing is accepted before content checks: HTML instead of a file, wrong content type,
   a body shorter than Content-Length, over ``max_bytes``, wrong file signature, a workbook or
-  Parquet file that does not open, the very file whose latest version another period holds. A refusal raises :class:`FetchError` naming source,
-  period and URL and leaves the raw store and the manifest unchanged (it is logged in
-  ``fetch_log``); what was served, when the content checks or a truncation refused it, is
-  kept for a look under ``refused/<source>/<period>/<sha256>.<format>`` (``fetch_log.sha256``);
+  Parquet file that does not open, the very file whose latest version another period holds.
+  A refusal raises :class:`FetchError` naming source, period and URL and leaves the raw store
+  and the manifest unchanged (it is logged in ``fetch_log``); a body the content checks
+  refused is kept for a look under ``refused/<source>/<period>/<sha256>.<format>``
+  (``fetch_log.sha256``);
 - a period already held, refused at the same URL for the same reason (``FetchError.kind``:
   byte counts and connection details aside) as at the end of an
   earlier run whose failure email went out (``run_id``: the Airflow run;

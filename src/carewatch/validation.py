@@ -384,6 +384,8 @@ def prepare(source: str, frame: pd.DataFrame, *, period: str | None, history=Non
     # what only changes how results read (descriptions, row labels) is left out of the key: a
     # wording change must not validate every file again and re-send its warnings
     judged_meta = {k: v for k, v in meta.items() if k not in DISPLAY_ONLY}
+    if "derive" in judged_meta:
+        judged_meta["derive"] = [{k: v for k, v in spec.items() if k not in DISPLAY_ONLY} for spec in judged_meta["derive"]]
     judged = [{**e, "meta": {k: v for k, v in e["meta"].items() if k not in DISPLAY_ONLY}} if "meta" in e else e
               for e in expectations]
     digest = hashlib.sha256()

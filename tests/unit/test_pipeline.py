@@ -298,6 +298,7 @@ def test_a_wording_change_in_a_suite_does_not_change_the_validation_key(tmp_path
     assert key_with(lambda s: None) == base
     assert key_with(lambda s: s["meta"].update(description="reworded", row_label=["la_code"])) == base
     assert key_with(lambda s: s["expectations"][1]["meta"].update(description="reworded")) == base
+    assert key_with(lambda s: s["meta"]["derive"][0].update(description="reworded")) == base
     assert key_with(lambda s: s["expectations"][1]["meta"].update(severity="warning")) != base
     assert key_with(lambda s: s["expectations"][6]["kwargs"].update(min_value=1)) != base
 
