@@ -79,10 +79,12 @@ suite (`expectations/{source.name}.json`, if there is one) and records every res
 
 **When it fails.**
 - `fetch` failed: read the task log. It names source, period and URL and says what was
-  wrong (HTML page instead of a file, truncated, too big, wrong type, HTTP error; OVERDUE:
-  a 404 after the due date; GONE: a 404 for a month already held, whose held version stays
-  loaded). Nothing was stored. If NHS moved the file, update `config/sources.yaml` and clear
-  the task.
+  wrong (HTML page instead of a file, truncated, too big, wrong type, HTTP error, the very
+  file another period holds; OVERDUE: a 404 after the due date; GONE: a 404 for a month
+  already held, whose held version stays loaded). Nothing was stored in the raw store (a
+  refused body is kept under `refused/` for a look). If NHS moved the file, add its URL to
+  `config/urls/{source.name}.csv` and clear the task; if another period's URL was the wrong
+  one, correct it, and accept this period's file in `config/accepted_files.csv`.
 - `fetch` skipped: the period is not published yet, and the next run picks it up; or a month
   already held, re-checked for a revision, was refused at the same URL for the same reason
   (byte counts and connection details aside) as in an earlier run whose failure was emailed

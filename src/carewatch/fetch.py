@@ -10,7 +10,8 @@ One call fetches one source and period:
 - 404 before the period is due (+ grace days) is "not published yet"; after, an error;
 - nothing is accepted before content checks: HTML instead of a file, wrong content type,
   a body shorter than Content-Length, over ``max_bytes``, wrong file signature, a workbook or
-  Parquet file that does not open, the very file whose latest version another period holds.
+  Parquet file that does not open, the very file another period holds (in any version; a
+  reviewed exception: ``config/accepted_files.csv``).
   A refusal raises :class:`FetchError` naming source, period and URL and leaves the raw store
   and the manifest unchanged (it is logged in ``fetch_log``); a body the content checks
   refused is kept for a look under ``refused/<source>/<period>/<sha256>.<format>``
@@ -221,7 +222,7 @@ def fetch(
                     return FetchResult(source, period, "unchanged", last[0], digest, last[4], url, status, len(body))
                 other = _period_holding(con, source, period, digest)
                 if other:  # no two periods of a publication are the same bytes: one of the URLs is wrong
-                    raise FetchError(source, period, url, f"the very same file as the version held for {other} "
+                    raise FetchError(source, period, url, f"the very same file as one held for {other} "
                                      f"(sha256 {digest[:12]}): one of the two URLs serves the other's publication",
                                      kind=f"the very same file as {other}", body=body)
                 raw_path = rawstore.put(source, period, body, src.format)
@@ -241,10 +242,11 @@ def fetch(
                 return FetchResult(source, period, "new_version", version, digest, str(raw_path), url, status, len(body))
         except FetchError as err:
             reported = _reported_before(con, source, period, url, err.kind, run_id) if last and run_id else None
-            kept, sha = err.body, None  # what was served, kept for a look (not in the raw store)
+            kept = err.body  # what was served, kept for a look (not in the raw store)
+            sha = rawstore.sha256_of(kept) if kept else None
             if kept:
                 try:
-                    sha = rawstore.put(source, period, kept, src.format, root=paths.refused_dir()).stem
+                    rawstore.put(source, period, kept, src.format, root=paths.refused_dir())
                 except OSError as store_err:  # the refusal is what matters: logged and raised all the same
                     print(f"{source} {period}: could not keep the refused file: {store_err}")
             _log(con, source, period, url, "already_refused" if reported else "refused", size=len(kept) if kept else None,
@@ -255,16 +257,15 @@ def fetch(
 
 
 def _period_holding(con, source: str, period: str, sha256: str) -> str | None:
-    """Another period of ``source`` whose latest version is this very file (a file that names
-    no period, such as ASCOF's CSV, would otherwise load as both). Only latest versions count:
-    once the wrong URL is corrected and its period has a new version, the file is free."""
+    """Another period of ``source`` that holds this very file, in any of its versions (a file
+    that names no period, such as ASCOF's CSV, would otherwise load as both; a later revision of
+    that period does not make the old file this period's). The bytes cannot say which URL was
+    wrong: when it was the other period's, and this file is this period's after all, a data
+    engineer lists it in ``config/accepted_files.csv`` after checking it."""
+    if (source, period, sha256) in sources.accepted_files():
+        return None
     row = con.execute(
-        """
-        select period from raw_manifest
-        where source = ? and period <> ?
-        qualify version = max(version) over (partition by period) and sha256 = ?
-        order by period limit 1
-        """,
+        "select period from raw_manifest where source = ? and period <> ? and sha256 = ? order by period limit 1",
         [source, period, sha256],
     ).fetchone()
     return row[0] if row else None

@@ -236,6 +236,17 @@ def _url_list(path: str) -> dict[str, str]:
         return {row["period"]: row["url"] for row in csv.DictReader(handle)}
 
 
+def accepted_files() -> set[tuple[str, str, str]]:
+    """(source, period, sha256) of files a data engineer has checked and accepted for a period
+    although another period holds the very same file (``config/accepted_files.csv``)."""
+    path = paths.config_dir() / "accepted_files.csv"
+    if not path.is_file():
+        return set()
+    with path.open(newline="") as handle:
+        rows = csv.DictReader(line for line in handle if not line.startswith("#"))
+        return {(row["source"], row["period"], row["sha256"]) for row in rows}
+
+
 def url_for(source: str, period: str, env: str | None = None, base_url: str | None = None) -> str:
     urls = get(source).env_urls(env)
     listed = _url_list(urls["url_list"]) if urls.get("url_list") else {}

@@ -340,25 +340,39 @@ def test_a_held_period_refused_as_in_an_earlier_emailed_run_is_not_reported_agai
     assert state() == before
 
 
-def test_the_very_file_another_period_holds_is_refused_until_its_url_is_corrected(httpserver, base, src):
+def test_the_very_file_another_period_holds_is_refused_until_a_data_engineer_accepts_it(httpserver, base, src, tmp_path, monkeypatch):
     """No two periods of a publication are the same bytes (ASCOF's CSV names no year: a URL
     serving another year's file would load as both). The period already holding the file keeps
-    it; the other is refused, what it served kept under refused/."""
+    it; the other is refused, what it served kept under refused/, even after the holding
+    period is revised; accepted only when listed in config/accepted_files.csv."""
+    import shutil
+
     march = tiny_xls(3)
     httpserver.expect_request("/dtoc_la/2017-03.xls").respond_with_data(march, content_type="application/vnd.ms-excel")
     fetch.fetch(src, "2017-03", env="embedded", base_url=base, as_of=LONG_AFTER)
     serve(httpserver, march)  # February's URL serves March's file
     before = state()
-    with pytest.raises(FetchError, match=r"^dtoc_la 2017-02: the very same file as the version held for 2017-03 "
+    with pytest.raises(FetchError, match=r"^dtoc_la 2017-02: the very same file as one held for 2017-03 "
                                          r"\(sha256 [0-9a-f]{12}\): one of the two URLs serves the other's publication"):
         fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
     assert state() == before
-    assert (paths.refused_dir() / "dtoc_la" / PERIOD / f"{rawstore.sha256_of(march)}.xls").read_bytes() == march
+    sha = rawstore.sha256_of(march)
+    assert (paths.refused_dir() / "dtoc_la" / PERIOD / f"{sha}.xls").read_bytes() == march
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        assert con.execute("select outcome, sha256 from fetch_log where period = ?", [PERIOD]).fetchall() == [("refused", sha)]
     # March's own re-check is unchanged, not refused
     assert fetch.fetch(src, "2017-03", env="embedded", base_url=base, as_of=LONG_AFTER).status == "unchanged"
-    # the wrong URL was March's all along: corrected, March has a new version, and the file is free
+    # March revised: its old file is still not February's
     httpserver.clear()
     httpserver.expect_request("/dtoc_la/2017-03.xls").respond_with_data(tiny_xls(33), content_type="application/vnd.ms-excel")
     assert fetch.fetch(src, "2017-03", env="embedded", base_url=base, as_of=LONG_AFTER).version == 2
     serve(httpserver, march)
+    with pytest.raises(FetchError, match="the very same file as one held for 2017-03"):
+        fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    # a data engineer checks it: it was March's URL that was wrong, the file is February's
+    config = tmp_path / "config"
+    shutil.copytree(paths.config_dir(), config)
+    with (config / "accepted_files.csv").open("a") as handle:
+        handle.write(f"dtoc_la,{PERIOD},{sha},March's URL served February's file until corrected\n")
+    monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
     assert fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER).status == "new_version"
