@@ -116,10 +116,9 @@ def check_content(src: sources.Source, period: str, url: str, body: bytes, conte
     """Refuse anything that is not a complete file of the catalogued format."""
 
     def refuse(problem: str):
-        raise FetchError(src.name, period, url, problem)
+        raise FetchError(src.name, period, url, problem, body=body)
 
-    head = body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head[:200]:
+    if rawstore.looks_like_html(body):
         refuse(f"an HTML page was served instead of a {src.format} file")
     mime = (content_type or "").split(";")[0].strip().lower()
     if mime == "text/html":
@@ -137,7 +136,7 @@ def check_content(src: sources.Source, period: str, url: str, body: bytes, conte
             xlrd.open_workbook(file_contents=body, on_demand=True).release_resources()
         except Exception as err:  # xlrd raises several types for damaged files
             raise FetchError(src.name, period, url, f"workbook is truncated or damaged: {err}",
-                             kind="workbook is truncated or damaged") from err
+                             kind="workbook is truncated or damaged", body=body) from err
     elif src.format == "parquet":
         if not (body.startswith(b"PAR1") and body.endswith(b"PAR1")):
             refuse("not a complete Parquet file (PAR1 markers missing)")
@@ -211,11 +210,7 @@ def fetch(
                 if status != 200:
                     raise FetchError(source, period, url, f"HTTP {status}")
                 body = _read_limited(response, src, period, url)
-                try:
-                    check_content(src, period, url, body, response.headers.get("Content-Type", ""))
-                except FetchError as err:
-                    err.body = body
-                    raise
+                check_content(src, period, url, body, response.headers.get("Content-Type", ""))
                 digest = rawstore.sha256_of(body)
                 if last and last[1] == digest:
                     _log(con, source, period, url, "unchanged", status, len(body), digest, run_id=run_id)

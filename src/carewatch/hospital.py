@@ -97,9 +97,17 @@ _WHOLE = r"[+-]?[0-9]+(\.0*)?"
 _OFFSET = r"([+-])(\d{2}):?(\d{2})?"
 
 
-def _column_expression(name: str, arrow_type, zones: set[str]) -> str:
-    """DuckDB expression reading the column in its canonical type. ``zones``: the time-zone
-    names DuckDB knows (a timestamp's zone must be one of them, or a fixed offset)."""
+def _named_zone(arrow_type) -> str | None:
+    """A timestamp's zone when it is a name ("Europe/London"), not UTC or a fixed offset."""
+    import pyarrow as pa
+
+    tz = arrow_type.tz if pa.types.is_timestamp(arrow_type) else None
+    return tz if tz and tz != "Z" and not re.fullmatch(_OFFSET, tz) else None
+
+
+def _column_expression(name: str, arrow_type) -> str:
+    """DuckDB expression reading the column in its canonical type (a named time zone must be
+    one DuckDB knows: checked before)."""
     import pyarrow as pa
 
     if name in INTEGER_COLUMNS:
@@ -123,8 +131,6 @@ def _column_expression(name: str, arrow_type, zones: set[str]) -> str:
         if offset:  # a fixed offset ("+01:00"), which DuckDB does not take as a zone name
             sign, hours, minutes = offset.groups()
             return f"(timezone('UTC', {name}) + to_minutes({sign}{int(hours) * 60 + int(minutes or 0)}))::date as {name}"
-        if zone not in zones:
-            raise ValueError(zone)
         return f"timezone('{zone}', {name})::date as {name}"
     if pa.types.is_timestamp(arrow_type):
         return f"{name}::date as {name}"
@@ -159,13 +165,13 @@ def hes_metrics(extract: str | Path, from_period: str | None = None, to_period: 
         con.execute("set TimeZone = 'UTC'")  # nothing depends on the machine's time zone
         if threads:
             con.execute(f"set threads = {int(threads)}")
-        zones = {row[0] for row in con.execute("select name from pg_timezone_names()").fetchall()}
-        columns = []
-        for name, arrow_type in stored.items():
-            try:
-                columns.append(_column_expression(name, arrow_type, zones))
-            except ValueError as err:
-                raise ParseError("hes_apc", extract, f"column {name}: time zone {err} is not one DuckDB knows") from None
+        named = {name: zone for name, arrow_type in stored.items() if (zone := _named_zone(arrow_type))}
+        if named:
+            known = {zone for (zone,) in con.execute("select name from pg_timezone_names()").fetchall()}
+            for name, zone in named.items():
+                if zone not in known:
+                    raise ParseError("hes_apc", extract, f"column {name}: time zone {zone} is not one DuckDB knows")
+        columns = [_column_expression(name, arrow_type) for name, arrow_type in stored.items()]
         con.read_parquet(str(extract)).select(", ".join(columns)).create_view("hes_apc_episodes")
         try:
             frame = con.execute(sql, {"lookup": lookup_paths()}).df()

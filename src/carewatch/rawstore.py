@@ -17,6 +17,13 @@ from pathlib import Path
 from carewatch import paths
 
 
+def looks_like_html(head: bytes) -> bool:
+    """Whether the first bytes of a file are a web page (what a publisher's site serves, or a
+    browser saves, in place of a moved file): the fetch refuses it, the parsers name it."""
+    head = head[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return head.startswith((b"<!doctype html", b"<html")) or b"<html" in head[:200]
+
+
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -320,6 +320,14 @@ def _fill(value, runtime: dict):
 DISPLAY_ONLY = ("description", "known_gaps", "row_label", "tolerance")
 
 
+def _judged(meta: dict) -> dict:
+    """``meta`` without its wording (``DISPLAY_ONLY``), its derivation specs' included."""
+    out = {k: v for k, v in meta.items() if k not in DISPLAY_ONLY}
+    if "derive" in out:
+        out["derive"] = [_judged(spec) for spec in out["derive"]]
+    return out
+
+
 def _filled_description(meta: dict, runtime: dict) -> dict:
     """The expectation's meta with the run-time numbers its description names filled in
     ("every council in force when the year started ($council_count)" -> "... (152)")."""
@@ -383,13 +391,9 @@ def prepare(source: str, frame: pd.DataFrame, *, period: str | None, history=Non
                     for e in data["expectations"]]
     # what only changes how results read (descriptions, row labels) is left out of the key: a
     # wording change must not validate every file again and re-send its warnings
-    judged_meta = {k: v for k, v in meta.items() if k not in DISPLAY_ONLY}
-    if "derive" in judged_meta:
-        judged_meta["derive"] = [{k: v for k, v in spec.items() if k not in DISPLAY_ONLY} for spec in judged_meta["derive"]]
-    judged = [{**e, "meta": {k: v for k, v in e["meta"].items() if k not in DISPLAY_ONLY}} if "meta" in e else e
-              for e in expectations]
+    judged = [{**e, "meta": _judged(e["meta"])} if "meta" in e else e for e in expectations]
     digest = hashlib.sha256()
-    for part in (version("great_expectations"), version("pandas"), data["name"], json.dumps(judged_meta, sort_keys=True, default=str),
+    for part in (version("great_expectations"), version("pandas"), data["name"], json.dumps(_judged(meta), sort_keys=True, default=str),
                  json.dumps(judged, sort_keys=True, default=str),
                  json.dumps([[str(name), str(dtype)] for name, dtype in frame.dtypes.items()])):
         digest.update(part.encode())

@@ -91,8 +91,9 @@ def parse(parser: str, path: str | Path, period: str | None = None) -> pd.DataFr
         raise ParseError(parser, str(path), "no such file")
     if path.stat().st_size == 0:
         raise ParseError(parser, str(path), "file is empty")
+    from carewatch import rawstore
+
     with path.open("rb") as handle:
-        head = handle.read(512).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if head.startswith((b"<!doctype html", b"<html")):  # a web page saved under the file's name
-        raise ParseError(parser, str(path), "an HTML page, not the publication's file")
+        if rawstore.looks_like_html(handle.read(512)):  # a web page saved under the file's name
+            raise ParseError(parser, str(path), "an HTML page, not the publication's file")
     return get(parser)(path, period)
