@@ -7,6 +7,7 @@ configuration once, on first import).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -24,6 +25,15 @@ for _key, _value in runner.airflow_env().items():
         os.environ[_key] = _value
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove this process's Airflow and carewatch homes after a passing session (each xdist
+    worker has its own); a failing one keeps them for a look, and says where."""
+    if exitstatus == 0:
+        shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+    else:
+        print(f"\ncarewatch test homes kept: {_SESSION_DIR}")
 
 
 @pytest.fixture
