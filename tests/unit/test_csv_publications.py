@@ -68,3 +68,16 @@ def test_a_hospital_aggregate_error_names_its_line(tmp_path):
     lines[3] = ",".join(fields)
     with pytest.raises(ParseError, match=r"line 5, column 'Weekend Discharges 65\+': 'n/a' is not a number"):
         _parse("hes_aggregate", tmp_path, ("\n" + "\n".join(lines) + "\n").encode())  # a blank line above the header
+
+
+def test_an_error_names_the_line_an_editor_shows_after_a_cell_spanning_lines(tmp_path):
+    data, _ = _sample("hes_aggregate")
+    lines = data.decode().splitlines()
+    first = lines[1].split(",")
+    first[1] = f'"{first[1]}\nsecond line of the same cell"'  # a quoted cell over two lines on line 2
+    lines[1] = ",".join(first)
+    fields = lines[3].split(",")
+    fields[-1] = "n/a"  # the fourth record, on the fifth line of the file
+    lines[3] = ",".join(fields)
+    with pytest.raises(ParseError, match=r"line 5, column 'Weekend Discharges 65\+': 'n/a' is not a number"):
+        _parse("hes_aggregate", tmp_path, ("\n".join(lines) + "\n").encode())

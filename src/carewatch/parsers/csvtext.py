@@ -1,11 +1,13 @@
 """Reading a published CSV as text, shared by the CSV parsers (ASCOF, DTOC provider, hospital
 aggregate): UTF-8 with or without BOM, else Windows-1252; every cell as
 stripped text; rows with no value at all (the ",,,,," lines a spreadsheet export leaves at the
-end) dropped. The frame keeps each row's place: its CSV line is ``index + 2`` (:func:`line`).
+end) dropped. The frame is indexed by each row's first line in the file (:func:`line`), counted
+as an editor counts them: blank lines above the header and cells spanning lines included.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import warnings
 from pathlib import Path
@@ -42,10 +44,27 @@ def read_csv_table(path: Path, source: str) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ParseError(source, path, f"not a readable CSV ({str(err).splitlines()[0]})") from None
     frame = frame.apply(lambda column: column.str.strip())
-    frame.index = frame.index + above
+    starts = _record_lines(text)
+    if len(starts) == len(frame) + 1:  # the header, then one start per row
+        frame.index = [above + start for start in starts[1:]]
+    else:  # the csv module and pandas disagree on the records (not met): count rows as lines
+        frame.index = frame.index + above + 2
     return frame[(frame != "").any(axis=1)] if len(frame.columns) else frame
 
 
+def _record_lines(text: str) -> list[int]:
+    """The line (1 = the text's first) on which each CSV record of ``text`` starts."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    starts, read = [], 0
+    try:
+        for _ in reader:
+            starts.append(read + 1)
+            read = reader.line_num
+    except csv.Error:
+        return []
+    return starts
+
+
 def line(index) -> int:
-    """The CSV line (1 = the header) of a row of :func:`read_csv_table`'s frame."""
-    return int(index) + 2
+    """The line in the file of a row of :func:`read_csv_table`'s frame."""
+    return int(index)
