@@ -41,10 +41,11 @@ def refused_dir() -> Path:
 
 def parsed_path(source: str, period: str, sha256: str) -> Path:
     """The tidy Parquet parsed from one raw file, named by the raw file's sha256 and the
-    parsers' fingerprint (:func:`carewatch.parsers.fingerprint`): a parser fix parses again."""
-    from carewatch import parsers
+    fingerprint of the source's parser (:func:`carewatch.parsers.fingerprint`): a fix to that
+    parser parses again."""
+    from carewatch import parsers, sources
 
-    return home() / "parsed" / source / period / f"{sha256}-{parsers.fingerprint()}.parquet"
+    return home() / "parsed" / source / period / f"{sha256}-{parsers.fingerprint(sources.parser_for(source))}.parquet"
 
 
 def warehouse_path() -> Path:

@@ -533,7 +533,58 @@ def test_a_file_the_parser_refuses_is_reported_once_and_skipped_after(carewatch_
         pipeline.parse_period(gone)
     assert not paths.parsed_path("dtoc_la", "2016-06", "0" * 64).with_suffix(".failed").exists()
     # a parser fix (new fingerprint) tries the file again
-    monkeypatch.setattr(parsers, "fingerprint", lambda: "fixed000000")
+    monkeypatch.setattr(parsers, "fingerprint", lambda parser: "fixed000000")
     with pytest.raises(ParseError):
         pipeline.parse_period(fetched)
 
+
+
+def test_a_parser_fix_parses_again_only_what_that_parser_read(tmp_path, monkeypatch):
+    # a fix to one parser, or a new source's parser, must not re-parse every other source's
+    # files; a fix to what parsers share (csvtext, the package module) re-parses those using it
+    import shutil
+
+    from carewatch import parsers
+
+    package = tmp_path / "parsers"
+    shutil.copytree(parsers._PACKAGE, package)
+    (tmp_path / "geography.py").write_bytes((parsers._PACKAGE.parent / "geography.py").read_bytes())
+    monkeypatch.setattr(parsers, "_PACKAGE", package)
+
+    def fingerprints() -> dict[str, str]:
+        parsers.fingerprint.cache_clear()
+        return {name: parsers.fingerprint(name) for name in parsers.names()}
+
+    try:
+        before = fingerprints()
+        assert len(set(before.values())) == len(before)  # each parser its own
+        with (package / "dtoc_la.py").open("a") as handle:
+            handle.write("\n# a fix\n")
+        after_fix = fingerprints()
+        assert {name for name in before if after_fix[name] != before[name]} == {"dtoc_la"}
+        (package / "nhs_beds.py").write_text("# a new source's parser, not registered yet\n")
+        with_new = fingerprints()
+        assert {name for name in before if with_new[name] != after_fix[name]} == set(parsers.names())  # shared until registered
+        monkeypatch.setitem(parsers._MODULES, "nhs_beds", "carewatch.parsers.nhs_beds")
+        registered = fingerprints()
+        assert {name: registered[name] for name in after_fix} == after_fix  # registered: its own, nobody else's
+        with (package / "csvtext.py").open("a") as handle:
+            handle.write("\n# a fix to the shared CSV reader\n")
+        shared_fix = fingerprints()
+        assert all(shared_fix[name] != registered[name] for name in shared_fix)
+    finally:
+        parsers.fingerprint.cache_clear()
+
+
+def test_no_parser_module_imports_another_parsers_module():
+    # what parsers.fingerprint relies on: a parser's own module and the shared ones are all it runs
+    import re
+
+    from carewatch import parsers
+
+    modules = set(parsers._MODULES.values())
+    for name, module in parsers._MODULES.items():
+        text = parsers._module_file(module).read_text()
+        found = re.findall(r"carewatch\.parsers\.(\w+)|from carewatch\.parsers import (\w+)", text)
+        imported = {f"carewatch.parsers.{dotted or named}" for dotted, named in found}
+        assert not (imported & (modules - {module})), f"{module} imports another parser's module"

@@ -52,18 +52,30 @@ def register(name: str) -> Callable[[Parser], Parser]:
 READER_LIBRARIES = ("pandas", "numpy", "python-calamine", "pyarrow")
 
 
-@functools.lru_cache(maxsize=1)
-def fingerprint() -> str:
-    """A short hash of everything a parser's output depends on besides the raw file: the parser
-    modules, the geography module and its reference files, and the versions of the libraries
-    that read and write (``READER_LIBRARIES``). Parsed files are named by it (with the raw
-    file's sha256), so a parser or geography fix, or a library upgrade, re-parses files
-    already fetched."""
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _module_file(module: str) -> Path:
+    return _PACKAGE / f"{module.rsplit('.', 1)[-1]}.py"
+
+
+@functools.lru_cache(maxsize=None)
+def fingerprint(parser: str) -> str:
+    """A short hash of everything ``parser``'s output depends on besides the raw file: its own
+    module, the package's shared modules (this one, ``csvtext``: every module that is not
+    another parser's), the geography module and its reference files, and the versions of the
+    libraries that read and write (``READER_LIBRARIES``). Parsed files are named by it (with the
+    raw file's sha256), so a fix to a parser or to what it shares, a geography fix or a library
+    upgrade re-parses the files it read; another parser's change, or a new parser, does not.
+    A parser module imports no other parser's module (a test checks), so nothing it runs is
+    left out."""
     from carewatch import paths
 
-    package = Path(__file__).resolve().parent
-    inputs = [*sorted(package.glob("*.py")), package.parent / "geography.py",
-              *sorted((paths.config_dir() / "geography").glob("*.csv"))]
+    if parser not in _MODULES:
+        raise KeyError(f"unknown parser {parser!r}; known: {', '.join(names())}")
+    others = {_module_file(module) for name, module in _MODULES.items() if name != parser}
+    inputs = [*(path for path in sorted(_PACKAGE.glob("*.py")) if path not in others),
+              _PACKAGE.parent / "geography.py", *sorted((paths.config_dir() / "geography").glob("*.csv"))]
     digest = hashlib.sha256()
     for path in inputs:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
