@@ -141,3 +141,9 @@ class AlreadyUnparseable(CarewatchError):
 class NotEnoughHistory(CarewatchError):
     """The warehouse does not yet hold the periods a step needs (e.g. 12 complete months to rank)."""
 
+
+
+class MissingProjectFile(CarewatchError, FileNotFoundError):
+    """A file the project itself must provide for a source (its expectation suite, its landing
+    table's DDL) is not where it should be: a deployment or a new source is incomplete. Nothing
+    of that source is validated or loaded without it."""

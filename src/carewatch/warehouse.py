@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Iterator
 
 from carewatch import paths
-from carewatch.errors import CarewatchError, WarehouseBusy
+from carewatch.errors import CarewatchError, MissingProjectFile, WarehouseBusy
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 MODEL_LAYERS = ("macros", "staging", "conformed", "marts")
-SOURCES_WITH_LAND_TABLES = ("dtoc_la", "dtoc_provider", "dtoc_national", "ascof", "ons_mye", "hes_aggregate")
 
 
 WRITER_WAIT_SECONDS = 120.0  # CAREWATCH_WAREHOUSE_WAIT overrides
@@ -118,11 +117,20 @@ def land_table(source: str) -> str:
     return f"land_{source}"
 
 
+def land_sources() -> list[str]:
+    """The sources with a landing table: every catalogued source that loads to the warehouse
+    (``config/sources.yaml``; ``loads_to_warehouse``, true by default). Their tables are created
+    before the models are built, so a model can read a source none of whose periods has loaded."""
+    from carewatch import sources
+
+    return [name for name, src in sources.catalogue().items() if src.loads_to_warehouse]
+
+
 def land_ddl(source: str) -> str:
     """The landing table's DDL: the data contract, made executable (``include/sql/land/``)."""
     ddl = paths.sql_dir() / "land" / f"{land_table(source)}.sql"
     if not ddl.is_file():
-        raise FileNotFoundError(f"no landing table definition for source {source!r}: {ddl}")
+        raise MissingProjectFile(f"no landing table definition for source {source!r}: {ddl}")
     return ddl.read_text()
 
 
@@ -294,7 +302,7 @@ def build_models(con, sql_dir: Path | None = None, reference: bool = True, check
     built = []
     con.execute("begin transaction")
     try:
-        for source in SOURCES_WITH_LAND_TABLES:
+        for source in land_sources():
             con.execute(land_ddl(source))
         if reference:
             load_reference(con)

@@ -617,3 +617,37 @@ def subprocess_main(argv, warehouse_path):
     out = subprocess.run([sys.executable, "-m", "carewatch.cli", *argv], capture_output=True, text=True,
                          env={**os.environ, "CAREWATCH_WAREHOUSE": warehouse_path})
     return out.returncode, out.stderr.strip()
+
+
+def test_the_catalogue_decides_which_landing_tables_a_build_creates(tmp_path, monkeypatch):
+    # a new source needs its catalogue entry and its DDL, no list in code: the build creates
+    # the landing table of every source that loads, so its staging model can be built before
+    # any of its periods has loaded; a loading source without its DDL is named in one line
+    import shutil
+
+    import yaml
+
+    from carewatch import paths
+    from carewatch.errors import MissingProjectFile
+
+    def with_new_source(name: str, loads: bool):
+        config = tmp_path / name
+        shutil.copytree(paths.config_dir(), config)
+        catalogue = yaml.safe_load((config / "sources.yaml").read_text())
+        catalogue["sources"]["nhs_beds"] = {**catalogue["sources"]["dtoc_national"], "loads_to_warehouse": loads}
+        (config / "sources.yaml").write_text(yaml.safe_dump(catalogue, sort_keys=False))
+        monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
+
+    with_new_source("loads", True)
+    with duckdb.connect() as con:
+        with pytest.raises(MissingProjectFile, match=r"no landing table definition for source 'nhs_beds'"):
+            warehouse.build_models(con)
+        assert not con.execute("select * from information_schema.tables").fetchall()  # rolled back
+
+    with_new_source("does-not-load", False)
+    with duckdb.connect() as con:  # nothing loaded yet: every model still builds
+        built = warehouse.build_models(con)
+        tables = {name for (name,) in con.execute("select table_name from information_schema.tables").fetchall()}
+    assert {"land_dtoc_la", "land_dtoc_national", "land_dtoc_provider", "land_ascof", "land_ons_mye",
+            "land_hes_aggregate"} <= tables and "land_nhs_beds" not in tables
+    assert "fct_metric_values" in built
