@@ -137,8 +137,8 @@ def _guidance(report, period: str) -> tuple[str, str]:
                  f"build, not the rows that failed: those are the examples above and on the Data Docs page.")
     else:
         outcome = f"Only warnings failed: the warehouse build committed; {recorded}"
-        rerun = (f"Run it again with <code>carewatch check {name}</code>, and see all its rows with "
-                 f"<code>carewatch check {name} --rows</code>.")
+        rerun = (f"Run it again with <code>carewatch check {name}</code>; see the rows that fail with "
+                 f"<code>carewatch check {name} --failing</code>, every row with <code>--rows</code>.")
     return outcome, (
         f"<p>This is a check across the warehouse, not a file: <code>include/sql/checks/{name}.sql</code>. "
         f"{rerun} If the data is wrong at its source, wait for the revision; if the check or {suite} is "

@@ -5,7 +5,7 @@ Verbs:
   validate SOURCE FILE [--period P]  run the source's Great Expectations suite on a local file (exit 1 if blocking)
   hes-metrics EXTRACT [--from --to]  hospital metrics per HWB area and month from a HES APC extract
   as-of AREA PERIOD --as-of DATE     what the warehouse reported for an area and month as of a date
-  check NAME [--rows]                run a warehouse check (include/sql/checks) on the warehouse; writes nothing
+  check NAME [--rows | --failing]    run a warehouse check (include/sql/checks) on the warehouse; writes nothing
   samples [--out DIR]                regenerate the embedded sample publications (deterministic)
   samples --hes-apc FILE             write a synthetic record-level HES APC extract for hes-metrics
   serve-samples [--port N]           serve the embedded samples over HTTP in the foreground
@@ -114,12 +114,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.rows:
         frame.to_csv(sys.stdout, index=False)
         return 0
+    if args.failing:
+        failing = validation.failing_rows(args.name, frame)
+        failing.to_csv(sys.stdout, index=False)
+        if failing.empty:  # the header alone: say so, so that it is not taken for a failure to print
+            print(f"carewatch: check {args.name}: no row fails (of {len(frame)})", file=sys.stderr)
+        return 0
     report = validation.validate_check(args.name, frame)
     for result in report.results:
         print(result.line())
     blocking, warnings = len(report.blocking_failures), len(report.warnings)
     print(f"check {args.name}: {len(frame)} rows, {len(report.results)} expectations, {blocking} blocking failures, "
-          f"{warnings} warnings" + ("; its rows: carewatch check " + args.name + " --rows" if blocking or warnings else ""))
+          f"{warnings} warnings" + ("; the rows: carewatch check " + args.name + " --failing" if blocking or warnings else ""))
     return 0 if report.ok else 1
 
 
@@ -260,7 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="run a warehouse check (include/sql/checks/NAME.sql, suite expectations/NAME.json) "
                                      "on the warehouse; writes nothing")
     p.add_argument("name", help="the check's name, e.g. metric_completeness")
-    p.add_argument("--rows", action="store_true", help="print the check's rows as CSV instead of its expectations")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--rows", action="store_true", help="print every row of the check as CSV instead of its expectations")
+    shown.add_argument("--failing", action="store_true",
+                       help="print only the rows that fail an expectation (blocking or warning) as CSV")
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("samples", help="regenerate the embedded sample publications")

@@ -32,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from carewatch import paths, warehouse
+from carewatch.errors import CarewatchError, MissingProjectFile
 
 
 @dataclass
@@ -45,6 +46,9 @@ class ExpectationResult:
     unexpected_count: int | None
     unexpected_examples: list
     expected: str = ""
+    # every failing row's label (the suite's row_label values), when asked for (`carewatch check
+    # NAME --failing`); not recorded
+    failing_rows: list = field(default_factory=list)
 
     def __post_init__(self):
         # as text, as validation_results records them: a reused result reads the same
@@ -92,7 +96,7 @@ class ValidationReport:
 def load_suite(source: str) -> dict:
     path = paths.expectations_dir() / f"{source}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no expectation suite for {source}: {path}")
+        raise MissingProjectFile(f"no expectation suite for {source}: {path} (see expectations/README.md)")
     return json.loads(path.read_text())
 
 
@@ -425,8 +429,10 @@ def validate(
     return run(prepare(source, frame, period=period, history=history, suite=suite), data_docs=data_docs, run_name=run_name)
 
 
-def run(batch: PreparedBatch, *, data_docs: bool = False, run_name: str | None = None) -> ValidationReport:
-    """Validate a prepared batch with Great Expectations."""
+def run(batch: PreparedBatch, *, data_docs: bool = False, run_name: str | None = None,
+        every_failing_row: bool = False) -> ValidationReport:
+    """Validate a prepared batch with Great Expectations. ``every_failing_row``: each result
+    lists the label of every row it failed on (``failing_rows``), not only five examples."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
@@ -434,7 +440,8 @@ def run(batch: PreparedBatch, *, data_docs: bool = False, run_name: str | None =
     docs_url = None
     # which rows failed, not only their values: the suite's row_label columns go with each example
     label = [c for c in batch.meta.get("row_label", []) if c in batch.frame.columns]
-    result_format = {"result_format": "SUMMARY", "unexpected_index_column_names": label} if label else "SUMMARY"
+    detail = "COMPLETE" if every_failing_row and label else "SUMMARY"
+    result_format = {"result_format": detail, "unexpected_index_column_names": label} if label else "SUMMARY"
     if data_docs:
         outcome, docs_url = _validate_with_data_docs(gx, batch.suite, gx_suite, batch.frame, run_name or f"{batch.suite} {batch.period}",
                                                      result_format)
@@ -460,21 +467,50 @@ def run(batch: PreparedBatch, *, data_docs: bool = False, run_name: str | None =
                 success=bool(result.success),
                 observed_value=details.get("observed_value"),
                 unexpected_count=details.get("unexpected_count"),
-                unexpected_examples=_examples(details, config.kwargs.get("column"), label),
+                unexpected_examples=_examples(details, _columns_of(config.kwargs), label),
                 expected=_expected_text(config.kwargs),
+                failing_rows=[tuple(_plain(row.get(c)) for c in label) for row in details.get("unexpected_index_list") or []
+                              if isinstance(row, dict)] if detail == "COMPLETE" else [],
             )
         )
     return report
 
 
-def _examples(details: dict, column: str | None, label: list[str], limit: int = 5) -> list:
+def _columns_of(kwargs: dict) -> list[str]:
+    """The columns an expectation judges: its column, its pair or its column list."""
+    if kwargs.get("column"):
+        return [kwargs["column"]]
+    if kwargs.get("column_A"):
+        return [kwargs["column_A"], kwargs["column_B"]]
+    return list(kwargs.get("column_list") or [])
+
+
+def _plain(value):
+    """A failing value as Python writes it (``1.0``, ``(1.0, 2.0)``), not numpy's ``np.float64(1.0)``."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {key: _plain(v) for key, v in value.items()}
+    return value.item() if hasattr(value, "item") and hasattr(value, "dtype") else value
+
+
+def _examples(details: dict, columns: list[str], label: list[str], limit: int = 5) -> list:
     """Up to ``limit`` failing values, each with its row's label when the suite names one
-    ("Derby UA / agency / nhs: -5.0"), else the value alone."""
-    values = list(details.get("partial_unexpected_list") or [])[:limit]
+    ("Derby UA / agency / nhs: -5.0"; for a pair of columns, "Barnsley / 2B1: numerator 60.0,
+    denominator 50.0"), else the value alone."""
+    values = [_plain(v) for v in list(details.get("partial_unexpected_list") or [])[:limit]]
     rows = details.get("partial_unexpected_index_list") or []
-    if not label or not column or len(rows) < len(values) or not all(isinstance(r, dict) for r in rows):
+    if not label or not columns or len(rows) < len(values) or not all(isinstance(r, dict) for r in rows):
         return values
-    return [f"{' / '.join(str(row.get(c)) for c in label)}: {row.get(column, value)}" for row, value in zip(rows, values)]
+    examples = []
+    for row, value in zip(rows, values):
+        where = " / ".join(str(_plain(row.get(c))) for c in label)
+        if len(columns) == 1:
+            examples.append(f"{where}: {_plain(row.get(columns[0], value))}")
+        else:  # a pair or a compound key: the columns the label does not already show
+            shown = [f"{c} {_plain(row.get(c))}" for c in columns if c not in label]
+            examples.append(f"{where}: {', '.join(shown)}" if shown else where)
+    return examples
 
 
 def previous_pass(con, batch: PreparedBatch, *, sha256: str, period: str | None = None) -> ValidationReport | None:
@@ -736,10 +772,22 @@ def _run_check(batch: PreparedBatch, **options) -> ValidationReport:
     return report
 
 
-def validate_check(name: str, frame: pd.DataFrame) -> ValidationReport:
+def validate_check(name: str, frame: pd.DataFrame, every_failing_row: bool = False) -> ValidationReport:
     """Check ``name``'s rows against its suite, as the warehouse build does; writes nothing
     (``carewatch check``)."""
-    return _run_check(_check_batch(name, frame))
+    return _run_check(_check_batch(name, frame), every_failing_row=every_failing_row)
+
+
+def failing_rows(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of check ``name`` that fail any of its expectations, blocking or warning
+    (``carewatch check NAME --failing``), matched by the suite's row label."""
+    report = validate_check(name, frame, every_failing_row=True)
+    label = [c for c in load_suite(name).get("meta", {}).get("row_label", []) if c in frame.columns]
+    if not label:
+        raise CarewatchError(f"check {name}: its suite names no row_label, so its failing rows cannot be picked out")
+    failing = {key for result in report.results if not result.success for key in result.failing_rows}
+    keep = [tuple(_plain(v) for v in key) in failing for key in frame[label].itertuples(index=False)]
+    return frame[keep]
 
 
 def check_warehouse(con, *, data_docs: bool = False, reuse: bool = False) -> list[tuple[ValidationReport, str]]:

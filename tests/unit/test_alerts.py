@@ -146,7 +146,7 @@ def test_a_warehouse_check_alert_says_how_to_rerun_the_check_not_a_file(mailbox,
     alerts.send(alerts.quality_alert(report))
     alerts.send(alerts.quality_alert(bad_report))
     check, source = (mailcatcher.body_text(m) for m in mailcatcher.messages(mailbox))
-    assert "carewatch check metric_completeness</code>" in check and "carewatch check metric_completeness --rows" in check
+    assert "carewatch check metric_completeness</code>" in check and "carewatch check metric_completeness --failing" in check
     assert "include/sql/checks/metric_completeness.sql" in check and "the warehouse build committed" in check
     assert "carewatch validate" not in check and "raw file" not in check and "batch" not in check
     assert "clear the task" not in check  # the build committed: nothing to retry
@@ -155,5 +155,5 @@ def test_a_warehouse_check_alert_says_how_to_rerun_the_check_not_a_file(mailbox,
         validation.ExpectationResult("expect_column_values_to_be_between", "relative_difference", "blocking", "", False, None, 1, ["-0.06"])])
     rolled_back = alerts.quality_alert(blocking).html
     assert "The warehouse build was <b>rolled back</b>" in rolled_back and "quarantined" not in rolled_back
-    assert "as committed, i.e. the previous build" in rolled_back and "--rows" not in rolled_back
+    assert "as committed, i.e. the previous build" in rolled_back and "--failing" not in rolled_back
     assert "fix it in review, then clear the task" in rolled_back

@@ -240,3 +240,18 @@ def test_derived_columns_of_an_empty_frame_are_empty_not_an_error():
                           "measure": no_chunks(), "value": pd.Series([], dtype="float64")})
     report, failed = failures("hes_aggregate", empty, "2017-11")
     assert ("expect_column_unique_value_count_to_be_between", "area_code", "blocking") in failed
+
+
+def test_a_pair_or_compound_failure_is_shown_with_its_row_and_plain_values(good):
+    # a pair check's example once read "(np.float64(100.0), np.float64(120.0))"
+    frame, _ = _hes(good, "numerator_above_denominator")
+    discharges = good["hes_aggregate"].loc[_first(good["hes_aggregate"], area_code="E06000001", measure="discharges_65plus"), "value"]
+    report, _ = failures("hes_aggregate", frame)
+    [pair] = [r for r in report.results if not r.success]
+    assert pair.unexpected_examples == [f"E06000001 / weekend_discharges_65plus: discharges_of_weekend {discharges}, value {discharges + 1}"]
+    frame, _ = _provider(good, "duplicate_rows")
+    report, _ = failures("dtoc_provider", frame)
+    [duplicate] = [r for r in report.results if not r.success]
+    first = good["dtoc_provider"].iloc[0]  # the duplicated row: its label, then the key column the label leaves out
+    label = " / ".join(str(first[c]) for c in ("provider_code", "la_name", "care_type", "reason", "agency"))
+    assert duplicate.unexpected_examples == [f"{label}: la_code {first['la_code']}"] * 2

@@ -154,3 +154,13 @@ def test_failing_values_are_shown_with_the_row_they_are_on(good):
                            & (good["measure"] == "delayed_days"), "value"].iloc[0]
     assert negative.unexpected_examples == [f"Derby UA / agency / social_care / delayed_days: {social_care - 10_000}"]
     assert f"e.g. Derby UA / agency / social_care / delayed_days: {social_care - 10_000}" in negative.line()
+
+
+def test_cli_validate_without_the_suite_is_one_line(tmp_path, monkeypatch, capsys):
+    # a new source whose suite is not written yet, or a deployment missing expectations/
+    from carewatch import cli, paths
+
+    monkeypatch.setattr(paths, "expectations_dir", lambda: tmp_path / "nowhere")
+    assert cli.main(["validate", "dtoc_la", str(REAL), "--period", "2016-06"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"carewatch: no expectation suite for dtoc_la: {tmp_path / 'nowhere' / 'dtoc_la.json'} (see expectations/README.md)"]

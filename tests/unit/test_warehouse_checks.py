@@ -103,7 +103,7 @@ def test_the_check_verb_reruns_a_check_on_the_warehouse_and_prints_its_rows(buil
     out = capsys.readouterr().out.splitlines()
     assert "FAIL warning  expect_column_values_to_be_between [areas_missing]" in "\n".join(out)
     assert out[-1].startswith("check metric_completeness: ") and out[-1].endswith(
-        "4 expectations, 0 blocking failures, 2 warnings; its rows: carewatch check metric_completeness --rows")
+        "4 expectations, 0 blocking failures, 2 warnings; the rows: carewatch check metric_completeness --failing")
 
     assert cli.main(["check", "metric_completeness", "--rows"]) == 0
     import io
@@ -112,9 +112,26 @@ def test_the_check_verb_reruns_a_check_on_the_warehouse_and_prints_its_rows(buil
     february = rows[(rows["metric_id"] == DTOC) & (rows["period_type"] == "month") & (rows["period_start"] == "2017-02-01")]
     assert february[["areas_expected", "areas_present", "missing_areas"]].values.tolist() == [[3, 2, BOURNEMOUTH]]
 
+    # --failing: only the rows an expectation fails on (the areas_missing warning's)
+    assert cli.main(["check", "metric_completeness", "--failing"]) == 0
+    failing = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert failing.equals(rows[rows["areas_missing"] > 0].reset_index(drop=True))  # here every row misses an area
+
     assert cli.main(["check", "no_such_check"]) == 2
     assert capsys.readouterr().err.strip() == ("carewatch: no warehouse check 'no_such_check'; "
                                                "checks: dtoc_national_vs_la, metric_completeness")
+
+
+def test_only_the_rows_an_expectation_fails_on_are_picked_out():
+    rows = pd.DataFrame([("m", "month", "2018-02-01", 150, 150, 0, None),
+                         ("m", "month", "2018-03-01", 150, 148, 2, "E06000058 E06000059"),
+                         ("m", "year", "2018-03-01", 150, 150, 0, None),
+                         ("n", "month", "2018-03-01", 150, 149, 1, "E06000058")],
+                        columns=["metric_id", "period_type", "period_start", "areas_expected", "areas_present",
+                                 "areas_missing", "missing_areas"])
+    failing = validation.failing_rows("metric_completeness", rows)
+    assert failing.index.tolist() == [1, 3]
+    assert validation.failing_rows("metric_completeness", rows.iloc[[0, 2]]).empty
 
 
 @pytest.mark.parametrize("verb", [["check", "metric_completeness"], ["as-of", "Trafford", "2017-09", "--as-of", "2017-10-31"]])
