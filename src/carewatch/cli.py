@@ -11,6 +11,7 @@ Verbs:
   serve-samples [--port N]           serve the embedded samples over HTTP in the foreground
   run                                the monthly pipeline end to end through Airflow on the embedded samples
   airflow                            the Airflow UI locally (http://localhost:8080)
+  airflow-cli ARGS...                Airflow's command line on the project's Airflow home (e.g. backfill create)
 
 Errors print one line on stderr (``carewatch: <file>: ...``) and exit non-zero.
 """
@@ -232,6 +233,12 @@ def _cmd_airflow(args: argparse.Namespace) -> int:
     return runner.airflow_ui(port=args.port)
 
 
+def _cmd_airflow_cli(args: argparse.Namespace) -> int:
+    from carewatch import runner
+
+    return runner.airflow_cli(args.args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="carewatch", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -293,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("airflow", help="start Airflow locally with the project's DAGs")
     p.add_argument("--port", type=int, default=8080)
     p.set_defaults(func=_cmd_airflow)
+
+    p = sub.add_parser("airflow-cli", help="Airflow's command line on the project's Airflow home (var/airflow), "
+                                           "e.g. airflow-cli backfill create --dag-id ingest_dtoc_la ...")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the airflow command")
+    p.set_defaults(func=_cmd_airflow_cli)
     return ap
 
 

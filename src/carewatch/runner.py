@@ -185,5 +185,14 @@ def airflow_ui(port: int = 8080) -> int:
         return subprocess.call([airflow, "standalone"], env=env)
 
 
+def airflow_cli(args: list[str]) -> int:
+    """``carewatch airflow-cli ARGS``: Airflow's own command line on the project's Airflow home
+    (``var/airflow``, its DAGs and metadata DB), e.g. ``backfill create`` while ``make airflow``
+    runs. A plain ``airflow`` in another shell would use ``~/airflow`` instead."""
+    env = airflow_env()
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return subprocess.call([str(Path(sys.executable).with_name("airflow")), *args], env=env)
+
+
 if __name__ == "__main__":
     sys.exit(_child_main(sys.argv[1:]))

@@ -89,3 +89,22 @@ def test_the_local_airflow_uses_the_sqlite_connection_that_waits_for_locks():
         assert isinstance(connection.driver_connection, airflow_sqlite.ImmediateSavepointConnection)
     finally:
         connection.close()
+
+
+def test_airflow_cli_runs_airflow_on_the_project_home(tmp_path):
+    # `airflow backfill create ...` typed in a plain shell would use ~/airflow and no project DAGs
+    import os
+    import subprocess
+    import sys
+
+    from carewatch import paths
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CAREWATCH"))}
+    env["CAREWATCH_HOME"] = str(tmp_path / "home")
+    carewatch = [sys.executable, "-m", "carewatch.cli", "airflow-cli"]
+    for (section, key), expected in {("core", "dags_folder"): str(paths.PROJECT_ROOT / "dags"),
+                                     ("core", "load_examples"): "False"}.items():
+        out = subprocess.run([*carewatch, "config", "get-value", section, key], env=env, capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip() == expected
+    assert (tmp_path / "home" / "airflow" / "airflow.cfg").is_file()  # its home, not ~/airflow
