@@ -179,7 +179,7 @@ def print_quality() -> None:
 
         quarantined = validation.quarantined(con)
     print()
-    print(f"{'data quality':<32}{'batches':>8}{'checks':>8}{'warnings':>9}{'blocking':>9}")
+    print(f"{'data quality (every run so far)':<32}{'batches':>8}{'checks':>8}{'warnings':>9}{'blocking':>9}")
     for source, batches, checks, warnings, blocking in rows:
         print(f"{source:<32}{batches:>8}{checks:>8}{warnings:>9}{blocking:>9}")
     for q in quarantined.itertuples():
