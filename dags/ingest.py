@@ -34,9 +34,11 @@ def build_ingest_dag(source: sources.Source):
     def ingest():
         @task
         def plan_periods(**context) -> list[str]:
-            """Decide which periods of the publication this run fetches."""
-            from carewatch import pipeline
+            """Decide which periods of the publication this run fetches (and first send any
+            alert an earlier run kept in the outbox while the mail server was down)."""
+            from carewatch import alerts, pipeline
 
+            alerts.flush_outbox()
             params = context["params"]
             return pipeline.periods_to_process(
                 source.name,

@@ -13,7 +13,8 @@ Four kinds, one format (an HTML body a person can act on, a subject that sorts i
 - **task failure**: any other task failure, with the error and the log link.
 
 :func:`on_task_failure` is the ``on_failure_callback`` of every task (``dagkit.default_args``);
-it never raises, so a mail outage cannot hide the task's own error.
+it never raises, so a mail outage cannot hide the task's own error. An alert the mail server
+does not take waits in ``var/outbox/`` and goes out with the next attempt (:func:`send_quietly`).
 """
 
 from __future__ import annotations
@@ -200,13 +201,83 @@ def send(alert: Alert) -> list[str]:
 
 
 def send_quietly(alert: Alert) -> bool:
-    """Send, logging (not raising) any error: an alert must never mask the failure it reports."""
+    """Send, logging (not raising) any error: an alert must never mask the failure it reports.
+
+    An alert the mail server does not take is kept in the outbox (``var/outbox/``) and sent by
+    a later attempt (:func:`flush_outbox`: before every alert, and at the start of every ingest
+    run), so a mail outage delays an alert but never loses it: the pipeline records a failure
+    as reported when it fails, and does not email it again. Returns True when the alert was
+    sent or kept; False only when it could be neither (the error is logged)."""
+    flush_outbox()
     try:
         send(alert)
         return True
-    except Exception:  # noqa: BLE001 - any mail problem is logged, the task's own outcome stands
+    except Exception as err:  # noqa: BLE001 - any mail problem is logged, the task's own outcome stands
         log.exception("could not send alert %r", alert.subject)
+        return _keep(alert, err)
+
+
+def _keep(alert: Alert, err: Exception) -> bool:
+    import datetime as dt
+    import hashlib
+    import json
+
+    outbox = paths.outbox_dir()
+    try:
+        outbox.mkdir(parents=True, exist_ok=True)
+        now = dt.datetime.now(dt.timezone.utc)
+        body = json.dumps({"subject": alert.subject, "html": alert.html, "kept_at": now.isoformat(),
+                           "error": f"{err.__class__.__name__}: {err}"})
+        name = f"{now:%Y%m%dT%H%M%S%f}-{hashlib.sha256(body.encode()).hexdigest()[:12]}.json"
+        partial = outbox / f".{name}.partial"
+        partial.write_text(body)
+        partial.rename(outbox / name)  # whole or absent: a flush never reads half a message
+    except Exception:  # noqa: BLE001 - logged; the task's own outcome stands
+        log.exception("could not keep alert %r in the outbox %s either: it is lost", alert.subject, outbox)
         return False
+    log.warning("alert %r kept in %s: a later run sends it", alert.subject, outbox / name)
+    return True
+
+
+def outbox() -> list:
+    """The alerts waiting in the outbox, oldest first (their files)."""
+    directory = paths.outbox_dir()
+    return sorted(directory.glob("*.json")) if directory.is_dir() else []
+
+
+def flush_outbox() -> tuple[int, int]:
+    """Send the alerts waiting in the outbox, oldest first, until the mail server refuses one;
+    returns (sent, still waiting). Each is claimed by a rename first, so two tasks flushing at
+    once do not send it twice; one that fails goes back for the next attempt."""
+    import json
+
+    sent = 0
+    try:
+        for kept in outbox():
+            claimed = kept.with_name(f".{kept.name}.sending-{os.getpid()}")
+            try:
+                kept.rename(claimed)
+            except FileNotFoundError:  # another task claimed it
+                continue
+            try:
+                message = json.loads(claimed.read_text())
+                alert = Alert(subject=message["subject"], html=message["html"])
+            except (ValueError, KeyError, TypeError):  # not one we wrote whole: set aside, not retried forever
+                claimed.rename(kept.with_suffix(".unreadable"))
+                log.error("outbox file %s is not a kept alert; set aside as %s", kept.name, kept.with_suffix(".unreadable").name)
+                continue
+            try:
+                send(alert)
+            except Exception:  # noqa: BLE001 - the server still refuses: keep it and the rest for later
+                claimed.rename(kept)
+                log.warning("the outbox's alerts wait for the mail server: %d still to send", len(outbox()))
+                break
+            claimed.unlink()
+            sent += 1
+            log.info("sent the alert kept at %s: %s", kept.name, alert.subject)
+    except OSError:  # the outbox itself is unreadable: the alerts wait; the task's own work goes on
+        log.exception("could not go through the outbox %s", paths.outbox_dir())
+    return sent, len(outbox())
 
 
 def notify_warnings(report, *, file_version: int | None = None, sha256: str | None = None, task_url: str | None = None) -> bool:
@@ -235,7 +306,8 @@ def on_task_failure(context) -> None:
 
 
 def _record_refusal(error, run_id) -> None:
-    """A refused download was emailed: later runs refused the same way skip it (:mod:`carewatch.fetch`)."""
+    """A refused download was emailed (or kept in the outbox, to go out with the next attempt):
+    later runs refused the same way skip it (:mod:`carewatch.fetch`)."""
     from carewatch.errors import FetchError
 
     refusal = _cause(error, FetchError)

@@ -18,7 +18,8 @@ One call fetches one source and period:
   (``fetch_log.sha256``);
 - a period already held, refused at the same URL for the same reason (``FetchError.kind``:
   byte counts and connection details aside) as at the end of an
-  earlier run whose failure email went out (``run_id``: the Airflow run;
+  earlier run whose failure email went out or waits in the outbox for the mail server
+  (``run_id``: the Airflow run;
   ``fetch_refusals_reported``, written by the failure callback through
   :func:`record_reported`), raises :class:`AlreadyRefused` instead: the revision re-check is
   skipped, not reported again, and logged as ``already_refused``.

@@ -39,6 +39,11 @@ def refused_dir() -> Path:
     return home() / "refused"
 
 
+def outbox_dir() -> Path:
+    """Alerts the mail server did not take, kept until a later attempt delivers them."""
+    return home() / "outbox"
+
+
 def parsed_path(source: str, period: str, sha256: str) -> Path:
     """The tidy Parquet parsed from one raw file, named by the raw file's sha256 and the
     fingerprint of the source's parser (:func:`carewatch.parsers.fingerprint`): a fix to that

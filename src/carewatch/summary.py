@@ -57,6 +57,12 @@ def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | N
         print(f"Alert emails ({len(caught)}, caught locally in {mail_dir}):" if caught else f"Alert emails: none (caught locally in {mail_dir})")
         for message in caught:
             print(f"  {message['Subject']}")
+    from carewatch import alerts
+
+    waiting = alerts.outbox()
+    if waiting:
+        print(f"\nAlerts waiting in {paths.outbox_dir()} ({len(waiting)}): the mail server did not take them; "
+              "the next run sends them first")
     print()
     print("Outputs:")
     print(f"  raw store (immutable)   {paths.raw_store_dir()}")

@@ -207,6 +207,39 @@ def test_a_bad_file_is_quarantined_emailed_and_fails_its_source_while_the_others
     assert page.is_file() and "2017-03-01" in page.read_text() and "2016-12-01" in page.read_text()  # expected vs found
 
 
+def test_a_quality_alert_the_mail_server_refused_goes_out_with_the_next_run(airflow_db, carewatch_home, tmp_path, monkeypatch):
+    # the bad file is recorded as reported when it is quarantined (the next run skips it
+    # without an email): with the mail server down, its alert waits in the outbox instead of
+    # being lost, and the next run's plan_periods sends it, once
+    import shutil
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from carewatch import alerts, mailcatcher, sample_server
+
+    served = tmp_path / "served"
+    (served / "dtoc_la").mkdir(parents=True)
+    shutil.copy(paths.samples_dir() / "dtoc_la" / "2016-12.xls", served / "dtoc_la" / "2017-03.xls")  # another month's workbook
+    logical = dt.datetime(2018, 5, 15, 9, tzinfo=dt.timezone.utc)
+    bag = DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags"))
+    conf = {"from_period": "2017-03", "to_period": "2017-03"}
+    with sample_server.serve_samples(served) as base:
+        monkeypatch.setenv("CAREWATCH_BASE_URL", base)
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(mailcatcher.free_port()))  # mail down
+        down = bag.get_dag("ingest_dtoc_la").test(logical_date=logical, run_conf=conf)
+        kept = [json.loads(path.read_text())["subject"] for path in alerts.outbox()]
+        with mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
+            monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+            up = bag.get_dag("ingest_dtoc_la").test(logical_date=logical + dt.timedelta(days=1), run_conf=conf)
+            again = bag.get_dag("ingest_dtoc_la").test(logical_date=logical + dt.timedelta(days=2), run_conf=conf)
+            caught = [" ".join(m["Subject"].split()) for m in mailcatcher.messages(mailbox)]
+    assert str(down.state) == "failed" and str(up.state) == "success" and str(again.state) == "success"
+    assert kept == ["[carewatch] BLOCKING dtoc_la 2017-03: 1 expectation failed"]
+    assert caught == kept and alerts.outbox() == []  # delivered by the next run, and only once
+    states = {(ti.task_id, ti.map_index): str(ti.state) for ti in up.get_task_instances()}
+    assert states[("one_period.validate", 0)] == "skipped"  # still quarantined, not validated again
+
+
 @pytest.mark.parametrize("change", ["web_page", "removed"])
 def test_a_held_month_whose_file_turned_into_a_web_page_or_went_is_emailed_once_and_keeps_its_version(
         airflow_db, carewatch_home, tmp_path, monkeypatch, change):

@@ -99,12 +99,18 @@ def test_the_failure_callback_uses_the_quality_details(mailbox, bad_report):
     assert subject(message).startswith("[carewatch] BLOCKING dtoc_la 2016-07") and "http://ui/log" in mailcatcher.body_text(message)
 
 
-def test_a_mail_outage_never_raises_from_the_callback(monkeypatch):
+def test_a_mail_outage_never_raises_from_the_callback(carewatch_home, tmp_path, monkeypatch):
+    from carewatch import paths
+
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(mailcatcher.free_port()))  # nothing listens
+    assert alerts.send_quietly(alerts.failure_alert(dag_id="d", task_id="t", error="boom")) is True  # kept for later
+    assert len(alerts.outbox()) == 1
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr(paths, "outbox_dir", lambda: tmp_path / "a-file" / "outbox")  # not even the outbox can take it
     assert alerts.send_quietly(alerts.failure_alert(dag_id="d", task_id="t", error="boom")) is False
 
 
-def test_a_refused_download_is_recorded_as_reported_only_once_its_email_went_out(carewatch_home, tmp_path, monkeypatch):
+def test_a_refused_download_is_recorded_as_reported_only_once_its_email_went_out_or_waits_in_the_outbox(carewatch_home, tmp_path, monkeypatch):
     """What lets the next run skip a held month refused the same way (carewatch.fetch)."""
     import duckdb
 
@@ -122,16 +128,24 @@ def test_a_refused_download_is_recorded_as_reported_only_once_its_email_went_out
 
     html = FetchError("dtoc_la", "2017-02", "http://h/x.xls", "an HTML page was served instead of a xls file")
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(mailcatcher.free_port()))  # mail down
-    alerts.on_task_failure({"ti": TI(), "exception": html, "run_id": "r1"})
-    assert not paths.warehouse_path().exists() or reported() == []  # not emailed: not reported
-    with mailcatcher.catch_mail(tmp_path / "mail") as (port, _):
+    real_outbox = paths.outbox_dir
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr(paths, "outbox_dir", lambda: tmp_path / "a-file" / "outbox")  # and the outbox unwritable
+    alerts.on_task_failure({"ti": TI(), "exception": html, "run_id": "r0"})
+    assert not paths.warehouse_path().exists() or reported() == []  # neither emailed nor kept: not reported
+    monkeypatch.setattr(paths, "outbox_dir", real_outbox)
+    alerts.on_task_failure({"ti": TI(), "exception": html, "run_id": "r1"})  # kept in the outbox: it will go out
+    assert len(alerts.outbox()) == 1
+    with mailcatcher.catch_mail(tmp_path / "mail") as (port, directory):
         monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
-        alerts.on_task_failure({"ti": TI(), "exception": html, "run_id": "r2"})
         wrapped = AirflowFailException("overdue")  # how the DAG fails an overdue publication without retries
         wrapped.__cause__ = FetchError("dtoc_la", "2017-03", "http://h/y.xls", "HTTP 404")
         alerts.on_task_failure({"ti": TI(), "exception": wrapped, "run_id": "r3"})
         alerts.on_task_failure({"ti": TI(), "exception": RuntimeError("not a download"), "run_id": "r4"})
-    assert reported() == [("dtoc_la", "2017-02", "http://h/x.xls", "an HTML page was served instead of a xls file", "r2"),
+        delivered = [subject(m) for m in mailcatcher.messages(directory)]
+    assert delivered[0].startswith("[carewatch] FAILED ingest_dtoc_la.one_period.fetch") and "2017-02" in delivered[0]  # r1's, kept, first
+    assert len(delivered) == 3 and alerts.outbox() == []
+    assert reported() == [("dtoc_la", "2017-02", "http://h/x.xls", "an HTML page was served instead of a xls file", "r1"),
                           ("dtoc_la", "2017-03", "http://h/y.xls", "HTTP 404", "r3")]
 
 
@@ -157,3 +171,40 @@ def test_a_warehouse_check_alert_says_how_to_rerun_the_check_not_a_file(mailbox,
     assert "The warehouse build was <b>rolled back</b>" in rolled_back and "quarantined" not in rolled_back
     assert "as committed, i.e. the previous build" in rolled_back and "--failing" not in rolled_back
     assert "fix it in review, then clear the task" in rolled_back
+
+
+def test_an_alert_the_mail_server_refuses_is_kept_and_sent_by_a_later_attempt(tmp_path, monkeypatch, carewatch_home, bad_report):
+    # the pipeline records a failure as reported when it fails (a quarantined file, a parse
+    # error, a refused download are not emailed again): an outage must delay the email, not lose it
+    from carewatch import paths
+
+    closed = mailcatcher.free_port()  # nothing listens there: the connection is refused
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(closed))
+    assert alerts.send_quietly(alerts.quality_alert(bad_report))
+    assert alerts.send_quietly(alerts.Alert(subject="[carewatch] FAILED x.y: second", html="<p>second</p>"))
+    kept = alerts.outbox()
+    assert len(kept) == 2 and not list(paths.outbox_dir().glob(".*"))  # whole files, nothing half-written
+    assert alerts.flush_outbox() == (0, 2)  # the server still refuses: both wait
+
+    with mailcatcher.catch_mail(tmp_path / "mail") as (port, directory):
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        assert alerts.flush_outbox() == (2, 0)
+        assert alerts.flush_outbox() == (0, 0)  # sent once
+        # a later alert also sends whatever waits before it, oldest first
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(closed))
+        alerts.send_quietly(alerts.Alert(subject="[carewatch] FAILED x.y: third", html="<p>third</p>"))
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        alerts.send_quietly(alerts.Alert(subject="[carewatch] FAILED x.y: fourth", html="<p>fourth</p>"))
+        subjects = [subject(m) for m in mailcatcher.messages(directory)]
+    assert subjects == ["[carewatch] BLOCKING dtoc_la 2016-07: 2 expectations failed", "[carewatch] FAILED x.y: second",
+                        "[carewatch] FAILED x.y: third", "[carewatch] FAILED x.y: fourth"]
+    assert alerts.outbox() == []
+
+
+def test_an_outbox_file_that_is_not_a_kept_alert_is_set_aside(carewatch_home, mailbox):
+    from carewatch import paths
+
+    paths.outbox_dir().mkdir(parents=True)
+    (paths.outbox_dir() / "20260101T000000000000-abc.json").write_text("{not json")
+    assert alerts.flush_outbox() == (0, 0)
+    assert [p.name for p in paths.outbox_dir().iterdir()] == ["20260101T000000000000-abc.unreadable"]
