@@ -117,6 +117,9 @@ def land_table(source: str) -> str:
     return f"land_{source}"
 
 
+BUILDS_DDL = "create table if not exists warehouse_builds (built_at timestamptz not null)"
+
+
 def land_sources() -> list[str]:
     """The sources with a landing table: every catalogued source that loads to the warehouse
     (``config/sources.yaml``; ``loads_to_warehouse``, true by default). Their tables are created
@@ -304,6 +307,10 @@ def build_models(con, sql_dir: Path | None = None, reference: bool = True, check
     try:
         for source in land_sources():
             con.execute(land_ddl(source))
+        # when this build read the landing tables (the transaction's start: DuckDB's now()):
+        # committed with the build, or rolled back with it (as_of answers from committed builds)
+        con.execute(BUILDS_DDL)
+        con.execute("insert into warehouse_builds values (now())")
         if reference:
             load_reference(con)
         for sql_file in model_files(sql_dir):
@@ -365,6 +372,22 @@ def as_of_cutoff(con, when) -> "dt.datetime":  # noqa: F821
         raise CarewatchError(f"{when} is outside the dates the warehouse can answer for") from None
 
 
+def reported_cutoff(con, cutoff):
+    """What the marts held at ``cutoff``: the versions loaded before the last build committed
+    by then began (``warehouse_builds``). A version loaded after it, by then or later, was not
+    reported yet; one whose build rolled back (a blocking warehouse check) was never reported,
+    until a later build commits with it. Before the first recorded build (a warehouse of an
+    earlier release kept none) load time stands for report time, as it did then."""
+    if not table_exists(con, "warehouse_builds"):
+        return cutoff
+    # as epoch microseconds: a timestamptz comes back in the session's zone, which Python may not know ('JST')
+    first, last = con.execute("select epoch_us(min(built_at)), epoch_us(max(built_at) filter (where built_at < ?::timestamptz)) "
+                              "from warehouse_builds", [cutoff.isoformat()]).fetchone()
+    if first is None or last is None:  # no build recorded by then
+        return cutoff
+    return _utc(last)
+
+
 def first_loaded_at(con):
     """When the earliest version in the warehouse was loaded (aware, UTC; None when nothing is)."""
     tables = [t for (t,) in con.execute("select distinct table_name from information_schema.columns "
@@ -393,10 +416,12 @@ def as_of(con, when) -> "duckdb.DuckDBPyConnection":  # noqa: F821
     either without an offset is read in the session's time zone (:func:`as_of_cutoff`).
     The monthly run loads each publication days after it appears, so load time stands for
     publication time; a backfill loads old publications today and so knows no earlier state.
+    Only what a committed build read counts (:func:`reported_cutoff`): a version loaded and
+    then refused by the warehouse checks (the build rolled back) was never reported.
     """
     import duckdb
 
-    cutoff, loaded_by = as_of_cutoff(con, when), "_loaded_at < ?::timestamptz"
+    cutoff, loaded_by = reported_cutoff(con, as_of_cutoff(con, when)), "_loaded_at < ?::timestamptz"
     mem = duckdb.connect()
     mem.execute("set enable_progress_bar = false")
     tables = [name for (name,) in con.execute(

@@ -267,6 +267,28 @@ def test_as_of_answers_with_what_was_loaded_by_then(built):
     assert built.execute(asked, [HACKNEY, DTOC]).fetchall() == [(644, pytest.approx(644 / 28 / 110_000 * 1e5))]
 
 
+def test_as_of_answers_with_what_a_committed_build_read_not_with_a_rolled_back_load(built):
+    # February 2017's revision (v2) loaded on 11 May, but the warehouse checks refused it (the
+    # build rolled back): what was reported stayed v1 until a build committed with v2 on 1 June
+    builds = built.execute("select count(*) from warehouse_builds").fetchone()[0]
+    with pytest.raises(CarewatchError):
+        warehouse.build_models(built, reference=False, check=lambda con: (_ for _ in ()).throw(CarewatchError("refused")))
+    assert built.execute("select count(*) from warehouse_builds").fetchone()[0] == builds  # rolled back with it
+    built.execute("delete from warehouse_builds")
+    built.execute("update land_ons_mye set _loaded_at = '2017-01-05 10:00:00+00'")
+    built.execute("update land_dtoc_la set _loaded_at = '2017-04-13 10:00:00+00' where _period = '2017-02' and _version = 1")
+    built.execute("update land_dtoc_la set _loaded_at = '2017-05-11 10:00:00+00' where _period = '2017-02' and _version = 2")
+    built.execute("insert into warehouse_builds values ('2017-01-05 11:00:00+00'), ('2017-04-13 11:00:00+00'), ('2017-06-01 08:00:00+00')")
+    asked = "select numerator from fct_metric_values where area_code = ? and metric_id = ? and period_type = 'month' and period_start = '2017-02-01'"
+    for when, numerator in (("2017-04-12", None),          # loaded the next day
+                            ("2017-04-13 10:30:00+00", None),  # loaded, not yet built
+                            ("2017-04-13 11:00:00+00", 616),   # the build that read it
+                            ("2017-05-31", 616),           # v2 loaded, its build rolled back
+                            ("2017-06-01 08:00:00+00", 644)):
+        with warehouse.as_of(built, when) as then:
+            assert [n for (n,) in then.execute(asked, [HACKNEY, DTOC]).fetchall()] == ([] if numerator is None else [numerator]), when
+
+
 def test_carewatch_as_of_prints_what_was_reported(built, tmp_path):
     import shutil
     import subprocess
