@@ -26,10 +26,16 @@ def metrics():
     @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL, outlets=[Asset(dagkit.WAREHOUSE_ASSET_URI)])
     def build_warehouse(**context) -> dict:
         """Rebuild reference tables and the staging, conformed and mart models in one transaction;
-        cross-source and completeness checks decide whether it commits."""
+        cross-source and completeness checks decide whether it commits. A blocking check
+        failure fails at once (the same rows would fail every retry); a busy warehouse retries."""
         from carewatch import pipeline
+        from carewatch.errors import QualityError
+        from airflow.sdk.exceptions import AirflowFailException
 
-        return pipeline.build_warehouse(task_url=context["ti"].log_url)
+        try:
+            return pipeline.build_warehouse(task_url=context["ti"].log_url)
+        except QualityError as err:
+            raise AirflowFailException(str(err)) from err
 
     @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL)
     def analyse() -> dict:

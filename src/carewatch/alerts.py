@@ -294,8 +294,9 @@ def on_task_failure(context) -> None:
     ti = context.get("ti") or context.get("task_instance")
     error = context.get("exception") or "unknown error (see the task log)"
     task_url = getattr(ti, "log_url", None)
-    if isinstance(error, QualityError) and error.report is not None:
-        alert = quality_alert(error.report, file_version=error.file_version, sha256=error.sha256, task_url=task_url)
+    quality = _cause(error, QualityError)  # (a failed build's check fails without retries: wrapped)
+    if quality is not None and quality.report is not None:
+        alert = quality_alert(quality.report, file_version=quality.file_version, sha256=quality.sha256, task_url=task_url)
     else:
         alert = failure_alert(
             dag_id=getattr(ti, "dag_id", "?"), task_id=getattr(ti, "task_id", "?"), error=error, task_url=task_url,
