@@ -309,9 +309,25 @@ def build_warehouse(task_url: str | None = None) -> dict:
             if fresh:
                 validation.build_data_docs_index()
         counts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in models}
-    for report, digest in fresh:  # warnings of unchanged rows were emailed when first found
-        alerts.notify_warnings(report, sha256=digest, task_url=task_url)
+        email_new_check_warnings(con, [report for report, _ in fresh], [digest for _, digest in fresh], task_url=task_url)
     return counts
+
+
+def email_new_check_warnings(con, reports: list, digests: list, task_url: str | None = None) -> int:
+    """Email each warehouse check whose warnings name a row not emailed before (the whole
+    report, so the email shows every gap), and record its warning rows as reported; returns
+    how many were emailed. Warnings of unchanged rows were emailed when first found."""
+    from carewatch import alerts, validation
+
+    emailed = 0
+    for report, digest in zip(reports, digests):
+        new = validation.unreported_warnings(con, report) if report.warnings else set()
+        if new and alerts.notify_warnings(report, sha256=digest, task_url=task_url):
+            validation.record_warnings_reported(con, report, validation.warning_rows(report))
+            emailed += 1
+        elif report.warnings:
+            print(f"{report.source}: {len(report.warnings)} warnings, every row already emailed")
+    return emailed
 
 
 def analyse() -> dict:

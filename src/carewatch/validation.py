@@ -778,6 +778,38 @@ def validate_check(name: str, frame: pd.DataFrame, every_failing_row: bool = Fal
     return _run_check(_check_batch(name, frame), every_failing_row=every_failing_row)
 
 
+WARNINGS_REPORTED_DDL = """
+create table if not exists check_warnings_reported (
+    check_name varchar, expectation varchar, "column" varchar, row_label varchar, reported_at timestamptz
+);
+"""
+
+
+def warning_rows(report: ValidationReport) -> set[tuple[str, str, str]]:
+    """Each warning of a check, row by row: (expectation, column, the failing row's label)."""
+    return {(r.expectation, r.column or "", " / ".join(str(v) for v in label))
+            for r in report.warnings for label in (r.failing_rows or [()])}
+
+
+def unreported_warnings(con, report: ValidationReport) -> set[tuple[str, str, str]]:
+    """The warning rows of a warehouse check not emailed before (``check_warnings_reported``):
+    a check re-runs whenever its rows change (every month adds periods), and the same gap (two
+    councils without a suppressed ASCOF figure) is emailed once, not every month."""
+    con.execute(WARNINGS_REPORTED_DDL)
+    reported = set(con.execute('select expectation, "column", row_label from check_warnings_reported where check_name = ?',
+                               [report.source]).fetchall())
+    return warning_rows(report) - reported
+
+
+def record_warnings_reported(con, report: ValidationReport, rows: set[tuple[str, str, str]]) -> None:
+    import datetime as dt
+
+    con.execute(WARNINGS_REPORTED_DDL)
+    now = dt.datetime.now(dt.timezone.utc)
+    con.executemany('insert into check_warnings_reported values (?, ?, ?, ?, ?)',
+                    [[report.source, expectation, column, label, now] for expectation, column, label in sorted(rows)])
+
+
 def failing_rows(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of check ``name`` that fail any of its expectations, blocking or warning
     (``carewatch check NAME --failing``), matched by the suite's row label."""
@@ -804,6 +836,6 @@ def check_warehouse(con, *, data_docs: bool = False, reuse: bool = False) -> lis
         batch = _check_batch(sql_file.stem, frame)
         report = previous_pass(con, batch, sha256=digest, period="warehouse") if reuse else None
         if report is None:
-            report = _run_check(batch, data_docs=data_docs, run_name=f"{sql_file.stem} {digest[:12]}")
+            report = _run_check(batch, data_docs=data_docs, run_name=f"{sql_file.stem} {digest[:12]}", every_failing_row=True)
         out.append((report, digest))
     return out

@@ -145,3 +145,25 @@ def test_the_check_and_as_of_verbs_on_a_warehouse_not_built_yet_are_a_one_line_e
     assert cli.main(verb) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"carewatch: {tmp_path / 'empty.duckdb'}: the warehouse is not built yet (make run")
+
+
+def test_a_check_warning_is_emailed_once_per_failing_row_not_every_time_the_check_runs(tmp_path, monkeypatch):
+    # the completeness check re-runs every month (new periods change its rows): the same two
+    # councils without a suppressed ASCOF figure are emailed once; a new gap is emailed again
+    from carewatch import mailcatcher, pipeline
+
+    columns = ["metric_id", "period_type", "period_start", "areas_expected", "areas_present", "areas_missing", "missing_areas"]
+    gap = ("reablement", "financial_year", "2016-04-01", 152, 150, 2, "E06000058 E06000059")
+    march = pd.DataFrame([gap, ("dtoc", "month", "2018-03-01", 150, 150, 0, None)], columns=columns)
+    april = pd.DataFrame([gap, ("dtoc", "month", "2018-03-01", 150, 150, 0, None), ("dtoc", "month", "2018-04-01", 150, 150, 0, None)],
+                         columns=columns)
+    may = pd.DataFrame([*april.itertuples(index=False), ("dtoc", "month", "2018-05-01", 150, 149, 1, "E06000001")], columns=columns)
+    import duckdb
+
+    with duckdb.connect() as con, mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        sent = [pipeline.email_new_check_warnings(con, [validation.validate_check("metric_completeness", rows, every_failing_row=True)], ["d"])
+                for rows in (march, march, april, may, may)]
+        caught = mailcatcher.messages(mailbox)
+    assert sent == [1, 0, 0, 1, 0] and len(caught) == 2
+    assert "E06000001" in mailcatcher.body_text(caught[1])  # the new gap, in an email that shows every gap
