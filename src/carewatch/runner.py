@@ -107,8 +107,60 @@ def _child_main(argv: list[str]) -> int:
     return 0 if all(s == "success" for s in states.values()) else 1
 
 
+@contextlib.contextmanager
+def home_lock(what: str):
+    """Hold ``$CAREWATCH_HOME/run.lock`` while ``what`` runs; yields the lock's file descriptor
+    (a child given it keeps the lock held until it exits too). A second ``carewatch run`` on
+    the same home would share its Airflow metadata DB: Airflow's ``DAG.test`` of one deletes the
+    other's DAG runs and crashes it. So it is refused, in one line naming the holder."""
+    import fcntl
+
+    from carewatch.errors import CarewatchError
+
+    home = paths.home()
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "run.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise CarewatchError(f"{home} is in use by {holder}: wait for it to finish (one run per CAREWATCH_HOME)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"carewatch {what} (pid {os.getpid()}, since {dt.datetime.now():%Y-%m-%d %H:%M:%S})".encode(), 0)
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock (unless a child still holds it)
+
+
+def die_with_parent(parent: int) -> None:
+    """Called first thing in a child process: it gets SIGTERM when ``parent`` dies (Linux's
+    PR_SET_PDEATHSIG, kept across exec), so killing ``carewatch run`` or ``carewatch airflow``
+    does not leave their Airflow child running without the sample server and mail catcher it
+    was started with. (Done in the child itself, not as a ``preexec_fn``: the parent has
+    server threads running, and Python code between fork and exec could deadlock.)"""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above
+        sys.exit(1)
+
+
+def _with_parent(command: list[str]) -> list[str]:
+    """``command`` started through this module, which first arranges to die with this process."""
+    return [sys.executable, "-m", "carewatch.runner", "--with-parent", str(os.getpid()), *command]
+
+
 def run_embedded(logical_date: str | None = None) -> int:
     """``make run``: the monthly pipeline on the embedded samples, through Airflow."""
+    with home_lock("run") as lock:
+        return _run_embedded(logical_date, lock)
+
+
+def _run_embedded(logical_date: str | None, lock: int) -> int:
     from carewatch import sample_server, summary
 
     env = airflow_env()
@@ -128,10 +180,11 @@ def run_embedded(logical_date: str | None = None) -> int:
         print(f"carewatch: serving the embedded sample publications at {base_url}")
         with log_file.open("w") as log:
             proc = subprocess.run(
-                [sys.executable, "-m", "carewatch.runner", when.isoformat(), json.dumps(conf), *dag_ids],
+                _with_parent([sys.executable, "-m", "carewatch.runner", when.isoformat(), json.dumps(conf), *dag_ids]),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                pass_fds=(lock,),  # the child holds the home's lock too, until it exits
             )
     states = _read_states(log_file)
     summary.print_run_summary(states, log_file, mail_dir)
@@ -163,6 +216,11 @@ def airflow_ui(port: int = 8080) -> int:
     """``make airflow``: ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer)
     on http://localhost:PORT with the project's DAGs, the warehouse pool, alerts caught locally
     and, in the embedded environment, the sample publications served on localhost."""
+    with home_lock("airflow") as lock:
+        return _airflow_ui(port, lock)
+
+
+def _airflow_ui(port: int, lock: int) -> int:
     from carewatch import sample_server, sources
 
     env = airflow_env()
@@ -182,7 +240,7 @@ def airflow_ui(port: int = 8080) -> int:
         if mail_dir:
             print(f"carewatch: alert emails are caught in {mail_dir}")
         print(f"carewatch: Airflow UI on http://localhost:{port} (user admin, password in {env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated)")
-        return subprocess.call([airflow, "standalone"], env=env)
+        return subprocess.call(_with_parent([airflow, "standalone"]), env=env, pass_fds=(lock,))
 
 
 def airflow_cli(args: list[str]) -> int:
@@ -195,4 +253,7 @@ def airflow_cli(args: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--with-parent"]:  # _with_parent: arrange, then become the command
+        die_with_parent(int(sys.argv[2]))
+        os.execv(sys.argv[3], sys.argv[3:])
     sys.exit(_child_main(sys.argv[1:]))

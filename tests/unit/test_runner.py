@@ -1,0 +1,94 @@
+"""`carewatch run` and `carewatch airflow` on one CAREWATCH_HOME: one at a time, and a run's
+Airflow child does not outlive it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from carewatch import runner
+from carewatch.errors import CarewatchError
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by its dead parent's reaper) counts as gone
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+def _wait_until(condition, seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def test_a_second_run_on_the_same_home_is_refused_in_one_line(carewatch_home):
+    # two DAG.test runs sharing one Airflow metadata DB: the second deleted the first's DAG runs
+    with runner.home_lock("run"):
+        second = subprocess.run([sys.executable, "-m", "carewatch.cli", "run"], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "CAREWATCH_HOME": str(carewatch_home)})
+        with pytest.raises(CarewatchError, match=r"is in use by carewatch run \(pid \d+"):
+            with runner.home_lock("airflow"):
+                pass
+    assert second.returncode == 2 and second.stdout == ""
+    [line] = second.stderr.splitlines()
+    assert line.startswith(f"carewatch: {carewatch_home} is in use by carewatch run (pid {os.getpid()}, since ")
+    assert line.endswith("wait for it to finish (one run per CAREWATCH_HOME)")
+    with runner.home_lock("run"):  # released: free again
+        pass
+
+
+PARENT = textwrap.dedent("""
+    import os, subprocess, sys, time
+    from carewatch import runner
+    with runner.home_lock("run") as lock:
+        command = [sys.executable, "-c", "import time; time.sleep(120)"]
+        child = subprocess.Popen(runner._with_parent(command) if sys.argv[1] == "dies" else command, pass_fds=(lock,))
+        print(child.pid, flush=True)
+        time.sleep(120)
+""")
+
+
+@pytest.mark.parametrize("arranged", ["dies", "plain"])
+def test_a_killed_run_takes_its_child_with_it_and_the_lock_is_held_until_both_are_gone(carewatch_home, arranged):
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, arranged], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "CAREWATCH_HOME": str(carewatch_home)})
+    child = int(parent.stdout.readline())
+    try:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        if arranged == "dies":  # the child follows its parent
+            assert _wait_until(lambda: not _alive(child))
+        else:  # a child without it lives on, and keeps the home's lock: no second run beside it
+            time.sleep(1)
+            assert _alive(child)
+            with pytest.raises(CarewatchError, match="is in use by carewatch run"):
+                with runner.home_lock("run"):
+                    pass
+            os.kill(child, signal.SIGKILL)
+            assert _wait_until(lambda: not _alive(child))
+        assert _wait_until(lambda: _free())
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def _free() -> bool:
+    try:
+        with runner.home_lock("run"):
+            return True
+    except CarewatchError:
+        return False
