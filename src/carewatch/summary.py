@@ -78,7 +78,11 @@ def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | N
         report = Path(latest.read_text().strip())
         print(f"  exports (CSV)           {paths.exports_dir()}")
         print(f"  report tables           {report.parent / 'tables'}")
-        print(f"\nMonthly report: {report}")
+        if states.get("metrics") == "success":
+            print(f"\nMonthly report: {report}")
+        else:  # the metrics DAG failed or did not run: the report is an earlier run's
+            print(f"\nNo monthly report from this run (metrics: {states.get('metrics', 'not run')}); "
+                  f"the latest, from an earlier run: {report}")
 
 
 def print_sources(states: dict[str, str]) -> None:

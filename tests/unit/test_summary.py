@@ -115,3 +115,16 @@ def test_the_report_counts_on_and_off_track_per_target_set_in_its_last_month():
     assert target_summary({"tracking": tracking, "month": pd.Timestamp("2018-03-01")})[0]["set"] == "a@v1"
     assert len(target_summary({"tracking": tracking, "month": pd.Timestamp("2018-03-01")})) == 1
     assert target_summary({"tracking": pd.DataFrame(), "month": pd.Timestamp("2018-03-01")}) == []
+
+
+def test_a_run_whose_metrics_failed_does_not_present_an_earlier_report_as_its_own(carewatch_home, tmp_path, capsys):
+    from carewatch import paths
+
+    (paths.home() / "reports" / "2018-03").mkdir(parents=True)
+    (paths.home() / "reports" / "latest.txt").write_text(str(paths.home() / "reports" / "2018-03" / "report.html") + "\n")
+    summary.print_run_summary({"ingest_dtoc_la": "success", "metrics": "success"}, tmp_path / "run.log")
+    assert "\nMonthly report: " in capsys.readouterr().out
+    summary.print_run_summary({"ingest_dtoc_la": "success", "metrics": "failed"}, tmp_path / "run.log")
+    out = capsys.readouterr().out
+    assert "Monthly report:" not in out
+    assert "No monthly report from this run (metrics: failed); the latest, from an earlier run: " in out
