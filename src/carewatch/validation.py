@@ -243,10 +243,11 @@ def _derive(frame: pd.DataFrame, specs: list[dict], history) -> pd.DataFrame:
 
 def warehouse_history(con, source: str, period: str | None):
     """A history callable for :func:`validate`: the area's earlier periods of ``source``
-    (``spec.months`` before ``period``), each as its latest loaded version in the warehouse
-    landing table or, for a period fetched and parsed but not loaded yet (earlier periods of
-    the same run, e.g. a bootstrap), the parsed file of its latest version not quarantined. So a
-    period is checked against the same history whatever order the run's tasks took."""
+    (``spec.months`` before ``period``), each as its latest version not quarantined: the
+    loaded one in the warehouse landing table or, for a period whose latest version is fetched
+    and parsed but not loaded yet (earlier periods of the same run, e.g. a bootstrap, or a
+    revision of a loaded period), its parsed file. So a period is checked against the same
+    history whatever order the run's tasks took."""
     if con is None or period is None:
         return None
 
@@ -255,10 +256,13 @@ def warehouse_history(con, source: str, period: str | None):
         first = (current - pd.DateOffset(months=int(spec["months"]))).strftime("%Y-%m")
         # only the columns the derivation reads: the area, the value and the names in `where`
         wanted = {spec["area"], spec["value"], *re.findall(r"[A-Za-z_][A-Za-z0-9_]*", spec.get("where", ""))}
-        frames = [_loaded_history(con, source, first, current.strftime("%Y-%m"), wanted)]
-        done = set(frames[0]["_period"]) if frames[0] is not None else set()
-        frames += [pd.read_parquet(path) for path in _parsed_history(con, source, first, current.strftime("%Y-%m"), done)]
-        frames = [f.drop(columns="_period", errors="ignore") for f in frames if f is not None and len(f)]
+        loaded = _loaded_history(con, source, first, current.strftime("%Y-%m"), wanted)
+        held = {} if loaded is None else loaded.groupby("_period")["_version"].max().to_dict()
+        newer = _parsed_history(con, source, first, current.strftime("%Y-%m"), held)
+        if loaded is not None:  # a period with a newer parsed version is read from that, not from the landing table
+            loaded = loaded[~loaded["_period"].isin(newer)]
+        frames = [loaded, *(pd.read_parquet(path) for path in newer.values())]
+        frames = [f.drop(columns=["_period", "_version"], errors="ignore") for f in frames if f is not None and len(f)]
         if not frames:
             return None
         frame = pd.concat(frames, ignore_index=True)
@@ -277,7 +281,7 @@ def _loaded_history(con, source: str, first: str, before: str, wanted: set[str])
         return None
     return con.execute(
         f"""
-        select _period, {columns} from {table}
+        select _period, _version, {columns} from {table}
         where _period >= ? and _period < ?
         qualify _version = max(_version) over (partition by _period)
         """,
@@ -285,11 +289,12 @@ def _loaded_history(con, source: str, first: str, before: str, wanted: set[str])
     ).df()
 
 
-def _parsed_history(con, source: str, first: str, before: str, done: set[str]) -> list[Path]:
-    """Parsed files of periods in [first, before) not in ``done``: each period's latest fetched
-    version that was not quarantined."""
+def _parsed_history(con, source: str, first: str, before: str, held: dict[str, int]) -> dict[str, Path]:
+    """Parsed files of periods in [first, before) whose latest fetched version not quarantined
+    is newer than the version loaded (``held``: period -> version; a period not loaded is not
+    in it), by period; a period whose parsed file is gone keeps its loaded version."""
     if not warehouse.table_exists(con, "raw_manifest"):
-        return []
+        return {}
     quarantined = "and m.sha256 not in (select sha256 from quarantine q where q.source = m.source and q.period = m.period)" \
         if warehouse.table_exists(con, "quarantine") else ""
     latest = con.execute(
@@ -298,14 +303,14 @@ def _parsed_history(con, source: str, first: str, before: str, done: set[str]) -
             select period, version, sha256 from raw_manifest m
             where source = ? and period >= ? and period < ? {quarantined}
         )
-        select period, sha256 from usable u
+        select period, version, sha256 from usable u
         where version = (select max(version) from usable v where v.period = u.period)
         order by period
         """,
         [source, first, before],
     ).fetchall()
-    paths_ = [paths.parsed_path(source, p, sha) for p, sha in latest if p not in done]
-    return [p for p in paths_ if p.is_file()]
+    newer = {p: paths.parsed_path(source, p, sha) for p, version, sha in latest if version > held.get(p, 0)}
+    return {p: path for p, path in newer.items() if path.is_file()}
 
 
 def _fill(value, runtime: dict):

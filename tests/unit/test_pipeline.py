@@ -375,6 +375,15 @@ def test_history_includes_earlier_periods_fetched_in_the_same_run_but_not_loaded
         expected = pd.concat([councils.assign(value=councils["value"] / 2), councils.assign(value=councils["value"] * 2.0)], ignore_index=True)
         pd.testing.assert_frame_equal(history.reset_index(drop=True), expected)
 
+        # April revised (v2, three times the figures) and parsed in this run, not loaded yet:
+        # June is checked against the revision, not the loaded v1 (whatever order the tasks took)
+        frame.assign(value=frame["value"] * 3.0).to_parquet(paths.parsed_path("dtoc_la", "2016-04", "4" * 64), index=False)
+        con.execute("insert into raw_manifest values (?, ?, ?, 'http://x', now(), 200, 1, ?, null, null, 'x')", ["dtoc_la", "2016-04", 2, "4" * 64])
+        history = validation.warehouse_history(con, "dtoc_la", "2016-06")(spec)
+        expected = pd.concat([councils.assign(value=councils["value"] * 2.0), councils.assign(value=councils["value"] * 3.0)], ignore_index=True)
+        pd.testing.assert_frame_equal(history.sort_values(["council_code", "value"]).reset_index(drop=True),
+                                      expected.sort_values(["council_code", "value"]).reset_index(drop=True))
+
 
 def test_a_warehouse_recorded_before_validation_keys_is_validated_again_and_upgraded(carewatch_home, mailbox):
     from carewatch import warehouse
