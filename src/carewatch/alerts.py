@@ -245,6 +245,23 @@ def outbox() -> list:
     return sorted(directory.glob("*.json")) if directory.is_dir() else []
 
 
+CLAIM_TIMEOUT_SECONDS = 600  # far beyond an SMTP attempt (its connection times out in 30 s)
+
+
+def _reclaim_abandoned() -> None:
+    """Put back alerts claimed by a flush that died mid-send (a killed task): claimed more than
+    ``CLAIM_TIMEOUT_SECONDS`` ago (workers on other machines share the outbox, so not by pid)."""
+    import time
+
+    for claimed in paths.outbox_dir().glob(".*.json.sending-*"):
+        try:
+            if time.time() - claimed.stat().st_mtime > CLAIM_TIMEOUT_SECONDS:
+                claimed.rename(claimed.with_name(claimed.name[1:].rsplit(".sending-", 1)[0]))
+                log.warning("put back alert %s: the flush that claimed it did not finish", claimed.name)
+        except FileNotFoundError:  # finished or put back meanwhile
+            continue
+
+
 def flush_outbox() -> tuple[int, int]:
     """Send the alerts waiting in the outbox, oldest first, until the mail server refuses one;
     returns (sent, still waiting). Each is claimed by a rename first, so two tasks flushing at
@@ -253,10 +270,12 @@ def flush_outbox() -> tuple[int, int]:
 
     sent = 0
     try:
+        _reclaim_abandoned()
         for kept in outbox():
             claimed = kept.with_name(f".{kept.name}.sending-{os.getpid()}")
             try:
                 kept.rename(claimed)
+                os.utime(claimed)  # when it was claimed: see _reclaim_abandoned
             except FileNotFoundError:  # another task claimed it
                 continue
             try:

@@ -299,35 +299,48 @@ def build_warehouse(task_url: str | None = None) -> dict:
             first = blocking[0]
             raise QualityError(first.source, first.period, [r.line() for r in first.blocking_failures], report=first)
 
-    with warehouse.connect() as con:
-        try:
-            models = warehouse.build_models(con, check=check)
-        finally:
-            fresh = [(report, digest) for report, digest in checked if report.reused_from is None]
-            for report, digest in fresh:  # a reused check's results are already recorded
-                validation.store(con, report, file_version=0, sha256=digest, parsed_path=None)
-            if fresh:
-                validation.build_data_docs_index()
-        counts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in models}
-        email_new_check_warnings(con, [report for report, _ in fresh], [digest for _, digest in fresh], task_url=task_url)
+    pending: list = []  # warning-only checks with a failing row not emailed before
+    try:
+        with warehouse.connect() as con:
+            try:
+                models = warehouse.build_models(con, check=check)
+            finally:
+                fresh = [(report, digest) for report, digest in checked if report.reused_from is None]
+                for report, digest in fresh:  # a reused check's results are already recorded
+                    validation.store(con, report, file_version=0, sha256=digest, parsed_path=None)
+                if fresh:
+                    validation.build_data_docs_index()
+                # (a blocking check is emailed by the task's failure callback, its warnings with it)
+                pending = [(report, digest, new) for report, digest in fresh
+                           if report.ok and report.warnings and (new := validation.new_warnings(con, report))]
+            counts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in models}
+    finally:  # after the writer's connection is closed: an email can take a while; and even when a blocking check failed
+        email_new_check_warnings(pending, task_url=task_url)
     return counts
 
 
-def email_new_check_warnings(con, reports: list, digests: list, task_url: str | None = None) -> int:
-    """Email each warehouse check whose warnings name a row not emailed before (the whole
-    report, so the email shows every gap), and record its warning rows as reported; returns
-    how many were emailed. Warnings of unchanged rows were emailed when first found."""
-    from carewatch import alerts, validation
+def email_new_check_warnings(pending: list, task_url: str | None = None) -> int:
+    """Email each warehouse check whose warnings name a failing row (or value) not emailed
+    before (the whole report, so the email shows every gap), then record those rows as
+    reported; returns how many were emailed. ``pending``: (report, digest, new rows) from
+    :func:`carewatch.validation.new_warnings`."""
+    from carewatch import alerts, validation, warehouse
 
-    emailed = 0
-    for report, digest in zip(reports, digests):
-        new = validation.unreported_warnings(con, report) if report.warnings else set()
-        if new and alerts.notify_warnings(report, sha256=digest, task_url=task_url):
-            validation.record_warnings_reported(con, report, validation.warning_rows(report))
-            emailed += 1
-        elif report.warnings:
-            print(f"{report.source}: {len(report.warnings)} warnings, every row already emailed")
-    return emailed
+    sent = []
+    for report, digest, new in pending:
+        if alerts.notify_warnings(report, sha256=digest, task_url=task_url):
+            sent.append((report, new))
+        else:
+            print(f"{report.source}: {len(new)} new warning rows not emailed (email_warnings is off in config/alerts.yaml, "
+                  f"or the alert could be neither sent nor kept): the next build tries again")
+    if sent:
+        try:
+            with warehouse.connect() as con:
+                for report, new in sent:
+                    validation.record_warnings_reported(con, report, new)
+        except Exception as err:  # noqa: BLE001 - the email went out; without the record the next build emails again
+            print(f"could not record the warning rows emailed ({err}): the next build emails them again")
+    return len(sent)
 
 
 def analyse() -> dict:

@@ -215,3 +215,22 @@ def test_an_outbox_file_that_is_not_a_kept_alert_is_set_aside(carewatch_home, ma
     (paths.outbox_dir() / "20260101T000000000000-abc.json").write_text("{not json")
     assert alerts.flush_outbox() == (0, 0)
     assert [p.name for p in paths.outbox_dir().iterdir()] == ["20260101T000000000000-abc.unreadable"]
+
+
+def test_an_alert_claimed_by_a_flush_that_died_is_put_back_and_sent(carewatch_home, mailbox):
+    import os
+    import time
+
+    from carewatch import paths
+
+    paths.outbox_dir().mkdir(parents=True)
+    body = '{"subject": "[carewatch] FAILED x.y: kept", "html": "<p>kept</p>"}'
+    recent = paths.outbox_dir() / ".20260101T000000000000-abc.json.sending-99999"  # a flush still sending it
+    abandoned = paths.outbox_dir() / ".20260101T000000000001-def.json.sending-99998"  # one that died
+    for path in (recent, abandoned):
+        path.write_text(body)
+    old = time.time() - alerts.CLAIM_TIMEOUT_SECONDS - 60
+    os.utime(abandoned, (old, old))
+    assert alerts.flush_outbox() == (1, 0)
+    assert [subject(m) for m in mailcatcher.messages(mailbox)] == ["[carewatch] FAILED x.y: kept"]
+    assert sorted(p.name for p in paths.outbox_dir().iterdir()) == [recent.name]  # left to the flush that holds it

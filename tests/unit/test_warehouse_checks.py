@@ -129,9 +129,13 @@ def test_only_the_rows_an_expectation_fails_on_are_picked_out():
                          ("n", "month", "2018-03-01", 150, 149, 1, "E06000058")],
                         columns=["metric_id", "period_type", "period_start", "areas_expected", "areas_present",
                                  "areas_missing", "missing_areas"])
-    failing = validation.failing_rows("metric_completeness", rows)
-    assert failing.index.tolist() == [1, 3]
-    assert validation.failing_rows("metric_completeness", rows.iloc[[0, 2]]).empty
+    failing, whole_table = validation.failing_rows("metric_completeness", rows)
+    assert failing.index.tolist() == [1, 3] and whole_table == []
+    assert validation.failing_rows("metric_completeness", rows.iloc[[0, 2]])[0].empty
+    # a failure about the table as a whole (no rows at all) shows in no row: it is named
+    empty, whole_table = validation.failing_rows("metric_completeness", rows.iloc[:0])
+    assert empty.empty and list(empty.columns) == list(rows.columns)
+    assert [line.split(":")[0] for line in whole_table] == ["FAIL blocking expect_table_row_count_to_be_between"]
 
 
 @pytest.mark.parametrize("verb", [["check", "metric_completeness"], ["as-of", "Trafford", "2017-09", "--as-of", "2017-10-31"]])
@@ -147,23 +151,75 @@ def test_the_check_and_as_of_verbs_on_a_warehouse_not_built_yet_are_a_one_line_e
     assert line.startswith(f"carewatch: {tmp_path / 'empty.duckdb'}: the warehouse is not built yet (make run")
 
 
-def test_a_check_warning_is_emailed_once_per_failing_row_not_every_time_the_check_runs(tmp_path, monkeypatch):
+def test_a_check_warning_is_emailed_once_per_failing_row_not_every_time_the_check_runs(carewatch_home, tmp_path, monkeypatch):
     # the completeness check re-runs every month (new periods change its rows): the same two
-    # councils without a suppressed ASCOF figure are emailed once; a new gap is emailed again
-    from carewatch import mailcatcher, pipeline
+    # councils without a suppressed ASCOF figure are emailed once; a new gap, a gap that
+    # widens, or one that clears and comes back is emailed again
+    from carewatch import mailcatcher, pipeline, warehouse
 
     columns = ["metric_id", "period_type", "period_start", "areas_expected", "areas_present", "areas_missing", "missing_areas"]
     gap = ("reablement", "financial_year", "2016-04-01", 152, 150, 2, "E06000058 E06000059")
-    march = pd.DataFrame([gap, ("dtoc", "month", "2018-03-01", 150, 150, 0, None)], columns=columns)
-    april = pd.DataFrame([gap, ("dtoc", "month", "2018-03-01", 150, 150, 0, None), ("dtoc", "month", "2018-04-01", 150, 150, 0, None)],
-                         columns=columns)
-    may = pd.DataFrame([*april.itertuples(index=False), ("dtoc", "month", "2018-05-01", 150, 149, 1, "E06000001")], columns=columns)
+    complete = [("dtoc", "month", "2018-03-01", 150, 150, 0, None)]
+    months = {
+        "march": [gap, *complete],
+        "april": [gap, *complete, ("dtoc", "month", "2018-04-01", 150, 150, 0, None)],  # new rows, the same gap
+        "may": [gap, *complete, ("dtoc", "month", "2018-05-01", 150, 149, 1, "E06000001")],  # a new gap
+        "june": [gap[:4] + (149, 3, "E06000057 E06000058 E06000059"), *complete],  # the gap widens (and May's cleared)
+        "july": [gap[:4] + (149, 3, "E06000057 E06000058 E06000059"), *complete],
+        "august": [gap[:4] + (149, 3, "E06000057 E06000058 E06000059"), *complete, ("dtoc", "month", "2018-05-01", 150, 149, 1, "E06000001")],
+    }
+
+    def build(rows) -> int:
+        report = validation.validate_check("metric_completeness", pd.DataFrame(rows, columns=columns), every_failing_row=True)
+        with warehouse.connect() as con:
+            new = validation.new_warnings(con, report)
+        return pipeline.email_new_check_warnings([(report, "d", new)] if new else [])
+
+    with mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        sent = {month: build(rows) for month, rows in [("march", months["march"]), ("march again", months["march"]),
+                                                        *((m, months[m]) for m in ("april", "may", "june", "july", "august"))]}
+        caught = mailcatcher.messages(mailbox)
+    assert sent == {"march": 1, "march again": 0, "april": 0, "may": 1, "june": 1, "july": 0, "august": 1}
+    assert len(caught) == 4
+    assert "E06000001" in mailcatcher.body_text(caught[1])  # May's new gap, in an email that shows every gap
+
+
+def test_a_table_level_check_warning_is_new_when_its_observed_value_changes():
     import duckdb
 
-    with duckdb.connect() as con, mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
+    from carewatch.validation import ExpectationResult, ValidationReport
+
+    def report(observed):
+        return ValidationReport("check:x", "x", "warehouse", results=[
+            ExpectationResult("expect_table_row_count_to_be_between", None, "warning", "", False, observed, None, [])])
+
+    with duckdb.connect() as con:
+        assert validation.new_warnings(con, report(40)) == {("expect_table_row_count_to_be_between", "", "", "40")}
+        validation.record_warnings_reported(con, report(40), validation.new_warnings(con, report(40)))
+        assert validation.new_warnings(con, report(40)) == set()
+        assert validation.new_warnings(con, report(41)) == {("expect_table_row_count_to_be_between", "", "", "41")}
+
+
+def test_a_warning_found_beside_a_blocking_failure_is_emailed_after_the_rollback(carewatch_home, tmp_path, monkeypatch):
+    # the blocking check's email comes from the task's failure callback; a warning-only check of
+    # the same build was stored (and reused by the next build, unchanged) but never emailed
+    from carewatch import mailcatcher, pipeline, warehouse
+    from carewatch.errors import QualityError
+    from carewatch.validation import ExpectationResult, ValidationReport
+
+    blocking = ValidationReport("check:dtoc_national_vs_la", "dtoc_national_vs_la", "warehouse", results=[
+        ExpectationResult("expect_column_values_to_be_between", "relative_difference", "blocking", "", False, None, 1, ["0.09"])])
+    rows = pd.DataFrame([("reablement", "financial_year", "2016-04-01", 152, 150, 2, "E06000058 E06000059")],
+                        columns=["metric_id", "period_type", "period_start", "areas_expected", "areas_present", "areas_missing", "missing_areas"])
+    warning = validation.validate_check("metric_completeness", rows, every_failing_row=True)
+    monkeypatch.setattr(validation, "check_warehouse", lambda con, **_: [(blocking, "d1"), (warning, "d2")])
+    with mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
         monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
-        sent = [pipeline.email_new_check_warnings(con, [validation.validate_check("metric_completeness", rows, every_failing_row=True)], ["d"])
-                for rows in (march, march, april, may, may)]
-        caught = mailcatcher.messages(mailbox)
-    assert sent == [1, 0, 0, 1, 0] and len(caught) == 2
-    assert "E06000001" in mailcatcher.body_text(caught[1])  # the new gap, in an email that shows every gap
+        with pytest.raises(QualityError):
+            pipeline.build_warehouse()
+        caught = [" ".join(m["Subject"].split()) for m in mailcatcher.messages(mailbox)]
+    assert caught == ["[carewatch] WARNING check:metric_completeness warehouse: 2 expectations failed"]
+    with warehouse.connect(read_only=True) as con:
+        assert not con.execute("select count(*) from information_schema.tables where table_name = 'fct_metric_values'").fetchone()[0]
+        assert con.execute("select count(*) from check_warnings_reported").fetchone()[0] == 2
