@@ -116,9 +116,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
         frame.to_csv(sys.stdout, index=False)
         return 0
     if args.failing:
-        failing = validation.failing_rows(args.name, frame)
+        failing, whole_table = validation.failing_rows(args.name, frame)
         failing.to_csv(sys.stdout, index=False)
-        if failing.empty:  # the header alone: say so, so that it is not taken for a failure to print
+        for line in whole_table:  # no row shows these: say them
+            print(f"carewatch: check {args.name}: the table as a whole: {line}", file=sys.stderr)
+        if failing.empty and not whole_table:  # the header alone: say so, so that it is not taken for a failure to print
             print(f"carewatch: check {args.name}: no row fails (of {len(frame)})", file=sys.stderr)
         return 0
     report = validation.validate_check(args.name, frame)
@@ -309,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["airflow-cli"]:  # every argument is Airflow's, options included (--version, -h)
+        from carewatch import runner
+
+        return runner.airflow_cli(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         status = args.func(args)

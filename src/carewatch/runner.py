@@ -134,7 +134,7 @@ def home_lock(what: str):
         os.close(fd)  # releases the lock (unless a child still holds it)
 
 
-def die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int, death_signal: int = 15) -> None:
     """Called first thing in a child process: it gets SIGTERM when ``parent`` dies (Linux's
     PR_SET_PDEATHSIG, kept across exec), so killing ``carewatch run`` or ``carewatch airflow``
     does not leave their Airflow child running without the sample server and mail catcher it
@@ -142,16 +142,16 @@ def die_with_parent(parent: int) -> None:
     server threads running, and Python code between fork and exec could deadlock.)"""
     if sys.platform.startswith("linux"):
         import ctypes
-        import signal
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, death_signal)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent died before the line above
         sys.exit(1)
 
 
-def _with_parent(command: list[str]) -> list[str]:
-    """``command`` started through this module, which first arranges to die with this process."""
-    return [sys.executable, "-m", "carewatch.runner", "--with-parent", str(os.getpid()), *command]
+def _with_parent(command: list[str], death_signal: int = 15) -> list[str]:
+    """``command`` started through this module, which first arranges for it to get
+    ``death_signal`` (SIGTERM) when this process dies."""
+    return [sys.executable, "-m", "carewatch.runner", "--with-parent", str(os.getpid()), str(death_signal), *command]
 
 
 def run_embedded(logical_date: str | None = None) -> int:
@@ -227,9 +227,7 @@ def _airflow_ui(port: int, lock: int) -> int:
     env["AIRFLOW__API__PORT"] = str(port)
     env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://localhost:{port}/execution/"
     env.setdefault("AIRFLOW__API__BASE_URL", f"http://localhost:{port}")
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    # standalone starts its components as `airflow ...` from PATH: the venv's, even when not activated
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    airflow = _airflow_on_path(env)
     # the metadata DB and the one-writer pool, before the scheduler starts
     subprocess.run([sys.executable, "-c", "from carewatch import runner; runner.prepare_metadata_db()"], env=env, check=True)
     serve = sources.environment() == "embedded" and not env.get("CAREWATCH_BASE_URL")
@@ -240,7 +238,16 @@ def _airflow_ui(port: int, lock: int) -> int:
         if mail_dir:
             print(f"carewatch: alert emails are caught in {mail_dir}")
         print(f"carewatch: Airflow UI on http://localhost:{port} (user admin, password in {env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated)")
-        return subprocess.call(_with_parent([airflow, "standalone"]), env=env, pass_fds=(lock,))
+        # SIGINT: standalone stops its scheduler, API server and the rest on KeyboardInterrupt
+        # (on SIGTERM it would die alone, and they would run on without the home's lock)
+        return subprocess.call(_with_parent([airflow, "standalone"], death_signal=2), env=env, pass_fds=(lock,))
+
+
+def _airflow_on_path(env: dict[str, str]) -> str:
+    """The venv's ``airflow``, first on ``env``'s PATH too (standalone starts its components as
+    ``airflow ...`` from PATH: the venv's, even when it is not activated)."""
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return str(Path(sys.executable).with_name("airflow"))
 
 
 def airflow_cli(args: list[str]) -> int:
@@ -248,12 +255,12 @@ def airflow_cli(args: list[str]) -> int:
     (``var/airflow``, its DAGs and metadata DB), e.g. ``backfill create`` while ``make airflow``
     runs. A plain ``airflow`` in another shell would use ``~/airflow`` instead."""
     env = airflow_env()
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return subprocess.call([str(Path(sys.executable).with_name("airflow")), *args], env=env)
+    airflow = _airflow_on_path(env)
+    return subprocess.call([airflow, *args], env=env)
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--with-parent"]:  # _with_parent: arrange, then become the command
-        die_with_parent(int(sys.argv[2]))
-        os.execv(sys.argv[3], sys.argv[3:])
+        die_with_parent(int(sys.argv[2]), int(sys.argv[3]))
+        os.execv(sys.argv[4], sys.argv[4:])
     sys.exit(_child_main(sys.argv[1:]))

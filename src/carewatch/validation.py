@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from carewatch import paths, warehouse
@@ -46,8 +47,8 @@ class ExpectationResult:
     unexpected_count: int | None
     unexpected_examples: list
     expected: str = ""
-    # every failing row's label (the suite's row_label values), when asked for (`carewatch check
-    # NAME --failing`); not recorded
+    # every failing row: (its label (the suite's row_label values), its judged values), when
+    # asked for (`carewatch check NAME --failing`, the warehouse checks' warnings); not recorded
     failing_rows: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -246,8 +247,12 @@ def warehouse_history(con, source: str, period: str | None):
     (``spec.months`` before ``period``), each as its latest version not quarantined: the
     loaded one in the warehouse landing table or, for a period whose latest version is fetched
     and parsed but not loaded yet (earlier periods of the same run, e.g. a bootstrap, or a
-    revision of a loaded period), its parsed file. So a period is checked against the same
-    history whatever order the run's tasks took."""
+    revision of a loaded period), its parsed file. So a period is checked against the latest
+    figures of the months before it that the run has parsed by then: ``make run`` (DAG.test)
+    validates in period order; under the scheduler the validate tasks share a one-slot pool in
+    no fixed order, and a month validated before its predecessor's revision was parsed is
+    checked against the version before it. A revision parsed but quarantined later counts
+    until it is quarantined (its file is then left out)."""
     if con is None or period is None:
         return None
 
@@ -444,7 +449,7 @@ def run(batch: PreparedBatch, *, data_docs: bool = False, run_name: str | None =
     gx_suite = gx.ExpectationSuite(name=batch.suite, expectations=batch.expectations, meta=batch.meta)
     docs_url = None
     # which rows failed, not only their values: the suite's row_label columns go with each example
-    label = [c for c in batch.meta.get("row_label", []) if c in batch.frame.columns]
+    label = _row_label(batch.meta, batch.frame)
     detail = "COMPLETE" if every_failing_row and label else "SUMMARY"
     result_format = {"result_format": detail, "unexpected_index_column_names": label} if label else "SUMMARY"
     if data_docs:
@@ -474,11 +479,17 @@ def run(batch: PreparedBatch, *, data_docs: bool = False, run_name: str | None =
                 unexpected_count=details.get("unexpected_count"),
                 unexpected_examples=_examples(details, _columns_of(config.kwargs), label),
                 expected=_expected_text(config.kwargs),
-                failing_rows=[tuple(_plain(row.get(c)) for c in label) for row in details.get("unexpected_index_list") or []
-                              if isinstance(row, dict)] if detail == "COMPLETE" else [],
+                failing_rows=[(tuple(_plain(row.get(c)) for c in label), tuple(_plain(row.get(c)) for c in _columns_of(config.kwargs)))
+                              for row in details.get("unexpected_index_list") or [] if isinstance(row, dict)]
+                if detail == "COMPLETE" else [],
             )
         )
     return report
+
+
+def _row_label(meta: dict, frame: pd.DataFrame) -> list[str]:
+    """The suite's ``row_label`` columns that the frame has."""
+    return [c for c in meta.get("row_label", []) if c in frame.columns]
 
 
 def _columns_of(kwargs: dict) -> list[str]:
@@ -496,6 +507,8 @@ def _plain(value):
         return type(value)(_plain(v) for v in value)
     if isinstance(value, dict):
         return {key: _plain(v) for key, v in value.items()}
+    if isinstance(value, np.datetime64):  # .item() of a nanosecond datetime64 is an int
+        return str(pd.Timestamp(value).date()) if pd.Timestamp(value) == pd.Timestamp(value).normalize() else str(pd.Timestamp(value))
     return value.item() if hasattr(value, "item") and hasattr(value, "dtype") else value
 
 
@@ -787,44 +800,62 @@ WARNINGS_REPORTED_DDL = """
 create table if not exists check_warnings_reported (
     check_name varchar, expectation varchar, "column" varchar, row_label varchar, reported_at timestamptz
 );
+alter table check_warnings_reported add column if not exists failing_value varchar;
 """
 
 
-def warning_rows(report: ValidationReport) -> set[tuple[str, str, str]]:
-    """Each warning of a check, row by row: (expectation, column, the failing row's label)."""
-    return {(r.expectation, r.column or "", " / ".join(str(v) for v in label))
-            for r in report.warnings for label in (r.failing_rows or [()])}
+def warning_rows(report: ValidationReport) -> set[tuple[str, str, str, str]]:
+    """Each warning of a check, row by row: (expectation, column, the failing row's label, its
+    failing values); a warning about the whole table (a row count) has no row, and its observed
+    value instead."""
+    def text(values) -> str:
+        return " / ".join(str(v) for v in values)
+
+    return {(r.expectation, r.column or "", text(label), text(values))
+            for r in report.warnings
+            for label, values in (r.failing_rows or [((), (r.observed_value,))])}
 
 
-def unreported_warnings(con, report: ValidationReport) -> set[tuple[str, str, str]]:
+def new_warnings(con, report: ValidationReport) -> set[tuple[str, str, str, str]]:
     """The warning rows of a warehouse check not emailed before (``check_warnings_reported``):
     a check re-runs whenever its rows change (every month adds periods), and the same gap (two
-    councils without a suppressed ASCOF figure) is emailed once, not every month."""
+    councils without a suppressed ASCOF figure) is emailed once, not every month. A row whose
+    failing values change (a gap that widens) is new; rows that no longer fail are forgotten,
+    so a gap that clears and comes back is emailed again."""
+    current = warning_rows(report)
     con.execute(WARNINGS_REPORTED_DDL)
-    reported = set(con.execute('select expectation, "column", row_label from check_warnings_reported where check_name = ?',
-                               [report.source]).fetchall())
-    return warning_rows(report) - reported
+    columns = 'expectation, "column", row_label, coalesce(failing_value, \'\')'
+    reported = set(con.execute(f"select {columns} from check_warnings_reported where check_name = ?", [report.source]).fetchall())
+    for cleared in reported - current:
+        con.execute(f"delete from check_warnings_reported where check_name = ? and ({columns}) = (?, ?, ?, ?)",
+                    [report.source, *cleared])
+    return current - reported
 
 
-def record_warnings_reported(con, report: ValidationReport, rows: set[tuple[str, str, str]]) -> None:
+def record_warnings_reported(con, report: ValidationReport, rows: set[tuple[str, str, str, str]]) -> None:
     import datetime as dt
 
     con.execute(WARNINGS_REPORTED_DDL)
     now = dt.datetime.now(dt.timezone.utc)
-    con.executemany('insert into check_warnings_reported values (?, ?, ?, ?, ?)',
-                    [[report.source, expectation, column, label, now] for expectation, column, label in sorted(rows)])
+    con.executemany('insert into check_warnings_reported (check_name, expectation, "column", row_label, failing_value, reported_at) '
+                    'values (?, ?, ?, ?, ?, ?)',
+                    [[report.source, *row, now] for row in sorted(rows)])
 
 
-def failing_rows(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+def failing_rows(name: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """The rows of check ``name`` that fail any of its expectations, blocking or warning
-    (``carewatch check NAME --failing``), matched by the suite's row label."""
-    report = validate_check(name, frame, every_failing_row=True)
-    label = [c for c in load_suite(name).get("meta", {}).get("row_label", []) if c in frame.columns]
+    (``carewatch check NAME --failing``), matched by the suite's row label; and the lines of
+    the failed expectations about the table as a whole (its columns, its row count), which
+    no row shows."""
+    batch = _check_batch(name, frame)
+    report = _run_check(batch, every_failing_row=True)
+    label = _row_label(batch.meta, frame)
     if not label:
         raise CarewatchError(f"check {name}: its suite names no row_label, so its failing rows cannot be picked out")
-    failing = {key for result in report.results if not result.success for key in result.failing_rows}
+    failed = [result for result in report.results if not result.success]
+    failing = {row_label for result in failed for row_label, _ in result.failing_rows}
     keep = [tuple(_plain(v) for v in key) in failing for key in frame[label].itertuples(index=False)]
-    return frame[keep]
+    return frame.loc[np.array(keep, dtype=bool)], [result.line() for result in failed if not result.failing_rows]
 
 
 def check_warehouse(con, *, data_docs: bool = False, reuse: bool = False) -> list[tuple[ValidationReport, str]]:

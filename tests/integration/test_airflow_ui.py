@@ -8,6 +8,7 @@ landed in the warehouse.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -69,13 +70,15 @@ def standalone(tmp_path_factory):
     base = f"http://localhost:{port}"
     try:
         token = _login(base, root / "airflow", proc, root / "standalone.log")
-        api = {"base": base, "headers": {"Authorization": f"Bearer {token}"}, "home": root / "home", "log": root / "standalone.log"}
+        api = {"base": base, "headers": {"Authorization": f"Bearer {token}"}, "home": root / "home", "log": root / "standalone.log",
+               "pid": proc.pid, "proc": proc}
         # metrics listens from the start: asset events only queue runs for unpaused DAGs
         _wait_for(api, "/api/v2/dags/metrics", lambda body: True, "parsing the metrics DAG")
         HTTP.patch(f"{base}/api/v2/dags/metrics", json={"is_paused": False}, headers=api["headers"], timeout=10).raise_for_status()
         yield api
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # (the last test ends it)
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -266,3 +269,21 @@ def test_landed_assets_trigger_the_metrics_dag(standalone):
     with duckdb.connect(str(api["home"] / "warehouse.duckdb"), read_only=True) as con:
         months = con.execute("select distinct period_start from fct_metric_values where metric_id = 'delayed_days_per_day_per_100k_18plus' and period_type = 'month'").fetchall()
     assert [str(m) for (m,) in months] == ["2017-03-01"]
+
+
+def test_killing_carewatch_airflow_stops_every_airflow_process_and_frees_the_home(standalone, monkeypatch):
+    # (last in this module: it ends the standalone) standalone gets SIGINT when carewatch dies,
+    # and stops its scheduler, API server, DAG processor and triggerer; none runs on without
+    # the home's lock beside a later make run
+    from carewatch import runner
+
+    os.kill(standalone["pid"], signal.SIGKILL)
+    standalone["proc"].wait(timeout=30)  # reaped: not a zombie of the group
+    deadline = time.monotonic() + 90
+    while _group_alive(standalone["pid"]) and time.monotonic() < deadline:
+        time.sleep(1)
+    left = subprocess.run(["ps", "-o", "pid=,args=", "-g", str(standalone["pid"])], capture_output=True, text=True).stdout
+    assert not _group_alive(standalone["pid"]), f"still running:\n{left}"
+    monkeypatch.setenv("CAREWATCH_HOME", str(standalone["home"]))
+    with runner.home_lock("run"):
+        pass

@@ -108,3 +108,5 @@ def test_airflow_cli_runs_airflow_on_the_project_home(tmp_path):
         assert out.returncode == 0, out.stderr[-2000:]
         assert out.stdout.strip() == expected
     assert (tmp_path / "home" / "airflow" / "airflow.cfg").is_file()  # its home, not ~/airflow
+    helped = subprocess.run([*carewatch, "-h"], env=env, capture_output=True, text=True, timeout=180)
+    assert helped.returncode == 0 and helped.stdout.startswith("Usage: airflow")  # Airflow's options are Airflow's

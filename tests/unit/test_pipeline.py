@@ -594,6 +594,7 @@ def test_no_parser_module_imports_another_parsers_module():
     modules = set(parsers._MODULES.values())
     for name, module in parsers._MODULES.items():
         text = parsers._module_file(module).read_text()
-        found = re.findall(r"carewatch\.parsers\.(\w+)|from carewatch\.parsers import (\w+)", text)
-        imported = {f"carewatch.parsers.{dotted or named}" for dotted, named in found}
+        found = re.findall(r"carewatch\.parsers\.(\w+)|from carewatch\.parsers import (\w+)|from \.(\w+)|from \. import (\w+)"
+                           r"|import_module\([\"']carewatch\.parsers\.(\w+)", text)
+        imported = {f"carewatch.parsers.{next(name for name in groups if name)}" for groups in found}
         assert not (imported & (modules - {module})), f"{module} imports another parser's module"

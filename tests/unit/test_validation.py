@@ -164,3 +164,12 @@ def test_cli_validate_without_the_suite_is_one_line(tmp_path, monkeypatch, capsy
     assert cli.main(["validate", "dtoc_la", str(REAL), "--period", "2016-06"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"carewatch: no expectation suite for dtoc_la: {tmp_path / 'nowhere' / 'dtoc_la.json'} (see expectations/README.md)"]
+
+
+def test_failing_values_and_row_labels_read_as_python_writes_them():
+    import numpy as np
+
+    assert validation._plain(np.datetime64("2018-03-01")) == "2018-03-01"  # not nanoseconds since 1970
+    assert validation._plain(np.datetime64("2018-03-01T10:30")) == "2018-03-01 10:30:00"
+    assert validation._plain((np.float64(1.5), np.int64(2))) == (1.5, 2) and repr(validation._plain(np.float64(1.5))) == "1.5"
+    assert validation._plain({"a": np.bool_(True)}) == {"a": True}
