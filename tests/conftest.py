@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-_SESSION_DIR = Path(tempfile.mkdtemp(prefix="carewatch-tests-"))
+# pytest imports this file as `conftest` and test modules import it again as `tests.conftest`
+# (for FIXTURES): the second import shares the first's homes instead of making an empty one
+_FIRST = next((module for name, module in list(sys.modules.items())
+               if name in ("conftest", "tests.conftest") and hasattr(module, "_SESSION_DIR")), None)
+_SESSION_DIR = _FIRST._SESSION_DIR if _FIRST is not None else Path(tempfile.mkdtemp(prefix="carewatch-tests-"))
 os.environ["AIRFLOW_HOME"] = str(_SESSION_DIR / "airflow")
 os.environ["CAREWATCH_HOME"] = str(_SESSION_DIR / "home")
 os.environ.setdefault("CAREWATCH_ENV", "embedded")
