@@ -135,8 +135,8 @@ def home_lock(what: str):
 
 
 def die_with_parent(parent: int, death_signal: int = 15) -> None:
-    """Called first thing in a child process: it gets SIGTERM when ``parent`` dies (Linux's
-    PR_SET_PDEATHSIG, kept across exec), so killing ``carewatch run`` or ``carewatch airflow``
+    """Called first thing in a child process: it gets ``death_signal`` when ``parent`` dies
+    (Linux's PR_SET_PDEATHSIG, kept across exec), so killing ``carewatch run`` or ``carewatch airflow``
     does not leave their Airflow child running without the sample server and mail catcher it
     was started with. (Done in the child itself, not as a ``preexec_fn``: the parent has
     server threads running, and Python code between fork and exec could deadlock.)"""
@@ -148,9 +148,15 @@ def die_with_parent(parent: int, death_signal: int = 15) -> None:
         sys.exit(1)
 
 
+# SIGKILL: Airflow's task runner keeps a SIGTERM handler once a task has run (it only calls the
+# operator's on_kill), so SIGTERM left the orphan running; the probe showed a kill -9 mid-run
+# safe (DuckDB recovers from its log, the rerun matches an uninterrupted home)
+RUN_CHILD_DEATH_SIGNAL = 9
+
+
 def _with_parent(command: list[str], death_signal: int = 15) -> list[str]:
     """``command`` started through this module, which first arranges for it to get
-    ``death_signal`` (SIGTERM) when this process dies."""
+    ``death_signal`` (SIGTERM unless said) when this process dies."""
     return [sys.executable, "-m", "carewatch.runner", "--with-parent", str(os.getpid()), str(death_signal), *command]
 
 
@@ -180,7 +186,8 @@ def _run_embedded(logical_date: str | None, lock: int) -> int:
         print(f"carewatch: serving the embedded sample publications at {base_url}")
         with log_file.open("w") as log:
             proc = subprocess.run(
-                _with_parent([sys.executable, "-m", "carewatch.runner", when.isoformat(), json.dumps(conf), *dag_ids]),
+                _with_parent([sys.executable, "-m", "carewatch.runner", when.isoformat(), json.dumps(conf), *dag_ids],
+                             death_signal=RUN_CHILD_DEATH_SIGNAL),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -205,6 +206,42 @@ def test_a_bad_file_is_quarantined_emailed_and_fails_its_source_while_the_others
     assert docs_url in body and docs_url.startswith("file://")  # the Data Docs page of this validation
     page = paths.home() / "gx" / "uncommitted" / "data_docs" / "local_site" / docs_url.split("/local_site/", 1)[1].replace("%20", " ")
     assert page.is_file() and "2017-03-01" in page.read_text() and "2016-12-01" in page.read_text()  # expected vs found
+
+
+def test_killing_carewatch_run_ends_its_airflow_child_and_frees_the_home(tmp_path, monkeypatch):
+    # the child, left alone, fetched from a sample server that was gone, sent alerts to a mail
+    # catcher that was gone and wrote the warehouse beside the rerun, which it held off; Airflow's
+    # task runner keeps SIGTERM for itself once a task has run, so the child is sent SIGKILL
+    import signal
+    import time
+
+    from carewatch import runner
+
+    env = dict(os.environ, CAREWATCH_HOME=str(tmp_path / "home"), AIRFLOW_HOME=str(tmp_path / "airflow"))
+    env.pop("CAREWATCH_BASE_URL", None)
+    parent = subprocess.Popen([sys.executable, "-m", "carewatch.cli", "run"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        running = 0
+        while running < 3 and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.5)
+            logs = list((tmp_path / "home" / "logs").glob("run-*.log"))
+            running = logs[0].read_text(errors="replace").count("running task <TaskInstance:") if logs else 0
+        assert running >= 3, "the run did not start its tasks"
+        [child] = [int(pid) for pid in Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()]
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not Path(f"/proc/{child}").exists(), "the Airflow child outlived carewatch run"
+        monkeypatch.setenv("CAREWATCH_HOME", str(tmp_path / "home"))
+        with runner.home_lock("run"):  # free for the rerun
+            pass
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)
 
 
 def test_a_quality_alert_the_mail_server_refused_goes_out_with_the_next_run(airflow_db, carewatch_home, tmp_path, monkeypatch):

@@ -55,8 +55,10 @@ PARENT = textwrap.dedent("""
     import os, subprocess, sys, time
     from carewatch import runner
     with runner.home_lock("run") as lock:
-        command = [sys.executable, "-c", "import time; time.sleep(120)"]
-        child = subprocess.Popen(runner._with_parent(command) if sys.argv[1] == "dies" else command, pass_fds=(lock,))
+        # like Airflow's task runner, the child keeps SIGTERM for itself
+        command = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, lambda *_: None); time.sleep(120)"]
+        arranged = runner._with_parent(command, runner.RUN_CHILD_DEATH_SIGNAL) if sys.argv[1] == "dies" else command
+        child = subprocess.Popen(arranged, pass_fds=(lock,))
         print(child.pid, flush=True)
         time.sleep(120)
 """)
