@@ -310,13 +310,21 @@ def build_warehouse(task_url: str | None = None) -> dict:
                     validation.store(con, report, file_version=0, sha256=digest, parsed_path=None)
                 if fresh:
                     validation.build_data_docs_index()
-                # (a blocking check is emailed by the task's failure callback, its warnings with it)
-                pending = [(report, digest, new) for report, digest in fresh
-                           if report.ok and report.warnings and (new := validation.new_warnings(con, report))]
+                pending = new_check_warnings(con, fresh)
             counts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in models}
     finally:  # after the writer's connection is closed: an email can take a while; and even when a blocking check failed
         email_new_check_warnings(pending, task_url=task_url)
     return counts
+
+
+def new_check_warnings(con, fresh: list) -> list:
+    """(report, digest, new warning rows) of each freshly run warning-only check with a failing
+    row not emailed before. Every such check is looked at, one whose warnings all cleared too
+    (its rows are forgotten, so a gap that returns is new). A blocking check is emailed by the
+    task's failure callback, its warnings with it."""
+    from carewatch import validation
+
+    return [(report, digest, new) for report, digest in fresh if report.ok and (new := validation.new_warnings(con, report))]
 
 
 def email_new_check_warnings(pending: list, task_url: str | None = None) -> int:
@@ -328,7 +336,12 @@ def email_new_check_warnings(pending: list, task_url: str | None = None) -> int:
 
     sent = []
     for report, digest, new in pending:
-        if alerts.notify_warnings(report, sha256=digest, task_url=task_url):
+        try:
+            notified = alerts.notify_warnings(report, sha256=digest, task_url=task_url)
+        except Exception as err:  # noqa: BLE001 - building the email failed: say so, and let a blocking error in flight stand
+            print(f"{report.source}: could not build the warning email ({err.__class__.__name__}: {err})")
+            notified = False
+        if notified:
             sent.append((report, new))
         else:
             print(f"{report.source}: {len(new)} new warning rows not emailed (email_warnings is off in config/alerts.yaml, "

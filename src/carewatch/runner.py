@@ -268,6 +268,11 @@ def airflow_cli(args: list[str]) -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--with-parent"]:  # _with_parent: arrange, then become the command
-        die_with_parent(int(sys.argv[2]), int(sys.argv[3]))
+        import signal
+
+        death_signal = int(sys.argv[3])
+        die_with_parent(int(sys.argv[2]), death_signal)
+        if death_signal != signal.SIGKILL:  # one ignored where carewatch started (`&` in a script ignores SIGINT) stays so across exec
+            signal.signal(death_signal, signal.SIG_DFL)
         os.execv(sys.argv[4], sys.argv[4:])
     sys.exit(_child_main(sys.argv[1:]))

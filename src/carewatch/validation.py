@@ -23,6 +23,7 @@ DAG parsing must not pay.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -365,8 +366,6 @@ def _with_derived(kind: str, kwargs: dict, derived: list[str]) -> dict:
 
 def _with_iso_dates(frame: pd.DataFrame) -> pd.DataFrame:
     """Date columns as ISO text, so suites compare them with plain strings ("2017-02-01")."""
-    import datetime as dt
-
     out = frame.copy()
     for column in out.columns:
         sample = out[column].dropna().head(1)
@@ -507,8 +506,11 @@ def _plain(value):
         return type(value)(_plain(v) for v in value)
     if isinstance(value, dict):
         return {key: _plain(v) for key, v in value.items()}
-    if isinstance(value, np.datetime64):  # .item() of a nanosecond datetime64 is an int
-        return str(pd.Timestamp(value).date()) if pd.Timestamp(value) == pd.Timestamp(value).normalize() else str(pd.Timestamp(value))
+    if isinstance(value, (np.datetime64, pd.Timestamp, dt.datetime)):  # (.item() of a nanosecond datetime64 is an int)
+        stamp = pd.Timestamp(value)  # a date, as GX's rows and the frame's give it alike
+        return str(stamp) if pd.isna(stamp) or stamp != stamp.normalize() else str(stamp.date())
+    if isinstance(value, dt.date):
+        return value.isoformat()
     return value.item() if hasattr(value, "item") and hasattr(value, "dtype") else value
 
 
@@ -700,8 +702,6 @@ def store(con, report: ValidationReport, *, file_version: int, sha256: str, pars
     :func:`failure_identity`). A failing file validated again updates its row; a file that
     passes (after a suite or reference fix) leaves the table.
     """
-    import datetime as dt
-
     now = dt.datetime.now(dt.timezone.utc)
     con.execute(RESULTS_DDL)
     earlier = quarantined_since(con, report.source, report.period, sha256)
@@ -833,8 +833,6 @@ def new_warnings(con, report: ValidationReport) -> set[tuple[str, str, str, str]
 
 
 def record_warnings_reported(con, report: ValidationReport, rows: set[tuple[str, str, str, str]]) -> None:
-    import datetime as dt
-
     con.execute(WARNINGS_REPORTED_DDL)
     now = dt.datetime.now(dt.timezone.utc)
     con.executemany('insert into check_warnings_reported (check_name, expectation, "column", row_label, failing_value, reported_at) '

@@ -52,8 +52,10 @@ def test_a_second_run_on_the_same_home_is_refused_in_one_line(carewatch_home):
 
 
 PARENT = textwrap.dedent("""
-    import os, subprocess, sys, time
+    import os, signal, subprocess, sys, time
     from carewatch import runner
+    if sys.argv[2:] == ["ignoring-sigint"]:  # as a process started with `&` from a script is
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     with runner.home_lock("run") as lock:
         # like Airflow's task runner, the child keeps SIGTERM for itself
         command = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, lambda *_: None); time.sleep(120)"]
@@ -94,3 +96,20 @@ def _free() -> bool:
             return True
     except CarewatchError:
         return False
+
+
+def test_a_child_to_be_interrupted_is_even_when_carewatch_started_with_sigint_ignored(carewatch_home):
+    # make airflow's standalone stops on SIGINT; started from a script with `&`, SIGINT came
+    # ignored, stayed so across exec, and standalone outlived carewatch
+    parent = subprocess.Popen([sys.executable, "-c", PARENT.replace("runner.RUN_CHILD_DEATH_SIGNAL", "signal.SIGINT"),
+                               "dies", "ignoring-sigint"], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "CAREWATCH_HOME": str(carewatch_home)})
+    child = int(parent.stdout.readline())
+    try:
+        time.sleep(1)  # the child is in its sleep, with Python's SIGINT handler
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        assert _wait_until(lambda: not _alive(child))
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)

@@ -133,6 +133,9 @@ def test_only_the_rows_an_expectation_fails_on_are_picked_out():
     assert failing.index.tolist() == [1, 3] and whole_table == []
     assert validation.failing_rows("metric_completeness", rows.iloc[[0, 2]])[0].empty
     # a failure about the table as a whole (no rows at all) shows in no row: it is named
+    # a label column holding dates (a check whose SQL returns a DATE) matches GX's rows too
+    dated = rows.assign(period_start=pd.to_datetime(rows["period_start"]))
+    assert validation.failing_rows("metric_completeness", dated)[0].index.tolist() == [1, 3]
     empty, whole_table = validation.failing_rows("metric_completeness", rows.iloc[:0])
     assert empty.empty and list(empty.columns) == list(rows.columns)
     assert [line.split(":")[0] for line in whole_table] == ["FAIL blocking expect_table_row_count_to_be_between"]
@@ -167,21 +170,24 @@ def test_a_check_warning_is_emailed_once_per_failing_row_not_every_time_the_chec
         "june": [gap[:4] + (149, 3, "E06000057 E06000058 E06000059"), *complete],  # the gap widens (and May's cleared)
         "july": [gap[:4] + (149, 3, "E06000057 E06000058 E06000059"), *complete],
         "august": [gap[:4] + (149, 3, "E06000057 E06000058 E06000059"), *complete, ("dtoc", "month", "2018-05-01", 150, 149, 1, "E06000001")],
+        "september": [("reablement", "financial_year", "2016-04-01", 152, 152, 0, None), *complete],  # every gap cleared
+        "october": [gap[:4] + (149, 3, "E06000057 E06000058 E06000059"), *complete],  # and back as it was
     }
 
-    def build(rows) -> int:
+    def build(rows) -> int:  # what build_warehouse does with a freshly run check
         report = validation.validate_check("metric_completeness", pd.DataFrame(rows, columns=columns), every_failing_row=True)
         with warehouse.connect() as con:
-            new = validation.new_warnings(con, report)
-        return pipeline.email_new_check_warnings([(report, "d", new)] if new else [])
+            pending = pipeline.new_check_warnings(con, [(report, "d")])
+        return pipeline.email_new_check_warnings(pending)
 
     with mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
         monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
         sent = {month: build(rows) for month, rows in [("march", months["march"]), ("march again", months["march"]),
-                                                        *((m, months[m]) for m in ("april", "may", "june", "july", "august"))]}
+                                                        *((m, months[m]) for m in ("april", "may", "june", "july", "august",
+                                                                                    "september", "october"))]}
         caught = mailcatcher.messages(mailbox)
-    assert sent == {"march": 1, "march again": 0, "april": 0, "may": 1, "june": 1, "july": 0, "august": 1}
-    assert len(caught) == 4
+    assert sent == {"march": 1, "march again": 0, "april": 0, "may": 1, "june": 1, "july": 0, "august": 1, "september": 0, "october": 1}
+    assert len(caught) == 5
     assert "E06000001" in mailcatcher.body_text(caught[1])  # May's new gap, in an email that shows every gap
 
 
