@@ -235,12 +235,6 @@ def _cmd_airflow(args: argparse.Namespace) -> int:
     return runner.airflow_ui(port=args.port)
 
 
-def _cmd_airflow_cli(args: argparse.Namespace) -> int:
-    from carewatch import runner
-
-    return runner.airflow_cli(args.args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="carewatch", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -303,10 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.set_defaults(func=_cmd_airflow)
 
+    # listed for --help only: main() hands every argument after it to Airflow, before parsing
     p = sub.add_parser("airflow-cli", help="Airflow's command line on the project's Airflow home (var/airflow), "
                                            "e.g. airflow-cli backfill create --dag-id ingest_dtoc_la ...")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the airflow command")
-    p.set_defaults(func=_cmd_airflow_cli)
     return ap
 
 

@@ -219,11 +219,7 @@ def validate_period(parsed: dict, task_url: str | None = None) -> dict:
     from carewatch import alerts, validation, warehouse
     from carewatch.errors import AlreadyQuarantined, QualityError, StillQuarantined
 
-    if not validation.has_suite(parsed["source"]):  # every source has one: a missing suite is a broken deployment
-        raise FileNotFoundError(
-            f"{parsed['source']} {parsed['period']}: no expectation suite at "
-            f"{paths.expectations_dir() / (parsed['source'] + '.json')}; not loading unvalidated data "
-            f"(is CAREWATCH_ROOT the project checkout?)")
+    validation.require_suite(parsed["source"])  # before any work: a missing suite is a broken deployment
     import pandas as pd
 
     frame = pd.read_parquet(parsed["parsed_path"])

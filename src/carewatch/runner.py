@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -134,7 +135,7 @@ def home_lock(what: str):
         os.close(fd)  # releases the lock (unless a child still holds it)
 
 
-def die_with_parent(parent: int, death_signal: int = 15) -> None:
+def die_with_parent(parent: int, death_signal: int = signal.SIGTERM) -> None:
     """Called first thing in a child process: it gets ``death_signal`` when ``parent`` dies
     (Linux's PR_SET_PDEATHSIG, kept across exec), so killing ``carewatch run`` or ``carewatch airflow``
     does not leave their Airflow child running without the sample server and mail catcher it
@@ -143,7 +144,7 @@ def die_with_parent(parent: int, death_signal: int = 15) -> None:
     if sys.platform.startswith("linux"):
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, death_signal)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(death_signal))  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent died before the line above
         sys.exit(1)
 
@@ -151,13 +152,13 @@ def die_with_parent(parent: int, death_signal: int = 15) -> None:
 # SIGKILL: Airflow's task runner keeps a SIGTERM handler once a task has run (it only calls the
 # operator's on_kill), so SIGTERM left the orphan running; the probe showed a kill -9 mid-run
 # safe (DuckDB recovers from its log, the rerun matches an uninterrupted home)
-RUN_CHILD_DEATH_SIGNAL = 9
+RUN_CHILD_DEATH_SIGNAL = signal.SIGKILL
 
 
-def _with_parent(command: list[str], death_signal: int = 15) -> list[str]:
+def _with_parent(command: list[str], death_signal: int = signal.SIGTERM) -> list[str]:
     """``command`` started through this module, which first arranges for it to get
-    ``death_signal`` (SIGTERM unless said) when this process dies."""
-    return [sys.executable, "-m", "carewatch.runner", "--with-parent", str(os.getpid()), str(death_signal), *command]
+    ``death_signal`` when this process dies."""
+    return [sys.executable, "-m", "carewatch.runner", "--with-parent", str(os.getpid()), str(int(death_signal)), *command]
 
 
 def run_embedded(logical_date: str | None = None) -> int:
@@ -247,7 +248,7 @@ def _airflow_ui(port: int, lock: int) -> int:
         print(f"carewatch: Airflow UI on http://localhost:{port} (user admin, password in {env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated)")
         # SIGINT: standalone stops its scheduler, API server and the rest on KeyboardInterrupt
         # (on SIGTERM it would die alone, and they would run on without the home's lock)
-        return subprocess.call(_with_parent([airflow, "standalone"], death_signal=2), env=env, pass_fds=(lock,))
+        return subprocess.call(_with_parent([airflow, "standalone"], death_signal=signal.SIGINT), env=env, pass_fds=(lock,))
 
 
 def _airflow_on_path(env: dict[str, str]) -> str:
@@ -268,8 +269,6 @@ def airflow_cli(args: list[str]) -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--with-parent"]:  # _with_parent: arrange, then become the command
-        import signal
-
         death_signal = int(sys.argv[3])
         die_with_parent(int(sys.argv[2]), death_signal)
         if death_signal != signal.SIGKILL:  # one ignored where carewatch started (`&` in a script ignores SIGINT) stays so across exec

@@ -95,11 +95,18 @@ class ValidationReport:
         return not self.blocking_failures
 
 
-def load_suite(source: str) -> dict:
+def require_suite(source: str) -> Path:
+    """The source's suite file; MissingProjectFile when a deployment or a new source lacks it
+    (nothing of the source is then validated or loaded)."""
     path = paths.expectations_dir() / f"{source}.json"
     if not path.is_file():
-        raise MissingProjectFile(f"no expectation suite for {source}: {path} (see expectations/README.md)")
-    return json.loads(path.read_text())
+        raise MissingProjectFile(f"no expectation suite for {source}: {path}, so nothing of it is validated or loaded "
+                                 f"(see expectations/README.md; deployed, is CAREWATCH_ROOT the project checkout?)")
+    return path
+
+
+def load_suite(source: str) -> dict:
+    return json.loads(require_suite(source).read_text())
 
 
 def _period_value(period: str):
@@ -198,20 +205,26 @@ def _group_size(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
     return frame.groupby(spec["keys"], dropna=False)[spec["keys"][0]].transform("size")
 
 
-def _distinct_count(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
+def _distinct_in_scope(frame: pd.DataFrame, spec: dict) -> tuple[pd.Series, int]:
     """On the rows where ``spec.where`` holds: how many distinct ``spec.count`` values the rows
-    sharing its ``spec.keys`` have (e.g. councils per sheet of a workbook)."""
+    sharing its ``spec.keys`` have (NaN elsewhere); and how many the whole scope has."""
     scope = frame[frame.eval(spec["where"])] if spec.get("where") else frame
     out = pd.Series(float("nan"), index=frame.index)
     out.loc[scope.index] = scope.groupby(spec["keys"], dropna=False)[spec["count"]].transform("nunique")
-    return out
+    return out, scope[spec["count"]].nunique()
+
+
+def _distinct_count(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
+    """On the rows where ``spec.where`` holds: how many distinct ``spec.count`` values the rows
+    sharing its ``spec.keys`` have (e.g. councils per sheet of a workbook)."""
+    return _distinct_in_scope(frame, spec)[0]
 
 
 def _distinct_missing(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
     """On the rows where ``spec.where`` holds: how many of the file's distinct ``spec.count``
     values the rows sharing its ``spec.keys`` lack (e.g. councils a sheet leaves out)."""
-    scope = frame[frame.eval(spec["where"])] if spec.get("where") else frame
-    return scope[spec["count"]].nunique() - _distinct_count(frame, spec, history)
+    per_group, in_file = _distinct_in_scope(frame, spec)
+    return in_file - per_group
 
 
 DERIVATIONS = {
@@ -686,10 +699,6 @@ alter table quarantine add column if not exists last_failed_at timestamptz;
 alter table quarantine add column if not exists attempts integer;
 alter table quarantine add column if not exists reported_failures varchar;
 """
-
-
-def has_suite(source: str) -> bool:
-    return (paths.expectations_dir() / f"{source}.json").is_file()
 
 
 def store(con, report: ValidationReport, *, file_version: int, sha256: str, parsed_path: str | None) -> None:

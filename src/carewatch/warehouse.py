@@ -381,11 +381,9 @@ def reported_cutoff(con, cutoff):
     if not table_exists(con, "warehouse_builds"):
         return cutoff
     # as epoch microseconds: a timestamptz comes back in the session's zone, which Python may not know ('JST')
-    first, last = con.execute("select epoch_us(min(built_at)), epoch_us(max(built_at) filter (where built_at < ?::timestamptz)) "
-                              "from warehouse_builds", [cutoff.isoformat()]).fetchone()
-    if first is None or last is None:  # no build recorded by then
-        return cutoff
-    return _utc(last)
+    (last,) = con.execute("select epoch_us(max(built_at)) from warehouse_builds where built_at < ?::timestamptz",
+                          [cutoff.isoformat()]).fetchone()
+    return cutoff if last is None else _utc(last)  # (None: no build recorded by then)
 
 
 def first_loaded_at(con):

@@ -163,7 +163,8 @@ def test_cli_validate_without_the_suite_is_one_line(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(paths, "expectations_dir", lambda: tmp_path / "nowhere")
     assert cli.main(["validate", "dtoc_la", str(REAL), "--period", "2016-06"]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"carewatch: no expectation suite for dtoc_la: {tmp_path / 'nowhere' / 'dtoc_la.json'} (see expectations/README.md)"]
+        f"carewatch: no expectation suite for dtoc_la: {tmp_path / 'nowhere' / 'dtoc_la.json'}, so nothing of it is validated "
+        "or loaded (see expectations/README.md; deployed, is CAREWATCH_ROOT the project checkout?)"]
 
 
 def test_failing_values_and_row_labels_read_as_python_writes_them():
