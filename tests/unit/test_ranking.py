@@ -208,3 +208,50 @@ def test_a_financial_year_ranks_with_the_reablement_year_before_it():
     assert sorted(zip(year["metric_id"], year["value"])) == [(dtoc, 9.0), (still_home, 0.80)]
     rolling = analysis.ranking_values(mv, methodology, pd.Timestamp("2018-03-01"))
     assert sorted(zip(rolling["metric_id"], rolling["value"])) == [(dtoc, 9.0), (still_home, 0.80)]
+
+
+def test_the_rolling_table_takes_a_reablement_year_six_months_after_it_ends():
+    """2016-17 ends 31 March 2017 and is used from October 2017 (1 October - 6 months = 1 April
+    2017 >= 31 March); September 2017 (cutoff 1 March 2017) still ranks with 2015-16."""
+    from carewatch import analysis
+
+    def row(period_type, start, end, metric, value):
+        return {"area_code": "E09000012", "period_type": period_type, "period_start": pd.Timestamp(start),
+                "period_end": pd.Timestamp(end), "metric_id": metric, "value": value}
+
+    dtoc, still_home = "delayed_days_per_day_per_100k_18plus", "reablement_still_at_home_91d_65plus"
+    mv = pd.DataFrame([
+        row("rolling_12m", "2017-09-01", "2017-09-30", dtoc, 9.0),
+        row("rolling_12m", "2017-10-01", "2017-10-31", dtoc, 8.0),
+        row("financial_year", "2015-04-01", "2016-03-31", still_home, 0.70),
+        row("financial_year", "2016-04-01", "2017-03-31", still_home, 0.80),
+    ])
+    methodology = ranking.load_methodology()
+    september = analysis.ranking_values(mv, methodology, pd.Timestamp("2017-09-01"))
+    assert sorted(zip(september["metric_id"], september["value"])) == [(dtoc, 9.0), (still_home, 0.70)]
+    october = analysis.ranking_values(mv, methodology, pd.Timestamp("2017-10-01"))
+    assert sorted(zip(october["metric_id"], october["value"])) == [(dtoc, 8.0), (still_home, 0.80)]
+
+
+def test_rank_change_is_against_the_previous_month_of_the_same_table():
+    from carewatch import analysis
+
+    dtoc = analysis.DTOC
+    m = ranking.Methodology(name="t", version=1, method="weighted_ranks", ties="min", min_metrics=1,
+                            weights={dtoc: 1.0}, directions={dtoc: "low"})
+
+    def row(area, month, value):
+        start = pd.Timestamp(month)
+        return {"area_code": area, "period_type": "rolling_12m", "period_start": start,
+                "period_end": start + pd.offsets.MonthEnd(0), "metric_id": dtoc, "value": value}
+
+    # February: A 5 (rank 1), B 10 (rank 2); March: A 10 (rank 2), B 5 (rank 1)
+    mv = pd.DataFrame([row("A", "2018-02-01", 5.0), row("B", "2018-02-01", 10.0),
+                       row("A", "2018-03-01", 10.0), row("B", "2018-03-01", 5.0)])
+    _, overall = analysis.rank_periods(mv, m, ["A", "B"])
+    march = overall[overall["period_start"] == pd.Timestamp("2018-03-01")].set_index("area_code")
+    # rank change = previous - current: A 1 - 2 = -1 (down), B 2 - 1 = +1 (up)
+    assert march.loc[["A", "B"], "previous_rank"].tolist() == [1, 2]
+    assert march.loc[["A", "B"], "rank_change"].tolist() == [-1, 1]
+    february = overall[overall["period_start"] == pd.Timestamp("2018-02-01")]
+    assert february["rank_change"].isna().all()  # nothing before it
