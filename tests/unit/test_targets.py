@@ -153,3 +153,88 @@ def test_an_area_month_without_its_days_does_not_stop_the_others_being_worked_fr
     assert comp.loc[("E06000029", november)].isna().all()  # suppressed stays unknown
     assert comp.loc[("E06000028", november)].tolist() == [6.0, 3.5, 2.5]  # from its rates
     assert len(comp) == 5  # no area-month made up
+
+
+def _rates(rows):
+    """Long rates from (area, month, total, nhs, social_care, both) tuples, as the fixture makes them."""
+    records = []
+    for area, month, total, nhs, sc, both in rows:
+        for agency, value in (("total", total), ("nhs", nhs), ("social_care", sc), ("both", both)):
+            records.append({"area_code": area, "period_start": pd.Timestamp(month + "-01"), "agency": agency, "value": value})
+    return pd.DataFrame(records)
+
+
+def _target_set(tmp_path, old, new):
+    text = (targets.paths.config_dir() / "targets" / "expectations-2017-18.yaml").read_text()
+    assert old in text
+    path = tmp_path / "set.yaml"
+    path.write_text(text.replace(old, new))
+    return targets.load_target_set(str(path))
+
+
+def test_components_exactly_at_their_targets_are_on_track(tracked):
+    # LOW holds its baseline: NHS 3.0 against a 3.0 target (reduction 0); EXACT: social care
+    # 4.4 against 4.4 (baseline 9.4 = ambition, reduction 0). "At most" the target is on track.
+    assert tracked.loc["LOW", "target_nhs"] == 3.0 and tracked.loc["LOW", "actual_nhs"] == 3.0
+    assert bool(tracked.loc["LOW", "nhs_on_track"])
+    assert tracked.loc["EXACT", "target_social_care"] == 4.4 and tracked.loc["EXACT", "actual_social_care"] == 4.4
+    assert bool(tracked.loc["EXACT", "social_care_on_track"])
+
+
+def test_a_social_care_rate_of_exactly_2_6_passes_the_at_most_2_6_test():
+    rows = [("AT", "2017-02", 6.0, 3.4, 2.6, 0.0), ("AT", "2017-09", 6.0, 3.4, 2.6, 0.0)]
+    tracked = targets.track(_rates(rows), targets.load_target_set()).set_index("area_code")
+    assert tracked.loc["AT", "actual_social_care"] == 2.6  # 2.6 + 0.5 x 0.0
+    assert bool(tracked.loc["AT", "test_social_care_rate_at_most_2_6"])
+
+
+def test_the_both_share_comes_from_the_target_set(tmp_path, rates):
+    # both_to_nhs 0.25: "both" days go one quarter to the NHS, three quarters to social care
+    tracked = targets.track(rates, _target_set(tmp_path, "both_to_nhs: 0.5", "both_to_nhs: 0.25")).set_index("area_code")
+    high = tracked.loc["HIGH"]
+    # September: NHS 5.0 + 0.25 x 0.5 = 5.125; social care 3.5 + 0.75 x 0.5 = 3.875
+    assert (high["actual_nhs"], high["actual_social_care"]) == pytest.approx((5.125, 3.875))
+    # February baseline: NHS 8 + 0.25 = 8.25, social care 6 + 0.75 = 6.75 of 15; reduction 15 - 9.4 = 5.6,
+    # NHS share 8.25 / 15 = 0.55: targets 8.25 - 5.6 x 0.55 = 5.17 and 6.75 - 5.6 x 0.45 = 4.23
+    assert (high["baseline_nhs"], high["baseline_social_care"]) == pytest.approx((8.25, 6.75))
+    assert (high["target_nhs"], high["target_social_care"]) == pytest.approx((5.17, 4.23))
+
+
+def test_the_tolerance_of_the_target_set_applies_to_every_on_track_test(tmp_path, rates):
+    tracked = targets.track(rates, _target_set(tmp_path, "tolerance: 0.0", "tolerance: 0.6")).set_index("area_code")
+    low = tracked.loc["LOW"]
+    # LOW: 5.5 against a 5.0 target, gap 0.5 <= 0.6; social care 2.5 against 2.0 + 0.6
+    assert low["gap"] == pytest.approx(0.5) and bool(low["on_track"])
+    assert bool(low["social_care_on_track"])
+    assert bool(low["test_met_september_social_care_expectation"])  # 2.5 <= 2.0 + 0.6
+
+
+def test_every_month_to_valid_to_is_tracked_and_the_september_test_reads_september():
+    rows = [
+        ("HIGH", "2016-09", 16.0, 8.0, 7.0, 1.0),
+        ("HIGH", "2017-02", 15.0, 8.0, 6.0, 1.0),
+        ("HIGH", "2017-09", 9.0, 5.0, 3.5, 0.5),    # social care 3.75: meets its 4.07333 target
+        ("HIGH", "2017-10", 12.0, 6.0, 5.5, 0.5),   # social care 5.75: would not
+        ("HIGH", "2018-03", 12.0, 6.0, 5.5, 0.5),   # valid_to: the set's last month
+        ("HIGH", "2018-04", 12.0, 6.0, 5.5, 0.5),   # after it
+    ]
+    tracked = targets.track(_rates(rows), targets.load_target_set()).set_index("period_start")
+    assert list(tracked.index) == [pd.Timestamp("2017-09-01"), pd.Timestamp("2017-10-01"), pd.Timestamp("2018-03-01")]
+    # "met the September 2017 social-care expectation" is about September, whatever the month
+    assert tracked["test_met_september_social_care_expectation"].tolist() == [True, True, True]
+    assert not tracked.loc[pd.Timestamp("2017-10-01"), "social_care_on_track"]  # 5.75 > 4.07333
+
+
+def test_an_area_without_the_earlier_month_is_unknown_on_improved_since_not_failed():
+    # NEW has no September 2016 row: "improved since September 2016" cannot be judged
+    rows = [("NEW", "2017-02", 5.0, 3.0, 2.0, 0.0), ("NEW", "2017-09", 4.0, 2.5, 1.5, 0.0)]
+    tracked = targets.track(_rates(rows), targets.load_target_set()).set_index("area_code")
+    assert pd.isna(tracked.loc["NEW", "test_improved_since_september_2016"])
+    assert bool(tracked.loc["NEW", "test_improved_since_february_2017"])  # 1.5 < 2.0
+
+
+def test_england_is_not_tracked_as_an_area(rates):
+    england = _rates([(targets.ENGLAND, "2016-09", 12.0, 6.0, 5.0, 1.0), (targets.ENGLAND, "2017-02", 12.0, 6.0, 5.0, 1.0),
+                      (targets.ENGLAND, "2017-09", 10.0, 5.0, 4.0, 1.0)])
+    tracked = targets.track(pd.concat([rates, england], ignore_index=True), targets.load_target_set())
+    assert sorted(tracked["area_code"]) == ["EXACT", "HIGH", "LOW"]
