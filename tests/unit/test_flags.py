@@ -260,3 +260,106 @@ def test_an_area_no_longer_ranked_is_not_assessed_rather_than_cleared():
     assert june[["area_code", "status", "first_flagged"]].values.tolist() == [["GAP", "new", pd.Timestamp("2019-06-01")]]
     # without `assessed` (callers of earlier releases) an unflagged area is cleared, as before
     assert flags.update_history(april, fl([]), "2019-05-01")["status"].unique().tolist() == ["cleared"]
+
+
+def _quartile_case(values_by_area, baselines):
+    values = mv([(a, DTOC, "month", MONTH, v, None, None) for a, v in values_by_area.items()])
+    tracking = pd.DataFrame({"area_code": list(baselines), "period_start": [MONTH] * len(baselines), "gap": [0] * len(baselines),
+                             "baseline_total": list(baselines.values()), "actual_total": [values_by_area[a] for a in baselines]})
+    return flags.bottom_quartile_with_little_improvement(
+        {"metric": DTOC, "min_improvement_pct": 10}, inputs(metric_values=values, tracking=tracking))
+
+
+def test_bottom_quartile_rounds_up_and_includes_the_area_at_the_cut():
+    # 9 areas -> bottom quartile = ceil(9 / 4) = 3 worst: A 20, B 18, C 15 (C is the 3rd worst, at the cut);
+    # each improved under 10%: A (21-20)/21 = 4.8%, B (19-18)/19 = 5.3%, C (16-15)/16 = 6.25%
+    values = {"A": 20.0, "B": 18.0, "C": 15.0, "D": 5.0, "E": 6.0, "F": 7.0, "G": 8.0, "H": 9.0, "I": 10.0}
+    got = _quartile_case(values, {"A": 21.0, "B": 19.0, "C": 16.0, "I": 10.5})
+    assert set(got) == {"A", "B", "C"}  # I (10.0, 4th worst) is outside the quartile
+    assert "rank 3 worst of 9" in got["C"]
+
+
+def test_bottom_quartile_ties_at_the_cut_share_the_better_rank():
+    # 8 areas -> 2 worst; B and C tie on 18 for 2nd worst: competition ranks 1, 2, 2 -> all three in
+    values = {"A": 20.0, "B": 18.0, "C": 18.0, "D": 5.0, "E": 6.0, "F": 7.0, "G": 8.0, "H": 9.0}
+    got = _quartile_case(values, {"A": 21.0, "B": 19.0, "C": 19.0})
+    assert set(got) == {"A", "B", "C"}
+    assert "rank 2 worst of 8" in got["C"]
+
+
+def test_bottom_quartile_a_fall_of_exactly_the_minimum_is_enough():
+    # A: (20 - 18) / 20 = exactly 10%: not "less than a 10% fall", so not flagged; B: (19 - 18) / 19 = 5.3%
+    values = {"A": 18.0, "B": 18.0, "C": 5.0, "D": 6.0, "E": 7.0, "F": 8.0, "G": 9.0, "H": 10.0}
+    got = _quartile_case(values, {"A": 20.0, "B": 19.0})
+    assert set(got) == {"B"}
+
+
+def test_funnel_outlier_uses_a_yearly_metric_only_six_months_after_its_year_ends():
+    # 2016-17 ends 31 March 2017: six months on is 1 October 2017. In September 2017 (cutoff
+    # 1 September - 6 months = 1 March 2017) the latest usable year is still 2015-16
+    still_home = "reablement_still_at_home_91d_65plus"
+    rows = []
+    for year, low_area in ((2015, "LOW1516"), (2016, "LOW1617")):
+        start, end = pd.Timestamp(f"{year}-04-01"), pd.Timestamp(f"{year + 1}-03-31")
+        for i in range(30):
+            rows.append((f"X{i:02d}", still_home, "financial_year", start, end, None, 800.0, 1_000.0))
+        rows.append((low_area, still_home, "financial_year", start, end, None, 600.0, 1_000.0))
+    frame = pd.DataFrame(rows, columns=["area_code", "metric_id", "period_type", "period_start", "period_end", "value", "numerator", "denominator"])
+    rule = {"level": 0.998, "period_type": "rolling_12m"}
+
+    def flagged(month):
+        return set(flags.funnel_outlier(rule, inputs(period_start=pd.Timestamp(month), metric_values=frame,
+                                                     directions={still_home: "high"}, statistics={still_home: "proportion"})))
+
+    assert flagged("2017-09-01") == {"LOW1516"}
+    assert flagged("2017-10-01") == {"LOW1617"}
+
+
+def test_an_area_abolished_on_the_first_day_of_the_month_is_not_assessed_as_abolished_that_month():
+    # flagged in March 2019, abolished 1 April 2019: in April it is gone (the day is in the month)
+    def fl(areas):
+        return pd.DataFrame({"area_code": areas, "rule_id": ["r"] * len(areas), "reason": [f"why {a}" for a in areas]})
+
+    abolished = {"E10000009": pd.Timestamp("2019-04-01")}
+    march = flags.update_history(None, fl(["E10000009"]), "2019-03-01", assessed={"E10000009"}, abolished=abolished)
+    april = flags.update_history(march, fl([]), "2019-04-01", assessed=set(), abolished=abolished).set_index("area_code")
+    assert april.loc["E10000009", "status"] == "not assessed"
+    assert april.loc["E10000009", "reasons"] == "abolished on 01 April 2019 by a boundary change: no longer assessed"
+
+
+def test_every_flag_carries_its_reason_into_the_flags_and_the_history():
+    overall = pd.DataFrame({"area_code": list("ABC"), "overall_rank": [1, 2, 3]})
+    rules = {"name": "t", "version": 1, "rules": [{"id": "b", "kind": "bottom_n_overall", "n": 1}]}
+    got = flags.evaluate(rules, inputs(overall=overall))
+    # C: rank 3 of 3 ranked areas, in the bottom 1
+    assert got[["area_code", "rule_id", "reason"]].values.tolist() == [["C", "b", "overall rank 3 of 3: in the bottom 1"]]
+    assert set(got["rule_set"]) == {"t@v1"}
+    two = pd.DataFrame({"area_code": ["A", "A"], "rule_id": ["r1", "r2"], "reason": ["first why", "second why"]})
+    oct_ = flags.update_history(None, two, "2017-10-01")
+    nov = flags.update_history(oct_, two.iloc[[1]], "2017-11-01")
+    assert oct_.set_index("area_code").loc["A", "reasons"] == "first why | second why"
+    assert nov.set_index("area_code").loc["A", ["status", "reasons"]].tolist() == ["continuing", "second why"]
+
+
+def test_the_analysis_step_flags_a_high_is_better_metric_on_its_low_side_and_ranks_no_england(tmp_path):
+    """analysis.run wires each metric's direction into the rules: weekend discharges (high is
+    better) at 10% where the other 39 areas are near 20% is significantly worse, not better."""
+    import duckdb
+
+    from carewatch import analysis
+    from tests import synthetic_warehouse
+
+    db = tmp_path / "w.duckdb"
+    areas = synthetic_warehouse.build(db)
+    low = areas[0]
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"""update fct_metric_values set numerator = round(denominator * 0.1), value = round(denominator * 0.1) / denominator
+                        where area_code = '{low}' and metric_id = '{WKD}' and period_type = 'rolling_12m'
+                          and period_start = date '2018-03-01'""")
+        analysis.run(con, export=False)
+        fired = con.execute("select area_code, rule_id, reason from review_flag where period_start = date '2018-03-01'").df()
+        overall = con.execute("select distinct area_code from ranking_overall").df()
+    funnel = fired[(fired["area_code"] == low) & (fired["rule_id"] == "funnel_outlier")]
+    assert len(funnel) == 1 and "discharges following emergency admission that occur at the weekend" in funnel["reason"].iloc[0]
+    assert flags.ENGLAND not in set(overall["area_code"])
+    assert len(overall) == 40
