@@ -98,3 +98,33 @@ def test_overdispersed_limits_by_hand():
     limits = funnels.overdispersed_limits(0.8, [100, 4], "proportion", 0.95, 1.0)
     assert limits["lower"].iloc[0] == pytest.approx(0.8 - 1.959964 * 0.04, rel=1e-6)
     assert limits["upper"].iloc[1] == 1.0
+
+
+def test_poisson_interval_is_byar_from_10_events_and_exact_below():
+    # Byar at 95% (z = 1.959964), observed 100: lower 100 x (1 - 1/900 - z/(3 x 10))^3
+    # = 100 x 0.9335568^3 = 81.3621; upper 101 x (1 - 1/909 + z/(3 x sqrt 101))^3 = 101 x 1.0639078^3 = 121.6279
+    assert funnels.poisson_interval(100, 0.95) == pytest.approx((81.3621, 121.6279), rel=1e-5)
+    # 10 events is Byar's: 10 x (1 - 1/90 - z/(3 x sqrt 10))^3 = 10 x 0.7822906^3 = 4.78745;
+    # 11 x (1 - 1/99 + z/(3 x sqrt 11))^3 = 11 x 1.1868828^3 = 18.39146 (the exact interval is 4.79539, 18.39036)
+    assert funnels.poisson_interval(10, 0.95) == pytest.approx((4.78745, 18.39146), rel=1e-5)
+    # 9 events is exact: chi-squared quantiles (tables) chi2(0.025, 18) / 2 = 8.230746 / 2, chi2(0.975, 20) / 2 = 34.169607 / 2
+    assert funnels.poisson_interval(9, 0.95) == pytest.approx((4.115373, 17.084803), rel=1e-5)
+
+
+def test_proportion_z_scores_by_hand():
+    # average (30 + 50 + 70) / 300 = 0.5; expected 50 each; sd sqrt(100 x 0.5 x 0.5) = 5 -> z -4, 0, 4
+    z = funnels.z_scores(pd.Series([30.0, 50.0, 70.0]), pd.Series([100.0, 100.0, 100.0]), "proportion")
+    assert z.tolist() == pytest.approx([-4.0, 0.0, 4.0])
+    # rates, the average pooled (not the mean of the rates, 0.0433): 150 / 3,000 = 0.05;
+    # expected 25, 50, 75 -> z (10 - 25) / 5 = -3, 0, (90 - 75) / sqrt(75) = 1.7320508
+    z = funnels.z_scores(pd.Series([10.0, 50.0, 90.0]), pd.Series([500.0, 1_000.0, 1_500.0]), "rate")
+    assert z.tolist() == pytest.approx([-3.0, 0.0, 3 ** 0.5])
+
+
+def test_overdispersed_significance_widens_by_the_square_root_of_phi():
+    # exposure 1,000 each, 1,000 events in all: average 0.1, z = (events - 100) / 10 = -6, -2, -1, -1, 0, 0, 1, 1, 2, 6
+    # winsorised 10%: quantiles -6 + 0.9 x 4 = -2.4 and 2.4; phi = (2 x 2.4^2 + 2 x 2^2 + 4 x 1^2) / 10 = 2.352
+    # limit 3.090232 x sqrt(2.352) = 4.739: only the two z = 6 areas are outside (3.090232 x 2.352 = 7.27 would keep them in)
+    events = pd.Series([40.0, 80, 90, 90, 100, 100, 110, 110, 120, 160])
+    labels = funnels.significance_overdispersed(events, pd.Series([1_000.0] * 10), "rate", 0.998)
+    assert labels.tolist() == ["low"] + ["not significant"] * 8 + ["high"]
