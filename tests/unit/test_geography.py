@@ -84,3 +84,10 @@ def test_every_area_the_warehouse_reports_has_a_name():
     assert names["E08000009"] == "Trafford" and names["E92000001"] == "England"
     successors = {geography.resolve_council(code) for code in ("E06000058", "E06000059", "E06000061", "E06000062")}
     assert successors <= set(names)
+
+
+def test_a_legacy_code_read_as_a_number_or_in_lower_case_resolves():
+    # a spreadsheet cell of 716 read as the float 716.0; "00kb" with spaces and lower case
+    assert geography.resolve_council(legacy_code="716.0") == "E09000002"  # Barking and Dagenham
+    assert geography.resolve_council(legacy_code=" 00kb ") == "E06000055"  # Bedford
+    assert geography.resolve_council(legacy_code="9900.0") is None  # Resident in Wales

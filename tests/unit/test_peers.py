@@ -449,3 +449,22 @@ def test_csv_exports_name_each_area_and_peer_beside_its_code(tmp_path):
     named = {"peer_group": tables["peer_group"].assign(area_name="Trafford MBC")}
     analysis.export_csv(named, tmp_path, names={"E08000009": "Trafford", "E08000010": "Wigan"})
     assert (tmp_path / "peer_group.csv").read_text().splitlines()[1] == "E08000009,E08000010,1,Trafford MBC,Wigan"
+
+
+def test_feature_weights_scale_squared_differences():
+    # z-scores of [1, 1, -1, -1] and [1, -1, 1, -1] (mean 0, population sd 1) are the values;
+    # weight 4 on f1: distance A-C = sqrt(4 x 2^2) = 4, A-B = sqrt(1 x 2^2) = 2, A-D = sqrt(16 + 4) = 4.4721
+    features = pd.DataFrame({"f1": [1.0, 1.0, -1.0, -1.0], "f2": [1.0, -1.0, 1.0, -1.0]}, index=["A", "B", "C", "D"])
+    got = peers.nearest_neighbours(features, {"f1": 4.0, "f2": 1.0}, k=3)
+    a = got[got["area_code"] == "A"].set_index("peer_code")["distance"]
+    assert a.to_dict() == pytest.approx({"B": 2.0, "C": 4.0, "D": 20 ** 0.5})
+
+
+def test_characteristics_count_the_boundary_ages_in_their_band():
+    # ages 17, 18, 64, 65, 84, 85: 18 is an adult, 65 is 65+, 85 is 85+; total 210
+    pop = pd.DataFrame({"area_code": ["A"] * 6, "age": [17, 18, 64, 65, 84, 85], "population": [10, 20, 30, 40, 50, 60]})
+    c = peers.characteristics(pop).loc["A"]
+    assert c["share_under_18"] == pytest.approx(10 / 210)
+    assert c["log_population_18plus"] == pytest.approx(np.log(200))  # 20 + 30 + 40 + 50 + 60
+    assert c["share_65plus"] == pytest.approx(150 / 210)  # 40 + 50 + 60
+    assert c["share_85plus"] == pytest.approx(60 / 210)
