@@ -370,3 +370,20 @@ def test_an_extract_with_nothing_to_count_says_so_on_stderr(tmp_path):
         out = subprocess.run([sys.executable, "-m", "carewatch.cli", "hes-metrics", str(extract)], capture_output=True, text=True)
         assert out.returncode == 0 and out.stdout.splitlines() == [",".join(hospital.COLUMNS)]
         assert out.stderr.splitlines() == [f"carewatch: {extract}: no figures: {why}"]
+
+
+def test_fractional_codes_are_missing_even_where_rounding_would_make_them_count(tmp_path):
+    # only the second episode counts (July 1 admission, 1 discharge of 1 day, Monday), as above:
+    # "65.5" is no age (rounded it would be 65+), and the float 21.6 no admission method
+    # (rounded it would be 22, an emergency code)
+    expected = [("E06000001", "2018-07-01", 1, 1, 1, 0)]
+    frame = _two_episodes_frame()
+    frame["startage"] = ["65.5", "80.0"]
+    path = tmp_path / "age.parquet"
+    frame.to_parquet(path, index=False)
+    assert _rows(hospital.hes_metrics(path)) == expected
+    frame = _two_episodes_frame()
+    frame["admimeth"] = [21.6, 21.0]
+    path = tmp_path / "meth.parquet"
+    frame.to_parquet(path, index=False)
+    assert _rows(hospital.hes_metrics(path)) == expected
