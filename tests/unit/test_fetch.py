@@ -376,3 +376,72 @@ def test_the_very_file_another_period_holds_is_refused_until_a_data_engineer_acc
         handle.write(f"dtoc_la,{PERIOD},{sha},March's URL served February's file until corrected\n")
     monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
     assert fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER).status == "new_version"
+
+
+def test_unchanged_by_last_modified_alone_is_a_304(httpserver, base, src):
+    # a server that sends no ETag, only Last-Modified: the next fetch asks If-Modified-Since
+    body = tiny_xls()
+    stamp = "Wed, 12 Apr 2017 09:30:00 GMT"
+    asked = []
+
+    def handler(request):
+        asked.append(request.headers.get("If-Modified-Since"))
+        if request.headers.get("If-Modified-Since") == stamp:
+            return Response(status=304)
+        return Response(body, content_type="application/vnd.ms-excel", headers={"Last-Modified": stamp})
+
+    httpserver.expect_request(f"/dtoc_la/{PERIOD}.xls").respond_with_handler(handler)
+    fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    before = state()
+    again = fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert asked == [None, stamp]
+    assert (again.status, again.http_status, again.version) == ("unchanged", 304, 1)
+    assert state() == before
+
+
+def test_a_404_is_asked_once_not_retried(httpserver, base, src):
+    calls = []
+
+    def handler(request):
+        calls.append(request.path)
+        return Response("not found", status=404, content_type="text/plain")
+
+    httpserver.expect_request(f"/dtoc_la/{PERIOD}.xls").respond_with_handler(handler)
+    with pytest.raises(NotPublishedYet):
+        fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=BEFORE_DUE)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("as_of, outcome", [
+    (dt.date(2017, 4, 20), NotPublishedYet),  # a week after the due day (13 April 2017): within 14 grace days
+    (dt.date(2017, 4, 26), NotPublishedYet),  # the last day before due + 14 = 27 April
+    (dt.date(2017, 4, 27), FetchError),       # due + 14 days: no longer "before due + grace_days", overdue
+])
+def test_404_within_the_grace_days_after_the_due_day_is_not_published_yet(httpserver, base, src, as_of, outcome):
+    assert sources.due_date("dtoc_la", PERIOD) == dt.date(2017, 4, 13) and src.grace_days == 14
+    serve(httpserver, b"not found", status=404, content_type="text/plain")
+    with pytest.raises(outcome) as raised:
+        fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=as_of)
+    assert ("overdue" in str(raised.value)) == (outcome is FetchError)
+
+
+def test_a_file_of_exactly_the_byte_limit_is_accepted(httpserver, base, src):
+    body = tiny_xls()
+    serve(httpserver, body)  # Content-Length is len(body)
+    exact = dataclasses.replace(src, max_bytes=len(body))
+    assert fetch.fetch(exact, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER).status == "new_version"
+
+
+def test_a_streamed_file_without_a_length_is_cut_off_at_the_byte_limit(httpserver, base, src):
+    # no Content-Length (chunked transfer): the limit is enforced while reading
+    body = tiny_xls()
+    assert len(body) > 1000
+
+    def handler(request):
+        return Response(iter([body[:600], body[600:]]), content_type="application/vnd.ms-excel", direct_passthrough=True)
+
+    httpserver.expect_request(f"/dtoc_la/{PERIOD}.xls").respond_with_handler(handler)
+    small = dataclasses.replace(src, max_bytes=1000)
+    with pytest.raises(FetchError, match="exceeds the 1,000 byte limit"):
+        fetch.fetch(small, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert state() == ({}, [])
