@@ -174,3 +174,33 @@ def test_failing_values_and_row_labels_read_as_python_writes_them():
     assert validation._plain(np.datetime64("2018-03-01T10:30")) == "2018-03-01 10:30:00"
     assert validation._plain((np.float64(1.5), np.int64(2))) == (1.5, 2) and repr(validation._plain(np.float64(1.5))) == "1.5"
     assert validation._plain({"a": np.bool_(True)}) == {"a": True}
+
+
+def test_the_suites_derived_columns_by_hand():
+    """The dtoc_la suite's derivations on a hand-made month: two councils, A and B."""
+    rows = [  # row_type, la_name, council_code, breakdown, category, value
+        ("council", "A", "E1", "agency", "nhs", 10.0), ("council", "A", "E1", "agency", "social_care", 5.0),
+        ("council", "A", "E1", "agency", "both", 2.0), ("council", "A", "E1", "agency", "total", 20.0),
+        ("council", "B", "E2", "agency", "nhs", None), ("council", "B", "E2", "agency", "social_care", None),
+        ("council", "B", "E2", "agency", "both", None), ("council", "B", "E2", "agency", "total", 30.5),
+        ("council", "A", "E1", "reason", "A", 4.0), ("council", "A", "E1", "reason", "total", 4.0),
+    ]
+    frame = pd.DataFrame(rows, columns=["row_type", "la_name", "council_code", "breakdown", "category", "value"]).assign(measure="delayed_days")
+    # earlier months: A 10, 10, 40 (median 10, mean 20); B 0, 0, 5 (median 0: no ratio)
+    earlier = pd.DataFrame({"council_code": ["E1"] * 3 + ["E2"] * 3, "value": [10.0, 10.0, 40.0, 0.0, 0.0, 5.0]})
+    specs = validation.load_suite("dtoc_la")["meta"]["derive"]
+    got = validation._derive(frame, specs, lambda spec: earlier)
+    a_total, b_total = 3, 7
+    # A: NHS + social care + both - total = 17 - 20 = -3; B's parts are all missing: no sum, not 0 - 30.5
+    assert got.loc[a_total, "agency_parts_minus_total"] == -3.0
+    assert pd.isna(got.loc[b_total, "agency_parts_minus_total"])
+    assert got.loc[9, "reason_parts_minus_total"] == 0.0  # 4 - 4
+    # A: 20 over the median 10 = 2.0 (the mean, 20, would give 1.0); B: no ratio over a zero median
+    assert got.loc[a_total, "ratio_to_trailing_median"] == 2.0
+    assert pd.isna(got.loc[b_total, "ratio_to_trailing_median"])
+    # 30.5 has a fractional part of 0.5; whole counts none; a missing count none either
+    assert got.loc[b_total, "value_fraction"] == 0.5 and got.loc[a_total, "value_fraction"] == 0.0
+    assert pd.isna(got.loc[4, "value_fraction"])
+    # the agency sheet has both councils, the reason sheet only A: one council missing from it
+    assert got["councils_in_sheet"].tolist() == [2.0] * 8 + [1.0] * 2
+    assert got["councils_missing_from_sheet"].tolist() == [0.0] * 8 + [1.0] * 2
