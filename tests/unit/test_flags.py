@@ -363,3 +363,26 @@ def test_the_analysis_step_flags_a_high_is_better_metric_on_its_low_side_and_ran
     assert len(funnel) == 1 and "discharges following emergency admission that occur at the weekend" in funnel["reason"].iloc[0]
     assert flags.ENGLAND not in set(overall["area_code"])
     assert len(overall) == 40
+
+
+def test_the_analysis_step_says_not_assessed_for_a_flagged_area_it_could_not_rank(tmp_path):
+    """The synthetic warehouse's last area is a funnel outlier on emergency admissions every
+    month; with no figures at all for March 2018 it has no rank then, so its flag is "not
+    assessed" in March, not "cleared"."""
+    import duckdb
+
+    from carewatch import analysis
+    from tests import synthetic_warehouse
+
+    db = tmp_path / "w.duckdb"
+    gone = synthetic_warehouse.build(db)[-1]
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"delete from fct_metric_values where area_code = '{gone}' and period_start = date '2018-03-01'")
+        analysis.run(con, export=False)
+        history = con.execute(f"""select period_start, status, reasons from review_flag_history
+                                  where area_code = '{gone}' and period_start >= date '2018-02-01' order by 1""").df()
+        rank = con.execute(f"""select overall_rank from ranking_overall where area_code = '{gone}'
+                               and period_type = 'rolling_12m' and period_start = date '2018-03-01'""").fetchone()
+    assert rank is not None and rank[0] is None  # listed, without a rank
+    assert history["status"].tolist() == ["continuing", "not assessed"]
+    assert history["reasons"].iloc[1] == "not ranked this month (too few metric values): not assessed"
