@@ -386,3 +386,19 @@ def test_the_analysis_step_says_not_assessed_for_a_flagged_area_it_could_not_ran
     assert rank is not None and rank[0] is None  # listed, without a rank
     assert history["status"].tolist() == ["continuing", "not assessed"]
     assert history["reasons"].iloc[1] == "not ranked this month (too few metric values): not assessed"
+
+
+def test_bottom_n_counts_only_the_ranked_areas_in_its_reason():
+    # D and E have no overall rank (too few figures): C is rank 3 of the 3 ranked areas
+    overall = pd.DataFrame({"area_code": list("ABCDE"), "overall_rank": pd.array([1, 2, 3, None, None], dtype="Int64")})
+    got = flags.bottom_n_overall({"n": 1}, inputs(overall=overall))
+    assert got == {"C": "overall rank 3 of 3: in the bottom 1"}
+
+
+def test_target_missed_ignores_months_after_this_one():
+    # the analysis step hands every month's tracking to every month's rules: in December 2017
+    # the gaps of January and February 2018 (on target) must not hide October-December's
+    months = pd.date_range("2017-10-01", periods=5, freq="MS")
+    tracking = pd.DataFrame({"area_code": ["A"] * 5, "period_start": months, "gap": [5.0, 5.0, 5.0, 0.0, 0.0]})
+    got = flags.target_missed_consecutive({"margin": 1.0, "months": 3}, inputs(tracking=tracking, period_start=pd.Timestamp("2017-12-01")))
+    assert set(got) == {"A"} and "(gaps +5.0, +5.0, +5.0)" in got["A"]
