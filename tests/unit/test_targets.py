@@ -238,3 +238,20 @@ def test_england_is_not_tracked_as_an_area(rates):
                       (targets.ENGLAND, "2017-09", 10.0, 5.0, 4.0, 1.0)])
     tracked = targets.track(pd.concat([rates, england], ignore_index=True), targets.load_target_set())
     assert sorted(tracked["area_code"]) == ["EXACT", "HIGH", "LOW"]
+
+
+def test_areas_tied_for_worst_social_care_are_both_in_the_bottom_quartile():
+    # 4 areas in September 2017, social care (both 0) W1 5.0, W2 5.0, B 1.0, C 2.0: bottom quartile =
+    # ceil(4 / 4) = 1 worst; W1 and W2 tie for worst (competition rank 1, 1) and both fail the test
+    rows = []
+    for area, sc in (("W1", 5.0), ("W2", 5.0), ("B", 1.0), ("C", 2.0)):
+        rows += [(area, "2017-02", sc + 1.0, 1.0, sc, 0.0), (area, "2017-09", sc + 1.0, 1.0, sc, 0.0)]
+    tracked = targets.track(_rates(rows), targets.load_target_set()).set_index("area_code")
+    assert tracked["test_not_bottom_quartile_social_care"].to_dict() == {"B": True, "C": True, "W1": False, "W2": False}
+
+
+def test_an_area_without_a_baseline_month_is_not_tracked(rates):
+    # NOBASE has September 2017 but no February 2017: it has no target, so no tracking rows
+    extra = _rates([("NOBASE", "2017-09", 20.0, 10.0, 10.0, 0.0)])
+    tracked = targets.track(pd.concat([rates, extra], ignore_index=True), targets.load_target_set())
+    assert sorted(tracked["area_code"]) == ["EXACT", "HIGH", "LOW"]
