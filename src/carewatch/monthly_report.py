@@ -152,8 +152,10 @@ def target_summary(data: dict) -> list[dict]:
     for target_set, own in rows.groupby("target_set"):
         last = pd.to_datetime(own["period_start"]).max()
         now = own[pd.to_datetime(own["period_start"]) == last]
-        out.append({"month": last, "set": target_set, "on_track": int(now["on_track"].astype(bool).sum()),
-                    "off_track": int((~now["on_track"].astype(bool)).sum()), "ended": last < data["month"]})
+        on_track = now["on_track"].astype("boolean")  # null: the month has no figure (suppressed)
+        out.append({"month": last, "set": target_set, "on_track": int(on_track.eq(True).sum()),
+                    "off_track": int(on_track.eq(False).sum()), "unknown": int(on_track.isna().sum()),
+                    "ended": last < data["month"]})
     return out
 
 

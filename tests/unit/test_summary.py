@@ -102,15 +102,15 @@ def test_the_report_counts_on_and_off_track_per_target_set_in_its_last_month():
     from carewatch.monthly_report import target_summary
 
     tracking = pd.DataFrame({
-        "target_set": ["a@v1"] * 3 + ["b@v1"] * 2,
-        "area_code": ["X", "Y", "X", "X", "Y"],
-        "period_start": pd.to_datetime(["2018-02-01", "2018-03-01", "2018-03-01", "2018-06-01", "2018-06-01"]),
-        "on_track": [True, False, True, True, True],
+        "target_set": ["a@v1"] * 4 + ["b@v1"] * 2,
+        "area_code": ["X", "Y", "X", "Z", "X", "Y"],
+        "period_start": pd.to_datetime(["2018-02-01", "2018-03-01", "2018-03-01", "2018-03-01", "2018-06-01", "2018-06-01"]),
+        "on_track": [True, False, True, None, True, True],  # Z's March is suppressed: not known
     })
-    # June 2018: set a ended in March (1 on track, 1 off); set b's latest month is June itself
+    # June 2018: set a ended in March (1 on track, 1 off, 1 not known); set b's latest month is June itself
     assert target_summary({"tracking": tracking, "month": pd.Timestamp("2018-06-01")}) == [
-        {"month": pd.Timestamp("2018-03-01"), "set": "a@v1", "on_track": 1, "off_track": 1, "ended": True},
-        {"month": pd.Timestamp("2018-06-01"), "set": "b@v1", "on_track": 2, "off_track": 0, "ended": False}]
+        {"month": pd.Timestamp("2018-03-01"), "set": "a@v1", "on_track": 1, "off_track": 1, "unknown": 1, "ended": True},
+        {"month": pd.Timestamp("2018-06-01"), "set": "b@v1", "on_track": 2, "off_track": 0, "unknown": 0, "ended": False}]
     # months after the report's are not counted; no tracking, no summary
     assert target_summary({"tracking": tracking, "month": pd.Timestamp("2018-03-01")})[0]["set"] == "a@v1"
     assert len(target_summary({"tracking": tracking, "month": pd.Timestamp("2018-03-01")})) == 1

@@ -255,3 +255,36 @@ def test_an_area_without_a_baseline_month_is_not_tracked(rates):
     extra = _rates([("NOBASE", "2017-09", 20.0, 10.0, 10.0, 0.0)])
     tracked = targets.track(pd.concat([rates, extra], ignore_index=True), targets.load_target_set())
     assert sorted(tracked["area_code"]) == ["EXACT", "HIGH", "LOW"]
+
+
+def test_a_month_without_figures_is_unknown_on_every_test_not_failed(rates):
+    # SUPP's September 2017 is suppressed (no figures at all); its February 2017 baseline and
+    # September 2016 exist. Nothing about September can be judged: every on-track column and
+    # every test reads null, not False. (An analyst would otherwise read a suppressed council
+    # as having failed its targets.)
+    nan = float("nan")
+    supp = _rates([("SUPP", "2016-09", 8.0, 4.0, 4.0, 0.0), ("SUPP", "2017-02", 8.0, 4.0, 4.0, 0.0),
+                   ("SUPP", "2017-09", nan, nan, nan, nan)])
+    tracked = targets.track(pd.concat([rates, supp], ignore_index=True), targets.load_target_set()).set_index("area_code")
+    row = tracked.loc["SUPP"]
+    assert (row["target_total"], row["target_nhs"], row["target_social_care"]) == pytest.approx((8.0, 4.0, 4.0))
+    for column in ("on_track", "nhs_on_track", "social_care_on_track", "test_improved_since_september_2016",
+                   "test_improved_since_february_2017", "test_not_bottom_quartile_social_care",
+                   "test_social_care_rate_at_most_2_6", "test_met_september_social_care_expectation"):
+        assert pd.isna(row[column]), column
+    # the other areas' quartile is of the 3 areas with a figure: ceil(3 / 4) = 1 worst, EXACT (4.4)
+    assert tracked["test_not_bottom_quartile_social_care"].drop("SUPP").to_dict() == {"HIGH": True, "LOW": True, "EXACT": False}
+
+
+def test_a_suppressed_baseline_leaves_the_targets_unknown():
+    # NOBASE's February 2017 is suppressed: its target is min(baseline, 9.4) of an unknown
+    # baseline, so unknown, not 9.4; September 2017 (6.0) cannot be called on or off track.
+    nan = float("nan")
+    rows = [("NOBASE", "2017-02", nan, nan, nan, nan), ("NOBASE", "2017-09", 6.0, 3.0, 3.0, 0.0)]
+    row = targets.track(_rates(rows), targets.load_target_set()).set_index("area_code").loc["NOBASE"]
+    assert pd.isna(row["target_total"]) and pd.isna(row["target_nhs"]) and pd.isna(row["target_social_care"])
+    assert pd.isna(row["on_track"]) and pd.isna(row["nhs_on_track"]) and pd.isna(row["social_care_on_track"])
+    assert pd.isna(row["test_met_september_social_care_expectation"])
+    assert pd.isna(row["test_improved_since_february_2017"])
+    assert bool(row["test_not_bottom_quartile_social_care"]) is False  # the only area: ceil(1 / 4) = 1 worst
+    assert bool(row["test_social_care_rate_at_most_2_6"]) is False  # 3.0 > 2.6

@@ -113,7 +113,7 @@ def area_targets(comp: pd.DataFrame, target_set: TargetSet) -> pd.DataFrame:
     out["baseline_nhs"] = base["nhs"]
     out["baseline_social_care"] = base["social_care"]
     ambition = target_set.national_ambition
-    out["target_total"] = base["total"].where(base["total"] < ambition, ambition)
+    out["target_total"] = base["total"].clip(upper=ambition)  # a suppressed baseline: unknown
     reduction = out["baseline_total"] - out["target_total"]
     share_nhs = (base["nhs"] / base["total"]).where(base["total"] > 0, 0.5)
     out["target_nhs"] = base["nhs"] - reduction * share_nhs
@@ -135,9 +135,10 @@ def track(rates: pd.DataFrame, target_set: TargetSet) -> pd.DataFrame:
     out = months.merge(targets, on="area_code", how="inner")
     tol = target_set.tolerance
     out["gap"] = out["total"] - out["target_total"]
-    out["on_track"] = out["gap"] <= tol
-    out["nhs_on_track"] = out["nhs"] <= out["target_nhs"] + tol
-    out["social_care_on_track"] = out["social_care"] <= out["target_social_care"] + tol
+    out["on_track"] = _known(out["gap"] <= tol, out["gap"])
+    out["nhs_on_track"] = _known(out["nhs"] <= out["target_nhs"] + tol, out["nhs"] - out["target_nhs"])
+    out["social_care_on_track"] = _known(out["social_care"] <= out["target_social_care"] + tol,
+                                         out["social_care"] - out["target_social_care"])
     out["change_since_baseline"] = out["total"] - out["baseline_total"]
     for test in target_set.tests:
         out[f"test_{test['id']}"] = _apply_test(test, out, comp, target_set)
@@ -145,20 +146,27 @@ def track(rates: pd.DataFrame, target_set: TargetSet) -> pd.DataFrame:
     return out.sort_values(["period_start", "area_code"]).reset_index(drop=True)
 
 
+def _known(result: pd.Series, compared: pd.Series) -> pd.Series:
+    """A comparison as nullable booleans: null where a figure it compares has none (suppressed),
+    where a plain comparison with NaN would say False, a failure."""
+    return result.astype("boolean").where(compared.notna(), other=pd.NA)
+
+
 def _apply_test(test: dict, out: pd.DataFrame, comp: pd.DataFrame, target_set: TargetSet) -> pd.Series:
+    """One test per tracked row; null where the row's month, or a month it compares with, has no figure."""
     component = test["component"]
     kind = test["kind"]
     if kind == "meets_component_target":
         at = comp[comp["period_start"] == pd.Timestamp(_month(test["period"]))].set_index("area_code")[component]
         target = out.set_index("area_code")[f"target_{component}"]
         met = (at.reindex(out["area_code"]).values <= target.values + target_set.tolerance)
-        known = at.reindex(out["area_code"]).notna().values
+        known = at.reindex(out["area_code"]).notna().values & target.notna().values
         return pd.Series(met, index=out.index).where(known, other=pd.NA).astype("boolean")
     if kind == "improved_since":
         then = comp[comp["period_start"] == pd.Timestamp(_month(test["period"]))].set_index("area_code")[component]
         earlier = then.reindex(out["area_code"]).values
-        result = pd.Series(out[component].values < earlier, index=out.index)
-        return result.where(pd.notna(earlier), other=pd.NA).astype("boolean")
+        result = _known(pd.Series(out[component].values < earlier, index=out.index), out[component])
+        return result.where(pd.notna(earlier), other=pd.NA)
     if kind == "not_bottom_quartile":
         areas = out["area_code"] != ENGLAND
         worst_first = out[areas].groupby("period_start")[component].rank(method="min", ascending=False)
@@ -166,7 +174,7 @@ def _apply_test(test: dict, out: pd.DataFrame, comp: pd.DataFrame, target_set: T
         cutoff = per_month.map(lambda n: math.ceil(n / 4))
         result = pd.Series(pd.NA, index=out.index, dtype="boolean")
         result[areas] = (worst_first > cutoff).astype("boolean")
-        return result
+        return _known(result, out[component])
     if kind == "at_most":
-        return (out[component] <= float(test["threshold"])).astype("boolean")
+        return _known(out[component] <= float(test["threshold"]), out[component])
     raise ValueError(f"target set {target_set.label}: unknown test kind {kind!r}")
