@@ -195,6 +195,15 @@ def test_deterioration_over_12_months():
     assert "15% worse" in got["A"]
 
 
+def test_deterioration_of_exactly_the_minimum_change_is_flagged():
+    # min_relative_change 0.10 is the least change that flags: 10.0 -> 11.0 is (11 - 10) / 10 = 0.1
+    # exactly (both are exact in binary), as a fall of exactly min_improvement_pct counts as enough
+    year_ago = MONTH - pd.DateOffset(months=12)
+    rows = [("A", DTOC, "rolling_12m", year_ago, 10.0, None, None), ("A", DTOC, "rolling_12m", MONTH, 11.0, None, None)]
+    got = flags.deterioration({"metrics": [DTOC], "min_relative_change": 0.10}, inputs(metric_values=mv(rows)))
+    assert got == {"A": f"{DTOC} 10% worse than a year earlier"}
+
+
 def test_rules_come_from_config_and_disabled_rules_do_not_fire(tmp_path):
     overall = pd.DataFrame({"area_code": list("ABC"), "overall_rank": [1, 2, 3]})
     rules = flags.load_rules()

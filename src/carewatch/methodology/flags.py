@@ -230,7 +230,7 @@ def deterioration(rule: dict, inputs: FlagInputs) -> dict[str, str]:
         both = now.index.intersection(then.index)
         sign = 1 if inputs.directions[metric] == "low" else -1
         change = sign * (now[both] - then[both]) / then[both]
-        for area in change[change > float(rule["min_relative_change"])].index:
+        for area in change[change >= float(rule["min_relative_change"])].index:  # the minimum flags
             reasons.setdefault(area, []).append(f"{metric} {change[area] * 100:.0f}% worse than a year earlier")
     return {area: "; ".join(items) for area, items in reasons.items()}
 
