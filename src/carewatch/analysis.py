@@ -41,10 +41,12 @@ def _read(con, sql: str, params=None) -> pd.DataFrame:
 
 
 def ranking_values(mv: pd.DataFrame, methodology: ranking.Methodology, month: pd.Timestamp) -> pd.DataFrame:
-    """Metric values of the rolling 12 months ending in ``month`` (annual metrics: latest FY)."""
+    """Metric values of the rolling 12 months ending in ``month``; metrics published only as
+    financial years (ASCOF) from their latest year ``annual_lag_months`` before it. A monthly
+    metric with no figure this month (hospital activity lagging) is left out, not replaced by
+    an old financial year."""
     rolling = mv[(mv["period_type"] == "rolling_12m") & (mv["period_start"] == month)]
-    annual_metrics = set(mv.loc[mv["period_type"] == "financial_year", "metric_id"]) - set(rolling["metric_id"])
-    return pd.concat([rolling, _lagged_years(mv, methodology, "rolling_12m", month, annual_metrics)], ignore_index=True)
+    return pd.concat([rolling, _lagged_years(mv, methodology, "rolling_12m", month, _annual_only(mv))], ignore_index=True)
 
 
 def financial_year_values(mv: pd.DataFrame, methodology: ranking.Methodology, start: pd.Timestamp) -> pd.DataFrame:
@@ -53,10 +55,16 @@ def financial_year_values(mv: pd.DataFrame, methodology: ranking.Methodology, st
     this one's last month, as for the rolling table (the 2018 dashboard ranked 2017-18 with
     reablement of 2016-17)."""
     fy = mv[mv["period_type"] == "financial_year"]
-    annual_metrics = set(fy["metric_id"]) - set(mv.loc[mv["period_type"] == "rolling_12m", "metric_id"])
+    annual_metrics = _annual_only(mv)
     own = fy[(fy["period_start"] == start) & ~fy["metric_id"].isin(annual_metrics)]
     last_month = start + pd.DateOffset(months=11)
     return pd.concat([own, _lagged_years(mv, methodology, "financial_year", last_month, annual_metrics)], ignore_index=True)
+
+
+def _annual_only(mv: pd.DataFrame) -> set:
+    """Metrics published only as financial years (no rolling 12 months in any month)."""
+    return set(mv.loc[mv["period_type"] == "financial_year", "metric_id"]) - set(
+        mv.loc[mv["period_type"] == "rolling_12m", "metric_id"])
 
 
 def _lagged_years(mv, methodology, period_type: str, last_month: pd.Timestamp, metrics: set) -> pd.DataFrame:

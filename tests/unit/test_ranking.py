@@ -233,6 +233,30 @@ def test_the_rolling_table_takes_a_reablement_year_six_months_after_it_ends():
     assert sorted(zip(october["metric_id"], october["value"])) == [(dtoc, 8.0), (still_home, 0.80)]
 
 
+def test_a_monthly_metric_missing_this_month_is_not_replaced_by_an_old_financial_year():
+    """Hospital activity can lag the DTOC month: a rolling metric with no row in March 2018 is
+    left out of March's table, not silently ranked on its 2016-17 financial year (which the
+    annual-metric lag rule would pick: 31 March 2017 is before 1 September 2017)."""
+    from carewatch import analysis
+
+    def row(period_type, start, end, metric, value):
+        return {"area_code": "E09000012", "period_type": period_type, "period_start": pd.Timestamp(start),
+                "period_end": pd.Timestamp(end), "metric_id": metric, "value": value}
+
+    dtoc, admissions = "delayed_days_per_day_per_100k_18plus", "emergency_admissions_65plus_per_100k"
+    mv = pd.DataFrame([
+        row("rolling_12m", "2018-02-01", "2018-02-28", dtoc, 9.0),
+        row("rolling_12m", "2018-03-01", "2018-03-31", dtoc, 8.0),
+        row("rolling_12m", "2018-02-01", "2018-02-28", admissions, 25000.0),  # no March yet
+        row("financial_year", "2016-04-01", "2017-03-31", admissions, 24000.0),
+    ])
+    methodology = ranking.load_methodology()
+    february = analysis.ranking_values(mv, methodology, pd.Timestamp("2018-02-01"))
+    assert sorted(zip(february["metric_id"], february["value"])) == [(dtoc, 9.0), (admissions, 25000.0)]
+    march = analysis.ranking_values(mv, methodology, pd.Timestamp("2018-03-01"))
+    assert sorted(zip(march["metric_id"], march["value"])) == [(dtoc, 8.0)]
+
+
 def test_rank_change_is_against_the_previous_month_of_the_same_table():
     from carewatch import analysis
 
