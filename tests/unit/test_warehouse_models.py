@@ -673,3 +673,159 @@ def test_the_catalogue_decides_which_landing_tables_a_build_creates(tmp_path, mo
     assert {"land_dtoc_la", "land_dtoc_national", "land_dtoc_provider", "land_ascof", "land_ons_mye",
             "land_hes_aggregate"} <= tables and "land_nhs_beds" not in tables
     assert "fct_metric_values" in built
+
+
+@pytest.fixture
+def span(tmp_path):
+    """Thirteen months, March 2017 - March 2018, on two ONS estimates, built by hand:
+    mid-2016 (Hackney HWB 110,000 aged 18+, 20,000 aged 65+) and mid-2017, whose Hackney rows
+    sit on the age boundaries (17, 18, 64, 65). Hackney has 10 delayed days a day every month;
+    Barnsley's March 2018 shows "-"; both have hospital activity in March 2018."""
+    con = duckdb.connect(str(tmp_path / "s.duckdb"))
+    _ref(con)
+    mye_cols = ["mid_year", "area_code", "area_name", "geography", "age", "population"]
+    _load(con, tmp_path, "ons_mye", "2016", 1, [
+        (2016, HACKNEY, "Hackney", None, 20, 80_000), (2016, HACKNEY, "Hackney", None, 70, 20_000),
+        (2016, CITY, "City of London", None, 30, 10_000),
+        (2016, BARNSLEY, "Barnsley", None, 40, 50_000), (2016, BARNSLEY, "Barnsley", None, 80, 10_000),
+    ], mye_cols)
+    # mid-2017 Hackney HWB: 18+ = 9,000 (18) + 90,000 (64) + 5,000 (65) + 20,000 (90+) + City's 10,000
+    #   = 134,000 (the 1,000 aged 17 are not adults); 65+ = 5,000 + 20,000 = 25,000
+    mid_2017 = [
+        (2017, HACKNEY, "Hackney", None, 17, 1_000), (2017, HACKNEY, "Hackney", None, 18, 9_000),
+        (2017, HACKNEY, "Hackney", None, 64, 90_000), (2017, HACKNEY, "Hackney", None, 65, 5_000),
+        (2017, HACKNEY, "Hackney", None, 90, 20_000), (2017, CITY, "City of London", None, 30, 10_000),
+        (2017, BARNSLEY, "Barnsley", None, 40, 50_000), (2017, BARNSLEY, "Barnsley", None, 80, 10_000),
+    ]
+    # a first release of mid-2017 with 19,000 aged 18, replaced by the second (9,000)
+    _load(con, tmp_path, "ons_mye", "2017", 1, [r[:5] + (19_000,) if r[4] == 18 else r for r in mid_2017], mye_cols)
+    _load(con, tmp_path, "ons_mye", "2017", 2, mid_2017, mye_cols)
+    for month in pd.date_range("2017-03-01", "2018-03-01", freq="MS"):
+        period = month.strftime("%Y-%m")
+        days = 10.0 * month.days_in_month
+        rows = dtoc_rows(month, [
+            ("council", HACKNEY, {"total": days, "nhs": days / 2, "social_care": days / 2, "both": 0.0}),
+            ("council", BARNSLEY, {"total": None if period == "2018-03" else 6.0 * month.days_in_month}),
+        ])
+        if period == "2018-03":
+            # the reason sheet (its "total" row is the agency total again) and the "DTOC Beds"
+            # block (average beds a day, not days)
+            rows += [(month, "Published", "", None, "council", None, HACKNEY, HACKNEY, HACKNEY, "reason", reason, "delayed_days", v)
+                     for reason, v in (("A", 100.0), ("E", 210.0), ("total", 310.0))]
+            rows += [(month, "Published", "", None, "council", None, HACKNEY, HACKNEY, HACKNEY, "agency", "total", "delayed_beds", 10.0)]
+        _load(con, tmp_path, "dtoc_la", period, 1, rows, DTOC_COLUMNS)
+    hes_cols = ["period", "area_code", "area_name", "measure", "value"]
+    march = pd.Timestamp("2018-03-01")
+    hes = [
+        (march, HACKNEY, "Hackney", "emergency_admissions_65plus", 500.0), (march, HACKNEY, "Hackney", "discharges_65plus", 300.0),
+        (march, HACKNEY, "Hackney", "los_p90_days", 10.0), (march, HACKNEY, "Hackney", "weekend_discharges_65plus", 60.0),
+        (march, BARNSLEY, "Barnsley", "emergency_admissions_65plus", 100.0), (march, BARNSLEY, "Barnsley", "discharges_65plus", 100.0),
+        (march, BARNSLEY, "Barnsley", "los_p90_days", 20.0), (march, BARNSLEY, "Barnsley", "weekend_discharges_65plus", 25.0),
+        # residents of no English HWB area (carewatch hes-metrics' UNMAPPED row): in no area, so not in England
+        (march, "UNMAPPED", "", "emergency_admissions_65plus", 50.0), (march, "UNMAPPED", "", "discharges_65plus", 40.0),
+        (march, "UNMAPPED", "", "los_p90_days", 30.0), (march, "UNMAPPED", "", "weekend_discharges_65plus", 8.0),
+    ]
+    # a first version with Hackney's admissions at 400, replaced by the second (500)
+    _load(con, tmp_path, "hes_aggregate", "2018-03", 1, [r[:4] + (400.0,) if r[1] == HACKNEY and r[3].startswith("emergency") else r for r in hes], hes_cols)
+    _load(con, tmp_path, "hes_aggregate", "2018-03", 2, hes, hes_cols)
+    # ASCOF 2016-17: a first version with every figure, then a revision that suppresses City of London's numerator
+    ascof_cols = ["year", "geo_code", "geo_name", "geo_level", "ons_code", "council_code", "measure_group", "measure_code", "disaggregation", "measure_type", "value", "suppression"]
+    for version, city in ((1, 5.0), (2, None)):
+        rows = []
+        for code, num, den in ((HACKNEY, 70.0 if version == 1 else 80.0, 100.0), (CITY, city, 10.0)):
+            rows.append(("2016-17", "x", code, "Council", code, code, "2B1", "2B1", "Total", "Numerator", num, "[c]" if num is None else None))
+            rows.append(("2016-17", "x", code, "Council", code, code, "2B1", "2B1", "Total", "Denominator", den, None))
+        _load(con, tmp_path, "ascof", "2016-17", version, rows, ascof_cols)
+    warehouse.build_models(con, reference=False)
+    yield con
+    con.close()
+
+
+def test_a_month_before_april_uses_the_estimate_of_the_year_its_financial_year_starts(span):
+    # March 2017 is in FY 2016-17 -> mid-2016 (110,000 aged 18+), though mid-2017 is loaded:
+    # 310 / 31 / 110,000 x 100,000 = 9.0909 (mid-2017's 134,000 would give 7.4627)
+    numerator, denominator, rate = value(span, HACKNEY, DTOC, dt.date(2017, 3, 1))
+    assert (numerator, denominator) == (310, 110_000 * 31)
+    assert rate == pytest.approx(10 / 110_000 * 1e5)
+    # April 2017 is FY 2017-18 -> mid-2017: 300 / 30 / 134,000 x 100,000 = 7.4627
+    assert value(span, HACKNEY, DTOC, dt.date(2017, 4, 1))[1] == 134_000 * 30
+
+
+def test_population_bands_include_their_first_year_of_age(span):
+    # mid-2017: 18+ counts the 9,000 aged 18 (134,000 in all); 65+ counts the 5,000 aged 65 (25,000)
+    row = span.execute("select population_18plus, population_65plus from int_population_hwb where hwb_code = ? and mid_year = 2017",
+                       [HACKNEY]).fetchone()
+    assert row == (134_000, 25_000)
+    # March 2018 admissions: 500 over 25,000 aged 65+ = 2,000 per 100,000
+    assert value(span, HACKNEY, "emergency_admissions_65plus_per_100k", dt.date(2018, 3, 1))[1:] == (25_000, pytest.approx(2000.0))
+
+
+def test_a_rolling_year_is_exactly_twelve_months_when_more_are_loaded(span):
+    # the year to March 2018 is April 2017 - March 2018: 3,650 days over 134,000 x 365
+    # (March 2017's 310 days and its mid-2016 population are not in it)
+    numerator, denominator, rate = value(span, HACKNEY, DTOC, dt.date(2018, 3, 1), "rolling_12m")
+    assert (numerator, denominator) == (3650, 134_000 * 365)
+    assert rate == pytest.approx(10 / 134_000 * 1e5)  # 7.4627
+    # the year to February 2018 is March 2017 - February 2018: 310 days on mid-2016 (31 days)
+    # and 3,340 on mid-2017 (334 days)
+    assert value(span, HACKNEY, DTOC, dt.date(2018, 2, 1), "rolling_12m")[:2] == (3650, 110_000 * 31 + 134_000 * 334)
+    # no rolling year before 12 months are loaded (the first ends February 2018)
+    assert span.execute("select min(period_start) from fct_metric_values where area_code = ? and metric_id = ? and period_type = 'rolling_12m'",
+                        [HACKNEY, DTOC]).fetchone()[0] == dt.date(2018, 2, 1)
+
+
+def test_reason_breakdowns_leave_out_the_reason_total_and_beds_are_not_days(span):
+    metrics = {m for (m,) in span.execute(
+        "select metric_id from fct_metric_values where area_code = ? and period_type = 'month' and period_start = ? and base_metric_id = ?",
+        [HACKNEY, dt.date(2018, 3, 1), DTOC]).fetchall()}
+    assert metrics == {DTOC, DTOC + "__nhs", DTOC + "__social_care", DTOC + "__both", DTOC + "__reason_A", DTOC + "__reason_E"}
+    # reason A: 100 / 31 / 134,000 x 100,000 = 2.4073
+    assert value(span, HACKNEY, DTOC + "__reason_A", dt.date(2018, 3, 1))[2] == pytest.approx(100 / 31 / 134_000 * 1e5)
+    # the total is the 310 delayed days, not 310 + the "DTOC Beds" block's 10
+    assert value(span, HACKNEY, DTOC, dt.date(2018, 3, 1))[0] == 310
+
+
+def test_england_leaves_a_suppressed_area_out_of_the_denominator_and_weights_the_percentile(span):
+    # March 2018: Barnsley shows "-", so England is Hackney alone on both sides: 310 / (134,000 x 31)
+    numerator, denominator, rate = value(span, ENGLAND, DTOC, dt.date(2018, 3, 1))
+    assert (numerator, denominator) == (310, 134_000 * 31)
+    assert rate == pytest.approx(10 / 134_000 * 1e5)
+    # p90: discharge-weighted (300 x 10 + 100 x 20) / 400 = 12.5, not the plain mean 15 (nor with
+    # the UNMAPPED row: (3,000 + 2,000 + 40 x 30) / 440 = 14.09)
+    assert value(span, ENGLAND, "los_p90_days_65plus", dt.date(2018, 3, 1))[1:] == (400, pytest.approx(12.5))
+    # admissions: (500 + 100) over (25,000 + 10,000) aged 65+; the UNMAPPED 50 are in no area
+    assert value(span, ENGLAND, "emergency_admissions_65plus_per_100k", dt.date(2018, 3, 1)) == (600, 35_000, pytest.approx(600 / 35_000 * 1e5))
+    assert span.execute("select count(*) from fct_metric_values where area_code is null or area_code = 'UNMAPPED'").fetchone()[0] == 0
+
+
+def test_rate_intervals_use_the_configured_z_and_lineage_names_the_population_file(span):
+    lower, upper, files = span.execute(
+        "select ci_lower, ci_upper, source_files from fct_metric_values where area_code = ? and metric_id = ? and period_type = 'month' and period_start = ?",
+        [HACKNEY, DTOC, dt.date(2018, 3, 1)],
+    ).fetchone()
+    # Byar, o = 310, z = 1.959964: 310 x (1 - 1/2,790 - 1.959964 / (3 x 17.6068))^3 = 310 x 0.962535^3 = 276.447;
+    # upper 311 x (1 - 1/2,799 + 1.959964 / (3 x 17.6352))^3 = 311 x 1.036690^3 = 346.502; per 134,000 x 31 x 100,000
+    assert lower == pytest.approx(276.447 / (134_000 * 31) * 1e5, rel=1e-5)  # 6.65496 (z = 1.645 would give 6.779)
+    assert upper == pytest.approx(346.502 / (134_000 * 31) * 1e5, rel=1e-5)  # 8.34141
+    assert "sha-ons_mye-2017-v2" in files and "sha-ons_mye-2017-v1" not in files  # the estimate's latest release
+    admissions_files = span.execute(
+        "select source_files from fct_metric_values where area_code = ? and metric_id = 'emergency_admissions_65plus_per_100k' and period_type = 'month' and period_start = ?",
+        [HACKNEY, dt.date(2018, 3, 1)]).fetchone()[0]
+    assert sorted(admissions_files) == ["sha-hes_aggregate-2018-03-v2", "sha-ons_mye-2017-v2"]
+
+
+def test_an_hwb_with_one_of_its_two_councils_suppressed_has_no_figure_in_the_latest_version(span):
+    # the revision suppresses City of London's numerator: Hackney HWB's numerator is null, not
+    # Hackney's 80 alone; the denominator 100 + 10 = 110 is complete (version 1's 70 + 5 is superseded)
+    row = span.execute("select numerator, denominator from int_ascof_hwb_year where hwb_code = ? and financial_year = '2016-17' and measure_group = '2B1'",
+                       [HACKNEY]).fetchone()
+    assert row == (None, 110)
+    assert value(span, HACKNEY, "reablement_still_at_home_91d_65plus", dt.date(2016, 4, 1), "financial_year")[2] is None
+
+
+def test_a_recoded_councils_estimate_counts_for_its_hwb(built):
+    # mid-2018 publishes Barnsley under E08000038 (an alias of E08000016): 60,000 aged 40, so
+    # Barnsley's HWB has a mid-2018 population of its own rather than falling back to mid-2016
+    assert built.execute("select hwb_code from int_area_map where area_code = ?", [BARNSLEY_2019]).fetchall() == [(BARNSLEY,)]
+    assert built.execute("select population_18plus from int_population_hwb where hwb_code = ? and mid_year = 2018",
+                         [BARNSLEY]).fetchall() == [(60_000,)]
