@@ -468,3 +468,56 @@ def test_characteristics_count_the_boundary_ages_in_their_band():
     assert c["log_population_18plus"] == pytest.approx(np.log(200))  # 20 + 30 + 40 + 50 + 60
     assert c["share_65plus"] == pytest.approx(150 / 210)  # 40 + 50 + 60
     assert c["share_85plus"] == pytest.approx(60 / 210)
+
+
+def test_an_interval_wholly_below_the_comparator_is_better_when_low_is_better_and_worse_when_high_is():
+    values = pd.DataFrame(
+        [
+            # area, metric, value, lower, upper, numerator, denominator (rate per 100 here)
+            ("A", "low", 7.0, 6.0, 8.0, 70.0, 1000.0),
+            ("P1", "low", 9.0, 8.0, 10.0, 90.0, 1000.0),
+            ("P2", "low", 11.0, 10.0, 12.0, 110.0, 1000.0),
+            (ENGLAND, "low", 10.0, 9.9, 10.1, 300.0, 3000.0),
+            ("A", "high", 7.0, 6.0, 8.0, 70.0, 1000.0),
+            ("P1", "high", 9.0, 8.0, 10.0, 90.0, 1000.0),
+            ("P2", "high", 11.0, 10.0, 12.0, 110.0, 1000.0),
+            (ENGLAND, "high", 10.0, 9.9, 10.1, 300.0, 3000.0),
+        ],
+        columns=["area_code", "metric_id", "value", "ci_lower", "ci_upper", "numerator", "denominator"],
+    )
+    groups = pd.DataFrame({"area_code": ["A", "A"], "peer_code": ["P1", "P2"]})
+    got = compare(values, groups, {"low": "low", "high": "high"}).query("area_code == 'A'").set_index("metric_id")
+    # peers pooled: (90 + 110) / 2000 x 100 = 10.0; A's interval 6-8 lies wholly below 10 (England and peers)
+    assert got.loc["low", "peer_value"] == pytest.approx(10.0)
+    assert got.loc["low", ["vs_england", "vs_peers"]].tolist() == ["better", "better"]
+    assert got.loc["high", ["vs_england", "vs_peers"]].tolist() == ["worse", "worse"]
+    assert got.loc["low", "rank_in_group"] == 1 and got.loc["high", "rank_in_group"] == 3
+
+
+def test_an_interval_touching_the_comparator_is_not_significant():
+    values = pd.DataFrame(
+        [
+            ("A", 11.0, 10.0, 12.0, 110.0, 1000.0),  # lower limit equals England's 10.0
+            ("B", 9.0, 8.0, 10.0, 90.0, 1000.0),  # upper limit equals England's 10.0
+            (ENGLAND, 10.0, 9.9, 10.1, 200.0, 2000.0),
+        ],
+        columns=["area_code", "value", "ci_lower", "ci_upper", "numerator", "denominator"],
+    )
+    values["metric_id"] = "m"
+    groups = pd.DataFrame({"area_code": ["A", "B"], "peer_code": ["B", "A"]})
+    got = compare(values, groups, {"m": "low"}).set_index("area_code")
+    # the interval contains the comparator (its end included): not significant, not worse / better
+    assert got.loc["A", "vs_england"] == "not significant" and got.loc["B", "vs_england"] == "not significant"
+
+
+def test_ties_share_the_best_rank_when_low_is_better():
+    values = pd.DataFrame(
+        [("A", 10.0, 9.0, 11.0, 100.0, 1000.0), ("P1", 10.0, 9.0, 11.0, 100.0, 1000.0),
+         ("P2", 8.0, 7.0, 9.0, 80.0, 1000.0), ("P3", 12.0, 11.0, 13.0, 120.0, 1000.0)],
+        columns=["area_code", "value", "ci_lower", "ci_upper", "numerator", "denominator"],
+    )
+    values["metric_id"] = "m"
+    groups = pd.DataFrame({"area_code": ["A"] * 3, "peer_code": ["P1", "P2", "P3"]})
+    got = compare(values, groups, {"m": "low"}).set_index("area_code").loc["A"]
+    # low is better: P2 8 first; A and P1 tie at 10 and share rank 2; P3 12 last
+    assert got["rank_in_group"] == 2 and got["group_size"] == 4
