@@ -229,3 +229,28 @@ def test_a_warning_found_beside_a_blocking_failure_is_emailed_after_the_rollback
     with warehouse.connect(read_only=True) as con:
         assert not con.execute("select count(*) from information_schema.tables where table_name = 'fct_metric_values'").fetchone()[0]
         assert con.execute("select count(*) from check_warnings_reported").fetchone()[0] == 2
+
+
+def test_the_reconciliation_reads_the_latest_release_of_the_national_series(built, tmp_path):
+    # the February release says 757 for February; the March release revises February to 760
+    # (and adds March): only the latest release counts, one row per month the LA tables have
+    _load(built, tmp_path, "dtoc_national", "2017-02", 1, national("2017-02-01", 757.0), NATIONAL_COLUMNS)
+    _load(built, tmp_path, "dtoc_national", "2017-03", 1, national("2017-02-01", 760.0) + national("2017-03-01", 800.0), NATIONAL_COLUMNS)
+    warehouse.build_models(built, reference=False)
+    frame = run_check(built, "dtoc_national_vs_la")
+    # LA England 750 against 760: (750 - 760) / 760 = -0.013158
+    assert frame[["period", "la_england_days", "national_days"]].values.tolist() == [["2017-02", 750.0, 760.0]]
+    assert frame["relative_difference"].iloc[0] == pytest.approx(-10 / 760)
+
+
+def test_completeness_on_the_day_of_a_merger_expects_the_successor_and_counts_a_dash_as_missing(built, tmp_path):
+    # April 2019, the month BCP was made (effective 1 April): the DTOC table still carries
+    # Bournemouth (420 days) and shows "-" for Barnsley. Areas in force: Hackney, Barnsley and
+    # BCP (not Bournemouth); none has a value (Barnsley's row is null, not 0)
+    _load(built, tmp_path, "dtoc_la", "2019-04", 1, dtoc_rows("2019-04-01", [
+        ("council", BOURNEMOUTH, {"total": 420.0}), ("council", BARNSLEY, {"total": None})]), DTOC_COLUMNS)
+    warehouse.build_models(built, reference=False)
+    frame = run_check(built, "metric_completeness")
+    dtoc = frame[(frame["metric_id"] == DTOC) & (frame["period_type"] == "month")].set_index("period_start")
+    assert dtoc.loc["2019-04-01", ["areas_expected", "areas_present", "missing_areas"]].tolist() == [
+        3, 0, f"E06000058 {BARNSLEY} {HACKNEY}"]
