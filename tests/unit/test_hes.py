@@ -387,3 +387,19 @@ def test_fractional_codes_are_missing_even_where_rounding_would_make_them_count(
     path = tmp_path / "meth.parquet"
     frame.to_parquet(path, index=False)
     assert _rows(hospital.hes_metrics(path)) == expected
+
+
+def test_a_month_with_only_later_episodes_of_earlier_admissions_has_no_row(tmp_path):
+    """An extract cut by episode end holds spells admitted before it starts: a later episode
+    repeats its spell's March admidate, but March had no admission (first episode) and no
+    discharge in the extract, so it has no row (no zero rows are added)."""
+    D = dt.date
+    hackney = "E09000012"
+    path = _write_extract(tmp_path / "cut.parquet", [
+        # epikey, spell, order, stat, meth, admidate, disdate, dismeth, age, residence
+        (1, 1, 2, 3, "21", D(2018, 3, 28), None, None, 80, hackney),          # 2nd episode, admitted in March
+        (2, 1, 3, 3, "21", D(2018, 3, 28), D(2018, 4, 9), 1, 80, hackney),    # last: discharged Monday 9 April, 12 days
+        (3, 2, 1, 3, "21", D(2018, 4, 2), D(2018, 4, 7), 1, 70, hackney),     # April admission, discharged Saturday, 5 days
+    ])
+    # April: 1 admission (episode 3); discharges episodes 2 and 3 (12 and 5 days): p90 of [5, 12] = 2nd = 12; weekend 1
+    assert _rows(hospital.hes_metrics(path)) == [(hackney, "2018-04-01", 1, 2, 12, 1)]
