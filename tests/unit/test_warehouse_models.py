@@ -785,6 +785,43 @@ def test_reason_breakdowns_leave_out_the_reason_total_and_beds_are_not_days(span
     assert value(span, HACKNEY, DTOC, dt.date(2018, 3, 1))[0] == 310
 
 
+def test_england_leaves_out_an_area_without_a_population(tmp_path):
+    # May 2019 with only mid-2016 loaded: BCP (a 2019 code) has 930 delayed days but no estimate
+    # yet, so no rate; England is the areas with both figures, Hackney alone:
+    # 341 / 31 / 110,000 x 100,000 = 10.0 (not 1,271 days over Hackney's and City's population)
+    con = duckdb.connect(str(tmp_path / "b.duckdb"))
+    _ref(con)
+    _load(con, tmp_path, "ons_mye", "2016", 1, [(2016, HACKNEY, "Hackney", None, 20, 100_000), (2016, CITY, "City of London", None, 30, 10_000)],
+          ["mid_year", "area_code", "area_name", "geography", "age", "population"])
+    _load(con, tmp_path, "dtoc_la", "2019-05", 1, dtoc_rows("2019-05-01", [
+        ("council", HACKNEY, {"total": 341.0}), ("council", BCP, {"total": 930.0})]), DTOC_COLUMNS)
+    warehouse.build_models(con, reference=False)
+    assert value(con, BCP, DTOC, dt.date(2019, 5, 1))[2] is None
+    assert value(con, ENGLAND, DTOC, dt.date(2019, 5, 1)) == (341, 110_000 * 31, pytest.approx(10.0))
+
+
+def test_a_rolling_year_with_a_month_before_the_first_estimate_has_no_value(tmp_path):
+    # Delayed days from March 2016, estimates from mid-2016 (as in production, where DTOC starts
+    # in 2010 and ONS in 2015): March 2016 is in 2015-16, which no loaded estimate covers, so it
+    # has days but no population. The year to February 2017 holds it: no value (its days over
+    # 11 months' population would overstate the rate by a twelfth). The year to March 2017 is
+    # April 2016 - March 2017, 365 days: 12 x 100 / (110,000 x 365) x 100,000 = 2.98879.
+    con = duckdb.connect(str(tmp_path / "r.duckdb"))
+    _ref(con)
+    _load(con, tmp_path, "ons_mye", "2016", 1, [(2016, HACKNEY, "Hackney", None, 20, 100_000), (2016, CITY, "City of London", None, 30, 10_000)],
+          ["mid_year", "area_code", "area_name", "geography", "age", "population"])
+    for month in pd.date_range("2016-03-01", "2017-03-01", freq="MS"):
+        _load(con, tmp_path, "dtoc_la", f"{month:%Y-%m}", 1, dtoc_rows(f"{month:%Y-%m-%d}", [("council", HACKNEY, {"total": 100.0})]), DTOC_COLUMNS)
+    warehouse.build_models(con, reference=False)
+    assert value(con, HACKNEY, DTOC, dt.date(2016, 3, 1))[1:] == (None, None)
+    for area in (HACKNEY, ENGLAND):
+        assert con.execute("""select count(value) from fct_metric_values where area_code = ? and metric_id = ?
+                              and period_type = 'rolling_12m' and period_start = '2017-02-01'""", [area, DTOC]).fetchone()[0] == 0, area
+        assert value(con, area, DTOC, dt.date(2017, 3, 1), "rolling_12m") == (1200, 110_000 * 365, pytest.approx(2.98879, abs=1e-5)), area
+    # and the financial year 2015-16 (only March 2016 loaded) has no value either
+    assert con.execute("select count(value) from fct_metric_values where period_type = 'financial_year' and period_start = '2015-04-01'").fetchone()[0] == 0
+
+
 def test_england_leaves_a_suppressed_area_out_of_the_denominator_and_weights_the_percentile(span):
     # March 2018: Barnsley shows "-", so England is Hackney alone on both sides: 310 / (134,000 x 31)
     numerator, denominator, rate = value(span, ENGLAND, DTOC, dt.date(2018, 3, 1))

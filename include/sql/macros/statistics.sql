@@ -31,3 +31,9 @@ create or replace macro financial_year(d) as
 
 create or replace macro financial_year_start(d) as
     case when month(d) >= 4 then year(d) else year(d) - 1 end;
+
+-- Whether an area-month has the figure a value needs: a numerator (or, for the p90 length of
+-- stay, the percentile) and its denominator. A count without its population (a new area's
+-- code before its first estimate loads) has no figure: England and windows leave it out.
+create or replace macro has_figure(numerator, denominator, value_override) as
+    (numerator is not null or value_override is not null) and denominator is not null;

@@ -73,13 +73,14 @@ monthly as (
 ),
 
 -- England: the sum of the HWB areas that have the figure (weighted mean for the percentile);
--- an area with a missing (suppressed) numerator leaves its denominator out too.
+-- an area with a missing (suppressed) numerator leaves its denominator out too, and one with
+-- no population yet (a new code before its first estimate) its numerator.
 with_england as (
     select * from monthly
     union all
     select 'E92000001', period_start, metric_id,
-           sum(numerator) filter (where numerator is not null),
-           sum(denominator) filter (where numerator is not null or value_override is not null),
+           sum(numerator) filter (where has_figure(numerator, denominator, value_override)),
+           sum(denominator) filter (where has_figure(numerator, denominator, value_override)),
            any_value(multiplier),
            sum(value_override * denominator) filter (where value_override is not null)
                / nullif(sum(denominator) filter (where value_override is not null), 0),
@@ -114,7 +115,8 @@ rolling_12m as (
                sum(denominator) over w                                 as denominator,
                sum(value_override * denominator) over w
                    / nullif(sum(denominator) over w, 0)                as value_override,
-               count(coalesce(numerator, value_override)) over w       as months_with_figure,
+               count(*) filter (where has_figure(numerator, denominator, value_override)) over w
+                                                                       as months_with_figure,
                list(source_files) over w                               as source_file_lists
         from with_england
         window w as (partition by area_code, metric_id order by period_start
@@ -127,7 +129,7 @@ rolling_12m as (
 
 financial_year_months as (
     select area_code, metric_id, financial_year_start(period_start) as fy_start,
-           count(coalesce(numerator, value_override)) as months_with_figure,
+           count(*) filter (where has_figure(numerator, denominator, value_override)) as months_with_figure,
            sum(numerator) as numerator, sum(denominator) as denominator,
            any_value(multiplier) as multiplier,
            sum(value_override * denominator) / nullif(sum(denominator), 0) as value_override,
