@@ -44,7 +44,8 @@ def ranking_values(mv: pd.DataFrame, methodology: ranking.Methodology, month: pd
     """Metric values of the rolling 12 months ending in ``month``; metrics published only as
     financial years (ASCOF) from their latest year ``annual_lag_months`` before it. A monthly
     metric with no figure this month (hospital activity lagging) is left out, not replaced by
-    an old financial year."""
+    an old financial year. ``mv`` holds every month's rolling values: which metrics are
+    published only as financial years is read from it."""
     rolling = mv[(mv["period_type"] == "rolling_12m") & (mv["period_start"] == month)]
     return pd.concat([rolling, _lagged_years(mv, methodology, "rolling_12m", month, _annual_only(mv))], ignore_index=True)
 

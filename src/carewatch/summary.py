@@ -126,8 +126,8 @@ def print_results() -> None:
 
         mv = con.execute(
             "select area_code, metric_id, period_type, period_start, period_end, value from fct_metric_values "
-            "where area_code in (select unnest(?)) and (period_type = 'financial_year' or (period_type = 'rolling_12m' and period_start = ?))",
-            [SHOWCASE, month],
+            "where area_code in (select unnest(?)) and period_type in ('financial_year', 'rolling_12m')",
+            [SHOWCASE],
         ).df()
         shown = analysis.ranking_values(mv, ranking.load_methodology(), pd.Timestamp(month))
         years = sorted({sources.financial_year(start) for start in shown.loc[shown["period_type"] == "financial_year", "period_start"]})
@@ -153,11 +153,13 @@ def print_results() -> None:
         print("  top 5:    " + ", ".join(f"{r[1]}. {names.get(r[0], r[0])}" for r in ranked[:5]))
         print("  bottom 5: " + ", ".join(f"{r[1]}. {names.get(r[0], r[0])}" for r in ranked[-5:]))
         targets = con.execute(
-            """select target_set, max(period_start), count(*) filter (where on_track), count(*) filter (where not on_track)
+            """select target_set, max(period_start), count(*) filter (where on_track), count(*) filter (where not on_track),
+                      count(*) filter (where on_track is null)
                from target_tracking where period_start = (select max(period_start) from target_tracking) group by target_set"""
         ).fetchall()
-        for target_set, when, met, missed in targets:
-            print(f"\nDTOC targets ({target_set}) in {when:%B %Y}: {met} areas on track, {missed} off track")
+        for target_set, when, met, missed, unknown in targets:
+            not_known = f", {unknown} not known (no figure that month)" if unknown else ""
+            print(f"\nDTOC targets ({target_set}) in {when:%B %Y}: {met} areas on track, {missed} off track{not_known}")
         flagged = con.execute(
             "select area_code, status, first_flagged, reasons from review_flag_history where period_start = (select max(period_start) from review_flag_history) and status in ('new', 'continuing') order by status, area_code"
         ).fetchall()

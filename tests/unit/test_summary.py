@@ -49,6 +49,58 @@ def test_six_metrics_block_shows_the_values_the_league_table_ranks(carewatch_hom
     assert england.split()[4] == f"{then * 100:.1f}%" and "50.0%" not in england
 
 
+def test_six_metrics_block_shows_no_figure_for_a_monthly_metric_missing_this_month(carewatch_home, monkeypatch, capsys):
+    # hospital activity lagging: no rolling year of emergency admissions to March 2018. The
+    # league table leaves it out that month, and so does the summary (it showed the 2016-17
+    # financial year: the summary read only March's rolling rows, so the metric looked annual)
+    import duckdb
+
+    from tests import synthetic_warehouse
+
+    db = carewatch_home / "w.duckdb"
+    carewatch_home.mkdir(parents=True, exist_ok=True)
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        # its 2016-17 financial year, which ended six months or more before March 2018
+        con.execute("""insert into fct_metric_values by name select * replace ('financial_year' as period_type,
+                       date '2016-04-01' as period_start, date '2017-03-31' as period_end, 12345.0 as value)
+                       from fct_metric_values where metric_id = 'emergency_admissions_65plus_per_100k'
+                       and period_type = 'rolling_12m' and period_start = date '2017-03-01'""")
+        con.execute("""delete from fct_metric_values where metric_id = 'emergency_admissions_65plus_per_100k'
+                       and period_type = 'rolling_12m' and period_start = date '2018-03-01'""")
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(db))
+    summary.print_results()
+    out = capsys.readouterr().out.splitlines()
+    assert "rolling 12 months to March 2018" in out[1]
+    england = next(line for line in out if line.startswith("England"))
+    assert england.split()[1] == "-" and "12,345.0" not in england  # metric 1, emergency admissions
+
+
+def test_targets_line_counts_an_area_without_a_figure_as_not_known(carewatch_home, monkeypatch, capsys):
+    import duckdb
+
+    from carewatch import analysis
+    from tests import synthetic_warehouse
+
+    db = carewatch_home / "w.duckdb"
+    carewatch_home.mkdir(parents=True, exist_ok=True)
+    areas = synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        # the first area's March 2018 delayed days suppressed (every agency)
+        con.execute(f"""update fct_metric_values set numerator = null, value = null, ci_lower = null, ci_upper = null
+                        where area_code = '{areas[0]}' and period_type = 'month' and period_start = date '2018-03-01'
+                          and metric_id like 'delayed_days_per_day_per_100k_18plus%'""")
+        analysis.run(con, export=False)
+        on, off, unknown = con.execute("""select count(*) filter (where on_track), count(*) filter (where not on_track),
+                                          count(*) filter (where on_track is null) from target_tracking
+                                          where period_start = date '2018-03-01'""").fetchone()
+    assert unknown == 1 and on + off == 39  # 40 areas tracked
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(db))
+    summary.print_results()
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("DTOC targets"))
+    assert line.endswith(f"in March 2018: {on} areas on track, {off} off track, 1 not known (no figure that month)")
+
+
 def test_sources_block_does_not_show_an_earlier_runs_counts_for_a_failed_ingest(carewatch_home, capsys):
     import json
 
