@@ -598,3 +598,80 @@ def test_no_parser_module_imports_another_parsers_module():
                            r"|import_module\([\"']carewatch\.parsers\.(\w+)", text)
         imported = {f"carewatch.parsers.{next(name for name in groups if name)}" for groups in found}
         assert not (imported & (modules - {module})), f"{module} imports another parser's module"
+
+
+def test_a_monthly_run_handles_the_period_due_at_its_logical_date_and_the_revision_window():
+    import datetime as dt
+
+    # hes_aggregate: due two months after the period starts, on the second Thursday; window 3.
+    # April 2017 is due on Thursday 8 June 2017 (1 June was a Thursday)
+    assert pipeline.periods_to_process("hes_aggregate", dt.date(2017, 6, 8)) == ["2017-01", "2017-02", "2017-03", "2017-04"]
+    assert pipeline.periods_to_process("hes_aggregate", dt.datetime(2017, 6, 7, 23, 0)) == ["2016-12", "2017-01", "2017-02", "2017-03"]
+    # dtoc_la (window 12): June 2016, due Thursday 11 August 2016; the embedded samples start in April 2016
+    assert pipeline.periods_to_process("dtoc_la", dt.date(2016, 8, 11)) == ["2016-04", "2016-05", "2016-06"]
+    # bootstrap: every period available and due by then, not only the window
+    assert pipeline.periods_to_process("hes_aggregate", dt.date(2017, 6, 8), bootstrap=True) == [
+        "2016-04", "2016-05", "2016-06", "2016-07", "2016-08", "2016-09", "2016-10", "2016-11", "2016-12",
+        "2017-01", "2017-02", "2017-03", "2017-04"]
+
+
+def test_a_file_that_passes_sends_no_email_and_one_with_only_warnings_is_not_quarantined(carewatch_home, mailbox):
+    clean = pipeline.validate_period(parsed_file(parsers.parse("dtoc_la", REAL), "5" * 64))
+    assert clean["warnings"] == 0 and mailcatcher.messages(mailbox) == []  # nothing failed: nothing to email
+    frame = parsers.parse("dtoc_la", REAL).assign(value=float("nan"))  # a warning only
+    warned = pipeline.validate_period(parsed_file(frame, "6" * 64))
+    assert warned["warnings"] == 1 and len(mailcatcher.messages(mailbox)) == 1
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        assert con.execute("select count(*) from quarantine").fetchone()[0] == 0
+
+
+def test_a_blocking_failure_beside_a_warning_is_not_emailed_by_the_validate_task(carewatch_home, mailbox):
+    # the task's failure callback emails the quarantine, warnings included; the task itself
+    # sends nothing (a separate WARNING email would say the batch was loaded)
+    from carewatch.errors import QualityError
+
+    frame = parsers.parse("dtoc_la", REAL).assign(value=float("nan"), junk=1)  # a warning and a blocking failure
+    with pytest.raises(QualityError) as failed:
+        pipeline.validate_period(parsed_file(frame, "7" * 64))
+    assert failed.value.report.warnings and failed.value.report.blocking_failures
+    assert mailcatcher.messages(mailbox) == []
+
+
+def test_validating_another_file_of_the_period_keeps_the_first_files_record(carewatch_home, mailbox):
+    frame = parsers.parse("dtoc_la", REAL).assign(value=float("nan"))  # a warning: emailed once per file
+    first = parsed_file(frame, "a" * 64)
+    assert not pipeline.validate_period(first)["validation_reused"]
+    assert not pipeline.validate_period(parsed_file(frame, "b" * 64))["validation_reused"]
+    assert pipeline.validate_period(first)["validation_reused"]  # the revision window meets the first file again
+    assert len(mailcatcher.messages(mailbox)) == 2
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        assert con.execute("select sha256, count(*) from validation_results group by 1 order by 1").fetchall() == [
+            ("a" * 64, 16), ("b" * 64, 16)]
+
+
+def test_the_run_summary_counts_loads_run_and_skipped_not_sources_that_do_not_load(carewatch_home):
+    parsed = [
+        {"period": "2019-09", "reused": False, "rows": 10, "loaded_rows": 0},  # a source that does not load to the warehouse
+        {"period": "2019-10", "reused": True, "rows": 5, "loaded_rows": 5, "load_skipped": True},
+        {"period": "2019-11", "reused": False, "rows": 3, "loaded_rows": 3, "load_skipped": False},
+    ]
+    summary = pipeline.summarise_ingest("dtoc_provider", parsed)
+    assert (summary["loads_run"], summary["loads_skipped"], summary["files_parsed"], summary["files_unchanged"], summary["rows"]) == (1, 1, 2, 1, 18)
+
+
+def test_history_reads_the_latest_loaded_version_of_each_earlier_period(carewatch_home):
+    from carewatch import warehouse
+
+    frame = parsers.parse("dtoc_la", REAL)
+    spec = next(d for d in validation.load_suite("dtoc_la")["meta"]["derive"] if d["derivation"] == "ratio_to_trailing_median")
+    councils = frame.query(spec["where"])[["council_code", "value"]]
+    with warehouse.connect() as con:
+        for version, factor in ((1, 1.0), (2, 3.0)):  # May 2016 published, then revised to three times the figures
+            target = paths.parsed_path("dtoc_la", "2016-05", str(version) * 64)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            frame.assign(value=frame["value"] * factor).to_parquet(target, index=False)
+            warehouse.load_parsed(con, source="dtoc_la", period="2016-05", version=version, sha256=str(version) * 64, parsed_path=target)
+        history = validation.warehouse_history(con, "dtoc_la", "2016-06")(spec)
+    expected = councils.assign(value=councils["value"] * 3.0)
+    pd.testing.assert_frame_equal(history.sort_values(["council_code", "value"]).reset_index(drop=True),
+                                  expected.sort_values(["council_code", "value"]).reset_index(drop=True))
