@@ -254,3 +254,109 @@ def test_completeness_on_the_day_of_a_merger_expects_the_successor_and_counts_a_
     dtoc = frame[(frame["metric_id"] == DTOC) & (frame["period_type"] == "month")].set_index("period_start")
     assert dtoc.loc["2019-04-01", ["areas_expected", "areas_present", "missing_areas"]].tolist() == [
         3, 0, f"E06000058 {BARNSLEY} {HACKNEY}"]
+
+
+def test_a_blocking_checks_own_warnings_are_not_emailed_by_the_build_as_a_warning(carewatch_home, tmp_path, monkeypatch):
+    # the failure callback emails the rolled-back check with its warnings; the build itself
+    # must not also send them as "WARNING ... the warehouse build committed"
+    from carewatch import mailcatcher, pipeline, warehouse
+    from carewatch.validation import ExpectationResult, ValidationReport
+
+    blocking = ValidationReport("check:dtoc_national_vs_la", "dtoc_national_vs_la", "warehouse", results=[
+        ExpectationResult("expect_column_values_to_be_between", "relative_difference", "blocking", "", False, None, 1, ["0.09"]),
+        ExpectationResult("expect_column_values_to_be_between", "relative_difference", "warning", "", False, None, 1, ["0.09"],
+                          failing_rows=[(("2017-02-01",), (0.09,))])])
+    monkeypatch.setattr(validation, "check_warehouse", lambda con, **_: [(blocking, "d1")])
+    with mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        with pytest.raises(QualityError):
+            pipeline.build_warehouse()
+        assert mailcatcher.messages(mailbox) == []
+
+
+def test_a_check_warning_not_emailed_is_not_recorded_as_reported(carewatch_home, tmp_path, monkeypatch):
+    # email_warnings off (config/alerts.yaml): nothing went out, so nothing is recorded, and the
+    # rows are still new for the next build, which emails them once warnings are on again
+    from carewatch import alerts, mailcatcher, pipeline, warehouse
+
+    rows = pd.DataFrame([("reablement", "financial_year", "2016-04-01", 152, 150, 2, "E06000058 E06000059")],
+                        columns=["metric_id", "period_type", "period_start", "areas_expected", "areas_present", "areas_missing", "missing_areas"])
+    report = validation.validate_check("metric_completeness", rows, every_failing_row=True)
+
+    def build() -> int:
+        with warehouse.connect() as con:
+            pending = pipeline.new_check_warnings(con, [(report, "d")])
+        return pipeline.email_new_check_warnings(pending)
+
+    configured = alerts.settings
+    with mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        monkeypatch.setattr(alerts, "settings", lambda: {**configured(), "email_warnings": False})
+        assert build() == 0
+        with warehouse.connect(read_only=True) as con:
+            assert con.execute("select count(*) from check_warnings_reported").fetchone()[0] == 0
+        monkeypatch.setattr(alerts, "settings", configured)
+        assert build() == 1
+        assert build() == 0
+        assert len(mailcatcher.messages(mailbox)) == 1
+
+
+def test_a_build_whose_check_rows_did_not_change_does_not_email_their_warnings_again(carewatch_home, tmp_path, monkeypatch):
+    # the second build reuses the check's recorded report (its rows and suite unchanged): it is
+    # not recorded again, and its warnings, emailed by the first build, are not emailed again
+    from carewatch import mailcatcher, pipeline, warehouse
+
+    frames = {
+        "metric_completeness": pd.DataFrame(
+            [("reablement", "financial_year", "2016-04-01", 152, 150, 2, "E06000058 E06000059")],
+            columns=["metric_id", "period_type", "period_start", "areas_expected", "areas_present", "areas_missing", "missing_areas"]),
+        "dtoc_national_vs_la": pd.DataFrame([("2018-03-01", 1000.0, 1001.0, -0.001)],
+                                            columns=["period", "la_england_days", "national_days", "relative_difference"]),
+    }
+    monkeypatch.setattr(validation, "check_rows", lambda con, name: frames[name])
+    recorded = "select source, validated_at from validation_results order by all"
+    with mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        pipeline.build_warehouse()
+        with warehouse.connect(read_only=True) as con:
+            first = con.execute(recorded).fetchall()
+        pipeline.build_warehouse()
+        with warehouse.connect(read_only=True) as con:
+            assert con.execute(recorded).fetchall() == first
+        assert [" ".join(m["Subject"].split()) for m in mailcatcher.messages(mailbox)] == [
+            "[carewatch] WARNING check:metric_completeness warehouse: 2 expectations failed"]
+
+
+def test_the_same_gap_in_another_row_is_a_new_warning():
+    # the same two councils missing in the next financial year: another row, so emailed,
+    # even though its failing values are those of a row already reported
+    import duckdb
+
+    columns = ["metric_id", "period_type", "period_start", "areas_expected", "areas_present", "areas_missing", "missing_areas"]
+    year_one = ("reablement", "financial_year", "2016-04-01", 152, 150, 2, "E06000058 E06000059")
+    year_two = ("reablement", "financial_year", "2017-04-01", 152, 150, 2, "E06000058 E06000059")
+
+    def report(rows):
+        return validation.validate_check("metric_completeness", pd.DataFrame(rows, columns=columns), every_failing_row=True)
+
+    with duckdb.connect() as con:
+        first = report([year_one])
+        validation.record_warnings_reported(con, first, validation.new_warnings(con, first))
+        assert validation.new_warnings(con, report([year_one])) == set()
+        assert validation.new_warnings(con, report([year_one, year_two])) == {
+            ("expect_column_values_to_be_between", "areas_missing", "reablement / financial_year / 2017-04-01", "2"),
+            ("expect_column_values_to_be_null", "missing_areas", "reablement / financial_year / 2017-04-01", "E06000058 E06000059"),
+        }
+
+
+def test_a_check_that_failed_a_blocking_expectation_is_run_again_not_reused(built, tmp_path):
+    # only a pass is reused; a blocking failure is run and recorded again (the quarantine row
+    # counts the attempt)
+    _load(built, tmp_path, "dtoc_national", "2017-02", 1, national("2017-02-01", 900.0), NATIONAL_COLUMNS)
+    warehouse.build_models(built, reference=False)
+    first = {report.source: (report, digest) for report, digest in validation.check_warehouse(built, reuse=True)}
+    failed, digest = first["check:dtoc_national_vs_la"]
+    assert not failed.ok
+    validation.store(built, failed, file_version=0, sha256=digest, parsed_path=None)
+    again = {report.source: report for report, _ in validation.check_warehouse(built, reuse=True)}
+    assert again["check:dtoc_national_vs_la"].reused_from is None and not again["check:dtoc_national_vs_la"].ok
