@@ -204,3 +204,27 @@ def test_the_suites_derived_columns_by_hand():
     # the agency sheet has both councils, the reason sheet only A: one council missing from it
     assert got["councils_in_sheet"].tolist() == [2.0] * 8 + [1.0] * 2
     assert got["councils_missing_from_sheet"].tolist() == [0.0] * 8 + [1.0] * 2
+
+
+def test_an_expectation_whose_meta_names_no_severity_is_blocking(good, tmp_path, monkeypatch):
+    # expectations/README.md: "severity blocking unless marked": a suite edit that drops the
+    # severity must not let a failing file load as a warning
+    import json
+    import shutil
+
+    from carewatch import paths
+
+    suites = tmp_path / "expectations"
+    shutil.copytree(paths.expectations_dir(), suites)
+    suite = json.loads((suites / "dtoc_la.json").read_text())
+    unmarked = [e for e in suite["expectations"]
+                if e["type"] == "expect_column_values_to_be_between" and e["kwargs"].get("column") == "value"]
+    assert unmarked
+    for expectation in unmarked:
+        del expectation["meta"]["severity"]
+    (suites / "dtoc_la.json").write_text(json.dumps(suite))
+    monkeypatch.setattr(paths, "expectations_dir", lambda: suites)
+    bad = good.copy()
+    bad.loc[bad["breakdown"] == "care_type", "value"] = -1.0
+    report, failures = failed(bad)
+    assert ("expect_column_values_to_be_between", "value", "blocking") in failures and not report.ok
