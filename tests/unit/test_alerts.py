@@ -234,3 +234,49 @@ def test_an_alert_claimed_by_a_flush_that_died_is_put_back_and_sent(carewatch_ho
     assert alerts.flush_outbox() == (1, 0)
     assert [subject(m) for m in mailcatcher.messages(mailbox)] == ["[carewatch] FAILED x.y: kept"]
     assert sorted(p.name for p in paths.outbox_dir().iterdir()) == [recent.name]  # left to the flush that holds it
+
+
+def test_a_flush_during_an_outage_tries_the_server_once_not_once_per_waiting_alert(carewatch_home, monkeypatch):
+    # each attempt can take the SMTP timeout: the flush stops at the first refusal, oldest first
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(mailcatcher.free_port()))  # nothing listens
+    for name in ("first", "second", "third"):
+        assert alerts.send_quietly(alerts.Alert(subject=f"[carewatch] FAILED x.y: {name}", html=f"<p>{name}</p>"))
+    real_send, tried = alerts.send, []
+    monkeypatch.setattr(alerts, "send", lambda alert: tried.append(alert.subject) or real_send(alert))
+    assert alerts.flush_outbox() == (0, 3)
+    assert tried == ["[carewatch] FAILED x.y: first"]
+
+
+def test_an_alert_kept_long_ago_is_not_put_back_while_a_flush_is_sending_it(carewatch_home, mailbox, monkeypatch):
+    # kept during an outage more than the claim timeout ago: claiming it restarts its clock, so
+    # another worker's flush starting mid-send does not take it back and send it a second time
+    import os
+    import time
+
+    from carewatch import paths
+
+    paths.outbox_dir().mkdir(parents=True)
+    kept = paths.outbox_dir() / "20260101T000000000000-abc.json"
+    kept.write_text('{"subject": "[carewatch] FAILED x.y: kept", "html": "<p>kept</p>"}')
+    old = time.time() - alerts.CLAIM_TIMEOUT_SECONDS - 60
+    os.utime(kept, (old, old))
+    real_send = alerts.send
+
+    def another_flush_starts_meanwhile(alert):
+        alerts._reclaim_abandoned()
+        return real_send(alert)
+
+    monkeypatch.setattr(alerts, "send", another_flush_starts_meanwhile)
+    assert alerts.flush_outbox() == (1, 0)
+    assert alerts.flush_outbox() == (0, 0)
+    assert [subject(m) for m in mailcatcher.messages(mailbox)] == ["[carewatch] FAILED x.y: kept"]
+
+
+def test_a_blocking_failure_with_a_warning_beside_it_is_emailed_as_blocking(mailbox):
+    frame = parsers.parse("dtoc_la", REAL).assign(value=float("nan"), junk=1)  # every figure missing, a column too many
+    report = validation.validate("dtoc_la", frame, period="2016-06")
+    assert len(report.blocking_failures) == 1 and len(report.warnings) == 1
+    alerts.send(alerts.quality_alert(report))
+    [message] = mailcatcher.messages(mailbox)
+    assert subject(message) == "[carewatch] BLOCKING dtoc_la 2016-06: 2 expectations failed"
+    assert "quarantined" in mailcatcher.body_text(message)
