@@ -23,3 +23,17 @@ def test_storing_the_same_content_again_leaves_the_file_alone(tmp_path):
     assert again == first
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # not written again
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary file left behind
+
+
+def test_a_write_that_fails_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import os
+
+    import pytest
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        rawstore.put("dtoc_la", "2017-02", b"one,two\n", "csv", root=tmp_path)
+    assert list((tmp_path / "dtoc_la" / "2017-02").iterdir()) == []
