@@ -212,3 +212,115 @@ def test_cli_parse_prints_tidy_csv_and_fails_with_one_line(tmp_path):
     failed = subprocess.run([sys.executable, "-m", "carewatch.cli", "parse", "dtoc_la", str(bad)], capture_output=True, text=True)
     assert failed.returncode == 2 and failed.stdout == ""
     assert failed.stderr.count("\n") == 1 and str(bad) in failed.stderr and "dtoc_la" in failed.stderr
+
+
+def test_metadata_value_is_the_next_non_empty_cell_on_the_row(tmp_path):
+    # label in column B, an empty column C, the value in column D (a merged or shifted block)
+    sheet = _sheet()
+    sheet[0:3] = [[None, "Title:", None, "Delayed Transfer of Care"], [None, "Period:", None, "March 2018"],
+                  [None, "Status:", None, "Revised"], [None, "Revised:", None, "10th May 2018"]]
+    path = tmp_path / "x.xls"
+    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
+    path.write_bytes(_workbook({"LA - by responsible org": sheet, "LA - by reason": reason}))
+    f = parsers.parse("dtoc_la", path)
+    assert set(f["period"]) == {dt.date(2018, 3, 1)}
+    assert set(f["status"]) == {"Revised"} and set(f["revised"]) == {"10th May 2018"}
+
+
+def test_an_asterisk_is_a_suppressed_figure_not_a_number_or_an_error(tmp_path):
+    rows = [
+        [None, "-", "-", "-", "England", 1500, 300, 0, 1800],
+        [None, "East Midlands", "E06000015", "507", "Derby UA", "*", 200, " * ", 1200],
+    ]
+    path = tmp_path / "x.xls"
+    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
+    path.write_bytes(_workbook({"LA - by responsible org": _sheet(rows=rows), "LA - by reason": reason}))
+    f = parsers.parse("dtoc_la", path)
+    assert pd.isna(pick(f, "Derby UA", "agency", "nhs")["value"]) and pd.isna(pick(f, "Derby UA", "agency", "both")["value"])
+    assert pick(f, "Derby UA", "agency", "social_care")["value"] == 200
+
+
+def test_an_abbreviated_month_in_the_period_cell(tmp_path):
+    path = tmp_path / "x.xls"
+    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
+    path.write_bytes(_workbook({"LA - by responsible org": _sheet(period="Feb 2017"), "LA - by reason": reason}))
+    assert set(parsers.parse("dtoc_la", path)["period"]) == {dt.date(2017, 2, 1)}
+
+
+def test_every_reason_column_maps_to_its_own_code(parsed):
+    # read with xlrd, "LA - by reason" row 17 (June 2016): "East Midlands | E06000015 | 507 | Derby UA |
+    # 31 | 0 | 74 | 14 | 9 | 77 | 25 | 211 | 14 | 10 | 465" under "A) ..." to "I) HOUSING ..." and "TOTAL"
+    derby = parsed["LA-Type-B-June-2016"]
+    derby = derby[(derby["la_name"] == "Derby UA") & (derby["breakdown"] == "reason")].set_index("category")["value"]
+    assert derby.to_dict() == {"A": 31, "B": 0, "C": 74, "Di": 14, "Dii": 9, "E": 77, "F": 25, "G": 211, "H": 14, "I": 10, "total": 465}
+    # June 2019 row 15, England: mixed-case headers "Di) Awaiting residential ...", "Dii) Awaiting nursing ...", "O) Other"
+    england = parsed["LA-Type-B-June-2019"]
+    england = england[(england["row_type"] == "england") & (england["breakdown"] == "reason")].set_index("category")["value"]
+    assert england.to_dict() == {"A": 15622, "B": 4028, "C": 24777, "Di": 15801, "Dii": 17453, "E": 27719, "F": 3861,
+                                 "G": 17394, "H": 971, "I": 5606, "O": 1857, "total": 135089}
+
+
+def test_a_footnote_under_a_blank_row_ends_the_table_whatever_it_starts_with(tmp_path):
+    # a numbered footnote in the Name column, no code: not a council
+    rows = [
+        [None, "-", "-", "-", "England", 1500, 300, 0, 1800],
+        [],
+        [None, "East Midlands", "E06000015", "507", "Derby UA", 1000, 200, 0, 1200],
+        [],
+        [None, None, None, None, "1. Derby's figures were revised in May", None, None, None, None],
+    ]
+    path = tmp_path / "x.xls"
+    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
+    path.write_bytes(_workbook({"LA - by responsible org": _sheet(rows=rows), "LA - by reason": reason}))
+    f = parsers.parse("dtoc_la", path)
+    assert list(dict.fromkeys(f.loc[f["breakdown"] == "agency", "la_name"])) == ["England", "Derby UA"]
+
+
+def test_an_england_row_in_capitals_is_the_england_row(tmp_path):
+    # names vary in case between releases ("City Of London", "Resident In Wales")
+    rows = [[None, "-", "-", "-", "ENGLAND", 1500, 300, 0, 1800], [None, "East Midlands", "E06000015", "507", "Derby UA", 1000, 200, 0, 1200]]
+    path = tmp_path / "x.xls"
+    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
+    path.write_bytes(_workbook({"LA - by responsible org": _sheet(rows=rows), "LA - by reason": reason}))
+    f = parsers.parse("dtoc_la", path)
+    england = pick(f, "ENGLAND", "agency", "total")
+    assert (england["row_type"], england["value"]) == ("england", 1800) and pd.isna(england["la_code"]) and pd.isna(england["council_code"])
+
+
+def test_the_ons_placeholder_dash_is_no_ons_code(parsed):
+    # read with xlrd, June 2016 "LA - by responsible org": row 15 "- | - | - | England", row 169
+    # "- | - | 9900 | Resident In Wales": the ONS Geography cell holds "-", not a code
+    f = parsed["LA-Type-B-June-2016"]
+    assert pd.isna(pick(f, "England", "agency", "total")["ons_code"])
+    assert pd.isna(pick(f, "Resident In Wales", "agency", "total")["ons_code"])
+    assert pick(f, "York UA", "agency", "total")["ons_code"] == "E06000014"  # row 167
+
+
+def test_a_source_line_right_under_the_last_row_ends_the_table(tmp_path):
+    rows = [
+        [None, "-", "-", "-", "England", 1500, 300, 0, 1800],
+        [None, "East Midlands", "E06000015", "507", "Derby UA", 1000, 200, 0, 1200],
+        [None, None, None, None, "Source: NHS England, MSitDT", None, None, None, None],
+    ]
+    path = tmp_path / "x.xls"
+    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
+    path.write_bytes(_workbook({"LA - by responsible org": _sheet(rows=rows), "LA - by reason": reason}))
+    f = parsers.parse("dtoc_la", path)
+    assert list(dict.fromkeys(f.loc[f["breakdown"] == "agency", "la_name"])) == ["England", "Derby UA"]
+
+
+def test_a_blank_row_between_the_header_and_an_england_row_without_codes(tmp_path):
+    # nothing has been read yet: a blank row there cannot end the table, even when the
+    # England row carries no code placeholders
+    rows = [
+        [],
+        [None, None, None, None, "England", 1500, 300, 0, 1800],
+        [],
+        [None, "East Midlands", "E06000015", "507", "Derby UA", 1000, 200, 0, 1200],
+    ]
+    path = tmp_path / "x.xls"
+    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
+    path.write_bytes(_workbook({"LA - by responsible org": _sheet(rows=rows), "LA - by reason": reason}))
+    f = parsers.parse("dtoc_la", path)
+    assert list(dict.fromkeys(f.loc[f["breakdown"] == "agency", "la_name"])) == ["England", "Derby UA"]
+    assert pick(f, "Derby UA", "agency", "total")["value"] == 1200
