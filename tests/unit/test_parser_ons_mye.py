@@ -94,10 +94,43 @@ def test_mid_2015_layout_persons_uk_upper_case_header(tmp_path):
         ("MYE2 - All", "mid-2016", ["Code", "Name", "Population"], "no header row"),
         ("MYE2 - All", "estimates", ["Code", "Name", "All ages", *map(str, range(91))], "no 'mid-YYYY'"),
         ("MYE2 - All", "mid-2016", ["Code", "Name", "All ages", "0-17", "18+"], "single-year age columns"),
+        ("MYE2 - All", "mid-2016", ["Code", "Name", "All ages", *map(str, range(91))], "non-numeric population for E06000015 at age 5"),
     ],
 )
 def test_bad_workbooks(tmp_path, sheet, title, header, problem):
     path = tmp_path / "bad.xls"
-    path.write_bytes(_book(sheet, title, header, [["E06000015", "Derby", 1, *([1] * 91)]]))
+    ages = [1] * 91
+    if problem.startswith("non-numeric"):
+        ages[5] = "c"  # a suppressed or damaged cell
+    path.write_bytes(_book(sheet, title, header, [["E06000015", "Derby", 1, *ages]]))
     with pytest.raises(ParseError, match=problem):
         parsers.parse("ons_mye", path)
+
+
+def test_rows_of_every_uk_country_are_kept(mid2016):
+    # read with xlrd, "MYE2 - All" of mid-2016: row 6 K02000001 UNITED KINGDOM All ages 65,648,054,
+    # 90+ 571,245; row 378 W92000004 WALES 3,113,150; row 401 S92000003 SCOTLAND 5,404,700;
+    # row 434 N92000002 NORTHERN IRELAND 1,862,137
+    assert pop(mid2016, "K02000001") == 65_648_054 and pop(mid2016, "K02000001", 90) == 571_245
+    assert pop(mid2016, "W92000004") == 3_113_150
+    assert pop(mid2016, "S92000003") == 5_404_700
+    assert pop(mid2016, "N92000002") == 1_862_137
+    assert mid2016.loc[mid2016["area_code"] == "N92000002", "area_name"].iloc[0] == "NORTHERN IRELAND"
+
+
+def test_populations_stored_as_text_with_thousands_separators(tmp_path):
+    header = ["Code", "Name", "All ages", *[str(a) for a in range(91)]]
+    row = ["E06000015", "Derby", "256,233", *["1,000"] * 90, "2,218"]
+    path = tmp_path / "mid2016.xls"
+    path.write_bytes(_book("MYE2 - All", "Mid-2016 Population Estimates", header, [row]))
+    frame = parsers.parse("ons_mye", path)
+    assert pop(frame, "E06000015", 0) == 1_000 and pop(frame, "E06000015", 90) == 2_218
+    assert pop(frame, "E06000015") == 90 * 1_000 + 2_218
+
+
+def test_the_year_is_the_mid_year_not_another_year_in_the_title(tmp_path):
+    header = ["Code", "Name", "All ages", *[str(a) for a in range(91)]]
+    path = tmp_path / "mid2017.xls"
+    path.write_bytes(_book("MYE2 - All", "Released 28 June 2018: population estimates for the UK, mid-2017", header,
+                           [["E06000015", "Derby", 91, *([1] * 91)]]))
+    assert set(parsers.parse("ons_mye", path)["mid_year"]) == {2017}
