@@ -197,3 +197,22 @@ def test_writer_round_trip_of_a_world_year(tmp_path, world, fy):
     assert england["2B2"] == frame.loc[frame["measure_group"] == "2B2", "denominator"].sum()
     two_b_two = frame[frame["measure_group"] == "2B2"]
     assert two_b_two["denominator"].median() > 1000 and two_b_two["numerator"].median() < two_b_two["denominator"].median() / 10
+
+
+def test_the_year_inside_the_file_wins_over_the_requested_period():
+    # ascof-year-column.csv line 2: "2017-18,716,..."; the caller asked for another year
+    frame = parsers.parse("ascof", FIX / "ascof-year-column.csv", "2018-19")
+    assert set(frame["year"]) == {"2017-18"}
+
+
+def test_a_four_digit_second_year_is_written_as_two_digits(tmp_path):
+    path = tmp_path / "y.csv"
+    path.write_bytes(b"Financial Year," + HEADER.encode() + b"2016/2017,716,B,Council,E09000002,2B1,Total,Numerator,5,2B1\n")
+    assert set(parsers.parse("ascof", path, None)["year"]) == {"2016-17"}
+
+
+
+def test_a_file_without_a_disaggregation_column_holds_headline_figures(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_bytes(HEADER.replace("Disaggregation Level,", "").encode() + b"716,B,Council,E09000002,2B1,Numerator,5,2B1\n")
+    assert one(parsers.parse("ascof", path, "2016-17"), geo_code="716")["disaggregation"] == "Total"
