@@ -81,3 +81,29 @@ def test_an_error_names_the_line_an_editor_shows_after_a_cell_spanning_lines(tmp
     lines[3] = ",".join(fields)
     with pytest.raises(ParseError, match=r"line 5, column 'Weekend Discharges 65\+': 'n/a' is not a number"):
         _parse("hes_aggregate", tmp_path, ("\n".join(lines) + "\n").encode())
+
+
+def test_a_hospital_aggregate_row_is_read_measure_by_measure(tmp_path):
+    # hand-written in the sample's layout (data/samples/hes_aggregate/2018-03.csv line 2 is
+    # "2018-03,E06000001,Hartlepool,314,295,18.0,71"); a suppressed cell, a thousands separator
+    # and a month written out
+    text = ("Period,Area Code,Area Name,Emergency Admissions 65+,Discharges 65+,LOS P90 Days,Weekend Discharges 65+\n"
+            "2018-03,E06000001,Hartlepool,314,295,18.0,71\n"
+            "March 2018,E08000025,Birmingham,\"3,120\",\"2,987\",21.5,*\n")
+    got = _parse("hes_aggregate", tmp_path, text.encode())
+    values = {(r.area_code, r.measure): r.value for r in got.itertuples()}
+    assert values[("E06000001", "emergency_admissions_65plus")] == 314
+    assert values[("E06000001", "discharges_65plus")] == 295
+    assert values[("E06000001", "los_p90_days")] == 18.0
+    assert values[("E06000001", "weekend_discharges_65plus")] == 71
+    assert values[("E08000025", "emergency_admissions_65plus")] == 3120 and values[("E08000025", "discharges_65plus")] == 2987
+    assert pd.isna(values[("E08000025", "weekend_discharges_65plus")])
+    assert len(got) == 8 and {str(p) for p in got["period"]} == {"2018-03-01"}
+
+
+@pytest.mark.parametrize("source", sorted(SAMPLES))
+def test_a_utf8_byte_order_mark_before_blank_lines_is_not_the_header(source, tmp_path):
+    data, expected = _sample(source)
+    text = data.decode("cp1252") if source == "ascof" else data.decode("utf-8-sig")
+    got = _parse(source, tmp_path, b"\xef\xbb\xbf" + b"\r\n\r\n" + text.encode("utf-8"))
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
