@@ -163,3 +163,24 @@ def test_writer_on_a_world_month_sums_back_and_stays_small(tmp_path):
     got = parsed.groupby(["code", "agency"])["delayed_days"].sum()
     assert got.reindex(expected.index, fill_value=0).astype("int64").equals(expected.astype("int64"))
     assert {"E06000058", "E06000059"} <= set(parsed["council_code"])
+
+
+def test_april_opens_the_financial_year_and_the_merger_applies_from_its_first_day(tmp_path):
+    # "2019-20,APRIL": April 2019, the month Dorset's old code 809 passed to the new unitary
+    # Dorset (E06000059, effective 2019-04-01); "2018-19,MARCH" is March 2019, still the county
+    header = "Year,Period,Prov Code,Prov Name,Commissioner Code,Commissioner Name,LA Code,LA Name,Type of Care,Reason For Delay,NHS A,NHS B,Social Care A,Social Care B,Both A,Both B\n"
+    path = tmp_path / "april.csv"
+    path.write_text(header + "2019-20,APRIL,RDZ,TRUST,11J,CCG,809,DORSET UA,Acute,O) OTHER,1,12,0,0,0,3\n")
+    frame = parsers.parse("dtoc_provider", path)
+    assert set(frame["period"]) == {dt.date(2019, 4, 1)} and set(frame["council_code"]) == {"E06000059"}
+    path.write_text(header + "2018-19,MARCH,RDZ,TRUST,11J,CCG,809,DORSET,Acute,O) OTHER,1,12,0,0,0,3\n")
+    frame = parsers.parse("dtoc_provider", path)
+    assert set(frame["period"]) == {dt.date(2019, 3, 1)} and set(frame["council_code"]) == {"E10000009"}
+
+
+def test_local_authority_code_and_name_spelled_out(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text(HEADER.replace("LA Code,LA Name", "Local Authority Code,Local Authority Name") + ROW)
+    frame = parsers.parse("dtoc_provider", path)
+    assert set(frame["la_code"]) == {"716"} and set(frame["council_code"]) == {"E09000002"}
+    assert set(frame["la_name"]) == {"BARKING & DAGENHAM"}
