@@ -262,3 +262,27 @@ def test_not_a_workbook(tmp_path):
     path.write_text("year,month\n2016-17,April\n")
     with pytest.raises(ParseError, match="not a readable"):
         parser.parse(path, None)
+
+
+@pytest.mark.parametrize("marker", ["NA", " NA "])  # padded text is not turned into NaN by the reader
+def test_na_where_an_agency_cannot_be_responsible_is_null(small_file, tmp_path, marker):
+    # the England tables write "NA" where an agency cannot be responsible (e.g. reason C is NHS only)
+    book = read_book(small_file)
+    expected = parser.parse(small_file, None)
+    book["By Type of Care"] = replace(book["By Type of Care"], 92992, marker)  # row 15 column 4
+    got = parser.parse(rewrite(book, tmp_path / "na.xls"), None)
+    changed = got["value"].isna() & expected["value"].notna()
+    assert changed.sum() == 1 and expected.loc[changed, "value"].item() == 92992
+    assert got.loc[~changed].equals(expected.loc[~changed])
+
+
+def test_the_2019_band_average_number_of_people_delayed_per_day_is_beds(small_file, tmp_path):
+    # from May 2019 the second block is headed "Average Number of People Delayed per Day"
+    book = read_book(small_file)
+    expected = parser.parse(small_file, None)
+    for name, frame in book.items():
+        if (frame == "DTOC Beds").any(axis=None):
+            book[name] = replace(frame, "DTOC Beds", "Average Number of People Delayed per Day", first_only=False)
+    got = parser.parse(rewrite(book, tmp_path / "people.xls"), None)
+    assert (got["measure"] == "delayed_beds").sum() > 0
+    pd.testing.assert_frame_equal(got, expected)
