@@ -91,3 +91,10 @@ def test_a_legacy_code_read_as_a_number_or_in_lower_case_resolves():
     assert geography.resolve_council(legacy_code="716.0") == "E09000002"  # Barking and Dagenham
     assert geography.resolve_council(legacy_code=" 00kb ") == "E06000055"  # Bedford
     assert geography.resolve_council(legacy_code="9900.0") is None  # Resident in Wales
+
+
+
+def test_an_ons_code_that_is_no_council_falls_back_to_the_old_code():
+    # a region's code is not a council; an unknown (mistyped) ONS code does not hide a good old code
+    assert geography.resolve_council(ons_code="E12000004", legacy_code=None) is None  # East Midlands region
+    assert geography.resolve_council(ons_code="E06000999", legacy_code="507") == "E06000015"  # Derby
