@@ -925,3 +925,11 @@ def test_reloading_an_earlier_version_leaves_the_later_versions_alone(built, tmp
     assert built.execute(hackney, [HACKNEY]).fetchall() == [(1, 617.0), (2, 644.0)]
     warehouse.build_models(built, reference=False)
     assert value(built, HACKNEY, DTOC, dt.date(2017, 2, 1))[0] == 644
+
+
+def test_the_landing_table_keeps_fractional_delayed_beds(tmp_path):
+    # the "DTOC Beds" block is an average a day (10.5 beds), not a count: landed as published
+    con = duckdb.connect(str(tmp_path / "beds.duckdb"))
+    rows = [(pd.Timestamp("2018-03-01"), "Published", "", None, "council", None, HACKNEY, HACKNEY, HACKNEY, "agency", "total", "delayed_beds", 10.5)]
+    _load(con, tmp_path, "dtoc_la", "2018-03", 1, rows, DTOC_COLUMNS)
+    assert con.execute("select value from land_dtoc_la where measure = 'delayed_beds'").fetchone()[0] == 10.5
