@@ -186,22 +186,24 @@ def test_analysis_says_when_there_is_not_enough_history_to_rank(tmp_path):
         analysis.run(con, export=False)
 
 
+def _mv_row(period_type, start, end, metric, value):
+    """One fct_metric_values row of Hackney, as analysis reads them."""
+    return {"area_code": "E09000012", "period_type": period_type, "period_start": pd.Timestamp(start),
+            "period_end": pd.Timestamp(end), "metric_id": metric, "value": value}
+
+
 def test_a_financial_year_ranks_with_the_reablement_year_before_it():
     """The 2018 dashboard ranked 2017-18 with reablement of 2016-17 (domain brief); the rolling
     table to March 2018 does the same, so the two tables agree on which ASCOF year they use."""
     from carewatch import analysis
 
-    def row(period_type, start, end, metric, value):
-        return {"area_code": "E09000012", "period_type": period_type, "period_start": pd.Timestamp(start),
-                "period_end": pd.Timestamp(end), "metric_id": metric, "value": value}
-
     dtoc, still_home = "delayed_days_per_day_per_100k_18plus", "reablement_still_at_home_91d_65plus"
     mv = pd.DataFrame([
-        row("rolling_12m", "2018-03-01", "2018-03-31", dtoc, 9.0),
-        row("financial_year", "2017-04-01", "2018-03-31", dtoc, 9.0),
-        row("financial_year", "2015-04-01", "2016-03-31", still_home, 0.70),
-        row("financial_year", "2016-04-01", "2017-03-31", still_home, 0.80),
-        row("financial_year", "2017-04-01", "2018-03-31", still_home, 0.90),  # published October 2018
+        _mv_row("rolling_12m", "2018-03-01", "2018-03-31", dtoc, 9.0),
+        _mv_row("financial_year", "2017-04-01", "2018-03-31", dtoc, 9.0),
+        _mv_row("financial_year", "2015-04-01", "2016-03-31", still_home, 0.70),
+        _mv_row("financial_year", "2016-04-01", "2017-03-31", still_home, 0.80),
+        _mv_row("financial_year", "2017-04-01", "2018-03-31", still_home, 0.90),  # published October 2018
     ])
     methodology = ranking.load_methodology()
     year = analysis.financial_year_values(mv, methodology, pd.Timestamp("2017-04-01"))
@@ -215,16 +217,12 @@ def test_the_rolling_table_takes_a_reablement_year_six_months_after_it_ends():
     2017 >= 31 March); September 2017 (cutoff 1 March 2017) still ranks with 2015-16."""
     from carewatch import analysis
 
-    def row(period_type, start, end, metric, value):
-        return {"area_code": "E09000012", "period_type": period_type, "period_start": pd.Timestamp(start),
-                "period_end": pd.Timestamp(end), "metric_id": metric, "value": value}
-
     dtoc, still_home = "delayed_days_per_day_per_100k_18plus", "reablement_still_at_home_91d_65plus"
     mv = pd.DataFrame([
-        row("rolling_12m", "2017-09-01", "2017-09-30", dtoc, 9.0),
-        row("rolling_12m", "2017-10-01", "2017-10-31", dtoc, 8.0),
-        row("financial_year", "2015-04-01", "2016-03-31", still_home, 0.70),
-        row("financial_year", "2016-04-01", "2017-03-31", still_home, 0.80),
+        _mv_row("rolling_12m", "2017-09-01", "2017-09-30", dtoc, 9.0),
+        _mv_row("rolling_12m", "2017-10-01", "2017-10-31", dtoc, 8.0),
+        _mv_row("financial_year", "2015-04-01", "2016-03-31", still_home, 0.70),
+        _mv_row("financial_year", "2016-04-01", "2017-03-31", still_home, 0.80),
     ])
     methodology = ranking.load_methodology()
     september = analysis.ranking_values(mv, methodology, pd.Timestamp("2017-09-01"))
@@ -239,16 +237,12 @@ def test_a_monthly_metric_missing_this_month_is_not_replaced_by_an_old_financial
     annual-metric lag rule would pick: 31 March 2017 is before 1 September 2017)."""
     from carewatch import analysis
 
-    def row(period_type, start, end, metric, value):
-        return {"area_code": "E09000012", "period_type": period_type, "period_start": pd.Timestamp(start),
-                "period_end": pd.Timestamp(end), "metric_id": metric, "value": value}
-
     dtoc, admissions = "delayed_days_per_day_per_100k_18plus", "emergency_admissions_65plus_per_100k"
     mv = pd.DataFrame([
-        row("rolling_12m", "2018-02-01", "2018-02-28", dtoc, 9.0),
-        row("rolling_12m", "2018-03-01", "2018-03-31", dtoc, 8.0),
-        row("rolling_12m", "2018-02-01", "2018-02-28", admissions, 25000.0),  # no March yet
-        row("financial_year", "2016-04-01", "2017-03-31", admissions, 24000.0),
+        _mv_row("rolling_12m", "2018-02-01", "2018-02-28", dtoc, 9.0),
+        _mv_row("rolling_12m", "2018-03-01", "2018-03-31", dtoc, 8.0),
+        _mv_row("rolling_12m", "2018-02-01", "2018-02-28", admissions, 25000.0),  # no March yet
+        _mv_row("financial_year", "2016-04-01", "2017-03-31", admissions, 24000.0),
     ])
     methodology = ranking.load_methodology()
     february = analysis.ranking_values(mv, methodology, pd.Timestamp("2018-02-01"))

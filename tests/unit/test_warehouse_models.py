@@ -20,6 +20,9 @@ HACKNEY, CITY, BARNSLEY, BARNSLEY_2019 = "E09000012", "E09000001", "E08000016", 
 BOURNEMOUTH, BCP = "E06000028", "E06000058"
 ENGLAND = "E92000001"
 DTOC = "delayed_days_per_day_per_100k_18plus"
+MYE_COLUMNS = ["mid_year", "area_code", "area_name", "geography", "age", "population"]
+# mid-2016: Hackney HWB (Hackney and the City of London) 110,000 aged 18+
+HACKNEY_HWB_2016 = [(2016, HACKNEY, "Hackney", None, 20, 100_000), (2016, CITY, "City of London", None, 30, 10_000)]
 
 
 def _ref(con):
@@ -90,9 +93,8 @@ def built(tmp_path):
         (2018, BARNSLEY_2019, "Barnsley", None, 40, 60_000),
         (2018, BCP, "BCP", None, 50, 300_000),
     ]
-    mye_cols = ["mid_year", "area_code", "area_name", "geography", "age", "population"]
-    _load(con, tmp_path, "ons_mye", "2016", 1, [r for r in mye if r[0] == 2016], mye_cols)
-    _load(con, tmp_path, "ons_mye", "2018", 1, [r for r in mye if r[0] == 2018], mye_cols)
+    _load(con, tmp_path, "ons_mye", "2016", 1, [r for r in mye if r[0] == 2016], MYE_COLUMNS)
+    _load(con, tmp_path, "ons_mye", "2018", 1, [r for r in mye if r[0] == 2018], MYE_COLUMNS)
     # DTOC February 2017 (28 days), first published then revised; City of London shows "-"
     feb_v1 = [
         ("council", HACKNEY, {"total": 616.0, "nhs": 400.0, "social_care": 200.0, "both": 16.0}),
@@ -358,17 +360,21 @@ def test_a_load_killed_mid_transaction_leaves_the_previous_state_and_a_rerun_com
         assert value(con, HACKNEY, DTOC, dt.date(2017, 2, 1))[0] == 700
 
 
+def _load_mid_2016(con, tmp_path):
+    """mid-2016: Hackney HWB 110,000 aged 18+ (20,000 aged 65+), Barnsley 60,000 (10,000 aged 65+)."""
+    _load(con, tmp_path, "ons_mye", "2016", 1, [
+        (2016, HACKNEY, "Hackney", None, 20, 80_000), (2016, HACKNEY, "Hackney", None, 70, 20_000),
+        (2016, CITY, "City of London", None, 30, 10_000),
+        (2016, BARNSLEY, "Barnsley", None, 40, 50_000), (2016, BARNSLEY, "Barnsley", None, 80, 10_000),
+    ], MYE_COLUMNS)
+
+
 @pytest.fixture
 def year(tmp_path):
     """April 2017 - March 2018 (365 days) for Hackney and Barnsley; Barnsley's October shows "-"."""
     con = duckdb.connect(str(tmp_path / "y.duckdb"))
     _ref(con)
-    mye_cols = ["mid_year", "area_code", "area_name", "geography", "age", "population"]
-    _load(con, tmp_path, "ons_mye", "2016", 1, [
-        (2016, HACKNEY, "Hackney", None, 20, 80_000), (2016, HACKNEY, "Hackney", None, 70, 20_000),
-        (2016, CITY, "City of London", None, 30, 10_000),
-        (2016, BARNSLEY, "Barnsley", None, 40, 50_000), (2016, BARNSLEY, "Barnsley", None, 80, 10_000),
-    ], mye_cols)
+    _load_mid_2016(con, tmp_path)
     hes_cols = ["period", "area_code", "area_name", "measure", "value"]
     for month in pd.date_range("2017-04-01", "2018-03-01", freq="MS"):
         period = month.strftime("%Y-%m")
@@ -683,12 +689,7 @@ def span(tmp_path):
     Barnsley's March 2018 shows "-"; both have hospital activity in March 2018."""
     con = duckdb.connect(str(tmp_path / "s.duckdb"))
     _ref(con)
-    mye_cols = ["mid_year", "area_code", "area_name", "geography", "age", "population"]
-    _load(con, tmp_path, "ons_mye", "2016", 1, [
-        (2016, HACKNEY, "Hackney", None, 20, 80_000), (2016, HACKNEY, "Hackney", None, 70, 20_000),
-        (2016, CITY, "City of London", None, 30, 10_000),
-        (2016, BARNSLEY, "Barnsley", None, 40, 50_000), (2016, BARNSLEY, "Barnsley", None, 80, 10_000),
-    ], mye_cols)
+    _load_mid_2016(con, tmp_path)
     # mid-2017 Hackney HWB: 18+ = 9,000 (18) + 90,000 (64) + 5,000 (65) + 20,000 (90+) + City's 10,000
     #   = 134,000 (the 1,000 aged 17 are not adults); 65+ = 5,000 + 20,000 = 25,000
     mid_2017 = [
@@ -698,8 +699,8 @@ def span(tmp_path):
         (2017, BARNSLEY, "Barnsley", None, 40, 50_000), (2017, BARNSLEY, "Barnsley", None, 80, 10_000),
     ]
     # a first release of mid-2017 with 19,000 aged 18, replaced by the second (9,000)
-    _load(con, tmp_path, "ons_mye", "2017", 1, [r[:5] + (19_000,) if r[4] == 18 else r for r in mid_2017], mye_cols)
-    _load(con, tmp_path, "ons_mye", "2017", 2, mid_2017, mye_cols)
+    _load(con, tmp_path, "ons_mye", "2017", 1, [r[:5] + (19_000,) if r[4] == 18 else r for r in mid_2017], MYE_COLUMNS)
+    _load(con, tmp_path, "ons_mye", "2017", 2, mid_2017, MYE_COLUMNS)
     for month in pd.date_range("2017-03-01", "2018-03-01", freq="MS"):
         period = month.strftime("%Y-%m")
         days = 10.0 * month.days_in_month
@@ -791,8 +792,7 @@ def test_england_leaves_out_an_area_without_a_population(tmp_path):
     # 341 / 31 / 110,000 x 100,000 = 10.0 (not 1,271 days over Hackney's and City's population)
     con = duckdb.connect(str(tmp_path / "b.duckdb"))
     _ref(con)
-    _load(con, tmp_path, "ons_mye", "2016", 1, [(2016, HACKNEY, "Hackney", None, 20, 100_000), (2016, CITY, "City of London", None, 30, 10_000)],
-          ["mid_year", "area_code", "area_name", "geography", "age", "population"])
+    _load(con, tmp_path, "ons_mye", "2016", 1, HACKNEY_HWB_2016, MYE_COLUMNS)
     _load(con, tmp_path, "dtoc_la", "2019-05", 1, dtoc_rows("2019-05-01", [
         ("council", HACKNEY, {"total": 341.0}), ("council", BCP, {"total": 930.0})]), DTOC_COLUMNS)
     warehouse.build_models(con, reference=False)
@@ -808,8 +808,7 @@ def test_a_rolling_year_with_a_month_before_the_first_estimate_has_no_value(tmp_
     # April 2016 - March 2017, 365 days: 12 x 100 / (110,000 x 365) x 100,000 = 2.98879.
     con = duckdb.connect(str(tmp_path / "r.duckdb"))
     _ref(con)
-    _load(con, tmp_path, "ons_mye", "2016", 1, [(2016, HACKNEY, "Hackney", None, 20, 100_000), (2016, CITY, "City of London", None, 30, 10_000)],
-          ["mid_year", "area_code", "area_name", "geography", "age", "population"])
+    _load(con, tmp_path, "ons_mye", "2016", 1, HACKNEY_HWB_2016, MYE_COLUMNS)
     for month in pd.date_range("2016-03-01", "2017-03-01", freq="MS"):
         _load(con, tmp_path, "dtoc_la", f"{month:%Y-%m}", 1, dtoc_rows(f"{month:%Y-%m-%d}", [("council", HACKNEY, {"total": 100.0})]), DTOC_COLUMNS)
     warehouse.build_models(con, reference=False)
