@@ -41,13 +41,16 @@ def _read(con, sql: str, params=None) -> pd.DataFrame:
 
 
 def ranking_values(mv: pd.DataFrame, methodology: ranking.Methodology, month: pd.Timestamp) -> pd.DataFrame:
-    """Metric values of the rolling 12 months ending in ``month``; metrics published only as
-    financial years (ASCOF) from their latest year ``annual_lag_months`` before it. A monthly
-    metric with no figure this month (hospital activity lagging) is left out, not replaced by
-    an old financial year. ``mv`` holds every month's rolling values: which metrics are
-    published only as financial years is read from it."""
+    """Metric values of the rolling 12 months ending in ``month``; a metric with no rolling
+    year ending this month (ASCOF, published only as financial years; or a monthly metric with
+    a month missing in the last 12: a hospital file late or quarantined) comes from its latest
+    financial year ``annual_lag_months`` before it. The value's own period is in its
+    ``period_type`` and ``period_start``. Leaving such a metric out instead would leave every
+    area with fewer than ``min_metrics`` values for up to 12 months: no league table, and every
+    review-flag spell ended."""
     rolling = mv[(mv["period_type"] == "rolling_12m") & (mv["period_start"] == month)]
-    return pd.concat([rolling, _lagged_years(mv, methodology, "rolling_12m", month, _annual_only(mv))], ignore_index=True)
+    without_rolling_year = set(mv.loc[mv["period_type"] == "financial_year", "metric_id"]) - set(rolling["metric_id"])
+    return pd.concat([rolling, _lagged_years(mv, methodology, "rolling_12m", month, without_rolling_year)], ignore_index=True)
 
 
 def financial_year_values(mv: pd.DataFrame, methodology: ranking.Methodology, start: pd.Timestamp) -> pd.DataFrame:

@@ -126,8 +126,8 @@ def print_results() -> None:
 
         mv = con.execute(
             "select area_code, metric_id, period_type, period_start, period_end, value from fct_metric_values "
-            "where area_code in (select unnest(?)) and period_type in ('financial_year', 'rolling_12m')",
-            [SHOWCASE],
+            "where area_code in (select unnest(?)) and (period_type = 'financial_year' or (period_type = 'rolling_12m' and period_start = ?))",
+            [SHOWCASE, month],
         ).df()
         shown = analysis.ranking_values(mv, ranking.load_methodology(), pd.Timestamp(month))
         years = sorted({sources.financial_year(start) for start in shown.loc[shown["period_type"] == "financial_year", "period_start"]})

@@ -231,24 +231,28 @@ def test_the_rolling_table_takes_a_reablement_year_six_months_after_it_ends():
     assert sorted(zip(october["metric_id"], october["value"])) == [(dtoc, 8.0), (still_home, 0.80)]
 
 
-def test_a_monthly_metric_missing_this_month_is_not_replaced_by_an_old_financial_year():
-    """Hospital activity can lag the DTOC month: a rolling metric with no row in March 2018 is
-    left out of March's table, not silently ranked on its 2016-17 financial year (which the
-    annual-metric lag rule would pick: 31 March 2017 is before 1 September 2017)."""
+def test_a_monthly_metric_missing_this_month_is_ranked_on_its_lagged_financial_year():
+    """A hospital file late or quarantined leaves no rolling year of its metrics for up to 12
+    months: March 2018 takes emergency admissions from 2016-17 (ended 31 March 2017, at least
+    six months before), as for ASCOF, and says so in the row's period; leaving them out would
+    leave every area below min_metrics, with no league table and every flag spell ended."""
     from carewatch import analysis
 
     dtoc, admissions = "delayed_days_per_day_per_100k_18plus", "emergency_admissions_65plus_per_100k"
     mv = pd.DataFrame([
         _mv_row("rolling_12m", "2018-02-01", "2018-02-28", dtoc, 9.0),
         _mv_row("rolling_12m", "2018-03-01", "2018-03-31", dtoc, 8.0),
-        _mv_row("rolling_12m", "2018-02-01", "2018-02-28", admissions, 25000.0),  # no March yet
+        _mv_row("rolling_12m", "2018-02-01", "2018-02-28", admissions, 25000.0),  # no March
+        _mv_row("financial_year", "2015-04-01", "2016-03-31", admissions, 23000.0),
         _mv_row("financial_year", "2016-04-01", "2017-03-31", admissions, 24000.0),
     ])
     methodology = ranking.load_methodology()
     february = analysis.ranking_values(mv, methodology, pd.Timestamp("2018-02-01"))
     assert sorted(zip(february["metric_id"], february["value"])) == [(dtoc, 9.0), (admissions, 25000.0)]
-    march = analysis.ranking_values(mv, methodology, pd.Timestamp("2018-03-01"))
-    assert sorted(zip(march["metric_id"], march["value"])) == [(dtoc, 8.0)]
+    march = analysis.ranking_values(mv, methodology, pd.Timestamp("2018-03-01")).set_index("metric_id")
+    assert march.loc[dtoc, "value"] == 8.0
+    assert (march.loc[admissions, "value"], march.loc[admissions, "period_type"]) == (24000.0, "financial_year")
+    assert march.loc[admissions, "period_start"] == pd.Timestamp("2016-04-01")
 
 
 def test_rank_change_is_against_the_previous_month_of_the_same_table():
