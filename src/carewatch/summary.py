@@ -158,7 +158,7 @@ def print_results() -> None:
                from target_tracking where period_start = (select max(period_start) from target_tracking) group by target_set"""
         ).fetchall()
         for target_set, when, met, missed, unknown in targets:
-            not_known = f", {unknown} not known (no figure that month)" if unknown else ""
+            not_known = f", {unknown} not known (no figure that month or at the baseline)" if unknown else ""
             print(f"\nDTOC targets ({target_set}) in {when:%B %Y}: {met} areas on track, {missed} off track{not_known}")
         flagged = con.execute(
             "select area_code, status, first_flagged, reasons from review_flag_history where period_start = (select max(period_start) from review_flag_history) and status in ('new', 'continuing') order by status, area_code"

@@ -82,6 +82,7 @@ def test_target_missed_by_margin_for_k_consecutive_months():
             "gap": [0.0, 1.5, 2.0, 1.1] + [2.0, 2.0, 0.5, 2.0] + [1.0, 1.0, 1.0, 1.0],
         }
     )
+    tracking["gap_at_least"] = tracking["gap"]  # every baseline known
     got = flags.target_missed_consecutive({"margin": 1.0, "months": 3}, inputs(tracking=tracking))
     assert set(got) == {"A"}
     assert "+1.5, +2.0, +1.1" in got["A"]
@@ -91,11 +92,12 @@ def test_target_missed_needs_the_months_up_to_this_one():
     # tracking ended in December 2017 (the target set expired): in March 2018 the old gaps do
     # not flag; nor does a run of months with one untracked in the middle
     months = pd.date_range("2017-10-01", periods=3, freq="MS")
-    tracking = pd.DataFrame({"area_code": ["A"] * 3, "period_start": months, "gap": [5.0, 5.0, 5.0]})
+    tracking = pd.DataFrame({"area_code": ["A"] * 3, "period_start": months, "gap": [5.0, 5.0, 5.0], "gap_at_least": [5.0, 5.0, 5.0]})
     rule = {"margin": 1.0, "months": 3}
     assert set(flags.target_missed_consecutive(rule, inputs(tracking=tracking, period_start=pd.Timestamp("2017-12-01")))) == {"A"}
     assert flags.target_missed_consecutive(rule, inputs(tracking=tracking, period_start=pd.Timestamp("2018-03-01"))) == {}
-    holed = pd.DataFrame({"area_code": ["B"] * 3, "period_start": pd.to_datetime(["2017-09-01", "2017-11-01", "2017-12-01"]), "gap": [5.0] * 3})
+    holed = pd.DataFrame({"area_code": ["B"] * 3, "period_start": pd.to_datetime(["2017-09-01", "2017-11-01", "2017-12-01"]),
+                          "gap": [5.0] * 3, "gap_at_least": [5.0] * 3})
     assert flags.target_missed_consecutive(rule, inputs(tracking=holed, period_start=pd.Timestamp("2017-12-01"))) == {}
 
 
@@ -404,10 +406,21 @@ def test_bottom_n_counts_only_the_ranked_areas_in_its_reason():
     assert got == {"C": "overall rank 3 of 3: in the bottom 1"}
 
 
+def test_target_missed_counts_a_gap_known_only_as_at_least():
+    # A's February 2017 baseline is suppressed: its gaps are unknown, but its target is at most
+    # the 9.4 ambition, so 20.0 is at least 10.6 above it: more than the margin of 8 every month
+    months = pd.date_range("2017-10-01", periods=3, freq="MS")
+    nan = float("nan")
+    tracking = pd.DataFrame({"area_code": ["A"] * 3, "period_start": months, "gap": [nan] * 3, "gap_at_least": [10.6] * 3})
+    got = flags.target_missed_consecutive({"margin": 8.0, "months": 3}, inputs(tracking=tracking, period_start=pd.Timestamp("2017-12-01")))
+    assert got["A"].endswith("(gaps at least +10.6, at least +10.6, at least +10.6)")
+
+
 def test_target_missed_ignores_months_after_this_one():
     # the analysis step hands every month's tracking to every month's rules: in December 2017
     # the gaps of January and February 2018 (on target) must not hide October-December's
     months = pd.date_range("2017-10-01", periods=5, freq="MS")
     tracking = pd.DataFrame({"area_code": ["A"] * 5, "period_start": months, "gap": [5.0, 5.0, 5.0, 0.0, 0.0]})
+    tracking["gap_at_least"] = tracking["gap"]
     got = flags.target_missed_consecutive({"margin": 1.0, "months": 3}, inputs(tracking=tracking, period_start=pd.Timestamp("2017-12-01")))
     assert set(got) == {"A"} and "(gaps +5.0, +5.0, +5.0)" in got["A"]

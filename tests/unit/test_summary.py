@@ -97,7 +97,7 @@ def test_targets_line_counts_an_area_without_a_figure_as_not_known(carewatch_hom
     monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(db))
     summary.print_results()
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("DTOC targets"))
-    assert line.endswith(f"in March 2018: {on} areas on track, {off} off track, 1 not known (no figure that month)")
+    assert line.endswith(f"in March 2018: {on} areas on track, {off} off track, 1 not known (no figure that month or at the baseline)")
 
 
 def test_sources_block_does_not_show_an_earlier_runs_counts_for_a_failed_ingest(carewatch_home, capsys):

@@ -284,7 +284,19 @@ def test_a_suppressed_baseline_leaves_the_targets_unknown():
     row = targets.track(_rates(rows), targets.load_target_set()).set_index("area_code").loc["NOBASE"]
     assert pd.isna(row["target_total"]) and pd.isna(row["target_nhs"]) and pd.isna(row["target_social_care"])
     assert pd.isna(row["on_track"]) and pd.isna(row["nhs_on_track"]) and pd.isna(row["social_care_on_track"])
+    assert pd.isna(row["gap"]) and row["gap_at_least"] == pytest.approx(6.0 - 9.4)  # could be on track or not
     assert pd.isna(row["test_met_september_social_care_expectation"])
     assert pd.isna(row["test_improved_since_february_2017"])
     assert bool(row["test_not_bottom_quartile_social_care"]) is False  # the only area: ceil(1 / 4) = 1 worst
     assert bool(row["test_social_care_rate_at_most_2_6"]) is False  # 3.0 > 2.6
+
+
+def test_a_suppressed_baseline_still_shows_an_area_above_the_ambition_off_track():
+    # the target is min(baseline, 9.4): whatever the suppressed baseline was, 20.0 is at least
+    # 20.0 - 9.4 = 10.6 above it, so off track (gap itself unknown)
+    nan = float("nan")
+    rows = [("HIGHNB", "2017-02", nan, nan, nan, nan), ("HIGHNB", "2017-09", 20.0, 10.0, 10.0, 0.0)]
+    row = targets.track(_rates(rows), targets.load_target_set()).set_index("area_code").loc["HIGHNB"]
+    assert pd.isna(row["gap"]) and row["gap_at_least"] == pytest.approx(10.6)
+    assert bool(row["on_track"]) is False
+    assert pd.isna(row["nhs_on_track"]) and pd.isna(row["social_care_on_track"])  # no bound on their targets

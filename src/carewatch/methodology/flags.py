@@ -144,8 +144,10 @@ def target_missed_consecutive(rule: dict, inputs: FlagInputs) -> dict[str, str]:
     reasons = {}
     for area, rows in tracking.groupby("area_code"):
         recent = rows.sort_values("period_start").tail(months)
-        if list(pd.to_datetime(recent["period_start"])) == expected and (recent["gap"] > margin).all():
-            gaps = ", ".join(f"{g:+.1f}" for g in recent["gap"])
+        # gap_at_least: the gap, or where the baseline has no figure the least it can be
+        if list(pd.to_datetime(recent["period_start"])) == expected and (recent["gap_at_least"] > margin).all():
+            gaps = ", ".join(f"{g:+.1f}" if pd.notna(exact) else f"at least {g:+.1f}"
+                             for g, exact in zip(recent["gap_at_least"], recent["gap"]))
             reasons[area] = (f"DTOC target missed by more than {margin} delayed days per day per 100,000 for {months} "
                              f"consecutive months to {inputs.period_start:%b %Y} (gaps {gaps})")
     return reasons

@@ -135,7 +135,12 @@ def track(rates: pd.DataFrame, target_set: TargetSet) -> pd.DataFrame:
     out = months.merge(targets, on="area_code", how="inner")
     tol = target_set.tolerance
     out["gap"] = out["total"] - out["target_total"]
-    out["on_track"] = _known(out["gap"] <= tol, out["gap"])
+    # with no figure at the baseline the target is unknown, but never above the ambition: the
+    # gap is at least the actual minus the ambition, so an area above ambition + tolerance is
+    # off track (and counts for the missed-repeatedly flag) though its exact gap is unknown
+    out["gap_at_least"] = out["gap"].fillna(out["total"] - target_set.national_ambition)
+    certain = out["gap"].notna() | (out["gap_at_least"] > tol)
+    out["on_track"] = _known(out["gap_at_least"] <= tol, out["gap_at_least"].where(certain))
     out["nhs_on_track"] = _known(out["nhs"] <= out["target_nhs"] + tol, out["nhs"] - out["target_nhs"])
     out["social_care_on_track"] = _known(out["social_care"] <= out["target_social_care"] + tol,
                                          out["social_care"] - out["target_social_care"])
@@ -153,7 +158,9 @@ def _known(result: pd.Series, compared: pd.Series) -> pd.Series:
 
 
 def _apply_test(test: dict, out: pd.DataFrame, comp: pd.DataFrame, target_set: TargetSet) -> pd.Series:
-    """One test per tracked row; null where the row's month, or a month it compares with, has no figure."""
+    """One test per tracked row; null where a month the test reads has no figure (the row's own
+    month and an earlier month it compares with; for a test of a fixed month, that month and the
+    baseline its target comes from)."""
     component = test["component"]
     kind = test["kind"]
     if kind == "meets_component_target":
