@@ -59,16 +59,10 @@ def financial_year_values(mv: pd.DataFrame, methodology: ranking.Methodology, st
     this one's last month, as for the rolling table (the 2018 dashboard ranked 2017-18 with
     reablement of 2016-17)."""
     fy = mv[mv["period_type"] == "financial_year"]
-    annual_metrics = _annual_only(mv)
+    annual_metrics = set(fy["metric_id"]) - set(mv.loc[mv["period_type"] == "rolling_12m", "metric_id"])
     own = fy[(fy["period_start"] == start) & ~fy["metric_id"].isin(annual_metrics)]
     last_month = start + pd.DateOffset(months=11)
     return pd.concat([own, _lagged_years(mv, methodology, "financial_year", last_month, annual_metrics)], ignore_index=True)
-
-
-def _annual_only(mv: pd.DataFrame) -> set:
-    """Metrics published only as financial years (no rolling 12 months in any month)."""
-    return set(mv.loc[mv["period_type"] == "financial_year", "metric_id"]) - set(
-        mv.loc[mv["period_type"] == "rolling_12m", "metric_id"])
 
 
 def _lagged_years(mv, methodology, period_type: str, last_month: pd.Timestamp, metrics: set) -> pd.DataFrame:

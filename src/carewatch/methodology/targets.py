@@ -163,17 +163,13 @@ def _apply_test(test: dict, out: pd.DataFrame, comp: pd.DataFrame, target_set: T
     baseline its target comes from)."""
     component = test["component"]
     kind = test["kind"]
-    if kind == "meets_component_target":
-        at = comp[comp["period_start"] == pd.Timestamp(_month(test["period"]))].set_index("area_code")[component]
-        target = out.set_index("area_code")[f"target_{component}"]
-        met = (at.reindex(out["area_code"]).values <= target.values + target_set.tolerance)
-        known = at.reindex(out["area_code"]).notna().values & target.notna().values
-        return pd.Series(met, index=out.index).where(known, other=pd.NA).astype("boolean")
-    if kind == "improved_since":
-        then = comp[comp["period_start"] == pd.Timestamp(_month(test["period"]))].set_index("area_code")[component]
-        earlier = then.reindex(out["area_code"]).values
-        result = _known(pd.Series(out[component].values < earlier, index=out.index), out[component])
-        return result.where(pd.notna(earlier), other=pd.NA)
+    if kind in ("meets_component_target", "improved_since"):
+        fixed = comp[comp["period_start"] == pd.Timestamp(_month(test["period"]))].set_index("area_code")[component]
+        fixed = pd.Series(fixed.reindex(out["area_code"]).values, index=out.index)  # that month's figure, row by row
+        if kind == "meets_component_target":
+            target = out[f"target_{component}"]
+            return _known(fixed <= target + target_set.tolerance, fixed - target)
+        return _known(out[component] < fixed, out[component] - fixed)
     if kind == "not_bottom_quartile":
         areas = out["area_code"] != ENGLAND
         worst_first = out[areas].groupby("period_start")[component].rank(method="min", ascending=False)
