@@ -157,8 +157,33 @@ RUN_CHILD_DEATH_SIGNAL = signal.SIGKILL
 
 def _with_parent(command: list[str], death_signal: int = signal.SIGTERM) -> list[str]:
     """``command`` started through this module, which first arranges for it to get
-    ``death_signal`` when this process dies."""
+    ``death_signal`` when this process dies (:func:`_relay_once` for any signal but SIGKILL)."""
     return [sys.executable, "-m", "carewatch.runner", "--with-parent", str(os.getpid()), str(int(death_signal)), *command]
+
+
+def _relay_once(parent: int, death_signal: int, command: list[str]) -> int:
+    """Run ``command`` under this process, which dies with ``parent``; the command gets
+    ``death_signal`` once, when this process dies.
+
+    PR_SET_PDEATHSIG fires once per exiting thread of the process that forked, and carewatch
+    has server threads: standalone got SIGINT two or three times, and one arriving while it was
+    stopping its components left them running. This process has one thread, so its death
+    signals the command exactly once. (SIGKILL may come twice: that path execs directly.)"""
+    import ctypes
+
+    die_with_parent(parent, signal.SIGKILL)
+    me = os.getpid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the command itself (one process group)
+
+    def arrange() -> None:  # between fork and exec: safe, this process has one thread
+        signal.signal(death_signal, signal.SIG_DFL)  # ignored where carewatch started (`&`), or above
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(death_signal))  # PR_SET_PDEATHSIG
+        if os.getppid() != me:  # this process died before the line above
+            os._exit(1)
+
+    child = subprocess.Popen(command, preexec_fn=arrange, close_fds=False)  # the home's lock passes on
+    code = child.wait()
+    return code if code >= 0 else 128 - code
 
 
 def run_embedded(logical_date: str | None = None) -> int:
@@ -270,8 +295,8 @@ def airflow_cli(args: list[str]) -> int:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--with-parent"]:  # _with_parent: arrange, then become the command
         death_signal = int(sys.argv[3])
+        if death_signal != signal.SIGKILL:
+            sys.exit(_relay_once(int(sys.argv[2]), death_signal, sys.argv[4:]))
         die_with_parent(int(sys.argv[2]), death_signal)
-        if death_signal != signal.SIGKILL:  # one ignored where carewatch started (`&` in a script ignores SIGINT) stays so across exec
-            signal.signal(death_signal, signal.SIG_DFL)
         os.execv(sys.argv[4], sys.argv[4:])
     sys.exit(_child_main(sys.argv[1:]))

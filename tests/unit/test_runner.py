@@ -113,3 +113,35 @@ def test_a_child_to_be_interrupted_is_even_when_carewatch_started_with_sigint_ig
     finally:
         if _alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+THREADED_PARENT = textwrap.dedent("""
+    import signal, subprocess, sys, threading, time
+    from carewatch import runner
+    # like carewatch airflow: server threads beside the one that starts the child
+    for _ in range(4):
+        threading.Thread(target=time.sleep, args=(120,), daemon=True).start()
+    count = sys.argv[1]
+    command = [sys.executable, "-c",
+               "import signal, sys, time\\n"
+               "got = []\\n"
+               "signal.signal(signal.SIGINT, lambda *_: got.append(1))\\n"
+               "open(sys.argv[1] + '.ready', 'w').close()\\n"
+               "time.sleep(3)\\n"  # resumed after each handler (PEP 475)
+               "open(sys.argv[1], 'w').write(str(len(got)))", count]
+    subprocess.Popen(runner._with_parent(command, signal.SIGINT))
+    time.sleep(120)
+""")
+
+
+def test_the_death_signal_reaches_the_command_once_though_carewatch_has_threads(tmp_path):
+    # PR_SET_PDEATHSIG fires once per exiting thread of the parent: standalone got SIGINT two or
+    # three times, and one arriving while it stopped its components left them running
+    for attempt in range(3):
+        count = tmp_path / f"count-{attempt}"
+        parent = subprocess.Popen([sys.executable, "-c", THREADED_PARENT, str(count)])
+        assert _wait_until(lambda: (tmp_path / f"count-{attempt}.ready").exists())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        assert _wait_until(lambda: count.exists()), "the command did not finish"
+        assert count.read_text() == "1", f"attempt {attempt}: SIGINT {count.read_text()} times"
