@@ -249,6 +249,8 @@ def build_charts(data: dict) -> dict:
         funnel_figures.append({"metric": m.name, "svg": charts.to_svg(
             charts.funnel_plot(points, test, m.multiplier, title, unit, denominator))})
     out["funnels"] = funnel_figures
+    out["funnel_rule"] = {"level": f"{float(rule['level']) * 100:g}%", "overdispersion": bool(rule.get("overdispersion", False)),
+                          "annual_lag_months": int(rule.get("annual_lag_months", 6))}
     profiles = []
     dtoc_monthly = mv[(mv["period_type"] == "month") & mv["metric_id"].isin([f"{DTOC}__{a}" for a in AGENCIES])]
     by_area = dict(tuple(dtoc_monthly.groupby("area_code")))

@@ -136,6 +136,8 @@ def test_funnel_outlier_flags_only_the_worse_side():
     got = flags.funnel_outlier({"level": 0.998, "period_type": "rolling_12m"}, inputs(metric_values=mv(rows)))
     assert set(got) == {"HIGH", "WEEKENDLOW"}
     assert ADM in got["HIGH"] and WKD in got["WEEKENDLOW"]
+    # the comparison is the pooled average of the areas tested, not a published England figure
+    assert got["HIGH"].startswith("significantly worse than the average of all areas at 99.8% (funnel plot) on: ")
 
 
 def test_funnel_outlier_widens_its_limits_by_the_configured_winsorised_overdispersion():

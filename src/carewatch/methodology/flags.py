@@ -220,7 +220,7 @@ def funnel_outlier(rule: dict, inputs: FlagInputs) -> dict[str, str]:
             if label == worse:
                 reasons.setdefault(area, []).append(inputs.names.get(test.metric, test.metric) + when)
     pct = f"{float(rule['level']) * 100:g}%"
-    return {area: f"significantly worse than England at {pct} (funnel plot) on: {', '.join(ms)}" for area, ms in reasons.items()}
+    return {area: f"significantly worse than the average of all areas at {pct} (funnel plot) on: {', '.join(ms)}" for area, ms in reasons.items()}
 
 
 def deterioration(rule: dict, inputs: FlagInputs) -> dict[str, str]:
