@@ -130,9 +130,13 @@ def print_results() -> None:
             [SHOWCASE, month],
         ).df()
         shown = analysis.ranking_values(mv, ranking.load_methodology(), pd.Timestamp(month))
-        years = sorted({sources.financial_year(start) for start in shown.loc[shown["period_type"] == "financial_year", "period_start"]})
+        number = {metric_id: i for i, (metric_id, _name, _unit) in enumerate(metrics, start=1)}
+        yearly: dict[str, set[int]] = {}  # a financial year shown -> the numbers of the metrics shown for it
+        for row in shown[shown["period_type"] == "financial_year"].itertuples():
+            yearly.setdefault(sources.financial_year(row.period_start), set()).add(number[row.metric_id])
+        years = "; ".join(f"financial year {year} for {', '.join(map(str, sorted(nums)))}" for year, nums in sorted(yearly.items()))
         value_of = {(r.area_code, r.metric_id): r.value for r in shown.itertuples()}
-        print(f"\nSix dashboard metrics, rolling 12 months to {month:%B %Y} (ASCOF: {', '.join(years) or 'none'}, as ranked)")
+        print(f"\nSix dashboard metrics, rolling 12 months to {month:%B %Y} ({years + ', ' if years else ''}as ranked)")
         header = f"{'area':<28}" + "".join(f"{i + 1:>11}" for i in range(len(metrics)))
         print(header)
         for area in SHOWCASE:

@@ -44,7 +44,7 @@ def test_six_metrics_block_shows_the_values_the_league_table_ranks(carewatch_hom
     monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(db))
     summary.print_results()
     out = capsys.readouterr().out.splitlines()
-    assert "rolling 12 months to March 2018 (ASCOF: 2016-17, as ranked)" in out[1]
+    assert "rolling 12 months to March 2018 (financial year 2016-17 for 4, 5, as ranked)" in out[1]
     england = next(line for line in out if line.startswith("England"))
     assert england.split()[4] == f"{then * 100:.1f}%" and "50.0%" not in england
 
@@ -70,7 +70,8 @@ def test_six_metrics_block_shows_the_lagged_year_the_league_table_ranks_for_a_mi
     monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(db))
     summary.print_results()
     out = capsys.readouterr().out.splitlines()
-    assert "rolling 12 months to March 2018" in out[1]
+    # the header names the year each yearly value is from, not only reablement's ("ASCOF")
+    assert "rolling 12 months to March 2018 (financial year 2016-17 for 1, 4, 5, as ranked)" in out[1]
     england = next(line for line in out if line.startswith("England"))
     assert england.split()[1] == "12,345.0"  # metric 1, emergency admissions
 
