@@ -5,6 +5,9 @@ One call fetches one source and period:
 - ``requests`` with a urllib3 ``Retry`` policy (backoff on connection errors, 429 and 5xx,
   honouring Retry-After) and connect/read timeouts from the catalogue;
 - only hosts the catalogue allows for the environment;
+- where download names carry random suffixes (NHS England's DTOC files), the period's link is
+  read from the publication page (``index_page``, ``link_text``; :func:`find_link`) unless
+  the source's ``url_list`` names the URL; a page without the link counts as a 404 below;
 - conditional GET (If-None-Match / If-Modified-Since from the last version): a 304, or a
   200 with the same sha256, is "unchanged" and nothing is stored;
 - 404 before the period is due (+ grace days) is "not published yet"; after, an error;
@@ -30,7 +33,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 from dataclasses import asdict, dataclass
-from urllib.parse import urlparse
+from html.parser import HTMLParser
+from urllib.parse import urljoin, urlparse
 
 from carewatch import paths, rawstore, sources
 from carewatch.errors import AlreadyRefused, FetchError, NotPublishedYet, PublicationOverdue, PublicationWithdrawn
@@ -173,7 +177,8 @@ def fetch(
     src = source if isinstance(source, sources.Source) else sources.get(source)
     source = src.name
     env = env or sources.environment()
-    url = sources.url_for(source, period, env, base_url)
+    link = sources.page_link(src, period, env, base_url)
+    url = link.page if link else sources.url_for(src, period, env, base_url)
     host = urlparse(url).hostname or ""
     if host not in src.allowed_hosts(env):
         raise FetchError(source, period, url, f"host {host!r} is not allowed for {source} in {env}")
@@ -188,7 +193,26 @@ def fetch(
                 headers["If-None-Match"] = last[2]
             if last[3]:
                 headers["If-Modified-Since"] = last[3]
+        def missing(where: str, what: str, status: int | None = None):
+            """The period's file is not there (HTTP 404, or no link on the publication page)."""
+            if last:  # held, so published: not late, gone from where it was
+                raise PublicationWithdrawn(source, period, where, f"{what}; the version held ({last[0]}) is kept")
+            due = sources.due_date(source, period) + dt.timedelta(days=src.grace_days)
+            if (as_of or dt.date.today()) < due:
+                _log(con, source, period, where, "not_published_yet", status, run_id=run_id)
+                raise NotPublishedYet(source, period, where)
+            raise PublicationOverdue(source, period, where, f"{what} and the publication was due by {due:%Y-%m-%d}: overdue")
+
         try:
+            if link:
+                found = find_link(session, link, timeout, src, period)
+                if found is None:
+                    missing(link.page, f"the publication page has no link starting {link.text!r}")
+                url = found
+                host = urlparse(url).hostname or ""
+                if host not in src.allowed_hosts(env):
+                    raise FetchError(source, period, url, f"the publication page links a file on host {host!r}, "
+                                     f"which is not allowed for {source} in {env}", kind="link to a host not allowed")
             try:
                 response = session.get(url, headers=headers, timeout=timeout, stream=True)
             except requests.RequestException as err:
@@ -199,15 +223,8 @@ def fetch(
                 if status == 304 and last:
                     _log(con, source, period, url, "unchanged", status, 0, last[1], run_id=run_id)
                     return FetchResult(source, period, "unchanged", last[0], last[1], last[4], url, status, 0)
-                if status == 404 and last:  # held, so published: not late, gone from the URL
-                    raise PublicationWithdrawn(
-                        source, period, url, f"HTTP 404: the file is no longer at this URL; the version held ({last[0]}) is kept")
                 if status == 404:
-                    due = sources.due_date(source, period) + dt.timedelta(days=src.grace_days)
-                    if (as_of or dt.date.today()) < due:
-                        _log(con, source, period, url, "not_published_yet", status, run_id=run_id)
-                        raise NotPublishedYet(source, period, url)
-                    raise PublicationOverdue(source, period, url, f"HTTP 404 and the publication was due by {due:%Y-%m-%d}: overdue")
+                    missing(url, "HTTP 404: the file is no longer at this URL" if last else "HTTP 404", status)
                 if status != 200:
                     raise FetchError(source, period, url, f"HTTP {status}")
                 body = _read_limited(response, src, period, url)
@@ -250,6 +267,64 @@ def fetch(
             if reported is not None:
                 raise AlreadyRefused(source, period, url, err.problem, reported) from err
             raise
+
+
+class _Links(HTMLParser):
+    """Every ``<a href>`` of a page with its text (tags inside the link included)."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.links: list[tuple[str, str]] = []
+        self._open: list[tuple[str, list[str]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self._open.append((dict(attrs).get("href") or "", []))
+
+    def handle_data(self, data):
+        for _href, text in self._open:
+            text.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "a" and self._open:
+            href, text = self._open.pop()
+            if href:
+                self.links.append((href, "".join(text)))
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def find_link(session, link: sources.PageLink, timeout, src: sources.Source, period: str) -> str | None:
+    """The URL of the one file the publication page ``link.page`` links with text starting
+    ``link.text`` (case and spacing aside, followed by nothing or by a non-alphanumeric
+    character: "... 2017-18 March (Revised 13.12.18) (XLS, 139KB)"); None when the page is
+    404 or has no such link. Several different files so linked are refused: the page cannot
+    say which is the period's (a data engineer lists the right one in the source's url_list)."""
+    import requests
+
+    try:
+        response = session.get(link.page, timeout=timeout, stream=True)
+    except requests.RequestException as err:
+        raise FetchError(src.name, period, link.page, f"publication page request failed after retries: {err.__class__.__name__}: {err}",
+                         kind=f"publication page request failed after retries: {err.__class__.__name__}") from err
+    with response:
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise FetchError(src.name, period, link.page, f"HTTP {response.status_code} for the publication page")
+        body = _read_limited(response, src, period, link.page)
+    parser = _Links()
+    parser.feed(body.decode(response.encoding or "utf-8", errors="replace"))
+    wanted = _words(link.text)
+    found = sorted({urljoin(link.page, href.strip()) for href, text in parser.links
+                    if _words(text).startswith(wanted) and not _words(text)[len(wanted):len(wanted) + 1].isalnum()})
+    if len(found) > 1:
+        raise FetchError(src.name, period, link.page, f"the publication page links {len(found)} different files with text starting "
+                         f"{link.text!r} ({', '.join(found)}): list the period's URL in the source's url_list",
+                         kind="several links on the publication page")
+    return found[0] if found else None
 
 
 def _period_holding(con, source: str, period: str, sha256: str) -> str | None:

@@ -11,6 +11,7 @@ import datetime as dt
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import yaml
 
@@ -228,12 +229,44 @@ def due_date(source: str, period: str) -> dt.date:
 # --- URLs ----------------------------------------------------------------------------
 
 @lru_cache(maxsize=32)
-def _url_list(path: str) -> dict[str, str]:
-    full = paths.PROJECT_ROOT / path
-    if not full.is_file():
+def _read_url_list(full: str) -> dict[str, str]:
+    path = Path(full)
+    if not path.is_file():
         return {}
-    with full.open(newline="") as handle:
+    with path.open(newline="") as handle:
         return {row["period"]: row["url"] for row in csv.DictReader(handle)}
+
+
+def _url_list(urls: dict) -> dict[str, str]:
+    """The environment's per-period URL list (``url_list``: a CSV relative to the config directory)."""
+    return _read_url_list(str(paths.config_dir() / urls["url_list"])) if urls.get("url_list") else {}
+
+
+def _url_fields(source: str, period: str, base_url: str | None) -> dict:
+    start = period_start(source, period)
+    fy_start = start.year if start.month >= 4 else start.year - 1
+    return {"base_url": (base_url or "").rstrip("/"), "period": period, "start": start,
+            "due": due_date(source, period), "fy": f"{fy_start}-{(fy_start + 1) % 100:02d}"}
+
+
+@dataclass(frozen=True)
+class PageLink:
+    """Where a period's file is found: the link on the publication page ``page`` whose text
+    starts with ``text`` (case and spacing aside)."""
+
+    page: str
+    text: str
+
+
+def page_link(source: str | Source, period: str, env: str | None = None, base_url: str | None = None) -> PageLink | None:
+    """The publication page to read for ``period``'s download link, when the environment has an
+    ``index_page`` and its ``url_list`` does not name the period's URL; else None."""
+    src = source if isinstance(source, Source) else get(source)
+    urls = src.env_urls(env)
+    if period in _url_list(urls) or not urls.get("index_page"):
+        return None
+    fields = _url_fields(src.name, period, base_url)
+    return PageLink(urls["index_page"].format(**fields), urls["link_text"].format(**fields))
 
 
 def accepted_files() -> set[tuple[str, str, str]]:
@@ -247,13 +280,18 @@ def accepted_files() -> set[tuple[str, str, str]]:
         return {(row["source"], row["period"], row["sha256"]) for row in rows}
 
 
-def url_for(source: str, period: str, env: str | None = None, base_url: str | None = None) -> str:
-    urls = get(source).env_urls(env)
-    listed = _url_list(urls["url_list"]) if urls.get("url_list") else {}
+def url_for(source: str | Source, period: str, env: str | None = None, base_url: str | None = None) -> str:
+    """The period's download URL from the environment's ``url_list`` or its ``pattern`` (a source
+    whose files are found on a publication page: :func:`page_link`)."""
+    src = source if isinstance(source, Source) else get(source)
+    source = src.name
+    urls = src.env_urls(env)
+    listed = _url_list(urls)
     if period in listed:
         return listed[period]
-    start = period_start(source, period)
-    pattern = urls["pattern"]
+    pattern = urls.get("pattern")
+    if not pattern:
+        raise ValueError(f"{source}: the {env or environment()} URLs have no pattern for {period} (and no url_list row)")
     if "{base_url}" in pattern and not base_url:
         raise ValueError(f"{source}: the {env or environment()} URL pattern needs a base_url")
-    return pattern.format(base_url=(base_url or "").rstrip("/"), period=period, start=start, due=due_date(source, period))
+    return pattern.format(**_url_fields(source, period, base_url))

@@ -17,7 +17,8 @@ def test_every_source_has_a_parser_and_both_environments():
     for name, src in sources.catalogue().items():
         assert src.parser in parsers.names(), name
         assert {"production", "embedded"} <= set(src.urls), name
-        prod = sources.url_for(name, src.first_period, "production")
+        link = sources.page_link(name, src.first_period, "production")
+        prod = link.page if link else sources.url_for(name, src.first_period, "production")
         assert urlparse(prod).scheme == "https" and urlparse(prod).hostname in src.allowed_hosts("production"), name
         assert set(src.allowed_hosts("embedded")) <= {"127.0.0.1", "localhost"}
 
@@ -41,9 +42,12 @@ def test_urls():
     assert sources.url_for("dtoc_la", "2017-02", "embedded", "http://127.0.0.1:9") == "http://127.0.0.1:9/dtoc_la/2017-02.xls"
     # a listed production URL wins over the pattern (real names carry random suffixes)
     assert sources.url_for("dtoc_la", "2012-06", "production").endswith("/2013/04/LA-Type-B-June-2012.xls")
-    assert sources.url_for("dtoc_la", "2019-06", "production") == (
-        "https://www.england.nhs.uk/statistics/wp-content/uploads/sites/2/2019/08/LA-Type-B-June-2019.xls"
-    )
+    assert sources.page_link("dtoc_la", "2012-06", "production") is None  # so the page is not read
+    # a month not listed is found by its link on its financial year's publication page
+    # (tests/unit/test_fetch_publication_page.py); there is no pattern to guess its name from
+    assert sources.page_link("dtoc_la", "2019-06", "production").page.endswith("/delayed-transfers-of-care-data-2019-20/")
+    with pytest.raises(ValueError, match="no pattern"):
+        sources.url_for("dtoc_la", "2019-06", "production")
 
 
 def test_embedded_run_is_the_2018_dashboard_month_and_samples_reach_the_end_of_dtoc():

@@ -1,0 +1,195 @@
+"""Finding a period's file on its publication page (NHS England's DTOC downloads carry random
+suffixes), against a real local HTTP server (pytest-httpserver)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import duckdb
+import pytest
+
+from carewatch import fetch, paths, rawstore, sources
+from carewatch.errors import FetchError, NotPublishedYet, PublicationOverdue, PublicationWithdrawn
+from tests.unit.test_fetch import BEFORE_DUE, LONG_AFTER, PERIOD, state, tiny_xls
+
+PAGE = "/statistics/delayed-transfers-of-care-data-2016-17/"
+
+
+@pytest.fixture
+def url_list(tmp_path):
+    path = tmp_path / "dtoc_la.csv"
+    path.write_text("period,url\n")
+    yield path
+    sources._read_url_list.cache_clear()
+
+
+@pytest.fixture
+def src(url_list):
+    """dtoc_la with production's index_page and link_text, served from the local server."""
+    production = sources.get("dtoc_la").env_urls("production")
+    local = {
+        "index_page": "{base_url}/statistics/delayed-transfers-of-care-data-{fy}/",
+        "link_text": production["link_text"],
+        "url_list": str(url_list),  # an absolute path stays as it is
+        "allowed_hosts": ["127.0.0.1", "localhost"],
+    }
+    return dataclasses.replace(sources.get("dtoc_la"), urls={"test": local},
+                               retry={"total": 1, "backoff_factor": 0.01, "status_forcelist": [500]})
+
+
+@pytest.fixture
+def base(httpserver, carewatch_home):
+    return httpserver.url_for("").rstrip("/")
+
+
+def page(*links: tuple[str, str]) -> str:
+    """A publication page in the shape of NHS England's: a heading per month, then its links."""
+    items = "".join(f'<p><a href="{href}">{text}</a></p>\n' for href, text in links)
+    return f"<html><body><h1>Delayed Transfers of Care Data 2016-17</h1>\n<h3>February 2017</h3>\n{items}</body></html>"
+
+
+def serve_page(httpserver, html: str, status: int = 200):
+    httpserver.expect_request(PAGE).respond_with_data(html, status=status, content_type="text/html; charset=utf-8")
+
+
+def manifest_urls():
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        return con.execute("select period, version, url from raw_manifest order by version").fetchall()
+
+
+def test_the_month_s_link_is_followed_among_the_other_files_of_the_page(httpserver, base, src):
+    body = tiny_xls(7)
+    serve_page(httpserver, page(
+        ("/uploads/2017/04/LA-Type-B-January-2017-x1Y2z.xls", "Total Delayed Days Local Authority 2016-17 January (XLS, 139KB)"),
+        ("/uploads/2017/04/Trust-Type-B-February-2017-QpR4s.xls", "Total Delayed Days Trust 2016-17 February (XLS, 219KB)"),
+        # relative link, text split by an inner tag and a line break, different case
+        ("../../uploads/2017/04/LA-Type-B-February-2017-3QrLM.xls",
+         "Total  Delayed Days <span>LOCAL AUTHORITY</span>\n 2016-17 February (Revised 13.12.18) (XLS, 139KB)"),
+        ("/uploads/2017/04/February-2017-CSV-aB3dE.csv", "CSV Format Monthly Delayed Transfers of Care 2016-17 February (CSV, 3MB)"),
+    ))
+    httpserver.expect_request("/uploads/2017/04/LA-Type-B-February-2017-3QrLM.xls").respond_with_data(body, content_type="application/vnd.ms-excel")
+    result = fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER)
+    assert result.status == "new_version" and result.sha256 == rawstore.sha256_of(body)
+    assert result.url == f"{base}/uploads/2017/04/LA-Type-B-February-2017-3QrLM.xls"
+    assert manifest_urls() == [(PERIOD, 1, result.url)]
+
+
+def test_a_revision_moved_to_another_name_is_a_new_version(httpserver, base, src):
+    serve_page(httpserver, page(("/uploads/2017/04/LA-Type-B-February-2017-3QrLM.xls", "Total Delayed Days Local Authority 2016-17 February")))
+    httpserver.expect_request("/uploads/2017/04/LA-Type-B-February-2017-3QrLM.xls").respond_with_data(tiny_xls(1), content_type="application/vnd.ms-excel")
+    fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER)
+    httpserver.clear()
+    serve_page(httpserver, page(("/uploads/2017/12/LA-Type-B-February-2017-a8wRN.xls",
+                                 "Total Delayed Days Local Authority 2016-17 February (Revised 13.12.17) (XLS, 139KB)")))
+    httpserver.expect_request("/uploads/2017/12/LA-Type-B-February-2017-a8wRN.xls").respond_with_data(tiny_xls(2), content_type="application/vnd.ms-excel")
+    second = fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER)
+    assert (second.status, second.version) == ("new_version", 2)
+    assert [url.rsplit("/", 1)[1] for _, _, url in manifest_urls()] == ["LA-Type-B-February-2017-3QrLM.xls", "LA-Type-B-February-2017-a8wRN.xls"]
+
+
+def test_a_month_not_on_the_page_is_not_published_yet_before_its_due_date_and_overdue_after(httpserver, base, src):
+    # February 2017 was due on 13 April 2017; the page lists January only (and "February 20",
+    # a different text that merely starts alike, is not February)
+    serve_page(httpserver, page(("/uploads/LA-Type-B-January-2017.xls", "Total Delayed Days Local Authority 2016-17 January"),
+                                ("/uploads/other.xls", "Total Delayed Days Local Authority 2016-17 Februaryish")))
+    with pytest.raises(NotPublishedYet):
+        fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=BEFORE_DUE)
+    with pytest.raises(PublicationOverdue, match=r"dtoc_la 2017-02: the publication page has no link starting "
+                                                 r"'Total Delayed Days Local Authority 2016-17 February' and the publication "
+                                                 r"was due by 2017-04-27: overdue \(http://.*/delayed-transfers-of-care-data-2016-17/\)"):
+        fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER)
+    assert state() == ({}, [])
+    assert {request.path for request, _ in httpserver.log} == {PAGE}
+
+
+def test_a_missing_financial_year_page_counts_as_not_published(httpserver, base, src):
+    serve_page(httpserver, "not found", status=404)
+    with pytest.raises(NotPublishedYet):
+        fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=BEFORE_DUE)
+    with pytest.raises(PublicationOverdue):
+        fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER)
+
+
+def test_a_held_month_no_longer_listed_keeps_its_version(httpserver, base, src):
+    serve_page(httpserver, page(("/uploads/LA-Type-B-February-2017-3QrLM.xls", "Total Delayed Days Local Authority 2016-17 February")))
+    httpserver.expect_request("/uploads/LA-Type-B-February-2017-3QrLM.xls").respond_with_data(tiny_xls(1), content_type="application/vnd.ms-excel")
+    fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER)
+    before = state()
+    httpserver.clear()
+    serve_page(httpserver, page())
+    with pytest.raises(PublicationWithdrawn, match=r"no link starting .*; the version held \(1\) is kept"):
+        fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER)
+    assert state() == before
+
+
+def test_two_different_files_for_the_month_are_refused_naming_both(httpserver, base, src):
+    serve_page(httpserver, page(("/uploads/2017/04/LA-Type-B-February-2017-3QrLM.xls", "Total Delayed Days Local Authority 2016-17 February"),
+                                ("/uploads/2017/12/LA-Type-B-February-2017-a8wRN.xls", "Total Delayed Days Local Authority 2016-17 February (Revised)")))
+    with pytest.raises(FetchError, match=r"links 2 different files .*3QrLM\.xls, .*a8wRN\.xls\): list the period's URL"):
+        fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER)
+    assert state() == ({}, [])
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        assert con.execute("select outcome, refusal from fetch_log").fetchall() == [("refused", "several links on the publication page")]
+
+
+def test_the_same_file_linked_twice_is_one_file(httpserver, base, src):
+    # the page's month heading and a "latest" box both link the same workbook
+    href = "/uploads/LA-Type-B-February-2017-3QrLM.xls"
+    serve_page(httpserver, page((href, "Total Delayed Days Local Authority 2016-17 February"),
+                                (f"{base}{href}", "Total Delayed Days Local Authority 2016-17 February (XLS, 139KB)")))
+    httpserver.expect_request(href).respond_with_data(tiny_xls(1), content_type="application/vnd.ms-excel")
+    assert fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER).status == "new_version"
+
+
+def test_a_link_to_a_host_not_allowed_is_refused_without_asking_it(httpserver, base, src):
+    serve_page(httpserver, page(("http://downloads.example.org/LA-Type-B-February-2017.xls", "Total Delayed Days Local Authority 2016-17 February")))
+    with pytest.raises(FetchError, match="links a file on host 'downloads.example.org', which is not allowed"):
+        fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER)
+    assert state() == ({}, [])
+
+
+def test_a_url_list_row_wins_over_the_page(httpserver, base, src, url_list):
+    url_list.write_text(f"period,url\n{PERIOD},{base}/listed/LA-Type-B-February-2017.xls\n")
+    sources._read_url_list.cache_clear()
+    httpserver.expect_request("/listed/LA-Type-B-February-2017.xls").respond_with_data(tiny_xls(4), content_type="application/vnd.ms-excel")
+    result = fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER)
+    assert result.url.endswith("/listed/LA-Type-B-February-2017.xls")
+    assert {request.path for request, _ in httpserver.log} == {"/listed/LA-Type-B-February-2017.xls"}  # the page was not read
+
+
+def test_a_page_error_is_a_clear_refusal(httpserver, base, src):
+    serve_page(httpserver, "oops", status=403)
+    with pytest.raises(FetchError, match=r"dtoc_la 2017-02: HTTP 403 for the publication page \(http://"):
+        fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER)
+
+
+def test_production_reads_the_financial_year_page_of_each_month():
+    # January 2017 belongs to the 2016-17 page, April 2017 to 2017-18's; the link texts are
+    # those of NHS England's 2017-18 page ("Total Delayed Days Local Authority 2017-18 March
+    # (Revised 13.12.18) (XLS, 139KB)", "CSV Format Monthly Delayed Transfers of Care 2017-18 March ...")
+    root = "https://www.england.nhs.uk/statistics/statistical-work-areas/delayed-transfers-of-care/delayed-transfers-of-care-data-"
+    assert sources.page_link("dtoc_la", "2017-01", "production") == sources.PageLink(
+        root + "2016-17/", "Total Delayed Days Local Authority 2016-17 January")
+    assert sources.page_link("dtoc_la", "2017-03", "production").page == root + "2016-17/"
+    assert sources.page_link("dtoc_la", "2017-04", "production") == sources.PageLink(
+        root + "2017-18/", "Total Delayed Days Local Authority 2017-18 April")
+    assert sources.page_link("dtoc_provider", "2018-03", "production") == sources.PageLink(
+        root + "2017-18/", "CSV Format Monthly Delayed Transfers of Care 2017-18 March")
+    assert sources.page_link("dtoc_la", "2018-03", "embedded") is None  # the samples are at fixed URLs
+
+
+def test_url_lists_are_read_from_the_config_directory_in_use(tmp_path, monkeypatch):
+    # CAREWATCH_CONFIG names another config directory: its urls/ lists are the ones read
+    import shutil
+
+    config = tmp_path / "config"
+    shutil.copytree(paths.config_dir(), config)
+    with (config / "urls" / "ons_mye.csv").open("a") as handle:
+        handle.write("2017,https://www.ons.gov.uk/file?uri=/mid2017/ukmidyearestimates2017finalversion.xls\n")
+    assert sources.url_for("ons_mye", "2017", "production").endswith("/mid2017/ukmidyearestimates2017.xls")
+    monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
+    try:
+        assert sources.url_for("ons_mye", "2017", "production").endswith("/mid2017/ukmidyearestimates2017finalversion.xls")
+    finally:
+        sources._read_url_list.cache_clear()
