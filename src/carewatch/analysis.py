@@ -157,6 +157,10 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
 
     rules = flags.load_rules()
     abolished = geography.boundary_change_days(changes, "old_code").to_dict()
+    created = geography.boundary_change_days(changes, "new_code").to_dict()
+    # the areas with a delayed-days figure each month: the HWB areas of that month
+    dtoc_month = mv[(mv["period_type"] == "month") & (mv["metric_id"] == DTOC) & (mv["area_code"] != ENGLAND)]
+    areas_of_month = dtoc_month.groupby("period_start")["area_code"].agg(set).to_dict()
     names = {m["id"]: m["name"] for m in metric_cfg["metrics"]}
     flag_rows, history_rows, history = [], [], None
     rolling = ranking_overall[ranking_overall["period_type"] == "rolling_12m"]
@@ -172,7 +176,10 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
         )
         fired = flags.evaluate(rules, inputs)
         ranked_now = set(overall.loc[overall["overall_rank"].notna(), "area_code"])
-        history = flags.update_history(history, fired, month, assessed=ranked_now, abolished=abolished)
+        counted = dict(zip(overall["area_code"], overall["metrics_ranked"].fillna(0).astype(int)))
+        present = {area: counted.get(area, 0) for area in areas_of_month.get(pd.Timestamp(month), set())}
+        history = flags.update_history(history, fired, month, assessed=ranked_now, abolished=abolished,
+                                       present=present, created=created)
         flag_rows.append(fired)
         history_rows.append(history)
     tables = {

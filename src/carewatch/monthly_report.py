@@ -367,7 +367,9 @@ def write_report(con, out_dir: Path | None = None) -> Path:
         league=data["league"].to_dict("records"),
         flagged=data["flagged"].to_dict("records"),
         cleared=data["cleared"].to_dict("records"),
-        not_assessed=data["not_assessed"].to_dict("records"),
+        # flagged last month, and never flagged (not ranked: e.g. created by a boundary change)
+        not_assessed=data["not_assessed"][data["not_assessed"]["first_flagged"].notna()].to_dict("records"),
+        not_assessed_unflagged=data["not_assessed"][data["not_assessed"]["first_flagged"].isna()].to_dict("records"),
         manifest=data["manifest"].to_dict("records"),
         validation=data["validation"].to_dict("records"),
         failed_checks=_records(data["failed_checks"]),

@@ -275,6 +275,35 @@ def test_an_area_no_longer_ranked_is_not_assessed_rather_than_cleared():
     assert flags.update_history(april, fl([]), "2019-05-01")["status"].unique().tolist() == ["cleared"]
 
 
+def test_an_area_with_figures_that_no_rule_could_assess_is_listed_not_left_out():
+    """Bournemouth, Christchurch and Poole, created on 1 April 2019: it has monthly figures from
+    then on but no rolling year, so no rank, and no target baseline; no rule can flag it. It is
+    listed as "not assessed" (never flagged) each month instead of missing from the history."""
+    def fl(areas):
+        return pd.DataFrame({"area_code": areas, "rule_id": ["r"] * len(areas), "reason": [f"why {a}" for a in areas]})
+
+    bcp, dorset_county = "E06000058", "E10000009"
+    created, abolished = {bcp: pd.Timestamp("2019-04-01")}, {dorset_county: pd.Timestamp("2019-04-01")}
+    # May 2019: BCP has figures (1 metric value to rank: 4 needed), Dorset county's April rows
+    # are gone, RANKED is ranked, FLAGGED is flagged although unranked (a rule that needs no rank)
+    may = flags.update_history(None, fl(["FLAGGED"]), "2019-05-01", assessed={"RANKED"}, abolished=abolished,
+                               present={bcp: 1, "RANKED": 6, "FLAGGED": 2, dorset_county: 2}, created=created)
+    rows = may.set_index("area_code")
+    assert rows["status"].to_dict() == {bcp: "not assessed", "FLAGGED": "new"}
+    assert rows.loc[bcp, "reasons"] == ("created on 01 April 2019 by a boundary change, "
+                                        "not ranked this month (1 metric value to rank): not assessed")
+    assert pd.isna(rows.loc[bcp, "first_flagged"]) and rows.loc[bcp, "months_flagged"] == 0
+    # April 2020, a year on, still unranked: no longer "created"; the row did not open a spell
+    april = flags.update_history(may, fl([]), "2020-04-01", assessed={"RANKED"}, abolished=abolished,
+                                 present={bcp: 3, "RANKED": 6}, created=created)
+    rows = april.set_index("area_code")
+    assert rows.loc[bcp, "reasons"] == "not ranked this month (3 metric values to rank): not assessed"
+    assert rows.loc["FLAGGED", "status"] == "not assessed" and rows.loc["FLAGGED", "first_flagged"] == pd.Timestamp("2019-05-01")
+    assert set(rows.index) == {bcp, "FLAGGED"}
+    # ranked the month after: nothing to say about it
+    assert flags.update_history(april, fl([]), "2020-05-01", assessed={"RANKED", bcp}, present={bcp: 4, "RANKED": 6}).empty
+
+
 def _quartile_case(values_by_area, baselines):
     values = mv([(a, DTOC, "month", MONTH, v, None, None) for a, v in values_by_area.items()])
     tracking = pd.DataFrame({"area_code": list(baselines), "period_start": [MONTH] * len(baselines), "gap": [0] * len(baselines),
@@ -399,6 +428,41 @@ def test_the_analysis_step_says_not_assessed_for_a_flagged_area_it_could_not_ran
     assert rank is not None and rank[0] is None  # listed, without a rank
     assert history["status"].tolist() == ["continuing", "not assessed"]
     assert history["reasons"].iloc[1] == "not ranked this month (too few metric values): not assessed"
+
+
+def test_the_analysis_step_lists_an_area_it_has_figures_for_but_could_not_rank(tmp_path):
+    """An area whose only figures are its delayed days (every other metric missing) cannot be
+    ranked (4 metric values needed): each month its history says "not assessed" with how many
+    values it had, unless a rule that needs no rank flagged it."""
+    import duckdb
+
+    from carewatch import analysis, monthly_report
+    from tests import synthetic_warehouse
+
+    db = tmp_path / "w.duckdb"
+    area = synthetic_warehouse.build(db)[0]
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"delete from fct_metric_values where area_code = '{area}' and metric_id not like '{analysis.DTOC}%'")
+        analysis.run(con, export=False)
+        ranked = con.execute(f"""select period_start, metrics_ranked, overall_rank from ranking_overall
+                                 where area_code = '{area}' and period_type = 'rolling_12m' order by 1""").fetchall()
+        history = con.execute(f"""select period_start, status, first_flagged, months_flagged, reasons from review_flag_history
+                                  where area_code = '{area}' order by 1""").fetchall()
+        months = [m for (m,) in con.execute("select distinct period_start from ranking_overall where period_type = 'rolling_12m' order by 1").fetchall()]
+        name = con.execute(f"select hwb_name from ref_hwb_areas where hwb_code = '{area}'").fetchone()[0]
+        html = monthly_report.write_report(con, tmp_path / "report").read_text()
+    # the report of the last month names it under its own heading, not as an area flagged last month
+    assert history[-1][1] == "not assessed"
+    unflagged = html.split('id="not-assessed-unflagged">')[1].split("</p>")[0]
+    assert f"{name} (not ranked this month (1 metric value to rank): not assessed)" in unflagged
+    assert 'id="not-assessed">' not in html
+    assert ranked and all(rank is None and count == 1 for _, count, rank in ranked)
+    assert [row[0] for row in history] == months  # a row every month ranked
+    for _, status, first, months_flagged, reasons in history:
+        assert status in ("new", "continuing") or (
+            status == "not assessed" and first is None and months_flagged == 0
+            and reasons == "not ranked this month (1 metric value to rank): not assessed")
+    assert any(status == "not assessed" for _, status, *_ in history)
 
 
 def test_bottom_n_counts_only_the_ranked_areas_in_its_reason():

@@ -260,7 +260,8 @@ def evaluate(rules: dict, inputs: FlagInputs) -> pd.DataFrame:
 
 
 def update_history(previous: pd.DataFrame | None, flags: pd.DataFrame, period_start,
-                   assessed: set[str] | None = None, abolished: dict[str, pd.Timestamp] | None = None) -> pd.DataFrame:
+                   assessed: set[str] | None = None, abolished: dict[str, pd.Timestamp] | None = None,
+                   present: dict[str, int] | None = None, created: dict[str, pd.Timestamp] | None = None) -> pd.DataFrame:
     """Area-level flag status for this month.
 
     ``previous``: last month's history (``area_code``, ``status``, ``first_flagged``);
@@ -270,6 +271,12 @@ def update_history(previous: pd.DataFrame | None, flags: pd.DataFrame, period_st
     an area flagged last month that is not flagged now and was not ranked (abolished by a
     boundary change, ``abolished``: area -> the day; or too few figures) is "not assessed",
     with why, not "cleared": nothing showed that it improved. Like "cleared", it ends the spell.
+
+    ``present``: the areas with figures this month (area -> the metric values it was ranked on):
+    one of them not ranked and not flagged is "not assessed" too, never flagged
+    (``first_flagged`` null, ``months_flagged`` 0), so that an area the rules cannot see, such as
+    one ``created`` by a boundary change (area -> the day) before its first full rolling year,
+    is listed rather than silently absent.
     """
     period_start = pd.Timestamp(period_start)
     now = flags.groupby("area_code")["reason"].apply(lambda r: " | ".join(r)) if len(flags) else pd.Series(dtype=object)
@@ -305,4 +312,13 @@ def update_history(previous: pd.DataFrame | None, flags: pd.DataFrame, period_st
                 "reasons": reasons,
             }
         )
+    if present is not None and assessed is not None:
+        gone = {a for a, day in (abolished or {}).items() if pd.Timestamp(day) <= period_start}
+        for area in sorted(set(present) - assessed - set(now.index) - was_open - gone):
+            made = (created or {}).get(area)
+            why = (f"created on {pd.Timestamp(made):%d %B %Y} by a boundary change, " if made is not None
+                   and pd.Timestamp(made) <= period_start < pd.Timestamp(made) + pd.DateOffset(months=12) else "")
+            rows.append({"period_start": period_start, "area_code": area, "status": "not assessed", "first_flagged": pd.NaT,
+                         "months_flagged": 0, "reasons": f"{why}not ranked this month ({present[area]} metric "
+                                                         f"value{'' if present[area] == 1 else 's'} to rank): not assessed"})
     return pd.DataFrame(rows, columns=["period_start", "area_code", "status", "first_flagged", "months_flagged", "reasons"])
