@@ -33,6 +33,16 @@ def gather(con) -> dict:
     name_of = warehouse.area_names(con)
     metrics = _df(con, "select * from ref_metrics order by dashboard_number")
     overall = _df(con, "select * from ranking_overall where period_type = 'rolling_12m' and period_start = ?", [month])
+    # an area a boundary change abolished before the month is not in its league table (its
+    # last financial year's values are no league position), and two areas of one name that
+    # both are (the Dorset county council and the Dorset unitary council created from it) say which is which
+    from carewatch import geography
+
+    abolished = geography.boundary_change_days(geography.code_changes(), "old_code")
+    gone = {area for area, day in abolished.items() if day <= month}
+    overall = overall[overall["overall_rank"].notna() | ~overall["area_code"].isin(gone)]
+    shown = pd.Series({area: name_of.get(area, area) for area in overall["area_code"]}, dtype=object)
+    name_of = {**name_of, **{area: f"{name} ({area})" for area, name in shown[shown.duplicated(keep=False)].items()}}
     ranked = _df(con, "select * from ranking_metric where period_type = 'rolling_12m' and period_start = ?", [month])
     league = overall.copy()
     for m in metrics.itertuples():

@@ -1,0 +1,50 @@
+"""The monthly report's league table after a boundary change (the rendered report as a person
+sees it is tested in ``tests/report/``)."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from carewatch import analysis, geography, monthly_report
+from tests import synthetic_warehouse
+
+
+def test_a_council_abolished_before_the_month_leaves_the_league_table_and_two_of_one_name_say_which(tmp_path, monkeypatch):
+    # as in February 2020: the old Dorset county (abolished 1 April 2019, still listed by the
+    # ranking with its last financial year's values but no rank) is not in the league table; the
+    # new Dorset council, ranked here, shares its name with a county still shown -> codes say which
+    db = tmp_path / "w.duckdb"
+    areas = synthetic_warehouse.build(db)
+    county, unitary, successor = areas[1], areas[2], areas[3]
+    changes = pd.DataFrame({"old_code": [county, county], "new_code": [successor, unitary],
+                            "effective_from": [pd.Timestamp("2017-12-01").date()] * 2, "change": ["split", "split"], "note": ["", ""]})
+    monkeypatch.setattr(geography, "code_changes", lambda: changes)
+    with duckdb.connect(str(db)) as con:
+        # the county has no rolling year to March 2018 (no rank); a second "Dorset" is ranked
+        con.execute(f"delete from fct_metric_values where area_code = '{county}' and period_start >= date '2017-12-01'")
+        con.execute(f"update ref_hwb_areas set hwb_name = 'Dorset' where hwb_code in ('{county}', '{unitary}', '{areas[4]}')")
+        con.execute(f"update ref_hwb_areas set hwb_name = 'Area 04' where hwb_code = '{areas[4]}'")
+        analysis.run(con, export=False)
+        listed = con.execute("select area_code, overall_rank from ranking_overall where period_type = 'rolling_12m' "
+                             "and period_start = date '2018-03-01'").fetchall()
+        data = monthly_report.gather(con)
+    assert (county, None) in listed  # the ranking still lists it, unranked
+    league = data["league"].set_index("area_code")
+    assert county not in league.index and len(league) == len(areas) - 1
+    # only one Dorset is in this league table: no code needed
+    assert league.loc[unitary, "area_name"] == "Dorset"
+
+
+def test_two_areas_of_one_name_in_the_league_table_are_named_with_their_codes(tmp_path):
+    db = tmp_path / "w.duckdb"
+    areas = synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"update ref_hwb_areas set hwb_name = 'Dorset' where hwb_code in ('{areas[1]}', '{areas[2]}')")
+        analysis.run(con, export=False)
+        data = monthly_report.gather(con)
+    league = data["league"].set_index("area_code")
+    assert league.loc[areas[1], "area_name"] == f"Dorset ({areas[1]})"
+    assert league.loc[areas[2], "area_name"] == f"Dorset ({areas[2]})"
+    assert league.loc[areas[3], "area_name"] == "Area 03"
+    assert data["name_of"][areas[1]] == f"Dorset ({areas[1]})"  # the same name in flags, funnels and profiles
