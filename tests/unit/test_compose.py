@@ -121,3 +121,43 @@ def test_the_image_gives_the_data_volume_to_the_airflow_user(config):
     target = volume["target"]
     assert f"mkdir -p {target} && chown -R airflow:root /opt/carewatch && chmod -R g+rwX {target}" in dockerfile
     assert dockerfile.rstrip().splitlines()[-1] != "USER root" and "USER airflow" in dockerfile
+
+
+def _named_volumes_written(service):
+    return [v for v in service.get("volumes", []) if v["type"] == "volume" and not v.get("read_only")]
+
+
+def test_every_volume_the_airflow_user_writes_is_its_own_in_a_new_volume(config):
+    """A new named volume copies the owner and mode of the image directory it is mounted on
+    (and is root-owned when the image has none): each one an Airflow service running as
+    AIRFLOW_UID:0 writes must be created in the image, owned by airflow:root, group-writable."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    prepared = [m.groups() for m in re.finditer(r"mkdir -p (\S+) && chown -R airflow:root (\S+) && chmod -R g\+rwX (\S+)", dockerfile)]
+    for name in AIRFLOW_SERVICES:
+        service = config["services"][name]
+        if service["user"].startswith("0:"):
+            continue
+        assert service["user"] == "50000:0", name
+        for volume in _named_volumes_written(service):
+            target = volume["target"]
+            assert any(made == target and (target + "/").startswith(owned.rstrip("/") + "/") and moded == target
+                       for made, owned, moded in prepared), (name, volume["source"], target)
+
+
+def test_init_gives_what_it_writes_as_root_to_the_airflow_user(config):
+    """airflow-init runs as root; a file it writes into a volume (the UI password file) must
+    then belong to AIRFLOW_UID:0, group read-write: the API server opens the password file
+    with "a+" and "r+" (SimpleAuthManager) and, as root's 644 file, failed with PermissionError."""
+    init = config["services"]["airflow-init"]
+    assert init["user"] == "0:0"
+    uid = config["services"]["airflow-apiserver"]["user"]
+    command = "\n".join(init["command"])
+    passwords_file = init["environment"]["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
+    assert passwords_file in command
+    written = [v["target"] for v in _named_volumes_written(init) if v["target"] + "/" in command]
+    assert any(passwords_file.startswith(t + "/") for t in written)
+    for target in written:
+        last_write = max(m.start() for m in re.finditer(re.escape(target + "/"), command))
+        chown = command.find(f"chown -R {uid} {target}\n")
+        chmod = command.find(f"chmod -R u=rwX,g=rwX,o= {target}\n")
+        assert last_write < chown and last_write < chmod, target
