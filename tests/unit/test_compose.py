@@ -54,6 +54,13 @@ def test_celery_executor_and_one_jwt_secret_everywhere(config):
     assert {e["AIRFLOW__API__BASE_URL"] for e in envs} == {"http://localhost:8080"}
 
 
+def test_one_api_secret_key_everywhere(config):
+    # the API server signs its requests for task logs with [api] secret_key and the worker's log
+    # server checks them with its own: a key generated per container makes every log a 403
+    envs = [config["services"][s]["environment"] for s in AIRFLOW_SERVICES]
+    assert {e.get("AIRFLOW__API__SECRET_KEY") for e in envs} == {"test-AIRFLOW_API_SECRET_KEY"}
+
+
 def test_health_checks_on_every_long_running_service(config):
     for name, service in config["services"].items():
         if name != "airflow-init":
@@ -80,7 +87,7 @@ def test_init_job_creates_the_warehouse_pool(config):
     assert "airflow pools set carewatch_warehouse 1" in command and "airflow db migrate" in command
 
 
-@pytest.mark.parametrize("missing", ["AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "SMTP_PASSWORD"])
+@pytest.mark.parametrize("missing", ["AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_FERNET_KEY", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "SMTP_PASSWORD"])
 def test_refuses_to_start_without_each_secret(tmp_path, missing):
     example = (ROOT / ".env.example").read_text()
     filled = re.sub(r"^([A-Z_]+)=$", r"\1=test-\1", example, flags=re.MULTILINE)
@@ -94,7 +101,7 @@ def test_refuses_to_start_without_each_secret(tmp_path, missing):
 
 def test_no_secret_in_the_repository():
     example = (ROOT / ".env.example").read_text()
-    assert all(line.endswith("=") or not line.startswith(("AIRFLOW_JWT", "AIRFLOW_FERNET", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN", "SMTP_PASSWORD"))
+    assert all(line.endswith("=") or not line.startswith(("AIRFLOW_JWT", "AIRFLOW_API_SECRET", "AIRFLOW_FERNET", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN", "SMTP_PASSWORD"))
                for line in example.splitlines())
     assert ".env" in (ROOT / ".gitignore").read_text().split()
 
