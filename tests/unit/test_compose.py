@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -26,16 +27,25 @@ def resolve(tmp_path, env_text):
     shutil.copy(ROOT / "docker-compose.yaml", tmp_path / "docker-compose.yaml")
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     (tmp_path / ".env").write_text(env_text)
-    return subprocess.run([COMPOSE, "config", "--format", "json"], cwd=tmp_path, capture_output=True, text=True)
+    # only .env speaks: a variable exported in the shell (COMPOSE_PROFILES, CAREWATCH_SMTP_HOST...) would win over it
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TMPDIR")}
+    return subprocess.run([COMPOSE, "config", "--format", "json"], cwd=tmp_path, capture_output=True, text=True, env=env)
+
+
+def filled_example():
+    example = (ROOT / ".env.example").read_text()
+    return re.sub(r"^([A-Z_]+)=$", r"\1=test-\1", example, flags=re.MULTILINE)
+
+
+def resolved(tmp_path, env_text):
+    out = resolve(tmp_path, env_text)
+    assert out.returncode == 0 and out.stdout.strip(), out.stderr
+    return json.loads(out.stdout)
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
-    example = (ROOT / ".env.example").read_text()
-    filled = re.sub(r"^([A-Z_]+)=$", r"\1=test-\1", example, flags=re.MULTILINE)
-    out = resolve(tmp_path_factory.mktemp("stack"), filled)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    return resolved(tmp_path_factory.mktemp("stack"), filled_example())
 
 
 def test_services(config):
@@ -168,3 +178,51 @@ def test_init_gives_what_it_writes_as_root_to_the_airflow_user(config):
         chown = command.find(f"chown -R {uid} {target}\n")
         chmod = command.find(f"chmod -R u=rwX,g=rwX,o= {target}\n")
         assert last_write < chown and last_write < chmod, target
+
+
+def smtp_hook(monkeypatch, service):
+    """Airflow's SMTP hook on the connection a service gets, as the alerts use it (not connected)."""
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", service["environment"]["AIRFLOW_CONN_SMTP_DEFAULT"])
+    hook = SmtpHook(smtp_conn_id="smtp_default")
+    hook.smtp_connection = hook.get_connection("smtp_default")
+    return hook
+
+
+def test_alerts_go_to_mailpit_over_plain_smtp_by_default(config, monkeypatch):
+    hook = smtp_hook(monkeypatch, config["services"]["airflow-worker"])
+    assert (hook.host, hook.port, hook.smtp_user) == ("mailpit", 1025, "carewatch")
+    assert not hook.use_ssl and not hook.smtp_starttls
+    assert "mailpit" in config["services"]  # .env.example starts it (COMPOSE_PROFILES)
+
+
+def test_alerts_go_to_the_relay_env_names_with_starttls(tmp_path, monkeypatch):
+    # the relay example of .env.example, uncommented: host, port, login and TLS flags all come from .env
+    relay = re.sub(r"^# (CAREWATCH_SMTP_[A-Z_]+=)", r"\1", filled_example(), flags=re.MULTILINE)
+    config = resolved(tmp_path, relay)
+    conns = {config["services"][s]["environment"]["AIRFLOW_CONN_SMTP_DEFAULT"] for s in AIRFLOW_SERVICES}
+    assert len(conns) == 1
+    hook = smtp_hook(monkeypatch, config["services"]["airflow-worker"])
+    assert (hook.host, hook.port, hook.smtp_user, hook.smtp_password) == (
+        "smtp.example.nhs.uk", 587, "carewatch-alerts@example.nhs.uk", "test-SMTP_PASSWORD")
+    # port 587 speaks STARTTLS: plain SMTP, then STARTTLS (SMTP_SSL there fails the handshake)
+    assert not hook.use_ssl and hook.smtp_starttls
+
+
+def test_mailpit_runs_only_with_its_profile_and_nothing_waits_for_it(tmp_path, config):
+    without = re.sub(r"^COMPOSE_PROFILES=.*$", "", filled_example(), flags=re.MULTILINE)
+    relay_only = resolved(tmp_path, without)
+    assert set(relay_only["services"]) == set(config["services"]) - {"mailpit"}
+    for stack in (config, relay_only):
+        for name, service in stack["services"].items():
+            assert "mailpit" not in service.get("depends_on", {}), name
+
+
+def test_every_variable_the_compose_file_reads_is_in_env_example():
+    example = (ROOT / ".env.example").read_text()
+    documented = set(re.findall(r"^(?:# )?([A-Z_]+)=", example, flags=re.MULTILINE))
+    read = set(re.findall(r"(?<!\$)\$\{([A-Z_]+)", (ROOT / "docker-compose.yaml").read_text()))  # $${X}: the container's
+    assert {"AIRFLOW_UID", "CAREWATCH_SMTP_HOST", "CAREWATCH_SMTP_DISABLE_SSL"} <= read
+    assert read - documented == set()
+
