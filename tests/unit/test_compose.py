@@ -226,3 +226,9 @@ def test_every_variable_the_compose_file_reads_is_in_env_example():
     assert {"AIRFLOW_UID", "CAREWATCH_SMTP_HOST", "CAREWATCH_SMTP_DISABLE_SSL"} <= read
     assert read - documented == set()
 
+
+def test_the_readmes_relay_example_speaks_starttls_on_587(monkeypatch):
+    [example] = re.findall(r"AIRFLOW_CONN_SMTP_DEFAULT='(\{.*?\})'", (ROOT / "README.md").read_text())
+    hook = smtp_hook(monkeypatch, {"environment": {"AIRFLOW_CONN_SMTP_DEFAULT": example}})
+    # without "disable_ssl": true the provider opens SMTP_SSL (implicit TLS), which a STARTTLS port refuses
+    assert hook.port == 587 and not hook.use_ssl and hook.smtp_starttls
