@@ -232,3 +232,12 @@ def test_the_readmes_relay_example_speaks_starttls_on_587(monkeypatch):
     hook = smtp_hook(monkeypatch, {"environment": {"AIRFLOW_CONN_SMTP_DEFAULT": example}})
     # without "disable_ssl": true the provider opens SMTP_SSL (implicit TLS), which a STARTTLS port refuses
     assert hook.port == 587 and not hook.use_ssl and hook.smtp_starttls
+
+
+def test_production_doc_names_where_each_project_folder_is_mounted(config):
+    doc = (ROOT / "docs" / "production.md").read_text()
+    for volume in config["services"]["airflow-scheduler"]["volumes"]:
+        if volume["type"] == "bind":
+            assert f"`{volume['target']}`" in doc or f"`{volume['target'].rsplit('/', 1)[0]}`" in doc, volume["target"]
+            assert volume.get("read_only"), volume["target"]
+    assert "/opt/airflow/dags" in doc and "/opt/airflow/plugins" in doc
