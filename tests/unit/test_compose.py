@@ -241,3 +241,42 @@ def test_production_doc_names_where_each_project_folder_is_mounted(config):
             assert f"`{volume['target']}`" in doc or f"`{volume['target'].rsplit('/', 1)[0]}`" in doc, volume["target"]
             assert volume.get("read_only"), volume["target"]
     assert "/opt/airflow/dags" in doc and "/opt/airflow/plugins" in doc
+
+
+def test_production_doc_bootstraps_and_unpauses_every_dag():
+    from carewatch import pipeline, sources
+
+    doc = (ROOT / "docs" / "production.md").read_text()
+    [bootstrap] = re.findall(r"^for source in ([a-z_ ]+); do\n(.*?)\ndone$", doc, flags=re.MULTILINE | re.DOTALL)
+    [unpause] = re.findall(r"^for dag in ([a-z_ ]+); do\n(.*?)\ndone$", doc, flags=re.MULTILINE | re.DOTALL)
+    names = set(sources.catalogue())
+    assert set(bootstrap[0].split()) == names
+    assert 'dag_id=f"ingest_{source.name}"' in (ROOT / "dags" / "ingest.py").read_text()
+    assert set(unpause[0].split()) == {f"ingest_{n}" for n in names} | {"metrics"}
+    assert 'airflow dags trigger "ingest_$source"' in bootstrap[1] and "--conf '{\"bootstrap\": true}'" in bootstrap[1]
+    assert '"bootstrap": Param(False, type="boolean"' in (ROOT / "dags" / "ingest.py").read_text()
+    assert 'airflow dags unpause "$dag"' in unpause[1]
+    # a run triggered without a logical date could not say which periods are due
+    assert "--logical-date" in bootstrap[1]
+    with pytest.raises(ValueError, match="a run needs a logical date"):
+        pipeline.periods_to_process("dtoc_la", None, bootstrap=True)
+
+
+def test_production_doc_serves_the_data_docs_that_alert_links_point_at(config, monkeypatch):
+    import yaml
+
+    from carewatch import alerts
+
+    doc = (ROOT / "docs" / "production.md").read_text()
+    [override] = re.findall(r"```yaml\n(services:\n  data-docs:.*?)```", doc, flags=re.DOTALL)
+    service = yaml.safe_load(override)["services"]["data-docs"]
+    assert service["image"] == config["services"]["airflow-worker"]["image"]
+    assert "carewatch-var:/opt/carewatch/var:ro" in service["volumes"]
+    served = service["entrypoint"][service["entrypoint"].index("--directory") + 1]
+    # a worker's alert links to a page under the served directory; with data_docs_base_url set
+    # (as the doc says, in config/alerts.yaml) the link is the base URL plus the page's path
+    monkeypatch.setenv("CAREWATCH_HOME", config["services"]["airflow-worker"]["environment"]["CAREWATCH_HOME"])
+    assert "data_docs_base_url" in alerts.settings()
+    monkeypatch.setattr(alerts, "settings", lambda: {"data_docs_base_url": "https://data-docs.example.org"})
+    page = f"file://{served}/validations/dtoc_la/run/x.html"
+    assert alerts._docs_link(page) == "https://data-docs.example.org/validations/dtoc_la/run/x.html"
