@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
-from carewatch import sample_server, sources
+from carewatch import paths, sample_server, sources
 
 
 def test_every_source_has_a_parser_and_both_environments():
@@ -34,8 +34,14 @@ def test_due_dates():
     # February 2017 DTOC was published on Thursday 13 April 2017 (the second Thursday)
     assert sources.due_date("dtoc_la", "2017-02") == dt.date(2017, 4, 13)
     assert sources.due_date("dtoc_la", "2020-02") == dt.date(2020, 4, 9)
+    # the annual sources are due on the first of the month after their publication, so that the
+    # run on the 15th of the publication month (the due day + 14 grace days is the 15th) does not
+    # call a file published later that month overdue: a financial year starts in April (2016-17,
+    # published 25 October 2017: April 2016 + 19 months = 1 November 2017), a mid-year estimate in
+    # July (mid-2016, published late June 2017: July 2016 + 12 months = 1 July 2017; 18 gave
+    # 1 January 2018, half a year late)
     assert sources.due_date("ascof", "2016-17") == dt.date(2017, 11, 1)
-    assert sources.due_date("ons_mye", "2016") == dt.date(2018, 1, 1)
+    assert sources.due_date("ons_mye", "2016") == dt.date(2017, 7, 1)
 
 
 def test_urls():
@@ -55,6 +61,17 @@ def test_embedded_run_is_the_2018_dashboard_month_and_samples_reach_the_end_of_d
     # the run after March 2018's publication (due 10 May 2018), before April 2018's
     assert sources.due_date("dtoc_la", "2018-03") <= run < sources.due_date("dtoc_la", "2018-04")
     assert sources.embedded_samples_until() >= sources.due_date("dtoc_la", "2020-02")
+    # the 2018 dashboard's year of ASCOF and its population estimate are due by then, the next ones not
+    assert sources.due_date("ascof", "2016-17") <= run < sources.due_date("ascof", "2017-18")
+    assert sources.due_date("ons_mye", "2016") <= run < sources.due_date("ons_mye", "2017")
+
+
+@pytest.mark.parametrize(("source", "beyond"), [("ascof", "2020-21"), ("ons_mye", "2020")])
+def test_the_samples_hold_each_annual_period_due_by_samples_until(source, beyond):
+    # config/sources.yaml: "the embedded samples hold every period published by this date"
+    until = sources.embedded_samples_until()
+    due = {p for p in sources.periods(source, sources.get(source).first_period, beyond) if sources.due_date(source, p) <= until}
+    assert {f.stem for f in (paths.samples_dir() / source).iterdir()} == due
 
 
 def test_sample_server_sends_etags_and_304s(tmp_path):
