@@ -292,13 +292,16 @@ def _fmt(value, unit: str) -> str:
 
 
 def _comparison_table(data: dict, area: str) -> list[dict]:
-    """The area's six metrics with 95% intervals, against its similar areas and England."""
+    """The area's six metrics with 95% intervals, against its similar areas and England; a
+    metric without a figure (suppressed, or not published for the area) says so."""
     peer = data["peer_by_area"].get(area)
     if peer is None:
         return []
     rows = []
     for m in data["metrics"].itertuples():
         if m.metric_id not in peer.index:
+            rows.append({"metric": m.name, "value": "no figure", "interval": "", "peers": "", "england": "",
+                         "rank_in_group": "", "vs_england": "not compared", "vs_peers": "not compared"})
             continue
         r = peer.loc[m.metric_id]
         ci = data["ci_lookup"].get((area, m.metric_id), (None, None))

@@ -94,7 +94,10 @@ def test_rendered_dom_shows_the_warehouse_figures(report, tmp_path):
     assert by_number["4"] == ("financial year 2016-17", "higher is better", "1")
     assert by_number["3"] == ("12 months to March 2018", "lower is better", "3")  # config/methodology/dashboard-2018.yaml
     # each profile row says which period its value is of
-    assert dom.count("Still at home 91 days after reablement (2B1) (2016-17)</td>") == 39  # one suppressed: no row
+    assert dom.count("Still at home 91 days after reablement (2B1) (2016-17)</td>") == 39  # one suppressed: ...
+    suppressed = dom.split('id="area-E06000005"')[1].split("</details>")[0]  # ... its row says so, six rows all the same
+    assert '<td class="text">Still at home 91 days after reablement (2B1)</td><td>no figure</td>' in suppressed
+    assert suppressed.count("<tr><td") == 6
     assert dom.count("Delayed days per day per 100,000 18+ (12 months to Mar 2018)</td>") == 40
     assert 'id="sample-data"' in dom  # its only download came from this machine
 
