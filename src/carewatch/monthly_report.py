@@ -44,6 +44,13 @@ def gather(con) -> dict:
     shown = pd.Series({area: name_of.get(area, area) for area in overall["area_code"]}, dtype=object)
     name_of = {**name_of, **{area: f"{name} ({area})" for area, name in shown[shown.duplicated(keep=False)].items()}}
     ranked = _df(con, "select * from ranking_metric where period_type = 'rolling_12m' and period_start = ?", [month])
+    # the areas ranked last month and not now, and the other way round: a change of rank partly
+    # reflects them (three councils leaving the table in April 2019 moved 92 areas up)
+    before = {a for (a,) in con.execute(
+        "select area_code from ranking_overall where period_type = 'rolling_12m' and overall_rank is not null and period_start = ?",
+        [month - pd.DateOffset(months=1)]).fetchall()}
+    now_ranked = set(overall.loc[overall["overall_rank"].notna(), "area_code"])
+    table_changes = {"left": sorted(before - now_ranked), "joined": sorted(now_ranked - before) if before else []}
     league = overall.copy()
     for m in metrics.itertuples():
         part = ranked[ranked["metric_id"] == m.metric_id][["area_code", "value", "metric_rank"]]
@@ -95,6 +102,7 @@ def gather(con) -> dict:
         "name_of": name_of,
         "metrics": metrics,
         "league": league,
+        "table_changes": {side: [name_of.get(a, a) for a in areas] for side, areas in table_changes.items()},
         "flagged": flagged,
         "cleared": cleared,
         "not_assessed": not_assessed,
@@ -378,6 +386,7 @@ def write_report(con, out_dir: Path | None = None) -> Path:
         targets=target_summary(data),
         metrics=data["metrics"].to_dict("records"),
         league=data["league"].to_dict("records"),
+        table_changes=data["table_changes"],
         flagged=data["flagged"].to_dict("records"),
         cleared=data["cleared"].to_dict("records"),
         # flagged last month, and never flagged (not ranked: e.g. created by a boundary change)

@@ -48,3 +48,32 @@ def test_two_areas_of_one_name_in_the_league_table_are_named_with_their_codes(tm
     assert league.loc[areas[2], "area_name"] == f"Dorset ({areas[2]})"
     assert league.loc[areas[3], "area_name"] == "Area 03"
     assert data["name_of"][areas[1]] == f"Dorset ({areas[1]})"  # the same name in flags, funnels and profiles
+
+
+def test_the_league_table_says_which_areas_left_or_joined_it_since_last_month(tmp_path):
+    # Area 01 has no figures for March 2018 (ranked in February, not now); Area 02 none for
+    # February 2018 alone (not ranked then, ranked now): their ranks move the others
+    db = tmp_path / "w.duckdb"
+    areas = synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"delete from fct_metric_values where area_code = '{areas[1]}' and period_start = date '2018-03-01'")
+        con.execute(f"delete from fct_metric_values where area_code = '{areas[2]}' and period_start = date '2018-02-01'")
+        analysis.run(con, export=False)
+        ranks = dict(con.execute("select period_start::varchar || area_code, overall_rank from ranking_overall where period_type = 'rolling_12m' "
+                                 f"and area_code in ('{areas[1]}', '{areas[2]}') and period_start >= date '2018-02-01'").fetchall())
+        html = monthly_report.write_report(con, tmp_path / "report").read_text()
+    assert ranks[f"2018-02-01{areas[1]}"] is not None and ranks[f"2018-03-01{areas[1]}"] is None
+    assert ranks[f"2018-02-01{areas[2]}"] is None and ranks[f"2018-03-01{areas[2]}"] is not None
+    said = " ".join(html.split('id="table-changes">')[1].split("</p>")[0].split())
+    assert said == ("Not all of this month's changes are movement: 1 area ranked last month is not ranked this month "
+                    "(Area 01), so areas below it move up, and 1 area not ranked last month is ranked now (Area 02), "
+                    "so areas below it move down.")
+
+
+def test_the_league_table_says_nothing_of_the_kind_when_the_same_areas_are_ranked(tmp_path):
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        data = monthly_report.gather(con)
+    assert data["table_changes"] == {"left": [], "joined": []}
