@@ -65,6 +65,10 @@ def test_bottom_quartile_with_too_little_improvement():
 
     # an area whose delays rose since the baseline is said to have risen, not to have improved by a negative share
     assert "25.0% higher than its baseline (16.0); needs 10% lower" in reason(16.0)  # (20 - 16) / 16
+    # a rise is rounded to the nearest tenth, not down: (20 - 19.804) / 19.804 = 0.99% -> 1.0% (Sheffield's
+    # March 2018 was 0.99% above its baseline and read "0.9% higher"); 0.04% higher is "no lower"
+    assert "1.0% higher than its baseline (19.8)" in reason(19.804)
+    assert "no lower than its baseline (20.0)" in reason(19.992)
     # shares are rounded down: (22.2 - 20) / 22.2 = 9.91% is "9.9%", and 9.96% is not shown as the 10% it misses
     assert "only 9.9% lower than" in reason(22.2) and "only 9.9% lower than" in reason(20.0 / (1 - 0.0996))
     assert "no lower than its baseline (20.0)" in reason(20.0) and "no lower than its baseline (0.0)" in reason(0.0)

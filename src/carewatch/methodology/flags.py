@@ -122,9 +122,12 @@ def bottom_quartile_with_little_improvement(rule: dict, inputs: FlagInputs) -> d
         baseline = tracking.loc[area, "baseline_total"]
         improvement = (baseline - now[area]) / baseline * 100 if baseline else 0.0
         if improvement < float(rule["min_improvement_pct"]):
-            shown = math.floor(abs(improvement) * 10) / 10  # rounded down: 9.96% is not shown as the 10% it misses
-            change = ("no lower than" if shown == 0 else f"only {shown:.1f}% lower than" if improvement > 0
-                      else f"{shown:.1f}% higher than")
+            if improvement > 0:
+                shown = math.floor(improvement * 10) / 10  # rounded down: 9.96% is not shown as the 10% it misses
+                change = "no lower than" if shown == 0 else f"only {shown:.1f}% lower than"
+            else:  # a rise, rounded to the nearest: 0.99% higher is not shown as 0.9%
+                shown = round(-improvement, 1)
+                change = "no lower than" if shown == 0 else f"{shown:.1f}% higher than"
             since = tracking.loc[area, "baseline_period"] if "baseline_period" in tracking else None
             which = f"its {pd.Timestamp(since):%b %Y} baseline" if since is not None and not pd.isna(since) else "its baseline"
             reasons[area] = (
