@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench airflow samples clean
+.PHONY: setup run test bench airflow samples prodlock clean
 
 # Virtual environment with the locked dependencies and the project itself (editable).
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
@@ -39,6 +39,20 @@ airflow: $(STAMP)
 ## make samples: regenerate the committed embedded sample publications (deterministic).
 samples: $(STAMP)
 	$(BIN)/carewatch samples
+
+## make prodlock: re-resolve constraints-production.txt, the Docker image's lock, in a fresh
+## Python 3.11 venv: requirements-production.txt with the development lock, pip check, pip freeze.
+## Run it whenever constraints.txt or a requirements*.txt file changes (its comment lines are kept).
+PRODLOCK_PYTHON ?= python3.11
+PRODLOCK_VENV ?= /tmp/carewatch-prodlock
+prodlock:
+	rm -rf $(PRODLOCK_VENV)
+	$(PRODLOCK_PYTHON) -m venv $(PRODLOCK_VENV)
+	$(PRODLOCK_VENV)/bin/pip install --quiet -r requirements-production.txt -c constraints.txt
+	$(PRODLOCK_VENV)/bin/pip check
+	{ grep '^#' constraints-production.txt; $(PRODLOCK_VENV)/bin/pip freeze --exclude carewatch; } > constraints-production.txt.new
+	mv constraints-production.txt.new constraints-production.txt
+	rm -rf $(PRODLOCK_VENV)
 
 clean:
 	rm -rf var
