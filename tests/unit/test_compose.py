@@ -119,8 +119,8 @@ def test_no_secret_in_the_repository():
 def test_dockerfile_matches_the_locked_airflow_and_installs_with_the_lock():
     dockerfile = (ROOT / "Dockerfile").read_text()
     pinned = re.search(r"^apache-airflow==([\d.]+)$", (ROOT / "requirements.txt").read_text(), flags=re.MULTILINE).group(1)
-    assert f"FROM apache/airflow:{pinned}-python3.11" in dockerfile
-    assert "-c /opt/carewatch/constraints.txt" in dockerfile
+    assert f"FROM apache/airflow:slim-{pinned}-python3.11" in dockerfile
+    assert "-c /opt/carewatch/constraints-production.txt" in dockerfile
 
 
 def test_mail_catcher_accepts_the_alert_connections_login(config):
