@@ -123,6 +123,108 @@ def test_dockerfile_matches_the_locked_airflow_and_installs_with_the_lock():
     assert "-c /opt/carewatch/constraints-production.txt" in dockerfile
 
 
+def _pins(path):
+    """{canonical name: version} of every `name==version` line of a lock file."""
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version, (path.name, line)  # a lock pins every package, nothing else
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def _requirements(path):
+    """The requirements of a requirements file, following its `-r` includes."""
+    from packaging.requirements import Requirement
+
+    found = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            found += _requirements(path.parent / line[3:].strip())
+        elif line:
+            found.append(Requirement(line))
+    return found
+
+
+# packages pinned in both constraints.txt and constraints-production.txt at different versions,
+# each with the reason; none: the production lock is resolved with -c constraints.txt
+LOCK_DIFFERENCES: dict[str, str] = {}
+
+
+def test_the_production_lock_does_not_drift_from_the_dev_lock():
+    from packaging.utils import canonicalize_name
+
+    dev, prod = _pins(ROOT / "constraints.txt"), _pins(ROOT / "constraints-production.txt")
+    differ = {name: (dev[name], prod[name]) for name in dev.keys() & prod.keys() if dev[name] != prod[name]}
+    assert set(differ) == set(LOCK_DIFFERENCES), differ
+    # every production requirement is locked, at the version it names if it names one
+    for requirement in _requirements(ROOT / "requirements-production.txt"):
+        name = canonicalize_name(requirement.name)
+        assert name in prod, name
+        assert requirement.specifier.contains(prod[name], prereleases=True), (name, str(requirement.specifier), prod[name])
+    # the image holds no test-only package, and not carewatch itself (installed --no-deps)
+    test_only = {canonicalize_name(r.name) for r in _requirements(ROOT / "requirements-dev.txt")} - {
+        canonicalize_name(r.name) for r in _requirements(ROOT / "requirements.txt")}
+    assert test_only and not test_only & prod.keys()
+    assert "carewatch" not in prod
+    # how it was made, and how to make it again: with the dev lock, checked
+    header = (ROOT / "constraints-production.txt").read_text()
+    assert "make prodlock" in header and "pip check" in header
+    recipe = re.search(r"^prodlock:\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), flags=re.MULTILINE).group(1)
+    assert "pip install --quiet -r requirements-production.txt -c constraints.txt" in recipe
+    assert recipe.index("pip check") < recipe.index("pip freeze --exclude carewatch")
+
+
+def test_the_image_installs_the_production_lock_and_checks_it():
+    dockerfile = "\n".join(line for line in (ROOT / "Dockerfile").read_text().splitlines() if not line.startswith("#"))
+    instructions = re.split(r"\n(?=[A-Z]+ )", dockerfile.replace("\\\n", " "))
+    runs = [i for i in instructions if i.startswith("RUN ")]
+    installs = [r for r in runs if "pip install" in r]
+    assert any("-r /opt/carewatch/requirements-production.txt -c /opt/carewatch/constraints-production.txt" in r for r in installs)
+    # every pip install is followed by pip check in the same step: an inconsistent set fails the build
+    for run in installs:
+        assert "pip check" in run[run.rindex("pip install"):], run
+    assert "constraints.txt" not in dockerfile.replace("constraints-production.txt", "")  # not the dev lock
+    # the files the requirements name (-r) are copied beside them
+    [copied] = [i for i in instructions if i.startswith("COPY ") and "requirements-production.txt" in i]
+    for name in ("requirements.txt", "requirements-production.txt", "constraints-production.txt"):
+        assert f" {name} " in copied, name
+    assert "-r requirements.txt" in (ROOT / "requirements-production.txt").read_text()
+
+
+# what each setting of the compose file needs in the image (a scheme or executor not named here
+# fails the test: add what it needs to requirements-production.txt, then here)
+NEEDED_FOR = {
+    "CeleryExecutor": {"apache-airflow-providers-celery", "celery", "kombu"},
+    "postgresql+psycopg2": {"apache-airflow-providers-postgres", "psycopg2-binary"},
+    "postgresql": {"apache-airflow-providers-postgres", "psycopg2-binary"},  # SQLAlchemy's default driver
+    "redis": {"apache-airflow-providers-redis", "redis"},
+}
+
+
+def test_the_production_lock_has_what_the_compose_executor_needs(config):
+    prod = _pins(ROOT / "constraints-production.txt")
+    required = {r.name: str(r.specifier) for r in _requirements(ROOT / "requirements-production.txt")}
+    needs = set()
+    for name in AIRFLOW_SERVICES:
+        env = config["services"][name]["environment"]
+        needs.add(env["AIRFLOW__CORE__EXECUTOR"])
+        for key in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__RESULT_BACKEND", "AIRFLOW__CELERY__BROKER_URL"):
+            needs.add(env[key].split("://", 1)[0].removeprefix("db+"))  # db+: Celery's SQLAlchemy result backend
+    assert needs == {"CeleryExecutor", "postgresql+psycopg2", "postgresql", "redis"}
+    for need in needs:
+        assert need in NEEDED_FOR, f"{need}: what does the image need for it?"
+        for package in NEEDED_FOR[need]:
+            assert package in prod, (need, package)
+            if package.startswith("apache-airflow-providers-"):
+                assert required.get(package) == f"=={prod[package]}", (need, package)  # pinned in the image's requirements
+
+
 def test_mail_catcher_accepts_the_alert_connections_login(config):
     smtp = json.loads(config["services"]["airflow-worker"]["environment"]["AIRFLOW_CONN_SMTP_DEFAULT"])
     assert smtp["host"] == "mailpit" and smtp["login"]  # smtplib logs in, so Mailpit must accept it
