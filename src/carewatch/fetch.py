@@ -193,6 +193,7 @@ def fetch(
                 headers["If-None-Match"] = last[2]
             if last[3]:
                 headers["If-Modified-Since"] = last[3]
+
         def missing(where: str, what: str, status: int | None = None):
             """The period's file is not there (HTTP 404, or no link on the publication page)."""
             if last:  # held, so published: not late, gone from where it was
