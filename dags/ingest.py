@@ -1,8 +1,9 @@
 """Ingest DAGs: one per publication in ``config/sources.yaml``.
 
 Each DAG fetches the periods its run is due to handle into the immutable raw store, parses
-each file into the source's tidy schema, loads it into the warehouse's landing table and
-publishes the source's Asset, on which the metrics DAG is scheduled.
+each file into the source's tidy schema, loads it into the warehouse's landing table and,
+once every period is done (failed ones too), publishes the source's Asset, on which the
+metrics DAG is scheduled.
 The work itself lives in :mod:`carewatch.pipeline`; this file only wires tasks.
 Tasks returning a dict say ``multiple_outputs=False``: Airflow would infer it from the
 ``-> dict`` annotation and push every key as its own XCom too.
@@ -99,19 +100,29 @@ def build_ingest_dag(source: sources.Source):
 
             return pipeline.load_period(parsed)
 
-        @task(multiple_outputs=False, trigger_rule="none_failed", outlets=[Asset(dagkit.parsed_asset_uri(source.name))])
+        @task(multiple_outputs=False, trigger_rule="none_failed")
         def summarise(loaded) -> dict:
-            """Record what this run fetched, parsed and loaded; publishes the source's Asset."""
+            """Record what this run fetched, parsed and loaded (when no period failed: the run
+            fails with it, so the grid shows the run red)."""
             from carewatch import pipeline
 
             return pipeline.summarise_ingest(source.name, pipeline.as_list(loaded))
+
+        @task(trigger_rule="all_done", retries=0, outlets=[Asset(dagkit.parsed_asset_uri(source.name))])
+        def publish_asset() -> None:
+            """Publish the source's Asset once every period is done, failed ones included: what
+            the warehouse holds for the source is settled for this run (a failed period loaded
+            nothing and was emailed; a held version stays). The metrics DAG waits for every
+            source's Asset, so one late or bad file does not hold back the month's metrics."""
 
         @task_group
         def one_period(period: str):
             """fetch -> parse -> validate -> load for one period; periods fail independently."""
             return load(validate(parse(fetch(period))))
 
-        summarise(one_period.expand(period=plan_periods()))
+        periods = one_period.expand(period=plan_periods())
+        summarise(periods)
+        periods >> publish_asset()
 
     return ingest()
 

@@ -47,8 +47,10 @@ def metrics_doc() -> str:
     return """\
 ### Metrics
 
-Runs when every monthly ingest DAG has landed its source (Airflow Assets
-`carewatch://landed/<source>`), or by hand.
+Runs when every monthly ingest DAG has finished its run (Airflow Assets
+`carewatch://landed/<source>`, published once every period is done, failed ones included:
+a failed period loaded nothing and was emailed), or by hand: after a failed period is fixed
+and its task cleared, trigger this DAG to rebuild with it.
 
 **What it does.** `build_warehouse` reloads the reference tables from `config/` and rebuilds
 every model in `include/sql/` (staging -> conformed -> marts) in one DuckDB transaction, so
@@ -97,4 +99,8 @@ suite (`expectations/{source.name}.json`, if there is one) and records every res
   wrong, wait for its revision; if the suite is wrong, fix it in review, then clear the task.
 - `parse` failed: the publication's layout changed. Reproduce with
   `carewatch parse {source.name} <raw file> --period <period>`, fix the parser, clear the task.
+
+Whatever failed, `publish_asset` still published the source's Asset, so the month's `metrics`
+run went ahead without the failed period; once it is fixed and its task cleared, trigger
+`metrics` by hand to rebuild with it.
 """
