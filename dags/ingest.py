@@ -52,9 +52,11 @@ def build_ingest_dag(source: sources.Source):
         @task(multiple_outputs=False, max_active_tis_per_dagrun=4, pool=dagkit.WAREHOUSE_POOL)
         def fetch(period: str, **context) -> dict:
             """Download one period into the raw store (skipped if not published yet, or if a
-            held period's re-check is refused as in an earlier, emailed run)."""
+            held period's re-check is refused as in an earlier, emailed run). A refusal of what
+            was served (a web page, a damaged workbook...) fails at once; a transient fault (the
+            connection, a cut-short download, 5xx) keeps the task's retries."""
             from carewatch import pipeline
-            from carewatch.errors import AlreadyRefused, NotPublishedYet, PublicationOverdue, PublicationWithdrawn
+            from carewatch.errors import AlreadyRefused, FetchError, NotPublishedYet, PublicationOverdue, PublicationWithdrawn
             from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
             logical = context.get("logical_date")
@@ -64,6 +66,10 @@ def build_ingest_dag(source: sources.Source):
             except (NotPublishedYet, AlreadyRefused) as err:  # not yet due; or a held period, refused as already reported
                 raise AirflowSkipException(str(err)) from err
             except (PublicationOverdue, PublicationWithdrawn) as err:  # no retry: the next monthly run looks again
+                raise AirflowFailException(str(err)) from err
+            except FetchError as err:  # what was served is not the file: a retry would be refused the same
+                if err.transient:
+                    raise
                 raise AirflowFailException(str(err)) from err
 
         @task(multiple_outputs=False, retries=0)

@@ -80,14 +80,15 @@ def _expected(result) -> str:
     return text + (f"<br><small>{html.escape(shown_expected(result.expected))}</small>" if result.expected else "")
 
 
-def quality_alert(report, *, file_version: int | None = None, sha256: str | None = None, task_url: str | None = None) -> Alert:
+def quality_alert(report, *, file_version: int | None = None, sha256: str | None = None, task_url: str | None = None,
+                  raw_path: str | None = None) -> Alert:
     """The email for a validation with failures (``report``: :class:`carewatch.validation.ValidationReport`)."""
     blocking, warnings = report.blocking_failures, report.warnings
     severity = "BLOCKING" if blocking else "WARNING"
     failed = blocking + warnings
     period = report.period or "(no period)"
     subject = _subject(f"{severity} {report.source} {period}: {len(failed)} expectation{'s' if len(failed) != 1 else ''} failed")
-    outcome, what_next = _guidance(report, period)
+    outcome, what_next = _guidance(report, period, raw_path)
     max_examples = int(settings().get("max_examples", 5))
     rows = []
     for r in failed:
@@ -117,7 +118,7 @@ def quality_alert(report, *, file_version: int | None = None, sha256: str | None
     return Alert(subject, body)
 
 
-def _guidance(report, period: str) -> tuple[str, str]:
+def _guidance(report, period: str, raw_path: str | None = None) -> tuple[str, str]:
     """What happened to the data, and how to look into it: a source file (quarantined or
     loaded) is checked again with ``carewatch validate``; a warehouse check (source
     ``check:<name>``, run inside the build task) on the warehouse with ``carewatch check``."""
@@ -128,7 +129,8 @@ def _guidance(report, period: str) -> tuple[str, str]:
         outcome = ("The batch was <b>quarantined</b>: nothing of it reached the warehouse, and the validate task failed."
                    if blocking else f"Only warnings failed: the batch was loaded; {recorded}")
         return outcome, (
-            f"<p>Check the file by hand: <code>carewatch validate {html.escape(report.source)} &lt;raw file&gt; "
+            f"<p>Check the file by hand: <code>carewatch validate {html.escape(report.source)} "
+            f"{html.escape(str(raw_path)) if raw_path else '&lt;raw file&gt;'} "
             f"--period {html.escape(period)}</code>.\nIf the publication is wrong, wait for its revision; if the "
             f"suite is wrong, fix {suite} in review, then clear the task.</p>")
     name = html.escape(report.source.split(":", 1)[1])
@@ -158,9 +160,12 @@ def _cause(error, kind: type | tuple[type, ...]):
 def failure_alert(*, dag_id: str, task_id: str, error: BaseException | str, task_url: str | None = None,
                   logical_date=None, map_index: int | None = None) -> Alert:
     """The email for a task failure that is not a quality failure (overdue or withdrawn publications included)."""
-    from carewatch.errors import PublicationOverdue, PublicationWithdrawn
+    from carewatch.errors import FetchError, ParseError, PublicationOverdue, PublicationWithdrawn
 
     error = _cause(error, (PublicationOverdue, PublicationWithdrawn)) or error
+    # a refused download or a parse failure names its source, period and problem: the subject
+    # says those (a ParseError's text starts with the raw file's long path)
+    named = _cause(error, (FetchError, ParseError))
     text = str(error)
     what = f"{dag_id}.{task_id}" + (f"[{map_index}]" if map_index is not None and map_index >= 0 else "")
     if isinstance(error, PublicationOverdue):
@@ -172,6 +177,10 @@ def failure_alert(*, dag_id: str, task_id: str, error: BaseException | str, task
         advice = ("The version held stays loaded, but its revisions cannot be checked. Check the publisher's page; if "
                   "the file moved, update <code>config/sources.yaml</code> (or its URL list). Later runs skip this "
                   "period while it answers the same; a new URL is tried and reported afresh.")
+    elif named is not None and getattr(named, "period", None):
+        step = task_id.rsplit(".", 1)[-1]
+        subject = _subject(f"FAILED {named.source} {named.period} {step}: {named.problem.splitlines()[0][:120]}")
+        advice = "Read the task log (link below) and the DAG's documentation in the Airflow UI (what to do when it fails), fix, then clear the task."
     else:
         subject = _subject(f"FAILED {what}: {text.splitlines()[0][:120] if text else type(error).__name__}")
         advice = "Read the task log (link below) and the DAG's documentation in the Airflow UI (what to do when it fails), fix, then clear the task."
@@ -299,11 +308,12 @@ def flush_outbox() -> tuple[int, int]:
     return sent, len(outbox())
 
 
-def notify_warnings(report, *, file_version: int | None = None, sha256: str | None = None, task_url: str | None = None) -> bool:
+def notify_warnings(report, *, file_version: int | None = None, sha256: str | None = None, task_url: str | None = None,
+                    raw_path: str | None = None) -> bool:
     """Email a validation whose only failures are warnings (the batch loaded), if configured to."""
     if not report.warnings or not settings().get("email_warnings", True):
         return False
-    return send_quietly(quality_alert(report, file_version=file_version, sha256=sha256, task_url=task_url))
+    return send_quietly(quality_alert(report, file_version=file_version, sha256=sha256, task_url=task_url, raw_path=raw_path))
 
 
 def on_task_failure(context) -> None:
@@ -315,7 +325,8 @@ def on_task_failure(context) -> None:
     task_url = getattr(ti, "log_url", None)
     quality = _cause(error, QualityError)  # (a failed build's check fails without retries: wrapped)
     if quality is not None and quality.report is not None:
-        alert = quality_alert(quality.report, file_version=quality.file_version, sha256=quality.sha256, task_url=task_url)
+        alert = quality_alert(quality.report, file_version=quality.file_version, sha256=quality.sha256, task_url=task_url,
+                              raw_path=getattr(quality, "raw_path", None))
     else:
         alert = failure_alert(
             dag_id=getattr(ti, "dag_id", "?"), task_id=getattr(ti, "task_id", "?"), error=error, task_url=task_url,

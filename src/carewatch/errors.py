@@ -24,10 +24,11 @@ class WarehouseBusy(CarewatchError):
 class ParseError(CarewatchError):
     """A publication could not be parsed into its tidy schema."""
 
-    def __init__(self, source: str, file: str, problem: str):
+    def __init__(self, source: str, file: str, problem: str, period: str | None = None):
         self.source = source
         self.file = str(file)
         self.problem = problem
+        self.period = period  # the period the file was fetched for, when the pipeline parsed it
         super().__init__(f"{self.file}: cannot parse as {source}: {problem}")
 
 
@@ -37,16 +38,20 @@ class FetchError(CarewatchError):
     ``kind``: the refusal without what varies from one attempt to the next (byte counts, a
     connection error's details); ``problem`` by default. Two refusals of one kind at one URL
     are the same refusal (:class:`AlreadyRefused`). ``body``: what was served, when it was
-    read before being refused (the fetch keeps it under ``refused/``)."""
+    read before being refused (the fetch keeps it under ``refused/``). ``transient``: a fault a
+    later try may not meet (the connection failed after urllib3's own retries, the download was
+    cut short, the server answered 5xx or 429); every other refusal (what was served is not the
+    file) would be refused the same way again, so the task fails without Airflow's retries."""
 
     def __init__(self, source: str, period: str, url: str, problem: str, kind: str | None = None,
-                 body: bytes | None = None):
+                 body: bytes | None = None, transient: bool = False):
         self.source = source
         self.period = period
         self.url = url
         self.problem = problem
         self.kind = kind or problem
         self.body = body
+        self.transient = transient
         super().__init__(f"{source} {period}: {problem} ({url})")
 
 
@@ -90,13 +95,15 @@ class NotPublishedYet(CarewatchError):
 class QualityError(CarewatchError):
     """A batch failed a blocking expectation: quarantined, not loaded."""
 
-    def __init__(self, source: str, period: str, failures: list[str], *, report=None, file_version: int | None = None, sha256: str | None = None):
+    def __init__(self, source: str, period: str, failures: list[str], *, report=None, file_version: int | None = None,
+                 sha256: str | None = None, raw_path: str | None = None):
         self.source = source
         self.period = period
         self.failures = failures
         self.report = report  # the full ValidationReport, for the alert email
         self.file_version = file_version
         self.sha256 = sha256
+        self.raw_path = raw_path  # the raw file validated, named in the email's command
         super().__init__(f"{source} {period}: quarantined, {len(failures)} blocking expectation(s) failed: " + " | ".join(failures))
 
 

@@ -218,7 +218,7 @@ def fetch(
                 response = session.get(url, headers=headers, timeout=timeout, stream=True)
             except requests.RequestException as err:
                 raise FetchError(source, period, url, f"request failed after retries: {err.__class__.__name__}: {err}",
-                                 kind=f"request failed after retries: {err.__class__.__name__}") from err
+                                 kind=f"request failed after retries: {err.__class__.__name__}", transient=True) from err
             with response:
                 status = response.status_code
                 if status == 304 and last:
@@ -227,7 +227,7 @@ def fetch(
                 if status == 404:
                     missing(url, "HTTP 404: the file is no longer at this URL" if last else "HTTP 404", status)
                 if status != 200:
-                    raise FetchError(source, period, url, f"HTTP {status}")
+                    raise FetchError(source, period, url, f"HTTP {status}", transient=status >= 500 or status == 429)
                 body = _read_limited(response, src, period, url)
                 check_content(src, period, url, body, response.headers.get("Content-Type", ""))
                 digest = rawstore.sha256_of(body)
@@ -309,12 +309,13 @@ def find_link(session, link: sources.PageLink, timeout, src: sources.Source, per
         response = session.get(link.page, timeout=timeout, stream=True)
     except requests.RequestException as err:
         raise FetchError(src.name, period, link.page, f"publication page request failed after retries: {err.__class__.__name__}: {err}",
-                         kind=f"publication page request failed after retries: {err.__class__.__name__}") from err
+                         kind=f"publication page request failed after retries: {err.__class__.__name__}", transient=True) from err
     with response:
         if response.status_code == 404:
             return None
         if response.status_code != 200:
-            raise FetchError(src.name, period, link.page, f"HTTP {response.status_code} for the publication page")
+            raise FetchError(src.name, period, link.page, f"HTTP {response.status_code} for the publication page",
+                             transient=response.status_code >= 500 or response.status_code == 429)
         body = _read_limited(response, src, period, link.page)
     parser = _Links()
     parser.feed(body.decode(response.encoding or "utf-8", errors="replace"))
@@ -391,9 +392,10 @@ def _read_limited(response, src: sources.Source, period: str, url: str) -> bytes
                 raise FetchError(src.name, period, url, f"file exceeds the {src.max_bytes:,} byte limit",
                                  kind=f"file over the {src.max_bytes:,} byte limit")
     except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as err:
-        raise FetchError(src.name, period, url, f"download truncated: {err.__class__.__name__}", kind="download truncated") from err
+        raise FetchError(src.name, period, url, f"download truncated: {err.__class__.__name__}", kind="download truncated",
+                         transient=True) from err
     body = buffer.getvalue()
     if declared and len(body) != int(declared):
         raise FetchError(src.name, period, url, f"download truncated: {len(body):,} of {int(declared):,} bytes",
-                         kind="download truncated")
+                         kind="download truncated", transient=True)
     return body

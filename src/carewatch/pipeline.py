@@ -136,6 +136,7 @@ def parse_period(fetched: dict) -> dict:
         try:
             frame = parsers.parse(sources.get(source).parser, fetched["raw_path"], period)
         except ParseError as err:
+            err.period = err.period or period
             failed.parent.mkdir(parents=True, exist_ok=True)
             failed.write_text(f"{err}\n")
             raise
@@ -245,8 +246,8 @@ def validate_period(parsed: dict, task_url: str | None = None) -> dict:
             raise StillQuarantined(parsed["source"], parsed["period"], quarantined[0],
                                    [r.line() for r in report.blocking_failures])
         raise QualityError(parsed["source"], parsed["period"], [r.line() for r in report.blocking_failures],
-                           report=report, file_version=parsed["version"], sha256=parsed["sha256"])
-    alerts.notify_warnings(report, file_version=parsed["version"], sha256=parsed["sha256"], task_url=task_url)
+                           report=report, file_version=parsed["version"], sha256=parsed["sha256"], raw_path=parsed["raw_path"])
+    alerts.notify_warnings(report, file_version=parsed["version"], sha256=parsed["sha256"], task_url=task_url, raw_path=parsed["raw_path"])
     return {**parsed, "validated": True, "validation_reused": False, "warnings": len(report.warnings), "docs_url": report.docs_url}
 
 

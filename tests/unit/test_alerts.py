@@ -89,11 +89,38 @@ def test_a_withdrawn_publication_is_not_called_overdue(mailbox):
     assert "stays loaded" in body and "config/sources.yaml" in body and "version held (1) is kept" in body
 
 
+def test_a_refusal_or_a_parse_failure_says_source_period_step_and_problem_in_the_subject(mailbox):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from carewatch.errors import FetchError, ParseError
+
+    # a ParseError's text starts with the raw file's path: 120 characters of it said nothing
+    unparsed = ParseError("ascof", "/opt/carewatch/var/raw/ascof/2016-17/" + "7e" * 32 + ".csv", "missing column(s) measure_type",
+                          period="2016-17")
+    alerts.send(alerts.failure_alert(dag_id="ingest_ascof", task_id="one_period.parse", error=unparsed, map_index=2))
+    refused = FetchError("dtoc_la", "2018-04", "http://x/dtoc_la/2018-04.xls", "an HTML page was served instead of a xls file")
+    try:  # as the DAG raises it: failed without retries, from the refusal
+        raise AirflowFailException(str(refused)) from refused
+    except AirflowFailException as wrapped:
+        alerts.send(alerts.failure_alert(dag_id="ingest_dtoc_la", task_id="one_period.fetch", error=wrapped, map_index=0))
+    parse_mail, fetch_mail = mailcatcher.messages(mailbox)
+    assert subject(parse_mail) == "[carewatch] FAILED ascof 2016-17 parse: missing column(s) measure_type"
+    assert "7e7e7e.csv: cannot parse as ascof" in mailcatcher.body_text(parse_mail)  # the path stays in the body
+    assert subject(fetch_mail) == "[carewatch] FAILED dtoc_la 2018-04 fetch: an HTML page was served instead of a xls file"
+
+
+def test_a_quality_alert_gives_the_command_with_the_raw_file(mailbox, bad_report):
+    alerts.send(alerts.quality_alert(bad_report, file_version=3, sha256="f" * 64, raw_path="/var/raw/dtoc_la/2016-07/ff.xls"))
+    [message] = mailcatcher.messages(mailbox)
+    body = mailcatcher.body_text(message)
+    assert "carewatch validate dtoc_la /var/raw/dtoc_la/2016-07/ff.xls --period 2016-07" in body
+
+
 def test_the_failure_callback_uses_the_quality_details(mailbox, bad_report):
     class TI:  # what Airflow hands the callback: only the attributes it reads
         dag_id, task_id, map_index, log_url = "ingest_dtoc_la", "one_period.validate", 0, "http://ui/log"
 
-    error = QualityError("dtoc_la", "2016-07", ["x"], report=bad_report, file_version=1, sha256="a" * 64)
+    error = QualityError("dtoc_la", "2016-07", ["x"], report=bad_report, file_version=1, sha256="a" * 64, raw_path="/raw/a.xls")
     alerts.on_task_failure({"ti": TI(), "exception": error})
     # the metrics DAG fails a blocking warehouse check without retries: Airflow's exception, raised from it
     from airflow.sdk.exceptions import AirflowFailException
@@ -104,6 +131,7 @@ def test_the_failure_callback_uses_the_quality_details(mailbox, bad_report):
     direct, through_airflow = mailcatcher.messages(mailbox)
     for message in (direct, through_airflow):
         assert subject(message).startswith("[carewatch] BLOCKING dtoc_la 2016-07") and "http://ui/log" in mailcatcher.body_text(message)
+        assert "carewatch validate dtoc_la /raw/a.xls --period 2016-07" in mailcatcher.body_text(message)
 
 
 def test_a_mail_outage_never_raises_from_the_callback(carewatch_home, tmp_path, monkeypatch):
@@ -150,7 +178,7 @@ def test_a_refused_download_is_recorded_as_reported_only_once_its_email_went_out
         alerts.on_task_failure({"ti": TI(), "exception": wrapped, "run_id": "r3"})
         alerts.on_task_failure({"ti": TI(), "exception": RuntimeError("not a download"), "run_id": "r4"})
         delivered = [subject(m) for m in mailcatcher.messages(directory)]
-    assert delivered[0].startswith("[carewatch] FAILED ingest_dtoc_la.one_period.fetch") and "2017-02" in delivered[0]  # r1's, kept, first
+    assert delivered[0] == "[carewatch] FAILED dtoc_la 2017-02 fetch: an HTML page was served instead of a xls file"  # r1's, kept, first
     assert len(delivered) == 3 and alerts.outbox() == []
     assert reported() == [("dtoc_la", "2017-02", "http://h/x.xls", "an HTML page was served instead of a xls file", "r1"),
                           ("dtoc_la", "2017-03", "http://h/y.xls", "HTTP 404", "r3")]

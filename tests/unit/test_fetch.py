@@ -170,8 +170,9 @@ def test_429_honours_retry_after(httpserver, base, src):
 
 def test_persistent_5xx_is_a_clear_error(httpserver, base, src):
     serve(httpserver, b"down", status=503, content_type="text/plain")
-    with pytest.raises(FetchError, match=r"dtoc_la 2017-02: .*HTTP 503|retries"):
+    with pytest.raises(FetchError, match=r"dtoc_la 2017-02: .*HTTP 503|retries") as err:
         fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert err.value.transient  # a later try may succeed: the task keeps Airflow's retries
     assert state() == ({}, [])
 
 
@@ -184,7 +185,7 @@ def test_timeout_is_a_clear_error(httpserver, base, src):
     quick = dataclasses.replace(src, timeout_seconds={"connect": 1, "read": 0.3}, retry={"total": 1, "backoff_factor": 0.01})
     with pytest.raises(FetchError, match="request failed after retries") as err:
         fetch.fetch(quick, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
-    assert base in str(err.value)
+    assert base in str(err.value) and err.value.transient
     assert state() == ({}, [])
 
 
@@ -208,6 +209,7 @@ def test_bad_content_is_refused_and_nothing_changes(httpserver, base, src, body,
         fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
     message = str(err.value)
     assert message.startswith("dtoc_la 2017-02:") and f"{base}/dtoc_la/{PERIOD}.xls" in message
+    assert not err.value.transient  # served whole and not the file: a retry would be refused the same
     assert state() == before
 
 
@@ -445,3 +447,32 @@ def test_a_streamed_file_without_a_length_is_cut_off_at_the_byte_limit(httpserve
     with pytest.raises(FetchError, match="exceeds the 1,000 byte limit"):
         fetch.fetch(small, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
     assert state() == ({}, [])
+
+
+def test_a_download_cut_short_is_a_transient_refusal(httpserver, base, src):
+    # the server declares 4,096 bytes and closes after 1,000: the next try may get the whole file
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def serve_short():
+        for _ in range(4):  # the first try and urllib3's retries of it
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ms-excel\r\nContent-Length: 4096\r\n\r\n" + b"\xd0" * 1000)
+            conn.close()
+
+    threading.Thread(target=serve_short, daemon=True).start()
+    try:
+        with pytest.raises(FetchError, match="download truncated") as err:
+            fetch.fetch(src, PERIOD, env="embedded", base_url=f"http://127.0.0.1:{listener.getsockname()[1]}", as_of=LONG_AFTER)
+    finally:
+        listener.close()
+    assert err.value.transient and err.value.kind == "download truncated"
+    assert state()[1] == []
