@@ -18,7 +18,9 @@ def _ingest_summaries() -> dict[str, dict]:
 
 
 def manifest_summary() -> list[tuple]:
-    """Per source: periods held, file versions, revised periods, bytes, last fetch (from raw_manifest)."""
+    """Per source: periods held, file versions, revised periods, bytes, last fetch (from raw_manifest).
+    Bytes are the raw store's: a version whose bytes an earlier version of the period already
+    had (a revision taken back) is one more manifest row but no more stored file."""
     db = paths.warehouse_path()
     if not db.exists():
         return []
@@ -29,9 +31,10 @@ def manifest_summary() -> list[tuple]:
                    count(distinct period)                          as periods,
                    count(*)                                        as versions,
                    count(distinct period) filter (where version > 1) as revised_periods,
-                   sum(bytes)                                      as bytes,
+                   sum(bytes) filter (where first_of_file)         as bytes,
                    max(fetched_at)                                 as last_fetch
-            from raw_manifest
+            from (select *, row_number() over (partition by source, period, sha256 order by version) = 1 as first_of_file
+                  from raw_manifest)
             group by source
             order by source
             """

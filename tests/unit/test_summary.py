@@ -107,9 +107,13 @@ def test_sources_block_does_not_show_an_earlier_runs_counts_for_a_failed_ingest(
     from carewatch import paths
 
     with warehouse.connect() as con:
-        con.execute("create table raw_manifest (source varchar, period varchar, version integer, bytes bigint, fetched_at timestamptz)")
-        con.execute("""insert into raw_manifest values ('dtoc_la', '2018-01', 1, 2000000, now()), ('dtoc_la', '2018-01', 2, 1000000, now()),
-                       ('ascof', '2016-17', 1, 500000, now())""")
+        from carewatch import fetch
+
+        con.execute(fetch.MANIFEST_DDL)  # the manifest as the fetch writes it
+        con.execute("""insert into raw_manifest (source, period, version, url, fetched_at, http_status, bytes, sha256, raw_path)
+                       values ('dtoc_la', '2018-01', 1, 'u', now(), 200, 2000000, 'a', 'p'),
+                              ('dtoc_la', '2018-01', 2, 'u', now(), 200, 1000000, 'b', 'p'),
+                              ('ascof', '2016-17', 1, 'u', now(), 200, 500000, 'c', 'p')""")
     runs = paths.home() / "runs" / "ingest"
     runs.mkdir(parents=True)
     # both files left by an earlier run; this run's dtoc_la ingest failed, so its file is stale
@@ -180,3 +184,18 @@ def test_a_run_whose_metrics_failed_does_not_present_an_earlier_report_as_its_ow
     out = capsys.readouterr().out
     assert "Monthly report:" not in out
     assert "No monthly report from this run (metrics: failed); the latest, from an earlier run: " in out
+
+
+def test_raw_store_bytes_count_each_stored_file_once(carewatch_home):
+    # March 2017 revised, then the revision taken back: three versions, two files in the store
+    from carewatch import fetch
+
+    with warehouse.connect() as con:
+        con.execute(fetch.MANIFEST_DDL)
+        for version, sha, size in ((1, "a", 100), (2, "b", 150), (3, "a", 100)):
+            con.execute("insert into raw_manifest values ('dtoc_la', '2017-03', ?, 'u', now(), 200, ?, ?, null, null, 'p')",
+                        [version, size, sha * 64])
+        con.execute("insert into raw_manifest values ('dtoc_la', '2017-04', 1, 'u', now(), 200, 100, ?, null, null, 'p')", ["a" * 64])
+    [(source, periods, versions, revised, size, _)] = summary.manifest_summary()
+    # April holds the same bytes as March's first version, but in its own period's folder: stored again
+    assert (source, periods, versions, revised, size) == ("dtoc_la", 2, 4, 1, 350)
