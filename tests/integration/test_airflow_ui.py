@@ -241,18 +241,27 @@ def test_a_backfill_of_three_months_through_airflow(standalone):
 
 
 def test_landed_assets_trigger_the_metrics_dag(standalone):
-    """The scheduler starts `metrics` by itself once every source it is scheduled on has landed
-    (the earlier tests landed ons_mye and dtoc_national; here ascof, dtoc_la, hes_aggregate)."""
+    """The scheduler starts `metrics` by itself once every source it is scheduled on has
+    published its Asset (the earlier tests landed ons_mye and dtoc_national; here ascof,
+    dtoc_la, hes_aggregate), even when a period failed: dtoc_la's March 2016 is not served (the
+    samples start in April 2016), so it is OVERDUE and its run fails, and April 2016 loads."""
     api = standalone
     headers = api["headers"]
     runs = {}
     for dag_id, conf in (("ingest_ascof", {"from_period": "2016-17", "to_period": "2016-17"}),
-                         ("ingest_dtoc_la", {"from_period": "2017-03", "to_period": "2017-03"}),
-                         ("ingest_hes_aggregate", {"from_period": "2017-03", "to_period": "2017-03"})):
+                         ("ingest_dtoc_la", {"from_period": "2016-03", "to_period": "2016-04"}),
+                         ("ingest_hes_aggregate", {"from_period": "2016-04", "to_period": "2016-04"})):
         runs[dag_id] = _trigger(api, dag_id, "2018-05-15T09:00:00Z", conf)
     for dag_id, run_id in runs.items():
         run = _wait_for(api, f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", lambda b: b["state"] in ("success", "failed"), dag_id)
-        assert run["state"] == "success", dag_id
+        assert run["state"] == ("failed" if dag_id == "ingest_dtoc_la" else "success"), dag_id
+    from urllib.parse import quote
+
+    failed_run = HTTP.get(f"{api['base']}/api/v2/dags/ingest_dtoc_la/dagRuns/{quote(runs['ingest_dtoc_la'], safe='')}/taskInstances",
+                          headers=headers, timeout=10).json()["task_instances"]
+    states = {(t["task_id"], t["map_index"]): t["state"] for t in failed_run}
+    assert states[("one_period.fetch", 0)] == "failed" and states[("one_period.load", 1)] == "success"
+    assert states[("publish_asset", -1)] == "success" and states[("summarise", -1)] == "upstream_failed"
 
     def asset_triggered_finished(body):
         triggered = [r for r in body["dag_runs"] if r["run_type"] == "asset_triggered"]
@@ -261,15 +270,13 @@ def test_landed_assets_trigger_the_metrics_dag(standalone):
     body = _wait_for(api, "/api/v2/dags/metrics/dagRuns?limit=10", asset_triggered_finished, "the asset-triggered metrics run")
     [run] = [r for r in body["dag_runs"] if r["run_type"] == "asset_triggered"]
     assert run["state"] == "success"
-    from urllib.parse import quote
-
     tasks = HTTP.get(f"{api['base']}/api/v2/dags/metrics/dagRuns/{quote(run['dag_run_id'], safe='')}/taskInstances",
                          headers=headers, timeout=10).json()["task_instances"]
     # one month of delayed transfers: the warehouse is built; ranking (12 months) waits, skipped
     assert {t["task_id"]: t["state"] for t in tasks} == {"build_warehouse": "success", "analyse": "skipped", "report": "skipped"}
     with duckdb.connect(str(api["home"] / "warehouse.duckdb"), read_only=True) as con:
         months = con.execute("select distinct period_start from fct_metric_values where metric_id = 'delayed_days_per_day_per_100k_18plus' and period_type = 'month'").fetchall()
-    assert [str(m) for (m,) in months] == ["2017-03-01"]
+    assert [str(m) for (m,) in months] == ["2016-04-01"]
 
 
 def test_killing_carewatch_airflow_stops_every_airflow_process_and_frees_the_home(standalone, monkeypatch):
