@@ -8,7 +8,7 @@ One call fetches one source and period:
 - where download names carry random suffixes (NHS England's DTOC files), the period's link is
   read from the publication page (``index_page``, ``link_text``; :func:`find_link`) unless
   the source's ``url_list`` names the URL; a page without the link counts as a 404 below;
-- conditional GET (If-None-Match / If-Modified-Since from the last version): a 304, or a
+- conditional GET (If-None-Match / If-Modified-Since from the last version, at its URL): a 304, or a
   200 with the same sha256, is "unchanged" and nothing is stored;
 - 404 before the period is due (+ grace days) is "not published yet"; after, an error;
 - nothing is accepted before content checks: HTML instead of a file, wrong content type,
@@ -104,7 +104,7 @@ def session_for(src: sources.Source):
 
 def _last_version(con, source: str, period: str):
     return con.execute(
-        "select version, sha256, etag, last_modified, raw_path from raw_manifest where source = ? and period = ? order by version desc limit 1",
+        "select version, sha256, etag, last_modified, raw_path, url from raw_manifest where source = ? and period = ? order by version desc limit 1",
         [source, period],
     ).fetchone()
 
@@ -187,12 +187,6 @@ def fetch(
     with warehouse.connect() as con:
         con.execute(MANIFEST_DDL)
         last = _last_version(con, source, period)
-        headers = {}
-        if last:
-            if last[2]:
-                headers["If-None-Match"] = last[2]
-            if last[3]:
-                headers["If-Modified-Since"] = last[3]
 
         def missing(where: str, what: str, status: int | None = None):
             """The period's file is not there (HTTP 404, or no link on the publication page)."""
@@ -214,6 +208,15 @@ def fetch(
                 if host not in src.allowed_hosts(env):
                     raise FetchError(source, period, url, f"the publication page links a file on host {host!r}, "
                                      f"which is not allowed for {source} in {env}", kind="link to a host not allowed")
+            # conditional GET only at the URL the held version came from: a file found at
+            # another URL (a revision taken back, the page linking the original again) may be
+            # older than the held one, and If-Modified-Since would call it unchanged
+            headers = {}
+            if last and last[5] == url:
+                if last[2]:
+                    headers["If-None-Match"] = last[2]
+                if last[3]:
+                    headers["If-Modified-Since"] = last[3]
             try:
                 response = session.get(url, headers=headers, timeout=timeout, stream=True)
             except requests.RequestException as err:
@@ -293,6 +296,25 @@ class _Links(HTMLParser):
                 self.links.append((href, "".join(text)))
 
 
+def _page_encoding(content_type: str, body: bytes) -> str:
+    """A web page's character encoding: the header's charset, else the page's own
+    ``<meta charset>`` (or http-equiv), else UTF-8 (requests would guess Latin-1 for any
+    text/html without a charset, which turns UTF-8's non-breaking spaces into two characters)."""
+    import codecs
+    import re
+
+    for found in (re.search(r"charset=[\"']?([\w.:-]+)", content_type, re.I),
+                  re.search(rb"<meta[^>]+charset=[\"']?([\w.:-]+)", body[:4096], re.I)):
+        if found:
+            name = found.group(1)
+            name = name.decode("ascii", "replace") if isinstance(name, bytes) else name
+            try:
+                return codecs.lookup(name).name
+            except LookupError:
+                pass
+    return "utf-8"
+
+
 def _words(text: str) -> str:
     return " ".join(text.split()).casefold()
 
@@ -318,7 +340,7 @@ def find_link(session, link: sources.PageLink, timeout, src: sources.Source, per
                              transient=response.status_code >= 500 or response.status_code == 429)
         body = _read_limited(response, src, period, link.page)
     parser = _Links()
-    parser.feed(body.decode(response.encoding or "utf-8", errors="replace"))
+    parser.feed(body.decode(_page_encoding(response.headers.get("Content-Type", ""), body), errors="replace"))
     wanted = _words(link.text)
     found = sorted({urljoin(link.page, href.strip()) for href, text in parser.links
                     if _words(text).startswith(wanted) and not _words(text)[len(wanted):len(wanted) + 1].isalnum()})
@@ -395,7 +417,10 @@ def _read_limited(response, src: sources.Source, period: str, url: str) -> bytes
         raise FetchError(src.name, period, url, f"download truncated: {err.__class__.__name__}", kind="download truncated",
                          transient=True) from err
     body = buffer.getvalue()
-    if declared and len(body) != int(declared):
-        raise FetchError(src.name, period, url, f"download truncated: {len(body):,} of {int(declared):,} bytes",
+    # Content-Length counts the bytes on the wire: a compressed response (Content-Encoding:
+    # gzip, as web pages often are) is longer once decoded, so compare what was read off the wire
+    received = len(body) if response.headers.get("Content-Encoding", "identity").lower() == "identity" else response.raw.tell()
+    if declared and received != int(declared):
+        raise FetchError(src.name, period, url, f"download truncated: {received:,} of {int(declared):,} bytes",
                          kind="download truncated", transient=True)
     return body

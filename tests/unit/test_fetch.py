@@ -170,7 +170,7 @@ def test_429_honours_retry_after(httpserver, base, src):
 
 def test_persistent_5xx_is_a_clear_error(httpserver, base, src):
     serve(httpserver, b"down", status=503, content_type="text/plain")
-    with pytest.raises(FetchError, match=r"dtoc_la 2017-02: .*HTTP 503|retries") as err:
+    with pytest.raises(FetchError, match=r"dtoc_la 2017-02: .*(HTTP 503|retries)") as err:
         fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
     assert err.value.transient  # a later try may succeed: the task keeps Airflow's retries
     assert state() == ({}, [])

@@ -193,3 +193,76 @@ def test_url_lists_are_read_from_the_config_directory_in_use(tmp_path, monkeypat
         assert sources.url_for("ons_mye", "2017", "production").endswith("/mid2017/ukmidyearestimates2017finalversion.xls")
     finally:
         sources._read_url_list.cache_clear()
+
+
+XLS = "/uploads/2017/04/LA-Type-B-February-2017-3QrLM.xls"
+
+
+def test_a_gzip_compressed_page_with_its_length_is_read_whole(httpserver, base, src):
+    # web pages are often served compressed: Content-Length counts the compressed bytes
+    import gzip
+
+    from werkzeug import Response
+
+    packed = gzip.compress(page((XLS, "Total Delayed Days Local Authority 2016-17 February (XLS, 139KB)")).encode())
+    httpserver.expect_request(PAGE).respond_with_response(Response(packed, headers={
+        "Content-Encoding": "gzip", "Content-Type": "text/html; charset=UTF-8", "Content-Length": str(len(packed))}))
+    httpserver.expect_request(XLS).respond_with_data(tiny_xls(1), content_type="application/vnd.ms-excel")
+    assert fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER).url == f"{base}{XLS}"
+
+
+@pytest.mark.parametrize("content_type,meta", [("text/html", '<meta charset="utf-8">'), ("text/html", ""),
+                                               ("text/html; charset=utf-8", "")])
+def test_a_utf8_page_is_read_as_utf8_without_a_charset_in_its_header(httpserver, base, src, content_type, meta):
+    # a non-breaking space (UTF-8 C2 A0) between words, as content systems write them: read as
+    # Latin-1 (requests' guess for text/html without a charset) it is two characters, no match
+    from werkzeug import Response
+
+    html = (f"<html><head>{meta}</head><body><a href=\"{XLS}\">Total Delayed Days Local Authority 2016-17\u00a0February "
+            "(XLS, 139KB)</a></body></html>").encode("utf-8")
+    httpserver.expect_request(PAGE).respond_with_response(Response(html, headers={"Content-Type": content_type}))
+    httpserver.expect_request(XLS).respond_with_data(tiny_xls(1), content_type="application/vnd.ms-excel")
+    assert fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER).url == f"{base}{XLS}"
+
+
+def test_a_page_in_another_declared_encoding_is_read_in_it(httpserver, base, src):
+    from werkzeug import Response
+
+    html = (f'<html><head><meta http-equiv="Content-Type" content="text/html; charset=windows-1252"></head><body>'
+            f'<a href="{XLS}">Total Delayed Days Local Authority 2016-17\u00a0February \u2013 revised</a></body></html>').encode("cp1252")
+    httpserver.expect_request(PAGE).respond_with_response(Response(html, headers={"Content-Type": "text/html"}))
+    httpserver.expect_request(XLS).respond_with_data(tiny_xls(1), content_type="application/vnd.ms-excel")
+    assert fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER).url == f"{base}{XLS}"
+
+
+def test_a_revision_taken_back_is_fetched_again_though_older_than_the_held_one(httpserver, base, src):
+    # a server without ETags answers If-Modified-Since: the page links A (April), then the
+    # revision B (December), then A again. A's date is before B's: asking A "modified since
+    # B's date?" would get a 304 and keep B. The held version's validators go only to its own URL.
+    from email.utils import parsedate_to_datetime
+
+    from werkzeug import Response
+
+    b_url = "/uploads/2017/12/LA-Type-B-February-2017-a8wRN.xls"
+    files = {XLS: (tiny_xls(1), "Thu, 13 Apr 2017 09:30:00 GMT"), b_url: (tiny_xls(2), "Wed, 13 Dec 2017 09:30:00 GMT")}
+
+    def static(path):
+        body, modified = files[path]
+
+        def handler(request):
+            since = request.headers.get("If-Modified-Since")
+            if since and parsedate_to_datetime(since) >= parsedate_to_datetime(modified):
+                return Response(status=304)
+            return Response(body, content_type="application/vnd.ms-excel", headers={"Last-Modified": modified})
+        return handler
+
+    got = []
+    for href in (XLS, b_url, XLS, XLS):
+        httpserver.clear()
+        for path in files:
+            httpserver.expect_request(path).respond_with_handler(static(path))
+        serve_page(httpserver, page((href, "Total Delayed Days Local Authority 2016-17 February")))
+        result = fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER)
+        got.append((result.status, result.version, result.sha256 == rawstore.sha256_of(files[href][0])))
+    # the fourth fetch, at the held version's own URL, is a 304
+    assert got == [("new_version", 1, True), ("new_version", 2, True), ("new_version", 3, True), ("unchanged", 3, True)]
