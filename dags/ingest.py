@@ -33,10 +33,11 @@ def build_ingest_dag(source: sources.Source):
         },
     )
     def ingest():
-        @task
+        @task(retries=0)
         def plan_periods(**context) -> list[str]:
             """Decide which periods of the publication this run fetches (and first send any
-            alert an earlier run kept in the outbox while the mail server was down)."""
+            alert an earlier run kept in the outbox while the mail server was down). No retries:
+            a plan that fails (params that name no period, a catalogue error) fails the same again."""
             from carewatch import alerts, pipeline
 
             alerts.flush_outbox()
@@ -115,11 +116,16 @@ def build_ingest_dag(source: sources.Source):
             return pipeline.summarise_ingest(source.name, pipeline.as_list(loaded))
 
         @task(trigger_rule="all_done", retries=0, outlets=[Asset(dagkit.parsed_asset_uri(source.name))])
-        def publish_asset() -> None:
+        def publish_asset(**context) -> None:
             """Publish the source's Asset once every period is done, failed ones included: what
             the warehouse holds for the source is settled for this run (a failed period loaded
             nothing and was emailed; a held version stays). The metrics DAG waits for every
-            source's Asset, so one late or bad file does not hold back the month's metrics."""
+            source's Asset, so one late or bad file does not hold back the month's metrics.
+            Skipped (no Asset event) when the run could not even plan its periods."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            if context["ti"].xcom_pull(task_ids="plan_periods") is None:
+                raise AirflowSkipException("plan_periods failed: this run handled no period, so nothing is published")
 
         @task_group
         def one_period(period: str):

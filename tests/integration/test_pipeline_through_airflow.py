@@ -351,6 +351,21 @@ def test_a_held_month_whose_file_turned_into_a_web_page_or_went_is_emailed_once_
     assert loaded == [("2017-01",), ("2017-02",)]
 
 
+def test_a_run_that_cannot_plan_its_periods_publishes_no_asset(airflow_db, sample_base_url, carewatch_home, monkeypatch):
+    # from_period after to_period: plan_periods fails, no period is handled, and the metrics
+    # DAG must not be started by a run that did nothing (a failed period, by contrast, does publish)
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("CAREWATCH_BASE_URL", sample_base_url)
+    dag = DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags")).get_dag("ingest_dtoc_la")
+    run = dag.test(logical_date=dt.datetime(2018, 5, 15, 9, tzinfo=dt.timezone.utc),
+                   run_conf={"from_period": "2017-03", "to_period": "2017-01"})
+    states = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
+    assert str(run.state) == "failed" and states[("plan_periods", -1)] == "failed"
+    assert states[("publish_asset", -1)] == "skipped"
+    assert _asset_events("carewatch://landed/dtoc_la", run.run_id) == 0
+
+
 def test_a_run_with_no_period_due_succeeds(airflow_db, sample_base_url, carewatch_home, monkeypatch):
     from airflow.dag_processing.dagbag import DagBag
 
@@ -361,6 +376,9 @@ def test_a_run_with_no_period_due_succeeds(airflow_db, sample_base_url, carewatc
     assert str(run.state) == "success"
     summary = json.loads((paths.home() / "runs" / "ingest" / "dtoc_provider.json").read_text())
     assert summary["periods"] == [] and summary["files_parsed"] == 0
+    # planned, with nothing to do: the source is settled for the run, its Asset published
+    assert {ti.task_id: str(ti.state) for ti in run.get_task_instances()}["publish_asset"] == "success"
+    assert _asset_events("carewatch://landed/dtoc_provider", run.run_id) == 1
 
 
 def test_an_overdue_publication_fails_without_retrying_and_alerts(airflow_db, carewatch_home, tmp_path, monkeypatch):
