@@ -312,6 +312,15 @@ def test_alerts_go_to_the_relay_env_names_with_starttls(tmp_path, monkeypatch):
     assert not hook.use_ssl and hook.smtp_starttls
 
 
+def test_a_relay_without_auth_gets_no_login(tmp_path, monkeypatch):
+    # an internal relay on port 25 that offers no AUTH: an empty login in .env stays empty
+    # (":-" would put the default back), and Airflow's SmtpHook logs in only with a user
+    relay = filled_example() + "\nCAREWATCH_SMTP_HOST=relay.example.nhs.uk\nCAREWATCH_SMTP_PORT=25\nCAREWATCH_SMTP_LOGIN=\n"
+    hook = smtp_hook(monkeypatch, resolved(tmp_path, relay)["services"]["airflow-worker"])
+    assert (hook.host, hook.port) == ("relay.example.nhs.uk", 25)
+    assert not hook.smtp_user
+
+
 def test_mailpit_runs_only_with_its_profile_and_nothing_waits_for_it(tmp_path, config):
     without = re.sub(r"^COMPOSE_PROFILES=.*$", "", filled_example(), flags=re.MULTILINE)
     relay_only = resolved(tmp_path, without)
