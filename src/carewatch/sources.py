@@ -231,8 +231,9 @@ def due_date(source: str, period: str) -> dt.date:
 @lru_cache(maxsize=32)
 def _read_url_list(full: str) -> dict[str, str]:
     path = Path(full)
-    if not path.is_file():
-        return {}
+    if not path.is_file():  # a list named but not there is a mistake, not "no URLs listed"
+        raise FileNotFoundError(f"sources.yaml names the url_list {path}, which does not exist "
+                                f"(url_list paths are relative to the config directory, {paths.config_dir()})")
     with path.open(newline="") as handle:
         return {row["period"]: row["url"] for row in csv.DictReader(handle)}
 

@@ -266,3 +266,11 @@ def test_a_revision_taken_back_is_fetched_again_though_older_than_the_held_one(h
         got.append((result.status, result.version, result.sha256 == rawstore.sha256_of(files[href][0])))
     # the fourth fetch, at the held version's own URL, is a 304
     assert got == [("new_version", 1, True), ("new_version", 2, True), ("new_version", 3, True), ("unchanged", 3, True)]
+
+
+def test_a_url_list_named_but_missing_is_an_error_not_an_empty_list(src, tmp_path):
+    # e.g. a config written before url_list paths were relative to the config directory
+    # ("config/urls/dtoc_la.csv"): silently reading nothing would fetch other URLs unnoticed
+    missing = dataclasses.replace(src, urls={"test": {**src.urls["test"], "url_list": str(tmp_path / "config/urls/dtoc_la.csv")}})
+    with pytest.raises(FileNotFoundError, match="url_list .*config/urls/dtoc_la.csv, which does not exist"):
+        sources.page_link(missing, PERIOD, "test", "http://127.0.0.1:9")
