@@ -221,7 +221,7 @@ def fetch(
                 response = session.get(url, headers=headers, timeout=timeout, stream=True)
             except requests.RequestException as err:
                 raise FetchError(source, period, url, f"request failed after retries: {err.__class__.__name__}: {err}",
-                                 kind=f"request failed after retries: {err.__class__.__name__}", transient=True) from err
+                                 kind=f"request failed after retries: {err.__class__.__name__}", transient=_transient(err)) from err
             with response:
                 status = response.status_code
                 if status == 304 and last:
@@ -271,6 +271,15 @@ def fetch(
             if reported is not None:
                 raise AlreadyRefused(source, period, url, err.problem, reported) from err
             raise
+
+
+def _transient(err) -> bool:
+    """A request fault a later try may not meet: the connection or a timeout, not a
+    certificate the host does not match, a redirect loop or a malformed URL."""
+    import requests
+
+    return isinstance(err, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)) \
+        and not isinstance(err, requests.exceptions.SSLError)
 
 
 class _Links(HTMLParser):
@@ -331,7 +340,8 @@ def find_link(session, link: sources.PageLink, timeout, src: sources.Source, per
         response = session.get(link.page, timeout=timeout, stream=True)
     except requests.RequestException as err:
         raise FetchError(src.name, period, link.page, f"publication page request failed after retries: {err.__class__.__name__}: {err}",
-                         kind=f"publication page request failed after retries: {err.__class__.__name__}", transient=True) from err
+                         kind=f"publication page request failed after retries: {err.__class__.__name__}",
+                         transient=_transient(err)) from err
     with response:
         if response.status_code == 404:
             return None

@@ -476,3 +476,17 @@ def test_a_download_cut_short_is_a_transient_refusal(httpserver, base, src):
         listener.close()
     assert err.value.transient and err.value.kind == "download truncated"
     assert state()[1] == []
+
+
+def test_a_redirect_loop_or_a_failed_tls_handshake_is_not_transient(httpserver, base, src):
+    # a retry meets the same loop and the same handshake: the task fails without Airflow's retries
+    from werkzeug import Response
+
+    httpserver.expect_request(f"/dtoc_la/{PERIOD}.xls").respond_with_response(
+        Response(status=302, headers={"Location": f"/dtoc_la/{PERIOD}.xls"}))
+    with pytest.raises(FetchError, match="request failed after retries: TooManyRedirects") as loop:
+        fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    with pytest.raises(FetchError, match="request failed after retries: SSLError") as tls:  # https to a plain HTTP port
+        fetch.fetch(src, PERIOD, env="embedded", base_url=base.replace("http://", "https://"), as_of=LONG_AFTER)
+    assert not loop.value.transient and not tls.value.transient
+    assert state()[1] == []
