@@ -177,12 +177,12 @@ def failure_alert(*, dag_id: str, task_id: str, error: BaseException | str, task
         advice = ("The version held stays loaded, but its revisions cannot be checked. Check the publisher's page; if "
                   "the file moved, update <code>config/sources.yaml</code> (or its URL list). Later runs skip this "
                   "period while it answers the same; a new URL is tried and reported afresh.")
-    elif named is not None and getattr(named, "period", None):
-        step = task_id.rsplit(".", 1)[-1]
-        subject = _subject(f"FAILED {named.source} {named.period} {step}: {named.problem.splitlines()[0][:120]}")
-        advice = "Read the task log (link below) and the DAG's documentation in the Airflow UI (what to do when it fails), fix, then clear the task."
     else:
-        subject = _subject(f"FAILED {what}: {text.splitlines()[0][:120] if text else type(error).__name__}")
+        if named is not None and getattr(named, "period", None):
+            step = task_id.rsplit(".", 1)[-1]
+            subject = _subject(f"FAILED {named.source} {named.period} {step}: {named.problem.splitlines()[0][:120]}")
+        else:
+            subject = _subject(f"FAILED {what}: {text.splitlines()[0][:120] if text else type(error).__name__}")
         advice = "Read the task log (link below) and the DAG's documentation in the Airflow UI (what to do when it fails), fix, then clear the task."
     when = f" (logical date {logical_date})" if logical_date else ""
     body = f"""\

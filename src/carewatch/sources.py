@@ -247,7 +247,7 @@ def _url_fields(source: str, period: str, base_url: str | None) -> dict:
     start = period_start(source, period)
     fy_start = start.year if start.month >= 4 else start.year - 1
     return {"base_url": (base_url or "").rstrip("/"), "period": period, "start": start,
-            "due": due_date(source, period), "fy": f"{fy_start}-{(fy_start + 1) % 100:02d}"}
+            "due": due_date(source, period), "fy": financial_year(dt.date(fy_start, 4, 1))}
 
 
 @dataclass(frozen=True)
