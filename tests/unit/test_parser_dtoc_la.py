@@ -137,6 +137,17 @@ def _sheet(period="February 2017", header=("Region", "ONS Geography", "Code", "N
     return top + [[]] * 10 + [[None, *header]] + body
 
 
+# the "LA - by reason" sheet a workbook needs beside the sheet a test is about: one council
+MINIMAL_REASON_SHEET = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
+
+
+def _parse_org_sheet(tmp_path, org_sheet: list[list]):
+    """Parse a workbook of ``org_sheet`` as "LA - by responsible org" and the minimal reason sheet."""
+    path = tmp_path / "x.xls"
+    path.write_bytes(_workbook({"LA - by responsible org": org_sheet, "LA - by reason": MINIMAL_REASON_SHEET}))
+    return parsers.parse("dtoc_la", path)
+
+
 def test_numbers_as_text_with_thousands_separators_and_dashes(tmp_path):
     path = tmp_path / "x.xls"
     path.write_bytes(_workbook({"LA - by responsible org": _sheet(), "LA - BY REASON": _sheet(header=("Region", "ONS Geography", "Code", "Name", "A) x", "TOTAL"), rows=[[None, "-", "-", "-", "England", "1,500", "1,500"], [None, "East Midlands", "E06000015", "507", "Derby UA", "1,200", "1,200"]])}))
@@ -162,10 +173,7 @@ def test_a_blank_row_inside_the_table_does_not_cut_it_short(tmp_path):
         [None, None, None, None, "Note: a council code in the notes", "1"],  # a note in the Name column ends it
         [None, "East Midlands", "E06000017", "509", "Rutland UA", 1, 1, 1, 3],
     ]
-    path = tmp_path / "x.xls"
-    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
-    path.write_bytes(_workbook({"LA - by responsible org": _sheet(rows=rows), "LA - by reason": reason}))
-    f = parsers.parse("dtoc_la", path)
+    f = _parse_org_sheet(tmp_path, _sheet(rows=rows))
     agency = f[f["breakdown"] == "agency"]
     assert list(dict.fromkeys(agency["la_name"])) == ["England", "Derby UA", "Leicester UA", "Resident In Wales"]
     assert pick(f, "Leicester UA", "agency", "total")["value"] == 30
@@ -186,7 +194,7 @@ def test_a_blank_row_inside_the_table_does_not_cut_it_short(tmp_path):
 )
 def test_bad_input_raises_one_clear_error(tmp_path, content, problem):
     path = tmp_path / "bad.xls"
-    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
+    reason = MINIMAL_REASON_SHEET
     variants = {
         "no_sheets": {"Sheet1": [["hello"]]},
         "no_period": {"LA - by responsible org": _sheet()[3:], "LA - by reason": reason},
@@ -219,10 +227,7 @@ def test_metadata_value_is_the_next_non_empty_cell_on_the_row(tmp_path):
     sheet = _sheet()
     sheet[0:3] = [[None, "Title:", None, "Delayed Transfer of Care"], [None, "Period:", None, "March 2018"],
                   [None, "Status:", None, "Revised"], [None, "Revised:", None, "10th May 2018"]]
-    path = tmp_path / "x.xls"
-    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
-    path.write_bytes(_workbook({"LA - by responsible org": sheet, "LA - by reason": reason}))
-    f = parsers.parse("dtoc_la", path)
+    f = _parse_org_sheet(tmp_path, sheet)
     assert set(f["period"]) == {dt.date(2018, 3, 1)}
     assert set(f["status"]) == {"Revised"} and set(f["revised"]) == {"10th May 2018"}
 
@@ -232,19 +237,13 @@ def test_an_asterisk_is_a_suppressed_figure_not_a_number_or_an_error(tmp_path):
         [None, "-", "-", "-", "England", 1500, 300, 0, 1800],
         [None, "East Midlands", "E06000015", "507", "Derby UA", "*", 200, " * ", 1200],
     ]
-    path = tmp_path / "x.xls"
-    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
-    path.write_bytes(_workbook({"LA - by responsible org": _sheet(rows=rows), "LA - by reason": reason}))
-    f = parsers.parse("dtoc_la", path)
+    f = _parse_org_sheet(tmp_path, _sheet(rows=rows))
     assert pd.isna(pick(f, "Derby UA", "agency", "nhs")["value"]) and pd.isna(pick(f, "Derby UA", "agency", "both")["value"])
     assert pick(f, "Derby UA", "agency", "social_care")["value"] == 200
 
 
 def test_an_abbreviated_month_in_the_period_cell(tmp_path):
-    path = tmp_path / "x.xls"
-    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
-    path.write_bytes(_workbook({"LA - by responsible org": _sheet(period="Feb 2017"), "LA - by reason": reason}))
-    assert set(parsers.parse("dtoc_la", path)["period"]) == {dt.date(2017, 2, 1)}
+    assert set(_parse_org_sheet(tmp_path, _sheet(period="Feb 2017"))["period"]) == {dt.date(2017, 2, 1)}
 
 
 def test_every_reason_column_maps_to_its_own_code(parsed):
@@ -269,20 +268,14 @@ def test_a_footnote_under_a_blank_row_ends_the_table_whatever_it_starts_with(tmp
         [],
         [None, None, None, None, "1. Derby's figures were revised in May", None, None, None, None],
     ]
-    path = tmp_path / "x.xls"
-    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
-    path.write_bytes(_workbook({"LA - by responsible org": _sheet(rows=rows), "LA - by reason": reason}))
-    f = parsers.parse("dtoc_la", path)
+    f = _parse_org_sheet(tmp_path, _sheet(rows=rows))
     assert list(dict.fromkeys(f.loc[f["breakdown"] == "agency", "la_name"])) == ["England", "Derby UA"]
 
 
 def test_an_england_row_in_capitals_is_the_england_row(tmp_path):
     # names vary in case between releases ("City Of London", "Resident In Wales")
     rows = [[None, "-", "-", "-", "ENGLAND", 1500, 300, 0, 1800], [None, "East Midlands", "E06000015", "507", "Derby UA", 1000, 200, 0, 1200]]
-    path = tmp_path / "x.xls"
-    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
-    path.write_bytes(_workbook({"LA - by responsible org": _sheet(rows=rows), "LA - by reason": reason}))
-    f = parsers.parse("dtoc_la", path)
+    f = _parse_org_sheet(tmp_path, _sheet(rows=rows))
     england = pick(f, "ENGLAND", "agency", "total")
     assert (england["row_type"], england["value"]) == ("england", 1800) and pd.isna(england["la_code"]) and pd.isna(england["council_code"])
 
@@ -302,10 +295,7 @@ def test_a_source_line_right_under_the_last_row_ends_the_table(tmp_path):
         [None, "East Midlands", "E06000015", "507", "Derby UA", 1000, 200, 0, 1200],
         [None, None, None, None, "Source: NHS England, MSitDT", None, None, None, None],
     ]
-    path = tmp_path / "x.xls"
-    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
-    path.write_bytes(_workbook({"LA - by responsible org": _sheet(rows=rows), "LA - by reason": reason}))
-    f = parsers.parse("dtoc_la", path)
+    f = _parse_org_sheet(tmp_path, _sheet(rows=rows))
     assert list(dict.fromkeys(f.loc[f["breakdown"] == "agency", "la_name"])) == ["England", "Derby UA"]
 
 
@@ -318,9 +308,6 @@ def test_a_blank_row_between_the_header_and_an_england_row_without_codes(tmp_pat
         [],
         [None, "East Midlands", "E06000015", "507", "Derby UA", 1000, 200, 0, 1200],
     ]
-    path = tmp_path / "x.xls"
-    reason = _sheet(header=("Region", "ONS Geography", "Code", "Name", "TOTAL"), rows=[[None, "x", "E06000015", "507", "Derby UA", 1]])
-    path.write_bytes(_workbook({"LA - by responsible org": _sheet(rows=rows), "LA - by reason": reason}))
-    f = parsers.parse("dtoc_la", path)
+    f = _parse_org_sheet(tmp_path, _sheet(rows=rows))
     assert list(dict.fromkeys(f.loc[f["breakdown"] == "agency", "la_name"])) == ["England", "Derby UA"]
     assert pick(f, "Derby UA", "agency", "total")["value"] == 1200
