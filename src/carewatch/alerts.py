@@ -157,11 +157,24 @@ def _cause(error, kind: type | tuple[type, ...]):
     return None
 
 
+def _failed_at_once(error) -> bool:
+    """Airflow's fail-without-retry exception: the task raised it because trying again would fail the same way."""
+    try:
+        from airflow.sdk.exceptions import AirflowFailException
+    except ImportError:  # pragma: no cover - the alerts are always sent from an Airflow install
+        return False
+    return isinstance(error, AirflowFailException)
+
+
 def failure_alert(*, dag_id: str, task_id: str, error: BaseException | str, task_url: str | None = None,
-                  logical_date=None, map_index: int | None = None) -> Alert:
-    """The email for a task failure that is not a quality failure (overdue or withdrawn publications included)."""
+                  logical_date=None, map_index: int | None = None, attempts: int | None = None) -> Alert:
+    """The email for a task failure that is not a quality failure (overdue or withdrawn publications included).
+
+    ``attempts``: how many times the task ran (the task instance's try number), said in the body
+    unless the task failed at once, without its retries."""
     from carewatch.errors import FetchError, ParseError, PublicationOverdue, PublicationWithdrawn
 
+    at_once = _failed_at_once(error)
     error = _cause(error, (PublicationOverdue, PublicationWithdrawn)) or error
     # a refused download or a parse failure names its source, period and problem: the subject
     # says those (a ParseError's text starts with the raw file's long path)
@@ -185,8 +198,14 @@ def failure_alert(*, dag_id: str, task_id: str, error: BaseException | str, task
             subject = _subject(f"FAILED {what}: {text.splitlines()[0][:120] if text else type(error).__name__}")
         advice = "Read the task log (link below) and the DAG's documentation in the Airflow UI (what to do when it fails), fix, then clear the task."
     when = f" (logical date {logical_date})" if logical_date else ""
+    if at_once:
+        how = " without retries: trying again would fail the same way"
+    elif attempts:
+        how = f" after {attempts} attempt{'s' if attempts != 1 else ''}"
+    else:
+        how = ""
     body = f"""\
-<p>Task <b>{html.escape(what)}</b> failed{html.escape(when)} after its retries.</p>
+<p>Task <b>{html.escape(what)}</b> failed{html.escape(when)}{html.escape(how)}.</p>
 <pre>{html.escape(type(error).__name__ if not isinstance(error, str) else 'Error')}: {html.escape(text)}</pre>
 <p>{advice}</p>
 {_link("Task in the Airflow UI", task_url)}
@@ -331,6 +350,7 @@ def on_task_failure(context) -> None:
         alert = failure_alert(
             dag_id=getattr(ti, "dag_id", "?"), task_id=getattr(ti, "task_id", "?"), error=error, task_url=task_url,
             logical_date=context.get("logical_date"), map_index=getattr(ti, "map_index", None),
+            attempts=getattr(ti, "try_number", None),
         )
     if send_quietly(alert):
         _record_refusal(error, context.get("run_id"))

@@ -333,6 +333,9 @@ def test_a_held_month_whose_file_turned_into_a_web_page_or_went_is_emailed_once_
         assert subjects == ["[carewatch] FAILED dtoc_la 2017-01 fetch: an HTML page was served instead of a xls file"]
     else:
         assert subjects == ["[carewatch] GONE dtoc_la 2017-01: a publication held is no longer at its URL"]
+    # the email says the task was not retried (not "after its retries"): Airflow hands the
+    # callback the fail-without-retry exception the DAG raised
+    assert "without retries: trying again would fail the same way" in mailcatcher.body_text(mail_after_refusal[0])
     # no retry within the run: a web page for a workbook would be refused the same (the DAG's
     # default retries, 2 with 30 s backoff, are for transient faults)
     fetch = [ti for ti in refused.get_task_instances() if ti.task_id == "one_period.fetch" and ti.map_index == 0]

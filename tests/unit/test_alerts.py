@@ -109,6 +109,27 @@ def test_a_refusal_or_a_parse_failure_says_source_period_step_and_problem_in_the
     assert subject(fetch_mail) == "[carewatch] FAILED dtoc_la 2018-04 fetch: an HTML page was served instead of a xls file"
 
 
+def test_the_failure_body_says_how_many_attempts_or_that_there_were_no_retries(mailbox):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from carewatch.errors import FetchError
+
+    alerts.send(alerts.failure_alert(dag_id="metrics", task_id="build_warehouse", error=RuntimeError("IO Error"), attempts=3))
+    alerts.send(alerts.failure_alert(dag_id="metrics", task_id="report", error=RuntimeError("IO Error"), attempts=1))
+    refused = FetchError("dtoc_la", "2018-04", "http://x/dtoc_la/2018-04.xls", "an HTML page was served instead of a xls file")
+    try:  # as the DAG raises a refusal that a retry cannot mend
+        raise AirflowFailException(str(refused)) from refused
+    except AirflowFailException as wrapped:
+        alerts.send(alerts.failure_alert(dag_id="ingest_dtoc_la", task_id="one_period.fetch", error=wrapped, attempts=1))
+    import re
+
+    retried, once, at_once = (re.sub(r"<[^>]+>", "", mailcatcher.body_text(m)) for m in mailcatcher.messages(mailbox))
+    assert "metrics.build_warehouse failed after 3 attempts." in " ".join(retried.split())
+    assert "metrics.report failed after 1 attempt." in " ".join(once.split())
+    assert "failed without retries: trying again would fail the same way." in " ".join(at_once.split())
+    assert not any("after its retries" in body for body in (retried, once, at_once))
+
+
 def test_a_quality_alert_gives_the_command_with_the_raw_file(mailbox, bad_report):
     alerts.send(alerts.quality_alert(bad_report, file_version=3, sha256="f" * 64, raw_path="/var/raw/dtoc_la/2016-07/ff.xls"))
     [message] = mailcatcher.messages(mailbox)
