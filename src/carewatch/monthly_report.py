@@ -180,7 +180,7 @@ def target_summary(data: dict) -> list[dict]:
 def population_note(month: pd.Timestamp, latest_estimate: int | None) -> str | None:
     """When the month's rates use an older ONS estimate than their financial year's own
     (config/metrics.yaml: population), which one, and that they will be revised."""
-    own = month.year if month.month >= 4 else month.year - 1
+    own = sources.financial_year_start(month)
     if latest_estimate is None or latest_estimate >= own:
         return None
     return (f"Rates for months from April {latest_estimate + 1} use the ONS mid-{latest_estimate} population "

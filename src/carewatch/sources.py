@@ -173,9 +173,15 @@ def period_start(source: str, period: str) -> dt.date:
     return dt.date(int(period), 7, 1)  # mid-year estimate: the year from 30 June
 
 
-def financial_year(start: dt.date) -> str:
-    """The financial year starting in ``start``'s year, as publications write it: "2016-17"."""
-    return f"{start.year}-{(start.year + 1) % 100:02d}"
+def financial_year_start(day: dt.date) -> int:
+    """The calendar year in which the financial year (April to March) holding ``day`` starts."""
+    return day.year if day.month >= 4 else day.year - 1
+
+
+def financial_year(day: dt.date) -> str:
+    """The financial year holding ``day``, as publications write it: "2016-17"."""
+    first = financial_year_start(day)
+    return f"{first}-{(first + 1) % 100:02d}"
 
 
 def period_label(period_type: str, start, month_format: str = "%b %Y") -> str:
@@ -245,9 +251,8 @@ def _url_list(urls: dict) -> dict[str, str]:
 
 def _url_fields(source: str, period: str, base_url: str | None) -> dict:
     start = period_start(source, period)
-    fy_start = start.year if start.month >= 4 else start.year - 1
     return {"base_url": (base_url or "").rstrip("/"), "period": period, "start": start,
-            "due": due_date(source, period), "fy": financial_year(dt.date(fy_start, 4, 1))}
+            "due": due_date(source, period), "fy": financial_year(start)}
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,15 @@ def test_periods_by_cadence():
     assert len(sources.periods("dtoc_la", "2010-08", "2020-02")) == 115
 
 
+@pytest.mark.parametrize(("day", "expected"), [
+    (dt.date(2017, 4, 1), "2017-18"), (dt.date(2017, 12, 31), "2017-18"), (dt.date(2018, 1, 1), "2017-18"),
+    (dt.date(2018, 3, 31), "2017-18"), (dt.date(1999, 4, 30), "1999-00"), (dt.date(2000, 2, 29), "1999-00"),
+])
+def test_the_financial_year_a_day_falls_in(day, expected):
+    assert sources.financial_year(day) == expected
+    assert sources.financial_year_start(day) == int(expected[:4])
+
+
 def test_due_dates():
     # February 2017 DTOC was published on Thursday 13 April 2017 (the second Thursday)
     assert sources.due_date("dtoc_la", "2017-02") == dt.date(2017, 4, 13)

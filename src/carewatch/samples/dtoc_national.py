@@ -67,6 +67,7 @@ from pathlib import Path
 import pandas as pd
 import xlwt
 
+from carewatch import sources
 from carewatch.samples.dtoc_la import REASON_HEADERS, _ordinal
 from carewatch.samples.world import REASONS, World
 
@@ -91,11 +92,6 @@ TEXT_NUMBERS_BEFORE = dt.date(2012, 4, 1)  # "By Reason" days stored as text bef
 def applicable(reason: str, agency: str) -> bool:
     """Whether ``agency`` can be responsible for delays of ``reason`` (totals always can)."""
     return agency not in NOT_RESPONSIBLE.get(reason, set())
-
-
-def financial_year(period: dt.date) -> str:
-    start = period.year if period.month >= 4 else period.year - 1
-    return f"{start}-{(start + 1) % 100:02d}"
 
 
 def months(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -218,7 +214,7 @@ def _write_rows(sheet, first_row: int, first_col: int, periods, columns, lookup,
     row = first_row
     for period in periods:
         if labels:
-            sheet.write(row, 1, financial_year(period))
+            sheet.write(row, 1, sources.financial_year(period))
             sheet.write(row, 2, f"{period:%B}")
         days = days_in_month(period)
         for k, key in enumerate(columns):

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from carewatch import geography
+from carewatch import geography, sources
 
 AGENCIES = ["nhs", "social_care", "both"]
 CARE_TYPES = {"acute": "Acute", "non_acute": "Non-Acute"}
@@ -44,8 +44,7 @@ def period_columns(period: dt.date) -> dict[str, str]:
     """The era's period column(s) and their value for a month."""
     if period < YEAR_AND_MONTH_FROM:
         return {"Period": f"MSitDT-{calendar.month_name[period.month].upper()}-{period.year}"}
-    first = period.year if period.month >= 4 else period.year - 1
-    return {"Year": f"{first}-{(first + 1) % 100:02d}", "Period": calendar.month_name[period.month].upper()}
+    return {"Year": sources.financial_year(period), "Period": calendar.month_name[period.month].upper()}
 
 
 @lru_cache(maxsize=1)
