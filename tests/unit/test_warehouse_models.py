@@ -159,6 +159,24 @@ def test_delayed_days_rate_uses_the_latest_version_and_sums_the_hwb_councils(bui
     assert nhs == pytest.approx(428 / 28 / 110_000 * 1e5)
 
 
+def test_the_multiplier_is_the_metrics_configured_one(built):
+    # config/metrics.yaml's multiplier (ref_metrics) scales the value and its interval, the
+    # breakdowns' too; a per-1,000 rate instead of per-100,000 is a config change, not SQL
+    before = built.execute("select ci_lower, ci_upper from fct_metric_values where area_code = ? and metric_id = ? "
+                           "and period_type = 'month' and period_start = '2017-02-01'", [HACKNEY, DTOC]).fetchone()
+    built.execute("update ref_metrics set multiplier = 1000 where metric_id = ?", [DTOC])
+    built.execute("update ref_metrics set multiplier = 100 where metric_id = 'weekend_discharge_share'")
+    warehouse.build_models(built, reference=False)
+    rate = value(built, HACKNEY, DTOC, dt.date(2017, 2, 1))[2]
+    assert rate == pytest.approx(644 / 28 / 110_000 * 1000)  # 0.209
+    assert value(built, HACKNEY, DTOC + "__nhs", dt.date(2017, 2, 1))[2] == pytest.approx(428 / 28 / 110_000 * 1000)
+    assert value(built, HACKNEY, "weekend_discharge_share", dt.date(2017, 2, 1))[2] == pytest.approx(30 / 150 * 100)  # 20%
+    after = built.execute("select multiplier, ci_lower, ci_upper from fct_metric_values where area_code = ? and metric_id = ? "
+                          "and period_type = 'month' and period_start = '2017-02-01'", [HACKNEY, DTOC]).fetchone()
+    assert after[0] == 1000
+    assert after[1:] == pytest.approx([limit / 100 for limit in before])
+
+
 def test_england_is_the_sum_of_hwb_areas_not_the_files_england_row(built):
     numerator, denominator, rate = value(built, ENGLAND, DTOC, dt.date(2017, 2, 1))
     # 644 + 84 = 728 days (special rows and the England row excluded) over 170,000 x 28

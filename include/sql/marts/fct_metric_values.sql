@@ -3,6 +3,7 @@
 --                 publication's England row, see ascof_published_england)
 --   period_type   'month', 'rolling_12m' (12 months ending at period_start's month) or 'financial_year'
 --   numerator / denominator / multiplier: value = numerator / denominator * multiplier
+--     (multiplier: the metric's, config/metrics.yaml via ref_metrics)
 --     (rates: denominator is population x days (DTOC) or population (admissions; over a
 --      rolling or financial year the average population, so the rate is per year);
 --      p90 length of stay has no numerator: denominator = discharges, value = the percentile)
@@ -42,7 +43,6 @@ dtoc_monthly as (
         end                                                        as metric_id,
         dtoc.delayed_days                                          as numerator,
         pop.population_18plus * day(last_day(dtoc.period_start))   as denominator,
-        100000.0                                                   as multiplier,
         null::double                                               as value_override,
         list_append(dtoc.source_files, pop.population_file)        as source_files
     from int_dtoc_hwb_month as dtoc
@@ -53,16 +53,16 @@ hes_monthly as (
     select hwb_code as area_code, period_start,
            'emergency_admissions_65plus_per_100k' as metric_id,
            emergency_admissions_65plus as numerator, pop.population_65plus as denominator,
-           100000.0 as multiplier, null::double as value_override,
+           null::double as value_override,
            list_append(hes.source_files, pop.population_file) as source_files
     from int_hes_hwb_month as hes join month_population as pop using (hwb_code, period_start)
     union all
     select hwb_code, period_start, 'los_p90_days_65plus',
-           null, discharges_65plus, 1.0, los_p90_days, source_files
+           null, discharges_65plus, los_p90_days, source_files
     from int_hes_hwb_month
     union all
     select hwb_code, period_start, 'weekend_discharge_share',
-           weekend_discharges_65plus, discharges_65plus, 1.0, null, source_files
+           weekend_discharges_65plus, discharges_65plus, null, source_files
     from int_hes_hwb_month
 ),
 
@@ -81,7 +81,6 @@ with_england as (
     select 'E92000001', period_start, metric_id,
            sum(numerator) filter (where has_figure(numerator, denominator, value_override)),
            sum(denominator) filter (where has_figure(numerator, denominator, value_override)),
-           any_value(multiplier),
            sum(value_override * denominator) filter (where value_override is not null)
                / nullif(sum(denominator) filter (where value_override is not null), 0),
            list_distinct(flatten(list(source_files)))
@@ -91,7 +90,7 @@ with_england as (
 
 monthly_values as (
     select area_code, 'month' as period_type, period_start, last_day(period_start) as period_end,
-           metric_id, numerator, denominator, multiplier, value_override, source_files
+           metric_id, numerator, denominator, value_override, source_files
     from with_england
 ),
 
@@ -108,9 +107,9 @@ rolling_12m as (
     select area_code, 'rolling_12m' as period_type, period_start, period_end, metric_id,
            numerator,
            case rule.window_denominator when 'mean' then denominator / 12 else denominator end as denominator,
-           multiplier, value_override, source_files
+           value_override, source_files
     from (
-        select area_code, period_start, last_day(period_start) as period_end, metric_id, multiplier,
+        select area_code, period_start, last_day(period_start) as period_end, metric_id,
                sum(numerator) over w                                   as numerator,
                sum(denominator) over w                                 as denominator,
                sum(value_override * denominator) over w
@@ -131,7 +130,6 @@ financial_year_months as (
     select area_code, metric_id, financial_year_start(period_start) as fy_start,
            count(*) filter (where has_figure(numerator, denominator, value_override)) as months_with_figure,
            sum(numerator) as numerator, sum(denominator) as denominator,
-           any_value(multiplier) as multiplier,
            sum(value_override * denominator) / nullif(sum(denominator), 0) as value_override,
            list_distinct(flatten(list(source_files))) as source_files
     from with_england
@@ -191,13 +189,13 @@ financial_years as (
            make_date(fy_start, 4, 1) as period_start, make_date(fy_start + 1, 3, 31) as period_end,
            metric_id, numerator,
            case rule.window_denominator when 'mean' then denominator / 12 else denominator end,
-           multiplier, value_override, source_files
+           value_override, source_files
     from financial_year_months
     join window_rule as rule on rule.rule_metric_id = split_part(metric_id, '__', 1)
     where months_with_figure = 12
     union all
     select area_code, 'financial_year', make_date(fy_start, 4, 1), make_date(fy_start + 1, 3, 31),
-           metric_id, numerator, denominator, 1.0, null, source_files
+           metric_id, numerator, denominator, null, source_files
     from ascof_with_england
 ),
 
@@ -209,12 +207,16 @@ all_periods as (
     select * from financial_years
 ),
 
+-- the metric's multiplier and interval method (a breakdown, metric__category, has its base metric's)
 with_values as (
     select
         all_periods.*,
-        split_part(metric_id, '__', 1) as base_metric_id,
-        coalesce(value_override, numerator / nullif(denominator, 0) * multiplier) as value
+        m.metric_id as base_metric_id,
+        m.multiplier,
+        m.ci_method,
+        coalesce(value_override, numerator / nullif(denominator, 0) * m.multiplier) as value
     from all_periods
+    join ref_metrics as m on m.metric_id = split_part(all_periods.metric_id, '__', 1)
 ),
 
 final as (
@@ -229,20 +231,19 @@ final as (
         -- numerics
         v.numerator,
         v.denominator,
-        v.multiplier::double                                 as multiplier,  -- a literal 100000.0 is a decimal
+        v.multiplier,
         v.value,
-        case m.ci_method
+        case v.ci_method
             when 'byar'   then byar_lower(v.numerator, s.ci_z) / nullif(v.denominator, 0) * v.multiplier
             when 'wilson' then wilson_lower(v.numerator, v.denominator, s.ci_z) * v.multiplier
         end as ci_lower,
-        case m.ci_method
+        case v.ci_method
             when 'byar'   then byar_upper(v.numerator, s.ci_z) / nullif(v.denominator, 0) * v.multiplier
             when 'wilson' then wilson_upper(v.numerator, v.denominator, s.ci_z) * v.multiplier
         end as ci_upper,
         -- lineage
         list_sort(list_filter(v.source_files, lambda f: f is not null)) as source_files
     from with_values as v
-    join ref_metrics as m on m.metric_id = v.base_metric_id
     cross join ref_settings as s
 )
 
