@@ -149,10 +149,12 @@ def _cmd_hes_metrics(args: argparse.Namespace) -> int:
 
 
 def _cmd_as_of(args: argparse.Namespace) -> int:
+    import datetime as dt
+
     from carewatch import sources, warehouse
 
     _check_moment("--as-of", args.as_of)
-    sources.month_start(args.period, "period")  # YYYY-MM, or a one-line error
+    month = sources.month_start(args.period, "period")  # YYYY-MM, or a one-line error
     with _built_warehouse() as con:
         # the areas the warehouse reports (aliases and recoded councils report under one code)
         reported = {code for (code,) in con.execute("select distinct area_code from fct_metric_values").fetchall()}
@@ -169,24 +171,34 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
         metrics = [m for (m,) in con.execute("select metric_id from ref_metrics order by metric_id").fetchall()]
         if args.metric is not None and args.metric not in metrics:
             raise CarewatchError(f"unknown metric {args.metric!r}; metrics: {', '.join(metrics)}")
-        first_load = warehouse.first_loaded_at(con)
+        first_load, first_build = warehouse.first_loaded_at(con), warehouse.first_built_at(con)
         cutoff = warehouse.as_of_cutoff(con, args.as_of)
+        nothing_yet = warehouse.reported_cutoff(con, cutoff) == warehouse.NOTHING_REPORTED
+        # the month itself, the rolling year ending in it (the dashboard's figure) and the
+        # financial year holding it (ASCOF's figures are yearly)
+        periods = {"month": month, "rolling_12m": month,
+                   "financial_year": dt.date(sources.financial_year_start(month), 4, 1)}
+        wanted = [args.period_type] if args.period_type else list(periods)
         with warehouse.as_of(con, args.as_of) as then:
             frame = then.execute(
                 """
-                select area_code, period_type, period_start, metric_id, numerator, denominator, value, ci_lower, ci_upper,
-                       array_to_string(source_files, ';') as source_files
+                select area_code, period_type, period_start, period_end, metric_id, numerator, denominator, value,
+                       ci_lower, ci_upper, array_to_string(source_files, ';') as source_files
                 from fct_metric_values
-                where area_code = ? and period_type = 'month' and strftime(period_start, '%Y-%m') = ?
-                  and (metric_id = base_metric_id or ?) and (? is null or base_metric_id = ?)
-                order by metric_id
+                join (select unnest(?) as period_type, unnest(?) as period_start) as asked using (period_type, period_start)
+                where area_code = ? and (metric_id = base_metric_id or ?) and (? is null or base_metric_id = ?)
+                order by metric_id, list_position(?, period_type)
                 """,
-                [area, args.period, args.breakdowns, args.metric, args.metric],
+                [wanted, [periods[p] for p in wanted], area, args.breakdowns, args.metric, args.metric, list(periods)],
             ).df()
     if frame.empty:
-        before_any = first_load is not None and cutoff <= first_load
-        loaded = f"; the first version in the warehouse was loaded at {first_load:%Y-%m-%d %H:%M} UTC" if before_any else ""
-        print(f"carewatch: nothing reported for {args.area} in {args.period} as of {args.as_of}{loaded}", file=sys.stderr)
+        if nothing_yet and first_build is not None:
+            why = f"; the warehouse was first built at {first_build:%Y-%m-%d %H:%M} UTC"
+        elif first_load is not None and cutoff <= first_load:
+            why = f"; the first version in the warehouse was loaded at {first_load:%Y-%m-%d %H:%M} UTC"
+        else:
+            why = ""
+        print(f"carewatch: nothing reported for {args.area} in {args.period} as of {args.as_of}{why}", file=sys.stderr)
         return 1
     frame.to_csv(sys.stdout, index=False)
     return 0
@@ -258,9 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="to_period", help="last month, YYYY-MM")
     p.set_defaults(func=_cmd_hes_metrics)
 
-    p = sub.add_parser("as-of", help="what the warehouse reported for an area and month, as of a date (CSV)")
+    p = sub.add_parser("as-of", help="what the warehouse reported for an area and month, as of a date (CSV): the "
+                                     "month's figures, the rolling 12 months ending in it and its financial year's")
     p.add_argument("area", help="HWB area code or name (e.g. E08000009 or Trafford)")
     p.add_argument("period", help="month, YYYY-MM")
+    p.add_argument("--period-type", choices=["month", "rolling_12m", "financial_year"], default=None,
+                   help="only this kind of period (default: all three)")
     p.add_argument("--as-of", required=True, help="date (or timestamp): only versions loaded by then count")
     p.add_argument("--metric", default=None, help="one metric id (default: all)")
     p.add_argument("--breakdowns", action="store_true", help="include NHS / social care / reason breakdowns")

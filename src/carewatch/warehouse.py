@@ -18,6 +18,7 @@ previous state, and readers never see half of either.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,10 @@ def land_table(source: str) -> str:
 
 
 BUILDS_DDL = "create table if not exists warehouse_builds (built_at timestamptz not null)"
+# when the builds began to be recorded, and whether the warehouse already had marts from
+# builds before that (a warehouse of an earlier release): only then does load time stand for
+# report time before the first recorded build
+BUILDS_SINCE_DDL = "create table if not exists warehouse_builds_since (recorded_from timestamptz not null, earlier_builds boolean not null)"
 
 
 def land_sources() -> list[str]:
@@ -309,6 +314,9 @@ def build_models(con, sql_dir: Path | None = None, reference: bool = True, check
             con.execute(land_ddl(source))
         # when this build read the landing tables (the transaction's start: DuckDB's now()):
         # committed with the build, or rolled back with it (as_of answers from committed builds)
+        if not table_exists(con, "warehouse_builds"):
+            con.execute(BUILDS_SINCE_DDL)
+            con.execute("insert into warehouse_builds_since values (now(), ?)", [table_exists(con, "fct_metric_values")])
         con.execute(BUILDS_DDL)
         con.execute("insert into warehouse_builds values (now())")
         if reference:
@@ -330,8 +338,6 @@ def _utc(epoch_us: int | None):
     """A DuckDB epoch in microseconds as an aware UTC datetime. Instants cross from DuckDB as
     epochs: its Python client converts a timestamptz through pytz, which does not know every
     zone name DuckDB's session may use (JST, IST)."""
-    import datetime as dt
-
     return None if epoch_us is None else dt.datetime.fromtimestamp(0, dt.timezone.utc) + dt.timedelta(microseconds=epoch_us)
 
 
@@ -341,8 +347,6 @@ _BARE_DATE = re.compile(r"\d{4}-?\d{2}-?\d{2}")
 def parse_moment(text: str) -> "dt.date | dt.datetime":  # noqa: F821
     """A date (2017-10-31, 20171031) or an ISO timestamp with a time (2017-10-31T18:00, with
     or without an offset); ValueError for anything else, week dates and months included."""
-    import datetime as dt
-
     text = text.strip()
     if _BARE_DATE.fullmatch(text):
         return dt.date.fromisoformat(text)
@@ -357,8 +361,6 @@ def as_of_cutoff(con, when) -> "dt.datetime":  # noqa: F821
     day (loads made on it count), a timestamp is taken as is (a load at that very instant
     counts). A date, or a timestamp without an offset, is a wall-clock time in the session's
     time zone (DuckDB's ``TimeZone``), resolved by DuckDB as it resolves ``_loaded_at``."""
-    import datetime as dt
-
     moment = when if isinstance(when, dt.date) else parse_moment(str(when))
     try:
         if isinstance(moment, dt.datetime):
@@ -372,18 +374,36 @@ def as_of_cutoff(con, when) -> "dt.datetime":  # noqa: F821
         raise CarewatchError(f"{when} is outside the dates the warehouse can answer for") from None
 
 
+# a cutoff no version was loaded before: nothing was reported yet
+NOTHING_REPORTED = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def reported_cutoff(con, cutoff):
     """What the marts held at ``cutoff``: the versions loaded before the last build committed
     by then began (``warehouse_builds``). A version loaded after it, by then or later, was not
     reported yet; one whose build rolled back (a blocking warehouse check) was never reported,
-    until a later build commits with it. Before the first recorded build (a warehouse of an
-    earlier release kept none) load time stands for report time, as it did then."""
+    until a later build commits with it. Before the first build nothing was reported
+    (:data:`NOTHING_REPORTED`), except in a warehouse of an earlier release, whose first builds
+    were not recorded (``warehouse_builds_since.earlier_builds``, or no such table): there
+    load time stands for report time, as it did then."""
     if not table_exists(con, "warehouse_builds"):
         return cutoff
     # as epoch microseconds: a timestamptz comes back in the session's zone, which Python may not know ('JST')
     (last,) = con.execute("select epoch_us(max(built_at)) from warehouse_builds where built_at < ?::timestamptz",
                           [cutoff.isoformat()]).fetchone()
-    return cutoff if last is None else _utc(last)  # (None: no build recorded by then)
+    if last is not None:
+        return _utc(last)
+    since = (con.execute("select earlier_builds from warehouse_builds_since").fetchone()
+             if table_exists(con, "warehouse_builds_since") else None)
+    return NOTHING_REPORTED if since is not None and not since[0] else cutoff
+
+
+def first_built_at(con):
+    """When the first recorded build began (aware, UTC; None when none is recorded)."""
+    if not table_exists(con, "warehouse_builds"):
+        return None
+    (first,) = con.execute("select epoch_us(min(built_at)) from warehouse_builds").fetchone()
+    return None if first is None else _utc(first)
 
 
 def first_loaded_at(con):

@@ -265,12 +265,19 @@ def test_a_failed_load_leaves_the_previous_state(built, tmp_path):
     assert built.execute("select count(*) from land_dtoc_la").fetchone()[0] == before
 
 
+def _monthly_history(con) -> None:
+    """February 2017 was first published (v1: Hackney 616 days) in April, revised (v2: 644) in
+    May; the population estimates were loaded before both; each load's run built the warehouse
+    an hour later."""
+    con.execute("update land_ons_mye set _loaded_at = '2017-01-05 10:00:00+00'")
+    con.execute("update land_dtoc_la set _loaded_at = '2017-04-13 10:00:00+00' where _period = '2017-02' and _version = 1")
+    con.execute("update land_dtoc_la set _loaded_at = '2017-05-11 10:00:00+00' where _period = '2017-02' and _version = 2")
+    con.execute("delete from warehouse_builds")
+    con.execute("insert into warehouse_builds values ('2017-01-05 11:00:00+00'), ('2017-04-13 11:00:00+00'), ('2017-05-11 11:00:00+00')")
+
+
 def test_as_of_answers_with_what_was_loaded_by_then(built):
-    # February 2017 was first published (v1: Hackney 616 days) in April, revised (v2: 644) in
-    # May; the population estimates were loaded before both
-    built.execute("update land_ons_mye set _loaded_at = '2017-01-05 10:00:00+00'")
-    built.execute("update land_dtoc_la set _loaded_at = '2017-04-13 10:00:00+00' where _period = '2017-02' and _version = 1")
-    built.execute("update land_dtoc_la set _loaded_at = '2017-05-11 10:00:00+00' where _period = '2017-02' and _version = 2")
+    _monthly_history(built)
     asked = "select numerator, value from fct_metric_values where area_code = ? and metric_id = ? and period_type = 'month' and period_start = '2017-02-01'"
     with warehouse.as_of(built, "2017-04-30") as then:
         assert then.execute(asked, [HACKNEY, DTOC]).fetchall() == [(616, pytest.approx(616 / 28 / 110_000 * 1e5))]
@@ -285,6 +292,39 @@ def test_as_of_answers_with_what_was_loaded_by_then(built):
         assert that_morning.execute(asked, [HACKNEY, DTOC]).fetchall()[0][0] == 616
     # the warehouse itself is untouched: the latest version
     assert built.execute(asked, [HACKNEY, DTOC]).fetchall() == [(644, pytest.approx(644 / 28 / 110_000 * 1e5))]
+
+
+def test_before_the_first_build_nothing_was_reported(built):
+    # the population estimates loaded on 5 January, before the warehouse was first built at
+    # 11:00: at 10:30 nothing had been reported, though a version had been loaded
+    _monthly_history(built)
+    asked = "select count(*) from fct_metric_values"
+    with warehouse.as_of(built, "2017-01-05 10:30:00+00") as then:
+        assert then.execute(asked).fetchone()[0] == 0
+    assert warehouse.reported_cutoff(built, warehouse.as_of_cutoff(built, "2017-01-05 10:30:00+00")) == warehouse.NOTHING_REPORTED
+    assert warehouse.first_built_at(built) == dt.datetime(2017, 1, 5, 11, tzinfo=dt.timezone.utc)
+    assert built.execute("select earlier_builds from warehouse_builds_since").fetchall() == [(False,)]
+
+
+def test_a_warehouse_of_an_earlier_release_answers_from_load_time_before_its_first_recorded_build(built, tmp_path):
+    # its marts were built before builds were recorded: the first recorded build says so, and
+    # before it load time stands for report time
+    _monthly_history(built)
+    built.execute("delete from warehouse_builds where built_at < '2017-05-11'")
+    built.execute("drop table warehouse_builds_since")
+    built.execute("drop table warehouse_builds")
+    warehouse.build_models(built, reference=False)  # the first build of this release (now)
+    assert built.execute("select earlier_builds from warehouse_builds_since").fetchall() == [(True,)]
+    asked = "select numerator from fct_metric_values where area_code = ? and metric_id = ? and period_type = 'month' and period_start = '2017-02-01'"
+    with warehouse.as_of(built, "2017-04-30") as then:
+        assert then.execute(asked, [HACKNEY, DTOC]).fetchall() == [(616,)]
+    # a new warehouse's first build records that no marts were there before it
+    fresh = duckdb.connect(str(tmp_path / "fresh.duckdb"))
+    _ref(fresh)
+    warehouse.build_models(fresh, reference=False)
+    assert fresh.execute("select earlier_builds from warehouse_builds_since").fetchall() == [(False,)]
+    warehouse.build_models(fresh, reference=False)
+    assert fresh.execute("select count(*) from warehouse_builds_since").fetchone()[0] == 1  # recorded once
 
 
 def test_as_of_answers_with_what_a_committed_build_read_not_with_a_rolled_back_load(built):
@@ -314,9 +354,8 @@ def test_carewatch_as_of_prints_what_was_reported(built, tmp_path):
     import subprocess
     import sys
 
-    built.execute("update land_ons_mye set _loaded_at = '2017-01-05 10:00:00+00'")
-    built.execute("update land_dtoc_la set _loaded_at = '2017-04-13 10:00:00+00' where _period = '2017-02' and _version = 1")
-    built.execute("update land_dtoc_la set _loaded_at = '2017-05-11 10:00:00+00' where _period = '2017-02' and _version = 2")
+    _monthly_history(built)
+    built.execute("update land_ascof set _loaded_at = '2017-01-05 10:00:00+00'")
     built.execute("checkpoint")
     copy = tmp_path / "copy.duckdb"
     shutil.copy(built.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()[0], copy)
@@ -327,6 +366,25 @@ def test_carewatch_as_of_prints_what_was_reported(built, tmp_path):
     header, row = out.stdout.strip().splitlines()
     record = dict(zip(header.split(","), row.split(",")))
     assert record["area_code"] == HACKNEY and float(record["numerator"]) == 616 and record["source_files"] == "sha-dtoc_la-2017-02-v1;sha-ons_mye-2016-v1"
+    assert record["period_type"] == "month" and record["period_end"] == "2017-02-28"
+
+    # a yearly metric: the financial year holding the month (ASCOF 2016-17: Hackney HWB 80 + 5 of 100 + 10)
+    ascof = [sys.executable, "-m", "carewatch.cli", "as-of", "Hackney", "2016-06", "--as-of", "2017-04-30",
+             "--metric", "reablement_still_at_home_91d_65plus"]
+    out = subprocess.run(ascof, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    header, row = out.stdout.strip().splitlines()
+    record = dict(zip(header.split(","), row.split(",")))
+    assert (record["period_type"], record["period_start"], record["period_end"]) == ("financial_year", "2016-04-01", "2017-03-31")
+    assert (float(record["numerator"]), float(record["denominator"])) == (85, 110)
+    only_months = subprocess.run([*ascof, "--period-type", "month"], env=env, capture_output=True, text=True)
+    assert only_months.returncode == 1 and only_months.stdout == ""
+
+    # before the warehouse was first built (11:00 on 5 January) nothing had been reported
+    early = subprocess.run([*ascof[:7], "2017-01-05T10:30:00+00:00", *ascof[8:]], env=env, capture_output=True, text=True)
+    assert early.returncode == 1 and early.stdout == ""
+    assert early.stderr.strip() == ("carewatch: nothing reported for Hackney in 2016-06 as of 2017-01-05T10:30:00+00:00; "
+                                    "the warehouse was first built at 2017-01-05 11:00 UTC")
 
 
 KILLED_LOADER = """
@@ -467,6 +525,8 @@ def test_carewatch_as_of_names_the_mistake(built, tmp_path, monkeypatch, capsys)
 
     built.execute("update land_ons_mye set _loaded_at = '2017-01-05 10:00:00+00'")
     built.execute("update land_dtoc_la set _loaded_at = '2017-04-13 10:00:00+00'")
+    built.execute("delete from warehouse_builds")
+    built.execute("insert into warehouse_builds values ('2017-01-05 11:00:00+00'), ('2017-04-13 11:00:00+00')")
     built.execute("checkpoint")
     copy = tmp_path / "copy.duckdb"
     shutil.copy(built.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()[0], copy)
@@ -485,9 +545,9 @@ def test_carewatch_as_of_names_the_mistake(built, tmp_path, monkeypatch, capsys)
     assert error("Hackney", "2017-2", "--as-of", "2017-04-30") == (2, "carewatch: period '2017-2' is not a month (YYYY-MM)")
     code, message = error("Hackney", "2017-02", "--as-of", "2017-04-30", "--metric", "delays")
     assert code == 2 and message.startswith("carewatch: unknown metric 'delays'; metrics: ") and DTOC in message
-    # a question from before anything was loaded says when the first load was
+    # a question from before the first build (and so before anything was reported) says when that was
     assert error("Hackney", "2017-02", "--as-of", "2016-12-31") == (
-        1, "carewatch: nothing reported for Hackney in 2017-02 as of 2016-12-31; the first version in the warehouse was loaded at 2017-01-05 10:00 UTC")
+        1, "carewatch: nothing reported for Hackney in 2017-02 as of 2016-12-31; the warehouse was first built at 2017-01-05 11:00 UTC")
     assert error("Dorset", "2019-06", "--as-of", "2019-07-31") == (2, "carewatch: area name 'Dorset' is ambiguous: give its code (E06000059, E10000009)")
     # after the first load, an empty answer does not blame the date
     assert error("Hackney", "2030-01", "--as-of", "2017-04-30") == (1, "carewatch: nothing reported for Hackney in 2030-01 as of 2017-04-30")
@@ -541,9 +601,11 @@ def test_as_of_reads_a_bare_date_in_the_warehouse_sessions_time_zone(built, tmp_
         with pytest.raises(CarewatchError, match="outside the dates"):
             cutoff("America/Los_Angeles", "9999-12-31T23:00")
 
-    # every version loaded at 23:30 UTC on 30 June 2017: 00:30 on 1 July in London
+    # every version loaded at 23:30 UTC on 30 June 2017 (00:30 on 1 July in London), and built at 23:45
     for table in ("land_ons_mye", "land_dtoc_la"):
         built.execute(f"update {table} set _loaded_at = '2017-06-30 23:30:00+00'")
+    built.execute("delete from warehouse_builds")
+    built.execute("insert into warehouse_builds values ('2017-06-30 23:45:00+00')")
     built.execute("checkpoint")
     copy = tmp_path / "tz.duckdb"
     shutil.copy(built.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()[0], copy)
@@ -565,11 +627,11 @@ def test_as_of_reads_a_bare_date_in_the_warehouse_sessions_time_zone(built, tmp_
         return out.returncode, out.stderr.strip()
 
     assert as_of_in("Europe/London") == (
-        1, "carewatch: nothing reported for Hackney in 2017-02 as of 2017-06-30; the first version in the warehouse was loaded at 2017-06-30 23:30 UTC")
+        1, "carewatch: nothing reported for Hackney in 2017-02 as of 2017-06-30; the warehouse was first built at 2017-06-30 23:45 UTC")
     assert as_of_in("UTC")[0] == 0
     # 2017-06-30 ends at 15:00 UTC there: an answer, not a time-zone error
     assert as_of_in("JST") == (
-        1, "carewatch: nothing reported for Hackney in 2017-02 as of 2017-06-30; the first version in the warehouse was loaded at 2017-06-30 23:30 UTC")
+        1, "carewatch: nothing reported for Hackney in 2017-02 as of 2017-06-30; the warehouse was first built at 2017-06-30 23:45 UTC")
 
 
 def test_a_warehouse_another_process_holds_is_busy_for_readers_and_writers(tmp_path):
