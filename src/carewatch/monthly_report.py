@@ -344,6 +344,20 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _table_ready(frame: pd.DataFrame, name_of: dict[str, str]) -> pd.DataFrame:
+    """A table as the report's tables/ folder holds it: the warehouse's DATE columns as dates
+    (pandas reads them as midnight timestamps; naive and all at midnight, unlike the warehouse's
+    instants, which carry their zone), and each area's name beside its code."""
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if pd.api.types.is_datetime64_dtype(values) and (values.dropna() == values.dropna().dt.normalize()).all():
+            out[column] = values.dt.date.astype(object).where(values.notna(), None)
+    if "area_code" in out.columns and "area_name" not in out.columns:
+        out.insert(out.columns.get_loc("area_code") + 1, "area_name", out["area_code"].map(lambda c: name_of.get(c, c)))
+    return out
+
+
 def write_report(con, out_dir: Path | None = None) -> Path:
     """Render the report for the latest ranked month; returns the path of report.html."""
     import jinja2
@@ -367,6 +381,7 @@ def write_report(con, out_dir: Path | None = None) -> Path:
         "quarantine": data["quarantined"],
     }
     for name, frame in exported.items():
+        frame = _table_ready(frame, data["name_of"])
         frame.to_parquet(tables_dir / f"{name}.parquet", index=False)
         _csv_ready(frame).to_csv(tables_dir / f"{name}.csv", index=False)
     env = jinja2.Environment(

@@ -77,3 +77,32 @@ def test_the_league_table_says_nothing_of_the_kind_when_the_same_areas_are_ranke
         analysis.run(con, export=False)
         data = monthly_report.gather(con)
     assert data["table_changes"] == {"left": [], "joined": []}
+
+
+def test_the_report_tables_keep_the_warehouse_types_and_name_each_area(tmp_path):
+    # an analyst reading tables/*.parquet gets DATE columns as dates (as in the warehouse and the
+    # data contract), the warehouse's instants with their zone, and area names beside codes
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    db = tmp_path / "w.duckdb"
+    areas = synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        monthly_report.write_report(con, tmp_path / "out")
+        warehouse_dates = con.execute("select period_start::date, period_end::date from fct_metric_values order by all").fetchall()
+    tables = tmp_path / "out" / "tables"
+    for name, columns in {"metric_values": ["period_start", "period_end"], "peer_comparison": ["period_start", "value_period_start"],
+                          "review_flags": ["period_start", "first_flagged"], "target_tracking": ["period_start", "baseline_period"],
+                          "league_table": ["period_start"]}.items():
+        schema = pq.read_schema(tables / f"{name}.parquet")
+        for column in columns:
+            assert schema.field(column).type == pa.date32(), (name, column, schema.field(column).type)
+        assert "area_name" in schema.names, name
+    values = pq.read_table(tables / "metric_values.parquet").to_pandas()
+    assert sorted(zip(values["period_start"], values["period_end"])) == warehouse_dates
+    assert set(values.loc[values["area_code"] == areas[3], "area_name"]) == {"Area 03"}
+    source_files = pq.read_schema(tables / "source_files.parquet")
+    assert source_files.field("fetched_at").type.tz is not None  # an instant stays an instant
+    csv = pd.read_csv(tables / "target_tracking.csv")
+    assert csv["period_start"].str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
