@@ -148,6 +148,17 @@ def _cmd_hes_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _did_you_mean(asked: str, names: dict[str, str]) -> str:
+    """'; did you mean ...' naming up to three areas whose name contains ``asked`` or is close
+    to it ("Hackney": "City of London and Hackney"), or nothing."""
+    import difflib
+
+    by_name = {name.lower(): f"{name} ({code})" for code, name in names.items()}
+    found = sorted(label for name, label in by_name.items() if asked.lower() in name)
+    found = found or [by_name[name] for name in difflib.get_close_matches(asked.lower(), list(by_name), n=3, cutoff=0.75)]
+    return f"; did you mean {' or '.join(found[:3])}?" if found and len(found) <= 3 else ""
+
+
 def _cmd_as_of(args: argparse.Namespace) -> int:
     import datetime as dt
 
@@ -166,7 +177,8 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
             if len(matches) > 1:
                 raise CarewatchError(f"area name {args.area!r} is ambiguous: give its code ({', '.join(matches)})")
             if not matches:
-                raise CarewatchError(f"unknown area {args.area!r}: give an HWB area code (E08000009) or name (Trafford), or England")
+                raise CarewatchError(f"unknown area {args.area!r}: give an HWB area code (E08000009) or name (Trafford), "
+                                     f"or England{_did_you_mean(args.area, {code: names.get(code, code) for code in reported})}")
             area = matches[0]
         metrics = [m for (m,) in con.execute("select metric_id from ref_metrics order by metric_id").fetchall()]
         if args.metric is not None and args.metric not in metrics:

@@ -542,6 +542,11 @@ def test_carewatch_as_of_names_the_mistake(built, tmp_path, monkeypatch, capsys)
 
     assert error("Nowhere", "2017-02", "--as-of", "2017-04-30") == (
         2, "carewatch: unknown area 'Nowhere': give an HWB area code (E08000009) or name (Trafford), or England")
+    # part of a name, or a misspelt one: the areas meant are suggested, not guessed
+    assert error("hackn", "2017-02", "--as-of", "2017-04-30") == (
+        2, "carewatch: unknown area 'hackn': give an HWB area code (E08000009) or name (Trafford), or England; "
+           f"did you mean Hackney ({HACKNEY})?")
+    assert error("Barnsly", "2017-02", "--as-of", "2017-04-30")[1].endswith(f"; did you mean Barnsley ({BARNSLEY})?")
     assert error("Hackney", "2017-2", "--as-of", "2017-04-30") == (2, "carewatch: period '2017-2' is not a month (YYYY-MM)")
     code, message = error("Hackney", "2017-02", "--as-of", "2017-04-30", "--metric", "delays")
     assert code == 2 and message.startswith("carewatch: unknown metric 'delays'; metrics: ") and DTOC in message
