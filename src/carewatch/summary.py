@@ -18,19 +18,24 @@ def _ingest_summaries() -> dict[str, dict]:
 
 
 def manifest_summary() -> list[tuple]:
-    """Per source: periods held, file versions, revised periods, bytes, last fetch (from raw_manifest).
-    Bytes are the raw store's: a version whose bytes an earlier version of the period already
-    had (a revision taken back) is one more manifest row but no more stored file."""
+    """Per source: periods held, file versions, revised periods, bytes, last fetch.
+
+    Periods, versions, bytes and the last fetch are the raw store's (``raw_manifest``): every
+    version fetched counts, a file later quarantined or that failed to parse included. Bytes
+    count each stored file once: a version whose bytes an earlier version of the period already
+    had (a revision taken back) is one more manifest row but no more stored file. Revised
+    periods are the periods with more than one version loaded into the source's landing table
+    (a version loaded after an earlier loaded one); a rejected file is no revision. None for a
+    source that does not load to the warehouse (``loads_to_warehouse: false``)."""
     db = paths.warehouse_path()
     if not db.exists():
         return []
     with warehouse.connect(read_only=True, path=db) as con:
-        return con.execute(
+        rows = con.execute(
             """
             select source,
                    count(distinct period)                          as periods,
                    count(*)                                        as versions,
-                   count(distinct period) filter (where version > 1) as revised_periods,
                    sum(bytes) filter (where first_of_file)         as bytes,
                    max(fetched_at)                                 as last_fetch
             from (select *, row_number() over (partition by source, period, sha256 order by version) = 1 as first_of_file
@@ -39,6 +44,21 @@ def manifest_summary() -> list[tuple]:
             order by source
             """
         ).fetchall()
+        return [(source, periods, versions, _revised_periods(con, source), size, last)
+                for source, periods, versions, size, last in rows]
+
+
+def _revised_periods(con, source: str) -> int | None:
+    """How many periods of ``source`` have more than one version in its landing table."""
+    catalogued = sources.catalogue().get(source)
+    if catalogued is not None and not catalogued.loads_to_warehouse:
+        return None
+    table = warehouse.land_table(source)
+    if not warehouse.table_exists(con, table):
+        return 0
+    (revised,) = con.execute(
+        f"select count(*) from (select _period from {table} group by _period having count(distinct _version) > 1)").fetchone()
+    return revised
 
 
 def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | None = None) -> None:
@@ -95,11 +115,11 @@ def print_sources(states: dict[str, str]) -> None:
     the run crashed) they would be an earlier run's, so the DAG's state is shown instead."""
     ingests = _ingest_summaries()
     print()
-    print("raw store: periods, versions, revised, MB; this run: files parsed, rows in its files, files validated")
-    print("(a file that already passed its suite is not validated again) and periods loaded")
+    print("raw store: periods, versions (every file fetched, rejected ones too), revised (periods with 2+ versions loaded), MB;")
+    print("this run: files parsed, rows in its files, files validated (not a file that already passed its suite), periods loaded")
     print(f"{'source':<16}{'periods':>8}{'versions':>9}{'revised':>8}{'MB':>8}{'parsed':>8}{'rows':>12}{'validated':>10}{'loaded':>8}")
     for source, periods, versions, revised, size, _last in manifest_summary():
-        store = f"{source:<16}{periods:>8}{versions:>9}{revised:>8}{size / 1e6:>8.1f}"
+        store = f"{source:<16}{periods:>8}{versions:>9}{'-' if revised is None else revised:>8}{size / 1e6:>8.1f}"
         state = states.get(f"ingest_{source}", "not run")
         if state != "success":
             print(f"{store}  ingest_{source} {state}: this run's counts are in its log")

@@ -10,6 +10,13 @@ def report(period: str, success: bool, severity: str = "blocking") -> validation
         "expect_column_values_to_be_between", "value", severity, "", success, None, 0 if success else 3, [])])
 
 
+def land(con, source: str, period: str, version: int, sha256: str) -> None:
+    """One row of ``period`` version ``version`` in the source's landing table: that version is loaded."""
+    con.execute(warehouse.land_ddl(source))
+    con.execute(f"insert into {warehouse.land_table(source)} (period, row_type, breakdown, category, measure, _period, _version, _sha256, _loaded_at) "
+                "values (date '2018-01-01', 'la', 'total', 'total', 'delayed_days', ?, ?, ?, now())", [period, version, sha256])
+
+
 def test_quality_block_counts_batches_and_lists_each_quarantined_file_once(carewatch_home, capsys):
     with warehouse.connect() as con:
         validation.store(con, report("2017-01", True), file_version=1, sha256="a" * 64, parsed_path=None)
@@ -114,6 +121,8 @@ def test_sources_block_does_not_show_an_earlier_runs_counts_for_a_failed_ingest(
                        values ('dtoc_la', '2018-01', 1, 'u', now(), 200, 2000000, 'a', 'p'),
                               ('dtoc_la', '2018-01', 2, 'u', now(), 200, 1000000, 'b', 'p'),
                               ('ascof', '2016-17', 1, 'u', now(), 200, 500000, 'c', 'p')""")
+        land(con, "dtoc_la", "2018-01", 1, "a")  # both versions loaded: January revised
+        land(con, "dtoc_la", "2018-01", 2, "b")
     runs = paths.home() / "runs" / "ingest"
     runs.mkdir(parents=True)
     # both files left by an earlier run; this run's dtoc_la ingest failed, so its file is stale
@@ -195,7 +204,39 @@ def test_raw_store_bytes_count_each_stored_file_once(carewatch_home):
         for version, sha, size in ((1, "a", 100), (2, "b", 150), (3, "a", 100)):
             con.execute("insert into raw_manifest values ('dtoc_la', '2017-03', ?, 'u', now(), 200, ?, ?, null, null, 'p')",
                         [version, size, sha * 64])
+            land(con, "dtoc_la", "2017-03", version, sha * 64)
         con.execute("insert into raw_manifest values ('dtoc_la', '2017-04', 1, 'u', now(), 200, 100, ?, null, null, 'p')", ["a" * 64])
     [(source, periods, versions, revised, size, _)] = summary.manifest_summary()
     # April holds the same bytes as March's first version, but in its own period's folder: stored again
     assert (source, periods, versions, revised, size) == ("dtoc_la", 2, 4, 1, 350)
+
+
+def test_a_rejected_version_is_not_counted_as_a_revision(carewatch_home, monkeypatch, capsys):
+    # January: v2 quarantined (never loaded); February: v1 failed to parse, v2 loaded; March: v1
+    # loaded, then revised by v2, loaded too. Only March was revised; six files were fetched
+    from carewatch import fetch
+
+    with warehouse.connect() as con:
+        con.execute(fetch.MANIFEST_DDL)
+        for period, version, sha, loaded in (("2018-01", 1, "a", True), ("2018-01", 2, "b", False), ("2018-02", 1, "c", False),
+                                             ("2018-02", 2, "d", True), ("2018-03", 1, "e", True), ("2018-03", 2, "f", True)):
+            con.execute("insert into raw_manifest values ('dtoc_la', ?, ?, 'u', now(), 200, 100, ?, null, null, 'p')",
+                        [period, version, sha * 64])
+            if loaded:
+                land(con, "dtoc_la", period, version, sha * 64)
+    [(source, periods, versions, revised, size, _)] = summary.manifest_summary()
+    assert (source, periods, versions, revised, size) == ("dtoc_la", 3, 6, 1, 600)
+    summary.print_sources({"ingest_dtoc_la": "failed"})
+    [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("dtoc_la")]
+    assert row.split()[:4] == ["dtoc_la", "3", "6", "1"]
+    # a source that does not load to the warehouse has no loaded versions to count: "-", not 0
+    import dataclasses
+
+    from carewatch import sources
+
+    catalogue = {**sources.catalogue(), "dtoc_la": dataclasses.replace(sources.get("dtoc_la"), loads_to_warehouse=False)}
+    monkeypatch.setattr(sources, "catalogue", lambda: catalogue)
+    assert summary.manifest_summary()[0][3] is None
+    summary.print_sources({"ingest_dtoc_la": "failed"})
+    [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("dtoc_la")]
+    assert row.split()[:4] == ["dtoc_la", "3", "6", "-"]
