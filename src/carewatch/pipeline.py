@@ -155,6 +155,78 @@ def parse_period(fetched: dict) -> dict:
     ).to_dict()
 
 
+@dataclass(frozen=True)
+class UnparsedFile:
+    """A fetched file the parser refused (its ``.failed`` marker, see :func:`parse_period`)."""
+
+    source: str
+    period: str
+    version: int  # the latest version of the period holding these bytes
+    sha256: str
+    failed_at: dt.datetime  # when the marker was written (UTC)
+    problem: str  # the ParseError's text, without the raw file's path
+    current_parser: bool  # False: refused by an earlier parser (or reading library); not parsed since
+
+
+def unparsed_files(con) -> list[UnparsedFile]:
+    """The fetched files whose parse failed and that nothing good has replaced, by source and
+    period: a file with a ``.failed`` marker (of the current parser, or of an earlier one when
+    the current parser has not parsed it since: a file outside the revision window is only
+    parsed again by a backfill) and no Parquet of the current parser, unless a later version of
+    its period is loaded (for a source that does not load to the warehouse: parsed and not
+    quarantined). ``con``: the warehouse, for ``raw_manifest`` (which version a file is) and the
+    landing tables. The run summary lists them beside the quarantined files."""
+    import re
+
+    from carewatch import sources, warehouse
+
+    root = paths.home() / "parsed"
+    if not root.is_dir() or not warehouse.table_exists(con, "raw_manifest"):
+        return []
+    found: dict[tuple[str, str, str], list[Path]] = {}  # one file's markers, one per parser that refused it
+    for marker in root.glob("*/*/*.failed"):
+        source, period, sha256 = marker.parent.parent.name, marker.parent.name, marker.name.split("-", 1)[0]
+        if source in sources.catalogue():  # (a source no longer catalogued: nothing runs it)
+            found.setdefault((source, period, sha256), []).append(marker)
+    out = []
+    for (source, period, sha256), candidates in sorted(found.items()):
+        parsed = paths.parsed_path(source, period, sha256)
+        current = parsed.with_suffix(".failed")
+        marker = current if current in candidates else max(candidates, key=lambda m: m.stat().st_mtime)
+        if parsed.exists():  # parsed since (a parser fix)
+            continue
+        versions = dict(con.execute("select sha256, max(version) from raw_manifest where source = ? and period = ? group by sha256",
+                                    [source, period]).fetchall())
+        if sha256 not in versions:  # not a file the manifest knows (a store copied without its warehouse)
+            continue
+        version = versions[sha256]
+        if _good_later_version(con, source, period, version, versions):
+            continue
+        text = marker.read_text().strip().splitlines()[0] if marker.stat().st_size else ""
+        out.append(UnparsedFile(
+            source=source, period=period, version=int(version), sha256=sha256,
+            failed_at=dt.datetime.fromtimestamp(marker.stat().st_mtime, dt.timezone.utc),
+            problem=re.sub(r"^.*?: cannot parse as ", "", text), current_parser=marker == current))
+    return out
+
+
+def _good_later_version(con, source: str, period: str, version: int, versions: dict[str, int]) -> bool:
+    """Whether a version of ``period`` later than ``version`` is loaded (a source that does not
+    load: parsed by the current parser and not quarantined)."""
+    from carewatch import sources, warehouse
+
+    if sources.get(source).loads_to_warehouse:
+        table = warehouse.land_table(source)
+        return warehouse.table_exists(con, table) and con.execute(
+            f"select count(*) from {table} where _period = ? and _version > ?", [period, version]).fetchone()[0] > 0
+    quarantined = set()
+    if warehouse.table_exists(con, "quarantine"):
+        quarantined = {sha for (sha,) in con.execute("select sha256 from quarantine where source = ? and period = ?",
+                                                     [source, period]).fetchall()}
+    return any(later > version and sha not in quarantined and paths.parsed_path(source, period, sha).exists()
+               for sha, later in versions.items())
+
+
 def _write_parquet_atomically(frame, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".parquet.tmp")

@@ -199,30 +199,39 @@ def print_results() -> None:
 
 
 def print_quality() -> None:
-    """Validation results of the warehouse: batches checked, warnings, quarantined."""
+    """Validation results of the warehouse (batches checked, warnings, blocking failures), then
+    every outstanding bad file, whichever run met it: each file in quarantine, and each file
+    the parser refused that no good later version of its period has replaced
+    (:func:`carewatch.pipeline.unparsed_files`). Later runs skip such files without failing
+    or emailing again, so this list is where they stay in sight."""
     if not paths.warehouse_path().exists():
         return
-    with warehouse.connect(read_only=True) as con:
-        tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
-        if "validation_results" not in tables:
-            return
-        rows = con.execute(
-            """
-            select source, count(distinct period || sha256) as batches, count(*) as checks,
-                   count(*) filter (where not success and severity = 'warning') as warnings,
-                   count(*) filter (where not success and severity = 'blocking') as blocking
-            from validation_results group by source order by source
-            """
-        ).fetchall()
-        from carewatch import validation
+    from carewatch import pipeline, validation
 
+    rows = []
+    with warehouse.connect(read_only=True) as con:
+        if warehouse.table_exists(con, "validation_results"):
+            rows = con.execute(
+                """
+                select source, count(distinct period || sha256) as batches, count(*) as checks,
+                       count(*) filter (where not success and severity = 'warning') as warnings,
+                       count(*) filter (where not success and severity = 'blocking') as blocking
+                from validation_results group by source order by source
+                """
+            ).fetchall()
         quarantined = validation.quarantined(con)
+        unparsed = pipeline.unparsed_files(con)
+    if not rows and quarantined.empty and not unparsed:
+        return
     print()
-    print(f"{'data quality (every run so far)':<32}{'batches':>8}{'checks':>8}{'warnings':>9}{'blocking':>9}")
+    if rows:
+        print(f"{'data quality (every run so far)':<32}{'batches':>8}{'checks':>8}{'warnings':>9}{'blocking':>9}")
     for source, batches, checks, warnings, blocking in rows:
         print(f"{source:<32}{batches:>8}{checks:>8}{warnings:>9}{blocking:>9}")
     for q in quarantined.itertuples():
         times = f", failed {q.attempts} validations since {q.quarantined_at:%Y-%m-%d}" if q.attempts > 1 else ""
         later = f" (v{q.superseded_by} loaded since)" if not pd.isna(q.superseded_by) else ""
         print(f"  QUARANTINED {q.source} {q.period} v{q.file_version}{later}{times}: {q.blocking_failures[:150]}")
-
+    for u in unparsed:
+        parser = "" if u.current_parser else " (by an earlier parser; not parsed since)"
+        print(f"  PARSE FAILED {u.source} {u.period} v{u.version}{parser}, since {u.failed_at:%Y-%m-%d}: {u.problem[:150]}")

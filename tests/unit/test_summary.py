@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from carewatch import summary, validation, warehouse
 
 
@@ -30,6 +32,62 @@ def test_quality_block_counts_batches_and_lists_each_quarantined_file_once(carew
     assert quarantined.startswith("  QUARANTINED dtoc_la 2017-03 v2, failed 3 validations since ")
     assert "expect_column_values_to_be_between [value]" in quarantined
     assert "loaded since" not in quarantined  # no later version of March is loaded
+
+
+def test_quality_block_lists_every_file_the_parser_refused_that_nothing_good_replaced(carewatch_home, capsys):
+    # A later run skips a file that failed to parse (AlreadyUnparseable) and one still
+    # quarantined, without failing: the summary is where both stay in sight, run after run
+    from carewatch import fetch, paths
+
+    files = {("2018-01", 1): "a", ("2018-01", 2): "b", ("2018-02", 1): "c", ("2018-02", 2): "d",
+             ("2018-03", 1): "e", ("2018-04", 1): "f", ("2018-05", 1): "g"}
+    with warehouse.connect() as con:
+        con.execute(fetch.MANIFEST_DDL)
+        for (period, version), sha in files.items():
+            con.execute("insert into raw_manifest values ('dtoc_la', ?, ?, 'u', now(), 200, 100, ?, null, null, 'p')",
+                        [period, version, sha * 64])
+        land(con, "dtoc_la", "2018-01", 1, "a" * 64)
+        land(con, "dtoc_la", "2018-02", 2, "d" * 64)  # February's refused v1 is replaced by a good v2
+        validation.store(con, report("2018-05", False), file_version=1, sha256="g" * 64, parsed_path=None)
+
+    def refused(period: str, sha: str, earlier_parser: bool = False) -> None:
+        marker = paths.parsed_path("dtoc_la", period, sha * 64).with_suffix(".failed")
+        if earlier_parser:  # a fingerprint that is not the parser's now
+            marker = marker.with_name(f"{sha * 64}-000000000000.failed")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"/var/raw/dtoc_la/{period}/{sha * 64}.xls: cannot parse as dtoc_la: no sheet 'LA - Type B'\n")
+
+    refused("2018-01", "b")  # January's revision refused: the loaded v1 stays, v2 is outstanding
+    refused("2018-02", "c")
+    refused("2018-03", "e", earlier_parser=True)  # never parsed by today's parser (outside the revision window)
+    refused("2018-04", "f", earlier_parser=True)  # parsed by today's parser since (a parser fix)
+    parsed = paths.parsed_path("dtoc_la", "2018-04", "f" * 64)
+    parsed.write_bytes(b"")
+    summary.print_quality()
+    today = dt.datetime.now(dt.timezone.utc).date()
+    out = capsys.readouterr().out.splitlines()
+    [quarantined] = [line for line in out if "QUARANTINED" in line]
+    assert quarantined.startswith("  QUARANTINED dtoc_la 2018-05 v1: ")
+    failed = [line for line in out if "PARSE FAILED" in line]
+    assert [line.split(":", 1)[0] for line in failed] == [
+        f"  PARSE FAILED dtoc_la 2018-01 v2, since {today}",
+        f"  PARSE FAILED dtoc_la 2018-03 v1 (by an earlier parser; not parsed since), since {today}"]
+    assert failed[0].endswith(": dtoc_la: no sheet 'LA - Type B'")  # the problem, not the long raw path
+
+
+def test_quality_block_lists_a_refused_file_before_anything_was_validated(carewatch_home, capsys):
+    # the first run's only file failed to parse: no validation results yet, still listed
+    from carewatch import fetch, paths
+
+    with warehouse.connect() as con:
+        con.execute(fetch.MANIFEST_DDL)
+        con.execute("insert into raw_manifest values ('dtoc_la', '2018-01', 1, 'u', now(), 200, 100, ?, null, null, 'p')", ["a" * 64])
+    marker = paths.parsed_path("dtoc_la", "2018-01", "a" * 64).with_suffix(".failed")
+    marker.parent.mkdir(parents=True)
+    marker.write_text("x.xls: cannot parse as dtoc_la: empty file\n")
+    summary.print_quality()
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if line.strip()] == [f"  PARSE FAILED dtoc_la 2018-01 v1, since {dt.datetime.now(dt.timezone.utc):%Y-%m-%d}: dtoc_la: empty file"]
 
 
 def test_six_metrics_block_shows_the_values_the_league_table_ranks(carewatch_home, monkeypatch, capsys):
