@@ -145,6 +145,13 @@ class AlreadyUnparseable(CarewatchError):
                          f"not loaded; {marker}): {message}")
 
 
+class SuiteError(CarewatchError, ValueError):
+    """An expectation suite (``expectations/<name>.json``) that cannot be used as written: not
+    JSON, an expectation GX does not know or refuses (a misspelt or missing argument, a value
+    out of its domain), a run-time value or a derivation that does not exist. Names the suite
+    file, the expectation and what is wrong, on one line; nothing is validated with it."""
+
+
 class NotEnoughHistory(CarewatchError):
     """The warehouse does not yet hold the periods a step needs (e.g. 12 complete months to rank)."""
 

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from carewatch import paths, warehouse
-from carewatch.errors import CarewatchError, MissingProjectFile
+from carewatch.errors import CarewatchError, MissingProjectFile, SuiteError
 
 
 @dataclass
@@ -106,7 +106,106 @@ def require_suite(source: str) -> Path:
 
 
 def load_suite(source: str) -> dict:
-    return json.loads(require_suite(source).read_text())
+    """The suite's JSON; SuiteError (one line, naming the file) when it is not a suite."""
+    path = require_suite(source)
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as err:
+        raise SuiteError(f"{path}: not valid JSON: {err}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("expectations"), list):
+        raise SuiteError(f"{path}: not an expectation suite (a JSON object with a name and a list of expectations)")
+    return data
+
+
+def _expectation_name(number: int, expectation) -> str:
+    """How an error names an expectation: its place in the suite, its type and column."""
+    if not isinstance(expectation, dict):
+        return f"expectation {number}"
+    kwargs = expectation.get("kwargs") if isinstance(expectation.get("kwargs"), dict) else {}
+    column = f" [{kwargs['column']}]" if isinstance(kwargs.get("column"), str) else ""
+    return f"expectation {number} ({expectation.get('type', 'no type')}{column})"
+
+
+def _gx_message(err: Exception) -> str:
+    """GX's complaint on one line (a pydantic error lists each field on lines of its own)."""
+    errors = getattr(err, "errors", None)
+    if callable(errors):
+        try:
+            return "; ".join(f"{'.'.join(str(part) for part in e['loc'] if part != '__root__') or 'arguments'}: {e['msg']}"
+                             for e in errors())
+        except (TypeError, KeyError):
+            pass
+    return " ".join(str(getattr(err, "message", None) or err).split()) or type(err).__name__
+
+
+def gx_expectations(suite_file: Path, expectations: list) -> list:
+    """Each expectation of a suite as a GX expectation, or SuiteError naming the suite file,
+    the expectation and GX's message. (GX's own ``ExpectationSuite`` only logs an unknown
+    expectation type and leaves the expectation out: the suite would run without it.)"""
+    from great_expectations.exceptions import ExpectationNotFoundError, GreatExpectationsError
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    built = []
+    for number, expectation in enumerate(expectations, start=1):
+        try:
+            built.append(ExpectationConfiguration(**expectation).to_domain_obj())
+        except (GreatExpectationsError, ValueError, TypeError) as err:  # (pydantic's ValidationError is a ValueError)
+            problem = f"not an expectation GX knows ({_gx_message(err)})" if isinstance(err, ExpectationNotFoundError) else _gx_message(err)
+            raise SuiteError(f"{suite_file}: {_expectation_name(number, expectation)}: {problem}") from None
+    return built
+
+
+def _as_suite_parameters(value):
+    """Run-time values (``"$name"``) as GX suite parameters, for checking a suite without a batch."""
+    if isinstance(value, str) and value.startswith("$"):
+        return {"$PARAMETER": value[1:]}
+    if isinstance(value, dict):
+        return {k: _as_suite_parameters(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_suite_parameters(v) for v in value]
+    return value
+
+
+# every run-time value a suite may name (:func:`_runtime_values`; some only with a period, or a monthly one)
+RUNTIME_VALUES = ("$council_codes", "$hwb_codes", "$period", "$council_codes_in_force", "$council_count",
+                  "$council_count_and_england", "$hwb_count", "$period_start", "$months_from_first")
+
+
+def _names(value) -> set[str]:
+    """The run-time values (``"$name"``) a suite's kwargs name."""
+    if isinstance(value, str):
+        return {value} if value.startswith("$") else set()
+    if isinstance(value, dict):
+        return set().union(*(_names(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_names(v) for v in value))
+    return set()
+
+
+def check_suite(name: str) -> int:
+    """Check that suite ``name`` builds in GX (each run-time value standing in as a suite
+    parameter), names only run-time values and derivations that exist, writing nothing;
+    returns how many expectations it has, or raises SuiteError. Validating checks the same
+    with the values filled in."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    data = load_suite(name)
+    suite_file = require_suite(name)
+    _check_derivations(suite_file, data.get("meta", {}))
+    for number, e in enumerate(data["expectations"], start=1):
+        unknown = sorted(_names(e.get("kwargs")) - set(RUNTIME_VALUES)) if isinstance(e, dict) else []
+        if unknown:
+            raise SuiteError(f"{suite_file}: {_expectation_name(number, e)}: no run-time value {', '.join(unknown)} "
+                             f"(known: {', '.join(RUNTIME_VALUES)})")
+    return len(gx_expectations(require_suite(name), [{**e, "kwargs": _as_suite_parameters(e.get("kwargs"))} if isinstance(e, dict) else e
+                                      for e in data["expectations"]]))
+
+
+def _check_derivations(suite_file: Path, meta: dict) -> None:
+    for number, spec in enumerate(meta.get("derive", []), start=1):
+        if not isinstance(spec, dict) or spec.get("derivation") not in DERIVATIONS:
+            what = spec.get("derivation") if isinstance(spec, dict) else spec
+            raise SuiteError(f"{suite_file}: meta.derive {number}: unknown derivation "
+                             f"{what!r}; known: {', '.join(DERIVATIONS)}")
 
 
 def _period_value(period: str):
@@ -335,7 +434,8 @@ def _parsed_history(con, source: str, first: str, before: str, held: dict[str, i
 def _fill(value, runtime: dict):
     if isinstance(value, str) and value.startswith("$"):
         if value not in runtime:
-            raise ValueError(f"suite needs {value} at run time (for $period, pass the period requested)")
+            raise ValueError(f"no run-time value {value} here (known: {', '.join(sorted(runtime))}; $period and the values "
+                             f"that depend on it need the period requested)")
         return runtime[value]
     if isinstance(value, dict):
         return {k: _fill(v, runtime) for k, v in value.items()}
@@ -400,6 +500,7 @@ class PreparedBatch:
     expectations: list[dict]
     meta: dict
     key: str
+    suite_file: Path | None = None  # expectations/<name>.json, which error messages name
 
 
 def prepare(source: str, frame: pd.DataFrame, *, period: str | None, history=None, suite: str | None = None) -> PreparedBatch:
@@ -408,13 +509,20 @@ def prepare(source: str, frame: pd.DataFrame, *, period: str | None, history=Non
     from importlib.metadata import version
 
     data = load_suite(suite or source)
+    suite_file = require_suite(suite or source)
     meta = data.get("meta", {})
+    _check_derivations(suite_file, meta)
     frame = _with_iso_dates(_derive(frame, meta.get("derive", []), history))
     runtime = _runtime_values(period, source, meta.get("geography_as_of", "period_start"))
     derived = [spec["name"] for spec in meta.get("derive", [])]
-    expectations = [{**e, "kwargs": _with_derived(e["type"], _fill(e["kwargs"], runtime), derived),
-                     **({"meta": _filled_description(e["meta"], runtime)} if "meta" in e else {})}
-                    for e in data["expectations"]]
+    expectations = []
+    for number, e in enumerate(data["expectations"], start=1):
+        try:
+            expectations.append({**e, "kwargs": _with_derived(e["type"], _fill(e["kwargs"], runtime), derived),
+                                 **({"meta": _filled_description(e["meta"], runtime)} if "meta" in e else {})})
+        except (KeyError, TypeError, ValueError) as err:  # no type or kwargs, or a run-time value that does not exist
+            what = f"no {err.args[0]!r}" if isinstance(err, KeyError) else _gx_message(err)
+            raise SuiteError(f"{suite_file}: {_expectation_name(number, e)}: {what}") from None
     # what only changes how results read (descriptions, row labels) is left out of the key: a
     # wording change must not validate every file again and re-send its warnings
     judged = [{**e, "meta": _judged(e["meta"])} if "meta" in e else e for e in expectations]
@@ -428,7 +536,7 @@ def prepare(source: str, frame: pd.DataFrame, *, period: str | None, history=Non
     # writing the frame out as CSV, which every reused validation paid)
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return PreparedBatch(source=source, suite=data["name"], period=period, frame=frame, expectations=expectations, meta=meta,
-                         key=digest.hexdigest())
+                         key=digest.hexdigest(), suite_file=suite_file)
 
 
 def validate(
@@ -458,7 +566,7 @@ def run(batch: PreparedBatch, *, data_docs: bool = False, run_name: str | None =
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
-    gx_suite = gx.ExpectationSuite(name=batch.suite, expectations=batch.expectations, meta=batch.meta)
+    gx_suite = gx.ExpectationSuite(name=batch.suite, expectations=gx_expectations(batch.suite_file or paths.expectations_dir() / f"{batch.suite}.json", batch.expectations), meta=batch.meta)
     docs_url = None
     # which rows failed, not only their values: the suite's row_label columns go with each example
     label = _row_label(batch.meta, batch.frame)

@@ -255,3 +255,56 @@ def test_a_pair_or_compound_failure_is_shown_with_its_row_and_plain_values(good)
     first = good["dtoc_provider"].iloc[0]  # the duplicated row: its label, then the key column the label leaves out
     label = " / ".join(str(first[c]) for c in ("provider_code", "la_name", "care_type", "reason", "agency"))
     assert duplicate.unexpected_examples == [f"{label}: la_code {first['la_code']}"] * 2
+
+
+def test_every_committed_suite_builds_in_gx_with_every_expectation():
+    # GX's ExpectationSuite only logs an expectation type it does not know and leaves it out:
+    # every expectation of every suite must build, or the suite would run without it
+    import json
+
+    for suite_file in sorted(paths.expectations_dir().glob("*.json")):
+        written = len(json.loads(suite_file.read_text())["expectations"])
+        assert validation.check_suite(suite_file.stem) == written, suite_file.name
+
+
+def test_the_run_time_values_a_suite_may_name_are_those_validation_fills_in():
+    # a monthly source with a period gets every one
+    assert set(validation._runtime_values("2018-03", "dtoc_provider")) == set(validation.RUNTIME_VALUES)
+
+
+BROKEN = {  # an authoring mistake, the expectation as written, and what GX says of it
+    "one-column compound key": ({"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["geo_code"]}},
+                                "(expect_compound_columns_to_be_unique): column_list: column_list must contain at least two columns."),
+    "unknown type": ({"type": "expect_column_values_to_be_betwen", "kwargs": {"column": "value", "min_value": 0}},
+                     "(expect_column_values_to_be_betwen [value]): not an expectation GX knows"),
+    "misspelt argument": ({"type": "expect_column_values_to_be_between", "kwargs": {"column": "value", "min_valu": 0, "max_value": 9}},
+                          "(expect_column_values_to_be_between [value]): min_valu: extra fields not permitted"),
+    "unknown run-time value": ({"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "year", "value_set": "$perod"}},
+                               "(expect_column_values_to_be_in_set [year]): no run-time value $perod"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_broken_expectation_is_one_line_naming_the_suite_and_the_expectation(case, carewatch_home, tmp_path, monkeypatch, capsys):
+    import json
+    import shutil
+
+    from carewatch import cli
+    from carewatch.errors import SuiteError
+
+    suites = tmp_path / "expectations"
+    shutil.copytree(paths.expectations_dir(), suites)
+    suite = json.loads((suites / "ascof.json").read_text())
+    suite["expectations"].append(BROKEN[case][0])
+    (suites / "ascof.json").write_text(json.dumps(suite))
+    monkeypatch.setattr(paths, "expectations_dir", lambda: suites)
+    where = f"{suites / 'ascof.json'}: expectation {len(suite['expectations'])} {BROKEN[case][1]}"
+    with pytest.raises(SuiteError) as checked:
+        validation.check_suite("ascof")
+    assert str(checked.value).startswith(where)
+    # `carewatch validate` on a good file: the one line, exit 2, no traceback and no results
+    sample = next((paths.samples_dir() / "ascof").glob("2017-18.*"))
+    assert cli.main(["validate", "ascof", str(sample), "--period", "2017-18"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith(f"carewatch: {where}")
