@@ -186,3 +186,22 @@ def test_the_embedded_run_ingests_every_catalogue_source_once():
 
     order = runner.ingest_order()
     assert sorted(order) == sorted(sources.catalogue()) and order[:2] == ["ons_mye", "ascof"]
+
+
+def test_the_catalogue_comments_explain_every_key_an_entry_is_read_for():
+    # the comments at the top of config/sources.yaml are what README "How to add a source" sends a
+    # newcomer to: every key carewatch.sources reads from an entry (and its urls) is explained there
+    import re
+
+    header = []
+    for line in (paths.config_dir() / "sources.yaml").read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    explained = " ".join(header)
+    code = (paths.PROJECT_ROOT / "src" / "carewatch" / "sources.py").read_text()
+    read = set(re.findall(r'entry(?:\["(\w+)"\]|\.get\("(\w+)")', code))
+    read = {a or b for a, b in read} | {k for k in re.findall(r'(?:urls|env_urls\(env\))(?:\["|\.get\(")(\w+)"', code)}
+    assert {"schedule", "max_bytes", "content_types", "parser", "loads_to_warehouse", "first_period", "last_period",
+            "title", "publisher", "cadence", "allowed_hosts", "index_page", "link_text"} <= read  # the pattern finds them
+    assert [key for key in sorted(read) if not re.search(rf"\b{key}\b", explained)] == []
