@@ -10,7 +10,9 @@ Four kinds, one format (an HTML body a person can act on, a subject that sorts i
 - **overdue**: a publication has not arrived ``grace_days`` after it was due.
 - **gone**: a period already held answers HTTP 404 (the file moved or was withdrawn): the
   held version stays loaded, its revisions can no longer be checked.
-- **task failure**: any other task failure, with the error and the log link.
+- **task failure**: any other task failure, with the error and the log link; for a file the
+  parser refused, the ``carewatch parse`` command that reproduces it on the raw file, and that
+  the version of the period already held (if any) stays in the warehouse.
 
 :func:`on_task_failure` is the ``on_failure_callback`` of every task (``dagkit.default_args``);
 it never raises, so a mail outage cannot hide the task's own error. An alert the mail server
@@ -196,7 +198,10 @@ def failure_alert(*, dag_id: str, task_id: str, error: BaseException | str, task
             subject = _subject(f"FAILED {named.source} {named.period} {step}: {named.problem.splitlines()[0][:120]}")
         else:
             subject = _subject(f"FAILED {what}: {text.splitlines()[0][:120] if text else type(error).__name__}")
-        advice = "Read the task log (link below) and the DAG's documentation in the Airflow UI (what to do when it fails), fix, then clear the task."
+        if isinstance(named, ParseError):
+            advice = _parse_advice(named)
+        else:
+            advice = "Read the task log (link below) and the DAG's documentation in the Airflow UI (what to do when it fails), fix, then clear the task."
     when = f" (logical date {logical_date})" if logical_date else ""
     if at_once:
         how = " without retries: trying again would fail the same way"
@@ -211,6 +216,20 @@ def failure_alert(*, dag_id: str, task_id: str, error: BaseException | str, task
 {_link("Task in the Airflow UI", task_url)}
 """
     return Alert(subject, body)
+
+
+def _parse_advice(error) -> str:
+    """What a parse failure did to the data, and the command that reproduces it (as
+    :func:`_guidance` gives for a quarantined file)."""
+    source, period = html.escape(error.source), error.period
+    held = f"{source} {html.escape(period)}" if period else source
+    command = f"carewatch parse {source} {html.escape(error.file)}" + (f" --period {html.escape(period)}" if period else "")
+    return (f"The file could not be parsed, so nothing of it was loaded: the version of {held} already in the "
+            f"warehouse, if any, stays there and the reports go on using it.</p>\n"
+            f"<p>Reproduce it: <code>{command}</code>.\nIf the publication is malformed, wait for its revision; if the "
+            f"parser is wrong, fix it in review (a changed parser parses the file again), then clear the task. Later "
+            f"runs skip this file without another email, and the run summary lists it (PARSE FAILED) until a later "
+            f"version of the period loads.")
 
 
 def send(alert: Alert) -> list[str]:

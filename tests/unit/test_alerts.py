@@ -329,3 +329,15 @@ def test_a_blocking_failure_with_a_warning_beside_it_is_emailed_as_blocking(mail
     [message] = mailcatcher.messages(mailbox)
     assert subject(message) == "[carewatch] BLOCKING dtoc_la 2016-06: 2 expectations failed"
     assert "quarantined" in mailcatcher.body_text(message)
+
+
+def test_a_parse_failure_gives_the_command_with_the_raw_file_and_says_the_held_version_stays(mailbox):
+    from carewatch.errors import ParseError
+
+    raw = "/opt/carewatch/var/raw/ascof/2016-17/" + "7e" * 32 + ".csv"
+    unparsed = ParseError("ascof", raw, "missing column(s) measure_type", period="2016-17")
+    alerts.send(alerts.failure_alert(dag_id="ingest_ascof", task_id="one_period.parse", error=unparsed, map_index=2, attempts=1))
+    body = " ".join(mailcatcher.body_text(mailcatcher.messages(mailbox)[0]).split())
+    assert f"<code>carewatch parse ascof {raw} --period 2016-17</code>" in body
+    assert "nothing of it was loaded: the version of ascof 2016-17 already in the warehouse, if any, stays there" in body
+    assert "Read the task log" not in body  # the plain failure's advice is for errors that name no file
