@@ -1,21 +1,20 @@
 """The metrics DAG: rebuild the warehouse marts once every monthly ingest has landed.
 
-Scheduled on the Assets the ingest DAGs publish; the work lives in :mod:`carewatch.pipeline`.
+Scheduled on the Assets the ingest DAGs of the sources that feed the metrics publish
+(``feeds_metrics: true`` in ``config/sources.yaml``); the work lives in :mod:`carewatch.pipeline`.
 """
 
 from __future__ import annotations
 
-from carewatch import dagkit
+from carewatch import dagkit, sources
 from airflow.sdk import Asset, dag, task
-
-METRIC_SOURCES = ["ons_mye", "ascof", "dtoc_la", "dtoc_national", "hes_aggregate"]
 
 
 @dag(
     dag_id="metrics",
     description="Warehouse models, rankings, targets and review flags from the landed publications",
     doc_md=dagkit.metrics_doc(),
-    schedule=[Asset(dagkit.parsed_asset_uri(source)) for source in METRIC_SOURCES],
+    schedule=[Asset(dagkit.parsed_asset_uri(source)) for source in sources.metric_sources()],
     start_date=dagkit.START_DATE,
     catchup=False,
     max_active_runs=1,

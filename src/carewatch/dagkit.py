@@ -47,7 +47,8 @@ def metrics_doc() -> str:
     return """\
 ### Metrics
 
-Runs when every monthly ingest DAG has finished its run (Airflow Assets
+Runs when the ingest DAG of every source marked `feeds_metrics: true` in
+`config/sources.yaml` has finished its run (Airflow Assets
 `carewatch://landed/<source>`, published once every period is done, failed ones included:
 a failed period loaded nothing and was emailed), or by hand: after a failed period is fixed
 and its task cleared, trigger this DAG to rebuild with it.

@@ -22,9 +22,10 @@ from pathlib import Path
 
 from carewatch import paths
 
-# The order DAGs run in locally: populations and annual sources first, then monthly ones.
-# The embedded run ingests these first, in this order (populations and ASCOF before DTOC); any
-# other source of the catalogue follows, so a new source runs without a change here.
+# The order the embedded run ingests in: a preference for a readable log (populations and
+# ASCOF before DTOC), not a dependency: each ingest DAG lands its own source, and only the
+# metrics DAG, run last, reads across sources. Any other source of the catalogue follows by
+# name, so a new source runs without a change here.
 INGEST_ORDER = ["ons_mye", "ascof", "dtoc_la", "dtoc_national", "dtoc_provider", "hes_aggregate"]
 
 

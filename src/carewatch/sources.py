@@ -40,6 +40,7 @@ class Source:
     timeout_seconds: dict = field(default_factory=dict)
     retry: dict = field(default_factory=dict)
     grace_days: int = 14
+    feeds_metrics: bool = False
 
     def env_urls(self, env: str | None = None) -> dict:
         env = env or environment()
@@ -85,12 +86,19 @@ def _load(config_dir: str) -> tuple[dict, dict[str, Source]]:
             timeout_seconds=entry.get("timeout_seconds", defaults.get("timeout_seconds", {})),
             retry=entry.get("retry", defaults.get("retry", {})),
             grace_days=int(entry.get("grace_days", defaults.get("grace_days", 14))),
+            feeds_metrics=bool(entry.get("feeds_metrics", False)),
         )
     return data, out
 
 
 def catalogue() -> dict[str, Source]:
     return _load(str(paths.config_dir()))[1]
+
+
+def metric_sources() -> list[str]:
+    """The sources whose landed Assets the metrics DAG waits for (``feeds_metrics: true``), in
+    catalogue order."""
+    return [name for name, src in catalogue().items() if src.feeds_metrics]
 
 
 def get(name: str) -> Source:

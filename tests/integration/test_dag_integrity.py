@@ -32,6 +32,31 @@ def test_one_ingest_dag_per_catalogued_source(dagbag):
     assert expected <= set(dagbag.dag_ids)
 
 
+def _waits_for(dag) -> set[str]:
+    return {asset.uri for asset in dag.timetable.asset_condition.objects}
+
+
+def test_the_metrics_dag_waits_for_the_sources_the_catalogue_says_feed_it(dagbag, tmp_path, monkeypatch):
+    import shutil
+
+    import yaml
+    from airflow.dag_processing.dagbag import DagBag
+
+    from carewatch import dagkit
+
+    shipped = {dagkit.parsed_asset_uri(name) for name in ("ons_mye", "ascof", "dtoc_la", "dtoc_national", "hes_aggregate")}
+    assert _waits_for(dagbag.dags["metrics"]) == shipped  # not dtoc_provider: no metric reads it
+    # marking a source in (a copy of) the catalogue is all it takes
+    config = tmp_path / "config"
+    shutil.copytree(paths.config_dir(), config)
+    catalogue = yaml.safe_load((config / "sources.yaml").read_text())
+    catalogue["sources"]["dtoc_provider"]["feeds_metrics"] = True
+    (config / "sources.yaml").write_text(yaml.safe_dump(catalogue, sort_keys=False))
+    monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
+    metrics = DagBag(dag_folder=str(DAGS_DIR / "metrics.py")).dags["metrics"]
+    assert _waits_for(metrics) == shipped | {dagkit.parsed_asset_uri("dtoc_provider")}
+
+
 def test_every_dag_is_documented_tagged_owned_and_retried(dagbag):
     for dag_id, dag in dagbag.dags.items():
         assert dag.doc_md and "When it fails" in dag.doc_md, dag_id

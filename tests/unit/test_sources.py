@@ -205,3 +205,21 @@ def test_the_catalogue_comments_explain_every_key_an_entry_is_read_for():
     assert {"schedule", "max_bytes", "content_types", "parser", "loads_to_warehouse", "first_period", "last_period",
             "title", "publisher", "cadence", "allowed_hosts", "index_page", "link_text"} <= read  # the pattern finds them
     assert [key for key in sorted(read) if not re.search(rf"\b{key}\b", explained)] == []
+
+
+def test_the_metrics_wait_for_the_sources_the_catalogue_marks_as_feeding_them(tmp_path, monkeypatch):
+    import shutil
+
+    import yaml
+
+    # the shipped catalogue: every source a metric reads; not dtoc_provider, landed for analysts
+    assert sorted(sources.metric_sources()) == ["ascof", "dtoc_la", "dtoc_national", "hes_aggregate", "ons_mye"]
+    config = tmp_path / "config"
+    shutil.copytree(paths.config_dir(), config)
+    catalogue = yaml.safe_load((config / "sources.yaml").read_text())
+    catalogue["sources"]["dtoc_provider"]["feeds_metrics"] = True
+    catalogue["sources"]["nhs_beds"] = {k: v for k, v in catalogue["sources"]["dtoc_national"].items() if k != "feeds_metrics"}
+    (config / "sources.yaml").write_text(yaml.safe_dump(catalogue, sort_keys=False))
+    monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
+    # a source says so in its entry; one that does not say (nhs_beds) does not feed them
+    assert sorted(sources.metric_sources()) == ["ascof", "dtoc_la", "dtoc_national", "dtoc_provider", "hes_aggregate", "ons_mye"]
