@@ -277,3 +277,39 @@ def test_rank_change_is_against_the_previous_month_of_the_same_table():
     assert march.loc[["A", "B"], "rank_change"].tolist() == [-1, 1]
     february = overall[overall["period_start"] == pd.Timestamp("2018-02-01")]
     assert february["rank_change"].isna().all()  # nothing before it
+
+
+def test_the_methodology_in_force_is_the_one_config_names(tmp_path, monkeypatch):
+    """A second methodology file beside the first is used once config/methodology/in_force.yaml
+    names it: by the analysis (every ranking row records it) and by the report's weights."""
+    import shutil
+
+    import duckdb
+    import yaml
+
+    from carewatch import analysis, monthly_report, paths
+    from tests import synthetic_warehouse
+
+    assert ranking.in_force() == "dashboard-2018" and ranking.load_methodology().name == "dashboard-2018-default"
+    config = tmp_path / "config"
+    shutil.copytree(paths.config_dir(), config)
+    method = yaml.safe_load((config / "methodology" / "dashboard-2018.yaml").read_text())
+    method.update(name="dashboard-2019", version=1)
+    for metric in method["metrics"]:
+        metric["weight"] = 2 if metric["id"] == "weekend_discharge_share" else 1
+    (config / "methodology" / "dashboard-2019.yaml").write_text(yaml.safe_dump(method, sort_keys=False))
+    monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
+    assert ranking.load_methodology().name == "dashboard-2018-default"  # a file beside it alone changes nothing
+    (config / "methodology" / "in_force.yaml").write_text("methodology: dashboard-2019\n")
+    assert ranking.load_methodology().weights["weekend_discharge_share"] == 2.0
+
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        labels = {m for (m,) in con.execute("select distinct methodology from ranking_overall union select distinct methodology from ranking_metric").fetchall()}
+        weights = dict(con.execute("select distinct metric_id, weight from ranking_metric").fetchall())
+        data = monthly_report.gather(con)
+    assert labels == {"dashboard-2019@v1"}
+    assert weights["weekend_discharge_share"] == 2.0 and weights["delayed_days_per_day_per_100k_18plus"] == 1.0
+    assert data["weights"]["weekend_discharge_share"] == 2.0

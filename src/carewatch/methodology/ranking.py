@@ -3,7 +3,8 @@
 Each area is ranked on each metric in the metric's direction (rank 1 = best); the overall
 score combines the metric ranks with the methodology's weights (or, alternatively, weighted
 z-scores), and the overall rank orders the scores. Everything a reader may want to change
-lives in ``config/methodology/<name>.yaml``.
+lives in ``config/methodology/<name>.yaml``; ``config/methodology/in_force.yaml`` names the
+file in force (the analysis, the report and the terminal summary all rank with it).
 
 Rules (documented in the methodology file and the report):
 
@@ -50,8 +51,23 @@ class Methodology:
         return f"{self.name}@v{self.version}"
 
 
-def load_methodology(name: str = "dashboard-2018", metrics_config: dict | None = None) -> Methodology:
-    """Read ``config/methodology/<name>.yaml``; directions come from ``config/metrics.yaml``."""
+IN_FORCE = "in_force.yaml"
+
+
+def in_force() -> str:
+    """The name of the methodology file in force (``methodology`` in ``config/methodology/in_force.yaml``)."""
+    path = paths.config_dir() / "methodology" / IN_FORCE
+    if not path.is_file():
+        from carewatch.errors import MissingProjectFile
+
+        raise MissingProjectFile(f"no {path}: it names the ranking methodology in force (methodology: <file name without .yaml>)")
+    return str(yaml.safe_load(path.read_text())["methodology"])
+
+
+def load_methodology(name: str | None = None, metrics_config: dict | None = None) -> Methodology:
+    """Read ``config/methodology/<name>.yaml`` (by default the file in force: :func:`in_force`);
+    directions come from ``config/metrics.yaml``."""
+    name = name or in_force()
     path = Path(name) if name.endswith(".yaml") else paths.config_dir() / "methodology" / f"{name}.yaml"
     data = yaml.safe_load(path.read_text())
     if metrics_config is None:
