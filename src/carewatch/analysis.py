@@ -30,7 +30,6 @@ from carewatch import geography, paths, warehouse
 from carewatch.methodology import flags, funnels, peers, ranking, targets
 
 ENGLAND = "E92000001"
-DTOC = "delayed_days_per_day_per_100k_18plus"
 # run in this order after the analysis tables are written (paths under include/sql/)
 ANALYSIS_MODELS = ("macros/comparison", "analysis/int_peer_group_members", "analysis/fct_peer_group_values",
                    "analysis/peer_comparison")
@@ -75,10 +74,13 @@ def _lagged_years(mv, methodology, period_type: str, last_month: pd.Timestamp, m
 
 
 def rank_periods(mv: pd.DataFrame, methodology: ranking.Methodology, areas: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A league table for every rolling 12 months and every financial year the methodology's
+    ``period_metric`` has a value for."""
     metric_rows, overall_rows = [], []
-    months = sorted(mv.loc[(mv["period_type"] == "rolling_12m") & (mv["metric_id"] == DTOC), "period_start"].unique())
+    lead = methodology.period_metric
+    months = sorted(mv.loc[(mv["period_type"] == "rolling_12m") & (mv["metric_id"] == lead), "period_start"].unique())
     periods = [("rolling_12m", pd.Timestamp(m), ranking_values(mv, methodology, pd.Timestamp(m))) for m in months]
-    fy_starts = sorted(mv.loc[(mv["period_type"] == "financial_year") & (mv["metric_id"] == DTOC), "period_start"].unique())
+    fy_starts = sorted(mv.loc[(mv["period_type"] == "financial_year") & (mv["metric_id"] == lead), "period_start"].unique())
     for start in fy_starts:
         periods.append(("financial_year", pd.Timestamp(start), financial_year_values(mv, methodology, pd.Timestamp(start))))
     previous: dict[str, pd.DataFrame] = {}
@@ -96,8 +98,10 @@ def rank_periods(mv: pd.DataFrame, methodology: ranking.Methodology, areas: list
     return pd.concat(metric_rows, ignore_index=True), pd.concat(overall_rows, ignore_index=True)
 
 
-def dtoc_rates(mv: pd.DataFrame) -> pd.DataFrame:
-    monthly = mv[(mv["period_type"] == "month") & mv["metric_id"].str.startswith(DTOC)]
+def agency_rates(mv: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Monthly rows of ``metric`` and its agency breakdown (``<metric>__nhs``...), agency "total"
+    for the metric itself: what a target set tracks."""
+    monthly = mv[(mv["period_type"] == "month") & ((mv["metric_id"] == metric) | mv["metric_id"].str.startswith(f"{metric}__"))]
     monthly = monthly[~monthly["metric_id"].str.contains("__reason_")]
     agency = monthly["metric_id"].str.split("__").str[1].fillna("total")
     return pd.DataFrame({"area_code": monthly["area_code"], "period_start": monthly["period_start"], "agency": agency,
@@ -106,10 +110,8 @@ def dtoc_rates(mv: pd.DataFrame) -> pd.DataFrame:
 
 
 def track_targets(mv: pd.DataFrame) -> pd.DataFrame:
-    rates = dtoc_rates(mv)
-    frames = []
-    for path in sorted((paths.config_dir() / "targets").glob("*.yaml")):
-        frames.append(targets.track(rates, targets.load_target_set(str(path))))
+    """Every target set of ``config/targets/``, each on the metric its file names."""
+    frames = [targets.track(agency_rates(mv, target_set.metric), target_set) for target_set in targets.load_target_sets()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -124,14 +126,18 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     directions = {mid: base_direction[mid.split("__")[0]] for mid in mv["metric_id"].unique()}
     statistics = {m["id"]: funnels.STATISTIC_OF_CI_METHOD[m["ci_method"]] for m in metric_cfg["metrics"] if m["ci_method"] != "none"}
     methodology = ranking.load_methodology(metrics_config=metric_cfg)
+    lead = methodology.period_metric  # the metric whose periods are ranked (delayed days)
+    if lead is None:
+        raise ValueError(f"methodology {methodology.label} names no period_metric: the metric whose periods are ranked")
     areas = sorted(set(mv["area_code"]) - {ENGLAND})
 
-    if not ((mv["period_type"] == "rolling_12m") & (mv["metric_id"] == DTOC)).any():
+    if not ((mv["period_type"] == "rolling_12m") & (mv["metric_id"] == lead)).any():
         from carewatch.errors import NotEnoughHistory
 
-        months = mv.loc[(mv["period_type"] == "month") & (mv["metric_id"] == DTOC), "period_start"].nunique()
+        months = mv.loc[(mv["period_type"] == "month") & (mv["metric_id"] == lead), "period_start"].nunique()
+        name = next(m["name"] for m in metric_cfg["metrics"] if m["id"] == lead)
         raise NotEnoughHistory(
-            f"rankings need 12 complete months of delayed transfers; the warehouse holds {months}: "
+            f"rankings need 12 complete months of {name[:1].lower()}{name[1:]}; the warehouse holds {months}: "
             "load more history (the ingest DAGs' from_period/to_period params, or a backfill)"
         )
     ranking_metric, ranking_overall = rank_periods(mv, methodology, areas)
@@ -158,9 +164,9 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     rules = flags.load_rules()
     abolished = geography.boundary_change_days(changes, "old_code").to_dict()
     created = geography.boundary_change_days(changes, "new_code").to_dict()
-    # the areas with a delayed-days figure each month: the HWB areas of that month
-    dtoc_month = mv[(mv["period_type"] == "month") & (mv["metric_id"] == DTOC) & (mv["area_code"] != ENGLAND)]
-    areas_of_month = dtoc_month.groupby("period_start")["area_code"].agg(set).to_dict()
+    # the areas with a figure of the ranked periods' metric (delayed days) each month: the HWB areas of that month
+    lead_month = mv[(mv["period_type"] == "month") & (mv["metric_id"] == lead) & (mv["area_code"] != ENGLAND)]
+    areas_of_month = lead_month.groupby("period_start")["area_code"].agg(set).to_dict()
     names = {m["id"]: m["name"] for m in metric_cfg["metrics"]}
     flag_rows, history_rows, history = [], [], None
     rolling = ranking_overall[ranking_overall["period_type"] == "rolling_12m"]

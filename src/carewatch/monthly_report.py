@@ -17,7 +17,6 @@ import pandas as pd
 from carewatch import charts, paths, sources, validation, warehouse
 
 ENGLAND = "E92000001"
-DTOC = "delayed_days_per_day_per_100k_18plus"
 AGENCIES = {"nhs": "NHS", "social_care": "Social care", "both": "Both"}
 AGENCY_ORDER = {"NHS": 0, "Social care": 1, "Both": 2}
 
@@ -91,7 +90,7 @@ def gather(con) -> dict:
     )
     quarantined = validation.quarantined(con)
     methodology = overall["methodology"].iloc[0] if len(overall) else ""
-    from carewatch.methodology import ranking
+    from carewatch.methodology import ranking, targets
 
     method = ranking.load_methodology()
     latest_estimate = con.execute("select max(mid_year) from stg_ons_mye").fetchone()[0]
@@ -108,6 +107,7 @@ def gather(con) -> dict:
         "not_assessed": not_assessed,
         "mv": mv,
         "tracking": tracking,
+        "target_metric": targets.tracked_metric(),  # drawn by agency against the targets (config/targets/)
         "peer": peer,
         "manifest": manifest,
         "validation": validation_summary,
@@ -198,9 +198,14 @@ def ranking_period_values(mv: pd.DataFrame, methodology, month: pd.Timestamp) ->
     return analysis.ranking_values(mv, methodology, month)
 
 
-def _dtoc_rates(mv: pd.DataFrame, area: str) -> pd.DataFrame:
-    """Monthly delayed-days rates by agency for one area (``mv``: pre-filtered or all rows)."""
-    rows = mv[(mv["area_code"] == area) & (mv["period_type"] == "month") & mv["metric_id"].isin([f"{DTOC}__{a}" for a in AGENCIES])]
+def _agency_ids(metric: str | None) -> list[str]:
+    return [f"{metric}__{a}" for a in AGENCIES] if metric else []
+
+
+def _dtoc_rates(mv: pd.DataFrame, area: str, metric: str | None) -> pd.DataFrame:
+    """Monthly rates of ``metric`` (the target sets', delayed days) by agency for one area
+    (``mv``: pre-filtered or all rows)."""
+    rows = mv[(mv["area_code"] == area) & (mv["period_type"] == "month") & mv["metric_id"].isin(_agency_ids(metric))]
     out = pd.DataFrame(
         {
             "period_start": pd.to_datetime(rows["period_start"]),
@@ -232,7 +237,8 @@ def build_charts(data: dict) -> dict:
     data["peer_by_area"] = {area: g.set_index("metric_id") for area, g in data["peer"].groupby("area_code")}
     latest = data["league_values"]
     data["ci_lookup"] = {(r.area_code, r.metric_id): (r.ci_lower, r.ci_upper) for r in latest.itertuples()}
-    out = {"national_dtoc": charts.to_svg(charts.dtoc_over_time(_dtoc_rates(mv, ENGLAND), _england_target(data["tracking"]), "England"))}
+    metric = data["target_metric"]
+    out = {"national_dtoc": charts.to_svg(charts.dtoc_over_time(_dtoc_rates(mv, ENGLAND, metric), _england_target(data["tracking"]), "England"))}
     flagged_now = set(data["flagged"]["area_code"])
     funnel_figures = []
     # the funnel_outlier review rule's own test and limits, so a red dot is an area the rule
@@ -270,13 +276,13 @@ def build_charts(data: dict) -> dict:
     out["funnel_rule"] = {"level": f"{float(rule['level']) * 100:g}%", "overdispersion": bool(rule.get("overdispersion", False)),
                           "annual_lag_months": int(rule.get("annual_lag_months", 6))}
     profiles = []
-    dtoc_monthly = mv[(mv["period_type"] == "month") & mv["metric_id"].isin([f"{DTOC}__{a}" for a in AGENCIES])]
+    dtoc_monthly = mv[(mv["period_type"] == "month") & mv["metric_id"].isin(_agency_ids(metric))]
     by_area = dict(tuple(dtoc_monthly.groupby("area_code")))
     tracking_by_area = dict(tuple(data["tracking"].groupby("area_code"))) if len(data["tracking"]) else {}
     area_chart = charts.DtocOverTime("Delayed days against target", width=420, height=120)
     for row in data["league"].itertuples():
         area = row.area_code
-        rates = _dtoc_rates(by_area.get(area, dtoc_monthly.iloc[:0]), area)
+        rates = _dtoc_rates(by_area.get(area, dtoc_monthly.iloc[:0]), area, metric)
         target = _target_line(tracking_by_area.get(area, pd.DataFrame()), area) if area in tracking_by_area else None
         dtoc_svg = area_chart.svg(rates, target) if len(rates) else ""
         profiles.append(

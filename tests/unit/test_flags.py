@@ -446,7 +446,7 @@ def test_the_analysis_step_lists_an_area_it_has_figures_for_but_could_not_rank(t
     db = tmp_path / "w.duckdb"
     area = synthetic_warehouse.build(db)[0]
     with duckdb.connect(str(db)) as con:
-        con.execute(f"delete from fct_metric_values where area_code = '{area}' and metric_id not like '{analysis.DTOC}%'")
+        con.execute(f"delete from fct_metric_values where area_code = '{area}' and metric_id not like 'delayed_days_per_day_per_100k_18plus%'")
         analysis.run(con, export=False)
         ranked = con.execute(f"""select period_start, metrics_ranked, overall_rank from ranking_overall
                                  where area_code = '{area}' and period_type = 'rolling_12m' order by 1""").fetchall()

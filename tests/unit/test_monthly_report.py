@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import duckdb
 import pandas as pd
+import pytest
 
 from carewatch import analysis, geography, monthly_report
 from tests import synthetic_warehouse
@@ -106,3 +107,41 @@ def test_the_report_tables_keep_the_warehouse_types_and_name_each_area(tmp_path)
     assert source_files.field("fetched_at").type.tz is not None  # an instant stays an instant
     csv = pd.read_csv(tables / "target_tracking.csv")
     assert csv["period_start"].str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
+
+
+def test_the_report_draws_the_metric_the_target_sets_track(tmp_path, monkeypatch):
+    """The delayed-days charts (England's and each area profile's) draw the agency breakdown of
+    the metric named by the target sets (config/targets/), against their targets."""
+    import shutil
+
+    from carewatch import charts, paths
+
+    dtoc, other = "delayed_days_per_day_per_100k_18plus", "other_delays_per_100k"
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    drawn = []
+    draw = charts.dtoc_over_time
+    monkeypatch.setattr(charts, "dtoc_over_time", lambda rates, *args: drawn.append(rates) or draw(rates, *args))
+    profiles = []  # the area profiles' charts: the sum of the values each drew
+    draw_profile = charts.DtocOverTime.svg
+    monkeypatch.setattr(charts.DtocOverTime, "svg", lambda self, rates, *args: profiles.append(rates["value"].sum()) or draw_profile(self, rates, *args))
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        # the same monthly rows, doubled, under another metric's id
+        con.execute(f"""insert into fct_metric_values by name
+                        select * replace ('{other}' || substr(metric_id, {len(dtoc) + 1}) as metric_id, value * 2 as value)
+                        from fct_metric_values where metric_id like '{dtoc}__%' and period_type = 'month'""")
+        shipped = monthly_report.gather(con)
+        monthly_report.build_charts(shipped)
+        config = tmp_path / "config"
+        shutil.copytree(paths.config_dir(), config)
+        target_set = config / "targets" / "expectations-2017-18.yaml"
+        target_set.write_text(target_set.read_text().replace(f"metric: {dtoc}", f"metric: {other}"))
+        monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
+        switched = monthly_report.gather(con)
+        monthly_report.build_charts(switched)
+    assert (shipped["target_metric"], switched["target_metric"]) == (dtoc, other)
+    before, after = drawn
+    assert len(before) and after["value"].tolist() == [2 * v for v in before["value"]]
+    half = len(profiles) // 2
+    assert half and profiles[half:] == pytest.approx([2 * v for v in profiles[:half]])

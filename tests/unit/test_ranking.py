@@ -8,6 +8,7 @@ import pytest
 from carewatch.methodology import ranking
 
 METRICS = {"metrics": [{"id": "m_low", "direction": "low"}, {"id": "m_high", "direction": "high"}]}
+DTOC = "delayed_days_per_day_per_100k_18plus"
 
 
 def methodology(tmp_path, w_low, w_high, method="weighted_ranks", min_metrics=2, among="eligible"):
@@ -179,10 +180,10 @@ def test_analysis_says_when_there_is_not_enough_history_to_rank(tmp_path):
 
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     mv = pd.DataFrame({"area_code": ["E06000001"], "period_type": ["month"], "period_start": [pd.Timestamp("2017-03-01")],
-                       "period_end": [pd.Timestamp("2017-03-31")], "metric_id": [analysis.DTOC], "value": [10.0]})
+                       "period_end": [pd.Timestamp("2017-03-31")], "metric_id": [DTOC], "value": [10.0]})
     con.register("mv", mv)
     con.execute("create table fct_metric_values as select * from mv")
-    with pytest.raises(NotEnoughHistory, match="12 complete months of delayed transfers; the warehouse holds 1"):
+    with pytest.raises(NotEnoughHistory, match=r"12 complete months of total delayed days per day per 100,000 population aged 18\+; the warehouse holds 1"):
         analysis.run(con, export=False)
 
 
@@ -258,9 +259,9 @@ def test_a_monthly_metric_missing_this_month_is_ranked_on_its_lagged_financial_y
 def test_rank_change_is_against_the_previous_month_of_the_same_table():
     from carewatch import analysis
 
-    dtoc = analysis.DTOC
+    dtoc = DTOC
     m = ranking.Methodology(name="t", version=1, method="weighted_ranks", ties="min", min_metrics=1,
-                            weights={dtoc: 1.0}, directions={dtoc: "low"})
+                            weights={dtoc: 1.0}, directions={dtoc: "low"}, period_metric=dtoc)
 
     def row(area, month, value):
         start = pd.Timestamp(month)
@@ -313,3 +314,31 @@ def test_the_methodology_in_force_is_the_one_config_names(tmp_path, monkeypatch)
     assert labels == {"dashboard-2019@v1"}
     assert weights["weekend_discharge_share"] == 2.0 and weights["delayed_days_per_day_per_100k_18plus"] == 1.0
     assert data["weights"]["weekend_discharge_share"] == 2.0
+
+
+def test_the_periods_ranked_are_those_of_the_methodology_period_metric(tmp_path):
+    """A league table for every rolling year (and financial year) the methodology's
+    period_metric has a value for: delayed days in the shipped methodology."""
+    from carewatch import analysis, warehouse
+
+    admissions = "emergency_admissions_65plus_per_100k"
+    mv = pd.DataFrame([
+        _mv_row("rolling_12m", "2018-02-01", "2018-02-28", DTOC, 9.0),
+        _mv_row("rolling_12m", "2018-03-01", "2018-03-31", DTOC, 8.0),
+        _mv_row("rolling_12m", "2018-01-01", "2018-01-31", admissions, 25000.0),
+        _mv_row("rolling_12m", "2018-02-01", "2018-02-28", admissions, 25000.0),
+    ])
+
+    def rolling_periods(methodology):
+        _, overall = analysis.rank_periods(mv, methodology, ["E09000012"])
+        return sorted(overall.loc[overall["period_type"] == "rolling_12m", "period_start"].dt.strftime("%Y-%m").unique())
+
+    shipped = ranking.load_methodology()
+    assert shipped.period_metric == DTOC and rolling_periods(shipped) == ["2018-02", "2018-03"]
+    text = (ranking.paths.config_dir() / "methodology" / "dashboard-2018.yaml").read_text()
+    path = tmp_path / "other.yaml"
+    path.write_text(text.replace(f"period_metric: {DTOC}", f"period_metric: {admissions}"))
+    assert rolling_periods(ranking.load_methodology(str(path), warehouse.metric_config())) == ["2018-01", "2018-02"]
+    path.write_text(text.replace(f"period_metric: {DTOC}", "period_metric: nope"))
+    with pytest.raises(ValueError, match="period_metric 'nope'"):
+        ranking.load_methodology(str(path))

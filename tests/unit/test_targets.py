@@ -300,3 +300,37 @@ def test_a_suppressed_baseline_still_shows_an_area_above_the_ambition_off_track(
     assert pd.isna(row["gap"]) and row["gap_at_least"] == pytest.approx(10.6)
     assert bool(row["on_track"]) is False
     assert pd.isna(row["nhs_on_track"]) and pd.isna(row["social_care_on_track"])  # no bound on their targets
+
+
+def test_a_target_set_tracks_the_metric_its_file_names(tmp_path, monkeypatch, rates):
+    """``metric`` in config/targets/<set>.yaml says which metric (with its agency breakdown in
+    fct_metric_values) the set tracks: the analysis reads that metric's rows, no other."""
+    import shutil
+
+    from carewatch import analysis, paths
+
+    dtoc = "delayed_days_per_day_per_100k_18plus"
+
+    def fct_rows(metric: str, scale: float) -> pd.DataFrame:
+        rows = rates.assign(metric_id=metric + rates["agency"].map(lambda a: "" if a == "total" else f"__{a}"),
+                            value=rates["value"] * scale, period_type="month",
+                            numerator=float("nan"), denominator=float("nan"), multiplier=float("nan"))  # rates only
+        return rows.drop(columns="agency")
+
+    mv = pd.concat([fct_rows(dtoc, 1.0), fct_rows("other_delays_per_100k", 2.0)], ignore_index=True)
+    assert targets.tracked_metric() == dtoc
+    shipped = analysis.track_targets(mv).set_index(["area_code", "period_start"])
+    assert shipped.loc[("HIGH", pd.Timestamp("2017-09-01")), "actual_total"] == 9.0
+    config = tmp_path / "config"
+    shutil.copytree(paths.config_dir(), config)
+    path = config / "targets" / "expectations-2017-18.yaml"
+    path.write_text(path.read_text().replace(f"metric: {dtoc}", "metric: other_delays_per_100k"))
+    monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
+    assert targets.tracked_metric() == "other_delays_per_100k"
+    other = analysis.track_targets(mv).set_index(["area_code", "period_start"])
+    assert other.loc[("HIGH", pd.Timestamp("2017-09-01")), "actual_total"] == 18.0  # the other metric's rows
+    assert other.loc[("HIGH", pd.Timestamp("2017-09-01")), "baseline_total"] == 30.0
+    # two sets on different metrics: the report, which draws one metric against its targets, says so
+    (config / "targets" / "z-2018-19.yaml").write_text(path.read_text().replace("metric: other_delays_per_100k", f"metric: {dtoc}"))
+    with pytest.raises(ValueError, match="track different metrics"):
+        targets.tracked_metric()

@@ -45,6 +45,7 @@ class Methodology:
     directions: dict[str, str]
     periods: dict = field(default_factory=dict)
     metric_ranks_among: str = "all"
+    period_metric: str | None = None  # the periods ranked are this metric's rolling years and financial years
 
     @property
     def label(self) -> str:
@@ -82,6 +83,9 @@ def load_methodology(name: str | None = None, metrics_config: dict | None = None
     among = data.get("metric_ranks_among", "all")  # a file without the key ranks as version 1 did
     if among not in ("eligible", "all"):
         raise ValueError(f"{path}: metric_ranks_among must be eligible or all, not {among!r}")
+    period_metric = data.get("period_metric")
+    if period_metric is not None and period_metric not in directions:
+        raise ValueError(f"{path}: period_metric {period_metric!r} is not defined in config/metrics.yaml")
     return Methodology(
         name=data["name"],
         version=int(data["version"]),
@@ -92,6 +96,7 @@ def load_methodology(name: str | None = None, metrics_config: dict | None = None
         directions={m: directions[m] for m in weights},
         periods=data.get("periods", {}),
         metric_ranks_among=among,
+        period_metric=period_metric,
     )
 
 

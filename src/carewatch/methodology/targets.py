@@ -1,6 +1,7 @@
 """DTOC target tracking: each area's delayed-transfer expectation, month by month.
 
-A *target set* (``config/targets/<name>.yaml``) holds the baseline month, the national
+A *target set* (``config/targets/<name>.yaml``) holds the metric it tracks (``metric``, one
+with an agency breakdown in ``config/metrics.yaml``), the baseline month, the national
 ambition, the rule, how the reduction is shared between the NHS and social care, its
 validity period and the tests applied each month. The default is the July 2017
 expectations: February 2017 baseline; an area at or above 9.4 delayed days per day per
@@ -70,6 +71,21 @@ def load_target_set(name: str = "expectations-2017-18") -> TargetSet:
         tolerance=float(data.get("tolerance", 0.0)),
         tests=list(data.get("tests", [])),
     )
+
+
+def load_target_sets() -> list[TargetSet]:
+    """Every target set in ``config/targets/`` (by file name)."""
+    return [load_target_set(str(path)) for path in sorted((paths.config_dir() / "targets").glob("*.yaml"))]
+
+
+def tracked_metric(target_sets: list[TargetSet] | None = None) -> str | None:
+    """The metric the target sets track (the report draws its agency breakdown against their
+    targets); None without a target set."""
+    metrics = sorted({ts.metric for ts in (load_target_sets() if target_sets is None else target_sets)})
+    if len(metrics) > 1:
+        raise ValueError(f"config/targets: the target sets track different metrics ({', '.join(metrics)}); "
+                         "the report draws one metric against its targets")
+    return metrics[0] if metrics else None
 
 
 def components(rates: pd.DataFrame, target_set: TargetSet) -> pd.DataFrame:
