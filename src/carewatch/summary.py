@@ -128,7 +128,11 @@ def print_sources(states: dict[str, str]) -> None:
         print(f"{store}{run.get('files_parsed', 0):>8}{run.get('rows', 0):>12,}{run.get('validations_run', 0):>10}{run.get('loads_run', 0):>8}")
 
 
-SHOWCASE = ["E92000001", "E08000003", "E06000049", "E10000021", "E09000026"]  # England, Manchester, Cheshire East, Northamptonshire, Redbridge
+def summary_areas() -> list[str]:
+    """The areas whose metric values the summary prints (``areas`` in ``config/summary.yaml``)."""
+    import yaml
+
+    return [str(code) for code in yaml.safe_load((paths.config_dir() / "summary.yaml").read_text())["areas"]]
 
 
 def print_results() -> None:
@@ -147,10 +151,11 @@ def print_results() -> None:
         from carewatch import analysis
         from carewatch.methodology import ranking
 
+        showcase = summary_areas()
         mv = con.execute(
             "select area_code, metric_id, period_type, period_start, period_end, value from fct_metric_values "
             "where area_code in (select unnest(?)) and (period_type = 'financial_year' or (period_type = 'rolling_12m' and period_start = ?))",
-            [SHOWCASE, month],
+            [showcase, month],
         ).df()
         shown = analysis.ranking_values(mv, ranking.load_methodology(), pd.Timestamp(month))
         number = {metric_id: i for i, (metric_id, _name, _unit) in enumerate(metrics, start=1)}
@@ -162,7 +167,7 @@ def print_results() -> None:
         print(f"\nSix dashboard metrics, rolling 12 months to {month:%B %Y} ({years + ', ' if years else ''}as ranked)")
         header = f"{'area':<28}" + "".join(f"{i + 1:>11}" for i in range(len(metrics)))
         print(header)
-        for area in SHOWCASE:
+        for area in showcase:
             cells = []
             for metric_id, _name, unit in metrics:
                 value = value_of.get((area, metric_id))

@@ -141,6 +141,33 @@ def test_six_metrics_block_shows_the_lagged_year_the_league_table_ranks_for_a_mi
     assert england.split()[1] == "12,345.0"  # metric 1, emergency admissions
 
 
+def test_six_metrics_block_shows_the_areas_config_names(carewatch_home, monkeypatch, capsys, tmp_path):
+    import shutil
+
+    import duckdb
+
+    from carewatch import paths
+    from tests import synthetic_warehouse
+
+    db = carewatch_home / "w.duckdb"
+    carewatch_home.mkdir(parents=True, exist_ok=True)
+    areas = synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        con.execute("update ref_hwb_areas set hwb_name = 'Manchester' where hwb_code = ?", [areas[5]])
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(db))
+    assert summary.summary_areas() == ["E92000001", "E08000003", "E06000049", "E10000021", "E09000026"]
+    config = tmp_path / "config"
+    shutil.copytree(paths.config_dir(), config)
+    (config / "summary.yaml").write_text(f"areas: [{areas[3]}, E92000001, {areas[5]}]\n")
+    monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
+    summary.print_results()
+    out = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(out) if line.startswith("area ")) + 1
+    # one line per configured area, in the configured order
+    assert [line.split()[0] for line in out[start:start + 4]] == ["Area", "England", "Manchester", "1."]
+    assert out[start].startswith("Area 03")
+
+
 def test_targets_line_counts_an_area_without_a_figure_as_not_known(carewatch_home, monkeypatch, capsys):
     import duckdb
 
