@@ -85,7 +85,9 @@ def rank_periods(mv: pd.DataFrame, methodology: ranking.Methodology, areas: list
         periods.append(("financial_year", pd.Timestamp(start), financial_year_values(mv, methodology, pd.Timestamp(start))))
     previous: dict[str, pd.DataFrame] = {}
     for period_type, start, values in periods:
-        ranked = ranking.rank_metrics(values[["area_code", "metric_id", "value"]], methodology)
+        # each value keeps its own period (a lagged financial year for an annual metric)
+        values = values.assign(value_period_type=values["period_type"], value_period_start=pd.to_datetime(values["period_start"]).dt.date)
+        ranked = ranking.rank_metrics(values[["area_code", "metric_id", "value_period_type", "value_period_start", "value"]], methodology)
         overall = ranking.overall_ranking(ranked, methodology, areas)
         overall = ranking.with_change(overall, previous.get(period_type))
         previous[period_type] = overall

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+
 import pandas as pd
 import pytest
 
@@ -254,6 +257,16 @@ def test_a_monthly_metric_missing_this_month_is_ranked_on_its_lagged_financial_y
     assert march.loc[dtoc, "value"] == 8.0
     assert (march.loc[admissions, "value"], march.loc[admissions, "period_type"]) == (24000.0, "financial_year")
     assert march.loc[admissions, "period_start"] == pd.Timestamp("2016-04-01")
+    # ranking_metric says which period each ranked value is of, so a rank history reads right
+    methodology = dataclasses.replace(methodology, min_metrics=1)
+    ranked, _ = analysis.rank_periods(mv, methodology, ["E09000012"])
+    rows = ranked[ranked["period_type"] == "rolling_12m"].set_index(["period_start", "metric_id"])
+    assert rows.loc[(pd.Timestamp("2018-02-01"), admissions), ["value_period_type", "value_period_start"]].tolist() == [
+        "rolling_12m", dt.date(2018, 2, 1)]
+    assert rows.loc[(pd.Timestamp("2018-03-01"), admissions), ["value_period_type", "value_period_start"]].tolist() == [
+        "financial_year", dt.date(2016, 4, 1)]
+    assert rows.loc[(pd.Timestamp("2018-03-01"), dtoc), ["value_period_type", "value_period_start"]].tolist() == [
+        "rolling_12m", dt.date(2018, 3, 1)]
 
 
 def test_rank_change_is_against_the_previous_month_of_the_same_table():
