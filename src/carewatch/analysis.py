@@ -35,6 +35,12 @@ ANALYSIS_MODELS = ("macros/comparison", "analysis/int_peer_group_members", "anal
                    "analysis/peer_comparison")
 
 
+# What each run reported, kept as it was when later runs restate it (a later population
+# estimate or revision recomputes earlier months): the latest month's rows of these tables
+# (those the filter selects), appended with reported_at whenever they differ from the last kept.
+REPORTED = {"ranking_overall": "period_type = 'rolling_12m'", "target_tracking": "true", "review_flag_history": "true"}
+
+
 def _read(con, sql: str, params=None) -> pd.DataFrame:
     return con.execute(sql, params or []).df()
 
@@ -201,7 +207,8 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     # peer-group aggregates for every period and the latest comparison with peers and England,
     # from the same facts (include/sql/analysis/), in the same transaction: no reader sees new
     # peer groups beside old aggregates
-    write_tables(con, tables, then=analysis_sql(), inputs={"league_values": league_values})
+    write_tables(con, tables, then=analysis_sql(), inputs={"league_values": league_values},
+                 after=lambda con: record_reported(con, pd.Timestamp(latest).date()))
     tables["peer_comparison"] = _read(con, "select * from peer_comparison")
     if export:
         export_csv(tables, paths.exports_dir() / pd.Timestamp(latest).strftime("%Y-%m"), names=warehouse.area_names(con))
@@ -231,21 +238,51 @@ def analysis_sql() -> tuple[str, ...]:
     return tuple((paths.sql_dir() / f"{model}.sql").read_text() for model in ANALYSIS_MODELS)
 
 
+def record_reported(con, month) -> list[str]:
+    """Keep ``month``'s rows of each :data:`REPORTED` table in ``reported_<table>`` with
+    ``reported_at`` (the transaction's start), unless they are the rows last kept for that
+    month: a rerun that changes nothing adds nothing; a run that restates the month adds the
+    new rows beside the old. Returns the tables that gained rows."""
+    added = []
+    for table, where in REPORTED.items():
+        kept = f"reported_{table}"
+        con.execute(f"create table if not exists {kept} as select *, now() as reported_at from {table} limit 0")
+        have = set(warehouse.columns(con, kept))
+        columns = con.execute("select column_name, data_type from information_schema.columns "
+                              "where table_name = ? order by ordinal_position", [table]).fetchall()
+        for name, kind in columns:
+            if name not in have:  # a column a later release added: null in the rows kept before
+                con.execute(f'alter table {kept} add column "{name}" {kind}')
+        listed = ", ".join(f'"{name}"' for name, _ in columns)
+        rows = f"select {listed} from {table} where {where} and period_start = $month"
+        last = (f"select {listed} from {kept} where {where} and period_start = $month and reported_at = "
+                f"(select max(reported_at) from {kept} where {where} and period_start = $month)")
+        (changed,) = con.execute(f"select count(*) from (({rows} except all {last}) union all ({last} except all {rows}))",
+                                 {"month": month}).fetchone()
+        if changed:
+            con.execute(f"insert into {kept} by name select {listed}, now() as reported_at from {table} "
+                        f"where {where} and period_start = $month", {"month": month})
+            added.append(kept)
+    return added
+
+
 def write_tables(con, tables: dict[str, pd.DataFrame], then: tuple[str, ...] = (),
-                 inputs: dict[str, pd.DataFrame] | None = None) -> None:
-    """Replace ``tables`` and run the ``then`` SQL statements in one transaction; ``inputs``
-    are frames those statements read, by name (not stored)."""
+                 inputs: dict[str, pd.DataFrame] | None = None, after=None) -> None:
+    """Replace ``tables``, run the ``then`` SQL statements and ``after(con)`` in one
+    transaction; ``inputs`` are frames those statements read, by name (not stored)."""
     con.execute("begin transaction")
     try:
         for name, frame in tables.items():
             con.register(f"{name}_frame", frame)
-            dates = ", ".join(f'cast("{c}" as date) as "{c}"' for c in _date_columns(frame))
+            dates = ", ".join(f'cast("{c}" as date) as "{c}"' for c in date_columns(frame))
             con.execute(f"create or replace table {name} as select * {f'replace ({dates})' if dates else ''} from {name}_frame")
             con.unregister(f"{name}_frame")
         for name, frame in (inputs or {}).items():
             con.register(name, frame)
         for sql in then:
             con.execute(sql)
+        if after is not None:
+            after(con)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -256,10 +293,11 @@ def write_tables(con, tables: dict[str, pd.DataFrame], then: tuple[str, ...] = (
                 con.unregister(name)
 
 
-def _date_columns(frame: pd.DataFrame) -> list[str]:
-    """Timestamp columns holding only midnights (months, days): stored as DATE, as the
-    warehouse's own period columns are, so tables join without casts."""
-    return [c for c, kind in frame.dtypes.items() if pd.api.types.is_datetime64_any_dtype(kind)
+def date_columns(frame: pd.DataFrame) -> list[str]:
+    """Timestamp columns without a zone holding only midnights (months, days): the warehouse's
+    DATEs, which pandas reads as timestamps; stored and exported as dates, so tables join
+    without casts (the warehouse's instants carry their zone)."""
+    return [c for c, kind in frame.dtypes.items() if pd.api.types.is_datetime64_dtype(kind)
             and frame[c].dropna().eq(frame[c].dropna().dt.normalize()).all()]
 
 

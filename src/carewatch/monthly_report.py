@@ -352,13 +352,12 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _table_ready(frame: pd.DataFrame, name_of: dict[str, str]) -> pd.DataFrame:
     """A table as the report's tables/ folder holds it: the warehouse's DATE columns as dates
-    (pandas reads them as midnight timestamps; naive and all at midnight, unlike the warehouse's
-    instants, which carry their zone), and each area's name beside its code."""
+    (:func:`carewatch.analysis.date_columns`), and each area's name beside its code."""
+    from carewatch import analysis
+
     out = frame.copy()
-    for column in out.columns:
-        values = out[column]
-        if pd.api.types.is_datetime64_dtype(values) and (values.dropna() == values.dropna().dt.normalize()).all():
-            out[column] = values.dt.date.astype(object).where(values.notna(), None)
+    for column in analysis.date_columns(out):
+        out[column] = out[column].dt.date.astype(object).where(out[column].notna(), None)
     if "area_code" in out.columns and "area_name" not in out.columns:
         out.insert(out.columns.get_loc("area_code") + 1, "area_name", out["area_code"].map(lambda c: name_of.get(c, c)))
     return out

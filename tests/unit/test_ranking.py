@@ -355,3 +355,42 @@ def test_the_periods_ranked_are_those_of_the_methodology_period_metric(tmp_path)
     path.write_text(text.replace(f"period_metric: {DTOC}", "period_metric: nope"))
     with pytest.raises(ValueError, match="period_metric 'nope'"):
         ranking.load_methodology(str(path))
+
+
+def test_each_run_keeps_what_it_reported_when_a_later_run_restates_the_month(tmp_path):
+    import duckdb
+
+    from carewatch import analysis
+    from tests import synthetic_warehouse
+
+    db = tmp_path / "w.duckdb"
+    areas = synthetic_warehouse.build(db)
+    march = "period_start = date '2018-03-01'"
+
+    def kept(con, table):
+        return con.execute(f"select * exclude (reported_at) from reported_{table} order by all").fetchall()
+
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        first = {table: kept(con, table) for table in analysis.REPORTED}
+        for table, where in analysis.REPORTED.items():  # the month the run reported, as the tables hold it
+            assert first[table] == con.execute(f"select * from {table} where {where} and {march} order by all").fetchall() != []
+        assert {r for (r,) in con.execute("select distinct period_start from reported_ranking_overall").fetchall()} == {dt.date(2018, 3, 1)}
+        analysis.run(con, export=False)  # a rerun that changes nothing keeps nothing more
+        assert {table: kept(con, table) for table in analysis.REPORTED} == first
+        # a revision restates March 2018: the first area's delayed days tripled
+        con.execute("update fct_metric_values set numerator = numerator * 3, value = value * 3 "
+                    "where area_code = ? and metric_id like 'delayed_days_per_day_per_100k_18plus%'", [areas[0]])
+        rank = "select overall_rank from {} where area_code = ? and period_type = 'rolling_12m' and " + march
+        before = con.execute(rank.format("ranking_overall"), [areas[0]]).fetchone()[0]
+        analysis.run(con, export=False)
+        after = con.execute(rank.format("ranking_overall"), [areas[0]]).fetchone()[0]
+        assert after > before  # worse: the month was restated
+        runs = con.execute("select reported_at, overall_rank from reported_ranking_overall where area_code = ? order by reported_at",
+                           [areas[0]]).fetchall()
+        assert [r for _, r in runs] == [before, after] and runs[0][0] < runs[1][0]
+        # what was reported first is kept as it was, and an as-of query finds it
+        first_at = runs[0][0]
+        assert con.execute("select * exclude (reported_at) from reported_ranking_overall where reported_at = ? order by all",
+                           [first_at]).fetchall() == first["ranking_overall"]
+        assert con.execute("select count(distinct reported_at) from reported_target_tracking").fetchone()[0] == 2
