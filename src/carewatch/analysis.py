@@ -301,18 +301,26 @@ def date_columns(frame: pd.DataFrame) -> list[str]:
             and frame[c].dropna().eq(frame[c].dropna().dt.normalize()).all()]
 
 
+def labelled(frame: pd.DataFrame, names: dict[str, str] | None) -> pd.DataFrame:
+    """``frame`` as a file of its own reads: with ``names`` (area code -> name) an ``area_name``
+    / ``peer_name`` column for each ``area_code`` / ``peer_code``, and a ``unit`` column for a
+    ``metric_id`` (config/metrics.yaml: "proportion" says 0.86 is 86%), at the end: the
+    table's own columns keep their places."""
+    frame = frame.copy()
+    for column in [c for c in ("area_code", "peer_code") if c in frame and names]:
+        named = column.replace("_code", "_name")
+        if named not in frame:  # e.g. a supplied peer-group file that already names them
+            frame[named] = frame[column].map(lambda c: names.get(c, c))
+    if "metric_id" in frame and "unit" not in frame:
+        units = {m["id"]: m["unit"] for m in warehouse.metric_config()["metrics"]}
+        frame["unit"] = frame["metric_id"].map(lambda m: units.get(str(m).split("__")[0]))
+    return frame
+
+
 def export_csv(tables: dict[str, pd.DataFrame], folder: Path, names: dict[str, str] | None = None) -> Path:
-    """Each table as CSV; with ``names`` (area code -> name) an ``area_name`` / ``peer_name``
-    column for each ``area_code`` / ``peer_code`` (at the end: the tables' own columns keep
-    their places), so a file reads on its own."""
+    """Each table as CSV (:func:`labelled`), so a file reads on its own."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
-        if names:
-            frame = frame.copy()
-            for column in [c for c in ("area_code", "peer_code") if c in frame]:
-                named = column.replace("_code", "_name")
-                if named not in frame:  # e.g. a supplied peer-group file that already names them
-                    frame[named] = frame[column].map(lambda c: names.get(c, c))
-        frame.to_csv(folder / f"{name}.csv", index=False, date_format="%Y-%m-%d")
+        labelled(frame, names).to_csv(folder / f"{name}.csv", index=False, date_format="%Y-%m-%d")
     (folder / "generated_at.txt").write_text(dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds") + "\n")
     return folder

@@ -352,14 +352,13 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _table_ready(frame: pd.DataFrame, name_of: dict[str, str]) -> pd.DataFrame:
     """A table as the report's tables/ folder holds it: the warehouse's DATE columns as dates
-    (:func:`carewatch.analysis.date_columns`), and each area's name beside its code."""
+    (:func:`carewatch.analysis.date_columns`), with area names and metric units
+    (:func:`carewatch.analysis.labelled`)."""
     from carewatch import analysis
 
-    out = frame.copy()
+    out = analysis.labelled(frame, name_of)
     for column in analysis.date_columns(out):
         out[column] = out[column].dt.date.astype(object).where(out[column].notna(), None)
-    if "area_code" in out.columns and "area_name" not in out.columns:
-        out.insert(out.columns.get_loc("area_code") + 1, "area_name", out["area_code"].map(lambda c: name_of.get(c, c)))
     return out
 
 

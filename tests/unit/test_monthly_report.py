@@ -145,3 +145,20 @@ def test_the_report_draws_the_metric_the_target_sets_track(tmp_path, monkeypatch
     assert len(before) and after["value"].tolist() == [2 * v for v in before["value"]]
     half = len(profiles) // 2
     assert half and profiles[half:] == pytest.approx([2 * v for v in profiles[:half]])
+
+
+def test_tables_with_a_metric_say_its_unit(tmp_path):
+    # a proportion is a fraction in the tables (0.86), a percentage in the report: the unit says which
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        monthly_report.write_report(con, tmp_path / "out")
+        tables = analysis.run(con, export=False)
+    analysis.export_csv(tables, tmp_path / "exports")
+    for path in (tmp_path / "out" / "tables" / "peer_comparison.csv", tmp_path / "exports" / "peer_comparison.csv",
+                 tmp_path / "exports" / "ranking_metric.csv", tmp_path / "out" / "tables" / "metric_values.csv"):
+        frame = pd.read_csv(path)
+        units = dict(zip(frame["metric_id"], frame["unit"]))
+        assert units["weekend_discharge_share"] == "proportion", path
+        assert units["delayed_days_per_day_per_100k_18plus"] == "delayed days per day per 100,000 aged 18+", path
