@@ -406,14 +406,17 @@ def first_built_at(con):
     return None if first is None else _utc(first)
 
 
-def first_loaded_at(con):
-    """When the earliest version in the warehouse was loaded (aware, UTC; None when nothing is)."""
+def first_loaded_at(con, period: str | None = None):
+    """When the earliest version in the warehouse (of ``period``, as the landing tables name
+    periods: "2017-09") was loaded (aware, UTC; None when nothing is)."""
     tables = [t for (t,) in con.execute("select distinct table_name from information_schema.columns "
                                         "where column_name = '_loaded_at' and table_name like 'land%'").fetchall()]
     if not tables:
         return None
+    where = "" if period is None else " where _period = $period"
     return _utc(con.execute("select epoch_us(min(loaded)) from (" + " union all ".join(
-        f"select min(_loaded_at) as loaded from {t}" for t in tables) + ")").fetchone()[0])
+        f"select min(_loaded_at) as loaded from {t}{where}" for t in tables) + ")",
+        {} if period is None else {"period": period}).fetchone()[0])
 
 
 def area_names(con) -> dict[str, str]:
