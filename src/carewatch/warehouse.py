@@ -387,7 +387,8 @@ def reported_cutoff(con, cutoff):
     were not recorded (``warehouse_builds_since.earlier_builds``, or no such table): there
     load time stands for report time, as it did then."""
     if not table_exists(con, "warehouse_builds"):
-        return cutoff
+        # no build recorded: an earlier release's marts (load time stands in), or none committed yet
+        return cutoff if table_exists(con, "fct_metric_values") else NOTHING_REPORTED
     # as epoch microseconds: a timestamptz comes back in the session's zone, which Python may not know ('JST')
     (last,) = con.execute("select epoch_us(max(built_at)) from warehouse_builds where built_at < ?::timestamptz",
                           [cutoff.isoformat()]).fetchone()

@@ -327,6 +327,23 @@ def test_a_warehouse_of_an_earlier_release_answers_from_load_time_before_its_fir
     assert fresh.execute("select count(*) from warehouse_builds_since").fetchone()[0] == 1  # recorded once
 
 
+def test_a_new_warehouse_whose_first_build_rolled_back_reported_nothing(tmp_path):
+    # versions loaded, and the first build refused by a blocking check: no build was committed,
+    # so nothing was ever reported (not: everything loaded, by load time)
+    con = duckdb.connect(str(tmp_path / "new.duckdb"))
+    _ref(con)
+    _load(con, tmp_path, "ons_mye", "2016", 1, HACKNEY_HWB_2016, MYE_COLUMNS)
+    _load(con, tmp_path, "dtoc_la", "2017-02", 1, dtoc_rows("2017-02-01", [("council", HACKNEY, {"total": 616.0})]), DTOC_COLUMNS)
+    with pytest.raises(CarewatchError):
+        warehouse.build_models(con, reference=False, check=lambda c: (_ for _ in ()).throw(CarewatchError("refused")))
+    assert not warehouse.table_exists(con, "warehouse_builds") and not warehouse.table_exists(con, "fct_metric_values")
+    with warehouse.as_of(con, "2100-01-01") as then:
+        assert then.execute("select count(*) from fct_metric_values").fetchone()[0] == 0
+    warehouse.build_models(con, reference=False)  # committed: now it was reported
+    with warehouse.as_of(con, "2100-01-01") as then:
+        assert then.execute("select count(*) from fct_metric_values where area_code = ?", [HACKNEY]).fetchone()[0] > 0
+
+
 def test_as_of_answers_with_what_a_committed_build_read_not_with_a_rolled_back_load(built):
     # February 2017's revision (v2) loaded on 11 May, but the warehouse checks refused it (the
     # build rolled back): what was reported stayed v1 until a build committed with v2 on 1 June
