@@ -59,11 +59,14 @@ def _validate_with_history(source: str, frame, period: str | None):
     import duckdb
 
     from carewatch import paths, validation, warehouse
+    from carewatch.errors import SuiteError
 
     if period and paths.warehouse_path().is_file():
         try:
             with warehouse.connect(read_only=True) as con:
                 return validation.validate(source, frame, period=period, history=validation.warehouse_history(con, source, period))
+        except SuiteError:  # the suite itself is wrong: that, not the warehouse, is the one line to say
+            raise
         except (CarewatchError, duckdb.Error) as err:  # the pipeline holds the file, or it is no warehouse
             print(f"note: warehouse not readable ({str(err).splitlines()[0][:200]}); checks against history skipped", file=sys.stderr)
     return validation.validate(source, frame, period=period)

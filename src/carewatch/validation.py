@@ -166,11 +166,6 @@ def _as_suite_parameters(value):
     return value
 
 
-# every run-time value a suite may name (:func:`_runtime_values`; some only with a period, or a monthly one)
-RUNTIME_VALUES = ("$council_codes", "$hwb_codes", "$period", "$council_codes_in_force", "$council_count",
-                  "$council_count_and_england", "$hwb_count", "$period_start", "$months_from_first")
-
-
 def _names(value) -> set[str]:
     """The run-time values (``"$name"``) a suite's kwargs name."""
     if isinstance(value, str):
@@ -187,15 +182,23 @@ def check_suite(name: str) -> int:
     parameter), names only run-time values and derivations that exist, writing nothing;
     returns how many expectations it has, or raises SuiteError. Validating checks the same
     with the values filled in."""
+    from carewatch import sources
+
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     data = load_suite(name)
     suite_file = require_suite(name)
-    _check_derivations(suite_file, data.get("meta", {}))
+    meta = data.get("meta", {})
+    _check_derivations(suite_file, meta)
+    # the values validation fills in for this suite: a source's (its cadence decides which:
+    # $period_start only for a monthly one), or a warehouse check's (no period)
+    source = sources.catalogue().get(name)
+    known = sorted(_runtime_values(source.first_period, name, meta.get("geography_as_of", "period_start"))
+                   if source is not None else _runtime_values(None))
     for number, e in enumerate(data["expectations"], start=1):
-        unknown = sorted(_names(e.get("kwargs")) - set(RUNTIME_VALUES)) if isinstance(e, dict) else []
+        unknown = sorted(_names(e.get("kwargs")) - set(known)) if isinstance(e, dict) else []
         if unknown:
             raise SuiteError(f"{suite_file}: {_expectation_name(number, e)}: no run-time value {', '.join(unknown)} "
-                             f"(known: {', '.join(RUNTIME_VALUES)})")
+                             f"here (known: {', '.join(known)})")
     return len(gx_expectations(require_suite(name), [{**e, "kwargs": _as_suite_parameters(e.get("kwargs"))} if isinstance(e, dict) else e
                                       for e in data["expectations"]]))
 

@@ -267,9 +267,31 @@ def test_every_committed_suite_builds_in_gx_with_every_expectation():
         assert validation.check_suite(suite_file.stem) == written, suite_file.name
 
 
-def test_the_run_time_values_a_suite_may_name_are_those_validation_fills_in():
-    # a monthly source with a period gets every one
-    assert set(validation._runtime_values("2018-03", "dtoc_provider")) == set(validation.RUNTIME_VALUES)
+@pytest.mark.parametrize(("suite", "name", "known"), [
+    ("ascof", "$months_from_first", False),   # a yearly source has no month count
+    ("ascof", "$period_start", False),
+    ("ascof", "$council_count", True),
+    ("dtoc_la", "$months_from_first", True),  # a monthly one has
+    ("metric_completeness", "$period", False),  # a warehouse check has no period
+    ("metric_completeness", "$hwb_codes", True),
+])
+def test_a_suite_may_name_only_the_run_time_values_validation_fills_in_for_it(suite, name, known, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from carewatch.errors import SuiteError
+
+    suites = tmp_path / "expectations"
+    shutil.copytree(paths.expectations_dir(), suites)
+    data = json.loads((suites / f"{suite}.json").read_text())
+    data["expectations"].append({"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": name}})
+    (suites / f"{suite}.json").write_text(json.dumps(data))
+    monkeypatch.setattr(paths, "expectations_dir", lambda: suites)
+    if known:
+        assert validation.check_suite(suite) == len(data["expectations"])
+    else:
+        with pytest.raises(SuiteError, match=f"no run-time value \\{name} here"):
+            validation.check_suite(suite)
 
 
 BROKEN = {  # an authoring mistake, the expectation as written, and what GX says of it
@@ -302,9 +324,16 @@ def test_a_broken_expectation_is_one_line_naming_the_suite_and_the_expectation(c
     with pytest.raises(SuiteError) as checked:
         validation.check_suite("ascof")
     assert str(checked.value).startswith(where)
-    # `carewatch validate` on a good file: the one line, exit 2, no traceback and no results
+    # `carewatch validate` on a good file: the one line, exit 2, no traceback and no results,
+    # with or without a warehouse to read the history from (not a note that it is unreadable)
     sample = next((paths.samples_dir() / "ascof").glob("2017-18.*"))
-    assert cli.main(["validate", "ascof", str(sample), "--period", "2017-18"]) == 2
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert err.count("\n") == 1 and err.startswith(f"carewatch: {where}")
+    for warehouse_there in (False, True):
+        if warehouse_there:
+            import duckdb
+
+            paths.warehouse_path().parent.mkdir(parents=True, exist_ok=True)
+            duckdb.connect(str(paths.warehouse_path())).close()
+        assert cli.main(["validate", "ascof", str(sample), "--period", "2017-18"]) == 2
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err.count("\n") == 1 and err.startswith(f"carewatch: {where}"), err
