@@ -357,8 +357,8 @@ def _table_ready(frame: pd.DataFrame, name_of: dict[str, str]) -> pd.DataFrame:
     from carewatch import analysis
 
     out = analysis.labelled(frame, name_of)
-    for column in analysis.date_columns(out):
-        out[column] = out[column].dt.date.astype(object).where(out[column].notna(), None)
+    for column in analysis.date_columns(out):  # a DATE in Parquet even when empty or all null
+        out[column] = out[column].astype("date32[pyarrow]")
     return out
 
 

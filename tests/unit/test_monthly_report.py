@@ -103,6 +103,11 @@ def test_the_report_tables_keep_the_warehouse_types_and_name_each_area(tmp_path)
     values = pq.read_table(tables / "metric_values.parquet").to_pandas()
     assert sorted(zip(values["period_start"], values["period_end"])) == warehouse_dates
     assert set(values.loc[values["area_code"] == areas[3], "area_name"]) == {"Area 03"}
+    # so too when a table is empty, or a date column all null (not a Parquet null type, which would
+    # change a column's type from month to month for anyone combining the files)
+    empty = pq.read_schema(tables / "review_flags_not_assessed.parquet")
+    assert pq.read_table(tables / "review_flags_not_assessed.parquet").num_rows == 0
+    assert empty.field("period_start").type == pa.date32() and empty.field("first_flagged").type == pa.date32()
     source_files = pq.read_schema(tables / "source_files.parquet")
     assert source_files.field("fetched_at").type.tz is not None  # an instant stays an instant
     csv = pd.read_csv(tables / "target_tracking.csv")
