@@ -58,6 +58,13 @@ def ranking_values(mv: pd.DataFrame, methodology: ranking.Methodology, month: pd
     return pd.concat([rolling, _lagged_years(mv, methodology, "rolling_12m", month, without_rolling_year)], ignore_index=True)
 
 
+def with_value_period(values: pd.DataFrame) -> pd.DataFrame:
+    """``values`` (of :func:`ranking_values`) with each value's own period as
+    ``value_period_type`` and ``value_period_start`` (a date): the rolling year, or the lagged
+    financial year an annual metric ranks on."""
+    return values.assign(value_period_type=values["period_type"], value_period_start=pd.to_datetime(values["period_start"]).dt.date)
+
+
 def financial_year_values(mv: pd.DataFrame, methodology: ranking.Methodology, start: pd.Timestamp) -> pd.DataFrame:
     """Metric values of the financial year starting ``start``; metrics published only as
     financial years (ASCOF) come from the latest year that ended ``annual_lag_months`` before
@@ -91,9 +98,7 @@ def rank_periods(mv: pd.DataFrame, methodology: ranking.Methodology, areas: list
         periods.append(("financial_year", pd.Timestamp(start), financial_year_values(mv, methodology, pd.Timestamp(start))))
     previous: dict[str, pd.DataFrame] = {}
     for period_type, start, values in periods:
-        # each value keeps its own period (a lagged financial year for an annual metric)
-        values = values.assign(value_period_type=values["period_type"], value_period_start=pd.to_datetime(values["period_start"]).dt.date)
-        ranked = ranking.rank_metrics(values[["area_code", "metric_id", "value_period_type", "value_period_start", "value"]], methodology)
+        ranked = ranking.rank_metrics(with_value_period(values)[["area_code", "metric_id", "value_period_type", "value_period_start", "value"]], methodology)
         overall = ranking.overall_ranking(ranked, methodology, areas)
         overall = ranking.with_change(overall, previous.get(period_type))
         previous[period_type] = overall
@@ -220,17 +225,9 @@ def league_table_values(mv: pd.DataFrame, methodology: ranking.Methodology, mont
     (:func:`ranking_values`), each with its own period (``value_period_type``,
     ``value_period_start``: a lagged financial year for annual metrics) and ``period_start``
     the league table's month."""
-    values = ranking_values(mv, methodology, month)
-    return pd.DataFrame({
-        "period_start": pd.Timestamp(month).date(),
-        "area_code": values["area_code"],
-        "metric_id": values["metric_id"],
-        "value_period_type": values["period_type"],
-        "value_period_start": pd.to_datetime(values["period_start"]).dt.date,
-        "value": values["value"],
-        "ci_lower": values["ci_lower"],
-        "ci_upper": values["ci_upper"],
-    })
+    values = with_value_period(ranking_values(mv, methodology, month))
+    columns = ["area_code", "metric_id", "value_period_type", "value_period_start", "value", "ci_lower", "ci_upper"]
+    return values[columns].assign(period_start=pd.Timestamp(month).date())[["period_start", *columns]]
 
 
 def analysis_sql() -> tuple[str, ...]:
