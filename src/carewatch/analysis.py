@@ -36,9 +36,12 @@ ANALYSIS_MODELS = ("macros/comparison", "analysis/int_peer_group_members", "anal
 
 
 # What each run reported, kept as it was when later runs restate it (a later population
-# estimate or revision recomputes earlier months): the latest month's rows of these tables
-# (those the filter selects), appended with reported_at whenever they differ from the last kept.
-REPORTED = {"ranking_overall": "period_type = 'rolling_12m'", "target_tracking": "true", "review_flag_history": "true"}
+# estimate or revision recomputes earlier months): the rows of these tables (those the filter
+# selects) of the latest month up to the run's, for each value of the part column if one is
+# named (a target set that ended is reported at its last month, as the report and the summary
+# show it), appended with reported_at whenever they differ from the rows last kept.
+REPORTED = {"ranking_overall": ("period_type = 'rolling_12m'", None), "target_tracking": ("true", "target_set"),
+            "review_flag_history": ("true", None)}
 
 
 def _read(con, sql: str, params=None) -> pd.DataFrame:
@@ -236,12 +239,12 @@ def analysis_sql() -> tuple[str, ...]:
 
 
 def record_reported(con, month) -> list[str]:
-    """Keep ``month``'s rows of each :data:`REPORTED` table in ``reported_<table>`` with
-    ``reported_at`` (the transaction's start), unless they are the rows last kept for that
-    month: a rerun that changes nothing adds nothing; a run that restates the month adds the
-    new rows beside the old. Returns the tables that gained rows."""
+    """Keep what the run for ``month`` reported of each :data:`REPORTED` table in
+    ``reported_<table>`` with ``reported_at`` (the transaction's start), unless they are the
+    rows last kept for that month (and part): a rerun that changes nothing adds nothing; a run
+    that restates the month adds the new rows beside the old. Returns the tables that gained rows."""
     added = []
-    for table, where in REPORTED.items():
+    for table, (where, part) in REPORTED.items():
         kept = f"reported_{table}"
         con.execute(f"create table if not exists {kept} as select *, now() as reported_at from {table} limit 0")
         have = set(warehouse.columns(con, kept))
@@ -251,16 +254,20 @@ def record_reported(con, month) -> list[str]:
             if name not in have:  # a column a later release added: null in the rows kept before
                 con.execute(f'alter table {kept} add column "{name}" {kind}')
         listed = ", ".join(f'"{name}"' for name, _ in columns)
-        rows = f"select {listed} from {table} where {where} and period_start = $month"
-        last = (f"select {listed} from {kept} where {where} and period_start = $month and reported_at = "
-                f"(select max(reported_at) from {kept} where {where} and period_start = $month)")
-        (changed,) = con.execute(f"select count(*) from (({rows} except all {last}) union all ({last} except all {rows}))",
-                                 {"month": month}).fetchone()
-        if changed:
-            con.execute(f"insert into {kept} by name select {listed}, now() as reported_at from {table} "
-                        f"where {where} and period_start = $month", {"month": month})
-            added.append(kept)
-    return added
+        part_of = f'"{part}"' if part else "null"
+        latest = con.execute(f"select {part_of}, max(period_start) from {table} where {where} and period_start <= $month group by all",
+                             {"month": month}).fetchall()
+        for part_value, shown in latest:
+            scope = f"{where} and period_start = $shown and {part_of} is not distinct from $part"
+            rows = f"select {listed} from {table} where {scope}"
+            last = f"select {listed} from {kept} where {scope} and reported_at = (select max(reported_at) from {kept} where {scope})"
+            values = {"shown": shown, "part": part_value}
+            (changed,) = con.execute(f"select count(*) from (({rows} except all {last}) union all ({last} except all {rows}))",
+                                     values).fetchone()
+            if changed:
+                con.execute(f"insert into {kept} by name select {listed}, now() as reported_at from {table} where {scope}", values)
+                added.append(kept)
+    return sorted(set(added))
 
 
 def write_tables(con, tables: dict[str, pd.DataFrame], then: tuple[str, ...] = (),

@@ -373,7 +373,7 @@ def test_each_run_keeps_what_it_reported_when_a_later_run_restates_the_month(tmp
     with duckdb.connect(str(db)) as con:
         analysis.run(con, export=False)
         first = {table: kept(con, table) for table in analysis.REPORTED}
-        for table, where in analysis.REPORTED.items():  # the month the run reported, as the tables hold it
+        for table, (where, _) in analysis.REPORTED.items():  # the month the run reported, as the tables hold it
             assert first[table] == con.execute(f"select * from {table} where {where} and {march} order by all").fetchall() != []
         assert {r for (r,) in con.execute("select distinct period_start from reported_ranking_overall").fetchall()} == {dt.date(2018, 3, 1)}
         analysis.run(con, export=False)  # a rerun that changes nothing keeps nothing more
@@ -394,3 +394,29 @@ def test_each_run_keeps_what_it_reported_when_a_later_run_restates_the_month(tmp
         assert con.execute("select * exclude (reported_at) from reported_ranking_overall where reported_at = ? order by all",
                            [first_at]).fetchall() == first["ranking_overall"]
         assert con.execute("select count(distinct reported_at) from reported_target_tracking").fetchone()[0] == 2
+
+
+def test_a_target_set_that_ended_is_kept_as_reported_at_its_last_month():
+    # the July 2017 expectations end in March 2018: the June 2018 run still reports (and the
+    # summary shows) March 2018's targets, so a restatement of them is kept beside the first
+    import duckdb
+
+    from carewatch import analysis
+
+    con = duckdb.connect()
+    con.execute("create table ranking_overall as select 'rolling_12m' as period_type, date '2018-04-01' as period_start, 'A' as area_code, 1 as overall_rank")
+    con.execute("create table review_flag_history as select date '2018-04-01' as period_start, 'A' as area_code, 'new' as status")
+    con.execute("""create table target_tracking as select * from (values
+                       ('set-2017', date '2018-02-01', 'A', false), ('set-2017', date '2018-03-01', 'A', false),
+                       ('set-2018', date '2018-04-01', 'A', true), ('set-2018', date '2018-05-01', 'A', true))
+                   as t(target_set, period_start, area_code, on_track)""")
+    assert analysis.record_reported(con, dt.date(2018, 4, 1)) == [
+        "reported_ranking_overall", "reported_review_flag_history", "reported_target_tracking"]
+    kept = "select target_set, period_start, on_track from reported_target_tracking order by reported_at, target_set"
+    # each set at its latest month up to the run's (not set-2018's May, after the run's month)
+    assert con.execute(kept).fetchall() == [("set-2017", dt.date(2018, 3, 1), False), ("set-2018", dt.date(2018, 4, 1), True)]
+    assert analysis.record_reported(con, dt.date(2018, 4, 1)) == []  # the same again: nothing kept
+    con.execute("update target_tracking set on_track = true where target_set = 'set-2017' and period_start = '2018-03-01'")
+    assert analysis.record_reported(con, dt.date(2018, 4, 1)) == ["reported_target_tracking"]  # March restated
+    assert con.execute(kept).fetchall()[2:] == [("set-2017", dt.date(2018, 3, 1), True)]
+    assert con.execute("select count(*) from reported_target_tracking where target_set = 'set-2018'").fetchone()[0] == 1
