@@ -238,35 +238,80 @@ def analysis_sql() -> tuple[str, ...]:
     return tuple((paths.sql_dir() / f"{model}.sql").read_text() for model in ANALYSIS_MODELS)
 
 
+RESTATEMENTS_DDL = """create table if not exists restatements (
+    table_name varchar not null, period_start date not null, part varchar, areas_changed integer not null,
+    recorded_at timestamptz not null)"""
+ANALYSIS_RUNS_DDL = "create table if not exists analysis_runs (analysed_at timestamptz not null, month date not null)"
+
+
+RESTATED_WORDS = {"ranking_overall": "overall ranking", "target_tracking": "DTOC target tracking", "review_flag_history": "review flags"}
+
+
+def restated_words(restated: pd.DataFrame) -> list[str]:
+    """:func:`restated_by_last_run` in words: "March 2018 overall ranking (16 areas changed)"."""
+    out = []
+    for row in restated.itertuples():
+        part = f" {row.part}" if isinstance(row.part, str) and row.part else ""
+        areas = f"{row.areas_changed} area{'s' if row.areas_changed != 1 else ''} changed"
+        out.append(f"{pd.Timestamp(row.period_start):%B %Y} {RESTATED_WORDS.get(row.table_name, row.table_name)}{part} ({areas})")
+    return out
+
+
+def restated_by_last_run(con) -> pd.DataFrame:
+    """The earlier months the latest analysis recomputed differently from what was kept of them
+    (``restatements`` at the latest ``analysis_runs.analysed_at``): table_name, period_start,
+    part, areas_changed. Empty before the first analysis of this release."""
+    if not (warehouse.table_exists(con, "restatements") and warehouse.table_exists(con, "analysis_runs")):
+        return pd.DataFrame(columns=["table_name", "period_start", "part", "areas_changed"])
+    return con.execute("""select table_name, period_start, part, areas_changed from restatements
+                          where recorded_at = (select max(analysed_at) from analysis_runs)
+                          order by period_start, table_name, part""").df()
+
+
 def record_reported(con, month) -> list[str]:
     """Keep what the run for ``month`` reported of each :data:`REPORTED` table in
-    ``reported_<table>`` with ``reported_at`` (the transaction's start), unless they are the
-    rows last kept for that month (and part): a rerun that changes nothing adds nothing; a run
-    that restates the month adds the new rows beside the old. Returns the tables that gained rows."""
+    ``reported_<table>`` (``kind`` 'reported', ``reported_at`` the transaction's start), unless
+    they are the rows last reported for that month (and part): a rerun that changes nothing adds
+    nothing. An earlier month kept before whose rows the tables now hold differently (a revision
+    or a later population estimate recomputed it) is kept again as ``kind`` 'restated', with a
+    ``restatements`` row saying how many areas changed; so nothing reported is ever lost, and
+    each run says what it restated. Returns the tables that gained rows."""
     added = []
+    con.execute(RESTATEMENTS_DDL)
+    con.execute(ANALYSIS_RUNS_DDL)
+    con.execute("insert into analysis_runs values (now(), ?)", [month])
     for table, (where, part) in REPORTED.items():
         kept = f"reported_{table}"
-        con.execute(f"create table if not exists {kept} as select *, now() as reported_at from {table} limit 0")
+        con.execute(f"create table if not exists {kept} as select *, now() as reported_at, 'reported' as kind from {table} limit 0")
         have = set(warehouse.columns(con, kept))
         columns = con.execute("select column_name, data_type from information_schema.columns "
                               "where table_name = ? order by ordinal_position", [table]).fetchall()
-        for name, kind in columns:
+        for name, kind in [*columns, ("kind", "varchar")]:
             if name not in have:  # a column a later release added: null in the rows kept before
                 con.execute(f'alter table {kept} add column "{name}" {kind}')
+        con.execute(f"update {kept} set kind = 'reported' where kind is null")  # kept before kinds were
         listed = ", ".join(f'"{name}"' for name, _ in columns)
         part_of = f'"{part}"' if part else "null"
-        latest = con.execute(f"select {part_of}, max(period_start) from {table} where {where} and period_start <= $month group by all",
-                             {"month": month}).fetchall()
-        for part_value, shown in latest:
+        shown_now = con.execute(f"select {part_of}, max(period_start) from {table} where {where} and period_start <= $month "
+                                "group by all", {"month": month}).fetchall()
+        kept_before = con.execute(f"select distinct {part_of}, period_start from {kept} where {where}").fetchall()
+        earlier = sorted((p, m) for p, m in kept_before if (p, m) not in set(shown_now))
+        for (part_value, shown), kind in [*((key, "reported") for key in shown_now), *((key, "restated") for key in earlier)]:
             scope = f"{where} and period_start = $shown and {part_of} is not distinct from $part"
+            # a month's own report is compared with what was last reported of it; an earlier
+            # month with what was last kept of it, reported or restated
+            last_of = f"{scope} and kind = 'reported'" if kind == "reported" else scope
             rows = f"select {listed} from {table} where {scope}"
-            last = f"select {listed} from {kept} where {scope} and reported_at = (select max(reported_at) from {kept} where {scope})"
+            last = f"select {listed} from {kept} where {last_of} and reported_at = (select max(reported_at) from {kept} where {last_of})"
             values = {"shown": shown, "part": part_value}
-            (changed,) = con.execute(f"select count(*) from (({rows} except all {last}) union all ({last} except all {rows}))",
+            (changed,) = con.execute(f"select count(distinct area_code) from (({rows} except all {last}) union all ({last} except all {rows}))",
                                      values).fetchone()
             if changed:
-                con.execute(f"insert into {kept} by name select {listed}, now() as reported_at from {table} where {scope}", values)
+                con.execute(f"insert into {kept} by name select {listed}, now() as reported_at, '{kind}' as kind from {table} "
+                            f"where {scope}", values)
                 added.append(kept)
+                if kind == "restated":
+                    con.execute("insert into restatements values (?, ?, ?, ?, now())", [table, shown, part_value, changed])
     return sorted(set(added))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from carewatch import charts, paths, sources, validation, warehouse
+from carewatch import analysis, charts, paths, sources, validation, warehouse
 
 ENGLAND = "E92000001"
 AGENCIES = {"nhs": "NHS", "social_care": "Social care", "both": "Both"}
@@ -102,6 +102,8 @@ def gather(con) -> dict:
         "metrics": metrics,
         "league": league,
         "table_changes": {side: [name_of.get(a, a) for a in areas] for side, areas in table_changes.items()},
+        # earlier months this run recomputed differently from what was reported of them
+        "restated": analysis.restated_words(analysis.restated_by_last_run(con)),
         "flagged": flagged,
         "cleared": cleared,
         "not_assessed": not_assessed,
@@ -190,8 +192,6 @@ def population_note(month: pd.Timestamp, latest_estimate: int | None) -> str | N
 
 def ranking_period_values(mv: pd.DataFrame, methodology, month: pd.Timestamp) -> pd.DataFrame:
     """The metric values the league table ranks (rolling 12 months; annual metrics' latest year)."""
-    from carewatch import analysis
-
     mv = mv.copy()
     for col in ("period_start", "period_end"):
         mv[col] = pd.to_datetime(mv[col])
@@ -354,8 +354,6 @@ def _table_ready(frame: pd.DataFrame, name_of: dict[str, str]) -> pd.DataFrame:
     """A table as the report's tables/ folder holds it: the warehouse's DATE columns as dates
     (:func:`carewatch.analysis.date_columns`), with area names and metric units
     (:func:`carewatch.analysis.labelled`)."""
-    from carewatch import analysis
-
     out = analysis.labelled(frame, name_of)
     for column in analysis.date_columns(out):  # a DATE in Parquet even when empty or all null
         out[column] = out[column].astype("date32[pyarrow]")
@@ -406,6 +404,7 @@ def write_report(con, out_dir: Path | None = None) -> Path:
         metrics=data["metrics"].to_dict("records"),
         league=data["league"].to_dict("records"),
         table_changes=data["table_changes"],
+        restated=data["restated"],
         flagged=data["flagged"].to_dict("records"),
         cleared=data["cleared"].to_dict("records"),
         # flagged last month, and never flagged (not ranked: e.g. created by a boundary change)

@@ -201,6 +201,10 @@ def print_results() -> None:
             print(f"  {status.upper():<10} {names.get(area, area)} (since {first:%b %Y}): {reasons}")
         if len(flagged) > 12:
             print(f"  ... and {len(flagged) - 12} more: see the report and review_flag_history")
+        restated = analysis.restated_words(analysis.restated_by_last_run(con))
+        if restated:
+            print("\nRestated by this run (earlier months recomputed from revised or newer data; what was reported "
+                  "is kept in the warehouse's reported_* tables): " + "; ".join(restated))
 
 
 def print_quality() -> None:

@@ -368,7 +368,7 @@ def test_each_run_keeps_what_it_reported_when_a_later_run_restates_the_month(tmp
     march = "period_start = date '2018-03-01'"
 
     def kept(con, table):
-        return con.execute(f"select * exclude (reported_at) from reported_{table} order by all").fetchall()
+        return con.execute(f"select * exclude (reported_at, kind) from reported_{table} order by all").fetchall()
 
     with duckdb.connect(str(db)) as con:
         analysis.run(con, export=False)
@@ -391,7 +391,7 @@ def test_each_run_keeps_what_it_reported_when_a_later_run_restates_the_month(tmp
         assert [r for _, r in runs] == [before, after] and runs[0][0] < runs[1][0]
         # what was reported first is kept as it was, and an as-of query finds it
         first_at = runs[0][0]
-        assert con.execute("select * exclude (reported_at) from reported_ranking_overall where reported_at = ? order by all",
+        assert con.execute("select * exclude (reported_at, kind) from reported_ranking_overall where reported_at = ? order by all",
                            [first_at]).fetchall() == first["ranking_overall"]
         assert con.execute("select count(distinct reported_at) from reported_target_tracking").fetchone()[0] == 2
 
@@ -420,3 +420,33 @@ def test_a_target_set_that_ended_is_kept_as_reported_at_its_last_month():
     assert analysis.record_reported(con, dt.date(2018, 4, 1)) == ["reported_target_tracking"]  # March restated
     assert con.execute(kept).fetchall()[2:] == [("set-2017", dt.date(2018, 3, 1), True)]
     assert con.execute("select count(*) from reported_target_tracking where target_set = 'set-2018'").fetchone()[0] == 1
+
+
+def test_a_later_run_that_recomputes_an_earlier_month_keeps_it_as_restated_and_says_how_many_areas_changed():
+    import duckdb
+
+    from carewatch import analysis
+
+    con = duckdb.connect()
+    con.execute("""create table ranking_overall as select * from (values
+                       ('rolling_12m', date '2018-03-01', 'A', 1), ('rolling_12m', date '2018-03-01', 'B', 2),
+                       ('rolling_12m', date '2018-03-01', 'C', 3)) as t(period_type, period_start, area_code, overall_rank)""")
+    con.execute("create table review_flag_history as select date '2018-03-01' as period_start, 'C' as area_code, 'new' as status")
+    con.execute("create table target_tracking as select 'set' as target_set, date '2018-03-01' as period_start, 'A' as area_code, true as on_track")
+    analysis.record_reported(con, dt.date(2018, 3, 1))  # the May run reports March
+    # the June run: a revision of March swaps A and B; April is ranked
+    con.execute("update ranking_overall set overall_rank = 3 - overall_rank where area_code in ('A', 'B')")
+    con.execute("insert into ranking_overall values ('rolling_12m', date '2018-04-01', 'A', 2), ('rolling_12m', date '2018-04-01', 'B', 1)")
+    con.execute("insert into review_flag_history values (date '2018-04-01', 'C', 'continuing')")
+    analysis.record_reported(con, dt.date(2018, 4, 1))
+    kept = con.execute("select period_start, kind, area_code, overall_rank from reported_ranking_overall order by reported_at, period_start, area_code").fetchall()
+    march, april = dt.date(2018, 3, 1), dt.date(2018, 4, 1)
+    assert kept == [(march, "reported", "A", 1), (march, "reported", "B", 2), (march, "reported", "C", 3),
+                    (april, "reported", "A", 2), (april, "reported", "B", 1),
+                    (march, "restated", "A", 2), (march, "restated", "B", 1), (march, "restated", "C", 3)]
+    assert con.execute("select table_name, period_start, part, areas_changed from restatements").fetchall() == [
+        ("ranking_overall", march, None, 2)]  # two areas' ranks changed; the flags and targets did not
+    # the next run restates nothing it has not kept: no new restatement
+    analysis.record_reported(con, dt.date(2018, 4, 1))
+    assert con.execute("select count(*) from restatements").fetchone()[0] == 1
+    assert con.execute("select count(*) from reported_ranking_overall").fetchone()[0] == 8

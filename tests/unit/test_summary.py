@@ -325,3 +325,42 @@ def test_a_rejected_version_is_not_counted_as_a_revision(carewatch_home, monkeyp
     summary.print_sources({"ingest_dtoc_la": "failed"})
     [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("dtoc_la")]
     assert row.split()[:4] == ["dtoc_la", "3", "6", "-"]
+
+
+def test_the_summary_and_the_report_say_which_earlier_months_this_run_restated(carewatch_home, monkeypatch, capsys, tmp_path):
+    # the run for February 2018 reports February; a revision of February then moves the worst
+    # area (tripled delayed days) in February's table: the March run says so, and keeps both
+    import duckdb
+
+    from carewatch import analysis, monthly_report
+    from tests import synthetic_warehouse
+
+    db = carewatch_home / "w.duckdb"
+    carewatch_home.mkdir(parents=True, exist_ok=True)
+    areas = synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        con.execute("create table march as select * from fct_metric_values where period_start >= date '2018-03-01'")
+        con.execute("delete from fct_metric_values where period_start >= date '2018-03-01'")
+        analysis.run(con, export=False)  # the February run
+        con.execute("insert into fct_metric_values select * from march")
+        con.execute("update fct_metric_values set numerator = numerator * 3, value = value * 3 where area_code = ? "
+                    "and metric_id like 'delayed_days%' and period_start <= date '2018-02-01' and period_start >= date '2017-03-01'", [areas[0]])
+        analysis.run(con, export=False)  # the March run, after the revision
+        restated = analysis.restated_by_last_run(con)
+        changed_ranks = con.execute("""select count(*) from ranking_overall now join reported_ranking_overall was using (period_type, period_start, area_code)
+                                       where now.period_type = 'rolling_12m' and now.period_start = date '2018-02-01' and was.kind = 'reported'
+                                       and now.overall_rank is distinct from was.overall_rank""").fetchone()[0]
+        # the areas whose February row changed at all (a score, a rank, a rank change)
+        changed = con.execute("""select count(distinct area_code) from (
+                                     select * exclude (reported_at, kind) from reported_ranking_overall where kind = 'reported' and period_start = date '2018-02-01'
+                                     except all select * from ranking_overall where period_type = 'rolling_12m' and period_start = date '2018-02-01')""").fetchone()[0]
+        html = monthly_report.write_report(con, tmp_path / "out").read_text()
+    assert 0 < changed_ranks <= changed
+    february = restated[(restated["table_name"] == "ranking_overall")]
+    assert february["period_start"].astype(str).tolist() == ["2018-02-01"] and february["areas_changed"].tolist() == [changed]
+    words = f"February 2018 overall ranking ({changed} areas changed)"
+    assert 'id="restated"' in html and words in html
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(db))
+    summary.print_results()
+    out = capsys.readouterr().out
+    assert "Restated by this run" in out and words in out
