@@ -354,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as err:  # unknown source / parser names
         print(f"carewatch: {err.args[0]}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: what it left, not a traceback
+        print("\ncarewatch: interrupted. Each load, warehouse build and analysis commits in one transaction, so "
+              "nothing was half-written; run the same command again to finish (what is done is not redone).", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the reader went away (`carewatch parse ... | head`): not an error worth a traceback
         # as the Python docs advise: stdout to devnull, so that flushing it at exit raises nothing again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

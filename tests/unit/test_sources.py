@@ -129,6 +129,19 @@ def test_cli_refuses_bad_arguments_in_one_line(argv, message, capsys):
     assert len(err) == 1 and err[0].startswith(message), err
 
 
+def test_cli_interrupted_says_what_it_left_in_one_line_not_a_traceback(capsys, monkeypatch):
+    from carewatch import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_run", interrupted)
+    assert cli.main(["run"]) == 130  # 128 + SIGINT, as a shell reports it
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert err.strip().startswith("carewatch: interrupted.") and "run the same command again" in err and err.strip().count("\n") == 0
+
+
 def test_cli_validate_needs_the_period(capsys):
     from carewatch import cli
 
