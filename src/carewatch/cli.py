@@ -188,6 +188,7 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
             raise CarewatchError(f"unknown metric {args.metric!r}; metrics: {', '.join(metrics)}")
         first_load, first_build = warehouse.first_loaded_at(con), warehouse.first_built_at(con)
         period_loaded = warehouse.first_loaded_at(con, args.period)
+        period_built = None if period_loaded is None else warehouse.first_built_at(con, after=period_loaded)
         cutoff = warehouse.as_of_cutoff(con, args.as_of)
         nothing_yet = warehouse.reported_cutoff(con, cutoff) == warehouse.NOTHING_REPORTED
         # the month itself, the rolling year ending in it (the dashboard's figure) and the
@@ -212,8 +213,11 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
             why = f"; the warehouse was first built at {first_build:%Y-%m-%d %H:%M} UTC"
         elif first_load is not None and cutoff <= first_load:
             why = f"; the first version in the warehouse was loaded at {first_load:%Y-%m-%d %H:%M} UTC"
-        elif period_loaded is not None and cutoff <= period_loaded:
-            why = f"; {args.period}'s first version was loaded at {period_loaded:%Y-%m-%d %H:%M} UTC"
+        elif period_loaded is not None and (period_built is None or cutoff <= period_built):
+            # loaded after the date asked about, or loaded by then but not yet built into the marts
+            built = (f"first reported by the build at {period_built:%Y-%m-%d %H:%M} UTC" if period_built is not None
+                     else "not built into the marts yet")
+            why = f"; {args.period}'s first version was loaded at {period_loaded:%Y-%m-%d %H:%M} UTC, {built}"
         else:
             why = ""
         print(f"carewatch: nothing reported for {args.area} in {args.period} as of {args.as_of}{why}", file=sys.stderr)

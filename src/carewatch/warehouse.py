@@ -399,11 +399,13 @@ def reported_cutoff(con, cutoff):
     return NOTHING_REPORTED if since is not None and not since[0] else cutoff
 
 
-def first_built_at(con):
-    """When the first recorded build began (aware, UTC; None when none is recorded)."""
+def first_built_at(con, after=None):
+    """When the first recorded build began (after ``after``, an aware datetime, if given:
+    the first build that read what was loaded then); aware, UTC; None when there is none."""
     if not table_exists(con, "warehouse_builds"):
         return None
-    (first,) = con.execute("select epoch_us(min(built_at)) from warehouse_builds").fetchone()
+    (first,) = con.execute("select epoch_us(min(built_at)) from warehouse_builds where $after is null or built_at > $after",
+                           {"after": None if after is None else after.isoformat()}).fetchone()
     return None if first is None else _utc(first)
 
 

@@ -573,9 +573,13 @@ def test_carewatch_as_of_names_the_mistake(built, tmp_path, monkeypatch, capsys)
     assert error("Dorset", "2019-06", "--as-of", "2019-07-31") == (2, "carewatch: area name 'Dorset' is ambiguous: give its code (E06000059, E10000009)")
     # after the first load, an empty answer does not blame the date
     assert error("Hackney", "2030-01", "--as-of", "2017-04-30") == (1, "carewatch: nothing reported for Hackney in 2030-01 as of 2017-04-30")
-    # unless the month asked about was loaded after it: then it says when
+    # unless the month asked about was loaded after it, or loaded but not yet built: then it says when each was
     assert error("Hackney", "2017-02", "--as-of", "2017-03-31", "--metric", DTOC) == (
-        1, "carewatch: nothing reported for Hackney in 2017-02 as of 2017-03-31; 2017-02's first version was loaded at 2017-04-13 10:00 UTC")
+        1, "carewatch: nothing reported for Hackney in 2017-02 as of 2017-03-31; 2017-02's first version was loaded at "
+           "2017-04-13 10:00 UTC, first reported by the build at 2017-04-13 11:00 UTC")
+    assert error("Hackney", "2017-02", "--as-of", "2017-04-13T10:30:00+00:00", "--metric", DTOC) == (
+        1, "carewatch: nothing reported for Hackney in 2017-02 as of 2017-04-13T10:30:00+00:00; 2017-02's first version was loaded at "
+           "2017-04-13 10:00 UTC, first reported by the build at 2017-04-13 11:00 UTC")
     # England by name, as the summary writes it
     assert cli.main(["as-of", "england", "2017-02", "--as-of", "2017-04-30", "--metric", DTOC]) == 0
     assert "E92000001" in capsys.readouterr().out
