@@ -304,6 +304,8 @@ def record_reported(con, month) -> list[str]:
             rows = f"select {listed} from {table} where {scope}"
             last = f"select {listed} from {kept} where {last_of} and reported_at = (select max(reported_at) from {kept} where {last_of})"
             values = {"shown": shown, "part": part_value}
+            if kind == "restated" and not con.execute(f"select count(*) from {table} where {scope}", values).fetchone()[0]:
+                continue  # no longer computed at all (its figures gone): nothing to keep, and not a new change each run
             (changed,) = con.execute(f"select count(distinct area_code) from (({rows} except all {last}) union all ({last} except all {rows}))",
                                      values).fetchone()
             if changed:

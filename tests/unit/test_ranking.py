@@ -450,3 +450,7 @@ def test_a_later_run_that_recomputes_an_earlier_month_keeps_it_as_restated_and_s
     analysis.record_reported(con, dt.date(2018, 4, 1))
     assert con.execute("select count(*) from restatements").fetchone()[0] == 1
     assert con.execute("select count(*) from reported_ranking_overall").fetchone()[0] == 8
+    # a month no longer computed at all is not a restatement (every run would say so again)
+    con.execute("delete from ranking_overall where period_start = date '2018-03-01'")
+    analysis.record_reported(con, dt.date(2018, 4, 1))
+    assert con.execute("select count(*) from restatements").fetchone()[0] == 1
