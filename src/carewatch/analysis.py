@@ -258,62 +258,113 @@ def restated_words(restated: pd.DataFrame) -> list[str]:
 
 
 def restated_by_last_run(con) -> pd.DataFrame:
-    """The earlier months the latest analysis recomputed differently from what was kept of them
-    (``restatements`` at the latest ``analysis_runs.analysed_at``): table_name, period_start,
-    part, areas_changed. Empty before the first analysis of this release."""
+    """The months whose figures differ from what was kept of them, as recorded by the analyses
+    since the latest one of an earlier month (so the run for this month, and any rerun of it,
+    say what it restated): table_name, period_start, part, areas_changed. Empty before the
+    first analysis of this release."""
     if not (warehouse.table_exists(con, "restatements") and warehouse.table_exists(con, "analysis_runs")):
         return pd.DataFrame(columns=["table_name", "period_start", "part", "areas_changed"])
-    return con.execute("""select table_name, period_start, part, areas_changed from restatements
-                          where recorded_at = (select max(analysed_at) from analysis_runs)
-                          order by period_start, table_name, part""").df()
+    return con.execute("""
+        select table_name, period_start, part, max_by(areas_changed, recorded_at) as areas_changed from restatements
+        where recorded_at > coalesce((select max(analysed_at) from analysis_runs
+                                      where month < (select max_by(month, analysed_at) from analysis_runs)), '-infinity'::timestamptz)
+        group by all order by period_start, table_name, part""").df()
+
+
+KEPT_META = ("reported_at", "kind", "columns_kept")
+
+
+def _kept_table(con, table: str, kept: str) -> list[tuple[str, str]]:
+    """Create or upgrade ``kept`` (``reported_<table>``) for ``table``'s columns; returns them
+    as (name, type). Rows kept before ``kind`` or ``columns_kept`` existed get 'reported' and the
+    columns they were kept with; a column whose type a release changed is renamed
+    ``<name>__<old type>`` (``gap__decimal_2_1``) in the rows kept before (not cast), and added afresh."""
+    import json
+    import re
+
+    columns = con.execute("select column_name, data_type from information_schema.columns where table_name = ? "
+                          "order by ordinal_position", [table]).fetchall()
+    con.execute(f"create table if not exists {kept} as select *, now() as reported_at, 'reported' as kind, "
+                f"'' as columns_kept from {table} limit 0")
+    have = dict(con.execute("select column_name, data_type from information_schema.columns where table_name = ? "
+                            "order by ordinal_position", [kept]).fetchall())
+    for name, kind in (("kind", "VARCHAR"), ("columns_kept", "VARCHAR")):
+        if name not in have:
+            con.execute(f'alter table {kept} add column "{name}" {kind}')
+    before = json.dumps([[n, t] for n, t in have.items() if n not in KEPT_META])
+    con.execute(f"update {kept} set kind = coalesce(kind, 'reported'), columns_kept = coalesce(columns_kept, ?) "
+                "where kind is null or columns_kept is null", [before])
+    for name, kind in columns:
+        if name in have and have[name] != kind:
+            old = f"{name}__{re.sub(r'[^a-z0-9]+', '_', have[name].lower()).strip('_')}"
+            suffix = 2
+            while f"{old}{suffix if suffix > 2 else ''}" in have:
+                suffix += 1
+            old = f"{old}{suffix if suffix > 2 else ''}"
+            con.execute(f'alter table {kept} rename column "{name}" to "{old}"')
+            have[old] = have.pop(name)
+        if name not in have:  # null in the rows kept before (which their columns_kept says they lacked)
+            con.execute(f'alter table {kept} add column "{name}" {kind}')
+    return columns
 
 
 def record_reported(con, month) -> list[str]:
     """Keep what the run for ``month`` reported of each :data:`REPORTED` table in
     ``reported_<table>`` (``kind`` 'reported', ``reported_at`` the transaction's start), unless
     they are the rows last reported for that month (and part): a rerun that changes nothing adds
-    nothing. An earlier month kept before whose rows the tables now hold differently (a revision
-    or a later population estimate recomputed it) is kept again as ``kind`` 'restated', with a
-    ``restatements`` row saying how many areas changed; so nothing reported is ever lost, and
-    each run says what it restated. Returns the tables that gained rows."""
+    nothing. An earlier month kept before whose rows the tables now hold differently (a revision,
+    a later population estimate, a change of method) is kept again as ``kind`` 'restated'. Either
+    way, a month whose rows differ from the last kept of it gets a ``restatements`` row saying
+    how many areas changed: nothing reported is lost, and each run says what it restated.
+    Rows are compared on the columns both they and the rows kept had (``columns_kept``), so a
+    column a release adds or retypes is not a restatement. Returns the tables that gained rows."""
+    import json
+
     added = []
     con.execute(RESTATEMENTS_DDL)
     con.execute(ANALYSIS_RUNS_DDL)
     con.execute("insert into analysis_runs values (now(), ?)", [month])
     for table, (where, part) in REPORTED.items():
         kept = f"reported_{table}"
-        con.execute(f"create table if not exists {kept} as select *, now() as reported_at, 'reported' as kind from {table} limit 0")
-        have = set(warehouse.columns(con, kept))
-        columns = con.execute("select column_name, data_type from information_schema.columns "
-                              "where table_name = ? order by ordinal_position", [table]).fetchall()
-        for name, kind in [*columns, ("kind", "varchar")]:
-            if name not in have:  # a column a later release added: null in the rows kept before
-                con.execute(f'alter table {kept} add column "{name}" {kind}')
-        con.execute(f"update {kept} set kind = 'reported' where kind is null")  # kept before kinds were
+        columns = _kept_table(con, table, kept)
+        signature = json.dumps([[n, t] for n, t in columns])
         listed = ", ".join(f'"{name}"' for name, _ in columns)
         part_of = f'"{part}"' if part else "null"
         shown_now = con.execute(f"select {part_of}, max(period_start) from {table} where {where} and period_start <= $month "
                                 "group by all", {"month": month}).fetchall()
         kept_before = con.execute(f"select distinct {part_of}, period_start from {kept} where {where}").fetchall()
         earlier = sorted((p, m) for p, m in kept_before if (p, m) not in set(shown_now))
-        for (part_value, shown), kind in [*((key, "reported") for key in shown_now), *((key, "restated") for key in earlier)]:
+        for (part_value, shown), shown_by_run in [*((key, True) for key in shown_now), *((key, False) for key in earlier)]:
             scope = f"{where} and period_start = $shown and {part_of} is not distinct from $part"
-            # a month's own report is compared with what was last reported of it; an earlier
-            # month with what was last kept of it, reported or restated
-            last_of = f"{scope} and kind = 'reported'" if kind == "reported" else scope
-            rows = f"select {listed} from {table} where {scope}"
-            last = f"select {listed} from {kept} where {last_of} and reported_at = (select max(reported_at) from {kept} where {last_of})"
             values = {"shown": shown, "part": part_value}
-            if kind == "restated" and not con.execute(f"select count(*) from {table} where {scope}", values).fetchone()[0]:
+            if not con.execute(f"select count(*) from {table} where {scope}", values).fetchone()[0]:
                 continue  # no longer computed at all (its figures gone): nothing to keep, and not a new change each run
-            (changed,) = con.execute(f"select count(distinct area_code) from (({rows} except all {last}) union all ({last} except all {rows}))",
-                                     values).fetchone()
-            if changed:
-                con.execute(f"insert into {kept} by name select {listed}, now() as reported_at, '{kind}' as kind from {table} "
-                            f"where {scope}", values)
+
+            def areas_changed(only: str) -> int | None:
+                """Areas whose rows differ from the last kept ones (of ``only``); None: none kept."""
+                last = con.execute(f"select max(reported_at), any_value(columns_kept) from {kept} where {scope} {only} and "
+                                   f"reported_at = (select max(reported_at) from {kept} where {scope} {only})", values).fetchone()
+                if last[0] is None:
+                    return None
+                had = {tuple(c) for c in json.loads(last[1] or "[]")}
+                common = ", ".join(f'"{n}"' for n, t in columns if (n, t) in had) or "area_code"
+                now_rows = f"select {common} from {table} where {scope}"
+                kept_rows = f"select {common} from {kept} where {scope} and reported_at = $at"
+                return con.execute(f"select count(distinct area_code) from (({now_rows} except all {kept_rows}) "
+                                   f"union all ({kept_rows} except all {now_rows}))", {**values, "at": last[0]}).fetchone()[0]
+
+            # the run's own report is compared with what was last reported of that month; and any
+            # month with what was last kept of it, reported or restated, for what changed since
+            since_kept = areas_changed("")
+            changed_report = areas_changed("and kind = 'reported'") if shown_by_run else None
+            keep = (changed_report is None or changed_report > 0) if shown_by_run else bool(since_kept)
+            if keep:
+                kind = "reported" if shown_by_run else "restated"
+                con.execute(f"insert into {kept} by name select {listed}, now() as reported_at, '{kind}' as kind, "
+                            f"$signature as columns_kept from {table} where {scope}", {**values, "signature": signature})
                 added.append(kept)
-                if kind == "restated":
-                    con.execute("insert into restatements values (?, ?, ?, ?, now())", [table, shown, part_value, changed])
+            if since_kept:
+                con.execute("insert into restatements values (?, ?, ?, ?, now())", [table, shown, part_value, since_kept])
     return sorted(set(added))
 
 

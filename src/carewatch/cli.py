@@ -188,7 +188,12 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
             raise CarewatchError(f"unknown metric {args.metric!r}; metrics: {', '.join(metrics)}")
         first_load, first_build = warehouse.first_loaded_at(con), warehouse.first_built_at(con)
         period_loaded = warehouse.first_loaded_at(con, args.period)
-        period_built = None if period_loaded is None else warehouse.first_built_at(con, after=period_loaded)
+        # which build first read it, where builds were recorded from before it was loaded (in a
+        # warehouse of an earlier release, an earlier unrecorded build may have)
+        recorded = warehouse.builds_recorded_from(con)
+        period_built = (warehouse.first_built_at(con, after=period_loaded)
+                        if period_loaded is not None and recorded is not None and recorded <= period_loaded else None)
+        builds_known = period_loaded is not None and recorded is not None and recorded <= period_loaded
         cutoff = warehouse.as_of_cutoff(con, args.as_of)
         nothing_yet = warehouse.reported_cutoff(con, cutoff) == warehouse.NOTHING_REPORTED
         # the month itself, the rolling year ending in it (the dashboard's figure) and the
@@ -213,11 +218,13 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
             why = f"; the warehouse was first built at {first_build:%Y-%m-%d %H:%M} UTC"
         elif first_load is not None and cutoff <= first_load:
             why = f"; the first version in the warehouse was loaded at {first_load:%Y-%m-%d %H:%M} UTC"
-        elif period_loaded is not None and (period_built is None or cutoff <= period_built):
+        elif builds_known and (period_built is None or cutoff <= period_built):
             # loaded after the date asked about, or loaded by then but not yet built into the marts
             built = (f"first reported by the build at {period_built:%Y-%m-%d %H:%M} UTC" if period_built is not None
                      else "not built into the marts yet")
             why = f"; {args.period}'s first version was loaded at {period_loaded:%Y-%m-%d %H:%M} UTC, {built}"
+        elif period_loaded is not None and cutoff <= period_loaded:  # no build record to go by: load time stands in
+            why = f"; {args.period}'s first version was loaded at {period_loaded:%Y-%m-%d %H:%M} UTC"
         else:
             why = ""
         print(f"carewatch: nothing reported for {args.area} in {args.period} as of {args.as_of}{why}", file=sys.stderr)
@@ -360,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:  # Ctrl-C: what it left, not a traceback
         print("\ncarewatch: interrupted. Each load, warehouse build and analysis commits in one transaction, so "
-              "nothing was half-written; run the same command again to finish (what is done is not redone).", file=sys.stderr)
+              "nothing was half-written; run the same command again to finish (files already fetched and loaded "
+              "are not fetched or loaded again).", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`carewatch parse ... | head`): not an error worth a traceback
         # as the Python docs advise: stdout to devnull, so that flushing it at exit raises nothing again

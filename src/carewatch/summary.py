@@ -203,8 +203,9 @@ def print_results() -> None:
             print(f"  ... and {len(flagged) - 12} more: see the report and review_flag_history")
         restated = analysis.restated_words(analysis.restated_by_last_run(con))
         if restated:
-            print("\nRestated by this run (earlier months recomputed from revised or newer data; what was reported "
-                  "is kept in the warehouse's reported_* tables): " + "; ".join(restated))
+            print("\nRestated by this run (months whose figures now differ from what was reported: a revised "
+                  "publication, a later population estimate or a change of method; what was reported is kept in "
+                  "the warehouse's reported_* tables): " + "; ".join(restated))
 
 
 def print_quality() -> None:

@@ -399,6 +399,16 @@ def reported_cutoff(con, cutoff):
     return NOTHING_REPORTED if since is not None and not since[0] else cutoff
 
 
+def builds_recorded_from(con):
+    """Since when every build is recorded (aware, UTC): the start of the first recorded build
+    of a warehouse that had none before it; None for one of an earlier release (whose first
+    builds went unrecorded) or one never built."""
+    if not table_exists(con, "warehouse_builds_since"):
+        return None
+    row = con.execute("select epoch_us(recorded_from), earlier_builds from warehouse_builds_since").fetchone()
+    return None if row is None or row[1] else _utc(row[0])
+
+
 def first_built_at(con, after=None):
     """When the first recorded build began (after ``after``, an aware datetime, if given:
     the first build that read what was loaded then); aware, UTC; None when there is none."""

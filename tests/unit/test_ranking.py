@@ -368,7 +368,7 @@ def test_each_run_keeps_what_it_reported_when_a_later_run_restates_the_month(tmp
     march = "period_start = date '2018-03-01'"
 
     def kept(con, table):
-        return con.execute(f"select * exclude (reported_at, kind) from reported_{table} order by all").fetchall()
+        return con.execute(f"select * exclude (reported_at, kind, columns_kept) from reported_{table} order by all").fetchall()
 
     with duckdb.connect(str(db)) as con:
         analysis.run(con, export=False)
@@ -391,7 +391,7 @@ def test_each_run_keeps_what_it_reported_when_a_later_run_restates_the_month(tmp
         assert [r for _, r in runs] == [before, after] and runs[0][0] < runs[1][0]
         # what was reported first is kept as it was, and an as-of query finds it
         first_at = runs[0][0]
-        assert con.execute("select * exclude (reported_at, kind) from reported_ranking_overall where reported_at = ? order by all",
+        assert con.execute("select * exclude (reported_at, kind, columns_kept) from reported_ranking_overall where reported_at = ? order by all",
                            [first_at]).fetchall() == first["ranking_overall"]
         assert con.execute("select count(distinct reported_at) from reported_target_tracking").fetchone()[0] == 2
 
@@ -420,6 +420,10 @@ def test_a_target_set_that_ended_is_kept_as_reported_at_its_last_month():
     assert analysis.record_reported(con, dt.date(2018, 4, 1)) == ["reported_target_tracking"]  # March restated
     assert con.execute(kept).fetchall()[2:] == [("set-2017", dt.date(2018, 3, 1), True)]
     assert con.execute("select count(*) from reported_target_tracking where target_set = 'set-2018'").fetchone()[0] == 1
+    # reported by this run (its report shows March's targets), and a restatement of what was reported before
+    assert con.execute("select kind from reported_target_tracking order by reported_at desc limit 1").fetchone()[0] == "reported"
+    assert con.execute("select table_name, period_start, part, areas_changed from restatements").fetchall() == [
+        ("target_tracking", dt.date(2018, 3, 1), "set-2017", 1)]
 
 
 def test_a_later_run_that_recomputes_an_earlier_month_keeps_it_as_restated_and_says_how_many_areas_changed():
@@ -454,3 +458,58 @@ def test_a_later_run_that_recomputes_an_earlier_month_keeps_it_as_restated_and_s
     con.execute("delete from ranking_overall where period_start = date '2018-03-01'")
     analysis.record_reported(con, dt.date(2018, 4, 1))
     assert con.execute("select count(*) from restatements").fetchone()[0] == 1
+
+
+def test_a_release_that_adds_or_retypes_a_column_restates_nothing_and_fails_no_run():
+    # rows kept before a release are compared on the columns they were kept with: a new column
+    # (null in them) or a retyped one is not a change of figures; a retyped column's old values
+    # stay, under <name>__<old type>, rather than being cast (or failing every monthly run)
+    import duckdb
+
+    from carewatch import analysis
+
+    con = duckdb.connect()
+    con.execute("create table ranking_overall as select 'rolling_12m' as period_type, date '2018-03-01' as period_start, 'A' as area_code, 1 as overall_rank, 'x' as methodology")
+    con.execute("create table review_flag_history as select date '2018-03-01' as period_start, 'A' as area_code, 'new' as status, 'one reason' as reasons")
+    con.execute("create table target_tracking as select 'set' as target_set, date '2018-03-01' as period_start, 'A' as area_code, 2.5 as gap")
+    analysis.record_reported(con, dt.date(2018, 3, 1))
+    # the next release: the flags gain a column, the gap becomes text, April is ranked
+    con.execute("alter table review_flag_history add column rule_ids varchar[]")
+    con.execute("update review_flag_history set rule_ids = ['bottom_quartile']")
+    con.execute("alter table target_tracking alter gap type varchar")
+    con.execute("insert into ranking_overall values ('rolling_12m', date '2018-04-01', 'A', 1, 'x')")
+    con.execute("insert into review_flag_history values (date '2018-04-01', 'A', 'continuing', 'one reason', ['bottom_quartile'])")
+    analysis.record_reported(con, dt.date(2018, 4, 1))
+    assert con.execute("select count(*) from restatements").fetchone()[0] == 0
+    assert con.execute("select count(*) from reported_review_flag_history where period_start = date '2018-03-01'").fetchone()[0] == 1
+    assert con.execute("select gap__decimal_2_1, gap from reported_target_tracking order by reported_at").fetchall() == [(2.5, None)]
+    # a real change after it is one
+    con.execute("update review_flag_history set status = 'cleared' where period_start = date '2018-03-01'")
+    analysis.record_reported(con, dt.date(2018, 4, 1))
+    assert con.execute("select table_name, period_start, areas_changed from restatements").fetchall() == [
+        ("review_flag_history", dt.date(2018, 3, 1), 1)]
+
+
+def test_a_rerun_of_the_month_still_says_what_its_run_restated():
+    # Ctrl-C after the analysis, or a failed report, and the same run again: the note must not
+    # vanish because the rerun's own analysis found nothing new to restate
+    import duckdb
+
+    from carewatch import analysis
+
+    con = duckdb.connect()
+    con.execute("create table ranking_overall as select * from (values ('rolling_12m', date '2018-03-01', 'A', 1), ('rolling_12m', date '2018-03-01', 'B', 2)) t(period_type, period_start, area_code, overall_rank)")
+    con.execute("create table review_flag_history as select date '2018-03-01' as period_start, 'A' as area_code, 'new' as status")
+    con.execute("create table target_tracking as select 'set' as target_set, date '2018-03-01' as period_start, 'A' as area_code, true as on_track")
+    analysis.record_reported(con, dt.date(2018, 3, 1))
+    assert analysis.restated_by_last_run(con).empty  # nothing restated: no note
+    con.execute("update ranking_overall set overall_rank = 3 - overall_rank")
+    con.execute("insert into ranking_overall values ('rolling_12m', date '2018-04-01', 'A', 1)")
+    for _ in range(2):  # the April run, then its rerun
+        analysis.record_reported(con, dt.date(2018, 4, 1))
+        restated = analysis.restated_by_last_run(con)
+        assert restated[["table_name", "areas_changed"]].values.tolist() == [["ranking_overall", 2]]
+        assert analysis.restated_words(restated) == ["March 2018 overall ranking (2 areas changed)"]
+    con.execute("insert into ranking_overall values ('rolling_12m', date '2018-05-01', 'A', 1)")
+    analysis.record_reported(con, dt.date(2018, 5, 1))  # the May run restates nothing
+    assert analysis.restated_by_last_run(con).empty

@@ -274,6 +274,7 @@ def _monthly_history(con) -> None:
     con.execute("update land_dtoc_la set _loaded_at = '2017-05-11 10:00:00+00' where _period = '2017-02' and _version = 2")
     con.execute("delete from warehouse_builds")
     con.execute("insert into warehouse_builds values ('2017-01-05 11:00:00+00'), ('2017-04-13 11:00:00+00'), ('2017-05-11 11:00:00+00')")
+    con.execute("update warehouse_builds_since set recorded_from = '2017-01-05 11:00:00+00'")
 
 
 def test_as_of_answers_with_what_was_loaded_by_then(built):
@@ -544,6 +545,7 @@ def test_carewatch_as_of_names_the_mistake(built, tmp_path, monkeypatch, capsys)
     built.execute("update land_dtoc_la set _loaded_at = '2017-04-13 10:00:00+00'")
     built.execute("delete from warehouse_builds")
     built.execute("insert into warehouse_builds values ('2017-01-05 11:00:00+00'), ('2017-04-13 11:00:00+00')")
+    built.execute("update warehouse_builds_since set recorded_from = '2017-01-05 11:00:00+00'")
     built.execute("checkpoint")
     copy = tmp_path / "copy.duckdb"
     shutil.copy(built.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()[0], copy)
@@ -580,6 +582,11 @@ def test_carewatch_as_of_names_the_mistake(built, tmp_path, monkeypatch, capsys)
     assert error("Hackney", "2017-02", "--as-of", "2017-04-13T10:30:00+00:00", "--metric", DTOC) == (
         1, "carewatch: nothing reported for Hackney in 2017-02 as of 2017-04-13T10:30:00+00:00; 2017-02's first version was loaded at "
            "2017-04-13 10:00 UTC, first reported by the build at 2017-04-13 11:00 UTC")
+    # a warehouse of an earlier release, whose first builds went unrecorded: no build to name, load time stands in
+    with duckdb.connect(str(copy)) as con:
+        con.execute("update warehouse_builds_since set earlier_builds = true")
+    assert error("Hackney", "2017-02", "--as-of", "2017-03-31", "--metric", DTOC) == (
+        1, "carewatch: nothing reported for Hackney in 2017-02 as of 2017-03-31; 2017-02's first version was loaded at 2017-04-13 10:00 UTC")
     # England by name, as the summary writes it
     assert cli.main(["as-of", "england", "2017-02", "--as-of", "2017-04-30", "--metric", DTOC]) == 0
     assert "E92000001" in capsys.readouterr().out
