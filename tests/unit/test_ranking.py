@@ -396,17 +396,25 @@ def test_each_run_keeps_what_it_reported_when_a_later_run_restates_the_month(tmp
         assert con.execute("select count(distinct reported_at) from reported_target_tracking").fetchone()[0] == 2
 
 
+def _analysis_tables(ranking: str, flags: str, targets: str):
+    """An in-memory warehouse holding the three tables a run reports, each from its select."""
+    import duckdb
+
+    con = duckdb.connect()
+    for name, select in (("ranking_overall", ranking), ("review_flag_history", flags), ("target_tracking", targets)):
+        con.execute(f"create table {name} as {select}")
+    return con
+
+
 def test_a_target_set_that_ended_is_kept_as_reported_at_its_last_month():
     # the July 2017 expectations end in March 2018: the June 2018 run still reports (and the
     # summary shows) March 2018's targets, so a restatement of them is kept beside the first
-    import duckdb
-
     from carewatch import analysis
 
-    con = duckdb.connect()
-    con.execute("create table ranking_overall as select 'rolling_12m' as period_type, date '2018-04-01' as period_start, 'A' as area_code, 1 as overall_rank")
-    con.execute("create table review_flag_history as select date '2018-04-01' as period_start, 'A' as area_code, 'new' as status")
-    con.execute("""create table target_tracking as select * from (values
+    con = _analysis_tables(
+        ranking="select 'rolling_12m' as period_type, date '2018-04-01' as period_start, 'A' as area_code, 1 as overall_rank",
+        flags="select date '2018-04-01' as period_start, 'A' as area_code, 'new' as status",
+        targets="""select * from (values
                        ('set-2017', date '2018-02-01', 'A', false), ('set-2017', date '2018-03-01', 'A', false),
                        ('set-2018', date '2018-04-01', 'A', true), ('set-2018', date '2018-05-01', 'A', true))
                    as t(target_set, period_start, area_code, on_track)""")
@@ -427,16 +435,14 @@ def test_a_target_set_that_ended_is_kept_as_reported_at_its_last_month():
 
 
 def test_a_later_run_that_recomputes_an_earlier_month_keeps_it_as_restated_and_says_how_many_areas_changed():
-    import duckdb
-
     from carewatch import analysis
 
-    con = duckdb.connect()
-    con.execute("""create table ranking_overall as select * from (values
+    con = _analysis_tables(
+        ranking="""select * from (values
                        ('rolling_12m', date '2018-03-01', 'A', 1), ('rolling_12m', date '2018-03-01', 'B', 2),
-                       ('rolling_12m', date '2018-03-01', 'C', 3)) as t(period_type, period_start, area_code, overall_rank)""")
-    con.execute("create table review_flag_history as select date '2018-03-01' as period_start, 'C' as area_code, 'new' as status")
-    con.execute("create table target_tracking as select 'set' as target_set, date '2018-03-01' as period_start, 'A' as area_code, true as on_track")
+                       ('rolling_12m', date '2018-03-01', 'C', 3)) as t(period_type, period_start, area_code, overall_rank)""",
+        flags="select date '2018-03-01' as period_start, 'C' as area_code, 'new' as status",
+        targets="select 'set' as target_set, date '2018-03-01' as period_start, 'A' as area_code, true as on_track")
     analysis.record_reported(con, dt.date(2018, 3, 1))  # the May run reports March
     # the June run: a revision of March swaps A and B; April is ranked
     con.execute("update ranking_overall set overall_rank = 3 - overall_rank where area_code in ('A', 'B')")
@@ -464,14 +470,12 @@ def test_a_release_that_adds_or_retypes_a_column_restates_nothing_and_fails_no_r
     # rows kept before a release are compared on the columns they were kept with: a new column
     # (null in them) or a retyped one is not a change of figures; a retyped column's old values
     # stay, under <name>__<old type>, rather than being cast (or failing every monthly run)
-    import duckdb
-
     from carewatch import analysis
 
-    con = duckdb.connect()
-    con.execute("create table ranking_overall as select 'rolling_12m' as period_type, date '2018-03-01' as period_start, 'A' as area_code, 1 as overall_rank, 'x' as methodology")
-    con.execute("create table review_flag_history as select date '2018-03-01' as period_start, 'A' as area_code, 'new' as status, 'one reason' as reasons")
-    con.execute("create table target_tracking as select 'set' as target_set, date '2018-03-01' as period_start, 'A' as area_code, 2.5 as gap")
+    con = _analysis_tables(
+        ranking="select 'rolling_12m' as period_type, date '2018-03-01' as period_start, 'A' as area_code, 1 as overall_rank, 'x' as methodology",
+        flags="select date '2018-03-01' as period_start, 'A' as area_code, 'new' as status, 'one reason' as reasons",
+        targets="select 'set' as target_set, date '2018-03-01' as period_start, 'A' as area_code, 2.5 as gap")
     analysis.record_reported(con, dt.date(2018, 3, 1))
     # the next release: the flags gain a column, the gap becomes text, April is ranked
     con.execute("alter table review_flag_history add column rule_ids varchar[]")
@@ -493,14 +497,12 @@ def test_a_release_that_adds_or_retypes_a_column_restates_nothing_and_fails_no_r
 def test_a_rerun_of_the_month_still_says_what_its_run_restated():
     # Ctrl-C after the analysis, or a failed report, and the same run again: the note must not
     # vanish because the rerun's own analysis found nothing new to restate
-    import duckdb
-
     from carewatch import analysis
 
-    con = duckdb.connect()
-    con.execute("create table ranking_overall as select * from (values ('rolling_12m', date '2018-03-01', 'A', 1), ('rolling_12m', date '2018-03-01', 'B', 2)) t(period_type, period_start, area_code, overall_rank)")
-    con.execute("create table review_flag_history as select date '2018-03-01' as period_start, 'A' as area_code, 'new' as status")
-    con.execute("create table target_tracking as select 'set' as target_set, date '2018-03-01' as period_start, 'A' as area_code, true as on_track")
+    con = _analysis_tables(
+        ranking="select * from (values ('rolling_12m', date '2018-03-01', 'A', 1), ('rolling_12m', date '2018-03-01', 'B', 2)) t(period_type, period_start, area_code, overall_rank)",
+        flags="select date '2018-03-01' as period_start, 'A' as area_code, 'new' as status",
+        targets="select 'set' as target_set, date '2018-03-01' as period_start, 'A' as area_code, true as on_track")
     analysis.record_reported(con, dt.date(2018, 3, 1))
     assert analysis.restated_by_last_run(con).empty  # nothing restated: no note
     con.execute("update ranking_overall set overall_rank = 3 - overall_rank")
