@@ -271,7 +271,7 @@ def restated_by_last_run(con) -> pd.DataFrame:
         group by all order by period_start, table_name, part""").df()
 
 
-KEPT_META = ("reported_at", "kind", "columns_kept")
+KEPT_META = ("reported_at", "kind", "run_month", "columns_kept")
 
 
 def _kept_table(con, table: str, kept: str) -> list[tuple[str, str]]:
@@ -285,15 +285,16 @@ def _kept_table(con, table: str, kept: str) -> list[tuple[str, str]]:
     columns = con.execute("select column_name, data_type from information_schema.columns where table_name = ? "
                           "order by ordinal_position", [table]).fetchall()
     con.execute(f"create table if not exists {kept} as select *, now() as reported_at, 'reported' as kind, "
-                f"'' as columns_kept from {table} limit 0")
+                f"period_start as run_month, '' as columns_kept from {table} limit 0")
     have = dict(con.execute("select column_name, data_type from information_schema.columns where table_name = ? "
                             "order by ordinal_position", [kept]).fetchall())
-    for name, kind in (("kind", "VARCHAR"), ("columns_kept", "VARCHAR")):
+    for name, kind in (("kind", "VARCHAR"), ("run_month", "DATE"), ("columns_kept", "VARCHAR")):
         if name not in have:
             con.execute(f'alter table {kept} add column "{name}" {kind}')
+    # rows kept before these columns were: each was its run's own month, with the columns it had
     before = json.dumps([[n, t] for n, t in have.items() if n not in KEPT_META])
-    con.execute(f"update {kept} set kind = coalesce(kind, 'reported'), columns_kept = coalesce(columns_kept, ?) "
-                "where kind is null or columns_kept is null", [before])
+    con.execute(f"update {kept} set kind = coalesce(kind, 'reported'), run_month = coalesce(run_month, period_start), "
+                "columns_kept = coalesce(columns_kept, ?) where kind is null or run_month is null or columns_kept is null", [before])
     for name, kind in columns:
         if name in have and have[name] != kind:
             old = f"{name}__{re.sub(r'[^a-z0-9]+', '_', have[name].lower()).strip('_')}"
@@ -361,7 +362,8 @@ def record_reported(con, month) -> list[str]:
             if keep:
                 kind = "reported" if shown_by_run else "restated"
                 con.execute(f"insert into {kept} by name select {listed}, now() as reported_at, '{kind}' as kind, "
-                            f"$signature as columns_kept from {table} where {scope}", {**values, "signature": signature})
+                            f"$month as run_month, $signature as columns_kept from {table} where {scope}",
+                            {**values, "signature": signature, "month": month})
                 added.append(kept)
             if since_kept:
                 con.execute("insert into restatements values (?, ?, ?, ?, now())", [table, shown, part_value, since_kept])

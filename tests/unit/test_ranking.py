@@ -368,7 +368,7 @@ def test_each_run_keeps_what_it_reported_when_a_later_run_restates_the_month(tmp
     march = "period_start = date '2018-03-01'"
 
     def kept(con, table):
-        return con.execute(f"select * exclude (reported_at, kind, columns_kept) from reported_{table} order by all").fetchall()
+        return con.execute(f"select * exclude (reported_at, kind, run_month, columns_kept) from reported_{table} order by all").fetchall()
 
     with duckdb.connect(str(db)) as con:
         analysis.run(con, export=False)
@@ -391,7 +391,7 @@ def test_each_run_keeps_what_it_reported_when_a_later_run_restates_the_month(tmp
         assert [r for _, r in runs] == [before, after] and runs[0][0] < runs[1][0]
         # what was reported first is kept as it was, and an as-of query finds it
         first_at = runs[0][0]
-        assert con.execute("select * exclude (reported_at, kind, columns_kept) from reported_ranking_overall where reported_at = ? order by all",
+        assert con.execute("select * exclude (reported_at, kind, run_month, columns_kept) from reported_ranking_overall where reported_at = ? order by all",
                            [first_at]).fetchall() == first["ranking_overall"]
         assert con.execute("select count(distinct reported_at) from reported_target_tracking").fetchone()[0] == 2
 
@@ -456,6 +456,9 @@ def test_a_later_run_that_recomputes_an_earlier_month_keeps_it_as_restated_and_s
                     (march, "restated", "A", 2), (march, "restated", "B", 1), (march, "restated", "C", 3)]
     assert con.execute("select table_name, period_start, part, areas_changed from restatements").fetchall() == [
         ("ranking_overall", march, None, 2)]  # two areas' ranks changed; the flags and targets did not
+    # which run kept them: "what did March's report say" is the rows its own run (run_month March) reported
+    assert con.execute("select period_start, kind, run_month, count(*) from reported_ranking_overall group by all order by all").fetchall() == [
+        (march, "reported", march, 3), (march, "restated", april, 3), (april, "reported", april, 2)]
     # the next run restates nothing it has not kept: no new restatement
     analysis.record_reported(con, dt.date(2018, 4, 1))
     assert con.execute("select count(*) from restatements").fetchone()[0] == 1
