@@ -521,3 +521,30 @@ def test_ties_share_the_best_rank_when_low_is_better():
     got = compare(values, groups, {"m": "low"}).set_index("area_code").loc["A"]
     # low is better: P2 8 first; A and P1 tie at 10 and share rank 2; P3 12 last
     assert got["rank_in_group"] == 2 and got["group_size"] == 4
+
+
+def test_peer_group_sums_are_taken_in_peer_order_so_a_rerun_gives_the_same_last_bits():
+    # a float sum's last bits depend on the order of its terms: 1e16 + 1 - 1e16 is 0 in doubles,
+    # 1e16 - 1e16 + 1 is 1. Summed in peer-code order, the result does not depend on the order
+    # the rows come in (a rerun that read them in another order changed values by 1e-11)
+    import duckdb
+
+    from carewatch import analysis
+
+    results = []
+    for order in ("area_code", "area_code desc", "abs(value) desc, value desc"):
+        con = duckdb.connect()
+        con.execute("""create table peer_group (area_code varchar, peer_code varchar, peer_rank int, distance double,
+                       peer_until timestamp, peer_from timestamp)""")
+        con.execute("""insert into peer_group values ('A', 'P1', 1, 0.1, null, null), ('A', 'P2', 2, 0.3, null, null),
+                       ('A', 'P3', 3, 0.2, null, null)""")
+        con.execute(f"""create table fct_metric_values as select * from (values
+            ('P1', 'month', date '2019-03-01', date '2019-03-31', 'm', 1e16, 1.0, 1.0, 1e16),
+            ('P2', 'month', date '2019-03-01', date '2019-03-31', 'm', 1.0, 1.0, 1.0, 1.0),
+            ('P3', 'month', date '2019-03-01', date '2019-03-31', 'm', -1e16, 1.0, 1.0, -1e16)
+            ) t(area_code, period_type, period_start, period_end, metric_id, numerator, denominator, multiplier, value)
+            order by {order}""")
+        for sql in analysis.analysis_sql()[:3]:  # the comparison macro, the members, the pooled values
+            con.execute(sql)
+        results.append(con.execute("select numerator from fct_peer_group_values").fetchone()[0])
+    assert results == [0.0, 0.0, 0.0]  # (1e16 + 1) - 1e16, P1 then P2 then P3, whatever order they came in

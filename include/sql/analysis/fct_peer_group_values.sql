@@ -11,7 +11,7 @@
 -- there), after fct_metric_values.
 create or replace table fct_peer_group_values as
 with joined as (
-    select members.area_code, members.group_size, facts.*  exclude (area_code)
+    select members.area_code, members.peer_code, members.group_size, facts.*  exclude (area_code)
     from int_peer_group_members as members
     join fct_metric_values as facts
       on facts.area_code = members.peer_code
@@ -31,9 +31,11 @@ pooled as (
         count(*) = any_value(group_size) and count(value) = count(*)
             and count(denominator) = count(*)                 as complete,
         count(numerator) = count(*)                           as with_numerators,
-        sum(numerator)                                        as numerator,
-        sum(denominator)                                      as denominator,
-        sum(value * denominator)                              as weighted_values,
+        -- summed in peer order: a float sum's last bits depend on the order (a rerun that read
+        -- the rows in another order gave values 1e-11 apart), and a rerun must give identical marts
+        sum(numerator order by peer_code)                     as numerator,
+        sum(denominator order by peer_code)                   as denominator,
+        sum(value * denominator order by peer_code)           as weighted_values,
         any_value(multiplier)                                 as multiplier
     from joined
     group by area_code, period_type, period_start, metric_id
