@@ -155,26 +155,23 @@ def gx_expectations(suite_file: Path, expectations: list) -> list:
     return built
 
 
-def _as_suite_parameters(value):
-    """Run-time values (``"$name"``) as GX suite parameters, for checking a suite without a batch."""
+def _map_runtime(value, replace):
+    """``value`` (an expectation's kwargs: nested dicts and lists) with each run-time value
+    (a ``"$name"`` string) replaced by ``replace(name)``."""
     if isinstance(value, str) and value.startswith("$"):
-        return {"$PARAMETER": value[1:]}
+        return replace(value)
     if isinstance(value, dict):
-        return {k: _as_suite_parameters(v) for k, v in value.items()}
+        return {k: _map_runtime(v, replace) for k, v in value.items()}
     if isinstance(value, list):
-        return [_as_suite_parameters(v) for v in value]
+        return [_map_runtime(v, replace) for v in value]
     return value
 
 
 def _names(value) -> set[str]:
     """The run-time values (``"$name"``) a suite's kwargs name."""
-    if isinstance(value, str):
-        return {value} if value.startswith("$") else set()
-    if isinstance(value, dict):
-        return set().union(*(_names(v) for v in value.values()))
-    if isinstance(value, list):
-        return set().union(*(_names(v) for v in value))
-    return set()
+    named: set[str] = set()
+    _map_runtime(value, named.add)
+    return named
 
 
 def check_suite(name: str) -> int:
@@ -185,8 +182,8 @@ def check_suite(name: str) -> int:
     from carewatch import sources
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    data = load_suite(name)
     suite_file = require_suite(name)
+    data = load_suite(name)
     meta = data.get("meta", {})
     _check_derivations(suite_file, meta)
     # the values validation fills in for this suite: a source's (its cadence decides which:
@@ -199,8 +196,10 @@ def check_suite(name: str) -> int:
         if unknown:
             raise SuiteError(f"{suite_file}: {_expectation_name(number, e)}: no run-time value {', '.join(unknown)} "
                              f"here (known: {', '.join(known)})")
-    return len(gx_expectations(require_suite(name), [{**e, "kwargs": _as_suite_parameters(e.get("kwargs"))} if isinstance(e, dict) else e
-                                      for e in data["expectations"]]))
+    # each run-time value standing in as a GX suite parameter: the suite builds without a batch
+    as_parameters = [{**e, "kwargs": _map_runtime(e.get("kwargs"), lambda v: {"$PARAMETER": v[1:]})} if isinstance(e, dict) else e
+                     for e in data["expectations"]]
+    return len(gx_expectations(suite_file, as_parameters))
 
 
 def _check_derivations(suite_file: Path, meta: dict) -> None:
@@ -435,16 +434,13 @@ def _parsed_history(con, source: str, first: str, before: str, held: dict[str, i
 
 
 def _fill(value, runtime: dict):
-    if isinstance(value, str) and value.startswith("$"):
-        if value not in runtime:
-            raise ValueError(f"no run-time value {value} here (known: {', '.join(sorted(runtime))}; $period and the values "
+    def filled(name: str):
+        if name not in runtime:
+            raise ValueError(f"no run-time value {name} here (known: {', '.join(sorted(runtime))}; $period and the values "
                              f"that depend on it need the period requested)")
-        return runtime[value]
-    if isinstance(value, dict):
-        return {k: _fill(v, runtime) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_fill(v, runtime) for v in value]
-    return value
+        return runtime[name]
+
+    return _map_runtime(value, filled)
 
 
 # suite and expectation meta that only says how results read, not what passes (not in the key)
@@ -503,7 +499,7 @@ class PreparedBatch:
     expectations: list[dict]
     meta: dict
     key: str
-    suite_file: Path | None = None  # expectations/<name>.json, which error messages name
+    suite_file: Path  # expectations/<name>.json, which error messages name
 
 
 def prepare(source: str, frame: pd.DataFrame, *, period: str | None, history=None, suite: str | None = None) -> PreparedBatch:
@@ -569,7 +565,7 @@ def run(batch: PreparedBatch, *, data_docs: bool = False, run_name: str | None =
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
-    gx_suite = gx.ExpectationSuite(name=batch.suite, expectations=gx_expectations(batch.suite_file or paths.expectations_dir() / f"{batch.suite}.json", batch.expectations), meta=batch.meta)
+    gx_suite = gx.ExpectationSuite(name=batch.suite, expectations=gx_expectations(batch.suite_file, batch.expectations), meta=batch.meta)
     docs_url = None
     # which rows failed, not only their values: the suite's row_label columns go with each example
     label = _row_label(batch.meta, batch.frame)
