@@ -191,9 +191,8 @@ def _cmd_as_of(args: argparse.Namespace) -> int:
         # which build first read it, where builds were recorded from before it was loaded (in a
         # warehouse of an earlier release, an earlier unrecorded build may have)
         recorded = warehouse.builds_recorded_from(con)
-        period_built = (warehouse.first_built_at(con, after=period_loaded)
-                        if period_loaded is not None and recorded is not None and recorded <= period_loaded else None)
         builds_known = period_loaded is not None and recorded is not None and recorded <= period_loaded
+        period_built = warehouse.first_built_at(con, after=period_loaded) if builds_known else None
         cutoff = warehouse.as_of_cutoff(con, args.as_of)
         nothing_yet = warehouse.reported_cutoff(con, cutoff) == warehouse.NOTHING_REPORTED
         # the month itself, the rolling year ending in it (the dashboard's figure) and the

@@ -394,9 +394,7 @@ def reported_cutoff(con, cutoff):
                           [cutoff.isoformat()]).fetchone()
     if last is not None:
         return _utc(last)
-    since = (con.execute("select earlier_builds from warehouse_builds_since").fetchone()
-             if table_exists(con, "warehouse_builds_since") else None)
-    return NOTHING_REPORTED if since is not None and not since[0] else cutoff
+    return NOTHING_REPORTED if builds_recorded_from(con) is not None else cutoff
 
 
 def builds_recorded_from(con):
