@@ -279,15 +279,14 @@ def _kept_table(con, table: str, kept: str) -> list[tuple[str, str]]:
     as (name, type). Rows kept before ``kind`` or ``columns_kept`` existed get 'reported' and the
     columns they were kept with; a column whose type a release changed is renamed
     ``<name>__<old type>`` (``gap__decimal_2_1``) in the rows kept before (not cast), and added afresh."""
+    import itertools
     import json
     import re
 
-    columns = con.execute("select column_name, data_type from information_schema.columns where table_name = ? "
-                          "order by ordinal_position", [table]).fetchall()
+    columns = warehouse.column_types(con, table)
     con.execute(f"create table if not exists {kept} as select *, now() as reported_at, 'reported' as kind, "
                 f"period_start as run_month, '' as columns_kept from {table} limit 0")
-    have = dict(con.execute("select column_name, data_type from information_schema.columns where table_name = ? "
-                            "order by ordinal_position", [kept]).fetchall())
+    have = dict(warehouse.column_types(con, kept))
     for name, kind in (("kind", "VARCHAR"), ("run_month", "DATE"), ("columns_kept", "VARCHAR")):
         if name not in have:
             con.execute(f'alter table {kept} add column "{name}" {kind}')
@@ -297,11 +296,11 @@ def _kept_table(con, table: str, kept: str) -> list[tuple[str, str]]:
                 "columns_kept = coalesce(columns_kept, ?) where kind is null or run_month is null or columns_kept is null", [before])
     for name, kind in columns:
         if name in have and have[name] != kind:
-            old = f"{name}__{re.sub(r'[^a-z0-9]+', '_', have[name].lower()).strip('_')}"
-            suffix = 2
-            while f"{old}{suffix if suffix > 2 else ''}" in have:
-                suffix += 1
-            old = f"{old}{suffix if suffix > 2 else ''}"
+            base = old = f"{name}__{re.sub(r'[^a-z0-9]+', '_', have[name].lower()).strip('_')}"
+            for number in itertools.count(2):  # retyped twice from the same type: gap__decimal_2_1_2
+                if old not in have:
+                    break
+                old = f"{base}_{number}"
             con.execute(f'alter table {kept} rename column "{name}" to "{old}"')
             have[old] = have.pop(name)
         if name not in have:  # null in the rows kept before (which their columns_kept says they lacked)

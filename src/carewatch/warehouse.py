@@ -210,8 +210,13 @@ def table_exists(con, name: str) -> bool:
 
 def columns(con, table: str) -> list[str]:
     """The columns of ``table`` in order; empty when there is no such table."""
-    return [name for (name,) in con.execute(
-        "select column_name from information_schema.columns where table_name = ? order by ordinal_position", [table]).fetchall()]
+    return [name for name, _ in column_types(con, table)]
+
+
+def column_types(con, table: str) -> list[tuple[str, str]]:
+    """(name, type) of each column of ``table``, in order; empty when there is no such table."""
+    return con.execute("select column_name, data_type from information_schema.columns where table_name = ? "
+                       "order by ordinal_position", [table]).fetchall()
 
 
 def loaded_rows(con, *, source: str, period: str, version: int, sha256: str) -> int | None:
