@@ -3,7 +3,8 @@
 Each DAG fetches the periods its run is due to handle into the immutable raw store, parses
 each file into the source's tidy schema, loads it into the warehouse's landing table and,
 once every period is done (failed ones too), publishes the source's Asset, on which the
-metrics DAG is scheduled.
+metrics DAG is scheduled; a run re-run after it published (a fixed period's task cleared)
+starts the metrics DAG itself instead.
 The work itself lives in :mod:`carewatch.pipeline`; this file only wires tasks.
 Tasks returning a dict say ``multiple_outputs=False``: Airflow would infer it from the
 ``-> dict`` annotation and push every key as its own XCom too.
@@ -12,12 +13,15 @@ Tasks returning a dict say ``multiple_outputs=False``: Airflow would infer it fr
 from __future__ import annotations
 
 from carewatch import dagkit, sources
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Asset, Param, dag, task, task_group
 
 
 def build_ingest_dag(source: sources.Source):
+    landed = Asset(dagkit.parsed_asset_uri(source.name))
+
     @dag(
-        dag_id=f"ingest_{source.name}",
+        dag_id=dagkit.ingest_dag_id(source.name),
         description=f"Fetch and parse {source.title}",
         doc_md=dagkit.ingest_doc(source),
         schedule=source.schedule,
@@ -115,17 +119,38 @@ def build_ingest_dag(source: sources.Source):
 
             return pipeline.summarise_ingest(source.name, pipeline.as_list(loaded))
 
-        @task(trigger_rule="all_done", retries=0, outlets=[Asset(dagkit.parsed_asset_uri(source.name))])
-        def publish_asset(**context) -> None:
-            """Publish the source's Asset once every period is done, failed ones included: what
+        @task.branch(trigger_rule="all_done", retries=0, inlets=[landed])
+        def publish_or_rebuild(**context) -> str:
+            """Once every period is done, failed ones included, publish the source's Asset: what
             the warehouse holds for the source is settled for this run (a failed period loaded
-            nothing and was emailed; a held version stays). The metrics DAG waits for every
+            nothing and was emailed; a held version stays), and the metrics DAG waits for every
             source's Asset, so one late or bad file does not hold back the month's metrics.
-            Skipped (no Asset event) when the run could not even plan its periods."""
+            A run that already published is being re-run (a failed period fixed and its task
+            cleared, downstream included): it starts the metrics DAG itself (trigger_metrics),
+            as the month's other Assets were used by the earlier metrics run, and publishes
+            nothing, which would count toward next month's. Skipped (no Asset event) when the
+            run could not even plan its periods."""
             from airflow.sdk.exceptions import AirflowSkipException
 
             if context["ti"].xcom_pull(task_ids="plan_periods") is None:
                 raise AirflowSkipException("plan_periods failed: this run handled no period, so nothing is published")
+            events = context["inlet_events"][landed].after(context["dag_run"].run_after.isoformat())
+            if dagkit.published_by_run(events, context["dag"].dag_id, context["run_id"]):
+                return "trigger_metrics"
+            return "publish_asset"
+
+        @task(retries=0, outlets=[landed])
+        def publish_asset() -> None:
+            """Publish the source's Asset (an event on success): see publish_or_rebuild."""
+
+        trigger_metrics = TriggerDagRunOperator(
+            task_id="trigger_metrics",
+            trigger_dag_id="metrics",
+            logical_date=None,
+            conf={"rerun_of": {"dag_id": dagkit.ingest_dag_id(source.name), "run_id": "{{ run_id }}"}},
+            note=f"Rebuild after a re-run of {dagkit.ingest_dag_id(source.name)}",
+            retries=0,
+        )
 
         @task_group
         def one_period(period: str):
@@ -134,7 +159,7 @@ def build_ingest_dag(source: sources.Source):
 
         periods = one_period.expand(period=plan_periods())
         summarise(periods)
-        periods >> publish_asset()
+        periods >> publish_or_rebuild() >> [publish_asset(), trigger_metrics]
 
     return ingest()
 

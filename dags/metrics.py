@@ -7,7 +7,7 @@ Scheduled on the Assets the ingest DAGs of the sources that feed the metrics pub
 from __future__ import annotations
 
 from carewatch import dagkit, sources
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, Param, dag, task
 
 
 @dag(
@@ -20,8 +20,29 @@ from airflow.sdk import Asset, dag, task
     max_active_runs=1,
     tags=["carewatch", "warehouse"],
     default_args=dagkit.default_args(),
+    params={
+        "wait_for_ingest": Param(True, type="boolean", description="Wait while an ingest run of a source the metrics read is queued or running (off for carewatch run, which ran them first)"),
+        "rerun_of": Param(None, type=["null", "object"], description="Set by an ingest run's trigger_metrics: that run, finishing, is not waited for"),
+    },
 )
 def metrics():
+    # not in the warehouse pool: it would hold the one slot the ingest loads it waits for need
+    @task.sensor(poke_interval=dagkit.INGEST_WAIT_POKE, timeout=dagkit.INGEST_WAIT_TIMEOUT, mode="reschedule", retries=0)
+    def wait_for_ingest(**context) -> bool:
+        """Wait while an ingest run of a source the metrics read is queued or running: an Asset
+        event can be older than the run in progress (one published by a run triggered by hand
+        since the last metrics run counts toward the next), and a build now
+        would miss that run's periods."""
+        import logging
+
+        params = context["params"]
+        if not params.get("wait_for_ingest", True):
+            return True
+        busy = dagkit.ingest_runs_in_progress(context["ti"], sources.metric_sources(), params.get("rerun_of"))
+        if busy:
+            logging.getLogger("carewatch.metrics").info("waiting for ingest runs queued or running: %s", ", ".join(busy))
+        return not busy
+
     @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL, outlets=[Asset(dagkit.WAREHOUSE_ASSET_URI)])
     def build_warehouse(**context) -> dict:
         """Rebuild reference tables and the staging, conformed and mart models in one transaction;
@@ -57,7 +78,7 @@ def metrics():
 
         return pipeline.write_report()
 
-    build_warehouse() >> analyse() >> report()
+    wait_for_ingest() >> build_warehouse() >> analyse() >> report()
 
 
 metrics()

@@ -43,6 +43,42 @@ def parsed_asset_uri(source: str) -> str:
     return f"carewatch://landed/{source}"
 
 
+def ingest_dag_id(source: str) -> str:
+    return f"ingest_{source}"
+
+
+def published_by_run(events, dag_id: str, run_id: str) -> bool:
+    """Whether one of the Asset ``events`` (Airflow's ``inlet_events``) came from the DAG run
+    ``run_id`` of ``dag_id``: the run is being re-run after it published."""
+    return any(e.source_dag_id == dag_id and e.source_run_id == run_id for e in events)
+
+
+# The metrics DAG's first task waits while an ingest run of a source it reads is queued or
+# running: its Asset events can be older than the run in progress (a run triggered by hand
+# between two monthly runs, a reload say, published one that the next month's condition
+# counts), and a build then would miss that run's periods. Checked every POKE, for at most
+# TIMEOUT (then the task fails and emails; mark it success to build without the late run).
+INGEST_WAIT_POKE = dt.timedelta(minutes=1)
+INGEST_WAIT_TIMEOUT = dt.timedelta(hours=6)
+
+
+def ingest_runs_in_progress(ti, source_names: list[str], rerun_of: dict | None = None) -> list[str]:
+    """The ingest DAGs of ``source_names`` with a run queued or running, each with its count
+    (``"ingest_dtoc_la (1)"``), asked through the task instance ``ti`` (the Task SDK's
+    ``get_dr_count``). ``rerun_of`` ({"dag_id", "run_id"}) is the ingest run that started this
+    metrics run from its ``trigger_metrics`` task: it is finishing, and is not waited for."""
+    busy = []
+    for name in source_names:
+        dag_id = ingest_dag_id(name)
+        count = ti.get_dr_count(dag_id=dag_id, states=["queued", "running"])
+        if count and rerun_of and rerun_of.get("dag_id") == dag_id \
+                and ti.get_dagrun_state(dag_id=dag_id, run_id=rerun_of["run_id"]) in ("queued", "running"):
+            count -= 1
+        if count:
+            busy.append(f"{dag_id} ({count})")
+    return busy
+
+
 def metrics_doc() -> str:
     return """\
 ### Metrics
@@ -50,16 +86,25 @@ def metrics_doc() -> str:
 Runs when the ingest DAG of every source marked `feeds_metrics: true` in
 `config/sources.yaml` has finished its run (Airflow Assets
 `carewatch://landed/<source>`, published once every period is done, failed ones included:
-a failed period loaded nothing and was emailed), or by hand: after a failed period is fixed
-and its task cleared, trigger this DAG to rebuild with it.
+a failed period loaded nothing and was emailed); and when an ingest run that already
+published is re-run (a failed period fixed and its task cleared, downstream included), by
+that run's `trigger_metrics` task (its note names the ingest DAG, its conf `rerun_of` the run).
 
-**What it does.** `build_warehouse` reloads the reference tables from `config/` and rebuilds
+**What it does.** `wait_for_ingest` first waits while an ingest run of those sources is
+queued or running (checked each minute, for up to six hours): an Asset event can be older than
+the run in progress, and the build would miss its periods. The run that started this one by
+`trigger_metrics` is not waited for. `carewatch run` turns the wait off (`wait_for_ingest`:
+false), as it ran the ingest DAGs first.
+
+Then `build_warehouse` reloads the reference tables from `config/` and rebuilds
 every model in `include/sql/` (staging -> conformed -> marts) in one DuckDB transaction, so
 readers see either the previous warehouse or the new one, never half. `analyse` then ranks the
 areas, compares each with its peers (`include/sql/analysis/`), tracks the DTOC targets and
 flags areas for review, writing all of its tables in one transaction.
 
-**When it fails.** Read the task log: a SQL error names the model file. The previous
+**When it fails.** `wait_for_ingest` timed out: its log names the ingest runs still queued
+or running; see why they are stuck (or mark `wait_for_ingest` success to build without them).
+Otherwise read the task log: a SQL error names the model file. The previous
 warehouse is intact (the transaction rolled back). Fix the model or the config, then clear
 the task. If another process holds the warehouse file (DuckDB allows one writer), wait for it
 and clear the task; the `carewatch_warehouse` pool keeps Airflow's own tasks to one writer.
@@ -102,6 +147,7 @@ suite (`expectations/{source.name}.json`, if there is one) and records every res
   `carewatch parse {source.name} <raw file> --period <period>`, fix the parser, clear the task.
 
 Whatever failed, `publish_asset` still published the source's Asset, so the month's `metrics`
-run went ahead without the failed period; once it is fixed and its task cleared, trigger
-`metrics` by hand to rebuild with it.
+run went ahead without the failed period. Once it is fixed, clear its task with "Downstream"
+ticked (the default): the re-run starts `metrics` itself (`trigger_metrics`) instead of
+publishing the Asset again.
 """

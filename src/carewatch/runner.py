@@ -194,7 +194,7 @@ def run_embedded(logical_date: str | None = None) -> int:
 
 
 def _run_embedded(logical_date: str | None, lock: int) -> int:
-    from carewatch import sample_server, summary
+    from carewatch import dagkit, sample_server, summary
 
     env = airflow_env()
     when = dt.datetime.fromisoformat(logical_date) if logical_date else default_logical_date()
@@ -203,8 +203,11 @@ def _run_embedded(logical_date: str | None, lock: int) -> int:
     log_dir = paths.home() / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / f"run-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
-    dag_ids = [f"ingest_{name}" for name in ingest_order()] + DOWNSTREAM
-    conf = {"bootstrap": True}
+    dag_ids = [dagkit.ingest_dag_id(name) for name in ingest_order()] + DOWNSTREAM
+    # one conf for every DAG (each reads its own params): the ingest runs bootstrap, and the
+    # metrics run does not wait for ingest runs in progress, as this run ran them first (an
+    # earlier run stopped by Ctrl-C can have left one "running" in the metadata DB)
+    conf = {"bootstrap": True, "wait_for_ingest": False}
 
     print(f"carewatch: monthly run for {when:%Y-%m-%d} through Airflow (AIRFLOW_HOME={env['AIRFLOW_HOME']})")
     print(f"carewatch: Airflow log: {log_file}")

@@ -92,9 +92,13 @@ def test_every_metrics_task_waits_for_the_warehouse(dagbag):
     # task reads it, so it queues in the same one-slot pool as the loads and the build
     from carewatch.dagkit import WAREHOUSE_POOL
 
-    tasks = dagbag.dags["metrics"].tasks
-    assert {task.task_id for task in tasks} == {"build_warehouse", "analyse", "report"}
-    assert all(task.pool == WAREHOUSE_POOL for task in tasks), [(t.task_id, t.pool) for t in tasks]
+    tasks = {task.task_id: task for task in dagbag.dags["metrics"].tasks}
+    assert set(tasks) == {"wait_for_ingest", "build_warehouse", "analyse", "report"}
+    assert all(tasks[t].pool == WAREHOUSE_POOL for t in ("build_warehouse", "analyse", "report"))
+    # the sensor waits for ingest runs whose loads need that one slot: holding it would deadlock
+    # them, and in reschedule mode it holds no worker slot either
+    assert tasks["wait_for_ingest"].pool != WAREHOUSE_POOL and tasks["wait_for_ingest"].mode == "reschedule"
+    assert tasks["wait_for_ingest"].upstream_task_ids == set() and tasks["build_warehouse"].upstream_task_ids == {"wait_for_ingest"}
 
 
 def test_the_local_airflow_uses_the_sqlite_connection_that_waits_for_locks():

@@ -198,7 +198,7 @@ def test_a_bad_file_is_quarantined_emailed_and_fails_its_source_while_the_others
     # emailed), so the metrics DAG of the month is not held back by one bad file
     bad_states = {(ti.task_id, ti.map_index): str(ti.state) for ti in bad.get_task_instances()}
     assert bad_states[("one_period.validate", 2)] == "failed" and bad_states[("summarise", -1)] == "upstream_failed"
-    assert bad_states[("publish_asset", -1)] == "success"
+    assert bad_states[("publish_asset", -1)] == "success" and bad_states[("trigger_metrics", -1)] == "skipped"
     assert _asset_events("carewatch://landed/dtoc_la", bad.run_id) == 1
     assert str(later.state) == "success" and len(caught_later) == len(caught)
     states = {(ti.task_id, ti.map_index): str(ti.state) for ti in later.get_task_instances()}
@@ -368,7 +368,8 @@ def test_a_run_that_cannot_plan_its_periods_publishes_no_asset(airflow_db, sampl
                    run_conf={"from_period": "2017-03", "to_period": "2017-01"})
     states = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
     assert str(run.state) == "failed" and states[("plan_periods", -1)] == "failed"
-    assert states[("publish_asset", -1)] == "skipped"
+    assert states[("publish_or_rebuild", -1)] == "skipped"
+    assert states[("publish_asset", -1)] == "skipped" and states[("trigger_metrics", -1)] == "skipped"
     assert _asset_events("carewatch://landed/dtoc_la", run.run_id) == 0
 
 
@@ -405,3 +406,87 @@ def test_an_overdue_publication_fails_without_retrying_and_alerts(airflow_db, ca
     assert [(str(ti.state), ti.try_number) for ti in fetch] == [("failed", 1)]  # no retry within the run
     assert [" ".join(m["Subject"].split()) for m in caught] == ["[carewatch] OVERDUE dtoc_la 2018-01: publication not found after its due date"]
     assert "due by 2018-03-22" in mailcatcher.body_text(caught[0])
+
+
+def _set_run_state(run_id: str, state: str) -> None:
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    with create_session() as session:
+        session.execute(update(DagRun).where(DagRun.run_id == run_id).values(state=state))
+
+
+def test_the_metrics_dag_waits_while_an_ingest_run_of_its_sources_is_running(airflow_db, sample_base_url, carewatch_home, monkeypatch):
+    # an Asset event can be older than the ingest run in progress (a re-run's, or a run
+    # triggered by hand since the last metrics run): the build must wait for that run to end.
+    # The sensor checks every second here (every minute as shipped, for up to 6 hours); the metrics tasks
+    # themselves are marked success, what is tested is when they may start.
+    import threading
+
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from carewatch import dagkit
+
+    monkeypatch.setenv("CAREWATCH_BASE_URL", sample_base_url)
+    monkeypatch.setattr(dagkit, "INGEST_WAIT_POKE", dt.timedelta(seconds=1))
+    monkeypatch.setattr(dagkit, "INGEST_WAIT_TIMEOUT", dt.timedelta(seconds=30))  # a wait that never ends fails, not hangs
+    bag = DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags"))
+    ingest = bag.get_dag("ingest_dtoc_national").test(logical_date=dt.datetime(2018, 5, 14, 9, tzinfo=dt.timezone.utc),
+                                                       run_conf={"from_period": "2018-03", "to_period": "2018-03"})
+    assert str(ingest.state) == "success"
+    def metrics():  # parsed afresh for each run: DAG.test runs tasks in this process, and a run's conf stays in the DAG's params
+        return DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags" / "metrics.py")).get_dag("metrics")
+
+    assert metrics().task_dict["wait_for_ingest"].poke_interval == 1
+    work = "build_warehouse|analyse|report"
+
+    def states(run_id: str) -> dict:
+        with create_session() as session:
+            run = session.scalar(select(DagRun).where(DagRun.run_id == run_id))
+            return {ti.task_id: str(ti.state) for ti in run.get_task_instances(session=session)}
+
+    _set_run_state(ingest.run_id, "running")  # as if still loading
+    try:
+        # started by that very run's trigger_metrics: it is finishing, not waited for
+        started = metrics().test(logical_date=dt.datetime(2018, 5, 14, 10, tzinfo=dt.timezone.utc), mark_success_pattern=work,
+                               run_conf={"rerun_of": {"dag_id": "ingest_dtoc_national", "run_id": ingest.run_id}})
+        assert str(started.state) == "success"
+        # the run below starts while the ingest run is still running; a watcher ends that run
+        # once the sensor has been rescheduled (DAG.test itself must run in the main thread)
+        when = dt.datetime(2018, 5, 14, 11, tzinfo=dt.timezone.utc)
+        seen = []
+
+        def watch():
+            deadline = dt.datetime.now() + dt.timedelta(seconds=90)
+            while dt.datetime.now() < deadline:
+                with create_session() as session:
+                    run = session.scalar(select(DagRun).where(DagRun.dag_id == "metrics", DagRun.logical_date == when))
+                    now = {ti.task_id: str(ti.state) for ti in run.get_task_instances(session=session)} if run else {}
+                if now.get("wait_for_ingest") == "up_for_reschedule":
+                    seen.append(now)
+                    break
+                threading.Event().wait(0.2)
+            _set_run_state(ingest.run_id, "success")
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        run = metrics().test(logical_date=when, mark_success_pattern=work)
+        watcher.join(timeout=5)
+    finally:
+        _set_run_state(ingest.run_id, "success")
+    # the build had not started while the sensor waited; it ran once the ingest run ended
+    [waiting] = seen
+    assert waiting["build_warehouse"] in ("None", "none"), waiting
+    assert str(run.state) == "success" and states(run.run_id)["build_warehouse"] == "success"
+    # and a run told not to wait (carewatch run, which ran the ingest DAGs itself) does not
+    _set_run_state(ingest.run_id, "running")
+    try:
+        unwaiting = metrics().test(logical_date=dt.datetime(2018, 5, 14, 12, tzinfo=dt.timezone.utc), mark_success_pattern=work,
+                                 run_conf={"wait_for_ingest": False})
+    finally:
+        _set_run_state(ingest.run_id, "success")
+    assert str(unwaiting.state) == "success"

@@ -362,7 +362,10 @@ def test_production_doc_bootstraps_and_unpauses_every_dag():
     [unpause] = re.findall(r"^for dag in ([a-z_ ]+); do\n(.*?)\ndone$", doc, flags=re.MULTILINE | re.DOTALL)
     names = set(sources.catalogue())
     assert set(bootstrap[0].split()) == names
-    assert 'dag_id=f"ingest_{source.name}"' in (ROOT / "dags" / "ingest.py").read_text()
+    from carewatch import dagkit
+
+    assert "dag_id=dagkit.ingest_dag_id(source.name)" in (ROOT / "dags" / "ingest.py").read_text()
+    assert dagkit.ingest_dag_id("ons_mye") == "ingest_ons_mye"
     assert set(unpause[0].split()) == {f"ingest_{n}" for n in names} | {"metrics"}
     assert 'airflow dags trigger "ingest_$source"' in bootstrap[1] and "--conf '{\"bootstrap\": true}'" in bootstrap[1]
     assert '"bootstrap": Param(False, type="boolean"' in (ROOT / "dags" / "ingest.py").read_text()
