@@ -355,31 +355,39 @@ def build_warehouse(task_url: str | None = None) -> dict:
     callback emails it); failed warning checks are recorded and emailed, and the build commits.
     A check whose rows and suite are unchanged since it last passed is not run, recorded or
     emailed again (:func:`carewatch.validation.check_warehouse` with ``reuse``).
+
+    ``check_warnings_reported``: the warning rows that no longer fail are forgotten inside the
+    build's transaction, so a rolled-back build forgets none (the warehouse it checked was
+    never kept). The warning rows emailed are recorded after the build, committed or rolled
+    back: the email went out (a rolled-back build emails its warning-only checks, which the
+    next build reuses without emailing), and recording it keeps each failing row emailed once.
     """
     from carewatch import alerts, validation, warehouse
     from carewatch.errors import AlreadyQuarantined, QualityError
 
     checked: list = []
+    pending: list = []  # warning-only checks with a failing row not emailed before
 
     def check(con) -> None:
         checked.extend(validation.check_warehouse(con, data_docs=True, reuse=True))
+        # inside the build's transaction: the warning rows that cleared are forgotten
+        # (check_warnings_reported) only if the build commits; a rolled-back build leaves them
+        pending.extend(new_check_warnings(con, [(report, digest) for report, digest in checked if report.reused_from is None]))
         blocking = [report for report, _ in checked if not report.ok]
         if blocking:
             first = blocking[0]
             raise QualityError(first.source, first.period, [r.line() for r in first.blocking_failures], report=first)
 
-    pending: list = []  # warning-only checks with a failing row not emailed before
     try:
         with warehouse.connect() as con:
             try:
                 models = warehouse.build_models(con, check=check)
-            finally:
+            finally:  # committed or rolled back: the checks run are recorded either way
                 fresh = [(report, digest) for report, digest in checked if report.reused_from is None]
                 for report, digest in fresh:  # a reused check's results are already recorded
                     validation.store(con, report, file_version=0, sha256=digest, parsed_path=None)
                 if fresh:
                     validation.build_data_docs_index()
-                pending = new_check_warnings(con, fresh)
             counts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in models}
     finally:  # after the writer's connection is closed: an email can take a while; and even when a blocking check failed
         email_new_check_warnings(pending, task_url=task_url)

@@ -231,6 +231,43 @@ def test_a_warning_found_beside_a_blocking_failure_is_emailed_after_the_rollback
         assert con.execute("select count(*) from check_warnings_reported").fetchone()[0] == 2
 
 
+def test_a_rolled_back_build_leaves_the_warning_rows_already_emailed_as_they_were(carewatch_home, tmp_path, monkeypatch):
+    # a failure drill: a DTOC LA file's England row doubled, the reconciliation failed and the
+    # build rolled back, yet the warning rows that build no longer saw failing were deleted from
+    # check_warnings_reported, so the next committed build would email those gaps again. The
+    # warehouse never holds half a load: a rolled-back build forgets nothing
+    from carewatch import mailcatcher, pipeline, warehouse
+    from carewatch.validation import ExpectationResult, ValidationReport
+
+    columns = ["metric_id", "period_type", "period_start", "areas_expected", "areas_present", "areas_missing", "missing_areas"]
+    gap = validation.validate_check("metric_completeness", pd.DataFrame(
+        [("reablement", "financial_year", "2016-04-01", 152, 150, 2, "E06000058 E06000059")], columns=columns), every_failing_row=True)
+    cleared = validation.validate_check("metric_completeness", pd.DataFrame(
+        [("reablement", "financial_year", "2016-04-01", 152, 152, 0, None)], columns=columns), every_failing_row=True)
+    assert gap.ok and gap.warnings
+    assert cleared.ok and not cleared.warnings
+    blocking = ValidationReport("check:dtoc_national_vs_la", "dtoc_national_vs_la", "warehouse", results=[
+        ExpectationResult("expect_column_values_to_be_between", "relative_difference", "blocking", "", False, None, 1, ["1.0"])])
+    reported = "select * from check_warnings_reported order by all"
+    with mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        monkeypatch.setattr(validation, "check_warehouse", lambda con, **_: [(gap, "d1")])
+        pipeline.build_warehouse()  # commits; the gap's two rows emailed and recorded
+        with warehouse.connect(read_only=True) as con:
+            before = con.execute(reported).fetchall()
+        assert len(before) == 2
+        monkeypatch.setattr(validation, "check_warehouse", lambda con, **_: [(blocking, "d2"), (cleared, "d3")])
+        with pytest.raises(QualityError):
+            pipeline.build_warehouse()  # rolled back: the gap it saw cleared was never kept
+        with warehouse.connect(read_only=True) as con:
+            assert con.execute(reported).fetchall() == before
+        monkeypatch.setattr(validation, "check_warehouse", lambda con, **_: [(cleared, "d3")])
+        pipeline.build_warehouse()  # commits with the gap cleared: its rows are forgotten
+        with warehouse.connect(read_only=True) as con:
+            assert con.execute(reported).fetchall() == []
+        assert len(mailcatcher.messages(mailbox)) == 1
+
+
 def test_the_reconciliation_reads_the_latest_release_of_the_national_series(built, tmp_path):
     # the February release says 757 for February; the March release revises February to 760
     # (and adds March): only the latest release counts, one row per month the LA tables have
