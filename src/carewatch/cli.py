@@ -44,6 +44,13 @@ def _check_moment(option: str, text: str) -> None:
         raise CarewatchError(f"{option} {text!r} is not a date (YYYY-MM-DD) or an ISO timestamp") from None
 
 
+def _port(text: str) -> int:
+    """``serve-samples --port``: 0 to 65535, or argparse's usage error (exit 2), not a traceback."""
+    from carewatch import sample_server
+
+    return sample_server.port_number(text)
+
+
 def _cmd_parse(args: argparse.Namespace) -> int:
     from carewatch import parsers, sources
 
@@ -328,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_samples)
 
     p = sub.add_parser("serve-samples", help="serve the embedded samples over HTTP")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--port", type=_port, default=8765, help="0 to 65535; 0: any free port (default 8765)")
     p.set_defaults(func=_cmd_serve_samples)
 
     p = sub.add_parser("run", help="run the monthly pipeline through Airflow on the embedded samples")

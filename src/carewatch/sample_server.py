@@ -48,6 +48,17 @@ class SampleHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def port_number(text: str) -> int:
+    """``--port``: a TCP port, 0 to 65535 (0: any free port, the URL printed says which)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535; 0 serves on any free port)")
+    return port
+
+
 def remembered_port() -> Path:
     """Where the local runs keep the port the samples were last served on."""
     return paths.home() / "samples-port.txt"
@@ -85,7 +96,7 @@ def serve_samples(directory: Path | None = None, port: int = 0, remember: bool =
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Serve the embedded sample publications over HTTP")
-    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--port", type=port_number, default=8765, help="0 to 65535; 0: any free port (default 8765)")
     ap.add_argument("--directory", type=Path, default=None)
     args = ap.parse_args(argv)
     with serve_samples(args.directory, args.port) as url:

@@ -142,6 +142,20 @@ def test_cli_interrupted_says_what_it_left_in_one_line_not_a_traceback(capsys, m
     assert err.strip().startswith("carewatch: interrupted.") and "run the same command again" in err and err.strip().count("\n") == 0
 
 
+@pytest.mark.parametrize("port", ["99999", "-1", "65536", "http"])
+def test_serve_samples_refuses_a_port_that_is_no_port_as_a_usage_error(port, capsys):
+    # was a traceback from bind() (OverflowError: port must be 0-65535)
+    from carewatch import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["serve-samples", "--port", port])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"carewatch serve-samples: error: argument --port: '{port}' is not a port number "
+                                            "(0 to 65535; 0 serves on any free port)")
+    assert [sample_server.port_number(p) for p in ("0", "8765", "65535")] == [0, 8765, 65535]
+
+
 def test_cli_validate_needs_the_period(capsys):
     from carewatch import cli
 
