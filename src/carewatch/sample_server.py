@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from carewatch import paths
+from carewatch.errors import CarewatchError
 
 CONTENT_TYPES = {".xls": "application/vnd.ms-excel", ".csv": "text/csv", ".parquet": "application/octet-stream"}
 
@@ -78,9 +79,9 @@ def serve_samples(directory: Path | None = None, port: int = 0, remember: bool =
         port = int(keep.read_text())
     try:
         server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    except (OSError, OverflowError):  # taken, or a remembered number that is no port
+    except (OSError, OverflowError) as err:  # taken, or a remembered number that is no port
         if not remember:
-            raise
+            raise CarewatchError(f"cannot serve the samples on 127.0.0.1:{port}: {err.strerror or err}") from err
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)  # any free port
     if remember:
         keep.parent.mkdir(parents=True, exist_ok=True)

@@ -156,6 +156,20 @@ def test_serve_samples_refuses_a_port_that_is_no_port_as_a_usage_error(port, cap
     assert [sample_server.port_number(p) for p in ("0", "8765", "65535")] == [0, 8765, 65535]
 
 
+def test_serve_samples_on_a_port_already_taken_is_one_line(capsys):
+    import socket
+
+    from carewatch import cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["serve-samples", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"carewatch: cannot serve the samples on 127.0.0.1:{port}: "), err
+
+
 def test_cli_validate_needs_the_period(capsys):
     from carewatch import cli
 
