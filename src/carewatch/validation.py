@@ -7,7 +7,10 @@ filled in at run time (``$period``: the period requested; ``$council_codes``: co
 reference geography, successors included; ``$hwb_codes``: health and wellbeing board areas, successors included; ``$hwb_count`` and
 ``$council_count``: how many HWB areas and councils were in force (``$council_codes_in_force``:
 which councils) when the period started,
-or when it was published if the suite's ``meta.geography_as_of`` is ``publication``;
+or when it was published if the suite's ``meta.geography_as_of`` is ``publication``, or the day
+before the period started if it is ``eve_of_period``; ``$council_codes_reporting`` and
+``$council_count_reporting``: those less the suite's ``meta.councils_without_rows``;
+``$council_codes_abolished``: councils a boundary change ended as the period began;
 monthly periods also give ``$period_start``, the ISO first day, and ``$months_from_first``,
 how many months the catalogue's series holds up to the period).
 
@@ -189,8 +192,14 @@ def check_suite(name: str) -> int:
     # the values validation fills in for this suite: a source's (its cadence decides which:
     # $period_start only for a monthly one), or a warehouse check's (no period)
     source = sources.catalogue().get(name)
-    known = sorted(_runtime_values(source.first_period, name, meta.get("geography_as_of", "period_start"))
+    known = sorted(_runtime_values(source.first_period, name, meta.get("geography_as_of", "period_start"),
+                                   meta.get("councils_without_rows", ()))
                    if source is not None else _runtime_values(None))
+    for number, spec in enumerate(meta.get("derive", []), start=1):
+        unknown = sorted(_names(spec) - set(known))
+        if unknown:
+            raise SuiteError(f"{suite_file}: meta.derive {number} ({spec.get('name')}): no run-time value "
+                             f"{', '.join(unknown)} here (known: {', '.join(known)})")
     for number, e in enumerate(data["expectations"], start=1):
         unknown = sorted(_names(e.get("kwargs")) - set(known)) if isinstance(e, dict) else []
         if unknown:
@@ -208,6 +217,9 @@ def _check_derivations(suite_file: Path, meta: dict) -> None:
             what = spec.get("derivation") if isinstance(spec, dict) else spec
             raise SuiteError(f"{suite_file}: meta.derive {number}: unknown derivation "
                              f"{what!r}; known: {', '.join(DERIVATIONS)}")
+    if meta.get("geography_as_of", "period_start") not in GEOGRAPHY_AS_OF:
+        raise SuiteError(f"{suite_file}: meta.geography_as_of: {meta['geography_as_of']!r} is not one of "
+                         f"{', '.join(GEOGRAPHY_AS_OF)}")
 
 
 def _period_value(period: str):
@@ -221,7 +233,17 @@ def _period_value(period: str):
     return period  # financial year "2017-18"
 
 
-def _runtime_values(period: str | None, source: str | None = None, geography_as_of: str = "period_start") -> dict:
+GEOGRAPHY_AS_OF = ("period_start", "eve_of_period", "publication")
+
+
+def _runtime_values(period: str | None, source: str | None = None, geography_as_of: str = "period_start",
+                    without_rows: tuple[str, ...] | list[str] = ()) -> dict:
+    """The run-time values of a suite. ``geography_as_of`` (a suite's ``meta.geography_as_of``):
+    the councils in force when the period started (``period_start``), the day before it
+    started (``eve_of_period``: a council abolished as the month began still has its row that
+    month, as in DTOC's April 2019 files) or at release (``publication``). ``without_rows``
+    (``meta.councils_without_rows``): councils the source never has a row for (the Isles of
+    Scilly in DTOC), left out of ``$council_codes_reporting`` and ``$council_count_reporting``."""
     from carewatch import geography, sources
 
     changes = geography.code_changes()
@@ -233,11 +255,22 @@ def _runtime_values(period: str | None, source: str | None = None, geography_as_
     if period:
         values["$period"] = [_period_value(period)]
         # the areas in force when the period started (or, e.g. for ONS estimates, at release)
-        on = sources.due_date(source, period) if geography_as_of == "publication" else sources.period_start(source, period)
-        in_force = sorted({c for h in geography.councils()["council_code"] for c in geography.current_code(h, on)})
+        start = sources.period_start(source, period)
+        on = {"publication": lambda: sources.due_date(source, period),
+              "eve_of_period": lambda: start - dt.timedelta(days=1)}.get(geography_as_of, lambda: start)()
+
+        def councils_on(day: dt.date) -> set[str]:
+            return {c for h in geography.councils()["council_code"] for c in geography.current_code(h, day)}
+
+        in_force = sorted(councils_on(on))
         values["$council_codes_in_force"] = in_force
         values["$council_count"] = len(in_force)
         values["$council_count_and_england"] = len(in_force) + 1
+        reporting = sorted(set(in_force) - set(without_rows))
+        values["$council_codes_reporting"] = reporting
+        values["$council_count_reporting"] = len(reporting)
+        # councils a boundary change ended as the period began: in force the day before it, not on its first day
+        values["$council_codes_abolished"] = sorted(councils_on(start - dt.timedelta(days=1)) - councils_on(start))
         values["$hwb_count"] = len({c for h in geography.hwb_areas()["hwb_code"] for c in geography.current_code(h, on)})
         if sources.get(source).cadence == "monthly":
             values["$period_start"] = f"{period}-01"
@@ -251,10 +284,12 @@ def _runtime_values(period: str | None, source: str | None = None, geography_as_
 # periods' values (see :func:`warehouse_history`), or None when there is no warehouse.
 
 def _parts_minus_total(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
-    """On each total row of a breakdown: sum of the breakdown's parts minus the total."""
+    """On each total row of a breakdown: sum of the breakdown's parts minus the total. The
+    total row is the one whose ``spec.category`` column says ``spec.total`` (default "total";
+    e.g. ``row_type`` "england": the council and special rows' sum minus England's)."""
     keys = spec["keys"]
     scope = frame[frame.eval(spec["where"])] if spec.get("where") else frame
-    part = scope[spec["category"]] != "total"
+    part = scope[spec["category"]] != spec.get("total", "total")
     sums = scope[part].groupby(keys, dropna=False)[spec["value"]].sum(min_count=1).rename("_parts")
     totals = scope[~part].join(sums, on=keys)
     out = pd.Series(float("nan"), index=frame.index)
@@ -301,6 +336,15 @@ def _ratio_to_trailing_median(frame: pd.DataFrame, spec: dict, history) -> pd.Se
     return out
 
 
+def _in_set(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
+    """On the rows where ``spec.where`` holds: 1 where ``spec.column`` is one of ``spec.values``
+    (e.g. ``$council_codes_abolished``), else 0; null elsewhere."""
+    out = frame[spec["column"]].isin(list(spec["values"])).astype("float64")
+    if spec.get("where"):
+        out = out.where(frame.eval(spec["where"]))
+    return out
+
+
 def _group_size(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
     """On every row: how many rows share its ``spec.keys`` (e.g. ages per area)."""
     return frame.groupby(spec["keys"], dropna=False)[spec["keys"][0]].transform("size")
@@ -335,6 +379,7 @@ DERIVATIONS = {
     "parts_minus_total": _parts_minus_total,
     "matching_value": _matching_value,
     "fraction": _fraction,
+    "in_set": _in_set,
     "ratio_to_trailing_median": _ratio_to_trailing_median,
 }
 
@@ -511,8 +556,14 @@ def prepare(source: str, frame: pd.DataFrame, *, period: str | None, history=Non
     suite_file = require_suite(suite or source)
     meta = data.get("meta", {})
     _check_derivations(suite_file, meta)
-    frame = _with_iso_dates(_derive(frame, meta.get("derive", []), history))
-    runtime = _runtime_values(period, source, meta.get("geography_as_of", "period_start"))
+    runtime = _runtime_values(period, source, meta.get("geography_as_of", "period_start"), meta.get("councils_without_rows", ()))
+    specs = []
+    for number, spec in enumerate(meta.get("derive", []), start=1):
+        try:
+            specs.append(_fill(spec, runtime))  # a derivation may use run-time values ($council_codes_abolished)
+        except ValueError as err:
+            raise SuiteError(f"{suite_file}: meta.derive {number} ({spec.get('name')}): {_gx_message(err)}") from None
+    frame = _with_iso_dates(_derive(frame, specs, history))
     derived = [spec["name"] for spec in meta.get("derive", [])]
     expectations = []
     for number, e in enumerate(data["expectations"], start=1):
