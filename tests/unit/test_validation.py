@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from carewatch import parsers, validation
+from carewatch import parsers, paths, validation
 from tests.conftest import FIXTURES
 
 REAL = FIXTURES / "real" / "dtoc-la" / "LA-Type-B-June-2016.xls"
@@ -26,7 +26,7 @@ def failed(frame, period="2016-06"):
 
 def test_the_real_workbook_passes(good):
     report, failures = failed(good)
-    assert failures == set() and report.ok and len(report.results) == 16
+    assert failures == set() and report.ok and len(report.results) == 20
 
 
 def set_value(frame, name, breakdown, category, delta):
@@ -64,6 +64,13 @@ def test_plausibility_against_the_trailing_median(good, factor, expected):
         assert failing.unexpected_count == len(councils)
 
 
+ENGLAND = ("expect_column_values_to_be_between", "rest_minus_england", "blocking")
+CONTAINS = ("expect_column_distinct_values_to_contain_set", "council_code", "blocking")
+EXACT = (("expect_column_unique_value_count_to_be_between", "council_code", "blocking"),
+         ("expect_column_values_to_be_between", "councils_in_sheet", "blocking"))
+NOT_NULL = ("expect_column_values_to_not_be_null", "value", "blocking")
+
+
 def with_code(frame, name, code):
     out = frame.copy()
     out.loc[out["la_name"] == name, "council_code"] = code
@@ -74,23 +81,27 @@ def with_code(frame, name, code):
     "case,expected",
     [
         ("wrong_period", {("expect_column_values_to_be_in_set", "period", "blocking")}),
-        ("negative_count", {("expect_column_values_to_be_between", "value", "blocking")}),
-        ("unmapped_council", {("expect_column_values_to_not_be_null", "council_code", "blocking")}),
-        ("unknown_code", {("expect_column_values_to_be_in_set", "council_code", "blocking")}),
-        ("duplicate_rows", {("expect_compound_columns_to_be_unique", None, "blocking")}),
+        # England's acute figure is no longer the councils' sum either (ENGLAND: England = the rest)
+        ("negative_count", {("expect_column_values_to_be_between", "value", "blocking"), ENGLAND}),
+        # Derby's rows then count as no council: one council short on every sheet (exact completeness)
+        ("unmapped_council", {("expect_column_values_to_not_be_null", "council_code", "blocking"), *EXACT, CONTAINS}),
+        ("unknown_code", {("expect_column_values_to_be_in_set", "council_code", "blocking"), CONTAINS}),
+        ("duplicate_rows", {("expect_compound_columns_to_be_unique", None, "blocking"), ENGLAND}),
         ("missing_column", {("expect_table_columns_to_match_set", None, "blocking")}),
         ("renamed_column", {("expect_table_columns_to_match_set", None, "blocking")}),
         # two councils fewer on every sheet: 149 in the file and on each sheet
         ("areas_missing", {("expect_column_unique_value_count_to_be_between", "council_code", "blocking"),
-                           ("expect_column_values_to_be_between", "councils_in_sheet", "blocking")}),
+                           ("expect_column_values_to_be_between", "councils_in_sheet", "blocking"), CONTAINS, ENGLAND}),
         # a sheet cut short (its last 100 councils lost): the file still has every council
         ("sheet_cut_short", {("expect_column_values_to_be_between", "councils_in_sheet", "blocking"),
-                             ("expect_column_values_to_be_between", "councils_missing_from_sheet", "blocking")}),
-        # one council left off one sheet: 150 there, still within 150-151, but not the file's councils
-        ("council_missing_from_one_sheet", {("expect_column_values_to_be_between", "councils_missing_from_sheet", "blocking")}),
-        ("all_null_values", {("expect_column_values_to_not_be_null", "value", "warning")}),
-        ("agency_parts_do_not_add_up", {("expect_column_values_to_be_between", "agency_parts_minus_total", "blocking")}),
-        ("reason_parts_do_not_add_up", {("expect_column_values_to_be_between", "reason_parts_minus_total", "blocking")}),
+                             ("expect_column_values_to_be_between", "councils_missing_from_sheet", "blocking"), ENGLAND}),
+        # one council left off one sheet: 150 there, not the file's councils (nor the 151 in force)
+        ("council_missing_from_one_sheet", {("expect_column_values_to_be_between", "councils_missing_from_sheet", "blocking"),
+                                            ("expect_column_values_to_be_between", "councils_in_sheet", "blocking"), ENGLAND}),
+        # no figure is an abolished council's "-": blocking, besides the warning
+        ("all_null_values", {("expect_column_values_to_not_be_null", "value", "warning"), NOT_NULL}),
+        ("agency_parts_do_not_add_up", {("expect_column_values_to_be_between", "agency_parts_minus_total", "blocking"), ENGLAND}),
+        ("reason_parts_do_not_add_up", {("expect_column_values_to_be_between", "reason_parts_minus_total", "blocking"), ENGLAND}),
         ("fractional_days", {("expect_column_values_to_be_between", "value_fraction", "blocking")}),
     ],
 )
@@ -228,3 +239,112 @@ def test_an_expectation_whose_meta_names_no_severity_is_blocking(good, tmp_path,
     bad.loc[bad["breakdown"] == "care_type", "value"] = -1.0
     report, failures = failed(bad)
     assert ("expect_column_values_to_be_between", "value", "blocking") in failures and not report.ok
+
+
+# --- the file checked as a whole: the councils of its month, each once, its figures, England ----
+
+REAL_ALL = sorted((FIXTURES / "real" / "dtoc-la").glob("*.xls"))
+SAMPLES = paths.samples_dir() / "dtoc_la"
+KEYS = ["breakdown", "category", "measure"]
+COUNCIL_COUNT = ("expect_column_unique_value_count_to_be_between", "council_code", "blocking")
+SHEET_COUNT = ("expect_column_values_to_be_between", "councils_in_sheet", "blocking")
+ONE_ROW_PER_COUNCIL = "no two rows resolve to the same council"
+
+
+def parsed(path):
+    frame = parsers.parse("dtoc_la", path)
+    return frame, str(frame["period"].iloc[0])[:7]
+
+
+def descriptions(report):
+    return {r.description for r in report.results if not r.success}
+
+
+def england_as_published(frame, rows, sign):
+    """``frame`` with ``rows``' figures added to (sign 1) or taken from (-1) England's: a file
+    whose England row was summed from what it shows, so only the check under test can object."""
+    delta = rows.groupby(KEYS)["value"].sum().rename("_delta").reset_index()
+    out = frame.copy()
+    england = out[out["row_type"] == "england"].reset_index().merge(delta, on=KEYS, how="left").set_index("index")
+    out.loc[england.index, "value"] += sign * england["_delta"].fillna(0)
+    return out
+
+
+def without_council(frame, code):
+    gone = frame[frame["council_code"] == code]
+    assert len(gone)
+    return england_as_published(frame.drop(gone.index), gone, -1)
+
+
+@pytest.mark.parametrize("path", [*REAL_ALL, SAMPLES / "2018-02.xls", SAMPLES / "2019-04.xls", SAMPLES / "2019-05.xls"],
+                         ids=lambda p: p.name)
+def test_a_workbook_one_council_short_is_refused_in_every_era(path):
+    # the drill: Derby UA's rows absent (England summed without it); 150 councils passed the
+    # old 150-151 range in every month, but the month's councils are exact
+    frame, period = parsed(path)
+    assert failed(frame, period)[1] == set()
+    report, failures = failed(without_council(frame, "E06000015"), period)
+    assert failures == {COUNCIL_COUNT, CONTAINS, SHEET_COUNT} and not report.ok
+
+
+def test_the_councils_are_those_in_force_the_day_before_the_month_around_the_dorset_change():
+    april, _ = parsed(SAMPLES / "2019-04.xls")
+    june, _ = parsed(FIXTURES / "real" / "dtoc-la" / "LA-Type-B-June-2019.xls")
+    poole = april[april["council_code"] == "E06000029"]
+    assert len(poole) and poole["value"].isna().all()  # April 2019: Poole's row of "-"
+    # April 2019 on May's boundaries (without Poole's row): a council short
+    report, failures = failed(without_council(april, "E06000029"), "2019-04")
+    assert failures == {COUNCIL_COUNT, CONTAINS, SHEET_COUNT}
+    # June 2019 still carrying Poole's row: 151 councils where 150 were in force, and its "-"
+    # figures are no abolished council's any more
+    report, failures = failed(pd.concat([june, poole.assign(period=june["period"].iloc[0])], ignore_index=True), "2019-06")
+    assert failures == {COUNCIL_COUNT, SHEET_COUNT, NOT_NULL}
+
+
+def test_two_rows_that_resolve_to_one_council_are_refused(good):
+    # Leicester's row carrying Leicestershire's codes (E10000018, 508)
+    frame = good.copy()
+    leicester = frame["la_name"] == "Leicester UA"
+    assert leicester.any()
+    frame.loc[leicester, ["ons_code", "la_code", "council_code"]] = ["E10000018", "508", "E10000018"]
+    report, failures = failed(frame)
+    assert failures == {("expect_compound_columns_to_be_unique", None, "blocking"), COUNCIL_COUNT, CONTAINS, SHEET_COUNT}
+    assert any(d.startswith(ONE_ROW_PER_COUNCIL) for d in descriptions(report))
+    # "Derby" beside "Derby UA" (England counting it twice as well): every council is there once
+    # by name, but Derby twice
+    derby = good[good["la_name"] == "Derby UA"]
+    frame = england_as_published(pd.concat([good, derby.assign(la_name="Derby")], ignore_index=True), derby, 1)
+    report, failures = failed(frame)
+    assert failures == {("expect_compound_columns_to_be_unique", None, "blocking")} and not report.ok
+    assert [d for d in descriptions(report)] == [next(d for d in descriptions(report) if d.startswith(ONE_ROW_PER_COUNCIL))]
+
+
+def test_a_missing_figure_that_is_not_an_abolished_councils_dash_is_refused(good):
+    # "*" in every agency cell of Derby's (the parser reads it as null: nothing to add up),
+    # England summed from the figures shown: a warning only, before
+    cells = (good["la_name"] == "Derby UA") & (good["breakdown"] == "agency")
+    frame = england_as_published(good.assign(value=good["value"].where(~cells)), good[cells], -1)
+    report, failures = failed(frame)
+    assert failures == {NOT_NULL} and not report.ok
+    # Poole's row of "-" passes in April 2019 (the month it was abolished: every sample passes,
+    # test_suites), not in March 2019, when Poole was still a council
+    march, _ = parsed(SAMPLES / "2019-03.xls")
+    poole = march["council_code"] == "E06000029"
+    frame = england_as_published(march.assign(value=march["value"].where(~poole)), march[poole], -1)
+    assert failed(frame, "2019-03")[1] == {NOT_NULL}
+
+
+@pytest.mark.parametrize("path", [*REAL_ALL, SAMPLES / "2019-04.xls"], ids=lambda p: p.name)
+def test_england_is_the_sum_of_the_council_and_special_rows_and_a_doubled_england_is_refused(path):
+    frame, period = parsed(path)
+    spec = next(s for s in validation.load_suite("dtoc_la")["meta"]["derive"] if s["name"] == "rest_minus_england")
+    difference = validation._derive(frame, [spec], None)["rest_minus_england"]
+    england = frame["row_type"] == "england"
+    # every England figure (days and, from April 2017, beds; every sheet) is checked, and the
+    # real workbooks add up exactly but for float rounding of the averages (< 3e-12)
+    assert difference[england].notna().all() and difference[~england].isna().all()
+    assert difference.abs().max() < 1e-9
+    doubled = frame.copy()
+    doubled.loc[england, "value"] *= 2
+    report, failures = failed(doubled, period)
+    assert failures == {ENGLAND} and not report.ok
