@@ -28,7 +28,12 @@ def bad_report():
     frame = parsers.parse("dtoc_la", REAL)
     frame.loc[(frame["la_name"] == "Derby UA") & (frame["breakdown"] == "care_type") & (frame["category"] == "acute"), "value"] = -12.0
     frame.loc[(frame["la_name"] == "Derby UA") & (frame["breakdown"] == "care_type") & (frame["category"] == "non_acute"), "value"] += 10_000.0
-    frame = frame.assign(value=frame["value"].where(frame["la_name"] != "Barnet"))  # a few "-" figures more: still under the warning limit
+    frame = frame.assign(value=frame["value"].where(frame["la_name"] != "Barnet"))  # a few "-" figures more: under the warning limit, but refused (Barnet was not abolished)
+    # England summed from the figures shown: only the checks above object
+    keys = ["breakdown", "category", "measure"]
+    sums = frame[frame["row_type"] != "england"].groupby(keys)["value"].sum().rename("_sum").reset_index()
+    england = frame[frame["row_type"] == "england"].reset_index().merge(sums, on=keys).set_index("index")
+    frame.loc[england.index, "value"] = england["_sum"]
     return validation.validate("dtoc_la", frame, period="2016-07")
 
 
@@ -37,7 +42,7 @@ def test_a_quality_alert_names_source_period_severity_and_each_failure(mailbox, 
     recipients = alerts.send(alerts.quality_alert(bad_report, file_version=3, sha256="f" * 64, task_url="http://localhost:8080/dags/ingest_dtoc_la/runs/r1/tasks/one_period.validate"))
     [message] = mailcatcher.messages(mailbox)
     assert recipients == ["data-engineering@localhost"] and message["X-Envelope-To"] == "data-engineering@localhost"
-    assert subject(message) == "[carewatch] BLOCKING dtoc_la 2016-07: 2 expectations failed"
+    assert subject(message) == "[carewatch] BLOCKING dtoc_la 2016-07: 3 expectations failed"
     body = mailcatcher.body_text(message)
     assert "version 3" in body and "quarantined" in body
     # each failed expectation: what was expected (the suite's words and thresholds) and offending rows
@@ -46,9 +51,18 @@ def test_a_quality_alert_names_source_period_severity_and_each_failure(mailbox, 
     assert "http://localhost:8080/dags/ingest_dtoc_la/runs/r1/tasks/one_period.validate" in body
 
 
+def four_times_the_usual(frame):
+    """A history in which every council had a quarter of this month's days: one warning (3x its trailing median)."""
+    totals = frame[(frame["row_type"] == "council") & (frame["breakdown"] == "agency") & (frame["category"] == "total")
+                   & (frame["measure"] == "delayed_days")]
+    earlier = totals[["council_code", "value"]].assign(value=totals["value"] / 4)
+    return lambda spec: earlier
+
+
 def test_warnings_only_say_warning_and_loaded(mailbox):
-    frame = parsers.parse("dtoc_la", REAL).assign(value=float("nan"))
-    report = validation.validate("dtoc_la", frame, period="2016-06")
+    # (every figure missing was the warning-only file until a figure missing outside an abolished council's row blocked)
+    frame = parsers.parse("dtoc_la", REAL)
+    report = validation.validate("dtoc_la", frame, period="2016-06", history=four_times_the_usual(frame))
     assert report.ok and report.warnings
     alerts.send(alerts.quality_alert(report))
     [message] = mailcatcher.messages(mailbox)
@@ -252,7 +266,7 @@ def test_an_alert_the_mail_server_refuses_is_kept_and_sent_by_a_later_attempt(tm
         monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
         alerts.send_quietly(alerts.Alert(subject="[carewatch] FAILED x.y: fourth", html="<p>fourth</p>"))
         subjects = [subject(m) for m in mailcatcher.messages(directory)]
-    assert subjects == ["[carewatch] BLOCKING dtoc_la 2016-07: 2 expectations failed", "[carewatch] FAILED x.y: second",
+    assert subjects == ["[carewatch] BLOCKING dtoc_la 2016-07: 3 expectations failed", "[carewatch] FAILED x.y: second",
                         "[carewatch] FAILED x.y: third", "[carewatch] FAILED x.y: fourth"]
     assert alerts.outbox() == []
 
@@ -322,8 +336,9 @@ def test_an_alert_kept_long_ago_is_not_put_back_while_a_flush_is_sending_it(care
 
 
 def test_a_blocking_failure_with_a_warning_beside_it_is_emailed_as_blocking(mailbox):
-    frame = parsers.parse("dtoc_la", REAL).assign(value=float("nan"), junk=1)  # every figure missing, a column too many
-    report = validation.validate("dtoc_la", frame, period="2016-06")
+    frame = parsers.parse("dtoc_la", REAL)
+    # every council at four times its usual days (a warning), a column too many (blocking)
+    report = validation.validate("dtoc_la", frame.assign(junk=1), period="2016-06", history=four_times_the_usual(frame))
     assert len(report.blocking_failures) == 1 and len(report.warnings) == 1
     alerts.send(alerts.quality_alert(report))
     [message] = mailcatcher.messages(mailbox)

@@ -23,6 +23,30 @@ from tests.conftest import FIXTURES  # noqa: E402
 REAL = FIXTURES / "real" / "dtoc-la" / "LA-Type-B-June-2016.xls"
 
 
+def four_times_the_usual(monkeypatch):
+    """The real workbook, with a warehouse history in which every council had a quarter of this
+    month's days: it passes with one warning (3x the trailing median). (Every figure missing
+    was the warning-only file until a figure missing outside an abolished council's row was
+    made blocking.)"""
+    frame = parsers.parse("dtoc_la", REAL)
+    totals = frame[(frame["row_type"] == "council") & (frame["breakdown"] == "agency") & (frame["category"] == "total")
+                   & (frame["measure"] == "delayed_days")]
+    earlier = totals[["council_code", "value"]].assign(value=totals["value"] / 4)
+    monkeypatch.setattr(validation, "warehouse_history", lambda con, source, period: (lambda spec: earlier))
+    return frame
+
+
+def england_summed(frame):
+    """``frame`` with England's figures the sum of the council and special rows' (as a file
+    whose councils' figures were wrongly keyed would show them), so only the check under test objects."""
+    keys = ["breakdown", "category", "measure"]
+    sums = frame[frame["row_type"] != "england"].groupby(keys)["value"].sum().rename("_sum").reset_index()
+    out = frame.copy()
+    england = out[out["row_type"] == "england"].reset_index().merge(sums, on=keys, how="left").set_index("index")
+    out.loc[england.index, "value"] = england["_sum"]
+    return out
+
+
 @pytest.fixture
 def mailbox(tmp_path, monkeypatch):
     with mailcatcher.catch_mail(tmp_path / "mail") as (port, directory):
@@ -44,16 +68,16 @@ def recorded_results():
         return con.execute("select * from validation_results order by all").fetchall()
 
 
-def test_a_file_that_passed_with_warnings_is_not_validated_or_emailed_again(carewatch_home, mailbox):
-    # every delayed-days figure missing: a warning (the batch loads), not a blocking failure
-    frame = parsers.parse("dtoc_la", REAL).assign(value=float("nan"))
+def test_a_file_that_passed_with_warnings_is_not_validated_or_emailed_again(carewatch_home, mailbox, monkeypatch):
+    # every council at four times its usual days: a warning (the batch loads), not a blocking failure
+    frame = four_times_the_usual(monkeypatch)
     parsed = parsed_file(frame, "a" * 64)
 
     first = pipeline.validate_period(parsed)
     assert first["validated"] and not first["validation_reused"] and first["warnings"] == 1
     assert len(mailcatcher.messages(mailbox)) == 1
     results = recorded_results()
-    assert len(results) == len(validation.load_suite("dtoc_la")["expectations"]) == 16
+    assert len(results) == len(validation.load_suite("dtoc_la")["expectations"]) == 20
 
     again = pipeline.validate_period(parsed)
     assert again["validation_reused"] and again["warnings"] == 1 and again["docs_url"] == first["docs_url"]
@@ -73,6 +97,7 @@ def test_a_failed_file_is_not_validated_or_emailed_again_until_its_validation_ch
 
     frame = parsers.parse("dtoc_la", REAL)
     frame.loc[frame["breakdown"] == "care_type", "value"] = -1.0  # negative delayed days: blocking
+    frame = england_summed(frame)
     parsed = parsed_file(frame, "c" * 64)
     quarantine = "select sha256, attempts, quarantined_at, last_failed_at, blocking_failures from quarantine"
     with pytest.raises(QualityError) as failure:
@@ -615,10 +640,10 @@ def test_a_monthly_run_handles_the_period_due_at_its_logical_date_and_the_revisi
         "2017-01", "2017-02", "2017-03", "2017-04"]
 
 
-def test_a_file_that_passes_sends_no_email_and_one_with_only_warnings_is_not_quarantined(carewatch_home, mailbox):
+def test_a_file_that_passes_sends_no_email_and_one_with_only_warnings_is_not_quarantined(carewatch_home, mailbox, monkeypatch):
     clean = pipeline.validate_period(parsed_file(parsers.parse("dtoc_la", REAL), "5" * 64))
     assert clean["warnings"] == 0 and mailcatcher.messages(mailbox) == []  # nothing failed: nothing to email
-    frame = parsers.parse("dtoc_la", REAL).assign(value=float("nan"))  # a warning only
+    frame = four_times_the_usual(monkeypatch)  # a warning only
     warned = pipeline.validate_period(parsed_file(frame, "6" * 64))
     assert warned["warnings"] == 1 and len(mailcatcher.messages(mailbox)) == 1
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
@@ -637,8 +662,8 @@ def test_a_blocking_failure_beside_a_warning_is_not_emailed_by_the_validate_task
     assert mailcatcher.messages(mailbox) == []
 
 
-def test_validating_another_file_of_the_period_keeps_the_first_files_record(carewatch_home, mailbox):
-    frame = parsers.parse("dtoc_la", REAL).assign(value=float("nan"))  # a warning: emailed once per file
+def test_validating_another_file_of_the_period_keeps_the_first_files_record(carewatch_home, mailbox, monkeypatch):
+    frame = four_times_the_usual(monkeypatch)  # a warning: emailed once per file
     first = parsed_file(frame, "a" * 64)
     assert not pipeline.validate_period(first)["validation_reused"]
     assert not pipeline.validate_period(parsed_file(frame, "b" * 64))["validation_reused"]
@@ -646,7 +671,7 @@ def test_validating_another_file_of_the_period_keeps_the_first_files_record(care
     assert len(mailcatcher.messages(mailbox)) == 2
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
         assert con.execute("select sha256, count(*) from validation_results group by 1 order by 1").fetchall() == [
-            ("a" * 64, 16), ("b" * 64, 16)]
+            ("a" * 64, 20), ("b" * 64, 20)]
 
 
 def test_the_run_summary_counts_loads_run_and_skipped_not_sources_that_do_not_load(carewatch_home):
