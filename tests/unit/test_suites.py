@@ -71,6 +71,14 @@ def _ascof(good, case):
     elif case == "fractional_count":
         row = _first(f, geo_name="Hartlepool", measure_code="2B1", measure_type="Denominator")
         f.loc[row, "value"] += 0.5
+    elif case == "headline_measure_missing":
+        # a file without the 2B(1) headline rows (measure code "2B1"): its breakdowns (2B16574,
+        # 2B1F...) keep measure group 2B1 there, but the warehouse reads the headline alone
+        f = f[f["measure_code"] != "2B1"]
+    elif case == "council_headline_row_missing":
+        f = f.drop(index=_first(f, geo_name="Hartlepool", measure_code="2B1", measure_type="Denominator"))
+    elif case == "england_headline_row_missing":
+        f = f.drop(index=_first(f, geo_level="England", measure_code="2B2", measure_type="Numerator"))
     elif case == "other_measures_pass_through":
         # the real file holds every ASCOF measure: 1A is a score (numerator: the sum of scores,
         # above the respondents), 2A a rate per 100,000 (outcome above 100)
@@ -140,6 +148,7 @@ PAIR = "expect_column_pair_values_a_to_be_greater_than_b"
 BETWEEN, INSET, NOTNULL = "expect_column_values_to_be_between", "expect_column_values_to_be_in_set", "expect_column_values_to_not_be_null"
 COUNT, UNIQUE = "expect_column_unique_value_count_to_be_between", "expect_compound_columns_to_be_unique"
 COLUMNS = "expect_table_columns_to_match_set"
+CONTAIN = "expect_column_distinct_values_to_contain_set"
 
 
 @pytest.mark.parametrize(
@@ -149,11 +158,16 @@ COLUMNS = "expect_table_columns_to_match_set"
         ("ascof", "proportion_out_of_range", {(BETWEEN, "value", "blocking")}),
         ("ascof", "suppressed_without_marker", {(NOTNULL, "suppression", "blocking")}),
         ("ascof", "wrong_period", {(INSET, "year", "blocking")}),
-        ("ascof", "unknown_area", {(INSET, "council_code", "blocking")}),
-        ("ascof", "area_missing", {(COUNT, "council_code", "blocking")}),
+        # the council in force is then also without its headline rows: those checks say so too
+        ("ascof", "unknown_area", {(INSET, "council_code", "blocking"), (CONTAIN, "council_code", "blocking")}),
+        ("ascof", "area_missing", {(COUNT, "council_code", "blocking"), (CONTAIN, "council_code", "blocking")}),
         ("ascof", "renamed_column", {(COLUMNS, None, "blocking")}),
         ("ascof", "fractional_count", {(BETWEEN, "count_fraction", "blocking")}),
         ("ascof", "other_measures_pass_through", set()),
+        # every council and England lose 2B(1): the measure group is still there (breakdowns)
+        ("ascof", "headline_measure_missing", {(CONTAIN, "council_code", "blocking"), (CONTAIN, "measure_code", "blocking")}),
+        ("ascof", "council_headline_row_missing", {(CONTAIN, "council_code", "blocking")}),
+        ("ascof", "england_headline_row_missing", {(CONTAIN, "measure_code", "blocking")}),
         ("ons_mye", "suppressed_population", {(NOTNULL, "population", "blocking")}),
         ("ons_mye", "negative_count", {(BETWEEN, "population", "blocking")}),
         ("ons_mye", "age_out_of_range", {(BETWEEN, "age", "blocking")}),
@@ -181,6 +195,23 @@ def test_bad_input_fails_the_intended_expectation(good, source, case, expected):
     report, failed = failures(source, frame, period)
     assert failed == expected, [r.line() for r in report.results if not r.success]
     assert report.ok == all(severity == "warning" for _, _, severity in expected)
+
+
+@pytest.mark.parametrize(("case", "failing"), [
+    ("headline_measure_missing", ["the 2B(1) headline numerator row", "the 2B(1) headline denominator row",
+                                  "England's 2B(1) and 2B(2) headline numerator rows", "England's 2B(1) and 2B(2) headline denominator rows"]),
+    ("council_headline_row_missing", ["the 2B(1) headline denominator row"]),
+    ("england_headline_row_missing", ["England's 2B(1) and 2B(2) headline numerator rows"]),
+])
+def test_ascof_headline_rows_the_warehouse_reads_are_each_checked(good, case, failing):
+    # the rows int_ascof_hwb_year.sql and fct_metric_values.sql read (measure code = measure
+    # group 2B1/2B2, numerator and denominator): each kind its own blocking check, naming it
+    frame, _ = _ascof(good, case)
+    report, _ = failures("ascof", frame)
+    failed = [r for r in report.results if not r.success]
+    assert len(failed) == len(failing) and not report.ok, [r.line() for r in failed]
+    for start in failing:
+        assert any(r.description.startswith(start) and r.severity == "blocking" for r in failed), (start, [r.description for r in failed])
 
 
 REAL = sorted((paths.PROJECT_ROOT / "tests" / "fixtures" / "real").glob("*/*.xls"))
