@@ -229,6 +229,14 @@ def periods(source: str, start: str, end: str | None) -> list[str]:
     return out
 
 
+def earlier_period(source: str, period: str, count: int) -> str:
+    """The period ``count`` periods of ``source``'s cadence before ``period``, as the source
+    writes it (``ons_mye`` "2017", 1 -> "2016"; 0 gives ``period`` itself)."""
+    src = get(source)
+    step = 1 if src.cadence == "monthly" else 12
+    return _format(src.cadence, _add_months(period_start(source, period), -step * count))
+
+
 def due_date(source: str, period: str) -> dt.date:
     """The day ``period`` of ``source`` is expected to be published."""
     rule = get(source).due

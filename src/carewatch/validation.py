@@ -321,7 +321,11 @@ def _fraction(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
 
 def _ratio_to_trailing_median(frame: pd.DataFrame, spec: dict, history) -> pd.Series:
     """On the rows where ``spec.where`` holds: value over the area's median of the previous
-    ``spec.months`` periods in the warehouse (null without history)."""
+    ``spec.months`` months (or ``spec.periods`` periods of the source's cadence, e.g. 1: the
+    previous mid-year estimate) in the warehouse (null without history, e.g. an area code new
+    after a boundary change). With ``spec.sum_per_area``, the area's rows are summed first,
+    in this period and in each earlier one (an area's population aged 18+ from its single
+    years of age), and each of its rows carries the area's ratio."""
     out = pd.Series(float("nan"), index=frame.index)
     if history is None:
         return out
@@ -330,6 +334,9 @@ def _ratio_to_trailing_median(frame: pd.DataFrame, spec: dict, history) -> pd.Se
         return out
     medians = earlier.groupby(spec["area"])["value"].median().rename("_median")
     rows = frame[frame.eval(spec["where"])]
+    if spec.get("sum_per_area"):
+        totals = rows.groupby(spec["area"])[spec["value"]].sum(min_count=1).rename("_value")
+        rows = rows[[spec["area"]]].join(totals, on=spec["area"]).rename(columns={"_value": spec["value"]})
     joined = rows.join(medians, on=spec["area"])
     ratio = joined[spec["value"]] / joined["_median"].where(joined["_median"] > 0)
     out.loc[joined.index] = ratio
@@ -417,22 +424,29 @@ def warehouse_history(con, source: str, period: str | None):
         return None
 
     def history(spec: dict) -> pd.DataFrame | None:
-        current = pd.Timestamp(_period_value(period))
-        first = (current - pd.DateOffset(months=int(spec["months"]))).strftime("%Y-%m")
+        if "periods" in spec:  # earlier periods of the source's own cadence (a mid-year, a financial year)
+            from carewatch import sources
+
+            first, before = sources.earlier_period(source, period, int(spec["periods"])), sources.earlier_period(source, period, 0)
+        else:
+            current = pd.Timestamp(_period_value(period))
+            first, before = (current - pd.DateOffset(months=int(spec["months"]))).strftime("%Y-%m"), current.strftime("%Y-%m")
         # only the columns the derivation reads: the area, the value and the names in `where`
         wanted = {spec["area"], spec["value"], *re.findall(r"[A-Za-z_][A-Za-z0-9_]*", spec.get("where", ""))}
-        loaded = _loaded_history(con, source, first, current.strftime("%Y-%m"), wanted)
+        loaded = _loaded_history(con, source, first, before, wanted)
         held = {} if loaded is None else loaded.groupby("_period")["_version"].max().to_dict()
-        newer = _parsed_history(con, source, first, current.strftime("%Y-%m"), held)
+        newer = _parsed_history(con, source, first, before, held)
         if loaded is not None:  # a period with a newer parsed version is read from that, not from the landing table
             loaded = loaded[~loaded["_period"].isin(newer)]
-        frames = [loaded, *(pd.read_parquet(path) for path in newer.values())]
-        frames = [f.drop(columns=["_period", "_version"], errors="ignore") for f in frames if f is not None and len(f)]
+        frames = [loaded, *(pd.read_parquet(path).assign(_period=p) for p, path in newer.items())]
+        frames = [f.drop(columns=["_version"], errors="ignore") for f in frames if f is not None and len(f)]
         if not frames:
             return None
         frame = pd.concat(frames, ignore_index=True)
         frame = frame[frame.eval(spec["where"])]
-        return frame[[spec["area"], spec["value"]]].rename(columns={spec["value"]: "value"})
+        if spec.get("sum_per_area"):  # one value per area and earlier period: the sum of its rows
+            frame = frame.groupby([spec["area"], "_period"], as_index=False)[spec["value"]].sum(min_count=1)
+        return frame[[spec["area"], spec["value"]]].rename(columns={spec["value"]: "value"}).reset_index(drop=True)
 
     return history
 

@@ -214,6 +214,74 @@ def test_ascof_headline_rows_the_warehouse_reads_are_each_checked(good, case, fa
         assert any(r.description.startswith(start) and r.severity == "blocking" for r in failed), (start, [r.description for r in failed])
 
 
+def _ons_sample(year):
+    return parsers.parse(sources.parser_for("ons_mye"), paths.samples_dir() / "ons_mye" / f"{year}.xls", str(year))
+
+
+def _ons_times(frame, area_code, factor):
+    out = frame.copy()
+    rows = out["area_code"] == area_code
+    out.loc[rows, "population"] = (out.loc[rows, "population"] * factor).round().astype(out["population"].dtype)
+    return out
+
+
+PREVIOUS_YEAR = {(BETWEEN, column, severity) for column in ("adults_to_previous_year", "older_people_to_previous_year")
+                 for severity in ("warning", "blocking")}
+
+
+@pytest.mark.parametrize(("year", "case", "expected"), [
+    (2017, "as_published", set()),
+    # Hartlepool's figures multiplied by 10 (it then ranked 1st overall): beyond a doubling
+    (2017, "one_area_times_10", PREVIOUS_YEAR),
+    # keyed twice (x2, plus a year's growth): beyond a doubling too
+    (2017, "one_area_counted_twice", PREVIOUS_YEAR),
+    # 15% more: loaded, with a warning to look at it (the real City of London fell 22% in a year)
+    (2017, "one_area_15_percent_up", {(BETWEEN, "adults_to_previous_year", "warning"), (BETWEEN, "older_people_to_previous_year", "warning")}),
+    # mid-2018: BCP and the new Dorset have no previous estimate under their codes, and pass
+    (2018, "as_published", set()),
+])
+@pytest.mark.parametrize("previous", ["loaded", "parsed_in_this_run"])
+def test_ons_populations_against_the_previous_mid_year_estimate(carewatch_home, year, case, expected, previous):
+    """Each area's 18+ and 65+ populations against its previous mid-year estimate, read from the
+    warehouse (or the previous year's parsed file, fetched in the same run, not loaded yet)."""
+    from carewatch import fetch, warehouse
+
+    frame = _ons_sample(year)
+    factor = {"as_published": 1, "one_area_times_10": 10, "one_area_counted_twice": 2, "one_area_15_percent_up": 1.15}[case]
+    frame = _ons_times(frame, "E06000001", factor)
+    sha = "1" * 64
+    target = paths.parsed_path("ons_mye", str(year - 1), sha)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _ons_sample(year - 1).to_parquet(target, index=False)
+    with warehouse.connect() as con:
+        con.execute(fetch.MANIFEST_DDL)
+        con.execute("insert into raw_manifest values (?, ?, 1, 'http://x', now(), 200, 1, ?, null, null, 'x')", ["ons_mye", str(year - 1), sha])
+        if previous == "loaded":
+            warehouse.load_parsed(con, source="ons_mye", period=str(year - 1), version=1, sha256=sha, parsed_path=target)
+        report = validation.validate("ons_mye", frame, period=str(year), history=validation.warehouse_history(con, "ons_mye", str(year)))
+        derived = validation.prepare("ons_mye", frame, period=str(year), history=validation.warehouse_history(con, "ons_mye", str(year))).frame
+    adults = derived[derived["age"] >= 18].groupby("area_code")["adults_to_previous_year"].first()
+    new_codes = {"E06000058", "E06000059"} if year == 2018 else set()  # BCP and the new Dorset: no history under their codes
+    assert adults[sorted(new_codes)].isna().all() and adults.drop(sorted(new_codes)).notna().all()
+    failed = {(r.expectation, r.column, r.severity) for r in report.results if not r.success}
+    assert failed == expected, [r.line() for r in report.results if not r.success]
+    assert report.ok == all(severity == "warning" for _, _, severity in expected)
+    for result in (r for r in report.results if not r.success):
+        assert all(example.startswith("E06000001 / ") for example in result.unexpected_examples), result.unexpected_examples
+    # no warehouse (a fresh machine): no history, null, passes
+    derived = validation.prepare("ons_mye", frame, period=str(year), history=validation.warehouse_history(None, "ons_mye", str(year))).frame
+    assert derived["adults_to_previous_year"].isna().all()
+
+
+def test_ons_previous_year_ratio_is_the_area_sum_over_its_previous_sum():
+    frame = pd.DataFrame({"area_code": ["A"] * 3 + ["B"] * 3, "age": [10, 20, 70] * 2, "population": [5.0, 100.0, 50.0, 1.0, 30.0, 10.0]})
+    earlier = pd.DataFrame({"area_code": ["A"], "value": [75.0]})  # A's 18+ last year; B has no history (a new code)
+    specs = [s for s in validation.load_suite("ons_mye")["meta"]["derive"] if s["name"] == "adults_to_previous_year"]
+    got = validation._derive(frame, specs, lambda spec: earlier)["adults_to_previous_year"]
+    assert pd.isna(got[0]) and got[1] == got[2] == 2.0  # (100 + 50) / 75 on each 18+ row; under 18: no ratio
+    assert got[3:].isna().all()
+
+
 REAL = sorted((paths.PROJECT_ROOT / "tests" / "fixtures" / "real").glob("*/*.xls"))
 
 
