@@ -124,9 +124,60 @@ def _hes(good, case):
         f.loc[f["area_code"] == "E06000001", "area_code"] = "E06999999"
     elif case == "length_of_stay_out_of_range":
         f.loc[_first(f, area_code="E06000001", measure="los_p90_days"), "value"] = 400.0
-    elif case == "all_null_column":
+    elif case == "all_null_column":  # every figure suppressed, each with its marker
+        f = f.assign(value=float("nan"), suppression="*")
+    elif case == "all_null_without_marker":
         f = f.assign(value=float("nan"))
+    elif case == "suppressed_with_marker":
+        row = _first(f, area_code="E06000001", measure="emergency_admissions_65plus")
+        f.loc[row, "value"], f.loc[row, "suppression"] = None, "[c]"
+    elif case == "last_row_cut_short":
+        # what the parser gives for a download cut short in the last row's fourth figure
+        # ("...,Worcestershire,2324,"): its last three measures blank, no marker
+        last = f["area_code"] == f["area_code"].iloc[-1]
+        f.loc[last & (f["measure"] != "emergency_admissions_65plus"), "value"] = None
+    elif case == "blank_length_of_stay_without_discharges":  # nothing to take a percentile of
+        for measure in ("discharges_65plus", "weekend_discharges_65plus"):
+            f.loc[_first(f, area_code="E06000001", measure=measure), "value"] = 0.0
+        f.loc[_first(f, area_code="E06000001", measure="los_p90_days"), "value"] = None
+    elif case == "blank_length_of_stay_with_discharges":
+        f.loc[_first(f, area_code="E06000001", measure="los_p90_days"), "value"] = None
     return f, None
+
+
+@pytest.mark.parametrize("kept", [", 2324,", ", 2324, 2160, 18.0,", ", 2324, 2160,"])
+def test_a_hospital_aggregate_cut_short_in_its_last_row_is_refused(tmp_path, kept):
+    """A download that stopped mid-row (no Content-Length to notice it by): the last area's
+    missing figures have no suppression marker, so the file is refused, not loaded with that
+    area's measures empty (the null check alone is a warning)."""
+    sample = paths.samples_dir() / "hes_aggregate" / "2018-03.csv"
+    text = sample.read_text()
+    assert text.endswith("2018-03,E10000034,Worcestershire,2324,2160,18.0,372\n")
+    cut = tmp_path / "2018-03.csv"
+    cut.write_text(text[: text.rindex("2018-03,E10000034")] + "2018-03,E10000034,Worcestershire" + kept.replace(" ", ""))
+    frame = parsers.parse(sources.parser_for("hes_aggregate"), cut, "2018-03")
+    last = frame[frame["area_code"] == "E10000034"]
+    assert last["value"].isna().any() and last["suppression"].isna().all()  # blank, not suppressed
+    report, failed = failures("hes_aggregate", frame)
+    assert failed == {(NOTNULL, "suppression", "blocking")} and not report.ok, [r.line() for r in report.results if not r.success]
+    assert all(example.startswith("E10000034 / ") for r in report.blocking_failures for example in r.unexpected_examples)
+
+
+def test_a_hospital_aggregate_keeps_each_suppression_marker(tmp_path):
+    text = ("Period,Area Code,Area Name,Emergency Admissions 65+,Discharges 65+,LOS P90 Days,Weekend Discharges 65+\n"
+            "2018-03,E06000001,Hartlepool,314,*,[c],..\n"
+            "2018-03,E06000002,Middlesbrough,[x],-,,71\n")
+    path = tmp_path / "2018-03.csv"
+    path.write_text(text)
+    got = parsers.parse(sources.parser_for("hes_aggregate"), path, "2018-03")
+    marks = {(r.area_code, r.measure): (None if pd.isna(r.value) else r.value, None if pd.isna(r.suppression) else r.suppression) for r in got.itertuples()}
+    assert marks[("E06000001", "emergency_admissions_65plus")] == (314.0, None)
+    assert marks[("E06000001", "discharges_65plus")] == (None, "*")
+    assert marks[("E06000001", "los_p90_days")] == (None, "[c]")
+    assert marks[("E06000001", "weekend_discharges_65plus")] == (None, "..")
+    assert marks[("E06000002", "emergency_admissions_65plus")] == (None, "[x]")
+    assert marks[("E06000002", "discharges_65plus")] == (None, "-")
+    assert marks[("E06000002", "los_p90_days")] == (None, None)  # blank: missing, no marker
 
 
 def _provider(good, case):
@@ -182,6 +233,11 @@ CONTAIN = "expect_column_distinct_values_to_contain_set"
         ("hes_aggregate", "unknown_area", {(INSET, "area_code", "blocking")}),
         ("hes_aggregate", "length_of_stay_out_of_range", {(BETWEEN, "value", "blocking")}),
         ("hes_aggregate", "all_null_column", {(NOTNULL, "value", "warning")}),
+        ("hes_aggregate", "all_null_without_marker", {(NOTNULL, "value", "warning"), (NOTNULL, "suppression", "blocking")}),
+        ("hes_aggregate", "suppressed_with_marker", set()),
+        ("hes_aggregate", "last_row_cut_short", {(NOTNULL, "suppression", "blocking")}),
+        ("hes_aggregate", "blank_length_of_stay_without_discharges", set()),
+        ("hes_aggregate", "blank_length_of_stay_with_discharges", {(NOTNULL, "suppression", "blocking")}),
         ("dtoc_provider", "unknown_reason", {(INSET, "reason", "blocking")}),
         ("dtoc_provider", "negative_count", {(BETWEEN, "delayed_days", "blocking")}),
         ("dtoc_provider", "suppressed_days", {(NOTNULL, "delayed_days", "blocking")}),

@@ -2,8 +2,11 @@
 
 Columns (any case): Period (YYYY-MM or "April 2017"), Area Code, Area Name and one column
 per measure: Emergency Admissions 65+, Discharges 65+, LOS P90 Days, Weekend Discharges 65+.
-Suppressed cells ("*", "[c]") become nulls. Read as the other CSVs are (``csvtext``: UTF-8 or
-Windows-1252, rows with no value dropped). The record-level extract is not parsed here: it
+A suppressed cell (a marker: "*", "[c]", "[x]", "..", "-") becomes a null ``value`` with its
+marker kept in ``suppression``; a blank cell, or a field missing from a row cut short (a
+download that stopped mid-row), becomes a null with no marker, which the suite refuses (as
+ASCOF's does). Read as the other CSVs are (``csvtext``: UTF-8 or Windows-1252, rows with no
+value dropped). The record-level extract is not parsed here: it
 is read in place by DuckDB (``carewatch hes-metrics``).
 """
 
@@ -25,7 +28,7 @@ MEASURES = {
     "lospdays": "los_p90_days",
     "weekenddischarges": "weekend_discharges_65plus",
 }
-SUPPRESSION = {"*", "[c]", "[x]", "..", "-", ""}
+SUPPRESSION = {"*", "[c]", "[x]", "..", "-"}  # markers; a blank cell is missing, not suppressed
 
 
 def _key(name: str) -> str:
@@ -50,11 +53,12 @@ def parse(path: Path, period: str | None = None) -> pd.DataFrame:
         raise ParseError(SOURCE, path, f"line {line(bad)}: unreadable period {frame.loc[bad, keys['period']]!r}")
     out = []
     for measure, column in measure_cols.items():
-        text = frame[column]
+        text = frame[column].fillna("")  # (a field missing from a short row: blank)
         suppressed = text.isin(SUPPRESSION)
-        values = pd.to_numeric(text.str.replace(",", "", regex=False).where(~suppressed), errors="coerce")
-        if (values.isna() & ~suppressed).any():
-            bad = text.index[values.isna() & ~suppressed][0]
+        blank = text == ""
+        values = pd.to_numeric(text.str.replace(",", "", regex=False).where(~suppressed & ~blank), errors="coerce")
+        if (values.isna() & ~suppressed & ~blank).any():
+            bad = text.index[values.isna() & ~suppressed & ~blank][0]
             raise ParseError(SOURCE, path, f"line {line(bad)}, column {column!r}: {text[bad]!r} is not a number")
         out.append(pd.DataFrame({
             "period": periods.dt.to_period("M").dt.to_timestamp().dt.date,
@@ -62,5 +66,6 @@ def parse(path: Path, period: str | None = None) -> pd.DataFrame:
             "area_name": frame[keys["areaname"]],
             "measure": measure,
             "value": values.astype("float64"),
+            "suppression": text.where(suppressed, None),
         }))
     return pd.concat(out, ignore_index=True)
