@@ -44,6 +44,14 @@ def _check_moment(option: str, text: str) -> None:
         raise CarewatchError(f"{option} {text!r} is not a date (YYYY-MM-DD) or an ISO timestamp") from None
 
 
+def _ui_port(text: str) -> int:
+    """``airflow --port``: 1 to 65535 (the UI's address is printed and given to Airflow: no "any free port")."""
+    port = int(text) if text.strip().lstrip("-").isdigit() else 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number for the Airflow UI (1 to 65535)")
+    return port
+
+
 def _port(text: str) -> int:
     """``serve-samples --port``: 0 to 65535, or argparse's usage error (exit 2), not a traceback."""
     from carewatch import sample_server
@@ -344,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("airflow", help="start Airflow locally with the project's DAGs")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=_ui_port, default=8080, help="1 to 65535 (default 8080)")
     p.set_defaults(func=_cmd_airflow)
 
     # listed for --help only: main() hands every argument after it to Airflow, before parsing

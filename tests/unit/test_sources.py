@@ -156,6 +156,19 @@ def test_serve_samples_refuses_a_port_that_is_no_port_as_a_usage_error(port, cap
     assert [sample_server.port_number(p) for p in ("0", "8765", "65535")] == [0, 8765, 65535]
 
 
+@pytest.mark.parametrize("port", ["0", "99999", "-1", "http"])
+def test_the_airflow_ui_refuses_a_port_that_is_no_port_as_a_usage_error(port, capsys):
+    # was int(): 99999 reached Airflow's API server, which failed to bind far from the cause
+    from carewatch import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["airflow", "--port", port])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"carewatch airflow: error: argument --port: '{port}' is not a port number for the Airflow UI (1 to 65535)"
+    assert cli._ui_port("8080") == 8080 and cli._ui_port("65535") == 65535
+
+
 def test_serve_samples_on_a_port_already_taken_is_one_line(capsys):
     import socket
 
@@ -186,7 +199,7 @@ def test_cli_validate_prints_its_results_and_nothing_on_stderr(carewatch_home, c
     assert cli.main(["validate", "dtoc_la", str(FIXTURES / "real" / "dtoc-la" / "LA-Type-B-June-2016.xls"),
                      "--period", "2016-06"]) == 0
     out, err = capsys.readouterr()
-    assert out.splitlines()[-1].endswith("LA-Type-B-June-2016.xls (dtoc_la 2016-06): 16 expectations, 0 blocking failures, 0 warnings")
+    assert out.splitlines()[-1].endswith("LA-Type-B-June-2016.xls (dtoc_la 2016-06): 20 expectations, 0 blocking failures, 0 warnings")
     assert err == ""
 
 
