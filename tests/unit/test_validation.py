@@ -98,6 +98,9 @@ def with_code(frame, name, code):
         # one council left off one sheet: 150 there, not the file's councils (nor the 151 in force)
         ("council_missing_from_one_sheet", {("expect_column_values_to_be_between", "councils_missing_from_sheet", "blocking"),
                                             ("expect_column_values_to_be_between", "councils_in_sheet", "blocking"), ENGLAND}),
+        # left off the type-of-care sheet, which leaves out councils with no delays that month:
+        # Derby had delays, so England is no longer the sum of that sheet's rows
+        ("council_with_delays_missing_from_care_type", {ENGLAND}),
         # no figure is an abolished council's "-": blocking, besides the warning
         ("all_null_values", {("expect_column_values_to_not_be_null", "value", "warning"), NOT_NULL}),
         ("agency_parts_do_not_add_up", {("expect_column_values_to_be_between", "agency_parts_minus_total", "blocking"), ENGLAND}),
@@ -131,6 +134,8 @@ def test_bad_input_fails_the_intended_expectation(good, case, expected):
         reason_councils = good.loc[(good["breakdown"] == "reason") & (good["row_type"] == "council"), "la_name"].unique()
         frame = good[~((good["breakdown"] == "reason") & good["la_name"].isin(reason_councils[-100:]))]
     elif case == "council_missing_from_one_sheet":
+        frame = good[~((good["breakdown"] == "reason") & (good["la_name"] == "Derby UA"))]
+    elif case == "council_with_delays_missing_from_care_type":
         frame = good[~((good["breakdown"] == "care_type") & (good["la_name"] == "Derby UA"))]
     elif case == "all_null_values":
         frame = good.assign(value=float("nan"))
@@ -286,6 +291,19 @@ def test_a_workbook_one_council_short_is_refused_in_every_era(path):
     report, failures = failed(without_council(frame, "E06000015"), period)
     assert failures == {COUNCIL_COUNT, CONTAINS, SHEET_COUNT} and not report.ok
 
+
+
+@pytest.mark.parametrize("path", [*REAL_ALL, SAMPLES / "2019-04.xls"], ids=lambda p: p.name)
+def test_a_council_with_no_delays_left_off_the_type_of_care_sheet_passes(path):
+    # domain.md: "LA - by Type of Care" leaves out councils with no delays that month (City of
+    # London in many months); the completeness checks once refused such a month. Derby with
+    # no delays: every figure 0 (England as published without them) and no type-of-care rows
+    frame, period = parsed(path)
+    derby = frame["council_code"] == "E06000015"
+    zeroed = england_as_published(frame, frame[derby], -1)
+    zeroed.loc[derby & zeroed["value"].notna(), "value"] = 0.0
+    report, failures = failed(zeroed[~(derby & (zeroed["breakdown"] == "care_type"))], period)
+    assert failures == set(), [r.line() for r in report.results if not r.success]
 
 def test_the_councils_are_those_in_force_the_day_before_the_month_around_the_dorset_change():
     april, _ = parsed(SAMPLES / "2019-04.xls")
