@@ -9,7 +9,8 @@ reference geography, successors included; ``$hwb_codes``: health and wellbeing b
 which councils) when the period started,
 or when it was published if the suite's ``meta.geography_as_of`` is ``publication``, or the day
 before the period started if it is ``eve_of_period``; ``$council_codes_reporting`` and
-``$council_count_reporting``: those less the suite's ``meta.councils_without_rows``;
+``$council_count_reporting``: those as DTOC and ASCOF rows code them (a pure recode keeps its
+2017 code: :func:`carewatch.geography.resolve_council`), less the suite's ``meta.councils_without_rows``;
 ``$council_codes_abolished``: councils a boundary change ended as the period began;
 monthly periods also give ``$period_start``, the ISO first day, and ``$months_from_first``,
 how many months the catalogue's series holds up to the period).
@@ -243,7 +244,9 @@ def _runtime_values(period: str | None, source: str | None = None, geography_as_
     started (``eve_of_period``: a council abolished as the month began still has its row that
     month, as in DTOC's April 2019 files) or at release (``publication``). ``without_rows``
     (``meta.councils_without_rows``): councils the source never has a row for (the Isles of
-    Scilly in DTOC), left out of ``$council_codes_reporting`` and ``$council_count_reporting``."""
+    Scilly in DTOC), left out of ``$council_codes_reporting`` and ``$council_count_reporting``
+    (the councils coded as the DTOC and ASCOF parsers code a row: its 2017 code after a pure
+    recode)."""
     from carewatch import geography, sources
 
     changes = geography.code_changes()
@@ -266,7 +269,9 @@ def _runtime_values(period: str | None, source: str | None = None, geography_as_
         values["$council_codes_in_force"] = in_force
         values["$council_count"] = len(in_force)
         values["$council_count_and_england"] = len(in_force) + 1
-        reporting = sorted(set(in_force) - set(without_rows))
+        # as a DTOC or ASCOF row names them (geography.resolve_council: a pure recode such as
+        # Buckinghamshire's E06000060 of 2020 keeps its 2017 code E10000002)
+        reporting = sorted({geography.resolve_council(c) or c for c in in_force} - set(without_rows))
         values["$council_codes_reporting"] = reporting
         values["$council_count_reporting"] = len(reporting)
         # councils a boundary change ended as the period began: in force the day before it, not on its first day

@@ -270,6 +270,25 @@ def test_ascof_headline_rows_the_warehouse_reads_are_each_checked(good, case, fa
         assert any(r.description.startswith(start) and r.severity == "blocking" for r in failed), (start, [r.description for r in failed])
 
 
+
+def test_ascof_headline_rows_are_checked_for_councils_as_the_parser_codes_them(tmp_path):
+    # a review found every year from 2020-21 refused: the headline checks compared the rows'
+    # council codes (a pure recode keeps its 2017 code: Buckinghamshire E10000002) with the
+    # codes in force (E06000060). The 2018-19 sample on 2020-21's councils: Bournemouth, Poole
+    # and Christchurch are one (BCP E06000058), the new Dorset is E06000059, Buckinghamshire E06000060
+    frame = pd.read_csv(paths.samples_dir() / "ascof" / "2018-19.csv", encoding="cp1252", dtype=str)
+    frame = frame[frame["ONS Area Code"] != "E06000029"]
+    frame["ONS Area Code"] = frame["ONS Area Code"].replace({"E06000028": "E06000058", "E10000009": "E06000059", "E10000002": "E06000060"})
+    path = tmp_path / "2020-21.csv"
+    frame.to_csv(path, index=False, encoding="cp1252")
+    parsed = parsers.parse("ascof", path, "2020-21")
+    assert "E10000002" in set(parsed["council_code"])  # as the warehouse reads Buckinghamshire
+    report, failed = failures("ascof", parsed, "2020-21")
+    assert failed == set(), [r.line() for r in report.results if not r.success]
+    # and a council still missing is refused: Buckinghamshire's rows gone
+    report, failed = failures("ascof", parsed[parsed["council_code"] != "E10000002"], "2020-21")
+    assert (CONTAIN, "council_code", "blocking") in failed
+
 def _ons_sample(year):
     return parsers.parse(sources.parser_for("ons_mye"), paths.samples_dir() / "ons_mye" / f"{year}.xls", str(year))
 
