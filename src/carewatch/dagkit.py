@@ -66,11 +66,15 @@ def ingest_runs_in_progress(ti, source_names: list[str], rerun_of: dict | None =
     """The ingest DAGs of ``source_names`` with a run queued or running, each with its count
     (``"ingest_dtoc_la (1)"``), asked through the task instance ``ti`` (the Task SDK's
     ``get_dr_count``). ``rerun_of`` ({"dag_id", "run_id"}) is the ingest run that started this
-    metrics run from its ``trigger_metrics`` task: it is finishing, and is not waited for."""
+    metrics run from its ``trigger_metrics`` task: it is finishing, and is not waited for. A
+    paused ingest DAG is not waited for either: the scheduler does not move its runs on, so
+    one left queued or running would hold every metrics run until its timeout."""
     busy = []
     for name in source_names:
         dag_id = ingest_dag_id(name)
         count = ti.get_dr_count(dag_id=dag_id, states=["queued", "running"])
+        if count and ti.get_dag(dag_id).is_paused:
+            continue
         if count and rerun_of and rerun_of.get("dag_id") == dag_id \
                 and ti.get_dagrun_state(dag_id=dag_id, run_id=rerun_of["run_id"]) in ("queued", "running"):
             count -= 1
@@ -93,7 +97,7 @@ that run's `trigger_metrics` task (its note names the ingest DAG, its conf `reru
 **What it does.** `wait_for_ingest` first waits while an ingest run of those sources is
 queued or running (checked each minute, for up to six hours): an Asset event can be older than
 the run in progress, and the build would miss its periods. The run that started this one by
-`trigger_metrics` is not waited for. `carewatch run` turns the wait off (`wait_for_ingest`:
+`trigger_metrics` is not waited for, nor the runs of a paused ingest DAG (never finished). `carewatch run` turns the wait off (`wait_for_ingest`:
 false), as it ran the ingest DAGs first.
 
 Then `build_warehouse` reloads the reference tables from `config/` and rebuilds

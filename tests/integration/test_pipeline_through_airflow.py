@@ -417,6 +417,15 @@ def _set_run_state(run_id: str, state: str) -> None:
         session.execute(update(DagRun).where(DagRun.run_id == run_id).values(state=state))
 
 
+def _set_paused(dag_id: str, paused: bool) -> None:
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    with create_session() as session:
+        session.execute(update(DagModel).where(DagModel.dag_id == dag_id).values(is_paused=paused))
+
+
 def test_the_metrics_dag_waits_while_an_ingest_run_of_its_sources_is_running(airflow_db, sample_base_url, carewatch_home, monkeypatch):
     # an Asset event can be older than the ingest run in progress (a re-run's, or a run
     # triggered by hand since the last metrics run): the build must wait for that run to end.
@@ -449,6 +458,7 @@ def test_the_metrics_dag_waits_while_an_ingest_run_of_its_sources_is_running(air
             run = session.scalar(select(DagRun).where(DagRun.run_id == run_id))
             return {ti.task_id: str(ti.state) for ti in run.get_task_instances(session=session)}
 
+    _set_paused("ingest_dtoc_national", False)  # DAG.test registered it paused
     _set_run_state(ingest.run_id, "running")  # as if still loading
     try:
         # started by that very run's trigger_metrics: it is finishing, not waited for
@@ -490,3 +500,11 @@ def test_the_metrics_dag_waits_while_an_ingest_run_of_its_sources_is_running(air
     finally:
         _set_run_state(ingest.run_id, "success")
     assert str(unwaiting.state) == "success"
+    # nor does a run wait for a paused ingest DAG's run: the scheduler would never finish it
+    _set_paused("ingest_dtoc_national", True)
+    _set_run_state(ingest.run_id, "running")
+    try:
+        paused = metrics().test(logical_date=dt.datetime(2018, 5, 14, 13, tzinfo=dt.timezone.utc), mark_success_pattern=work)
+    finally:
+        _set_run_state(ingest.run_id, "success")
+    assert str(paused.state) == "success"
