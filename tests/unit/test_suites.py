@@ -142,6 +142,14 @@ def _hes(good, case):
         f.loc[_first(f, area_code="E06000001", measure="los_p90_days"), "value"] = None
     elif case == "blank_length_of_stay_with_discharges":
         f.loc[_first(f, area_code="E06000001", measure="los_p90_days"), "value"] = None
+    elif case == "blank_length_of_stay_beside_suppressed_discharges":  # a small count's percentile goes with it (a review found it refused)
+        for measure in ("discharges_65plus", "weekend_discharges_65plus"):
+            row = _first(f, area_code="E06000001", measure=measure)
+            f.loc[row, "value"], f.loc[row, "suppression"] = None, "*"
+        f.loc[_first(f, area_code="E06000001", measure="los_p90_days"), "value"] = None
+    elif case == "blank_length_of_stay_beside_blank_discharges":  # no marker on the discharges: refused there
+        f.loc[_first(f, area_code="E06000001", measure="discharges_65plus"), "value"] = None
+        f.loc[_first(f, area_code="E06000001", measure="los_p90_days"), "value"] = None
     return f, None
 
 
@@ -238,6 +246,8 @@ CONTAIN = "expect_column_distinct_values_to_contain_set"
         ("hes_aggregate", "last_row_cut_short", {(NOTNULL, "suppression", "blocking")}),
         ("hes_aggregate", "blank_length_of_stay_without_discharges", set()),
         ("hes_aggregate", "blank_length_of_stay_with_discharges", {(NOTNULL, "suppression", "blocking")}),
+        ("hes_aggregate", "blank_length_of_stay_beside_suppressed_discharges", set()),
+        ("hes_aggregate", "blank_length_of_stay_beside_blank_discharges", {(NOTNULL, "suppression", "blocking")}),
         ("dtoc_provider", "unknown_reason", {(INSET, "reason", "blocking")}),
         ("dtoc_provider", "negative_count", {(BETWEEN, "delayed_days", "blocking")}),
         ("dtoc_provider", "suppressed_days", {(NOTNULL, "delayed_days", "blocking")}),
