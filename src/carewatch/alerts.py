@@ -146,8 +146,11 @@ def _guidance(report, period: str, raw_path: str | None = None) -> tuple[str, st
                  f"<code>carewatch check {name} --failing</code>, every row with <code>--rows</code>.")
     return outcome, (
         f"<p>This is a check across the warehouse, not a file: <code>include/sql/checks/{name}.sql</code>. "
-        f"{rerun} If the data is wrong at its source, wait for the revision; if the check or {suite} is "
-        f"wrong, fix it in review{', then clear the task' if blocking else ''}.</p>")
+        f"{rerun} If the data is wrong at its source, wait for the revision"
+        + (" (meanwhile a loaded file that passed its suite but is wrong can be left out of the builds: "
+           "<code>carewatch reject SOURCE PERIOD --reason \"...\"</code>, then clear the task: the build uses the "
+           "period's previous version)" if blocking else "")
+        + f"; if the check or {suite} is wrong, fix it in review{', then clear the task' if blocking else ''}.</p>")
 
 
 def _cause(error, kind: type | tuple[type, ...]):

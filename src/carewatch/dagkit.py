@@ -108,7 +108,10 @@ flags areas for review, writing all of its tables in one transaction.
 
 **When it fails.** `wait_for_ingest` timed out: its log names the ingest runs still queued
 or running; see why they are stuck (or mark `wait_for_ingest` success to build without them).
-Otherwise read the task log: a SQL error names the model file. The previous
+A blocking warehouse check (the email names it; `carewatch check <name> --failing` shows the
+rows): if a loaded file is wrong and passed its suite, `carewatch reject <source> <period>
+--reason "..."` leaves that version out and the next build uses the period's previous one;
+clear `build_warehouse`. Otherwise read the task log: a SQL error names the model file. The previous
 warehouse is intact (the transaction rolled back). Fix the model or the config, then clear
 the task. If another process holds the warehouse file (DuckDB allows one writer), wait for it
 and clear the task; the `carewatch_warehouse` pool keeps Airflow's own tasks to one writer.

@@ -213,7 +213,8 @@ def print_quality() -> None:
     every outstanding bad file, whichever run met it: each file in quarantine, and each file
     the parser refused that no good later version of its period has replaced
     (:func:`carewatch.pipeline.unparsed_files`). Later runs skip such files without failing
-    or emailing again, so this list is where they stay in sight."""
+    or emailing again, so this list is where they stay in sight; so does each loaded version
+    an operator rejected (``carewatch reject``), left out of every build until withdrawn."""
     if not paths.warehouse_path().exists():
         return
     from carewatch import pipeline, validation
@@ -231,7 +232,9 @@ def print_quality() -> None:
             ).fetchall()
         quarantined = validation.quarantined(con)
         unparsed = pipeline.unparsed_files(con)
-    if not rows and quarantined.empty and not unparsed:
+        rejected = con.execute("select source, period, version, reason, epoch_us(rejected_at) from rejected_versions "
+                               "order by all").fetchall() if warehouse.table_exists(con, "rejected_versions") else []
+    if not rows and quarantined.empty and not unparsed and not rejected:
         return
     print()
     if rows:
@@ -245,3 +248,5 @@ def print_quality() -> None:
     for u in unparsed:
         parser = "" if u.current_parser else " (by an earlier parser; not parsed since)"
         print(f"  PARSE FAILED {u.source} {u.period} v{u.version}{parser}, since {u.failed_at:%Y-%m-%d}: {u.problem[:150]}")
+    for source, period, version, reason, rejected_at in rejected:  # carewatch reject: left out of every build
+        print(f"  REJECTED {source} {period} v{version}, since {warehouse._utc(rejected_at):%Y-%m-%d}: {reason[:150]}")

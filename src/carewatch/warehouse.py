@@ -125,6 +125,75 @@ BUILDS_DDL = "create table if not exists warehouse_builds (built_at timestamptz 
 BUILDS_SINCE_DDL = "create table if not exists warehouse_builds_since (recorded_from timestamptz not null, earlier_builds boolean not null)"
 
 
+# a loaded version an operator rejected (carewatch reject): the staging models leave it out,
+# so its period falls back to its latest other version; kept with why and when (as_of honours
+# a rejection only from rejected_at on: the version was reported until then)
+REJECTED_DDL = """create table if not exists rejected_versions (
+    source varchar not null, period varchar not null, version integer not null, sha256 varchar not null,
+    reason varchar not null, rejected_at timestamptz not null, primary key (source, period, version))"""
+
+
+def _loaded_versions(con, source: str, period: str) -> dict[int, str]:
+    table = land_table(source)
+    if not table_exists(con, table):
+        return {}
+    return dict(con.execute(f"select distinct _version, _sha256 from {table} where _period = ? order by 1", [period]).fetchall())
+
+
+def _rejected(con, source: str, period: str) -> dict[int, str]:
+    if not table_exists(con, "rejected_versions"):
+        return {}
+    return dict(con.execute("select version, reason from rejected_versions where source = ? and period = ?", [source, period]).fetchall())
+
+
+def reject_version(con, *, source: str, period: str, reason: str, version: int | None = None) -> dict:
+    """Reject a loaded version of ``period`` (default: the latest loaded and not rejected): the
+    next build leaves it out and uses the period's latest other version (none: the period has
+    no data until a new version loads). For a file that passed its suite but is wrong (a
+    cross-source check refuses every build while it is the latest). One transaction; returns
+    {"version", "in_use"} (the version the next build uses, or None)."""
+    from carewatch.errors import CarewatchError
+
+    if not reason.strip():
+        raise CarewatchError("a rejection needs a reason (--reason), kept in rejected_versions")
+    loaded, rejected = _loaded_versions(con, source, period), _rejected(con, source, period)
+    if not loaded:
+        raise CarewatchError(f"{source} {period}: no version is loaded in {land_table(source)}")
+    if version is None:
+        left = [v for v in loaded if v not in rejected]
+        if not left:
+            raise CarewatchError(f"{source} {period}: every loaded version is rejected already ({', '.join(f'v{v}' for v in loaded)})")
+        version = max(left)
+    if version not in loaded:
+        raise CarewatchError(f"{source} {period}: version {version} is not loaded (loaded: {', '.join(f'v{v}' for v in loaded)})")
+    if version in rejected:
+        raise CarewatchError(f"{source} {period} v{version} is rejected already: {rejected[version]}")
+    con.execute("begin transaction")
+    try:
+        con.execute(REJECTED_DDL)
+        con.execute("insert into rejected_versions values (?, ?, ?, ?, ?, now())", [source, period, version, loaded[version], reason.strip()])
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    left = [v for v in loaded if v not in rejected and v != version]
+    return {"version": version, "in_use": max(left) if left else None}
+
+
+def withdraw_rejection(con, *, source: str, period: str, version: int) -> dict:
+    """Withdraw the rejection of ``version``: the next build may use it again. Returns
+    {"version", "in_use"} as :func:`reject_version` does."""
+    from carewatch.errors import CarewatchError
+
+    rejected = _rejected(con, source, period)
+    if version not in rejected:
+        raise CarewatchError(f"{source} {period} v{version} is not rejected"
+                             + (f" (rejected: {', '.join(f'v{v}' for v in sorted(rejected))})" if rejected else ""))
+    con.execute("delete from rejected_versions where source = ? and period = ? and version = ?", [source, period, version])
+    left = [v for v in _loaded_versions(con, source, period) if v not in rejected or v == version]
+    return {"version": version, "in_use": max(left) if left else None}
+
+
 def land_sources() -> list[str]:
     """The sources with a landing table: every catalogued source that loads to the warehouse
     (``config/sources.yaml``; ``loads_to_warehouse``, true by default). Their tables are created
@@ -205,7 +274,9 @@ def _same_rows(con, table: str, parquet: str, period: str, version: int) -> bool
 
 
 def table_exists(con, name: str) -> bool:
-    return bool(con.execute("select count(*) from information_schema.tables where table_name = ?", [name]).fetchone()[0])
+    # fetchall: the result is finished, so a relation (con.sql) may follow on the connection
+    [(count,)] = con.execute("select count(*) from information_schema.tables where table_name = ?", [name]).fetchall()
+    return bool(count)
 
 
 def columns(con, table: str) -> list[str]:
@@ -317,6 +388,7 @@ def build_models(con, sql_dir: Path | None = None, reference: bool = True, check
     try:
         for source in land_sources():
             con.execute(land_ddl(source))
+        con.execute(REJECTED_DDL)  # the staging models leave rejected versions out
         # when this build read the landing tables (the transaction's start: DuckDB's now()):
         # committed with the build, or rolled back with it (as_of answers from committed builds)
         if not table_exists(con, "warehouse_builds"):
@@ -470,6 +542,13 @@ def as_of(con, when) -> "duckdb.DuckDBPyConnection":  # noqa: F821
         frame = con.sql(query, params=[cutoff.isoformat()] if name.startswith("land_") else None).to_arrow_table()
         mem.register("frame", frame)
         mem.execute(f"create table {name} as select * from frame")
+        mem.unregister("frame")
+    # a rejection counts from when it was made: until then the version was reported
+    mem.execute(REJECTED_DDL)
+    if table_exists(con, "rejected_versions"):
+        frame = con.sql("select * from rejected_versions where rejected_at < ?::timestamptz", params=[cutoff.isoformat()]).to_arrow_table()
+        mem.register("frame", frame)
+        mem.execute("insert into rejected_versions select * from frame")
         mem.unregister("frame")
     # a warehouse of an earlier release has no window rule: its years added denominators up
     mem.execute("alter table ref_metrics add column if not exists window_denominator varchar")

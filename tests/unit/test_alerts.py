@@ -241,6 +241,9 @@ def test_a_warehouse_check_alert_says_how_to_rerun_the_check_not_a_file(mailbox,
     assert "The warehouse build was <b>rolled back</b>" in rolled_back and "quarantined" not in rolled_back
     assert "as committed, i.e. the previous build" in rolled_back and "--failing" not in rolled_back
     assert "fix it in review, then clear the task" in rolled_back
+    # a wrong file that passed its suite need not hold back every build until its revision
+    assert 'carewatch reject SOURCE PERIOD --reason \"...\"</code>, then clear the task' in rolled_back
+    assert "carewatch reject" not in check  # a warning: the build committed
 
 
 def test_an_alert_the_mail_server_refuses_is_kept_and_sent_by_a_later_attempt(tmp_path, monkeypatch, carewatch_home, bad_report):

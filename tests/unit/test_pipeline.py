@@ -409,6 +409,16 @@ def test_history_includes_earlier_periods_fetched_in_the_same_run_but_not_loaded
         pd.testing.assert_frame_equal(history.sort_values(["council_code", "value"]).reset_index(drop=True),
                                       expected.sort_values(["council_code", "value"]).reset_index(drop=True))
 
+        # April v2 loaded, then rejected by an operator (carewatch reject): v1 again, whether
+        # read from the landing table or from the parsed files
+        warehouse.load_parsed(con, source="dtoc_la", period="2016-04", version=2, sha256="4" * 64,
+                              parsed_path=paths.parsed_path("dtoc_la", "2016-04", "4" * 64))
+        warehouse.reject_version(con, source="dtoc_la", period="2016-04", version=2, reason="wrong")
+        history = validation.warehouse_history(con, "dtoc_la", "2016-06")(spec)
+        expected = pd.concat([councils.assign(value=councils["value"] / 2), councils.assign(value=councils["value"] * 2.0)], ignore_index=True)
+        pd.testing.assert_frame_equal(history.sort_values(["council_code", "value"]).reset_index(drop=True),
+                                      expected.sort_values(["council_code", "value"]).reset_index(drop=True))
+
 
 def test_a_warehouse_recorded_before_validation_keys_is_validated_again_and_upgraded(carewatch_home, mailbox):
     from carewatch import warehouse

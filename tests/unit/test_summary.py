@@ -366,3 +366,18 @@ def test_the_summary_and_the_report_say_which_earlier_months_this_run_restated(c
     summary.print_results()
     out = capsys.readouterr().out
     assert "Restated by this run" in out and words in out
+
+
+def test_quality_block_lists_each_rejected_version_while_it_is_rejected(carewatch_home, capsys):
+    # a rejection (carewatch reject) leaves a version out of every build: in sight run after run
+    with warehouse.connect() as con:
+        land(con, "dtoc_la", "2017-08", 1, "a" * 64)
+        land(con, "dtoc_la", "2017-08", 2, "b" * 64)
+        warehouse.reject_version(con, source="dtoc_la", period="2017-08", reason="England row doubled (NHS England asked)")
+    summary.print_quality()
+    today = dt.datetime.now(dt.timezone.utc).date()
+    assert f"  REJECTED dtoc_la 2017-08 v2, since {today:%Y-%m-%d}: England row doubled (NHS England asked)" in capsys.readouterr().out.splitlines()
+    with warehouse.connect() as con:
+        warehouse.withdraw_rejection(con, source="dtoc_la", period="2017-08", version=2)
+    summary.print_quality()
+    assert "REJECTED" not in capsys.readouterr().out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 
 import duckdb
 import pandas as pd
@@ -294,6 +295,85 @@ def test_as_of_answers_with_what_was_loaded_by_then(built):
     # the warehouse itself is untouched: the latest version
     assert built.execute(asked, [HACKNEY, DTOC]).fetchall() == [(644, pytest.approx(644 / 28 / 110_000 * 1e5))]
 
+
+
+def test_a_rejected_version_is_left_out_of_the_builds_until_withdrawn_and_as_of_honours_when(built):
+    # a failure drill: a file that passed its suite but was wrong (England doubled) was the
+    # latest version, and the cross-source check refused every build until NHS England revised
+    # it; an operator can now reject that version: the builds use the period's previous one
+    from carewatch.errors import CarewatchError
+
+    asked = "select numerator from fct_metric_values where area_code = ? and metric_id = ? and period_type = 'month' and period_start = '2017-02-01'"
+    _monthly_history(built)
+    done = warehouse.reject_version(built, source="dtoc_la", period="2017-02", reason="England row doubled")
+    assert done == {"version": 2, "in_use": 1}
+    assert built.execute(asked, [HACKNEY, DTOC]).fetchall() == [(644,)]  # until the next build
+    warehouse.build_models(built, reference=False)
+    assert built.execute(asked, [HACKNEY, DTOC]).fetchall() == [(616,)]  # v1 (Hackney 616 days)
+    [(version, sha256, reason)] = built.execute("select version, sha256, reason from rejected_versions "
+                                                "where source = 'dtoc_la' and period = '2017-02'").fetchall()
+    assert (version, sha256, reason) == (2, "sha-dtoc_la-2017-02-v2", "England row doubled")
+    # what was reported before the rejection still reads v2; after it, v1
+    with warehouse.as_of(built, "2017-05-31") as then:
+        assert then.execute(asked, [HACKNEY, DTOC]).fetchall() == [(644,)]
+    with warehouse.as_of(built, dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)) as now:
+        assert now.execute(asked, [HACKNEY, DTOC]).fetchall() == [(616,)]
+    # refused: the same version again, a version not loaded, no reason; and every version rejected leaves none
+    with pytest.raises(CarewatchError, match="v2 is rejected already: England row doubled"):
+        warehouse.reject_version(built, source="dtoc_la", period="2017-02", version=2, reason="again")
+    with pytest.raises(CarewatchError, match="version 3 is not loaded .loaded: v1, v2."):
+        warehouse.reject_version(built, source="dtoc_la", period="2017-02", version=3, reason="x")
+    with pytest.raises(CarewatchError, match="needs a reason"):
+        warehouse.reject_version(built, source="dtoc_la", period="2017-02", reason=" ")
+    with pytest.raises(CarewatchError, match="no version is loaded"):
+        warehouse.reject_version(built, source="dtoc_la", period="2016-02", reason="x")
+    assert warehouse.reject_version(built, source="dtoc_la", period="2017-02", reason="also wrong") == {"version": 1, "in_use": None}
+    warehouse.build_models(built, reference=False)
+    assert built.execute(asked, [HACKNEY, DTOC]).fetchall() == []
+    # withdrawn: the version is used again
+    assert warehouse.withdraw_rejection(built, source="dtoc_la", period="2017-02", version=2) == {"version": 2, "in_use": 2}
+    warehouse.build_models(built, reference=False)
+    assert built.execute(asked, [HACKNEY, DTOC]).fetchall() == [(644,)]
+    with pytest.raises(CarewatchError, match="v2 is not rejected .rejected: v1."):
+        warehouse.withdraw_rejection(built, source="dtoc_la", period="2017-02", version=2)
+
+
+
+def test_every_staging_model_of_a_landing_table_leaves_rejected_versions_out():
+    # a staging model written without the anti join would keep using a rejected version
+    # (README "How to add a source", step 3): each model that reads land_<source> names it
+    from carewatch import paths
+
+    checked = set()
+    for sql in sorted((paths.PROJECT_ROOT / "include" / "sql" / "staging").glob("*.sql")):
+        text = sql.read_text()
+        for table in set(re.findall(r"\bfrom\s+(land_[a-z_]+)", text)):
+            source = table.removeprefix("land_")
+            assert "anti join rejected_versions" in text and f"rejected.source = '{source}'" in text, sql.name
+            checked.add(source)
+    assert checked == {"ascof", "dtoc_la", "dtoc_national", "hes_aggregate", "ons_mye"}
+
+def test_carewatch_reject_says_which_version_the_next_build_uses(built, tmp_path, monkeypatch, capsys):
+    from carewatch import cli
+
+    built.close()
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(tmp_path / "w.duckdb"))
+    assert cli.main(["reject", "dtoc_la", "2017-02", "--reason", "England row doubled"]) == 0
+    assert capsys.readouterr().out.startswith("dtoc_la 2017-02 v2: rejected (England row doubled); the next warehouse build uses v1.")
+    assert cli.main(["reject", "dtoc_la", "2017-02", "--version", "2", "--withdraw"]) == 0
+    assert capsys.readouterr().out.startswith("dtoc_la 2017-02 v2: rejection withdrawn; the next warehouse build uses v2.")
+    for argv, error in [
+        (["reject", "dtoc_la", "2017-02"], "carewatch: a rejection needs a reason (--reason), kept in rejected_versions"),
+        (["reject", "dtoc_la", "2017-02", "--withdraw"], "carewatch: --withdraw needs the --version whose rejection it withdraws"),
+        (["reject", "dtoc_la", "2017-2", "--reason", "x"], None),
+        (["reject", "dtoc_provider", "2019-10", "--reason", "x"], "carewatch: dtoc_provider 2019-10: no version is loaded in land_dtoc_provider"),
+        (["reject", "nosuch", "2017-02", "--reason", "x"], None),
+    ]:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "Traceback" not in err and len(err.splitlines()) == 1, err
+        if error:
+            assert err == error
 
 def test_before_the_first_build_nothing_was_reported(built):
     # the population estimates loaded on 5 January, before the warehouse was first built at

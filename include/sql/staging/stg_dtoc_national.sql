@@ -2,7 +2,12 @@
 -- (the latest version of the latest release), so revisions of earlier months are picked up.
 create or replace view stg_dtoc_national as
 with source as (
-    select * from land_dtoc_national
+    -- a version an operator rejected (carewatch reject: table rejected_versions) is left out,
+    -- so the period's latest other version is used
+    select land.*
+    from land_dtoc_national as land
+    anti join rejected_versions as rejected
+        on rejected.source = 'dtoc_national' and rejected.period = land._period and rejected.version = land._version
 ),
 latest_release as (
     select *
