@@ -83,8 +83,11 @@ def _expected(result) -> str:
 
 
 def quality_alert(report, *, file_version: int | None = None, sha256: str | None = None, task_url: str | None = None,
-                  raw_path: str | None = None) -> Alert:
-    """The email for a validation with failures (``report``: :class:`carewatch.validation.ValidationReport`)."""
+                  raw_path: str | None = None, new_versions: list | None = None) -> Alert:
+    """The email for a validation with failures (``report``: :class:`carewatch.validation.ValidationReport`).
+    ``new_versions``, for a warehouse check that refused a build: the versions that build was
+    the first to read (:func:`carewatch.warehouse.versions_new_since_last_build`), each with the
+    ``carewatch reject`` command that would set it aside."""
     blocking, warnings = report.blocking_failures, report.warnings
     severity = "BLOCKING" if blocking else "WARNING"
     failed = blocking + warnings
@@ -113,11 +116,28 @@ def quality_alert(report, *, file_version: int | None = None, sha256: str | None
 <tr><th>severity</th><th>expectation</th><th>expected</th><th>observed</th><th>offending rows (examples)</th></tr>
 {chr(10).join(rows)}
 </table>
+{_new_versions(new_versions or [])}
 {_link("Task in the Airflow UI", task_url)}
 {_link("Data Docs for this validation", _docs_link(report.docs_url))}
 {what_next}
 """
     return Alert(subject, body)
+
+
+def _new_versions(versions: list, limit: int = 10) -> str:
+    """The versions a refused build was the first to read: the likeliest cause when a check
+    across sources fails is a new file that passed its own suite."""
+    if not versions:
+        return ""
+    items = []
+    for v in versions[:limit]:
+        fallback = f"the build would use v{v.previous}" if v.previous is not None else "no earlier version: add --leave-empty"
+        items.append(f"<li>{html.escape(v.source)} {html.escape(v.period)} v{v.version}, loaded {v.loaded_at:%Y-%m-%d %H:%M} UTC: "
+                     f"<code>carewatch reject {html.escape(v.source)} {html.escape(v.period)} --version {v.version} "
+                     f"--reason \"...\"</code> ({fallback})</li>")
+    more = f"<li>and {len(versions) - limit} more</li>" if len(versions) > limit else ""
+    return (f"<p>This build was the first to read these versions, loaded since the last build that committed; "
+            f"if one of them is wrong (it passed its own suite), set it aside:</p>\n<ul>{''.join(items)}{more}</ul>")
 
 
 def _guidance(report, period: str, raw_path: str | None = None) -> tuple[str, str]:
@@ -367,7 +387,7 @@ def on_task_failure(context) -> None:
     quality = _cause(error, QualityError)  # (a failed build's check fails without retries: wrapped)
     if quality is not None and quality.report is not None:
         alert = quality_alert(quality.report, file_version=quality.file_version, sha256=quality.sha256, task_url=task_url,
-                              raw_path=getattr(quality, "raw_path", None))
+                              raw_path=getattr(quality, "raw_path", None), new_versions=getattr(quality, "new_versions", None))
     else:
         alert = failure_alert(
             dag_id=getattr(ti, "dag_id", "?"), task_id=getattr(ti, "task_id", "?"), error=error, task_url=task_url,

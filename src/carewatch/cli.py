@@ -6,7 +6,7 @@ Verbs:
   hes-metrics EXTRACT [--from --to]  hospital metrics per HWB area and month from a HES APC extract
   as-of AREA PERIOD --as-of DATE     what the warehouse reported for an area and month as of a date
   check NAME [--rows | --failing]    run a warehouse check (include/sql/checks) on the warehouse; writes nothing
-  reject SOURCE PERIOD --reason R    leave a loaded version out of the next builds (--version N; --withdraw undoes)
+  reject SOURCE PERIOD --version N --reason R   leave a loaded version out of the builds (--withdraw undoes)
   samples [--out DIR]                regenerate the embedded sample publications (deterministic)
   samples --hes-apc FILE             write a synthetic record-level HES APC extract for hes-metrics
   serve-samples [--port N]           serve the embedded samples over HTTP in the foreground
@@ -126,21 +126,23 @@ def _built_warehouse():
 def _cmd_reject(args: argparse.Namespace) -> int:
     """Reject (or with ``--withdraw``, restore) a loaded version: the next warehouse build uses
     the period's latest other version. Writes ``rejected_versions`` (one transaction)."""
-    from carewatch import sources, warehouse
+    from carewatch import paths, sources, warehouse
 
     source = sources.get(args.source)
     _check_period(args.source, args.period)
     if not source.loads_to_warehouse:
         raise CarewatchError(f"{args.source} is not loaded to the warehouse (loads_to_warehouse: false): nothing to reject")
+    if args.withdraw and (args.version is None or args.reason is not None or args.leave_empty):
+        raise CarewatchError("--withdraw takes the --version whose rejection it withdraws, and no --reason or --leave-empty")
+    if not paths.warehouse_path().exists():  # not an empty warehouse made here by connecting
+        raise CarewatchError(f"no warehouse at {paths.warehouse_path()}: is CAREWATCH_HOME (or CAREWATCH_WAREHOUSE) the pipeline's?")
     with warehouse.connect() as con:
         if args.withdraw:
-            if args.version is None:
-                raise CarewatchError("--withdraw needs the --version whose rejection it withdraws")
             done = warehouse.withdraw_rejection(con, source=args.source, period=args.period, version=args.version)
             what = f"{args.source} {args.period} v{done['version']}: rejection withdrawn"
         else:
             done = warehouse.reject_version(con, source=args.source, period=args.period, reason=args.reason or "",
-                                            version=args.version)
+                                            version=args.version, leave_empty=args.leave_empty)
             what = f"{args.source} {args.period} v{done['version']}: rejected ({args.reason.strip()})"
     in_use = f"v{done['in_use']}" if done["in_use"] is not None else "no version (the period has no data until a new version loads)"
     print(f"{what}; the next warehouse build uses {in_use}. Rebuild: trigger the metrics DAG "
@@ -363,8 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       "passed its suite but is wrong); the period's latest other version is used")
     p.add_argument("source")
     p.add_argument("period", help="as the source writes its periods (YYYY-MM, YYYY-YY or YYYY)")
-    p.add_argument("--version", type=int, default=None, help="the loaded version (default: the latest not rejected)")
+    p.add_argument("--version", type=int, default=None, help="the loaded version, as the email or the run summary names it "
+                                                                 "(default: the latest loaded; refused if it is rejected already)")
     p.add_argument("--reason", default=None, help="why (required to reject; kept in rejected_versions)")
+    p.add_argument("--leave-empty", action="store_true", help="reject even if no version of the period is left in use "
+                                                                 "(its figures vanish from the builds)")
     p.add_argument("--withdraw", action="store_true", help="withdraw the rejection of --version instead")
     p.set_defaults(func=_cmd_reject)
 

@@ -96,8 +96,11 @@ class QualityError(CarewatchError):
     """A batch failed a blocking expectation: quarantined, not loaded."""
 
     def __init__(self, source: str, period: str, failures: list[str], *, report=None, file_version: int | None = None,
-                 sha256: str | None = None, raw_path: str | None = None):
+                 sha256: str | None = None, raw_path: str | None = None, new_versions: list | None = None):
         self.source = source
+        # a warehouse check: the versions the refused build was the first to read
+        # (carewatch.warehouse.versions_new_since_last_build), named in the email
+        self.new_versions = new_versions or []
         self.period = period
         self.failures = failures
         self.report = report  # the full ValidationReport, for the alert email

@@ -376,7 +376,8 @@ def build_warehouse(task_url: str | None = None) -> dict:
         blocking = [report for report, _ in checked if not report.ok]
         if blocking:
             first = blocking[0]
-            raise QualityError(first.source, first.period, [r.line() for r in first.blocking_failures], report=first)
+            raise QualityError(first.source, first.period, [r.line() for r in first.blocking_failures], report=first,
+                               new_versions=warehouse.versions_new_since_last_build(con))
 
     try:
         with warehouse.connect() as con:

@@ -154,7 +154,8 @@ def print_results() -> None:
         showcase = summary_areas()
         mv = con.execute(
             "select area_code, metric_id, period_type, period_start, period_end, value from fct_metric_values "
-            "where area_code in (select unnest(?)) and (period_type = 'financial_year' or (period_type = 'rolling_12m' and period_start = ?))",
+            "where area_code in (select unnest(?)) and metric_id in (select metric_id from ref_metrics) "  # not the breakdowns
+            "and (period_type = 'financial_year' or (period_type = 'rolling_12m' and period_start = ?))",
             [showcase, month],
         ).df()
         shown = analysis.ranking_values(mv, ranking.load_methodology(), pd.Timestamp(month))
@@ -233,7 +234,7 @@ def print_quality() -> None:
         quarantined = validation.quarantined(con)
         unparsed = pipeline.unparsed_files(con)
         rejected = con.execute("select source, period, version, reason, epoch_us(rejected_at) from rejected_versions "
-                               "order by all").fetchall() if warehouse.table_exists(con, "rejected_versions") else []
+                               "where withdrawn_at is null order by all").fetchall() if warehouse.table_exists(con, "rejected_versions") else []
     if not rows and quarantined.empty and not unparsed and not rejected:
         return
     print()
@@ -243,8 +244,12 @@ def print_quality() -> None:
         print(f"{source:<32}{batches:>8}{checks:>8}{warnings:>9}{blocking:>9}")
     for q in quarantined.itertuples():
         times = f", failed {q.attempts} validations since {q.quarantined_at:%Y-%m-%d}" if q.attempts > 1 else ""
+        if q.source.startswith("check:"):  # a warehouse check: the latest build was refused (cleared by one that passes)
+            builds = f", {q.attempts} builds since {q.quarantined_at:%Y-%m-%d}" if q.attempts > 1 else ""
+            print(f"  BUILD REFUSED by {q.source}{builds}: {q.blocking_failures[:300]}")
+            continue
         later = f" (v{q.superseded_by} loaded since)" if not pd.isna(q.superseded_by) else ""
-        print(f"  QUARANTINED {q.source} {q.period} v{q.file_version}{later}{times}: {q.blocking_failures[:150]}")
+        print(f"  QUARANTINED {q.source} {q.period} v{q.file_version}{later}{times}: {q.blocking_failures[:300]}")
     for u in unparsed:
         parser = "" if u.current_parser else " (by an earlier parser; not parsed since)"
         print(f"  PARSE FAILED {u.source} {u.period} v{u.version}{parser}, since {u.failed_at:%Y-%m-%d}: {u.problem[:150]}")

@@ -463,7 +463,8 @@ def _loaded_history(con, source: str, first: str, before: str, wanted: set[str])
     columns = ", ".join(f'"{name}"' for name in warehouse.columns(con, table) if name in wanted)
     if not columns:  # no landing table yet, or the suite names columns it lacks (the column expectations say so)
         return None
-    rejected = ("and not exists (select 1 from rejected_versions r where r.source = ? and r.period = _period and r.version = _version)"
+    rejected = ("and not exists (select 1 from rejected_versions r where r.source = ? and r.period = _period "
+                "and r.version = _version and r.withdrawn_at is null)"
                 if warehouse.table_exists(con, "rejected_versions") else "")
     return con.execute(
         f"""
@@ -485,7 +486,7 @@ def _parsed_history(con, source: str, first: str, before: str, held: dict[str, i
         if warehouse.table_exists(con, "quarantine") else ""
     if warehouse.table_exists(con, "rejected_versions"):  # nor a version an operator rejected
         quarantined += (" and not exists (select 1 from rejected_versions r"
-                        " where r.source = m.source and r.period = m.period and r.version = m.version)")
+                        " where r.source = m.source and r.period = m.period and r.version = m.version and r.withdrawn_at is null)")
     latest = con.execute(
         f"""
         with usable as (
@@ -911,12 +912,17 @@ def store(con, report: ValidationReport, *, file_version: int, sha256: str, pars
                  json.dumps(r.unexpected_examples), now, report.docs_url, report.key,
                  r.description or None, r.expected or None],
             )
-        file = [report.source, report.period, sha256]
+        # a file's row is its own (source, period, sha256); a warehouse check's is the check's,
+        # whatever rows it saw (their digest changes with every build): a build that passes
+        # clears the row an earlier refused build left
+        if report.source.startswith("check:"):
+            which, file = "source = ? and period = ?", [report.source, report.period]
+        else:
+            which, file = "source = ? and period = ? and sha256 = ?", [report.source, report.period, sha256]
         # rows written before attempts were counted (one row per attempt) count one each
         first, attempts = con.execute(
-            "select min(quarantined_at), coalesce(sum(coalesce(attempts, 1)), 0) from quarantine"
-            " where source = ? and period = ? and sha256 = ?", file).fetchone()
-        con.execute("delete from quarantine where source = ? and period = ? and sha256 = ?", file)
+            f"select min(quarantined_at), coalesce(sum(coalesce(attempts, 1)), 0) from quarantine where {which}", file).fetchone()
+        con.execute(f"delete from quarantine where {which}", file)
         if not report.ok:
             con.execute(
                 """insert into quarantine (source, period, file_version, sha256, parsed_path, blocking_failures,

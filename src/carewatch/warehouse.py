@@ -125,12 +125,13 @@ BUILDS_DDL = "create table if not exists warehouse_builds (built_at timestamptz 
 BUILDS_SINCE_DDL = "create table if not exists warehouse_builds_since (recorded_from timestamptz not null, earlier_builds boolean not null)"
 
 
-# a loaded version an operator rejected (carewatch reject): the staging models leave it out,
-# so its period falls back to its latest other version; kept with why and when (as_of honours
-# a rejection only from rejected_at on: the version was reported until then)
+# a loaded version an operator rejected (carewatch reject): the staging models leave it out
+# while the rejection stands (withdrawn_at null), so its period falls back to its latest other
+# version. One row per rejection, never deleted: as_of applies the rejections that stood at its
+# moment (rejected before it, not withdrawn by then), so what was reported stays answerable
 REJECTED_DDL = """create table if not exists rejected_versions (
     source varchar not null, period varchar not null, version integer not null, sha256 varchar not null,
-    reason varchar not null, rejected_at timestamptz not null, primary key (source, period, version))"""
+    reason varchar not null, rejected_at timestamptz not null, withdrawn_at timestamptz)"""
 
 
 def _loaded_versions(con, source: str, period: str) -> dict[int, str]:
@@ -141,17 +142,22 @@ def _loaded_versions(con, source: str, period: str) -> dict[int, str]:
 
 
 def _rejected(con, source: str, period: str) -> dict[int, str]:
+    """The versions of ``period`` whose rejection stands, with its reason."""
     if not table_exists(con, "rejected_versions"):
         return {}
-    return dict(con.execute("select version, reason from rejected_versions where source = ? and period = ?", [source, period]).fetchall())
+    return dict(con.execute("select version, reason from rejected_versions where source = ? and period = ? "
+                            "and withdrawn_at is null", [source, period]).fetchall())
 
 
-def reject_version(con, *, source: str, period: str, reason: str, version: int | None = None) -> dict:
-    """Reject a loaded version of ``period`` (default: the latest loaded and not rejected): the
-    next build leaves it out and uses the period's latest other version (none: the period has
-    no data until a new version loads). For a file that passed its suite but is wrong (a
-    cross-source check refuses every build while it is the latest). One transaction; returns
-    {"version", "in_use"} (the version the next build uses, or None)."""
+def reject_version(con, *, source: str, period: str, reason: str, version: int | None = None,
+                   leave_empty: bool = False) -> dict:
+    """Reject a loaded version of ``period`` (default: the latest loaded one): the next build
+    leaves it out and uses the period's latest other version. For a file that passed its suite
+    but is wrong (a cross-source check refuses every build while it is the latest). Refused
+    when the latest is rejected already and no ``version`` is named (the same command twice
+    must not reject the version before it too), and when no version would be left in use
+    unless ``leave_empty`` (the period's figures would vanish from the builds). One
+    transaction; returns {"version", "in_use"} (the version the next build uses, or None)."""
     from carewatch.errors import CarewatchError
 
     if not reason.strip():
@@ -160,38 +166,74 @@ def reject_version(con, *, source: str, period: str, reason: str, version: int |
     if not loaded:
         raise CarewatchError(f"{source} {period}: no version is loaded in {land_table(source)}")
     if version is None:
-        left = [v for v in loaded if v not in rejected]
-        if not left:
-            raise CarewatchError(f"{source} {period}: every loaded version is rejected already ({', '.join(f'v{v}' for v in loaded)})")
-        version = max(left)
+        version = max(loaded)
+        if version in rejected:
+            raise CarewatchError(f"{source} {period}: the latest version, v{version}, is rejected already ({rejected[version]}); "
+                                 f"to reject an earlier one too, name it with --version")
     if version not in loaded:
         raise CarewatchError(f"{source} {period}: version {version} is not loaded (loaded: {', '.join(f'v{v}' for v in loaded)})")
     if version in rejected:
         raise CarewatchError(f"{source} {period} v{version} is rejected already: {rejected[version]}")
+    left = [v for v in loaded if v not in rejected and v != version]
+    if not left and not leave_empty:
+        raise CarewatchError(f"{source} {period}: rejecting v{version} leaves no version of the period in use, so its "
+                             f"figures would vanish from the builds; if that is meant, add --leave-empty")
     con.execute("begin transaction")
     try:
         con.execute(REJECTED_DDL)
-        con.execute("insert into rejected_versions values (?, ?, ?, ?, ?, now())", [source, period, version, loaded[version], reason.strip()])
+        con.execute("insert into rejected_versions values (?, ?, ?, ?, ?, now(), null)",
+                    [source, period, version, loaded[version], reason.strip()])
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
-    left = [v for v in loaded if v not in rejected and v != version]
     return {"version": version, "in_use": max(left) if left else None}
 
 
 def withdraw_rejection(con, *, source: str, period: str, version: int) -> dict:
-    """Withdraw the rejection of ``version``: the next build may use it again. Returns
-    {"version", "in_use"} as :func:`reject_version` does."""
+    """Withdraw the rejection of ``version`` (``withdrawn_at``; the row stays, for as_of): the
+    next build may use it again. Returns {"version", "in_use"} as :func:`reject_version` does."""
     from carewatch.errors import CarewatchError
 
     rejected = _rejected(con, source, period)
     if version not in rejected:
         raise CarewatchError(f"{source} {period} v{version} is not rejected"
                              + (f" (rejected: {', '.join(f'v{v}' for v in sorted(rejected))})" if rejected else ""))
-    con.execute("delete from rejected_versions where source = ? and period = ? and version = ?", [source, period, version])
+    con.execute("update rejected_versions set withdrawn_at = now() where source = ? and period = ? and version = ? "
+                "and withdrawn_at is null", [source, period, version])
     left = [v for v in _loaded_versions(con, source, period) if v not in rejected or v == version]
     return {"version": version, "in_use": max(left) if left else None}
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    source: str
+    period: str
+    version: int
+    loaded_at: dt.datetime
+    previous: int | None  # the period's version before it (what a rejection falls back to), if any
+
+
+def versions_new_since_last_build(con) -> list[NewVersion]:
+    """The versions loaded since the last build committed before this transaction's (inside a
+    build: the versions it is the first to read), oldest period first; every loaded version on
+    a warehouse never built. What an operator looks at first when a cross-source check refuses
+    the build: a new file that passed its own suite."""
+    last = None
+    if table_exists(con, "warehouse_builds"):
+        [(last,)] = con.execute("select epoch_us(max(built_at)) from warehouse_builds where built_at < now()").fetchall()
+    rows = []
+    for source in land_sources():
+        table = land_table(source)
+        if not table_exists(con, table):
+            continue
+        since = "" if last is None else f"where epoch_us(_loaded_at) > {int(last)}"
+        for period, version, loaded_us, previous in con.execute(
+            f"""select _period, _version, epoch_us(max(_loaded_at)),
+                       (select max(e._version) from {table} e where e._period = t._period and e._version < t._version)
+                from {table} t {since} group by _period, _version order by _period, _version""").fetchall():
+            rows.append(NewVersion(source, period, version, _utc(loaded_us), previous))
+    return rows
 
 
 def land_sources() -> list[str]:
@@ -543,10 +585,13 @@ def as_of(con, when) -> "duckdb.DuckDBPyConnection":  # noqa: F821
         mem.register("frame", frame)
         mem.execute(f"create table {name} as select * from frame")
         mem.unregister("frame")
-    # a rejection counts from when it was made: until then the version was reported
+    # the rejections that stood at the cutoff: made before it, not withdrawn by then (until a
+    # rejection the version was reported; after its withdrawal, it was again)
     mem.execute(REJECTED_DDL)
     if table_exists(con, "rejected_versions"):
-        frame = con.sql("select * from rejected_versions where rejected_at < ?::timestamptz", params=[cutoff.isoformat()]).to_arrow_table()
+        frame = con.sql("select * replace (null::timestamptz as withdrawn_at) from rejected_versions "
+                        "where rejected_at < $cutoff::timestamptz and (withdrawn_at is null or withdrawn_at >= $cutoff::timestamptz)",
+                        params={"cutoff": cutoff.isoformat()}).to_arrow_table()
         mem.register("frame", frame)
         mem.execute("insert into rejected_versions select * from frame")
         mem.unregister("frame")

@@ -114,6 +114,32 @@ def test_six_metrics_block_shows_the_values_the_league_table_ranks(carewatch_hom
     assert england.split()[4] == f"{then * 100:.1f}%" and "50.0%" not in england
 
 
+
+def test_six_metrics_block_leaves_out_a_breakdowns_lagged_year(carewatch_home, monkeypatch, capsys):
+    # an on-call drill: a DTOC month rejected, with no version left, took the rolling years of
+    # the delayed-days breakdowns (NHS, social care, both) away; they came from their lagged
+    # financial year like a dashboard metric, and the summary stopped on their unknown ids
+    import duckdb
+
+    from tests import synthetic_warehouse
+
+    db = carewatch_home / "w.duckdb"
+    carewatch_home.mkdir(parents=True, exist_ok=True)
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        con.execute("""insert into fct_metric_values by name select * replace ('delayed_days_per_day_per_100k_18plus__both' as metric_id,
+                       'financial_year' as period_type, date '2016-04-01' as period_start, date '2017-03-31' as period_end)
+                       from fct_metric_values where metric_id = 'delayed_days_per_day_per_100k_18plus'
+                       and period_type = 'rolling_12m' and period_start = date '2017-03-01'""")
+        con.execute("""delete from fct_metric_values where metric_id like 'delayed_days_per_day_per_100k_18plus%'
+                       and period_type = 'rolling_12m' and period_start = date '2018-03-01'""")
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(db))
+    summary.print_results()
+    out = capsys.readouterr().out.splitlines()
+    # (this warehouse holds no financial year of delayed days itself: its column shows "-")
+    assert "rolling 12 months to March 2018 (financial year 2016-17 for 4, 5, as ranked)" in out[1]
+    assert next(line for line in out if line.startswith("England")).split()[3] == "-"
+
 def test_six_metrics_block_shows_the_lagged_year_the_league_table_ranks_for_a_missing_month(carewatch_home, monkeypatch, capsys):
     # hospital activity late: no rolling year of emergency admissions to March 2018. The league
     # table ranks its 2016-17 financial year (analysis.ranking_values), and the summary shows that
@@ -381,3 +407,23 @@ def test_quality_block_lists_each_rejected_version_while_it_is_rejected(carewatc
         warehouse.withdraw_rejection(con, source="dtoc_la", period="2017-08", version=2)
     summary.print_quality()
     assert "REJECTED" not in capsys.readouterr().out
+
+
+def test_a_refused_build_is_shown_as_such_until_a_build_passes(carewatch_home, capsys):
+    # a warehouse check's quarantine row read "QUARANTINED check:dtoc_national_vs_la warehouse v0"
+    # and was cut before its figure; it is the latest build's refusal, cleared by a build that passes
+    def check(ok: bool) -> validation.ValidationReport:
+        return validation.ValidationReport("check:dtoc_national_vs_la", "dtoc_national_vs_la", "warehouse", results=[
+            validation.ExpectationResult("expect_column_values_to_be_between", "relative_difference", "blocking",
+                                         "the LA tables' England total is within 5% of the national series", ok, None,
+                                         0 if ok else 1, [] if ok else ["2018-02: 0.2953"])])
+
+    with warehouse.connect() as con:
+        validation.store(con, check(False), file_version=0, sha256="rows-1", parsed_path=None)
+    summary.print_quality()
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "check:dtoc_national_vs_la" in line and "REFUSED" in line]
+    assert line.startswith("  BUILD REFUSED by check:dtoc_national_vs_la: FAIL blocking") and line.endswith("2018-02: 0.2953)")
+    with warehouse.connect() as con:
+        validation.store(con, check(True), file_version=0, sha256="rows-2", parsed_path=None)
+    summary.print_quality()
+    assert "REFUSED" not in capsys.readouterr().out

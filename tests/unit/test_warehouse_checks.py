@@ -73,6 +73,51 @@ def test_a_blocking_check_failure_rolls_the_whole_build_back(built, tmp_path):
     assert built.execute("select count(*) from fct_metric_values where period_start = '2017-03-01'").fetchone()[0] > 0
 
 
+
+def test_a_refused_build_names_the_versions_it_read_first_with_the_command_to_set_each_aside(built, tmp_path):
+    # an on-call drill: the email of a refused build named the check, not the suspect files;
+    # the operator had to work out which source, period and version to reject
+    import datetime as dt
+
+    from carewatch import alerts, pipeline
+
+    _load(built, tmp_path, "dtoc_national", "2017-02", 1, national("2017-02-01", 900.0), NATIONAL_COLUMNS)
+    _load(built, tmp_path, "dtoc_la", "2017-02", 3, dtoc_rows("2017-02-01", [("council", HACKNEY, {"total": 700.0})]), DTOC_COLUMNS)
+    seen = []
+
+    def check(con):
+        seen.extend(warehouse.versions_new_since_last_build(con))
+        raise QualityError("check:dtoc_national_vs_la", "warehouse", ["x"])
+
+    with pytest.raises(QualityError):
+        warehouse.build_models(built, reference=False, check=check)
+    # loaded since the fixture's build (the only committed one): February's v3 (v2 before it)
+    # and the national release, with no version before it
+    assert [(v.source, v.period, v.version, v.previous) for v in seen] == [("dtoc_la", "2017-02", 3, 2), ("dtoc_national", "2017-02", 1, None)]
+    assert all(abs(v.loaded_at - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(minutes=5) for v in seen)
+    report = validation.ValidationReport("check:dtoc_national_vs_la", "dtoc_national_vs_la", "warehouse", results=[
+        validation.ExpectationResult("expect_column_values_to_be_between", "relative_difference", "blocking", "", False, None, 1, ["2017-02: 0.2"])])
+    html = alerts.quality_alert(report, new_versions=seen).html
+    assert 'carewatch reject dtoc_la 2017-02 --version 3 --reason "..."</code> (the build would use v2)' in html
+    assert 'carewatch reject dtoc_national 2017-02 --version 1 --reason "..."</code> (no earlier version: add --leave-empty)' in html
+    assert "carewatch reject dtoc_la 2017-02 --version 1" not in html  # loaded before the last build
+    assert "first to read" not in alerts.quality_alert(report).html  # none given, none listed
+
+
+
+def test_the_build_task_hands_the_versions_it_read_first_to_its_failure_email(carewatch_home, tmp_path, monkeypatch):
+    from carewatch import pipeline
+
+    with warehouse.connect() as con:
+        _load(con, tmp_path, "dtoc_la", "2017-02", 1, dtoc_rows("2017-02-01", [("council", HACKNEY, {"total": 700.0})]), DTOC_COLUMNS)
+    blocking = validation.ValidationReport("check:dtoc_national_vs_la", "dtoc_national_vs_la", "warehouse", results=[
+        validation.ExpectationResult("expect_column_values_to_be_between", "relative_difference", "blocking", "", False, None, 1, ["1.0"])])
+    monkeypatch.setattr(validation, "check_warehouse", lambda con, **_: [(blocking, "d1")])
+    with pytest.raises(QualityError) as refused:
+        pipeline.build_warehouse()
+    # a warehouse never built: every loaded version is new to it
+    assert [(v.source, v.period, v.version, v.previous) for v in refused.value.new_versions] == [("dtoc_la", "2017-02", 1, None)]
+
 def test_a_check_of_unchanged_rows_that_passed_is_not_run_again(built, tmp_path):
     _load(built, tmp_path, "dtoc_national", "2017-02", 1, national("2017-02-01", 780.0), NATIONAL_COLUMNS)  # a warning
     warehouse.build_models(built, reference=False)
@@ -397,3 +442,22 @@ def test_a_check_that_failed_a_blocking_expectation_is_run_again_not_reused(buil
     validation.store(built, failed, file_version=0, sha256=digest, parsed_path=None)
     again = {report.source: report for report, _ in validation.check_warehouse(built, reuse=True)}
     assert again["check:dtoc_national_vs_la"].reused_from is None and not again["check:dtoc_national_vs_la"].ok
+
+
+def test_a_check_that_passes_again_leaves_the_quarantine_whatever_rows_it_saw(carewatch_home):
+    # an on-call drill: the check's quarantine row is keyed by the digest of the rows it saw,
+    # which changes with every build, so a build that passed never cleared the refused one's
+    # and the run summary went on listing it. One row per check: its latest refused build
+    from carewatch.validation import ExpectationResult, ValidationReport
+
+    def report(ok: bool) -> ValidationReport:
+        return ValidationReport("check:dtoc_national_vs_la", "dtoc_national_vs_la", "warehouse", results=[
+            ExpectationResult("expect_column_values_to_be_between", "relative_difference", "blocking", "", ok, None, 0 if ok else 1, [])])
+
+    quarantined = "select source, attempts from quarantine"
+    with warehouse.connect() as con:
+        validation.store(con, report(False), file_version=0, sha256="rows-1", parsed_path=None)
+        validation.store(con, report(False), file_version=0, sha256="rows-2", parsed_path=None)  # refused again, other rows
+        assert con.execute(quarantined).fetchall() == [("check:dtoc_national_vs_la", 2)]
+        validation.store(con, report(True), file_version=0, sha256="rows-3", parsed_path=None)
+        assert con.execute(quarantined).fetchall() == []

@@ -310,32 +310,53 @@ def test_a_rejected_version_is_left_out_of_the_builds_until_withdrawn_and_as_of_
     assert built.execute(asked, [HACKNEY, DTOC]).fetchall() == [(644,)]  # until the next build
     warehouse.build_models(built, reference=False)
     assert built.execute(asked, [HACKNEY, DTOC]).fetchall() == [(616,)]  # v1 (Hackney 616 days)
-    [(version, sha256, reason)] = built.execute("select version, sha256, reason from rejected_versions "
-                                                "where source = 'dtoc_la' and period = '2017-02'").fetchall()
-    assert (version, sha256, reason) == (2, "sha-dtoc_la-2017-02-v2", "England row doubled")
+    [(version, sha256, reason, withdrawn)] = built.execute("select version, sha256, reason, withdrawn_at from rejected_versions "
+                                                           "where source = 'dtoc_la' and period = '2017-02'").fetchall()
+    assert (version, sha256, reason, withdrawn) == (2, "sha-dtoc_la-2017-02-v2", "England row doubled", None)
     # what was reported before the rejection still reads v2; after it, v1
     with warehouse.as_of(built, "2017-05-31") as then:
         assert then.execute(asked, [HACKNEY, DTOC]).fetchall() == [(644,)]
     with warehouse.as_of(built, dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)) as now:
         assert now.execute(asked, [HACKNEY, DTOC]).fetchall() == [(616,)]
-    # refused: the same version again, a version not loaded, no reason; and every version rejected leaves none
+    # refused: the same version again (named, or the same command twice: it must not reject v1
+    # too), a version not loaded, no reason; and leaving no version in use unless meant
     with pytest.raises(CarewatchError, match="v2 is rejected already: England row doubled"):
         warehouse.reject_version(built, source="dtoc_la", period="2017-02", version=2, reason="again")
+    with pytest.raises(CarewatchError, match="the latest version, v2, is rejected already .England row doubled.; to reject an earlier one too, name it with --version"):
+        warehouse.reject_version(built, source="dtoc_la", period="2017-02", reason="England row doubled")
     with pytest.raises(CarewatchError, match="version 3 is not loaded .loaded: v1, v2."):
         warehouse.reject_version(built, source="dtoc_la", period="2017-02", version=3, reason="x")
     with pytest.raises(CarewatchError, match="needs a reason"):
         warehouse.reject_version(built, source="dtoc_la", period="2017-02", reason=" ")
     with pytest.raises(CarewatchError, match="no version is loaded"):
         warehouse.reject_version(built, source="dtoc_la", period="2016-02", reason="x")
-    assert warehouse.reject_version(built, source="dtoc_la", period="2017-02", reason="also wrong") == {"version": 1, "in_use": None}
+    with pytest.raises(CarewatchError, match="rejecting v1 leaves no version of the period in use.*--leave-empty"):
+        warehouse.reject_version(built, source="dtoc_la", period="2017-02", version=1, reason="also wrong")
+    assert warehouse.reject_version(built, source="dtoc_la", period="2017-02", version=1, reason="also wrong",
+                                    leave_empty=True) == {"version": 1, "in_use": None}
     warehouse.build_models(built, reference=False)
     assert built.execute(asked, [HACKNEY, DTOC]).fetchall() == []
-    # withdrawn: the version is used again
+    # withdrawn: the version is used again; the rejection's row stays, withdrawn_at set
+    rejected_while_both = dt.datetime.now(dt.timezone.utc)
     assert warehouse.withdraw_rejection(built, source="dtoc_la", period="2017-02", version=2) == {"version": 2, "in_use": 2}
     warehouse.build_models(built, reference=False)
     assert built.execute(asked, [HACKNEY, DTOC]).fetchall() == [(644,)]
     with pytest.raises(CarewatchError, match="v2 is not rejected .rejected: v1."):
         warehouse.withdraw_rejection(built, source="dtoc_la", period="2017-02", version=2)
+    # rejected again later: as of any moment, the rejections that stood then (an on-call drill
+    # found a withdrawal rewrote what as-of said of the time v2 had been rejected)
+    warehouse.withdraw_rejection(built, source="dtoc_la", period="2017-02", version=1)
+    withdrawn_both = dt.datetime.now(dt.timezone.utc)
+    warehouse.reject_version(built, source="dtoc_la", period="2017-02", version=2, reason="wrong after all")
+    assert built.execute("select version, withdrawn_at is null from rejected_versions order by rejected_at").fetchall() == [
+        (2, False), (1, False), (2, True)]
+    warehouse.build_models(built, reference=False)
+    with warehouse.as_of(built, rejected_while_both) as both_rejected:
+        assert both_rejected.execute(asked, [HACKNEY, DTOC]).fetchall() == []
+    with warehouse.as_of(built, withdrawn_both) as none_rejected:
+        assert none_rejected.execute(asked, [HACKNEY, DTOC]).fetchall() == [(644,)]
+    with warehouse.as_of(built, dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)) as now:
+        assert now.execute(asked, [HACKNEY, DTOC]).fetchall() == [(616,)]
 
 
 
@@ -350,6 +371,7 @@ def test_every_staging_model_of_a_landing_table_leaves_rejected_versions_out():
         for table in set(re.findall(r"\bfrom\s+(land_[a-z_]+)", text)):
             source = table.removeprefix("land_")
             assert "anti join rejected_versions" in text and f"rejected.source = '{source}'" in text, sql.name
+            assert "rejected.withdrawn_at is null" in text, sql.name
             checked.add(source)
     assert checked == {"ascof", "dtoc_la", "dtoc_national", "hes_aggregate", "ons_mye"}
 
@@ -364,7 +386,8 @@ def test_carewatch_reject_says_which_version_the_next_build_uses(built, tmp_path
     assert capsys.readouterr().out.startswith("dtoc_la 2017-02 v2: rejection withdrawn; the next warehouse build uses v2.")
     for argv, error in [
         (["reject", "dtoc_la", "2017-02"], "carewatch: a rejection needs a reason (--reason), kept in rejected_versions"),
-        (["reject", "dtoc_la", "2017-02", "--withdraw"], "carewatch: --withdraw needs the --version whose rejection it withdraws"),
+        (["reject", "dtoc_la", "2017-02", "--withdraw"], "carewatch: --withdraw takes the --version whose rejection it withdraws, and no --reason or --leave-empty"),
+        (["reject", "dtoc_la", "2017-02", "--version", "2", "--withdraw", "--reason", "x"], "carewatch: --withdraw takes the --version whose rejection it withdraws, and no --reason or --leave-empty"),
         (["reject", "dtoc_la", "2017-2", "--reason", "x"], None),
         (["reject", "dtoc_provider", "2019-10", "--reason", "x"], "carewatch: dtoc_provider 2019-10: no version is loaded in land_dtoc_provider"),
         (["reject", "nosuch", "2017-02", "--reason", "x"], None),
@@ -374,6 +397,11 @@ def test_carewatch_reject_says_which_version_the_next_build_uses(built, tmp_path
         assert "Traceback" not in err and len(err.splitlines()) == 1, err
         if error:
             assert err == error
+    # a home that holds no warehouse: said, and no empty warehouse made there
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(tmp_path / "elsewhere" / "w.duckdb"))
+    assert cli.main(["reject", "dtoc_la", "2017-02", "--reason", "x"]) == 2
+    assert capsys.readouterr().err.startswith("carewatch: no warehouse at ")
+    assert not (tmp_path / "elsewhere").exists()
 
 def test_before_the_first_build_nothing_was_reported(built):
     # the population estimates loaded on 5 January, before the warehouse was first built at

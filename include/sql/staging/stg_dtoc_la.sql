@@ -1,12 +1,13 @@
 -- DTOC LA Type B, the latest published version of each month; delayed days only.
 create or replace view stg_dtoc_la as
 with source as (
-    -- a version an operator rejected (carewatch reject: table rejected_versions) is left out,
-    -- so the period's latest other version is used
+    -- a version an operator rejected (carewatch reject: table rejected_versions) is left out
+    -- while the rejection stands, so the period's latest other version is used
     select land.*
     from land_dtoc_la as land
     anti join rejected_versions as rejected
         on rejected.source = 'dtoc_la' and rejected.period = land._period and rejected.version = land._version
+        and rejected.withdrawn_at is null
 ),
 latest_version as (
     select *

@@ -2,12 +2,13 @@
 -- (the latest version of the latest release), so revisions of earlier months are picked up.
 create or replace view stg_dtoc_national as
 with source as (
-    -- a version an operator rejected (carewatch reject: table rejected_versions) is left out,
-    -- so the period's latest other version is used
+    -- a version an operator rejected (carewatch reject: table rejected_versions) is left out
+    -- while the rejection stands, so the period's latest other version is used
     select land.*
     from land_dtoc_national as land
     anti join rejected_versions as rejected
         on rejected.source = 'dtoc_national' and rejected.period = land._period and rejected.version = land._version
+        and rejected.withdrawn_at is null
 ),
 latest_release as (
     select *
