@@ -387,6 +387,9 @@ def build_warehouse(task_url: str | None = None) -> dict:
                 fresh = [(report, digest) for report, digest in checked if report.reused_from is None]
                 for report, digest in fresh:  # a reused check's results are already recorded
                     validation.store(con, report, file_version=0, sha256=digest, parsed_path=None)
+                for report, _ in checked:  # passing as it passed before: a refused build's row goes
+                    if report.reused_from is not None and report.ok:
+                        validation.clear_check_quarantine(con, report.source)
                 if fresh:
                     validation.build_data_docs_index()
             counts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in models}

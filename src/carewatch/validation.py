@@ -938,6 +938,13 @@ def store(con, report: ValidationReport, *, file_version: int, sha256: str, pars
         raise
 
 
+def clear_check_quarantine(con, source: str) -> None:
+    """Clear a warehouse check's quarantine row (``source`` ``check:<name>``): it passes again,
+    reused from an earlier pass of the same rows (:func:`store` is not called for it)."""
+    if warehouse.table_exists(con, "quarantine"):
+        con.execute("delete from quarantine where source = ?", [source])
+
+
 QUARANTINE_COLUMNS = ["source", "period", "file_version", "sha256", "blocking_failures", "quarantined_at",
                       "last_failed_at", "attempts", "superseded_by"]
 

@@ -222,16 +222,28 @@ def versions_new_since_last_build(con) -> list[NewVersion]:
     last = None
     if table_exists(con, "warehouse_builds"):
         [(last,)] = con.execute("select epoch_us(max(built_at)) from warehouse_builds where built_at < now()").fetchall()
+    rejections = table_exists(con, "rejected_versions")
+
+    def standing(t: str) -> str:  # the version's rejection stands: the build does not read it
+        return (f"exists (select 1 from rejected_versions r where r.source = $source and r.period = {t}._period "
+                f"and r.version = {t}._version and r.withdrawn_at is null)") if rejections else "false"
+
+    # loaded since the last build, or put back since then by a withdrawn rejection
+    put_back = (f"exists (select 1 from rejected_versions w where w.source = $source and w.period = t._period "
+                f"and w.version = t._version and epoch_us(w.withdrawn_at) > {int(last)})") if rejections and last is not None else "false"
+    since = "true" if last is None else f"(epoch_us(_loaded_at) > {int(last)} or {put_back})"
     rows = []
     for source in land_sources():
         table = land_table(source)
         if not table_exists(con, table):
             continue
-        since = "" if last is None else f"where epoch_us(_loaded_at) > {int(last)}"
         for period, version, loaded_us, previous in con.execute(
             f"""select _period, _version, epoch_us(max(_loaded_at)),
-                       (select max(e._version) from {table} e where e._period = t._period and e._version < t._version)
-                from {table} t {since} group by _period, _version order by _period, _version""").fetchall():
+                       (select max(e._version) from {table} e where e._period = t._period and e._version < t._version
+                        and not {standing("e")})
+                from {table} t
+                where {since} and not {standing("t")}
+                group by _period, _version order by _period, _version""", {"source": source} if rejections else None).fetchall():
             rows.append(NewVersion(source, period, version, _utc(loaded_us), previous))
     return rows
 

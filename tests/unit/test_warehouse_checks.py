@@ -105,6 +105,24 @@ def test_a_refused_build_names_the_versions_it_read_first_with_the_command_to_se
 
 
 
+
+def test_the_versions_read_first_include_one_a_withdrawal_put_back_and_not_one_rejected(built, tmp_path):
+    # a second on-call drill: after a withdrawal the refused build's email listed nothing, as
+    # the version put back had been loaded long before; and a fallback named a rejected version
+    def first_read() -> list:
+        seen = []
+        warehouse.build_models(built, reference=False, check=lambda con: seen.extend(warehouse.versions_new_since_last_build(con)))
+        return [(v.source, v.period, v.version, v.previous) for v in seen]
+
+    warehouse.reject_version(built, source="dtoc_la", period="2017-02", version=2, reason="wrong")
+    assert first_read() == []  # nothing new: v2 is rejected, v1 was read before
+    _load(built, tmp_path, "dtoc_la", "2017-02", 3, dtoc_rows("2017-02-01", [("council", HACKNEY, {"total": 700.0})]), DTOC_COLUMNS)
+    assert first_read() == [("dtoc_la", "2017-02", 3, 1)]  # falls back past the rejected v2
+    warehouse.reject_version(built, source="dtoc_la", period="2017-02", version=3, reason="wrong too")
+    warehouse.withdraw_rejection(built, source="dtoc_la", period="2017-02", version=2)
+    assert first_read() == [("dtoc_la", "2017-02", 2, 1)]  # put back by the withdrawal; v3 rejected
+    assert first_read() == []
+
 def test_the_build_task_hands_the_versions_it_read_first_to_its_failure_email(carewatch_home, tmp_path, monkeypatch):
     from carewatch import pipeline
 
@@ -461,3 +479,25 @@ def test_a_check_that_passes_again_leaves_the_quarantine_whatever_rows_it_saw(ca
         assert con.execute(quarantined).fetchall() == [("check:dtoc_national_vs_la", 2)]
         validation.store(con, report(True), file_version=0, sha256="rows-3", parsed_path=None)
         assert con.execute(quarantined).fetchall() == []
+
+
+def test_a_check_reused_from_an_earlier_pass_clears_the_refused_builds_row(carewatch_home, monkeypatch):
+    # the second drill: rows back as they were when the check last passed, so its result was
+    # reused (not stored again) and the refused build's BUILD REFUSED row stayed
+    from carewatch import pipeline
+    from carewatch.validation import ExpectationResult, ValidationReport
+
+    def report(ok: bool, reused: str | None = None) -> ValidationReport:
+        return ValidationReport("check:dtoc_national_vs_la", "dtoc_national_vs_la", "warehouse", results=[
+            ExpectationResult("expect_column_values_to_be_between", "relative_difference", "blocking", "", ok, None, 0 if ok else 1, [])],
+            reused_from=reused)
+
+    monkeypatch.setattr(validation, "check_warehouse", lambda con, **_: [(report(False), "rows-2")])
+    with pytest.raises(QualityError):
+        pipeline.build_warehouse()
+    with warehouse.connect(read_only=True) as con:
+        assert con.execute("select source from quarantine").fetchall() == [("check:dtoc_national_vs_la",)]
+    monkeypatch.setattr(validation, "check_warehouse", lambda con, **_: [(report(True, reused="2026-11-30T10:00:00"), "rows-1")])
+    pipeline.build_warehouse()
+    with warehouse.connect(read_only=True) as con:
+        assert con.execute("select source from quarantine").fetchall() == []
