@@ -114,53 +114,52 @@ def test_six_metrics_block_shows_the_values_the_league_table_ranks(carewatch_hom
     assert england.split()[4] == f"{then * 100:.1f}%" and "50.0%" not in england
 
 
+def _results_on_synthetic_warehouse(home, monkeypatch, capsys, *statements: str) -> list[str]:
+    """The summary's results block on the synthetic warehouse after ``statements`` ran on it."""
+    import duckdb
+
+    from tests import synthetic_warehouse
+
+    db = home / "w.duckdb"
+    home.mkdir(parents=True, exist_ok=True)
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        for statement in statements:
+            con.execute(statement)
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(db))
+    summary.print_results()
+    return capsys.readouterr().out.splitlines()
+
 
 def test_six_metrics_block_leaves_out_a_breakdowns_lagged_year(carewatch_home, monkeypatch, capsys):
     # an on-call drill: a DTOC month rejected, with no version left, took the rolling years of
     # the delayed-days breakdowns (NHS, social care, both) away; they came from their lagged
     # financial year like a dashboard metric, and the summary stopped on their unknown ids
-    import duckdb
-
-    from tests import synthetic_warehouse
-
-    db = carewatch_home / "w.duckdb"
-    carewatch_home.mkdir(parents=True, exist_ok=True)
-    synthetic_warehouse.build(db)
-    with duckdb.connect(str(db)) as con:
-        con.execute("""insert into fct_metric_values by name select * replace ('delayed_days_per_day_per_100k_18plus__both' as metric_id,
-                       'financial_year' as period_type, date '2016-04-01' as period_start, date '2017-03-31' as period_end)
-                       from fct_metric_values where metric_id = 'delayed_days_per_day_per_100k_18plus'
-                       and period_type = 'rolling_12m' and period_start = date '2017-03-01'""")
-        con.execute("""delete from fct_metric_values where metric_id like 'delayed_days_per_day_per_100k_18plus%'
-                       and period_type = 'rolling_12m' and period_start = date '2018-03-01'""")
-    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(db))
-    summary.print_results()
-    out = capsys.readouterr().out.splitlines()
+    out = _results_on_synthetic_warehouse(
+        carewatch_home, monkeypatch, capsys,
+        """insert into fct_metric_values by name select * replace ('delayed_days_per_day_per_100k_18plus__both' as metric_id,
+           'financial_year' as period_type, date '2016-04-01' as period_start, date '2017-03-31' as period_end)
+           from fct_metric_values where metric_id = 'delayed_days_per_day_per_100k_18plus'
+           and period_type = 'rolling_12m' and period_start = date '2017-03-01'""",
+        """delete from fct_metric_values where metric_id like 'delayed_days_per_day_per_100k_18plus%'
+           and period_type = 'rolling_12m' and period_start = date '2018-03-01'""")
     # (this warehouse holds no financial year of delayed days itself: its column shows "-")
     assert "rolling 12 months to March 2018 (financial year 2016-17 for 4, 5, as ranked)" in out[1]
     assert next(line for line in out if line.startswith("England")).split()[3] == "-"
 
+
 def test_six_metrics_block_shows_the_lagged_year_the_league_table_ranks_for_a_missing_month(carewatch_home, monkeypatch, capsys):
     # hospital activity late: no rolling year of emergency admissions to March 2018. The league
     # table ranks its 2016-17 financial year (analysis.ranking_values), and the summary shows that
-    import duckdb
-
-    from tests import synthetic_warehouse
-
-    db = carewatch_home / "w.duckdb"
-    carewatch_home.mkdir(parents=True, exist_ok=True)
-    synthetic_warehouse.build(db)
-    with duckdb.connect(str(db)) as con:
+    out = _results_on_synthetic_warehouse(
+        carewatch_home, monkeypatch, capsys,
         # its 2016-17 financial year, which ended six months or more before March 2018
-        con.execute("""insert into fct_metric_values by name select * replace ('financial_year' as period_type,
-                       date '2016-04-01' as period_start, date '2017-03-31' as period_end, 12345.0 as value)
-                       from fct_metric_values where metric_id = 'emergency_admissions_65plus_per_100k'
-                       and period_type = 'rolling_12m' and period_start = date '2017-03-01'""")
-        con.execute("""delete from fct_metric_values where metric_id = 'emergency_admissions_65plus_per_100k'
-                       and period_type = 'rolling_12m' and period_start = date '2018-03-01'""")
-    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(db))
-    summary.print_results()
-    out = capsys.readouterr().out.splitlines()
+        """insert into fct_metric_values by name select * replace ('financial_year' as period_type,
+           date '2016-04-01' as period_start, date '2017-03-31' as period_end, 12345.0 as value)
+           from fct_metric_values where metric_id = 'emergency_admissions_65plus_per_100k'
+           and period_type = 'rolling_12m' and period_start = date '2017-03-01'""",
+        """delete from fct_metric_values where metric_id = 'emergency_admissions_65plus_per_100k'
+           and period_type = 'rolling_12m' and period_start = date '2018-03-01'""")
     # the header names the year each yearly value is from, not only reablement's ("ASCOF")
     assert "rolling 12 months to March 2018 (financial year 2016-17 for 1, 4, 5, as ranked)" in out[1]
     england = next(line for line in out if line.startswith("England"))
