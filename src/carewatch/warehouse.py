@@ -215,9 +215,10 @@ class NewVersion:
 
 
 def versions_new_since_last_build(con) -> list[NewVersion]:
-    """The versions loaded since the last build committed before this transaction's (inside a
-    build: the versions it is the first to read), oldest period first; every loaded version on
-    a warehouse never built. What an operator looks at first when a cross-source check refuses
+    """The versions loaded since the last build committed before this transaction's, or put back
+    since then by a withdrawn rejection, that the build reads (each period's latest version not
+    rejected): inside a build, the versions it is the first to read, oldest period first; on a
+    warehouse never built, every period's. What an operator looks at first when a cross-source check refuses
     the build: a new file that passed its own suite."""
     last = None
     if table_exists(con, "warehouse_builds"):
@@ -243,6 +244,9 @@ def versions_new_since_last_build(con) -> list[NewVersion]:
                         and not {standing("e")})
                 from {table} t
                 where {since} and not {standing("t")}
+                    -- the version the build reads: the period's latest not rejected (an older one
+                    -- loaded since, and replaced by a newer one, was never read)
+                    and t._version = (select max(m._version) from {table} m where m._period = t._period and not {standing("m")})
                 group by _period, _version order by _period, _version""", {"source": source} if rejections else None).fetchall():
             rows.append(NewVersion(source, period, version, _utc(loaded_us), previous))
     return rows
