@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from carewatch import paths, sources, warehouse
+from carewatch import dagkit, paths, sources, warehouse
 
 
 def _ingest_summaries() -> dict[str, dict]:
@@ -120,9 +120,10 @@ def print_sources(states: dict[str, str]) -> None:
     print(f"{'source':<16}{'periods':>8}{'versions':>9}{'revised':>8}{'MB':>8}{'parsed':>8}{'rows':>12}{'validated':>10}{'loaded':>8}")
     for source, periods, versions, revised, size, _last in manifest_summary():
         store = f"{source:<16}{periods:>8}{versions:>9}{'-' if revised is None else revised:>8}{size / 1e6:>8.1f}"
-        state = states.get(f"ingest_{source}", "not run")
+        dag_id = dagkit.ingest_dag_id(source)
+        state = states.get(dag_id, "not run")
         if state != "success":
-            print(f"{store}  ingest_{source} {state}: this run's counts are in its log")
+            print(f"{store}  {dag_id} {state}: this run's counts are in its log")
             continue
         run = ingests.get(source, {})
         print(f"{store}{run.get('files_parsed', 0):>8}{run.get('rows', 0):>12,}{run.get('validations_run', 0):>10}{run.get('loads_run', 0):>8}")

@@ -463,16 +463,14 @@ def _loaded_history(con, source: str, first: str, before: str, wanted: set[str])
     columns = ", ".join(f'"{name}"' for name in warehouse.columns(con, table) if name in wanted)
     if not columns:  # no landing table yet, or the suite names columns it lacks (the column expectations say so)
         return None
-    rejected = ("and not exists (select 1 from rejected_versions r where r.source = ? and r.period = _period "
-                "and r.version = _version and r.withdrawn_at is null)"
-                if warehouse.table_exists(con, "rejected_versions") else "")
+    rejected = warehouse.rejection_stands(con, f"'{source}'", "_period", "_version")  # (land_table checked the name)
     return con.execute(
         f"""
         select _period, _version, {columns} from {table}
-        where _period >= ? and _period < ? {rejected}
+        where _period >= ? and _period < ? and not {rejected}
         qualify _version = max(_version) over (partition by _period)
         """,
-        [first, before, *([source] if rejected else [])],
+        [first, before],
     ).df()
 
 
@@ -484,9 +482,7 @@ def _parsed_history(con, source: str, first: str, before: str, held: dict[str, i
         return {}
     quarantined = "and m.sha256 not in (select sha256 from quarantine q where q.source = m.source and q.period = m.period)" \
         if warehouse.table_exists(con, "quarantine") else ""
-    if warehouse.table_exists(con, "rejected_versions"):  # nor a version an operator rejected
-        quarantined += (" and not exists (select 1 from rejected_versions r"
-                        " where r.source = m.source and r.period = m.period and r.version = m.version and r.withdrawn_at is null)")
+    quarantined += f" and not {warehouse.rejection_stands(con, 'm.source', 'm.period', 'm.version')}"  # nor one rejected
     latest = con.execute(
         f"""
         with usable as (

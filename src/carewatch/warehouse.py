@@ -214,6 +214,17 @@ class NewVersion:
     previous: int | None  # the period's version before it (what a rejection falls back to), if any
 
 
+def rejection_stands(con, source: str, period: str, version: str) -> str:
+    """An SQL condition: the rejection (``carewatch reject``) of the version ``version`` of
+    ``period`` of ``source`` stands, each an SQL expression (a column, or a quoted name);
+    ``false`` on a warehouse that never had a rejection. The one test the builds' readers apply
+    (the staging models write it out as an anti join)."""
+    if not table_exists(con, "rejected_versions"):
+        return "false"
+    return (f"exists (select 1 from rejected_versions r where r.source = {source} and r.period = {period} "
+            f"and r.version = {version} and r.withdrawn_at is null)")
+
+
 def versions_new_since_last_build(con) -> list[NewVersion]:
     """The versions loaded since the last build committed before this transaction's, or put back
     since then by a withdrawn rejection, that the build reads (each period's latest version not
@@ -223,21 +234,20 @@ def versions_new_since_last_build(con) -> list[NewVersion]:
     last = None
     if table_exists(con, "warehouse_builds"):
         [(last,)] = con.execute("select epoch_us(max(built_at)) from warehouse_builds where built_at < now()").fetchall()
-    rejections = table_exists(con, "rejected_versions")
-
-    def standing(t: str) -> str:  # the version's rejection stands: the build does not read it
-        return (f"exists (select 1 from rejected_versions r where r.source = $source and r.period = {t}._period "
-                f"and r.version = {t}._version and r.withdrawn_at is null)") if rejections else "false"
-
-    # loaded since the last build, or put back since then by a withdrawn rejection
-    put_back = (f"exists (select 1 from rejected_versions w where w.source = $source and w.period = t._period "
-                f"and w.version = t._version and epoch_us(w.withdrawn_at) > {int(last)})") if rejections and last is not None else "false"
-    since = "true" if last is None else f"(epoch_us(_loaded_at) > {int(last)} or {put_back})"
     rows = []
     for source in land_sources():
-        table = land_table(source)
+        table = land_table(source)  # (a plain name: safe quoted as a literal below)
         if not table_exists(con, table):
             continue
+
+        def standing(t: str) -> str:  # the version's rejection stands: the build does not read it
+            return rejection_stands(con, f"'{source}'", f"{t}._period", f"{t}._version")
+
+        # loaded since the last build, or put back since then by a withdrawn rejection
+        put_back = (f"exists (select 1 from rejected_versions w where w.source = '{source}' and w.period = t._period "
+                    f"and w.version = t._version and epoch_us(w.withdrawn_at) > {int(last)})"
+                    if last is not None and table_exists(con, "rejected_versions") else "false")
+        since = "true" if last is None else f"(epoch_us(_loaded_at) > {int(last)} or {put_back})"
         for period, version, loaded_us, previous in con.execute(
             f"""select _period, _version, epoch_us(max(_loaded_at)),
                        (select max(e._version) from {table} e where e._period = t._period and e._version < t._version
@@ -247,7 +257,7 @@ def versions_new_since_last_build(con) -> list[NewVersion]:
                     -- the version the build reads: the period's latest not rejected (an older one
                     -- loaded since, and replaced by a newer one, was never read)
                     and t._version = (select max(m._version) from {table} m where m._period = t._period and not {standing("m")})
-                group by _period, _version order by _period, _version""", {"source": source} if rejections else None).fetchall():
+                group by _period, _version order by _period, _version""").fetchall():
             rows.append(NewVersion(source, period, version, _utc(loaded_us), previous))
     return rows
 
