@@ -947,8 +947,9 @@ QUARANTINE_COLUMNS = ["source", "period", "file_version", "sha256", "blocking_fa
 
 def quarantined(con) -> pd.DataFrame:
     """The files in quarantine, one row each, with ``superseded_by``: the latest later version
-    of the same period that is loaded in the landing table (null when none is). Works on a
-    read-only warehouse written before attempts were counted."""
+    of the same period that is loaded in the landing table and not rejected (``carewatch
+    reject``: the builds leave it out), null when none is. Works on a read-only warehouse
+    written before attempts were counted."""
     if not warehouse.table_exists(con, "quarantine"):
         return pd.DataFrame(columns=QUARANTINE_COLUMNS)
     frame = con.execute("select * from quarantine order by source, period, file_version").df()
@@ -963,8 +964,9 @@ def quarantined(con) -> pd.DataFrame:
             table = None
         later = None
         if table and warehouse.table_exists(con, table):
-            (later,) = con.execute(f"select max(_version) from {table} where _period = ? and _version > ?",
-                                   [row.period, int(row.file_version)]).fetchone()
+            rejected = warehouse.rejection_stands(con, f"'{row.source}'", "t._period", "t._version")
+            [(later,)] = con.execute(f"select max(_version) from {table} t where _period = ? and _version > ? "
+                                     f"and not {rejected}", [row.period, int(row.file_version)]).fetchall()
         superseded.append(later)
     frame["superseded_by"] = pd.array(superseded, dtype="Int64")
     return frame[QUARANTINE_COLUMNS]
