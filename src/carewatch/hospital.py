@@ -11,7 +11,6 @@ extract's Bournemouth, Christchurch and Poole (E06000058) is an area of its own.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from pathlib import Path
 

@@ -362,8 +362,8 @@ def build_warehouse(task_url: str | None = None) -> dict:
     back: the email went out (a rolled-back build emails its warning-only checks, which the
     next build reuses without emailing), and recording it keeps each failing row emailed once.
     """
-    from carewatch import alerts, validation, warehouse
-    from carewatch.errors import AlreadyQuarantined, QualityError
+    from carewatch import validation, warehouse
+    from carewatch.errors import QualityError
 
     checked: list = []
     pending: list = []  # warning-only checks with a failing row not emailed before

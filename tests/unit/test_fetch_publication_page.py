@@ -4,7 +4,6 @@ suffixes), against a real local HTTP server (pytest-httpserver)."""
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 
 import duckdb
 import pytest

@@ -172,7 +172,9 @@ def test_a_change_far_down_a_long_threshold_list_is_a_new_reason(carewatch_home,
     (suites / "dtoc_la.json").write_text(json.dumps(suite))
     with pytest.raises(QualityError) as again:
         pipeline.validate_period(parsed)
-    # a QualityError (not a skip) fails the task, whose callback emails
+    # a QualityError (not a skip) fails the task, whose callback emails the new reason
+    [columns] = [r for r in again.value.report.blocking_failures if r.expectation == "expect_table_columns_to_match_set"]
+    assert "'figure'" in columns.expected and "'value'" not in columns.expected
     # validated again under a suite edit that changes no threshold: nothing new, skipped (no email)
     suite["meta"]["note"] = "an edit that changes no threshold"
     (suites / "dtoc_la.json").write_text(json.dumps(suite))

@@ -79,7 +79,7 @@ def test_a_refused_build_names_the_versions_it_read_first_with_the_command_to_se
     # the operator had to work out which source, period and version to reject
     import datetime as dt
 
-    from carewatch import alerts, pipeline
+    from carewatch import alerts
 
     _load(built, tmp_path, "dtoc_national", "2017-02", 1, national("2017-02-01", 900.0), NATIONAL_COLUMNS)
     _load(built, tmp_path, "dtoc_la", "2017-02", 3, dtoc_rows("2017-02-01", [("council", HACKNEY, {"total": 700.0})]), DTOC_COLUMNS)
@@ -364,7 +364,7 @@ def test_completeness_on_the_day_of_a_merger_expects_the_successor_and_counts_a_
 def test_a_blocking_checks_own_warnings_are_not_emailed_by_the_build_as_a_warning(carewatch_home, tmp_path, monkeypatch):
     # the failure callback emails the rolled-back check with its warnings; the build itself
     # must not also send them as "WARNING ... the warehouse build committed"
-    from carewatch import mailcatcher, pipeline, warehouse
+    from carewatch import mailcatcher, pipeline
     from carewatch.validation import ExpectationResult, ValidationReport
 
     blocking = ValidationReport("check:dtoc_national_vs_la", "dtoc_national_vs_la", "warehouse", results=[

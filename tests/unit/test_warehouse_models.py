@@ -701,7 +701,6 @@ def test_carewatch_as_of_names_the_mistake(built, tmp_path, monkeypatch, capsys)
 
 
 def test_carewatch_as_of_while_a_task_writes_says_so(built, tmp_path, monkeypatch, capsys):
-    from carewatch import cli
 
     path = built.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()[0]
     monkeypatch.setenv("CAREWATCH_WAREHOUSE", path)  # `built` holds the write lock, as a load task would

@@ -9,7 +9,6 @@ and since when it has been flagged.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
