@@ -30,6 +30,7 @@ from functools import lru_cache
 import yaml
 
 from carewatch import paths
+from carewatch.errors import CarewatchError
 
 log = logging.getLogger(__name__)
 
@@ -264,10 +265,33 @@ def send(alert: Alert) -> list[str]:
     if not recipients:
         log.warning("no alert recipients configured; not sending %r", alert.subject)
         return []
-    with SmtpHook(smtp_conn_id=config.get("smtp_conn_id", "smtp_default")) as hook:
+    hook = SmtpHook(smtp_conn_id=config.get("smtp_conn_id", "smtp_default"))
+    hook.smtp_connection = hook.get_connection(hook.smtp_conn_id)
+    refuse_plain_login(hook, config)
+    with hook:
         hook.send_email_smtp(to=recipients, subject=alert.subject, html_content=alert.html, from_email=config.get("from_email"))
     log.info("alert sent to %s: %s", ", ".join(recipients), alert.subject)
     return recipients
+
+
+# Hosts a login may reach over plain SMTP when alerts.yaml does not say (a mail catcher on
+# this machine or the compose stack's Mailpit, never leaving the host or its private network).
+PLAIN_SMTP_HOSTS = ["localhost", "127.0.0.1", "::1", "mailpit"]
+
+
+def refuse_plain_login(hook, config: dict) -> None:
+    """Refuse to send the SMTP login in clear text: the connection logs in (a login and a
+    password) with neither STARTTLS nor implicit TLS (both ``disable_tls`` and ``disable_ssl``)
+    to a host not in ``plain_smtp_hosts``. Judged by the hook's own reading of the connection,
+    before it connects; the alert then waits in the outbox (:func:`send_quietly`)."""
+    logs_in = bool(hook.smtp_user and hook.smtp_password)
+    if logs_in and not hook.smtp_starttls and not hook.use_ssl \
+            and hook.host not in config.get("plain_smtp_hosts", PLAIN_SMTP_HOSTS):
+        raise CarewatchError(
+            f"the SMTP connection {hook.smtp_conn_id} would send its login ({hook.smtp_user}) unencrypted to "
+            f"{hook.host}: use STARTTLS (disable_tls false; compose: CAREWATCH_SMTP_DISABLE_TLS=false) or "
+            f"implicit TLS (disable_ssl false), or list the host in plain_smtp_hosts (config/alerts.yaml) "
+            f"if it is on this machine's private network")
 
 
 def send_quietly(alert: Alert) -> bool:

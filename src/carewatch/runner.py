@@ -53,6 +53,9 @@ def airflow_env(base: dict[str, str] | None = None) -> dict[str, str]:
         # month would find nothing to fetch and send overdue alerts
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://localhost:8080/execution/",
+        # the UI and API of `make airflow` on this machine only (Airflow's default is every
+        # interface: a laptop's UI, one admin login over plain HTTP, on the office network)
+        "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "carewatch.airflow_sqlite.CONNECT_ARGS",
         "GX_ANALYTICS_ENABLED": "false",
         "CAREWATCH_HOME": str(paths.home()),

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -206,6 +207,17 @@ def test_the_rest_api_lists_the_project_dags(standalone):
     dags = {d["dag_id"]: d for d in body["dags"]}
     assert set(dags) == expected
     assert all(d["owners"] == ["data-engineering"] and "carewatch" in {t["name"] for t in d["tags"]} for d in dags.values())
+
+
+def test_the_ui_listens_on_this_machine_only(standalone):
+    # a security review: Airflow's API server listens on every interface by default, so a
+    # laptop's `make airflow` (one admin login over plain HTTP) was open to its network. Every
+    # 127.x address is this machine's loopback: a server on all interfaces answers 127.0.0.2 too
+    port = int(standalone["base"].rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.2", port), timeout=5).close()
 
 
 def test_a_triggered_run_succeeds(standalone):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from carewatch import alerts, mailcatcher, parsers, validation
-from carewatch.errors import PublicationOverdue, PublicationWithdrawn, QualityError
+from carewatch.errors import CarewatchError, PublicationOverdue, PublicationWithdrawn, QualityError
 from tests.conftest import FIXTURES
 
 REAL = FIXTURES / "real" / "dtoc-la" / "LA-Type-B-June-2016.xls"
@@ -359,3 +359,54 @@ def test_a_parse_failure_gives_the_command_with_the_raw_file_and_says_the_held_v
     assert f"<code>carewatch parse ascof {raw} --period 2016-17</code>" in body
     assert "nothing of it was loaded: the version of ascof 2016-17 already in the warehouse, if any, stays there" in body
     assert "Read the task log" not in body  # the plain failure's advice is for errors that name no file
+
+
+def test_the_smtp_login_is_never_sent_unencrypted_to_a_host_off_this_machine(carewatch_home, tmp_path, monkeypatch):
+    # a security review: the compose stack's defaults (disable_tls and disable_ssl both true, for
+    # Mailpit) sent a real relay's login and password in clear text once .env named the relay
+    # without the TLS flags. A real SMTP server that takes AUTH without TLS, on a loopback address
+    # not listed as a plain-SMTP host, stands for that relay.
+    import json
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((mechanism, auth_data.login, auth_data.password))
+        return AuthResult(success=True)
+
+    port = mailcatcher.free_port()
+    relay = Controller(mailcatcher._SaveToDirectory(tmp_path / "mail"), hostname="127.0.0.2", port=port,
+                       authenticator=authenticator, auth_require_tls=False)
+    relay.start()
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.2", "port": port, "login": "alerts@example.nhs.uk", "password": "s3cret",
+            "extra": {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1}}))
+        alert = alerts.Alert(subject="[carewatch] FAILED x.y: z", html="<p>z</p>")
+        with pytest.raises(CarewatchError, match=r"would send its login \(alerts@example.nhs.uk\) unencrypted to 127.0.0.2: use STARTTLS"):
+            alerts.send(alert)
+        assert alerts.send_quietly(alert) and len(alerts.outbox()) == 1  # it waits; nothing is lost
+        assert logins == [] and mailcatcher.messages(tmp_path / "mail") == []  # the password never went out
+        # a host listed in plain_smtp_hosts (a catcher on this machine's private network) may take it
+        listed = {**alerts.settings(), "plain_smtp_hosts": ["127.0.0.2"]}
+        monkeypatch.setattr(alerts, "settings", lambda: listed)
+        assert alerts.flush_outbox() == (1, 0)
+        assert [row[1:] for row in logins] == [
+            (b"alerts@example.nhs.uk", b"s3cret")]
+    finally:
+        relay.stop()
+
+
+def test_a_connection_without_a_login_may_use_plain_smtp_anywhere(carewatch_home, tmp_path, monkeypatch):
+    # a relay inside the network that takes mail without AUTH (often port 25): nothing secret is sent
+    import json
+
+    with mailcatcher.catch_mail(tmp_path / "mail") as (port, directory):
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.1", "port": port, "extra": {"disable_tls": True, "disable_ssl": True}}))
+        monkeypatch.setattr(alerts, "settings", lambda: {**alerts._settings_file(), "plain_smtp_hosts": []})
+        alerts.send(alerts.Alert(subject="[carewatch] FAILED x.y: z", html="<p>z</p>"))
+        assert len(mailcatcher.messages(directory)) == 1

@@ -92,12 +92,45 @@ def test_images_are_pinned(config):
         assert ":" in image and not image.endswith(":latest"), (name, image)
 
 
+def test_published_ports_listen_on_this_machine_only_unless_env_says(tmp_path, config):
+    # a security review: the UI (plain HTTP, one shared admin) and Mailpit (no login, every
+    # alert) listened on every interface
+    published = {(name, p["target"]): p.get("host_ip") for name, service in config["services"].items()
+                 for p in service.get("ports", [])}
+    assert published == {("airflow-apiserver", 8080): "127.0.0.1", ("mailpit", 8025): "127.0.0.1"}
+    wider = resolved(tmp_path, filled_example() + "\nAIRFLOW_UI_BIND=0.0.0.0\n")
+    assert [p["host_ip"] for p in wider["services"]["airflow-apiserver"]["ports"]] == ["0.0.0.0"]
+    assert [p["host_ip"] for p in wider["services"]["mailpit"]["ports"]] == ["127.0.0.1"]
+
+
+def test_the_admin_password_is_mounted_only_where_it_is_used(config):
+    # the worker parses untrusted files: it has no business holding the UI's admin password
+    def mounts(name):
+        return [(v.get("source"), v["target"]) for v in config["services"][name].get("volumes", [])]
+
+    passwords = ("airflow-passwords", "/opt/airflow/passwords")
+    holding = {name for name in AIRFLOW_SERVICES if passwords in mounts(name)}
+    assert holding == {"airflow-apiserver", "airflow-init"}
+    # otherwise the same mounts as every Airflow service (the list is written out twice)
+    for name in holding:
+        assert [m for m in mounts(name) if m != passwords] == mounts("airflow-worker"), name
+
+
+def test_the_broker_needs_its_password(config):
+    redis = config["services"]["redis"]
+    assert redis["command"] == ["redis-server", "--requirepass", "test-REDIS_PASSWORD"]
+    assert redis["environment"]["REDISCLI_AUTH"] == "test-REDIS_PASSWORD"  # the health check's redis-cli logs in
+    for name in AIRFLOW_SERVICES:
+        assert config["services"][name]["environment"]["AIRFLOW__CELERY__BROKER_URL"] == "redis://:test-REDIS_PASSWORD@redis:6379/0"
+
+
 def test_init_job_creates_the_warehouse_pool(config):
     command = " ".join(config["services"]["airflow-init"]["command"])
     assert "airflow pools set carewatch_warehouse 1" in command and "airflow db migrate" in command
 
 
-@pytest.mark.parametrize("missing", ["AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_FERNET_KEY", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "SMTP_PASSWORD"])
+@pytest.mark.parametrize("missing", ["AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_FERNET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD",
+                                     "AIRFLOW_ADMIN_PASSWORD", "SMTP_PASSWORD"])
 def test_refuses_to_start_without_each_secret(tmp_path, missing):
     example = (ROOT / ".env.example").read_text()
     filled = re.sub(r"^([A-Z_]+)=$", r"\1=test-\1", example, flags=re.MULTILINE)
@@ -111,7 +144,8 @@ def test_refuses_to_start_without_each_secret(tmp_path, missing):
 
 def test_no_secret_in_the_repository():
     example = (ROOT / ".env.example").read_text()
-    assert all(line.endswith("=") or not line.startswith(("AIRFLOW_JWT", "AIRFLOW_API_SECRET", "AIRFLOW_FERNET", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN", "SMTP_PASSWORD"))
+    assert all(line.endswith("=") or not line.startswith(("AIRFLOW_JWT", "AIRFLOW_API_SECRET", "AIRFLOW_FERNET", "POSTGRES_PASSWORD", "REDIS_PASSWORD",
+                                                          "AIRFLOW_ADMIN", "SMTP_PASSWORD"))
                for line in example.splitlines())
     assert ".env" in (ROOT / ".gitignore").read_text().split()
 
@@ -299,9 +333,15 @@ def test_alerts_go_to_mailpit_over_plain_smtp_by_default(config, monkeypatch):
     assert "mailpit" in config["services"]  # .env.example starts it (COMPOSE_PROFILES)
 
 
+def mailpit_lines_removed(env_text: str) -> str:
+    """.env.example as an operator leaves it after naming a relay: the three Mailpit lines gone."""
+    return re.sub(r"^(COMPOSE_PROFILES|CAREWATCH_SMTP_DISABLE_TLS|CAREWATCH_SMTP_DISABLE_SSL)=.*$", "", env_text, flags=re.MULTILINE)
+
+
 def test_alerts_go_to_the_relay_env_names_with_starttls(tmp_path, monkeypatch):
-    # the relay example of .env.example, uncommented: host, port, login and TLS flags all come from .env
-    relay = re.sub(r"^# (CAREWATCH_SMTP_[A-Z_]+=)", r"\1", filled_example(), flags=re.MULTILINE)
+    # the relay example of .env.example, uncommented and the Mailpit lines removed, as it says:
+    # host, port and login come from .env, and STARTTLS is the default
+    relay = mailpit_lines_removed(re.sub(r"^# (CAREWATCH_SMTP_[A-Z_]+=)", r"\1", filled_example(), flags=re.MULTILINE))
     config = resolved(tmp_path, relay)
     conns = {config["services"][s]["environment"]["AIRFLOW_CONN_SMTP_DEFAULT"] for s in AIRFLOW_SERVICES}
     assert len(conns) == 1
@@ -310,6 +350,24 @@ def test_alerts_go_to_the_relay_env_names_with_starttls(tmp_path, monkeypatch):
         "smtp.example.nhs.uk", 587, "carewatch-alerts@example.nhs.uk", "test-SMTP_PASSWORD")
     # port 587 speaks STARTTLS: plain SMTP, then STARTTLS (SMTP_SSL there fails the handshake)
     assert not hook.use_ssl and hook.smtp_starttls
+
+
+def test_a_relay_named_with_mailpits_plain_flags_left_in_gets_no_login_in_clear(tmp_path, monkeypatch):
+    # a security review: the flags used to default to plain SMTP, so a relay named without them
+    # received the login and password unencrypted. Forgetting to remove the Mailpit lines now
+    # stops at carewatch's own check, before any connection (the alert waits in the outbox)
+    from carewatch import alerts
+    from carewatch.errors import CarewatchError
+
+    relay = re.sub(r"^# (CAREWATCH_SMTP_(HOST|PORT|LOGIN)=)", r"\1", filled_example(), flags=re.MULTILINE)
+    hook = smtp_hook(monkeypatch, resolved(tmp_path, relay)["services"]["airflow-worker"])
+    assert (hook.host, hook.smtp_starttls, hook.use_ssl) == ("smtp.example.nhs.uk", False, False)
+    with pytest.raises(CarewatchError, match="would send its login .* unencrypted to smtp.example.nhs.uk"):
+        alerts.refuse_plain_login(hook, alerts.settings())
+    # Mailpit itself, on the compose network, takes the login in plain text as before
+    mailpit = smtp_hook(monkeypatch, resolved(tmp_path, filled_example())["services"]["airflow-worker"])
+    assert mailpit.host == "mailpit" and not mailpit.smtp_starttls
+    alerts.refuse_plain_login(mailpit, alerts.settings())
 
 
 def test_a_relay_without_auth_gets_no_login(tmp_path, monkeypatch):
