@@ -12,7 +12,7 @@ One call fetches one source and period:
   200 with the same sha256, is "unchanged" and nothing is stored;
 - 404 before the period is due (+ grace days) is "not published yet"; after, an error;
 - nothing is accepted before content checks: HTML instead of a file, wrong content type,
-  a body shorter than Content-Length, over ``max_bytes``, wrong file signature, a workbook or
+  a body shorter than Content-Length (or a Content-Length that is not a number), over ``max_bytes``, wrong file signature, a workbook or
   Parquet file that does not open, the very file another period holds (in any version; a
   reviewed exception: ``config/accepted_files.csv``).
   A refusal raises :class:`FetchError` naming source, period and URL and leaves the raw store
@@ -308,7 +308,9 @@ class _Links(HTMLParser):
 def _page_encoding(content_type: str, body: bytes) -> str:
     """A web page's character encoding: the header's charset, else the page's own
     ``<meta charset>`` (or http-equiv), else UTF-8 (requests would guess Latin-1 for any
-    text/html without a charset, which turns UTF-8's non-breaking spaces into two characters)."""
+    text/html without a charset, which turns UTF-8's non-breaking spaces into two characters).
+    A name Python does not know, or knows as a codec that is not a text encoding ("zip",
+    "base64": bytes to bytes), is passed over."""
     import codecs
     import re
 
@@ -318,10 +320,21 @@ def _page_encoding(content_type: str, body: bytes) -> str:
             name = found.group(1)
             name = name.decode("ascii", "replace") if isinstance(name, bytes) else name
             try:
-                return codecs.lookup(name).name
+                codec = codecs.lookup(name)
             except LookupError:
-                pass
+                continue
+            if getattr(codec, "_is_text_encoding", True):  # CPython marks bytes-to-bytes codecs False
+                return codec.name
     return "utf-8"
+
+
+def _page_text(content_type: str, body: bytes) -> str:
+    """The page as text, in :func:`_page_encoding`; as UTF-8 where that encoding cannot decode
+    with replacement characters (Python's "idna", "punycode" and "undefined" raise instead)."""
+    try:
+        return body.decode(_page_encoding(content_type, body), errors="replace")
+    except UnicodeError:
+        return body.decode("utf-8", errors="replace")
 
 
 def _words(text: str) -> str:
@@ -350,7 +363,7 @@ def find_link(session, link: sources.PageLink, timeout, src: sources.Source, per
                              transient=response.status_code >= 500 or response.status_code == 429)
         body = _read_limited(response, src, period, link.page)
     parser = _Links()
-    parser.feed(body.decode(_page_encoding(response.headers.get("Content-Type", ""), body), errors="replace"))
+    parser.feed(_page_text(response.headers.get("Content-Type", ""), body))
     wanted = _words(link.text)
     found = sorted({urljoin(link.page, href.strip()) for href, text in parser.links
                     if _words(text).startswith(wanted) and not _words(text)[len(wanted):len(wanted) + 1].isalnum()})
@@ -410,9 +423,16 @@ def record_reported(err: FetchError, run_id: str | None) -> None:
 
 
 def _read_limited(response, src: sources.Source, period: str, url: str) -> bytes:
+    import re
+
     declared = response.headers.get("Content-Length")
-    if declared and int(declared) > src.max_bytes:
-        raise FetchError(src.name, period, url, f"file is {int(declared):,} bytes, over the {src.max_bytes:,} byte limit",
+    if declared is not None:
+        if not re.fullmatch(r"[0-9]+", declared.strip()):  # not int(): it takes "+1", "1_000", " 1 "
+            raise FetchError(src.name, period, url, f"malformed Content-Length header {declared[:40]!r}",
+                             kind="malformed Content-Length header")
+        declared = int(declared)
+    if declared is not None and declared > src.max_bytes:
+        raise FetchError(src.name, period, url, f"file is {declared:,} bytes, over the {src.max_bytes:,} byte limit",
                          kind=f"file over the {src.max_bytes:,} byte limit")
     buffer = io.BytesIO()
     import requests
@@ -430,7 +450,7 @@ def _read_limited(response, src: sources.Source, period: str, url: str) -> bytes
     # Content-Length counts the bytes on the wire: a compressed response (Content-Encoding:
     # gzip, as web pages often are) is longer once decoded, so compare what was read off the wire
     received = len(body) if response.headers.get("Content-Encoding", "identity").lower() == "identity" else response.raw.tell()
-    if declared and received != int(declared):
-        raise FetchError(src.name, period, url, f"download truncated: {received:,} of {int(declared):,} bytes",
+    if declared is not None and received != declared:
+        raise FetchError(src.name, period, url, f"download truncated: {received:,} of {declared:,} bytes",
                          kind="download truncated", transient=True)
     return body

@@ -5,9 +5,12 @@ Every refused download must leave the raw store and the manifest exactly as they
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import io
+import socket
+import threading
 import time
 
 import duckdb
@@ -490,3 +493,46 @@ def test_a_redirect_loop_or_a_failed_tls_handshake_is_not_transient(httpserver, 
         fetch.fetch(src, PERIOD, env="embedded", base_url=base.replace("http://", "https://"), as_of=LONG_AFTER)
     assert not loop.value.transient and not tls.value.transient
     assert state()[1] == []
+
+
+
+@contextlib.contextmanager
+def raw_http(answer: bytes, connections: int = 1):
+    """A server on 127.0.0.1 that answers each of ``connections`` connections with the raw bytes
+    ``answer`` (headers a real server's framework would not send as given), then closes it;
+    yields its base URL."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def answer_all():
+        for _ in range(connections):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(answer)
+            conn.close()
+
+    threading.Thread(target=answer_all, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("length", ["12abc", "1_000", "-5", ""])
+def test_a_malformed_content_length_is_a_logged_refusal(carewatch_home, src, length):
+    # int() raised ValueError (or read "1_000" as 1000): an error outside FetchError, not
+    # logged in fetch_log, retried and emailed as a generic task failure
+    body = tiny_xls()
+    answer = (f"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ms-excel\r\nContent-Length: {length}\r\n"
+              "Connection: close\r\n\r\n").encode() + body
+    with raw_http(answer) as base:
+        with pytest.raises(FetchError, match=rf"^dtoc_la 2017-02: malformed Content-Length header '{length}' \(http://") as err:
+            fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert err.value.kind == "malformed Content-Length header" and not err.value.transient
+    assert state() == ({}, [])
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        assert con.execute("select outcome, refusal from fetch_log").fetchall() == [("refused", "malformed Content-Length header")]

@@ -273,3 +273,20 @@ def test_a_url_list_named_but_missing_is_an_error_not_an_empty_list(src, tmp_pat
     missing = dataclasses.replace(src, urls={"test": {**src.urls["test"], "url_list": str(tmp_path / "config/urls/dtoc_la.csv")}})
     with pytest.raises(FileNotFoundError, match="url_list .*config/urls/dtoc_la.csv, which does not exist"):
         sources.page_link(missing, PERIOD, "test", "http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("content_type,meta", [
+    ("text/html; charset=zip", ""),           # a codec Python knows, bytes to bytes: LookupError when decoding
+    ("text/html; charset=base64", '<meta charset="utf-8">'),
+    ("text/html", '<meta charset="zlib">'),
+    ("text/html; charset=undefined", ""),     # text encodings that cannot decode with replacement
+    ("text/html; charset=idna", ""),
+])
+def test_a_page_declaring_an_encoding_that_cannot_decode_it_is_read_as_utf8(httpserver, base, src, content_type, meta):
+    from werkzeug import Response
+
+    html = (f"<html><head>{meta}</head><body><a href=\"{XLS}\">Total Delayed Days Local Authority 2016-17\u00a0February "
+            "(XLS, 139KB)</a></body></html>").encode("utf-8")
+    httpserver.expect_request(PAGE).respond_with_response(Response(html, headers={"Content-Type": content_type}))
+    httpserver.expect_request(XLS).respond_with_data(tiny_xls(1), content_type="application/vnd.ms-excel")
+    assert fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER).url == f"{base}{XLS}"
