@@ -12,8 +12,10 @@ One call fetches one source and period:
   200 with the same sha256, is "unchanged" and nothing is stored;
 - 404 before the period is due (+ grace days) is "not published yet"; after, an error;
 - nothing is accepted before content checks: HTML instead of a file, wrong content type,
-  a body shorter than Content-Length (or a Content-Length that is not a number), over ``max_bytes``, wrong file signature, a workbook or
-  Parquet file that does not open, the very file another period holds (in any version; a
+  a body shorter than Content-Length (or a Content-Length that is not a number), over
+  ``max_bytes``, wrong file signature, a workbook or Parquet file that does not open, a
+  workbook of more than ``max_sheets`` sheets or spanning more than ``max_cells`` cells
+  (:func:`_check_workbook_size`), the very file another period holds (in any version; a
   reviewed exception: ``config/accepted_files.csv``).
   A refusal raises :class:`FetchError` naming source, period and URL and leaves the raw store
   and the manifest unchanged (it is logged in ``fetch_log``); a body the content checks
@@ -135,13 +137,7 @@ def check_content(src: sources.Source, period: str, url: str, body: bytes, conte
     if src.format == "xls":
         if not body.startswith(OLE2_MAGIC):
             refuse("not an .xls workbook (no OLE2 signature)")
-        try:
-            import xlrd
-
-            xlrd.open_workbook(file_contents=body, on_demand=True).release_resources()
-        except Exception as err:  # xlrd raises several types for damaged files
-            raise FetchError(src.name, period, url, f"workbook is truncated or damaged: {err}",
-                             kind="workbook is truncated or damaged", body=body) from err
+        _check_workbook_size(src, period, url, body)
     elif src.format == "parquet":
         if not (body.startswith(b"PAR1") and body.endswith(b"PAR1")):
             refuse("not a complete Parquet file (PAR1 markers missing)")
@@ -151,6 +147,41 @@ def check_content(src: sources.Source, period: str, url: str, body: bytes, conte
         first_line = body.split(b"\n", 1)[0]
         if b"," not in first_line:
             refuse("no comma-separated header line")
+
+
+def _check_workbook_size(src: sources.Source, period: str, url: str, body: bytes) -> None:
+    """Refuse an .xls workbook that does not open, or of more than ``src.max_sheets`` sheets, or
+    whose sheets span more than ``src.max_cells`` cells in all: rows x columns, as the parsers
+    (pandas and calamine, every sheet) build them in memory. A few KB can span millions: a
+    sheet with one cell in A1 and one in IV65536 is 16.7 million, over a GB once parsed.
+    xlrd reads one sheet at a time (``on_demand``), each row only as long as its last cell
+    (``ragged_rows``): checking that sheet takes tens of MB."""
+    import xlrd
+
+    try:
+        book = xlrd.open_workbook(file_contents=body, on_demand=True, ragged_rows=True)
+    except Exception as err:  # xlrd raises several types for damaged files
+        raise FetchError(src.name, period, url, f"workbook is truncated or damaged: {err}",
+                         kind="workbook is truncated or damaged", body=body) from err
+    try:
+        if book.nsheets > src.max_sheets:
+            raise FetchError(src.name, period, url, f"workbook too large: {book.nsheets} sheets, over the limit of "
+                             f"{src.max_sheets}", kind="workbook too large", body=body)
+        cells = 0
+        for index in range(book.nsheets):
+            try:
+                sheet = book.sheet_by_index(index)
+            except Exception as err:
+                raise FetchError(src.name, period, url, f"workbook is truncated or damaged: {err}",
+                                 kind="workbook is truncated or damaged", body=body) from err
+            cells += sheet.nrows * sheet.ncols
+            if cells > src.max_cells:
+                raise FetchError(src.name, period, url, f"workbook too large: its sheets up to {sheet.name!r} span "
+                                 f"{cells:,} cells (rows x columns), over the limit of {src.max_cells:,}",
+                                 kind="workbook too large", body=body)
+            book.unload_sheet(index)
+    finally:
+        book.release_resources()
 
 
 def fetch(

@@ -41,6 +41,8 @@ class Source:
     retry: dict = field(default_factory=dict)
     grace_days: int = 14
     feeds_metrics: bool = False
+    max_sheets: int = 50
+    max_cells: int = 2_000_000
 
     def env_urls(self, env: str | None = None) -> dict:
         env = env or environment()
@@ -87,6 +89,8 @@ def _load(config_dir: str) -> tuple[dict, dict[str, Source]]:
             retry=entry.get("retry", defaults.get("retry", {})),
             grace_days=int(entry.get("grace_days", defaults.get("grace_days", 14))),
             feeds_metrics=bool(entry.get("feeds_metrics", False)),
+            max_sheets=int(entry.get("max_sheets", defaults.get("max_sheets", 50))),
+            max_cells=int(entry.get("max_cells", defaults.get("max_cells", 2_000_000))),
         )
     return data, out
 

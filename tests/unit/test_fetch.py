@@ -536,3 +536,48 @@ def test_a_malformed_content_length_is_a_logged_refusal(carewatch_home, src, len
     assert state() == ({}, [])
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
         assert con.execute("select outcome, refusal from fetch_log").fetchall() == [("refused", "malformed Content-Length header")]
+
+
+def spanning_xls(sheets: int, last_row: int = 65535, last_col: int = 255) -> bytes:
+    """A workbook of a few KB whose every sheet has a cell in A1 and one at (last_row, last_col):
+    the parsers build each sheet's whole grid (IV65536: 16.7 million cells, over a GB)."""
+    book = xlwt.Workbook()
+    for index in range(sheets):
+        sheet = book.add_sheet(f"s{index}")
+        sheet.write(0, 0, "x")
+        sheet.write(last_row, last_col, 1)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("body,problem", [
+    (spanning_xls(1), r"workbook too large: its sheets up to 's0' span 16,777,216 cells \(rows x columns\), "
+                      r"over the limit of 2,000,000"),
+    # sheets each under the limit, over it together: pandas reads every sheet
+    (spanning_xls(3, 9999, 99), r"workbook too large: its sheets up to 's2' span 3,000,000 cells \(rows x columns\), "
+                                r"over the limit of 2,000,000"),
+    (spanning_xls(51, 1, 1), r"workbook too large: 51 sheets, over the limit of 50"),
+])
+def test_a_small_workbook_spanning_millions_of_cells_is_refused(httpserver, base, src, body, problem):
+    assert len(body) < 100_000
+    serve(httpserver, body)
+    with pytest.raises(FetchError, match=rf"^dtoc_la 2017-02: {problem} \(http://") as err:
+        fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert err.value.kind == "workbook too large" and not err.value.transient
+    assert state() == ({}, [])
+    assert (paths.refused_dir() / "dtoc_la" / PERIOD / f"{rawstore.sha256_of(body)}.xls").read_bytes() == body
+
+
+def test_every_real_and_sample_workbook_is_well_within_the_workbook_limits():
+    # each passes at a third of the catalogue's sheet limit and a tenth of its cell limit (the
+    # largest, ONS mid-2017: 13 sheets spanning 167,403 cells; the limits are 50 and 2,000,000)
+    from tests.conftest import FIXTURES
+
+    books = sorted(FIXTURES.glob("**/*.xls")) + sorted(paths.samples_dir().glob("**/*.xls"))
+    assert len(books) >= 80
+    for book in books:
+        src = sources.get({"ons": "ons_mye", "dtoc-la": "dtoc_la"}.get(book.parent.name, book.parent.name))
+        assert src.format == "xls" and (src.max_sheets, src.max_cells) == (50, 2_000_000)
+        strict = dataclasses.replace(src, max_sheets=src.max_sheets // 3, max_cells=src.max_cells // 10)
+        fetch.check_content(strict, "any", str(book), book.read_bytes(), "application/vnd.ms-excel")
