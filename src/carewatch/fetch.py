@@ -4,12 +4,16 @@ One call fetches one source and period:
 
 - ``requests`` with a urllib3 ``Retry`` policy (backoff on connection errors, 429 and 5xx,
   honouring Retry-After) and connect/read timeouts from the catalogue;
-- only hosts the catalogue allows for the environment;
+- only hosts the catalogue allows for the environment, and in production only https: the
+  catalogue's URL, the file a publication page links and every redirect (at most
+  :data:`MAX_REDIRECTS`, followed one by one: :func:`_get`) are checked before they are asked;
+  ``raw_manifest.url`` is where the file was served from, after any redirect;
 - where download names carry random suffixes (NHS England's DTOC files), the period's link is
   read from the publication page (``index_page``, ``link_text``; :func:`find_link`) unless
   the source's ``url_list`` names the URL; a page without the link counts as a 404 below;
-- conditional GET (If-None-Match / If-Modified-Since from the last version, at its URL): a 304, or a
-  200 with the same sha256, is "unchanged" and nothing is stored;
+- conditional GET (If-None-Match / If-Modified-Since from the last version, sent only to the URL
+  it was served from, after the same redirects): a 304, or a 200 with the same sha256, is
+  "unchanged" and nothing is stored;
 - 404 before the period is due (+ grace days) is "not published yet"; after, an error;
 - nothing is accepted before content checks: HTML instead of a file, wrong content type,
   a body shorter than Content-Length (or a Content-Length that is not a number), over
@@ -201,8 +205,6 @@ def fetch(
     refused as at the end of another run raises :class:`AlreadyRefused` (without it, every
     refusal is a FetchError).
     """
-    import requests
-
     from carewatch import warehouse
 
     src = source if isinstance(source, sources.Source) else sources.get(source)
@@ -210,9 +212,7 @@ def fetch(
     env = env or sources.environment()
     link = sources.page_link(src, period, env, base_url)
     url = link.page if link else sources.url_for(src, period, env, base_url)
-    host = urlparse(url).hostname or ""
-    if host not in src.allowed_hosts(env):
-        raise FetchError(source, period, url, f"host {host!r} is not allowed for {source} in {env}")
+    _refuse_unless_allowed(src, period, env, url)
     timeout = (float(src.timeout_seconds.get("connect", 10)), float(src.timeout_seconds.get("read", 60)))
     session = session or session_for(src)
     with warehouse.connect() as con:
@@ -231,28 +231,22 @@ def fetch(
 
         try:
             if link:
-                found = find_link(session, link, timeout, src, period)
+                found = find_link(session, link, timeout, src, period, env)
                 if found is None:
                     missing(link.page, f"the publication page has no link starting {link.text!r}")
                 url = found
-                host = urlparse(url).hostname or ""
-                if host not in src.allowed_hosts(env):
-                    raise FetchError(source, period, url, f"the publication page links a file on host {host!r}, "
-                                     f"which is not allowed for {source} in {env}", kind="link to a host not allowed")
-            # conditional GET only at the URL the held version came from: a file found at
-            # another URL (a revision taken back, the page linking the original again) may be
-            # older than the held one, and If-Modified-Since would call it unchanged
-            headers = {}
-            if last and last[5] == url:
+                _refuse_unless_allowed(src, period, env, url, via="link")
+            # conditional GET only at the URL the held version came from (where its bytes were
+            # served, after any redirect): a file found at another URL (a revision taken back,
+            # the page linking the original again) may be older than the held one, and
+            # If-Modified-Since would call it unchanged
+            validators = {}
+            if last:
                 if last[2]:
-                    headers["If-None-Match"] = last[2]
+                    validators["If-None-Match"] = last[2]
                 if last[3]:
-                    headers["If-Modified-Since"] = last[3]
-            try:
-                response = session.get(url, headers=headers, timeout=timeout, stream=True)
-            except requests.RequestException as err:
-                raise FetchError(source, period, url, f"request failed after retries: {err.__class__.__name__}: {err}",
-                                 kind=f"request failed after retries: {err.__class__.__name__}", transient=_transient(err)) from err
+                    validators["If-Modified-Since"] = last[3]
+            response, url = _get(session, url, src, period, env, timeout, "request", validators, last[5] if last else None)
             with response:
                 status = response.status_code
                 if status == 304 and last:
@@ -288,8 +282,8 @@ def fetch(
                     con.execute("rollback")
                     raise
                 return FetchResult(source, period, "new_version", version, digest, str(raw_path), url, status, len(body))
-        except FetchError as err:
-            reported = _reported_before(con, source, period, url, err.kind, run_id) if last and run_id else None
+        except FetchError as err:  # logged at the URL it is about: the one asked, redirected from, or served from
+            reported = _reported_before(con, source, period, err.url, err.kind, run_id) if last and run_id else None
             kept = err.body  # what was served, kept for a look (not in the raw store)
             sha = rawstore.sha256_of(kept) if kept else None
             if kept:
@@ -297,11 +291,73 @@ def fetch(
                     rawstore.put(source, period, kept, src.format, root=paths.refused_dir())
                 except OSError as store_err:  # the refusal is what matters: logged and raised all the same
                     print(f"{source} {period}: could not keep the refused file: {store_err}")
-            _log(con, source, period, url, "already_refused" if reported else "refused", size=len(kept) if kept else None,
+            _log(con, source, period, err.url, "already_refused" if reported else "refused", size=len(kept) if kept else None,
                  sha=sha, error=err.problem, run_id=run_id, refusal=err.kind)
             if reported is not None:
-                raise AlreadyRefused(source, period, url, err.problem, reported) from err
+                raise AlreadyRefused(source, period, err.url, err.problem, reported) from err
             raise
+
+
+MAX_REDIRECTS = 5
+
+
+def _refuse_unless_allowed(src: sources.Source, period: str, env: str, url: str, via: str | None = None,
+                           target: str | None = None) -> None:
+    """Refuse, before it is asked, a URL on a host ``src`` does not allow in ``env``, or not
+    https in production (http or https elsewhere). ``via``: None for the catalogue's URL,
+    "link" for the file a publication page links (``url``), "redirect" for where ``url``
+    redirects (``target``)."""
+    asked = target or url
+    parts = urlparse(asked)
+    host = parts.hostname or ""
+    if host not in src.allowed_hosts(env):
+        problem, kind = {
+            None: (f"host {host!r} is", None),
+            "link": (f"the publication page links a file on host {host!r}, which is", "link to a host not allowed"),
+            "redirect": (f"redirected to {asked}, on host {host!r}, which is", "redirect to a host not allowed"),
+        }[via]
+        raise FetchError(src.name, period, url, f"{problem} not allowed for {src.name} in {env}", kind=kind)
+    schemes = ("https",) if env == "production" else ("http", "https")
+    if parts.scheme.lower() not in schemes:
+        allowed = " or ".join(schemes)
+        problem, kind = {
+            None: (f"the URL is {parts.scheme or 'without a scheme'}, not {allowed}", f"URL not {allowed}"),
+            "link": (f"the publication page links a file over {parts.scheme}, not {allowed}", f"link not {allowed}"),
+            "redirect": (f"redirected to {asked}, over {parts.scheme}, not {allowed}", f"redirect not {allowed}"),
+        }[via]
+        raise FetchError(src.name, period, url, f"{problem} (in {env})", kind=kind)
+
+
+def _get(session, url: str, src: sources.Source, period: str, env: str, timeout, what: str,
+         validators: dict | None = None, validators_at: str | None = None):
+    """GET ``url`` (streamed), following at most :data:`MAX_REDIRECTS` redirects one by one:
+    each target is checked (:func:`_refuse_unless_allowed`) before it is asked, so nothing is
+    requested from a host the catalogue does not allow, nor over http in production.
+    ``validators`` (If-None-Match, If-Modified-Since) go only to a hop at ``validators_at``.
+    Returns the last response (not a redirect) and its URL: where the body comes from.
+    A request that fails (after urllib3's retries) is a FetchError naming the hop asked;
+    ``what``: "request", or "publication page request"."""
+    import requests
+
+    hops = 0
+    while True:
+        try:
+            response = session.get(url, headers=validators if validators and url == validators_at else None,
+                                   timeout=timeout, stream=True, allow_redirects=False)
+            if response.is_redirect and hops == MAX_REDIRECTS:
+                response.close()
+                raise requests.TooManyRedirects(f"Exceeded {MAX_REDIRECTS} redirects.", response=response)
+        except requests.RequestException as err:
+            raise FetchError(src.name, period, url, f"{what} failed after retries: {err.__class__.__name__}: {err}",
+                             kind=f"{what} failed after retries: {err.__class__.__name__}", transient=_transient(err)) from err
+        if not response.is_redirect:
+            return response, url
+        # requests works out the target as it would follow it (relative, fragment, quoting)
+        # and has read and closed the redirect's own body
+        target = response.next.url if response.next is not None else urljoin(url, response.headers["Location"])
+        response.close()
+        _refuse_unless_allowed(src, period, env, url, via="redirect", target=target)
+        url, hops = target, hops + 1
 
 
 def _transient(err) -> bool:
@@ -372,34 +428,31 @@ def _words(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def find_link(session, link: sources.PageLink, timeout, src: sources.Source, period: str) -> str | None:
+def find_link(session, link: sources.PageLink, timeout, src: sources.Source, period: str,
+              env: str | None = None) -> str | None:
     """The URL of the one file the publication page ``link.page`` links with text starting
     ``link.text`` (case and spacing aside, followed by nothing or by a non-alphanumeric
     character: "... 2017-18 March (Revised 13.12.18) (XLS, 139KB)"); None when the page is
     404 or has no such link. Several different files so linked are refused: the page cannot
-    say which is the period's (a data engineer lists the right one in the source's url_list)."""
-    import requests
-
-    try:
-        response = session.get(link.page, timeout=timeout, stream=True)
-    except requests.RequestException as err:
-        raise FetchError(src.name, period, link.page, f"publication page request failed after retries: {err.__class__.__name__}: {err}",
-                         kind=f"publication page request failed after retries: {err.__class__.__name__}",
-                         transient=_transient(err)) from err
+    say which is the period's (a data engineer lists the right one in the source's url_list).
+    The page's redirects are followed as the file's are (:func:`_get`); its links are relative
+    to where it was served."""
+    response, page = _get(session, link.page, src, period, env or sources.environment(), timeout,
+                          "publication page request")
     with response:
         if response.status_code == 404:
             return None
         if response.status_code != 200:
-            raise FetchError(src.name, period, link.page, f"HTTP {response.status_code} for the publication page",
+            raise FetchError(src.name, period, page, f"HTTP {response.status_code} for the publication page",
                              transient=response.status_code >= 500 or response.status_code == 429)
-        body = _read_limited(response, src, period, link.page)
+        body = _read_limited(response, src, period, page)
     parser = _Links()
     parser.feed(_page_text(response.headers.get("Content-Type", ""), body))
     wanted = _words(link.text)
-    found = sorted({urljoin(link.page, href.strip()) for href, text in parser.links
+    found = sorted({urljoin(page, href.strip()) for href, text in parser.links
                     if _words(text).startswith(wanted) and not _words(text)[len(wanted):len(wanted) + 1].isalnum()})
     if len(found) > 1:
-        raise FetchError(src.name, period, link.page, f"the publication page links {len(found)} different files with text starting "
+        raise FetchError(src.name, period, page, f"the publication page links {len(found)} different files with text starting "
                          f"{link.text!r} ({', '.join(found)}): list the period's URL in the source's url_list",
                          kind="several links on the publication page")
     return found[0] if found else None

@@ -581,3 +581,76 @@ def test_every_real_and_sample_workbook_is_well_within_the_workbook_limits():
         assert src.format == "xls" and (src.max_sheets, src.max_cells) == (50, 2_000_000)
         strict = dataclasses.replace(src, max_sheets=src.max_sheets // 3, max_cells=src.max_cells // 10)
         fetch.check_content(strict, "any", str(book), book.read_bytes(), "application/vnd.ms-excel")
+
+
+@contextlib.contextmanager
+def other_server(host: str = "127.0.0.1", ssl_context=None):
+    """A second real HTTP server (pytest-httpserver's), for a redirect's or a link's target."""
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host=host, port=0, ssl_context=ssl_context)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.clear()
+        server.stop()
+
+
+def redirect(location: str, status: int = 302) -> Response:
+    return Response(status=status, headers={"Location": location})
+
+
+def test_a_redirect_to_a_host_not_allowed_is_refused_without_asking_it(httpserver, base, src):
+    # requests followed up to 30 redirects anywhere: the catalogue's allowed_hosts held for the
+    # first URL only, and raw_manifest named that URL, not the host the file came from
+    assert "127.0.0.2" not in src.allowed_hosts("embedded")
+    with other_server("127.0.0.2") as elsewhere:
+        elsewhere.expect_request("/evil.xls").respond_with_data(tiny_xls(5), content_type="application/vnd.ms-excel")
+        target = elsewhere.url_for("/evil.xls")
+        httpserver.expect_request(f"/dtoc_la/{PERIOD}.xls").respond_with_response(redirect(target))
+        with pytest.raises(FetchError, match=rf"^dtoc_la 2017-02: redirected to {target}, on host '127.0.0.2', which is not "
+                                             rf"allowed for dtoc_la in embedded \({base}/dtoc_la/{PERIOD}.xls\)$") as err:
+            fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+        assert elsewhere.log == []  # not asked at all
+    assert err.value.kind == "redirect to a host not allowed" and not err.value.transient
+    assert state() == ({}, [])
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        assert con.execute("select outcome, url, refusal from fetch_log").fetchall() == [
+            ("refused", f"{base}/dtoc_la/{PERIOD}.xls", "redirect to a host not allowed")]
+
+
+def test_a_redirect_within_the_allowed_hosts_is_followed_and_the_file_s_own_url_recorded(httpserver, base, src):
+    # localhost -> 127.0.0.1 (both allowed) -> a relative Location; the held version's
+    # validators go to the URL its bytes came from, not to the URL that redirected there
+    body = tiny_xls(6)
+    final = "/files/LA-Type-B-February-2017-x1Y2z.xls"
+    numeric = base.replace("localhost", "127.0.0.1")
+    asked = []
+
+    def file(request):
+        asked.append((request.host.split(":")[0], request.path, request.headers.get("If-None-Match")))
+        if request.headers.get("If-None-Match") == '"v6"':
+            return Response(status=304, headers={"ETag": '"v6"'})
+        return Response(body, content_type="application/vnd.ms-excel", headers={"ETag": '"v6"'})
+
+    httpserver.expect_request(f"/dtoc_la/{PERIOD}.xls").respond_with_response(redirect(f"{numeric}/moved/{PERIOD}.xls", 301))
+    httpserver.expect_request(f"/moved/{PERIOD}.xls").respond_with_response(redirect(final, 307))
+    httpserver.expect_request(final).respond_with_handler(file)
+    first = fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert (first.status, first.url) == ("new_version", f"{numeric}{final}")
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        assert con.execute("select url from raw_manifest").fetchall() == [(f"{numeric}{final}",)]
+    again = fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert (again.status, again.http_status, again.url) == ("unchanged", 304, f"{numeric}{final}")
+    assert asked == [("127.0.0.1", final, None), ("127.0.0.1", final, '"v6"')]
+    assert [request.headers.get("If-None-Match") for request, _ in httpserver.log if request.path != final] == [None] * 4
+
+
+def test_redirects_are_followed_five_times_at_most(httpserver, base, src):
+    for hop in range(6):
+        httpserver.expect_request(f"/hop{hop}").respond_with_response(redirect(f"/hop{hop + 1}"))
+    httpserver.expect_request(f"/dtoc_la/{PERIOD}.xls").respond_with_response(redirect("/hop0"))
+    with pytest.raises(FetchError, match=r"request failed after retries: TooManyRedirects: Exceeded 5 redirects\. \(.*/hop4\)"):
+        fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert [request.path for request, _ in httpserver.log] == [f"/dtoc_la/{PERIOD}.xls"] + [f"/hop{hop}" for hop in range(5)]

@@ -290,3 +290,108 @@ def test_a_page_declaring_an_encoding_that_cannot_decode_it_is_read_as_utf8(http
     httpserver.expect_request(PAGE).respond_with_response(Response(html, headers={"Content-Type": content_type}))
     httpserver.expect_request(XLS).respond_with_data(tiny_xls(1), content_type="application/vnd.ms-excel")
     assert fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER).url == f"{base}{XLS}"
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 and localhost: (server SSLContext, its PEM path for
+    the client to trust)."""
+    import datetime as dt
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    return context, str(folder / "cert.pem")
+
+
+@pytest.mark.parametrize("how", ["link", "redirect"])
+def test_production_fetches_over_https_only_a_link_or_redirect_to_http_is_refused_without_asking_it(
+        httpserver, carewatch_home, src, tls, how, monkeypatch):
+    # an https publication page linking its file over http (or redirecting there): the link's
+    # host was checked, never its scheme, and redirects were followed anywhere
+    from tests.unit.test_fetch import other_server, redirect
+
+    context, cert = tls
+    plain = httpserver.url_for(XLS)  # http://localhost:<port>/...: an allowed host, over http
+    httpserver.expect_request(XLS).respond_with_data(tiny_xls(1), content_type="application/vnd.ms-excel")
+    production = dataclasses.replace(src, urls={"production": src.urls["test"]})
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)  # requests trusts the test certificate (alone)
+    with other_server("127.0.0.1", ssl_context=context) as secure:
+        base = secure.url_for("").rstrip("/")
+        assert base.startswith("https://127.0.0.1:")
+        if how == "link":
+            secure.expect_request(PAGE).respond_with_data(page((plain, "Total Delayed Days Local Authority 2016-17 February")),
+                                                          content_type="text/html; charset=utf-8")
+            problem, kind = r"the publication page links a file over http, not https \(in production\)", "link not https"
+        else:
+            secure.expect_request(PAGE).respond_with_data(page((XLS, "Total Delayed Days Local Authority 2016-17 February")),
+                                                          content_type="text/html; charset=utf-8")
+            secure.expect_request(XLS).respond_with_response(redirect(plain))
+            problem, kind = rf"redirected to {plain}, over http, not https \(in production\)", "redirect not https"
+        with pytest.raises(FetchError, match=rf"^dtoc_la 2017-02: {problem} \((http|https)://.*{XLS}\)$") as err:
+            fetch.fetch(production, PERIOD, env="production", base_url=base, as_of=LONG_AFTER)
+        assert [request.path for request, _ in secure.log] == [PAGE] + ([XLS] if how == "redirect" else [])
+    assert httpserver.log == []  # the http URL was never asked
+    assert err.value.kind == kind and not err.value.transient
+    assert state() == ({}, [])
+
+
+def test_production_accepts_an_https_link_and_the_catalogue_url_must_be_https(carewatch_home, src, tls, monkeypatch):
+    from tests.unit.test_fetch import other_server
+
+    context, cert = tls
+    production = dataclasses.replace(src, urls={"production": src.urls["test"]})
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)  # requests trusts the test certificate (alone)
+    with other_server("127.0.0.1", ssl_context=context) as secure:
+        base = secure.url_for("").rstrip("/")
+        secure.expect_request(PAGE).respond_with_data(page((XLS, "Total Delayed Days Local Authority 2016-17 February")),
+                                                      content_type="text/html; charset=utf-8")
+        secure.expect_request(XLS).respond_with_data(tiny_xls(1), content_type="application/vnd.ms-excel")
+        result = fetch.fetch(production, PERIOD, env="production", base_url=base, as_of=LONG_AFTER)
+        assert (result.status, result.url) == ("new_version", f"{base}{XLS}")
+        with pytest.raises(FetchError, match=r"^dtoc_la 2017-02: the URL is http, not https \(in production\) \(http://"):
+            fetch.fetch(production, PERIOD, env="production", base_url=base.replace("https://", "http://"), as_of=LONG_AFTER)
+        assert [request.path for request, _ in secure.log] == [PAGE, XLS]
+
+
+def test_a_page_that_moved_is_followed_within_the_allowed_hosts_and_its_relative_links_read_from_where_it_is(httpserver, base, src):
+    from tests.unit.test_fetch import other_server, redirect
+
+    moved = "/archive/dtoc/2016-17/"
+    httpserver.expect_request(PAGE).respond_with_response(redirect(moved, 301))
+    httpserver.expect_request(moved).respond_with_data(page(("files/LA-Type-B-February-2017.xls", "Total Delayed Days Local Authority 2016-17 February")),
+                                                       content_type="text/html; charset=utf-8")
+    httpserver.expect_request(f"{moved}files/LA-Type-B-February-2017.xls").respond_with_data(tiny_xls(1), content_type="application/vnd.ms-excel")
+    assert fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER).url == f"{base}{moved}files/LA-Type-B-February-2017.xls"
+    # a page redirected to a host not allowed is refused before that host is asked
+    httpserver.clear()
+    with other_server("127.0.0.2") as elsewhere:
+        httpserver.expect_request(PAGE).respond_with_response(redirect(elsewhere.url_for(PAGE)))
+        with pytest.raises(FetchError, match=r"redirected to http://127\.0\.0\.2:\d+/statistics/.*, on host '127\.0\.0\.2', which is not allowed") as err:
+            fetch.fetch(src, PERIOD, env="test", base_url=base, as_of=LONG_AFTER)
+        assert elsewhere.log == [] and err.value.kind == "redirect to a host not allowed"
