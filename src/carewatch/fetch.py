@@ -3,7 +3,8 @@
 One call fetches one source and period:
 
 - ``requests`` with a urllib3 ``Retry`` policy (backoff on connection errors, 429 and 5xx,
-  honouring Retry-After) and connect/read timeouts from the catalogue;
+  honouring Retry-After), connect/read timeouts from the catalogue, and a deadline for each
+  download as a whole (``timeout_seconds.download``: :func:`_read_limited`);
 - only hosts the catalogue allows for the environment, and in production only https: the
   catalogue's URL, the file a publication page links and every redirect (at most
   :data:`MAX_REDIRECTS`, followed one by one: :func:`_get`) are checked before they are asked;
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import time
 from dataclasses import asdict, dataclass
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlparse
@@ -246,6 +248,7 @@ def fetch(
                     validators["If-None-Match"] = last[2]
                 if last[3]:
                     validators["If-Modified-Since"] = last[3]
+            started = time.monotonic()
             response, url = _get(session, url, src, period, env, timeout, "request", validators, last[5] if last else None)
             with response:
                 status = response.status_code
@@ -256,7 +259,7 @@ def fetch(
                     missing(url, "HTTP 404: the file is no longer at this URL" if last else "HTTP 404", status)
                 if status != 200:
                     raise FetchError(source, period, url, f"HTTP {status}", transient=status >= 500 or status == 429)
-                body = _read_limited(response, src, period, url)
+                body = _read_limited(response, src, period, url, started)
                 check_content(src, period, url, body, response.headers.get("Content-Type", ""))
                 digest = rawstore.sha256_of(body)
                 if last and last[1] == digest:
@@ -437,6 +440,7 @@ def find_link(session, link: sources.PageLink, timeout, src: sources.Source, per
     say which is the period's (a data engineer lists the right one in the source's url_list).
     The page's redirects are followed as the file's are (:func:`_get`); its links are relative
     to where it was served."""
+    started = time.monotonic()
     response, page = _get(session, link.page, src, period, env or sources.environment(), timeout,
                           "publication page request")
     with response:
@@ -445,7 +449,7 @@ def find_link(session, link: sources.PageLink, timeout, src: sources.Source, per
         if response.status_code != 200:
             raise FetchError(src.name, period, page, f"HTTP {response.status_code} for the publication page",
                              transient=response.status_code >= 500 or response.status_code == 429)
-        body = _read_limited(response, src, period, page)
+        body = _read_limited(response, src, period, page, started)
     parser = _Links()
     parser.feed(_page_text(response.headers.get("Content-Type", ""), body))
     wanted = _words(link.text)
@@ -506,8 +510,20 @@ def record_reported(err: FetchError, run_id: str | None) -> None:
                     [err.source, err.period, err.url, err.problem, run_id, dt.datetime.now(dt.timezone.utc), err.kind])
 
 
-def _read_limited(response, src: sources.Source, period: str, url: str) -> bytes:
+DOWNLOAD_SECONDS = 600  # the default of timeout_seconds.download
+
+
+def _read_limited(response, src: sources.Source, period: str, url: str, started: float) -> bytes:
+    """The response's body, refused over ``src.max_bytes``, cut short, or not complete
+    ``timeout_seconds.download`` seconds after ``started`` (``time.monotonic()`` when the
+    request was sent). The read timeout bounds each wait for a byte only: a server sending one
+    every few seconds would never be cut off. A timer shuts the socket down at the deadline
+    (urllib3's ``HTTPResponse.shutdown``, meant to interrupt a read blocked in another thread),
+    so a read waiting for a full chunk ends too."""
     import re
+    import threading
+
+    import requests
 
     declared = response.headers.get("Content-Length")
     if declared is not None:
@@ -518,18 +534,46 @@ def _read_limited(response, src: sources.Source, period: str, url: str) -> bytes
     if declared is not None and declared > src.max_bytes:
         raise FetchError(src.name, period, url, f"file is {declared:,} bytes, over the {src.max_bytes:,} byte limit",
                          kind=f"file over the {src.max_bytes:,} byte limit")
-    buffer = io.BytesIO()
-    import requests
+    limit = float(src.timeout_seconds.get("download", DOWNLOAD_SECONDS))
 
+    def too_slow():  # transient: the server's pace, not what it serves; a later try may find it quicker
+        return FetchError(src.name, period, url, f"download too slow: not complete {limit:g} s after the request "
+                          "(timeout_seconds.download)", kind="download too slow", transient=True)
+
+    cut_off = threading.Event()
+
+    def shut_down():
+        cut_off.set()
+        try:
+            response.raw.shutdown()
+        except Exception:  # (ValueError, RuntimeError, OSError): already read whole, released or closed
+            pass
+
+    timer = threading.Timer(max(0.0, started + limit - time.monotonic()), shut_down)
+    timer.daemon = True
+    timer.start()
+    buffer = io.BytesIO()
     try:
         for chunk in response.iter_content(chunk_size=1 << 16):
+            if cut_off.is_set():
+                raise too_slow()
             buffer.write(chunk)
             if buffer.tell() > src.max_bytes:
                 raise FetchError(src.name, period, url, f"file exceeds the {src.max_bytes:,} byte limit",
                                  kind=f"file over the {src.max_bytes:,} byte limit")
-    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as err:
-        raise FetchError(src.name, period, url, f"download truncated: {err.__class__.__name__}", kind="download truncated",
-                         transient=True) from err
+    except FetchError:
+        raise
+    except Exception as err:
+        if cut_off.is_set():  # the read the timer interrupted
+            raise too_slow() from err
+        if isinstance(err, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)):
+            raise FetchError(src.name, period, url, f"download truncated: {err.__class__.__name__}", kind="download truncated",
+                             transient=True) from err
+        raise
+    finally:
+        timer.cancel()
+    if cut_off.is_set():  # the read interrupted ended as if the body had (no length to tell)
+        raise too_slow()
     body = buffer.getvalue()
     # Content-Length counts the bytes on the wire: a compressed response (Content-Encoding:
     # gzip, as web pages often are) is longer once decoded, so compare what was read off the wire

@@ -654,3 +654,37 @@ def test_redirects_are_followed_five_times_at_most(httpserver, base, src):
     with pytest.raises(FetchError, match=r"request failed after retries: TooManyRedirects: Exceeded 5 redirects\. \(.*/hop4\)"):
         fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
     assert [request.path for request, _ in httpserver.log] == [f"/dtoc_la/{PERIOD}.xls"] + [f"/hop{hop}" for hop in range(5)]
+
+
+@pytest.mark.parametrize("framing", ["until-close", "content-length"])
+def test_a_server_dripping_the_file_is_cut_off_at_the_download_deadline(httpserver, base, src, framing):
+    # the read timeout bounds each wait for bytes: a server sending some every 0.1 s was never
+    # cut off. The test server answers HTTP/1.0, the body ending when it closes the connection
+    # or at its Content-Length; either way urllib3 waits for a full 64 KB chunk (this file is
+    # less): only the socket shut down at the deadline ends that wait before the server is done
+    assert sources.get("dtoc_la").timeout_seconds == {"connect": 10, "read": 60, "download": 600}
+    body = tiny_xls()
+    done, finished = threading.Event(), threading.Event()
+
+    def drip():
+        for start in range(0, len(body), 100):
+            if done.wait(0.1):  # the test is over: stop
+                return
+            yield body[start:start + 100]
+        finished.set()
+
+    headers = {"Content-Length": str(len(body))} if framing == "content-length" else {}
+    httpserver.expect_request(f"/dtoc_la/{PERIOD}.xls").respond_with_handler(
+        lambda request: Response(drip(), content_type="application/vnd.ms-excel", headers=headers, direct_passthrough=True))
+    hasty = dataclasses.replace(src, timeout_seconds={"connect": 5, "read": 5, "download": 0.5})
+    try:
+        with pytest.raises(FetchError, match=r"^dtoc_la 2017-02: download too slow: not complete 0\.5 s after the request "
+                                             r"\(timeout_seconds\.download\) \(http://") as err:
+            fetch.fetch(hasty, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+        assert not finished.is_set()  # cut off while the server was still sending
+    finally:
+        done.set()
+    assert err.value.kind == "download too slow" and err.value.transient
+    assert state() == ({}, [])
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        assert con.execute("select outcome, refusal from fetch_log").fetchall() == [("refused", "download too slow")]
