@@ -26,6 +26,8 @@ One call fetches one source and period:
   and the manifest unchanged (it is logged in ``fetch_log``); a body the content checks
   refused is kept for a look under ``refused/<source>/<period>/<sha256>.<format>``
   (``fetch_log.sha256``);
+- the warehouse is open only to read the version held and to record the outcome, not during
+  the download (DuckDB keeps every other process out of a file open for writing);
 - a period already held, refused at the same URL for the same reason (``FetchError.kind``:
   byte counts and connection details aside) as at the end of an
   earlier run whose failure email went out or waits in the outbox for the mail server
@@ -217,89 +219,101 @@ def fetch(
     _refuse_unless_allowed(src, period, env, url)
     timeout = (float(src.timeout_seconds.get("connect", 10)), float(src.timeout_seconds.get("read", 60)))
     session = session or session_for(src)
+    # the warehouse is opened only to read and to write, never while downloading: DuckDB lets
+    # no other process open the file, even to read, while one has it open for writing
     with warehouse.connect() as con:
         con.execute(MANIFEST_DDL)
         last = _last_version(con, source, period)
 
-        def missing(where: str, what: str, status: int | None = None):
-            """The period's file is not there (HTTP 404, or no link on the publication page)."""
-            if last:  # held, so published: not late, gone from where it was
-                raise PublicationWithdrawn(source, period, where, f"{what}; the version held ({last[0]}) is kept")
-            due = sources.due_date(source, period) + dt.timedelta(days=src.grace_days)
-            if (as_of or dt.date.today()) < due:
-                _log(con, source, period, where, "not_published_yet", status, run_id=run_id)
-                raise NotPublishedYet(source, period, where)
-            raise PublicationOverdue(source, period, where, f"{what} and the publication was due by {due:%Y-%m-%d}: overdue")
+    def log(*args, **kwargs):
+        with warehouse.connect() as con:
+            _log(con, source, period, *args, run_id=run_id, **kwargs)
 
-        try:
-            if link:
-                found = find_link(session, link, timeout, src, period, env)
-                if found is None:
-                    missing(link.page, f"the publication page has no link starting {link.text!r}")
-                url = found
-                _refuse_unless_allowed(src, period, env, url, via="link")
-            # conditional GET only at the URL the held version came from (where its bytes were
-            # served, after any redirect): a file found at another URL (a revision taken back,
-            # the page linking the original again) may be older than the held one, and
-            # If-Modified-Since would call it unchanged
-            validators = {}
-            if last:
-                if last[2]:
-                    validators["If-None-Match"] = last[2]
-                if last[3]:
-                    validators["If-Modified-Since"] = last[3]
-            started = time.monotonic()
-            response, url = _get(session, url, src, period, env, timeout, "request", validators, last[5] if last else None)
-            with response:
-                status = response.status_code
-                if status == 304 and last:
-                    _log(con, source, period, url, "unchanged", status, 0, last[1], run_id=run_id)
-                    return FetchResult(source, period, "unchanged", last[0], last[1], last[4], url, status, 0)
-                if status == 404:
-                    missing(url, "HTTP 404: the file is no longer at this URL" if last else "HTTP 404", status)
-                if status != 200:
-                    raise FetchError(source, period, url, f"HTTP {status}", transient=status >= 500 or status == 429)
-                body = _read_limited(response, src, period, url, started)
-                check_content(src, period, url, body, response.headers.get("Content-Type", ""))
-                digest = rawstore.sha256_of(body)
-                if last and last[1] == digest:
-                    _log(con, source, period, url, "unchanged", status, len(body), digest, run_id=run_id)
-                    return FetchResult(source, period, "unchanged", last[0], digest, last[4], url, status, len(body))
-                other = _period_holding(con, source, period, digest)
-                if other:  # no two periods of a publication are the same bytes: one of the URLs is wrong
-                    raise FetchError(source, period, url, f"the very same file as one held for {other} "
-                                     f"(sha256 {digest[:12]}): one of the two URLs serves the other's publication",
-                                     kind=f"the very same file as {other}", body=body)
-                raw_path = rawstore.put(source, period, body, src.format)
-                version = (last[0] if last else 0) + 1
-                con.execute("begin transaction")
-                try:
-                    con.execute(
-                        "insert into raw_manifest values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [source, period, version, url, dt.datetime.now(dt.timezone.utc), status, len(body), digest,
-                         response.headers.get("ETag"), response.headers.get("Last-Modified"), str(raw_path)],
-                    )
-                    _log(con, source, period, url, "new_version", status, len(body), digest, run_id=run_id)
-                    con.execute("commit")
-                except BaseException:
-                    con.execute("rollback")
-                    raise
-                return FetchResult(source, period, "new_version", version, digest, str(raw_path), url, status, len(body))
-        except FetchError as err:  # logged at the URL it is about: the one asked, redirected from, or served from
+    def missing(where: str, what: str, status: int | None = None):
+        """The period's file is not there (HTTP 404, or no link on the publication page)."""
+        if last:  # held, so published: not late, gone from where it was
+            raise PublicationWithdrawn(source, period, where, f"{what}; the version held ({last[0]}) is kept")
+        due = sources.due_date(source, period) + dt.timedelta(days=src.grace_days)
+        if (as_of or dt.date.today()) < due:
+            log(where, "not_published_yet", status)
+            raise NotPublishedYet(source, period, where)
+        raise PublicationOverdue(source, period, where, f"{what} and the publication was due by {due:%Y-%m-%d}: overdue")
+
+    try:
+        if link:
+            found = find_link(session, link, timeout, src, period, env)
+            if found is None:
+                missing(link.page, f"the publication page has no link starting {link.text!r}")
+            url = found
+            _refuse_unless_allowed(src, period, env, url, via="link")
+        # conditional GET only at the URL the held version came from (where its bytes were
+        # served, after any redirect): a file found at another URL (a revision taken back,
+        # the page linking the original again) may be older than the held one, and
+        # If-Modified-Since would call it unchanged
+        validators = {}
+        if last:
+            if last[2]:
+                validators["If-None-Match"] = last[2]
+            if last[3]:
+                validators["If-Modified-Since"] = last[3]
+        started = time.monotonic()
+        response, url = _get(session, url, src, period, env, timeout, "request", validators, last[5] if last else None)
+        with response:
+            status = response.status_code
+            if status == 304 and last:
+                log(url, "unchanged", status, 0, last[1])
+                return FetchResult(source, period, "unchanged", last[0], last[1], last[4], url, status, 0)
+            if status == 404:
+                missing(url, "HTTP 404: the file is no longer at this URL" if last else "HTTP 404", status)
+            if status != 200:
+                raise FetchError(source, period, url, f"HTTP {status}", transient=status >= 500 or status == 429)
+            body = _read_limited(response, src, period, url, started)
+            headers = response.headers
+        check_content(src, period, url, body, headers.get("Content-Type", ""))
+        digest = rawstore.sha256_of(body)
+        if last and last[1] == digest:
+            log(url, "unchanged", status, len(body), digest)
+            return FetchResult(source, period, "unchanged", last[0], digest, last[4], url, status, len(body))
+        with warehouse.connect() as con:
+            other = _period_holding(con, source, period, digest)
+            if other:  # no two periods of a publication are the same bytes: one of the URLs is wrong
+                raise FetchError(source, period, url, f"the very same file as one held for {other} "
+                                 f"(sha256 {digest[:12]}): one of the two URLs serves the other's publication",
+                                 kind=f"the very same file as {other}", body=body)
+            latest = _last_version(con, source, period)  # another fetch may have stored one since
+            if latest and latest[1] == digest:
+                _log(con, source, period, url, "unchanged", status, len(body), digest, run_id=run_id)
+                return FetchResult(source, period, "unchanged", latest[0], digest, latest[4], url, status, len(body))
+            raw_path = rawstore.put(source, period, body, src.format)
+            version = (latest[0] if latest else 0) + 1
+            con.execute("begin transaction")
+            try:
+                con.execute(
+                    "insert into raw_manifest values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [source, period, version, url, dt.datetime.now(dt.timezone.utc), status, len(body), digest,
+                     headers.get("ETag"), headers.get("Last-Modified"), str(raw_path)],
+                )
+                _log(con, source, period, url, "new_version", status, len(body), digest, run_id=run_id)
+                con.execute("commit")
+            except BaseException:
+                con.execute("rollback")
+                raise
+            return FetchResult(source, period, "new_version", version, digest, str(raw_path), url, status, len(body))
+    except FetchError as err:  # logged at the URL it is about: the one asked, redirected from, or served from
+        kept = err.body  # what was served, kept for a look (not in the raw store)
+        sha = rawstore.sha256_of(kept) if kept else None
+        if kept:
+            try:
+                rawstore.put(source, period, kept, src.format, root=paths.refused_dir())
+            except OSError as store_err:  # the refusal is what matters: logged and raised all the same
+                print(f"{source} {period}: could not keep the refused file: {store_err}")
+        with warehouse.connect() as con:
             reported = _reported_before(con, source, period, err.url, err.kind, run_id) if last and run_id else None
-            kept = err.body  # what was served, kept for a look (not in the raw store)
-            sha = rawstore.sha256_of(kept) if kept else None
-            if kept:
-                try:
-                    rawstore.put(source, period, kept, src.format, root=paths.refused_dir())
-                except OSError as store_err:  # the refusal is what matters: logged and raised all the same
-                    print(f"{source} {period}: could not keep the refused file: {store_err}")
-            _log(con, source, period, err.url, "already_refused" if reported else "refused", size=len(kept) if kept else None,
-                 sha=sha, error=err.problem, run_id=run_id, refusal=err.kind)
-            if reported is not None:
-                raise AlreadyRefused(source, period, err.url, err.problem, reported) from err
-            raise
-
+            _log(con, source, period, err.url, "already_refused" if reported else "refused",
+                 size=len(kept) if kept else None, sha=sha, error=err.problem, run_id=run_id, refusal=err.kind)
+        if reported is not None:
+            raise AlreadyRefused(source, period, err.url, err.problem, reported) from err
+        raise
 
 MAX_REDIRECTS = 5
 

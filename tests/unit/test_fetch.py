@@ -688,3 +688,51 @@ def test_a_server_dripping_the_file_is_cut_off_at_the_download_deadline(httpserv
     assert state() == ({}, [])
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
         assert con.execute("select outcome, refusal from fetch_log").fetchall() == [("refused", "download too slow")]
+
+
+def test_the_warehouse_is_not_held_open_during_the_download(httpserver, base, src):
+    # DuckDB lets no other process open the file, even to read, while one has it open for
+    # writing: the fetch held it from before its request to the end of a download, however slow,
+    # keeping analysts and every load out
+    import subprocess
+    import sys
+
+    body = tiny_xls(8)
+    serving, release = threading.Event(), threading.Event()
+
+    def halves():
+        yield body[:1000]
+        serving.set()
+        release.wait(30)
+        yield body[1000:]
+
+    httpserver.expect_request(f"/dtoc_la/{PERIOD}.xls").respond_with_handler(
+        lambda request: Response(halves(), content_type="application/vnd.ms-excel", headers={"Content-Length": str(len(body))},
+                                 direct_passthrough=True))
+    outcome = {}
+
+    def download():
+        try:
+            outcome["result"] = fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+        except BaseException as err:
+            outcome["error"] = err
+
+    fetching = threading.Thread(target=download)
+    fetching.start()
+    try:
+        assert serving.wait(30)  # the first half is sent, the rest waits
+        # another process: an analyst reading, then a writer: here another fetch of the period
+        # storing its version 1 meanwhile, which this one's must follow
+        probe = subprocess.run([sys.executable, "-c", """if True:
+            import sys, duckdb
+            duckdb.connect(sys.argv[1], read_only=True).close()
+            with duckdb.connect(sys.argv[1]) as con:
+                con.execute("insert into raw_manifest values ('dtoc_la', ?, 1, 'http://elsewhere', now(), 200, 1, 'another', "
+                            "null, null, 'x')", [sys.argv[2]])
+            """, str(paths.warehouse_path()), PERIOD], capture_output=True, text=True, timeout=120)
+    finally:
+        release.set()
+        fetching.join(60)
+    assert probe.returncode == 0, probe.stderr.strip().splitlines()[-1:]
+    assert "error" not in outcome and (outcome["result"].status, outcome["result"].version) == ("new_version", 2)
+    assert state()[1] == [("dtoc_la", PERIOD, 1, "another"), ("dtoc_la", PERIOD, 2, rawstore.sha256_of(body))]
