@@ -315,6 +315,7 @@ def fetch(
             raise AlreadyRefused(source, period, err.url, err.problem, reported) from err
         raise
 
+
 MAX_REDIRECTS = 5
 
 
