@@ -96,11 +96,14 @@ class QualityError(CarewatchError):
     """A batch failed a blocking expectation: quarantined, not loaded."""
 
     def __init__(self, source: str, period: str, failures: list[str], *, report=None, file_version: int | None = None,
-                 sha256: str | None = None, raw_path: str | None = None, new_versions: list | None = None):
+                 sha256: str | None = None, raw_path: str | None = None, new_versions: list | None = None,
+                 waiting_warnings: list | None = None):
         self.source = source
         # a warehouse check: the versions the refused build was the first to read
         # (carewatch.warehouse.versions_new_since_last_build), named in the email
         self.new_versions = new_versions or []
+        # and the other checks of that build that only warned: (check, warning rows not emailed before)
+        self.waiting_warnings = waiting_warnings or []
         self.period = period
         self.failures = failures
         self.report = report  # the full ValidationReport, for the alert email

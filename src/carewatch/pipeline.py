@@ -356,17 +356,21 @@ def build_warehouse(task_url: str | None = None) -> dict:
     A check whose rows and suite are unchanged since it last passed is not run, recorded or
     emailed again (:func:`carewatch.validation.check_warehouse` with ``reuse``).
 
-    ``check_warnings_reported``: the warning rows that no longer fail are forgotten inside the
-    build's transaction, so a rolled-back build forgets none (the warehouse it checked was
-    never kept). The warning rows emailed are recorded after the build, committed or rolled
-    back: the email went out (a rolled-back build emails its warning-only checks, which the
-    next build reuses without emailing), and recording it keeps each failing row emailed once.
+    ``check_warnings_reported``: a warning row is emailed once, by the first build that
+    **commits** with it, i.e. when readers see the gap. The warning rows that no longer fail
+    are forgotten inside the build's transaction, so a rolled-back build forgets none (the
+    warehouse it checked was never kept). A rolled-back build emails no warning-only check:
+    its warnings describe a warehouse nobody reads, built with the version the operator is
+    about to reject; the blocking check's email names those checks (their rows may explain the
+    refusal), and such a check with rows not emailed before is not recorded either, so the next
+    build runs it again and, if it commits with those rows, emails them.
     """
     from carewatch import validation, warehouse
     from carewatch.errors import QualityError
 
     checked: list = []
     pending: list = []  # warning-only checks with a failing row not emailed before
+    committed = False
 
     def check(con) -> None:
         checked.extend(validation.check_warehouse(con, data_docs=True, reuse=True))
@@ -377,24 +381,30 @@ def build_warehouse(task_url: str | None = None) -> dict:
         if blocking:
             first = blocking[0]
             raise QualityError(first.source, first.period, [r.line() for r in first.blocking_failures], report=first,
-                               new_versions=warehouse.versions_new_since_last_build(con))
+                               new_versions=warehouse.versions_new_since_last_build(con),
+                               waiting_warnings=[(report.source, new) for report, _, new in pending])
 
     try:
         with warehouse.connect() as con:
             try:
                 models = warehouse.build_models(con, check=check)
-            finally:  # committed or rolled back: the checks run are recorded either way
+                committed = True
+            finally:  # committed or rolled back: the checks run are recorded either way, but for
+                # a rolled-back build's warning-only checks with rows never emailed (run again next build)
+                waiting = set() if committed else {id(report) for report, _, _ in pending}
                 fresh = [(report, digest) for report, digest in checked if report.reused_from is None]
                 for report, digest in fresh:  # a reused check's results are already recorded
-                    validation.store(con, report, file_version=0, sha256=digest, parsed_path=None)
+                    if id(report) not in waiting:
+                        validation.store(con, report, file_version=0, sha256=digest, parsed_path=None)
                 for report, _ in checked:  # passing as it passed before: a refused build's row goes
                     if report.reused_from is not None and report.ok:
                         validation.clear_check_quarantine(con, report.source)
                 if fresh:
                     validation.build_data_docs_index()
             counts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in models}
-    finally:  # after the writer's connection is closed: an email can take a while; and even when a blocking check failed
-        email_new_check_warnings(pending, task_url=task_url)
+    finally:  # after the writer's connection is closed: an email can take a while
+        if committed:
+            email_new_check_warnings(pending, task_url=task_url)
     return counts
 
 

@@ -275,9 +275,10 @@ def test_a_table_level_check_warning_is_new_when_its_observed_value_changes():
         assert validation.new_warnings(con, report(41)) == {("expect_table_row_count_to_be_between", "", "", "41")}
 
 
-def test_a_warning_found_beside_a_blocking_failure_is_emailed_after_the_rollback(carewatch_home, tmp_path, monkeypatch):
+def test_a_warning_found_beside_a_blocking_failure_waits_for_the_build_that_commits(carewatch_home, tmp_path, monkeypatch):
     # the blocking check's email comes from the task's failure callback; a warning-only check of
-    # the same build was stored (and reused by the next build, unchanged) but never emailed
+    # the same build is neither emailed nor recorded by the build (the warehouse it describes was
+    # never kept), so the next build runs it again
     from carewatch import mailcatcher, pipeline, warehouse
     from carewatch.errors import QualityError
     from carewatch.validation import ExpectationResult, ValidationReport
@@ -290,13 +291,66 @@ def test_a_warning_found_beside_a_blocking_failure_is_emailed_after_the_rollback
     monkeypatch.setattr(validation, "check_warehouse", lambda con, **_: [(blocking, "d1"), (warning, "d2")])
     with mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
         monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
-        with pytest.raises(QualityError):
+        with pytest.raises(QualityError) as refused:
             pipeline.build_warehouse()
-        caught = [" ".join(m["Subject"].split()) for m in mailcatcher.messages(mailbox)]
-    assert caught == ["[carewatch] WARNING check:metric_completeness warehouse: 2 expectations failed"]
+        assert mailcatcher.messages(mailbox) == []
+    assert refused.value.waiting_warnings == [("check:metric_completeness", validation.warning_rows(warning))]
     with warehouse.connect(read_only=True) as con:
         assert not con.execute("select count(*) from information_schema.tables where table_name = 'fct_metric_values'").fetchone()[0]
-        assert con.execute("select count(*) from check_warnings_reported").fetchone()[0] == 2
+        assert not warehouse.table_exists(con, "check_warnings_reported")  # nothing recorded as reported
+        assert con.execute("select distinct source from validation_results").fetchall() == [("check:dtoc_national_vs_la",)]
+
+
+def test_a_rolled_back_builds_warnings_are_emailed_once_by_the_build_that_commits_and_never_as_committed_before(
+        carewatch_home, tmp_path, monkeypatch):
+    # the drill at 2019-09-15: a DTOC revision with every figure doubled passed its suite, the
+    # reconciliation refused the build, and the same build emailed "WARNING check:metric_completeness
+    # ... the warehouse build committed". Then the version is rejected and the next build commits
+    # with the same completeness gap: that build, the one readers see, emails it, once
+    from carewatch import alerts, mailcatcher, pipeline
+    from carewatch.validation import ExpectationResult, ValidationReport
+
+    columns = ["metric_id", "period_type", "period_start", "areas_expected", "areas_present", "areas_missing", "missing_areas"]
+    frames = {
+        "metric_completeness": pd.DataFrame([("reablement", "financial_year", "2016-04-01", 152, 150, 2, "E06000007 E09000002")],
+                                            columns=columns),
+        "dtoc_national_vs_la": pd.DataFrame([("2019-07-01", 2000.0, 1000.0, 1.0)],
+                                            columns=["period", "la_england_days", "national_days", "relative_difference"]),
+    }
+    monkeypatch.setattr(validation, "check_rows", lambda con, name: frames[name])
+
+    def subjects(mailbox) -> list[str]:
+        return [" ".join(m["Subject"].split()) for m in mailcatcher.messages(mailbox)]
+
+    with mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        with pytest.raises(QualityError) as refused:
+            pipeline.build_warehouse()
+        alerts.on_task_failure({"exception": refused.value})  # the build task's failure callback
+        assert subjects(mailbox) == ["[carewatch] BLOCKING check:dtoc_national_vs_la warehouse: 2 expectations failed"]
+        blocking_email = mailcatcher.body_text(mailcatcher.messages(mailbox)[0])
+        assert "The warehouse build was <b>rolled back</b>:" in blocking_email and "build committed" not in blocking_email
+        assert "<code>check:metric_completeness</code>: 2 warning rows not emailed before" in blocking_email
+
+        frames["dtoc_national_vs_la"] = pd.DataFrame([("2019-07-01", 1000.0, 1000.0, 0.0)], columns=frames["dtoc_national_vs_la"].columns)
+        pipeline.build_warehouse()  # the doubled version rejected: commits with the same gap
+        pipeline.build_warehouse()  # and again: nothing new
+        caught = mailcatcher.messages(mailbox)
+    assert subjects(mailbox)[1:] == ["[carewatch] WARNING check:metric_completeness warehouse: 2 expectations failed"]
+    warning_email = mailcatcher.body_text(caught[1])
+    assert "the warehouse build committed" in warning_email and "rolled back" not in warning_email
+    assert "E06000007 E09000002" in warning_email
+
+
+def test_a_warning_only_check_emailed_for_a_rolled_back_build_says_which_check_rolled_it_back():
+    rows = pd.DataFrame([("reablement", "financial_year", "2016-04-01", 152, 150, 2, "E06000007 E09000002")],
+                        columns=["metric_id", "period_type", "period_start", "areas_expected", "areas_present", "areas_missing", "missing_areas"])
+    report = validation.validate_check("metric_completeness", rows, every_failing_row=True)
+    from carewatch import alerts
+
+    text = alerts.quality_alert(report, rolled_back_by="check:dtoc_national_vs_la").html
+    assert "rolled back</b> by <code>check:dtoc_national_vs_la</code>" in text and "build committed" not in text
+    assert "the warehouse build committed" in alerts.quality_alert(report).html
 
 
 def test_a_rolled_back_build_leaves_the_warning_rows_already_emailed_as_they_were(carewatch_home, tmp_path, monkeypatch):
