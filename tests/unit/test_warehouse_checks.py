@@ -560,3 +560,74 @@ def test_a_check_reused_from_an_earlier_pass_clears_the_refused_builds_row(carew
     pipeline.build_warehouse()
     with warehouse.connect(read_only=True) as con:
         assert con.execute("select source from quarantine").fetchall() == []
+
+
+# Around the Dorset reorganisation of 1 April 2019 (config/geography/code_changes.csv):
+# Bournemouth E06000028 and Poole E06000029 merged into BCP E06000058, Dorset county E10000009
+# split into BCP and the Dorset unitary E06000059; Buckinghamshire E10000002 was recoded on
+# 1 April 2020 (the same area: its HWB keeps E10000002); Hackney E09000012 never changed.
+REORGANISATION_AREAS = ["E06000028", "E06000029", "E10000009", "E09000012", "E10000002"]
+OLD_2019 = {"E06000028", "E06000029", "E10000009", "E09000012", "E10000002"}  # the areas before the change
+NEW_2019 = {"E09000012", "E10000002", "E06000058", "E06000059"}  # the areas after it
+# (period_type, period_start, period_end) -> the areas that existed throughout, by hand:
+EXPECTED_AROUND_APRIL_2019 = {
+    ("month", "2019-03-01", "2019-03-31"): OLD_2019,
+    ("month", "2019-04-01", "2019-04-30"): NEW_2019,  # BCP's first month
+    ("month", "2020-04-01", "2020-04-30"): NEW_2019,  # Buckinghamshire recoded: still its HWB, still expected
+    ("rolling_12m", "2019-03-01", "2019-03-31"): OLD_2019,  # April 2018 - March 2019: Bournemouth's last
+    ("rolling_12m", "2019-04-01", "2019-04-30"): {"E09000012", "E10000002"},  # May 2018 - April 2019: neither side whole
+    ("rolling_12m", "2020-02-01", "2020-02-29"): {"E09000012", "E10000002"},  # March 2019 - February 2020
+    ("rolling_12m", "2020-03-01", "2020-03-31"): NEW_2019,  # April 2019 - March 2020: BCP's first
+    ("financial_year", "2018-04-01", "2019-03-31"): OLD_2019,
+    ("financial_year", "2019-04-01", "2020-03-31"): NEW_2019,
+}
+
+
+def _reorganisation_warehouse(values: dict) -> "duckdb.DuckDBPyConnection":  # noqa: F821
+    """fct_metric_values with the periods above, England's value in each (so every period
+    exists) and ``values``: {(area, period_type, period_start): value}."""
+    import duckdb
+
+    from carewatch import geography
+
+    con = duckdb.connect()
+    con.register("hwb", pd.DataFrame({"hwb_code": REORGANISATION_AREAS, "hwb_name": REORGANISATION_AREAS, "region_name": ""}))
+    con.execute("create table ref_hwb_areas as select * from hwb")
+    con.register("changes", geography.code_changes())
+    con.execute("create table ref_code_changes as select * from changes")
+    rows = [("E92000001", period_type, start, end, 1.0) for period_type, start, end in EXPECTED_AROUND_APRIL_2019]
+    ends = {(t, s): e for t, s, e in EXPECTED_AROUND_APRIL_2019}
+    rows += [(area, t, s, ends[t, s], v) for (area, t, s), v in values.items()]
+    con.register("facts", pd.DataFrame(rows, columns=["area_code", "period_type", "period_start", "period_end", "value"]))
+    con.execute("""create table fct_metric_values as
+                   select area_code, period_type, period_start::date as period_start, period_end::date as period_end,
+                          'delayed_days' as metric_id, 'delayed_days' as base_metric_id, value from facts""")
+    return con
+
+
+def test_completeness_expects_an_area_only_for_periods_entirely_within_its_existence():
+    # the drill: every month from April 2019 emailed one more rolling year of BCP and Dorset,
+    # which cannot exist before the one ending March 2020. With no area's value loaded, each
+    # period's missing areas are exactly the areas expected for it
+    with _reorganisation_warehouse({}) as con:
+        frame = run_check(con, "metric_completeness")
+    got = {(row.period_type, row.period_start): set(row.missing_areas.split()) for row in frame.itertuples()}
+    assert got == {(t, s): areas for (t, s, _), areas in EXPECTED_AROUND_APRIL_2019.items()}
+    assert (frame["areas_expected"] == frame["areas_missing"]).all()
+
+
+def test_completeness_still_reports_a_value_missing_for_an_area_that_existed():
+    # every expected value present but Hackney's April 2019 and BCP's first financial year;
+    # Bournemouth's April 2019 row (a file that still carried it) is not expected and harmless
+    values = {(area, t, s): 1.0 for (t, s, _), areas in EXPECTED_AROUND_APRIL_2019.items() for area in areas}
+    del values["E09000012", "month", "2019-04-01"]
+    del values["E06000058", "financial_year", "2019-04-01"]
+    values["E06000028", "month", "2019-04-01"] = 1.0
+    with _reorganisation_warehouse(values) as con:
+        frame = run_check(con, "metric_completeness")
+    failing = frame[frame["areas_missing"] > 0]
+    assert failing[["period_type", "period_start", "areas_expected", "areas_missing", "missing_areas"]].values.tolist() == [
+        ["financial_year", "2019-04-01", 4, 1, "E06000058"], ["month", "2019-04-01", 4, 1, "E09000012"]]
+    report = validation.validate_check("metric_completeness", frame, every_failing_row=True)
+    assert report.ok and {label for r in report.warnings for label, _ in r.failing_rows} == {
+        ("delayed_days", "financial_year", "2019-04-01"), ("delayed_days", "month", "2019-04-01")}
