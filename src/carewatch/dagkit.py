@@ -125,7 +125,8 @@ def ingest_doc(source) -> str:
 Publisher: {source.publisher}. Cadence: {source.cadence}. Parser: `{source.parser}`.
 
 **What it does.** `plan_periods` picks the periods this run handles (the period due at the
-logical date plus the revision window, or the `from_period`/`to_period` params);
+logical date plus the revision window and any earlier period never held since the first one
+asked for, or the `from_period`/`to_period` params);
 `fetch` downloads each into the immutable raw store (`var/raw/{source.name}/...`) with
 conditional GET, recording every version in `raw_manifest`; `parse` turns each new file into
 the tidy schema of `docs/data-contract.md`; `validate` runs the source's Great Expectations

@@ -52,6 +52,7 @@ def periods_to_process(
     from_period: str | None = None,
     to_period: str | None = None,
     bootstrap: bool = False,
+    history: "FetchHistory | None" = None,
 ) -> list[str]:
     """Periods one run of ``source``'s ingest handles.
 
@@ -60,7 +61,14 @@ def periods_to_process(
       that is due by the logical date;
     - otherwise (the monthly run): the latest period due by the logical date plus the
       source's revision window before it, so a monthly run costs the same however long the
-      history is. Conditional GET makes re-checking the window cheap.
+      history is (conditional GET makes re-checking the window cheap); and before the window,
+      every period due that the warehouse has never held (no version in ``raw_manifest``),
+      from the first period this warehouse ever asked for (:func:`fetch_history`: what the
+      bootstrap or backfill chose to load, never before ``available_from``), so a month still
+      missing when it leaves the window is fetched if it appears and reported OVERDUE (once a
+      run) while it does not. Not for a source whose every release holds the earlier ones
+      (``supersedes_earlier``: a later release replaces a missed one), nor, on the embedded
+      samples, for periods due after ``samples_until`` (the samples never serve them).
     """
     from carewatch import sources
 
@@ -92,7 +100,46 @@ def periods_to_process(
     due = [p for p in sources.periods(source, src.available_from(), src.last_period) if sources.due_date(source, p) <= when]
     if bootstrap:
         return due
-    return due[-(src.revision_window + 1):]
+    window = due[-(src.revision_window + 1):]
+    if src.supersedes_earlier or not window:
+        return window
+    history = fetch_history(source) if history is None else history
+    if history.first_asked is None:  # nothing asked yet: nothing can have been missed
+        return window
+    start = max(sources.period_start(source, history.first_asked), sources.period_start(source, src.available_from()))
+    until = sources.embedded_samples_until() if sources.environment() == "embedded" else when
+    missing = [p for p in due[:-len(window)] if sources.period_start(source, p) >= start and p not in history.held
+               and sources.due_date(source, p) <= until]
+    return missing + window
+
+
+@dataclass(frozen=True)
+class FetchHistory:
+    """What the warehouse knows of a source's periods: those with a version in ``raw_manifest``
+    (held: loaded, quarantined or rejected alike), and the earliest period it ever asked for
+    (``fetch_log`` or ``raw_manifest``), None when it never asked for one."""
+
+    held: frozenset[str]
+    first_asked: str | None
+
+
+def fetch_history(source: str) -> FetchHistory:
+    """:class:`FetchHistory` of ``source`` from the warehouse (none yet: nothing asked). Opened
+    as the fetch opens it, as a writer that waits its turn: a reader would be refused at once
+    while another source's load writes."""
+    from carewatch import sources, warehouse
+
+    if not paths.warehouse_path().exists():
+        return FetchHistory(frozenset(), None)
+    with warehouse.connect() as con:
+        held = set()
+        asked = set()
+        if warehouse.table_exists(con, "raw_manifest"):
+            held = {p for (p,) in con.execute("select distinct period from raw_manifest where source = ?", [source]).fetchall()}
+        if warehouse.table_exists(con, "fetch_log"):
+            asked = {p for (p,) in con.execute("select distinct period from fetch_log where source = ?", [source]).fetchall()}
+    first = min(held | asked, key=lambda p: sources.period_start(source, p), default=None)
+    return FetchHistory(frozenset(held), first)
 
 
 def fetch_period(source: str, period: str, as_of: dt.date | None = None, run_id: str | None = None) -> dict:

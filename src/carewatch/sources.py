@@ -43,6 +43,7 @@ class Source:
     feeds_metrics: bool = False
     max_sheets: int = 50
     max_cells: int = 2_000_000
+    supersedes_earlier: bool = False
 
     def env_urls(self, env: str | None = None) -> dict:
         env = env or environment()
@@ -91,6 +92,7 @@ def _load(config_dir: str) -> tuple[dict, dict[str, Source]]:
             feeds_metrics=bool(entry.get("feeds_metrics", False)),
             max_sheets=int(entry.get("max_sheets", defaults.get("max_sheets", 50))),
             max_cells=int(entry.get("max_cells", defaults.get("max_cells", 2_000_000))),
+            supersedes_earlier=bool(entry.get("supersedes_earlier", False)),
         )
     return data, out
 

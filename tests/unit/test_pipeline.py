@@ -640,8 +640,10 @@ def test_no_parser_module_imports_another_parsers_module():
         assert not (imported & (modules - {module})), f"{module} imports another parser's module"
 
 
-def test_a_monthly_run_handles_the_period_due_at_its_logical_date_and_the_revision_window():
+def test_a_monthly_run_handles_the_period_due_at_its_logical_date_and_the_revision_window(carewatch_home):
     import datetime as dt
+
+    # (a fresh home: no warehouse, so nothing asked for before and no missing period to add)
 
     # hes_aggregate: due two months after the period starts, on the second Thursday; window 3.
     # April 2017 is due on Thursday 8 June 2017 (1 June was a Thursday)
@@ -653,6 +655,94 @@ def test_a_monthly_run_handles_the_period_due_at_its_logical_date_and_the_revisi
     assert pipeline.periods_to_process("hes_aggregate", dt.date(2017, 6, 8), bootstrap=True) == [
         "2016-04", "2016-05", "2016-06", "2016-07", "2016-08", "2016-09", "2016-10", "2016-11", "2016-12",
         "2017-01", "2017-02", "2017-03", "2017-04"]
+
+
+def _months(first: str, last: str) -> list[str]:
+    import pandas as pd
+
+    return [f"{m:%Y-%m}" for m in pd.period_range(first, last, freq="M")]
+
+
+def test_a_monthly_run_also_asks_for_every_period_never_held_since_the_first_it_asked_for():
+    import datetime as dt
+
+    # the drill at 2019-08-15: hes_aggregate's window is 2019-03 to 2019-06 (June due Thursday
+    # 8 August 2019, window 3); November 2018 and January 2019 never arrived, and were no longer
+    # fetched or reported OVERDUE once they left the window
+    held = frozenset(_months("2016-04", "2019-06")) - {"2018-11", "2019-01"}
+    history = pipeline.FetchHistory(held=held, first_asked="2016-04")
+    assert pipeline.periods_to_process("hes_aggregate", dt.date(2019, 8, 15), history=history) == [
+        "2018-11", "2019-01", "2019-03", "2019-04", "2019-05", "2019-06"]
+    # every period held: the window alone
+    assert pipeline.periods_to_process("hes_aggregate", dt.date(2019, 8, 15), history=pipeline.FetchHistory(
+        held=frozenset(_months("2016-04", "2019-06")), first_asked="2016-04")) == ["2019-03", "2019-04", "2019-05", "2019-06"]
+    # a missing period inside the window is the window's (listed once)
+    assert pipeline.periods_to_process("hes_aggregate", dt.date(2019, 8, 15), history=pipeline.FetchHistory(
+        held=frozenset(_months("2016-04", "2019-02")), first_asked="2016-04")) == ["2019-03", "2019-04", "2019-05", "2019-06"]
+    # the bootstrap and a backfill's explicit periods are as they were
+    assert pipeline.periods_to_process("hes_aggregate", None, from_period="2018-10", to_period="2018-12",
+                                       history=history) == ["2018-10", "2018-11", "2018-12"]
+
+
+def test_a_monthly_run_does_not_chase_what_the_warehouse_never_chose_to_load():
+    import datetime as dt
+
+    # dtoc_la (window 12) at 2019-08-15: window 2018-06 to 2019-06. A warehouse backfilled from
+    # 2018-01 (not from the samples' 2016-04) misses 2018-02: only that one is added
+    history = pipeline.FetchHistory(held=frozenset(_months("2018-01", "2019-06")) - {"2018-02"}, first_asked="2018-01")
+    assert pipeline.periods_to_process("dtoc_la", dt.date(2019, 8, 15), history=history) == ["2018-02", *_months("2018-06", "2019-06")]
+    # nothing ever asked for (a first monthly run without a bootstrap): the window alone
+    assert pipeline.periods_to_process("dtoc_la", dt.date(2019, 8, 15), history=pipeline.FetchHistory(frozenset(), None)) == \
+        _months("2018-06", "2019-06")
+    # a period asked for but never held (OVERDUE since the backfill) is chased, and so is one
+    # before the window that no run ever asked for (the scheduler down for longer than the window)
+    history = pipeline.FetchHistory(held=frozenset(_months("2017-03", "2019-06")) - {"2017-05", "2017-06"},
+                                    first_asked="2017-02")
+    assert pipeline.periods_to_process("dtoc_la", dt.date(2019, 8, 15), history=history) == [
+        "2017-02", "2017-05", "2017-06", *_months("2018-06", "2019-06")]
+    # never before the environment's available_from (2016-04 for the embedded samples)
+    history = pipeline.FetchHistory(held=frozenset(_months("2016-05", "2019-06")), first_asked="2015-01")
+    assert pipeline.periods_to_process("dtoc_la", dt.date(2019, 8, 15), history=history) == ["2016-04", *_months("2018-06", "2019-06")]
+
+
+def test_a_release_that_holds_every_earlier_one_is_not_chased():
+    import datetime as dt
+
+    # dtoc_national: each release holds every month since 2010, so a missed one is replaced
+    history = pipeline.FetchHistory(held=frozenset(_months("2018-01", "2019-06")) - {"2018-05"}, first_asked="2018-01")
+    assert pipeline.periods_to_process("dtoc_national", dt.date(2019, 8, 15), history=history) == ["2019-06"]
+
+
+def test_the_embedded_samples_are_not_chased_past_their_end(monkeypatch):
+    import datetime as dt
+
+    # ascof (annual, window 1) at 2023-01-15: 2021-22 (from April 2021) is due 1 November 2022,
+    # so the window is 2020-21 and 2021-22. 2019-20, due 1 November 2020, is never held: the
+    # embedded samples end with what was published by 2020-04-15 (samples_until), so it is not
+    # asked for there; in production it is
+    history = pipeline.FetchHistory(held=frozenset({"2014-15", "2015-16", "2016-17", "2017-18", "2018-19"}), first_asked="2014-15")
+    assert pipeline.periods_to_process("ascof", dt.date(2023, 1, 15), history=history) == ["2020-21", "2021-22"]
+    monkeypatch.setenv("CAREWATCH_ENV", "production")
+    assert pipeline.periods_to_process("ascof", dt.date(2023, 1, 15), history=history) == ["2019-20", "2020-21", "2021-22"]
+
+
+def test_the_fetch_history_is_what_raw_manifest_holds_and_the_earliest_period_fetch_log_asked_for(carewatch_home):
+    import datetime as dt
+
+    from carewatch import fetch, warehouse
+
+    assert pipeline.fetch_history("hes_aggregate") == pipeline.FetchHistory(frozenset(), None)  # no warehouse yet
+    now = dt.datetime(2019, 8, 15, tzinfo=dt.timezone.utc)
+    with warehouse.connect() as con:
+        con.execute(fetch.MANIFEST_DDL)
+        for period, version in (("2018-12", 1), ("2018-12", 2), ("2019-02", 1)):
+            con.execute("insert into raw_manifest values ('hes_aggregate', ?, ?, 'u', ?, 200, 1, 's', null, null, 'p')",
+                        [period, version, now])
+        con.execute("insert into raw_manifest values ('dtoc_la', '2016-04', 1, 'u', ?, 200, 1, 's', null, null, 'p')", [now])
+        for period, outcome in (("2018-11", "refused"), ("2018-12", "new_version"), ("2019-01", "refused")):
+            con.execute("insert into fetch_log (source, period, url, attempted_at, outcome) values ('hes_aggregate', ?, 'u', ?, ?)",
+                        [period, now, outcome])
+    assert pipeline.fetch_history("hes_aggregate") == pipeline.FetchHistory(frozenset({"2018-12", "2019-02"}), "2018-11")
 
 
 def test_a_file_that_passes_sends_no_email_and_one_with_only_warnings_is_not_quarantined(carewatch_home, mailbox, monkeypatch):
