@@ -136,8 +136,41 @@ def summary_areas() -> list[str]:
     return [str(code) for code in yaml.safe_load((paths.config_dir() / "summary.yaml").read_text())["areas"]]
 
 
+def ranked_month(con) -> pd.Timestamp | None:
+    """The month this run's rankings, review flags and report are for: the month the latest
+    analysis ranked last (``analysis_runs``, written in the transaction that wrote the rankings
+    and flags the report then reads). Before any analysis, the latest rolling year of the
+    methodology's ``period_metric`` (delayed days: the month an analysis ranks last); None when
+    there is neither. Not the latest rolling year of every metric: while a DTOC file is late,
+    the hospital metrics reach a month that nothing ranks yet."""
+    from carewatch.methodology import ranking
+
+    if warehouse.table_exists(con, "analysis_runs"):
+        [(month,)] = con.execute("select max_by(month, analysed_at) from analysis_runs").fetchall()
+        if month is not None:
+            return pd.Timestamp(month)
+    lead = ranking.load_methodology().period_metric
+    [(month,)] = con.execute("select max(period_start) from fct_metric_values where period_type = 'rolling_12m' "
+                             "and metric_id = ?", [lead]).fetchall()
+    return None if month is None else pd.Timestamp(month)
+
+
+def later_figures(con, month: pd.Timestamp, numbers: dict[str, int]) -> dict[pd.Timestamp, list[int]]:
+    """The dashboard metrics (their ``numbers``) with a rolling year later than ``month``, by
+    the latest such month: figures the warehouse holds that this run's rankings do not show."""
+    rows = con.execute("select metric_id, max(period_start) from fct_metric_values where period_type = 'rolling_12m' "
+                       "and metric_id in (select unnest(?)) group by metric_id having max(period_start) > ?",
+                       [list(numbers), month]).fetchall()
+    later: dict[pd.Timestamp, list[int]] = {}
+    for metric_id, latest in rows:
+        later.setdefault(pd.Timestamp(latest), []).append(numbers[metric_id])
+    return {when: sorted(nums) for when, nums in sorted(later.items())}
+
+
 def print_results() -> None:
-    """The latest period's six metrics, league-table ends, targets and new review flags."""
+    """The six metrics, league-table ends, targets and review flags of the month this run's
+    rankings and report are for (:func:`ranked_month`), saying which metrics' values are of
+    another period and which metrics hold later figures not ranked yet."""
     db = paths.warehouse_path()
     if not db.exists():
         return
@@ -145,13 +178,16 @@ def print_results() -> None:
         tables = {t for (t,) in con.execute("show tables").fetchall()}
         if "fct_metric_values" not in tables:
             return
+        month = ranked_month(con)
+        if month is None:
+            return
         names = warehouse.area_names(con)
         metrics = con.execute("select metric_id, name, unit from ref_metrics order by dashboard_number").fetchall()
-        month = con.execute("select max(period_start) from fct_metric_values where period_type = 'rolling_12m'").fetchone()[0]
         # the values the league table ranks: rolling 12 months, ASCOF from its lagged year
         from carewatch import analysis
         from carewatch.methodology import ranking
 
+        methodology = ranking.load_methodology()
         showcase = summary_areas()
         mv = con.execute(
             "select area_code, metric_id, period_type, period_start, period_end, value from fct_metric_values "
@@ -159,7 +195,7 @@ def print_results() -> None:
             "and (period_type = 'financial_year' or (period_type = 'rolling_12m' and period_start = ?))",
             [showcase, month],
         ).df()
-        shown = analysis.ranking_values(mv, ranking.load_methodology(), pd.Timestamp(month))
+        shown = analysis.ranking_values(mv, methodology, month)
         number = {metric_id: i for i, (metric_id, _name, _unit) in enumerate(metrics, start=1)}
         yearly: dict[str, set[int]] = {}  # a financial year shown -> the numbers of the metrics shown for it
         for row in shown[shown["period_type"] == "financial_year"].itertuples():
@@ -167,6 +203,17 @@ def print_results() -> None:
         years = "; ".join(f"financial year {year} for {', '.join(map(str, sorted(nums)))}" for year, nums in sorted(yearly.items()))
         value_of = {(r.area_code, r.metric_id): r.value for r in shown.itertuples()}
         print(f"\nSix dashboard metrics, rolling 12 months to {month:%B %Y} ({years + ', ' if years else ''}as ranked)")
+        # a monthly metric shown from a financial year has no rolling year to the month (a file late or quarantined)
+        monthly = {m for (m,) in con.execute("select distinct metric_id from fct_metric_values where period_type = 'rolling_12m'").fetchall()}
+        gaps = sorted({number[m] for m in shown.loc[shown["period_type"] == "financial_year", "metric_id"] if m in monthly})
+        if gaps:
+            print(f"  no rolling 12 months to {month:%B %Y} of {', '.join(map(str, gaps))} (a month missing): "
+                  "their latest financial year is shown and ranked instead")
+        lead = number.get(methodology.period_metric)
+        for when, nums in later_figures(con, month, number).items():
+            why = f"the latest month of {lead}, which the rankings wait for" if lead not in nums else "the month the latest analysis ranked"
+            print(f"  later figures held, not ranked yet: {', '.join(map(str, nums))} to {when:%B %Y}; "
+                  f"this run's rankings, review flags and report are for {month:%B %Y}, {why}")
         header = f"{'area':<28}" + "".join(f"{i + 1:>11}" for i in range(len(metrics)))
         print(header)
         for area in showcase:
@@ -183,20 +230,23 @@ def print_results() -> None:
             "select area_code, overall_rank, rank_change, methodology from ranking_overall where period_type = 'rolling_12m' and period_start = ? and overall_rank is not null order by overall_rank",
             [month],
         ).fetchall()
-        print(f"\nOverall ranking of {len(ranked)} HWB areas ({ranked[0][3] if ranked else ''})")
+        print(f"\nOverall ranking of {len(ranked)} HWB areas, rolling 12 months to {month:%B %Y} ({ranked[0][3] if ranked else 'none ranked'})")
         print("  top 5:    " + ", ".join(f"{r[1]}. {names.get(r[0], r[0])}" for r in ranked[:5]))
         print("  bottom 5: " + ", ".join(f"{r[1]}. {names.get(r[0], r[0])}" for r in ranked[-5:]))
+        # each target set at its latest month up to the ranked one, as the report shows it
         targets = con.execute(
-            """select target_set, max(period_start), count(*) filter (where on_track), count(*) filter (where not on_track),
-                      count(*) filter (where on_track is null)
-               from target_tracking where period_start = (select max(period_start) from target_tracking) group by target_set"""
-        ).fetchall()
-        for target_set, when, met, missed, unknown in targets:
+            """select target_set, max(period_start) as last from target_tracking where period_start <= ? group by target_set""",
+            [month]).fetchall() if "target_tracking" in tables else []
+        for target_set, when in sorted(targets):
+            met, missed, unknown = con.execute(
+                """select count(*) filter (where on_track), count(*) filter (where not on_track), count(*) filter (where on_track is null)
+                   from target_tracking where target_set = ? and period_start = ?""", [target_set, when]).fetchone()
             not_known = f", {unknown} not known (no figure that month or at the baseline)" if unknown else ""
             print(f"\nDTOC targets ({target_set}) in {when:%B %Y}: {met} areas on track, {missed} off track{not_known}")
         flagged = con.execute(
-            "select area_code, status, first_flagged, reasons from review_flag_history where period_start = (select max(period_start) from review_flag_history) and status in ('new', 'continuing') order by status, area_code"
-        ).fetchall()
+            "select area_code, status, first_flagged, reasons from review_flag_history where period_start = ? and status in ('new', 'continuing') order by status, area_code",
+            [month],
+        ).fetchall() if "review_flag_history" in tables else []
         new = [f for f in flagged if f[1] == "new"]
         print(f"\nCQC review flags in {month:%B %Y}: {len(flagged)} areas flagged, {len(new)} new")
         for area, status, first, reasons in (new + [f for f in flagged if f[1] != "new"])[:12]:

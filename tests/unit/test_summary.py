@@ -141,11 +141,13 @@ def test_six_metrics_block_leaves_out_a_breakdowns_lagged_year(carewatch_home, m
            'financial_year' as period_type, date '2016-04-01' as period_start, date '2017-03-31' as period_end)
            from fct_metric_values where metric_id = 'delayed_days_per_day_per_100k_18plus'
            and period_type = 'rolling_12m' and period_start = date '2017-03-01'""",
-        """delete from fct_metric_values where metric_id like 'delayed_days_per_day_per_100k_18plus%'
+        # (only the breakdowns' March: without delayed days' own rolling year to March, nothing
+        # ranks March, and the block is February's: test_results_block_is_the_month_the_rankings_are_for)
+        """delete from fct_metric_values where metric_id like 'delayed_days_per_day_per_100k_18plus__%'
            and period_type = 'rolling_12m' and period_start = date '2018-03-01'""")
-    # (this warehouse holds no financial year of delayed days itself: its column shows "-")
     assert "rolling 12 months to March 2018 (financial year 2016-17 for 4, 5, as ranked)" in out[1]
-    assert next(line for line in out if line.startswith("England")).split()[3] == "-"
+    # delayed days (3) is its own rolling year to March, not a breakdown's year
+    assert next(line for line in out if line.startswith("England")).split()[3] != "-"
 
 
 def test_six_metrics_block_shows_the_lagged_year_the_league_table_ranks_for_a_missing_month(carewatch_home, monkeypatch, capsys):
@@ -426,3 +428,42 @@ def test_a_refused_build_is_shown_as_such_until_a_build_passes(carewatch_home, c
         validation.store(con, check(True), file_version=0, sha256="rows-2", parsed_path=None)
     summary.print_quality()
     assert "REFUSED" not in capsys.readouterr().out
+
+
+def test_results_block_is_the_month_the_rankings_are_for(carewatch_home, monkeypatch, capsys):
+    # a year-of-operation drill: the DTOC file for March late, the hospital aggregate on time.
+    # The analysis ranks February (delayed days, the methodology's period_metric, ends there)
+    # and the report is February's; the summary said "rolling 12 months to March", showed
+    # delayed days from a financial year, "Overall ranking of 0 HWB areas ()" and March's flags
+    import duckdb
+
+    from carewatch import analysis
+    from tests import synthetic_warehouse
+
+    db = carewatch_home / "w.duckdb"
+    carewatch_home.mkdir(parents=True, exist_ok=True)
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        con.execute("delete from fct_metric_values where metric_id like 'delayed_days_per_day_per_100k_18plus%' "
+                    "and period_start = date '2018-03-01'")  # its month and rolling year, every breakdown
+        con.execute("insert into fct_metric_values by name select * replace ('financial_year' as period_type, date '2016-04-01' as period_start, "
+                    "date '2017-03-31' as period_end, 99.0 as value) from fct_metric_values where metric_id = 'delayed_days_per_day_per_100k_18plus' "
+                    "and period_type = 'rolling_12m' and period_start = date '2017-03-01'")  # a yearly figure the old block fell back to
+        analysis.run(con, export=False)
+        [(ranked_month,)] = con.execute("select max(period_start) from ranking_overall where period_type = 'rolling_12m'").fetchone(),
+        feb = dict(con.execute("select metric_id, value from fct_metric_values where area_code = 'E92000001' and period_type = 'rolling_12m' "
+                               "and period_start = date '2018-02-01'").fetchall())
+        flagged = con.execute("select count(*) from review_flag_history where period_start = date '2018-02-01' "
+                              "and status in ('new', 'continuing')").fetchone()[0]
+    assert str(ranked_month) == "2018-02-01"
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(db))
+    summary.print_results()
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "Six dashboard metrics, rolling 12 months to February 2018 (financial year 2016-17 for 4, 5, as ranked)"
+    # the hospital metrics (1, 2, 6) reach March: said plainly, not shown as if ranked
+    assert out[2] == ("  later figures held, not ranked yet: 1, 2, 6 to March 2018; this run's rankings, review flags and report "
+                      "are for February 2018, the latest month of 3, which the rankings wait for")
+    england = next(line for line in out if line.startswith("England")).split()
+    assert england[1] == f"{feb['emergency_admissions_65plus_per_100k']:,.1f}" and england[3] == f"{feb['delayed_days_per_day_per_100k_18plus']:,.1f}"
+    assert "Overall ranking of 40 HWB areas, rolling 12 months to February 2018 (" in "\n".join(out)  # the 40 synthetic areas
+    assert f"CQC review flags in February 2018: {flagged} areas flagged, " in "\n".join(out) and flagged > 0
