@@ -24,9 +24,11 @@ def manifest_summary() -> list[tuple]:
     version fetched counts, a file later quarantined or that failed to parse included. Bytes
     count each stored file once: a version whose bytes an earlier version of the period already
     had (a revision taken back) is one more manifest row but no more stored file. Revised
-    periods are the periods with more than one version loaded into the source's landing table
-    (a version loaded after an earlier loaded one); a rejected file is no revision. None for a
-    source that does not load to the warehouse (``loads_to_warehouse: false``)."""
+    periods are the periods with more than one file loaded into the source's landing table (a
+    version loaded after an earlier loaded one, of other bytes); a rejected file is no revision
+    (a version whose rejection stands: ``carewatch reject``), nor is an earlier file taken back
+    after it (the same bytes as a version before it). None for a source that does not load to
+    the warehouse (``loads_to_warehouse: false``)."""
     db = paths.warehouse_path()
     if not db.exists():
         return []
@@ -49,15 +51,18 @@ def manifest_summary() -> list[tuple]:
 
 
 def _revised_periods(con, source: str) -> int | None:
-    """How many periods of ``source`` have more than one version in its landing table."""
+    """How many periods of ``source`` have more than one file (of other bytes) in its landing
+    table, its rejected versions left out."""
     catalogued = sources.catalogue().get(source)
     if catalogued is not None and not catalogued.loads_to_warehouse:
         return None
     table = warehouse.land_table(source)
     if not warehouse.table_exists(con, table):
         return 0
+    rejected = warehouse.rejection_stands(con, f"'{source}'", "t._period", "t._version")  # (a plain name: land_table checked it)
     (revised,) = con.execute(
-        f"select count(*) from (select _period from {table} group by _period having count(distinct _version) > 1)").fetchone()
+        f"select count(*) from (select _period from {table} t where not {rejected} "
+        "group by _period having count(distinct _sha256) > 1)").fetchone()
     return revised
 
 
@@ -115,7 +120,7 @@ def print_sources(states: dict[str, str]) -> None:
     the run crashed) they would be an earlier run's, so the DAG's state is shown instead."""
     ingests = _ingest_summaries()
     print()
-    print("raw store: periods, versions (every file fetched, rejected ones too), revised (periods with 2+ versions loaded), MB;")
+    print("raw store: periods, versions (every file fetched, rejected ones too), revised (periods with 2+ files loaded, not counting a rejected one), MB;")
     print("this run: files parsed, rows in its files, files validated (not a file that already passed its suite), periods loaded")
     print(f"{'source':<16}{'periods':>8}{'versions':>9}{'revised':>8}{'MB':>8}{'parsed':>8}{'rows':>12}{'validated':>10}{'loaded':>8}")
     for source, periods, versions, revised, size, _last in manifest_summary():

@@ -467,3 +467,28 @@ def test_results_block_is_the_month_the_rankings_are_for(carewatch_home, monkeyp
     assert england[1] == f"{feb['emergency_admissions_65plus_per_100k']:,.1f}" and england[3] == f"{feb['delayed_days_per_day_per_100k_18plus']:,.1f}"
     assert "Overall ranking of 40 HWB areas, rolling 12 months to February 2018 (" in "\n".join(out)  # the 40 synthetic areas
     assert f"CQC review flags in February 2018: {flagged} areas flagged, " in "\n".join(out) and flagged > 0
+
+
+def test_revised_leaves_out_a_rejected_version_and_a_file_taken_back(carewatch_home):
+    # a drill: `carewatch reject dtoc_la 2019-05 --version 2` (figures doubled), then NHS England
+    # took the revision back (v3, v1's very bytes): 2019-05 was never revised. 2018-12 was
+    # (v2 loaded, not rejected), then taken back: revised. 2019-06's v2 rejected, no other: not
+    # revised. 2019-07: v2 rejected, then withdrawn (it stands no more): revised
+    from carewatch import fetch
+
+    files = {("2018-12", 1): "a", ("2018-12", 2): "b", ("2018-12", 3): "a", ("2019-05", 1): "c", ("2019-05", 2): "d",
+             ("2019-05", 3): "c", ("2019-06", 1): "e", ("2019-06", 2): "f", ("2019-07", 1): "g", ("2019-07", 2): "h"}
+    with warehouse.connect() as con:
+        con.execute(fetch.MANIFEST_DDL)
+        for (period, version), sha in files.items():
+            con.execute("insert into raw_manifest values ('dtoc_la', ?, ?, 'u', now(), 200, 100, ?, null, null, 'p')",
+                        [period, version, sha * 64])
+            if (period, version) != ("2019-05", 3):  # loaded after the rejection below
+                land(con, "dtoc_la", period, version, sha * 64)
+        warehouse.reject_version(con, source="dtoc_la", period="2019-05", version=2, reason="figures doubled")
+        land(con, "dtoc_la", "2019-05", 3, "c" * 64)
+        warehouse.reject_version(con, source="dtoc_la", period="2019-06", version=2, reason="figures doubled")
+        warehouse.reject_version(con, source="dtoc_la", period="2019-07", version=2, reason="figures doubled")
+        warehouse.withdraw_rejection(con, source="dtoc_la", period="2019-07", version=2)
+    [(source, periods, versions, revised, _size, _)] = summary.manifest_summary()
+    assert (source, periods, versions, revised) == ("dtoc_la", 4, 10, 2)  # 2018-12 and 2019-07
