@@ -87,8 +87,9 @@ def default_logical_date() -> dt.datetime:
     return sources.embedded_run_date()
 
 
-def run_dags(dag_ids: list[str], logical_date: dt.datetime, conf: dict) -> dict[str, str]:
-    """Run DAGs one after another through Airflow in this process; returns dag_id -> state."""
+def run_dags(dag_ids: list[str], logical_date: dt.datetime, conf: dict, run_ids: dict[str, str] | None = None) -> dict[str, str]:
+    """Run DAGs one after another through Airflow in this process; returns dag_id -> state
+    (and fills ``run_ids``, if given, with dag_id -> the run's id)."""
     from airflow.dag_processing.dagbag import DagBag
 
     prepare_metadata_db()
@@ -100,6 +101,8 @@ def run_dags(dag_ids: list[str], logical_date: dt.datetime, conf: dict) -> dict[
         dag = bag.get_dag(dag_id)
         run = dag.test(logical_date=logical_date, run_conf=conf)
         states[dag_id] = str(run.state)
+        if run_ids is not None:
+            run_ids[dag_id] = run.run_id
     return states
 
 
@@ -107,8 +110,10 @@ def _child_main(argv: list[str]) -> int:
     """Entry point of the child process: ``python -m carewatch.runner DATE CONF DAG...``."""
     logical_date = dt.datetime.fromisoformat(argv[0])
     conf = json.loads(argv[1])
-    states = run_dags(argv[2:], logical_date, conf)
+    run_ids: dict[str, str] = {}
+    states = run_dags(argv[2:], logical_date, conf, run_ids)
     print("CAREWATCH_DAG_STATES " + json.dumps(states))
+    print("CAREWATCH_DAG_RUN_IDS " + json.dumps(run_ids))
     return 0 if all(s == "success" for s in states.values()) else 1
 
 
@@ -227,7 +232,7 @@ def _run_embedded(logical_date: str | None, lock: int) -> int:
                 pass_fds=(lock,),  # the child holds the home's lock too, until it exits
             )
     states = _read_states(log_file)
-    summary.print_run_summary(states, log_file, mail_dir)
+    summary.print_run_summary(states, log_file, mail_dir, run_ids=_read_states(log_file, "CAREWATCH_DAG_RUN_IDS"))
     return proc.returncode
 
 
@@ -245,9 +250,11 @@ def _local_mail(env: dict[str, str]):
         yield directory
 
 
-def _read_states(log_file: Path) -> dict[str, str]:
+def _read_states(log_file: Path, marker: str = "CAREWATCH_DAG_STATES") -> dict[str, str]:
+    """What the child printed last after ``marker`` (each DAG's state; with
+    ``CAREWATCH_DAG_RUN_IDS``, each DAG run's id); empty when it printed none (it crashed)."""
     for line in reversed(log_file.read_text(errors="replace").splitlines()):
-        if line.startswith("CAREWATCH_DAG_STATES "):
+        if line.startswith(f"{marker} "):
             return json.loads(line.split(" ", 1)[1])
     return {}
 

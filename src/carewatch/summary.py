@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from carewatch import dagkit, paths, sources, warehouse
-
-
-def _ingest_summaries() -> dict[str, dict]:
-    folder = paths.home() / "runs" / "ingest"
-    if not folder.is_dir():
-        return {}
-    return {f.stem: json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))}
 
 
 def manifest_summary() -> list[tuple]:
@@ -66,7 +60,10 @@ def _revised_periods(con, source: str) -> int | None:
     return revised
 
 
-def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | None = None) -> None:
+def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | None = None,
+                      run_ids: dict[str, str] | None = None) -> None:
+    """``states``: each DAG's state in this run; ``run_ids``: each DAG's Airflow run id (what
+    the sources block reads this run's fetches by)."""
     print()
     print("DAG runs (through Airflow):")
     for dag_id, state in states.items():
@@ -74,7 +71,7 @@ def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | N
     if not states:
         print(f"  no DAG finished: see {log_file}")
 
-    print_sources(states)
+    print_sources(states, run_ids)
     print_results()
     print_quality()
     if mail_dir is not None:
@@ -113,25 +110,100 @@ def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | N
                   f"the latest, from an earlier run: {report}")
 
 
-def print_sources(states: dict[str, str]) -> None:
-    """Per source: the raw store, and what this run parsed, validated and loaded. The counts
-    are written by an ingest run's last task, which runs only when no period failed: for a
-    source whose ingest DAG did not succeed in this run (or has no state: it did not run, or
-    the run crashed) they would be an earlier run's, so the DAG's state is shown instead."""
-    ingests = _ingest_summaries()
+@dataclass
+class RunActivity:
+    """What one ingest run did for its source, from the warehouse (:func:`run_activity`)."""
+
+    checked: int = 0  # periods whose file the run asked for
+    new: list[tuple[str, int]] = field(default_factory=list)  # (period, version) fetched for the first time
+    loaded: list[tuple[str, int, int]] = field(default_factory=list)  # (period, version, rows) loaded by the run
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (period, what failed)
+
+
+def run_activity(con, source: str, run_id: str) -> RunActivity:
+    """What the ingest run ``run_id`` did for ``source``, whatever its DAG's outcome: read from
+    what the warehouse records as it goes, not from the run's last task (which runs only when
+    no period failed). Periods checked and new versions: ``fetch_log`` by ``run_id``. Loaded:
+    the versions in the landing table loaded since the run's first fetch (one run at a time per
+    home). Failed: a period whose last fetch of the run was refused (not one skipped as already
+    reported: :func:`outstanding_refusals` keeps those in sight), and a new version the run did
+    not load: quarantined, refused by the parser, or failed to load (its task log says why).
+    A file met again and still quarantined or unparsed is no failure of this run: the
+    data-quality block lists it."""
+    activity = RunActivity()
+    if not warehouse.table_exists(con, "fetch_log"):
+        return activity
+    attempts = con.execute(
+        """select f.period, f.outcome, f.sha256, f.error, epoch_us(f.attempted_at),
+                  (select max(m.version) from raw_manifest m where m.source = f.source and m.period = f.period
+                   and m.sha256 = f.sha256 and m.fetched_at <= f.attempted_at)
+           from fetch_log f where f.source = ? and f.run_id = ? order by f.attempted_at, f.period""",
+        [source, run_id]).fetchall()
+    if not attempts:
+        return activity
+    last = {period: (outcome, error) for period, outcome, _sha, error, _at, _version in attempts}
+    activity.checked = len(last)
+    new = [(period, int(version), sha) for period, outcome, sha, _error, _at, version in attempts
+           if outcome == "new_version" and version is not None]
+    activity.new = [(period, version) for period, version, _sha in new]
+    catalogued = sources.catalogue().get(source)
+    loads = catalogued is None or catalogued.loads_to_warehouse
+    table = warehouse.land_table(source)
+    if loads and warehouse.table_exists(con, table):
+        started = min(at for *_, at, _version in attempts)
+        activity.loaded = [(period, int(version), int(rows)) for period, version, rows in con.execute(
+            f"select _period, _version, count(*) from {table} where epoch_us(_loaded_at) >= ? group by all order by all",
+            [started]).fetchall()]
+    failed = {period: f"fetch refused: {error}" for period, (outcome, error) in last.items() if outcome == "refused"}
+    loaded_now = {(period, version) for period, version, _rows in activity.loaded}
+    for period, version, sha in new:
+        if (period, version) in loaded_now:
+            continue
+        quarantine = con.execute("select blocking_failures from quarantine where source = ? and period = ? and sha256 = ?",
+                                 [source, period, sha]).fetchone() if warehouse.table_exists(con, "quarantine") else None
+        marker = paths.parsed_path(source, period, sha).with_suffix(".failed")
+        if quarantine is not None:
+            failed[period] = f"v{version} quarantined: {quarantine[0]}"
+        elif marker.exists():
+            failed[period] = f"v{version} refused by the parser: {marker.read_text().strip().split(': cannot parse as ', 1)[-1]}"
+        elif loads:
+            failed[period] = f"v{version} not loaded: see the task log"
+    activity.failed = sorted(failed.items())
+    return activity
+
+
+def print_sources(states: dict[str, str], run_ids: dict[str, str] | None = None) -> None:
+    """Per source: the raw store, and what this run did (:func:`run_activity`, read by the
+    ingest DAG's run id, so shown whatever the DAG's outcome: the periods that loaded beside
+    one that failed). A source whose ingest DAG has no run id in this run (it did not run, or
+    the run crashed) shows the DAG's state instead."""
+    run_ids = run_ids or {}
     print()
     print("raw store: periods, versions (every file fetched, rejected ones too), revised (periods with 2+ files loaded, not counting a rejected one), MB;")
-    print("this run: files parsed, rows in its files, files validated (not a file that already passed its suite), periods loaded")
-    print(f"{'source':<16}{'periods':>8}{'versions':>9}{'revised':>8}{'MB':>8}{'parsed':>8}{'rows':>12}{'validated':>10}{'loaded':>8}")
-    for source, periods, versions, revised, size, _last in manifest_summary():
-        store = f"{source:<16}{periods:>8}{versions:>9}{'-' if revised is None else revised:>8}{size / 1e6:>8.1f}"
-        dag_id = dagkit.ingest_dag_id(source)
-        state = states.get(dag_id, "not run")
-        if state != "success":
-            print(f"{store}  {dag_id} {state}: this run's counts are in its log")
-            continue
-        run = ingests.get(source, {})
-        print(f"{store}{run.get('files_parsed', 0):>8}{run.get('rows', 0):>12,}{run.get('validations_run', 0):>10}{run.get('loads_run', 0):>8}")
+    print("this run, whatever its DAG's outcome: periods checked, new versions fetched, versions loaded, periods failed, rows loaded (of this run's loads)")
+    print(f"{'source':<16}{'periods':>8}{'versions':>9}{'revised':>8}{'MB':>8}{'checked':>8}{'new':>6}{'loaded':>7}{'failed':>7}{'rows loaded':>12}")
+    rows = manifest_summary()
+    details = []
+    with warehouse.connect(read_only=True) if rows else contextlib.nullcontext() as con:
+        for source, periods, versions, revised, size, _last in rows:
+            store = f"{source:<16}{periods:>8}{versions:>9}{'-' if revised is None else revised:>8}{size / 1e6:>8.1f}"
+            dag_id = dagkit.ingest_dag_id(source)
+            state = states.get(dag_id, "not run")
+            if dag_id not in run_ids:
+                print(f"{store}  {dag_id} {state}")
+                continue
+            run = run_activity(con, source, run_ids[dag_id])
+            rows_loaded = sum(n for *_, n in run.loaded)
+            print(f"{store}{run.checked:>8}{len(run.new):>6}{len(run.loaded):>7}{len(run.failed):>7}{rows_loaded:>12,}")
+            if run.new:
+                listed = ", ".join(f"{period} v{version}" for period, version in run.new[:6])
+                more = f" and {len(run.new) - 6} more" if len(run.new) > 6 else ""
+                details.append(f"  {source} new: {listed}{more}")
+            details += [f"  {source} FAILED {period}: {what[:200]}" for period, what in run.failed]
+            if state != "success" and not run.failed:
+                details.append(f"  {source}: {dag_id} {state}, no failed period recorded: see the Airflow log")
+    for line in details:
+        print(line)
 
 
 def summary_areas() -> list[str]:

@@ -145,3 +145,15 @@ def test_the_death_signal_reaches_the_command_once_though_carewatch_has_threads(
         parent.wait(timeout=30)
         assert _wait_until(lambda: count.exists()), "the command did not finish"
         assert count.read_text() == "1", f"attempt {attempt}: SIGINT {count.read_text()} times"
+
+
+def test_the_summary_gets_each_dag_runs_id_from_the_childs_log(tmp_path):
+    # the sources block reads what each ingest run did by its run id (fetch_log), whatever
+    # the DAG's outcome: the child prints the ids beside the states
+    log = tmp_path / "run.log"
+    log.write_text('noise\nCAREWATCH_DAG_STATES {"ingest_dtoc_la": "failed"}\n'
+                   'CAREWATCH_DAG_RUN_IDS {"ingest_dtoc_la": "manual__2019-03-15T09:00:00+00:00"}\n')
+    assert runner._read_states(log) == {"ingest_dtoc_la": "failed"}
+    assert runner._read_states(log, "CAREWATCH_DAG_RUN_IDS") == {"ingest_dtoc_la": "manual__2019-03-15T09:00:00+00:00"}
+    log.write_text("the child crashed before printing\n")
+    assert runner._read_states(log, "CAREWATCH_DAG_RUN_IDS") == {}

@@ -220,33 +220,104 @@ def test_targets_line_counts_an_area_without_a_figure_as_not_known(carewatch_hom
     assert line.endswith(f"in March 2018: {on} areas on track, {off} off track, 1 not known (no figure that month or at the baseline)")
 
 
+def attempt(con, source: str, period: str, run_id: str, outcome: str, sha: str | None = None, error: str | None = None,
+            minutes_ago: int = 1) -> None:
+    """One fetch_log row, as the fetch writes it (a refusal's kind is its error)."""
+    con.execute("""insert into fetch_log (source, period, url, attempted_at, outcome, http_status, bytes, sha256, error, run_id, refusal)
+                   values (?, ?, 'u', now() - to_minutes(?::bigint), ?, 200, 100, ?, ?, ?, ?)""",
+                [source, period, minutes_ago, outcome, sha, error, run_id, error])
+
+
+def manifest_row(con, source: str, period: str, version: int, sha: str, size: int = 100, minutes_ago: int = 1) -> None:
+    con.execute("insert into raw_manifest values (?, ?, ?, 'u', now() - to_minutes(?::bigint), 200, ?, ?, null, null, 'p')",
+                [source, period, version, minutes_ago + 1, size, sha])
+
+
 def test_sources_block_does_not_show_an_earlier_runs_counts_for_a_failed_ingest(carewatch_home, capsys):
+    # counts are read by this run's run id (fetch_log) and its loads since its first fetch:
+    # never an earlier run's, whatever the DAG's outcome (they were once its last task's JSON,
+    # written only when no period failed, so a failed DAG showed none)
     import json
 
-    from carewatch import paths
+    from carewatch import fetch, paths
 
     with warehouse.connect() as con:
-        from carewatch import fetch
-
         con.execute(fetch.MANIFEST_DDL)  # the manifest as the fetch writes it
-        con.execute("""insert into raw_manifest (source, period, version, url, fetched_at, http_status, bytes, sha256, raw_path)
-                       values ('dtoc_la', '2018-01', 1, 'u', now(), 200, 2000000, 'a', 'p'),
-                              ('dtoc_la', '2018-01', 2, 'u', now(), 200, 1000000, 'b', 'p'),
-                              ('ascof', '2016-17', 1, 'u', now(), 200, 500000, 'c', 'p')""")
-        land(con, "dtoc_la", "2018-01", 1, "a")  # both versions loaded: January revised
+        manifest_row(con, "dtoc_la", "2018-01", 1, "a", 2000000, minutes_ago=120)
+        manifest_row(con, "dtoc_la", "2018-01", 2, "b", 1000000)
+        manifest_row(con, "ascof", "2016-17", 1, "c", 500000, minutes_ago=120)
+        # the earlier run fetched and loaded January v1 and ASCOF
+        attempt(con, "dtoc_la", "2018-01", "earlier", "new_version", "a", minutes_ago=120)
+        attempt(con, "ascof", "2016-17", "earlier", "new_version", "c", minutes_ago=120)
+        con.execute(warehouse.land_ddl("dtoc_la"))
+        con.execute("insert into land_dtoc_la (period, row_type, breakdown, category, measure, _period, _version, _sha256, _loaded_at) "
+                    "values (date '2018-01-01', 'la', 'total', 'total', 'delayed_days', '2018-01', 1, 'a', now() - interval 2 hour)")
+        # this run: January revised (v2, loaded: both versions loaded, January revised), February refused
+        attempt(con, "dtoc_la", "2018-01", "this", "new_version", "b")
+        attempt(con, "dtoc_la", "2018-02", "this", "refused", error="HTML page instead of a workbook")
         land(con, "dtoc_la", "2018-01", 2, "b")
+        attempt(con, "ascof", "2016-17", "this", "unchanged", "c")
     runs = paths.home() / "runs" / "ingest"
     runs.mkdir(parents=True)
-    # both files left by an earlier run; this run's dtoc_la ingest failed, so its file is stale
+    # an earlier run's files, which the summary no longer reads
     for source, parsed in (("dtoc_la", 24), ("ascof", 3)):
         (runs / f"{source}.json").write_text(json.dumps({"files_parsed": parsed, "rows": 100 * parsed, "validations_run": parsed, "loads_run": parsed}))
-    summary.print_sources({"ingest_dtoc_la": "failed", "ingest_ascof": "success"})
+    summary.print_sources({"ingest_dtoc_la": "failed", "ingest_ascof": "success"},
+                          {"ingest_dtoc_la": "this", "ingest_ascof": "this"})
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line for line in out[3:] if not line.startswith(" ")}  # not the detail lines
+    # periods, versions, revised, MB; checked, new, loaded, failed, rows loaded
+    assert rows["dtoc_la"].split() == ["dtoc_la", "1", "2", "1", "3.0", "2", "1", "1", "1", "1"]
+    assert rows["ascof"].split() == ["ascof", "1", "1", "0", "0.5", "1", "0", "0", "0", "0"]
+    assert "  dtoc_la new: 2018-01 v2" in out
+    assert "  dtoc_la FAILED 2018-02: fetch refused: HTML page instead of a workbook" in out
+    summary.print_sources({})  # no run id (the run crashed): no counts, the DAG's state
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[3:]}
-    assert rows["dtoc_la"].split() == ["dtoc_la", "1", "2", "1", "3.0", "ingest_dtoc_la", "failed:", "this", "run's", "counts", "are", "in", "its", "log"]
-    assert rows["ascof"].split() == ["ascof", "1", "1", "0", "0.5", "3", "300", "3", "3"]
-    summary.print_sources({})  # no state (the run crashed): no counts either
-    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[3:]}
-    assert rows["ascof"].endswith("ingest_ascof not run: this run's counts are in its log")
+    assert rows["ascof"].endswith("  ingest_ascof not run")
+
+
+def test_sources_block_shows_what_a_run_loaded_beside_a_period_that_failed(carewatch_home, capsys):
+    # a drill: the DTOC ingest failed (a held month gone, a new file quarantined, another the
+    # parser refused) and the summary showed none of what it did load: the late November and
+    # the new January, and December taken back to its first file (v3)
+    from carewatch import fetch, paths
+
+    with warehouse.connect() as con:
+        con.execute(fetch.MANIFEST_DDL)
+        for period, version, sha, ago in (("2018-02", 1, "a", 500), ("2018-12", 1, "c", 500), ("2018-12", 2, "d", 300),
+                                          ("2018-11", 1, "b", 1), ("2018-12", 3, "c", 1), ("2019-01", 1, "e", 1),
+                                          ("2019-02", 1, "f", 1), ("2019-03", 1, "g", 1)):
+            manifest_row(con, "dtoc_la", period, version, sha * 64, minutes_ago=ago)
+        for period, version, sha, ago in (("2018-02", 1, "a", 500), ("2018-12", 1, "c", 500), ("2018-12", 2, "d", 300)):
+            attempt(con, "dtoc_la", period, "earlier", "new_version", sha * 64, minutes_ago=ago)
+            con.execute(warehouse.land_ddl("dtoc_la"))
+            con.execute("insert into land_dtoc_la (period, row_type, breakdown, category, measure, _period, _version, _sha256, _loaded_at) "
+                        "values (date '2018-01-01', 'la', 'total', 'total', 'delayed_days', ?, ?, ?, now() - to_minutes(?::bigint))",
+                        [period, version, sha * 64, ago])
+        attempt(con, "dtoc_la", "2018-02", "this", "refused", error="HTTP 404: the file is no longer at this URL; the version held (1) is kept",
+                minutes_ago=2)
+        for period, sha in (("2018-11", "b"), ("2018-12", "c"), ("2019-01", "e"), ("2019-02", "f"), ("2019-03", "g")):
+            attempt(con, "dtoc_la", period, "this", "new_version", sha * 64)
+        for period, version, sha, rows in (("2018-11", 1, "b", 3), ("2018-12", 3, "c", 2), ("2019-01", 1, "e", 4)):
+            for _ in range(rows):
+                land(con, "dtoc_la", period, version, sha * 64)
+        validation.store(con, report("2019-02", False), file_version=1, sha256="f" * 64, parsed_path=None)
+    marker = paths.parsed_path("dtoc_la", "2019-03", "g" * 64).with_suffix(".failed")
+    marker.parent.mkdir(parents=True)
+    marker.write_text("/var/raw/dtoc_la/2019-03/g.xls: cannot parse as dtoc_la: no sheet 'LA - Type B'\n")
+    summary.print_sources({"ingest_dtoc_la": "failed"}, {"ingest_dtoc_la": "this"})
+    out = capsys.readouterr().out.splitlines()
+    [row] = [line for line in out if line.startswith("dtoc_la ")]
+    # 6 periods held, 8 versions, 2018-12 revised (v2 loaded; v3 is v1's file); this run:
+    # 6 periods checked, 5 new versions, 3 loaded (9 rows), 3 periods failed
+    assert row.split()[:4] == ["dtoc_la", "6", "8", "1"] and row.split()[5:] == ["6", "5", "3", "3", "9"]
+    assert "  dtoc_la new: 2018-11 v1, 2018-12 v3, 2019-01 v1, 2019-02 v1, 2019-03 v1" in out
+    failed = [line for line in out if " FAILED " in line]
+    assert failed == [
+        "  dtoc_la FAILED 2018-02: fetch refused: HTTP 404: the file is no longer at this URL; the version held (1) is kept",
+        "  dtoc_la FAILED 2019-02: v1 quarantined: " + failed[1].split(": v1 quarantined: ")[1],
+        "  dtoc_la FAILED 2019-03: v1 refused by the parser: dtoc_la: no sheet 'LA - Type B'"]
+    assert "expect_column_values_to_be_between [value]" in failed[1]
 
 
 def test_the_report_says_when_rates_use_an_older_population_estimate():
