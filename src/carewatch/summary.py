@@ -337,13 +337,56 @@ def print_results() -> None:
                   "the warehouse's reported_* tables): " + "; ".join(restated))
 
 
+@dataclass(frozen=True)
+class OutstandingRefusal:
+    """A held period whose re-check was refused by its latest fetch attempts (:func:`outstanding_refusals`)."""
+
+    source: str
+    period: str
+    held: int  # the latest version held (kept, and loaded if it passed)
+    since: object  # the first refusal since the last attempt that got the file (aware UTC datetime)
+    runs: int  # the runs (or attempts outside a run) refused since then
+    emailed: object  # when the refusal was emailed since then (aware UTC datetime), or None
+    error: str  # the latest refusal
+
+
+def outstanding_refusals(con) -> list[OutstandingRefusal]:
+    """Each period held in the raw store whose latest fetch attempts were refused (``fetch_log``
+    outcome ``refused`` or ``already_refused``: GONE, a 404 for a month held; the very file
+    another period holds; an HTML page...), until an attempt gets the file again (``unchanged``
+    or ``new_version``). The first run emails it (``fetch_refusals_reported``) and later runs
+    skip it without failing, keeping the held version: this is where it stays in sight. A
+    period not held yet fails and emails every run, so it is not listed here."""
+    if not (warehouse.table_exists(con, "fetch_log") and warehouse.table_exists(con, "raw_manifest")):
+        return []
+    reported = ("(select epoch_us(min(r.reported_at)) from fetch_refusals_reported r where r.source = s.source "
+                "and r.period = s.period and r.reported_at >= s.since)"
+                if warehouse.table_exists(con, "fetch_refusals_reported") else "null")
+    rows = con.execute(f"""
+        with held as (select source, period, max(version) as held from raw_manifest group by all),
+        got as (select source, period, max(attempted_at) as got from fetch_log
+                where outcome in ('new_version', 'unchanged') group by all),
+        s as (select f.source, f.period, min(f.attempted_at) as since,
+                     count(distinct coalesce(f.run_id, f.attempted_at::varchar)) as runs,
+                     max_by(coalesce(f.error, f.refusal, ''), f.attempted_at) as error
+              from fetch_log f join held using (source, period) left join got using (source, period)
+              where f.outcome in ('refused', 'already_refused') and (got.got is null or f.attempted_at > got.got)
+              group by all)
+        select s.source, s.period, held.held, epoch_us(s.since), s.runs, {reported}, s.error
+        from s join held using (source, period) order by s.source, s.period""").fetchall()
+    return [OutstandingRefusal(source, period, int(held), warehouse._utc(since), int(runs),
+                               warehouse._utc(emailed) if emailed is not None else None, error)
+            for source, period, held, since, runs, emailed, error in rows]
+
+
 def print_quality() -> None:
     """Validation results of the warehouse (batches checked, warnings, blocking failures), then
     every outstanding bad file, whichever run met it: each file in quarantine, and each file
     the parser refused that no good later version of its period has replaced
     (:func:`carewatch.pipeline.unparsed_files`). Later runs skip such files without failing
     or emailing again, so this list is where they stay in sight; so does each loaded version
-    an operator rejected (``carewatch reject``), left out of every build until withdrawn."""
+    an operator rejected (``carewatch reject``), left out of every build until withdrawn, and
+    each held period whose re-check is refused (:func:`outstanding_refusals`)."""
     if not paths.warehouse_path().exists():
         return
     from carewatch import pipeline, validation
@@ -363,7 +406,8 @@ def print_quality() -> None:
         unparsed = pipeline.unparsed_files(con)
         rejected = con.execute("select source, period, version, reason, epoch_us(rejected_at) from rejected_versions "
                                "where withdrawn_at is null order by all").fetchall() if warehouse.table_exists(con, "rejected_versions") else []
-    if not rows and quarantined.empty and not unparsed and not rejected:
+        refusals = outstanding_refusals(con)
+    if not rows and quarantined.empty and not unparsed and not rejected and not refusals:
         return
     print()
     if rows:
@@ -381,5 +425,9 @@ def print_quality() -> None:
     for u in unparsed:
         parser = "" if u.current_parser else " (by an earlier parser; not parsed since)"
         print(f"  PARSE FAILED {u.source} {u.period} v{u.version}{parser}, since {u.failed_at:%Y-%m-%d}: {u.problem[:150]}")
+    for r in refusals:  # a held period its re-check cannot reach: revisions are not seen
+        runs = f", {r.runs} runs" if r.runs > 1 else ""
+        emailed = f", emailed {r.emailed:%Y-%m-%d} (later runs skip it)" if r.emailed else ""
+        print(f"  FETCH REFUSED {r.source} {r.period} (v{r.held} held, kept), since {r.since:%Y-%m-%d}{runs}{emailed}: {r.error[:150]}")
     for source, period, version, reason, rejected_at in rejected:  # carewatch reject: left out of every build
         print(f"  REJECTED {source} {period} v{version}, since {warehouse._utc(rejected_at):%Y-%m-%d}: {reason[:150]}")

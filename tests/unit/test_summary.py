@@ -563,3 +563,36 @@ def test_revised_leaves_out_a_rejected_version_and_a_file_taken_back(carewatch_h
         warehouse.withdraw_rejection(con, source="dtoc_la", period="2019-07", version=2)
     [(source, periods, versions, revised, _size, _)] = summary.manifest_summary()
     assert (source, periods, versions, revised) == ("dtoc_la", 4, 10, 2)  # 2018-12 and 2019-07
+
+
+def test_quality_block_lists_a_held_period_whose_recheck_is_refused_until_an_attempt_gets_it(carewatch_home, capsys):
+    # a drill: dtoc_la 2018-02, held, answered 404 (GONE): emailed once, then skipped as already
+    # reported run after run, the held version kept; only fetch_log showed it still outstanding
+    from carewatch import fetch
+
+    gone = "HTTP 404: the file is no longer at this URL; the version held (1) is kept"
+    with warehouse.connect() as con:
+        con.execute(fetch.MANIFEST_DDL)
+        manifest_row(con, "dtoc_la", "2018-02", 1, "a", minutes_ago=600)
+        manifest_row(con, "dtoc_la", "2019-02", 1, "b", minutes_ago=600)
+        attempt(con, "dtoc_la", "2018-02", "r1", "unchanged", "a", minutes_ago=500)
+        attempt(con, "dtoc_la", "2018-02", "r2", "refused", error=gone, minutes_ago=400)
+        con.execute("insert into fetch_refusals_reported values ('dtoc_la', '2018-02', 'u', ?, 'r2', now() - interval 399 minute, ?)", [gone, gone])
+        attempt(con, "dtoc_la", "2018-02", "r3", "already_refused", error=gone, minutes_ago=300)
+        attempt(con, "dtoc_la", "2018-02", "r4", "already_refused", error=gone, minutes_ago=200)
+        # 2019-02 refused once (another period's file), then got again: nothing outstanding
+        attempt(con, "dtoc_la", "2019-02", "r3", "refused", error="the very same file as one held for 2019-01", minutes_ago=300)
+        attempt(con, "dtoc_la", "2019-02", "r4", "unchanged", "b", minutes_ago=200)
+        # 2018-11, not held, overdue: its run fails and emails every time, not listed here
+        attempt(con, "dtoc_la", "2018-11", "r4", "refused", error="HTTP 404 and the publication was due by 2019-01-24: overdue", minutes_ago=200)
+        [(since, emailed)] = con.execute("select epoch_us(attempted_at), (select epoch_us(reported_at) from fetch_refusals_reported) "
+                                         "from fetch_log where run_id = 'r2'").fetchall()
+    summary.print_quality()
+    since, emailed = warehouse._utc(since), warehouse._utc(emailed)
+    refused = [line for line in capsys.readouterr().out.splitlines() if "FETCH REFUSED" in line]
+    assert refused == [f"  FETCH REFUSED dtoc_la 2018-02 (v1 held, kept), since {since:%Y-%m-%d}, 3 runs, "
+                       f"emailed {emailed:%Y-%m-%d} (later runs skip it): {gone}"]
+    with warehouse.connect() as con:  # the file is back at its URL
+        attempt(con, "dtoc_la", "2018-02", "r5", "unchanged", "a", minutes_ago=100)
+    summary.print_quality()
+    assert "FETCH REFUSED" not in capsys.readouterr().out
