@@ -379,6 +379,21 @@ def outstanding_refusals(con) -> list[OutstandingRefusal]:
             for source, period, held, since, runs, emailed, error in rows]
 
 
+def _later_version_loaded(con, source: str, period: str, version: int) -> int | None:
+    """The latest version of ``period`` later than ``version`` loaded in ``source``'s landing
+    table and not rejected (what the builds use instead), or None."""
+    try:
+        table = warehouse.land_table(source)
+    except ValueError:
+        return None
+    if not warehouse.table_exists(con, table):
+        return None
+    rejected = warehouse.rejection_stands(con, f"'{source}'", "t._period", "t._version")
+    [(later,)] = con.execute(f"select max(_version) from {table} t where _period = ? and _version > ? and not {rejected}",
+                             [period, int(version)]).fetchall()
+    return later
+
+
 def print_quality() -> None:
     """Validation results of the warehouse (batches checked, warnings, blocking failures), then
     every outstanding bad file, whichever run met it: each file in quarantine, and each file
@@ -386,7 +401,10 @@ def print_quality() -> None:
     (:func:`carewatch.pipeline.unparsed_files`). Later runs skip such files without failing
     or emailing again, so this list is where they stay in sight; so does each loaded version
     an operator rejected (``carewatch reject``), left out of every build until withdrawn, and
-    each held period whose re-check is refused (:func:`outstanding_refusals`)."""
+    each held period whose re-check is refused (:func:`outstanding_refusals`). A quarantined
+    file or a rejected version that a later version of its period, loaded and not rejected,
+    has replaced is no longer outstanding: one line counts them (the report's quarantine table
+    and ``rejected_versions`` keep each)."""
     if not paths.warehouse_path().exists():
         return
     from carewatch import pipeline, validation
@@ -406,6 +424,7 @@ def print_quality() -> None:
         unparsed = pipeline.unparsed_files(con)
         rejected = con.execute("select source, period, version, reason, epoch_us(rejected_at) from rejected_versions "
                                "where withdrawn_at is null order by all").fetchall() if warehouse.table_exists(con, "rejected_versions") else []
+        superseded_rejections = [r for r in rejected if _later_version_loaded(con, *r[:3]) is not None]
         refusals = outstanding_refusals(con)
     if not rows and quarantined.empty and not unparsed and not rejected and not refusals:
         return
@@ -414,14 +433,18 @@ def print_quality() -> None:
         print(f"{'data quality (every run so far)':<32}{'batches':>8}{'checks':>8}{'warnings':>9}{'blocking':>9}")
     for source, batches, checks, warnings, blocking in rows:
         print(f"{source:<32}{batches:>8}{checks:>8}{warnings:>9}{blocking:>9}")
+    # a file a later loaded (and not rejected) version of its period has replaced asks nothing
+    # more of anyone: counted once, not listed (the report's quarantine table keeps each)
+    superseded = quarantined[quarantined["superseded_by"].notna() & ~quarantined["source"].str.startswith("check:")]
+    quarantined = quarantined.drop(superseded.index)
+    rejected = [r for r in rejected if r not in superseded_rejections]
     for q in quarantined.itertuples():
         times = f", failed {q.attempts} validations since {q.quarantined_at:%Y-%m-%d}" if q.attempts > 1 else ""
         if q.source.startswith("check:"):  # a warehouse check: the latest build was refused (cleared by one that passes)
             builds = f", {q.attempts} builds since {q.quarantined_at:%Y-%m-%d}" if q.attempts > 1 else ""
             print(f"  BUILD REFUSED by {q.source}{builds}: {q.blocking_failures[:300]}")
             continue
-        later = f" (v{q.superseded_by} loaded since)" if not pd.isna(q.superseded_by) else ""
-        print(f"  QUARANTINED {q.source} {q.period} v{q.file_version}{later}{times}: {q.blocking_failures[:300]}")
+        print(f"  QUARANTINED {q.source} {q.period} v{q.file_version}{times}: {q.blocking_failures[:300]}")
     for u in unparsed:
         parser = "" if u.current_parser else " (by an earlier parser; not parsed since)"
         print(f"  PARSE FAILED {u.source} {u.period} v{u.version}{parser}, since {u.failed_at:%Y-%m-%d}: {u.problem[:150]}")
@@ -431,3 +454,9 @@ def print_quality() -> None:
         print(f"  FETCH REFUSED {r.source} {r.period} (v{r.held} held, kept), since {r.since:%Y-%m-%d}{runs}{emailed}: {r.error[:150]}")
     for source, period, version, reason, rejected_at in rejected:  # carewatch reject: left out of every build
         print(f"  REJECTED {source} {period} v{version}, since {warehouse._utc(rejected_at):%Y-%m-%d}: {reason[:150]}")
+    if len(superseded) or superseded_rejections:
+        latest = paths.home() / "reports" / "latest.txt"
+        table = Path(latest.read_text().strip()).parent / "tables" / "quarantine.csv" if latest.exists() else "the report's quarantine table"
+        kinds = [f"{n} quarantined file{'s' if n != 1 else ''} (see {table})" for n in [len(superseded)] if n]
+        kinds += [f"{n} rejected version{'s' if n != 1 else ''} (rejected_versions)" for n in [len(superseded_rejections)] if n]
+        print(f"  superseded since by a later version loaded, no longer outstanding: {', '.join(kinds)}")

@@ -596,3 +596,31 @@ def test_quality_block_lists_a_held_period_whose_recheck_is_refused_until_an_att
         attempt(con, "dtoc_la", "2018-02", "r5", "unchanged", "a", minutes_ago=100)
     summary.print_quality()
     assert "FETCH REFUSED" not in capsys.readouterr().out
+
+
+def test_quality_block_counts_what_a_later_loaded_version_replaced_instead_of_listing_it(carewatch_home, capsys):
+    # over a year the QUARANTINED list only grew ("hes_aggregate 2019-02 v1 (v2 loaded since)"):
+    # a file whose period has a later version loaded, not rejected, asks nothing more of anyone
+    from carewatch import paths
+
+    with warehouse.connect() as con:
+        validation.store(con, report("2019-02", False), file_version=1, sha256="a" * 64, parsed_path=None)
+        land(con, "dtoc_la", "2019-02", 2, "b" * 64)  # February replaced: counted, not listed
+        validation.store(con, report("2019-03", False), file_version=2, sha256="c" * 64, parsed_path=None)
+        land(con, "dtoc_la", "2019-03", 1, "d" * 64)
+        land(con, "dtoc_la", "2019-03", 3, "e" * 64)
+        warehouse.reject_version(con, source="dtoc_la", period="2019-03", version=3, reason="figures doubled")
+        # March's v3 is rejected: the builds use v1, so v2's quarantine still stands, and so does v3's rejection
+        land(con, "dtoc_la", "2019-05", 1, "f" * 64)
+        land(con, "dtoc_la", "2019-05", 2, "g" * 64)
+        warehouse.reject_version(con, source="dtoc_la", period="2019-05", version=2, reason="England doubled")
+        land(con, "dtoc_la", "2019-05", 3, "f" * 64)  # May's correction loaded since: v2's rejection is settled
+    report_dir = paths.home() / "reports" / "2019-05"
+    report_dir.mkdir(parents=True)
+    (paths.home() / "reports" / "latest.txt").write_text(f"{report_dir / 'report.html'}\n")
+    summary.print_quality()
+    out = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert [line.split(":")[0].split(",")[0] for line in out] == [
+        "  QUARANTINED dtoc_la 2019-03 v2", "  REJECTED dtoc_la 2019-03 v3",
+        "  superseded since by a later version loaded"]
+    assert out[-1].endswith(f": 1 quarantined file (see {report_dir / 'tables' / 'quarantine.csv'}), 1 rejected version (rejected_versions)")
