@@ -145,7 +145,7 @@ def run_activity(con, source: str, run_id: str) -> RunActivity:
     activity.checked = len(last)
     new = [(period, int(version), sha) for period, outcome, sha, _error, _at, version in attempts
            if outcome == "new_version" and version is not None]
-    activity.new = [(period, version) for period, version, _sha in new]
+    activity.new = sorted((period, version) for period, version, _sha in new)
     catalogued = sources.catalogue().get(source)
     loads = catalogued is None or catalogued.loads_to_warehouse
     table = warehouse.land_table(source)
