@@ -89,9 +89,15 @@ def _lagged_years(mv, methodology, period_type: str, last_month: pd.Timestamp, m
     return fy[fy["period_start"] == fy.groupby("metric_id")["period_start"].transform("max")]
 
 
-def rank_periods(mv: pd.DataFrame, methodology: ranking.Methodology, areas: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def rank_periods(mv: pd.DataFrame, methodology: ranking.Methodology, areas: list[str],
+                 changes: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A league table for every rolling 12 months and every financial year the methodology's
-    ``period_metric`` has a value for."""
+    ``period_metric`` has a value for, of the ``areas`` that existed in that period
+    (:func:`carewatch.geography.existing_on` its ``period_start``, with the boundary ``changes``
+    of ``config/geography/code_changes.csv`` by default): a council a boundary change made is in
+    no table before it existed, and one it abolished in none from then on, whatever values it has
+    (an abolished council keeps its last financial year's)."""
+    changes = geography.code_changes() if changes is None else changes
     metric_rows, overall_rows = [], []
     lead = methodology.period_metric
     months = sorted(mv.loc[(mv["period_type"] == "rolling_12m") & (mv["metric_id"] == lead), "period_start"].unique())
@@ -101,8 +107,10 @@ def rank_periods(mv: pd.DataFrame, methodology: ranking.Methodology, areas: list
         periods.append(("financial_year", pd.Timestamp(start), financial_year_values(mv, methodology, pd.Timestamp(start))))
     previous: dict[str, pd.DataFrame] = {}
     for period_type, start, values in periods:
+        existing = geography.existing_on(areas, start, changes)
+        values = values[values["area_code"].isin(existing)]
         ranked = ranking.rank_metrics(with_value_period(values)[["area_code", "metric_id", "value_period_type", "value_period_start", "value"]], methodology)
-        overall = ranking.overall_ranking(ranked, methodology, areas)
+        overall = ranking.overall_ranking(ranked, methodology, existing)
         overall = ranking.with_change(overall, previous.get(period_type))
         previous[period_type] = overall
         for frame, sink in ((ranked, metric_rows), (overall, overall_rows)):
@@ -156,7 +164,8 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
             f"rankings need 12 complete months of {name[:1].lower()}{name[1:]}; the warehouse holds {months}: "
             "load more history (the ingest DAGs' from_period/to_period params, or a backfill)"
         )
-    ranking_metric, ranking_overall = rank_periods(mv, methodology, areas)
+    changes = geography.code_changes()
+    ranking_metric, ranking_overall = rank_periods(mv, methodology, areas, changes)
 
     peer_cfg = peers.load_config()
     population = _read(
@@ -169,11 +178,10 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
         [int(peer_cfg["mid_year"])],
     )
     population = population[population["area_code"].isin(areas)]
-    changes = geography.code_changes()
     peer_group = peers.with_abolitions(peers.peer_groups(population, peer_cfg), changes)
 
     latest = ranking_overall.loc[ranking_overall["period_type"] == "rolling_12m", "period_start"].max()
-    league_values = league_table_values(mv, methodology, latest)
+    league_values = league_table_values(mv, methodology, latest, geography.existing_on(areas, latest, changes))
 
     tracking = track_targets(mv)
 
@@ -195,6 +203,7 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
             directions=directions,
             statistics=statistics,
             names=names,
+            areas=set(overall["area_code"]),  # the areas that existed in the month (rank_periods)
         )
         fired = flags.evaluate(rules, inputs)
         ranked_now = set(overall.loc[overall["overall_rank"].notna(), "area_code"])
@@ -223,12 +232,15 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def league_table_values(mv: pd.DataFrame, methodology: ranking.Methodology, month: pd.Timestamp) -> pd.DataFrame:
+def league_table_values(mv: pd.DataFrame, methodology: ranking.Methodology, month: pd.Timestamp,
+                        areas: list[str] | None = None) -> pd.DataFrame:
     """What ``peer_comparison.sql`` compares: the values the league table of ``month`` ranks
     (:func:`ranking_values`), each with its own period (``value_period_type``,
     ``value_period_start``: a lagged financial year for annual metrics) and ``period_start``
-    the league table's month."""
+    the league table's month; of ``areas`` (those that existed in the month) and England."""
     values = with_value_period(ranking_values(mv, methodology, month))
+    if areas is not None:
+        values = values[values["area_code"].isin([*areas, ENGLAND])]
     columns = ["area_code", "metric_id", "value_period_type", "value_period_start", "value", "ci_lower", "ci_upper"]
     return values[columns].assign(period_start=pd.Timestamp(month).date())[["period_start", *columns]]
 

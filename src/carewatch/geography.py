@@ -63,6 +63,18 @@ def boundary_change_days(changes: pd.DataFrame, side: str) -> pd.Series:
     return pd.to_datetime(changed.groupby(side)["effective_from"].min())
 
 
+def existing_on(areas, day, changes: pd.DataFrame | None = None) -> list[str]:
+    """Those of ``areas`` that existed on ``day`` (a period's ``period_start``: the month a
+    rolling year is named by, a financial year's first day): not ended by a merge or split on or
+    before it (Poole, from 1 April 2019), nor made by one after it (Bournemouth, Christchurch and
+    Poole, before then). A recode or an alias is the same area throughout."""
+    changes = code_changes() if changes is None else changes
+    day = pd.Timestamp(day)
+    ended = boundary_change_days(changes, "old_code")
+    made = boundary_change_days(changes, "new_code")
+    return sorted(a for a in areas if not (a in ended.index and ended[a] <= day) and not (a in made.index and made[a] > day))
+
+
 @lru_cache(maxsize=1)
 def successor_names() -> dict[str, str]:
     frame = _read("successor_names.csv")

@@ -518,3 +518,51 @@ def test_a_rerun_of_the_month_still_says_what_its_run_restated():
     con.execute("insert into ranking_overall values ('rolling_12m', date '2018-05-01', 'A', 1)")
     analysis.record_reported(con, dt.date(2018, 5, 1))  # the May run restates nothing
     assert analysis.restated_by_last_run(con).empty
+
+
+def test_a_period_ranks_the_areas_that_existed_in_it_so_a_boundary_change_restates_nothing():
+    # April 2019: Bournemouth, Poole and the Dorset county ended; Bournemouth, Christchurch and
+    # Poole (BCP) and the Dorset unitary began (config/geography/code_changes.csv). A drill
+    # found the first run to load April listing every earlier month's ranking as restated (2
+    # areas changed): BCP and the new Dorset added to each with an empty score. Here five areas
+    # in March (the old three, Hackney, Leeds) and four in April (BCP, new Dorset, Hackney,
+    # Leeds): the old three keep a lagged financial year's value in April but are not ranked in
+    # it; adding April restates nothing in March
+    import duckdb
+
+    from carewatch import analysis
+
+    dtoc, still_home = "delayed_days_per_day_per_100k_18plus", "reablement_still_at_home_91d_65plus"
+    old, new, stay = ["E06000028", "E06000029", "E10000009"], ["E06000058", "E06000059"], ["E09000012", "E08000035"]
+
+    def row(area, period_type, start, end, metric, value):
+        return {**_mv_row(period_type, start, end, metric, value), "area_code": area}
+
+    march = [row(a, "rolling_12m", "2019-03-01", "2019-03-31", dtoc, 5.0 + i) for i, a in enumerate(old + stay)]
+    march += [row(a, "financial_year", "2017-04-01", "2018-03-31", still_home, 0.8) for a in old + stay]
+    april = [row(a, "rolling_12m", "2019-04-01", "2019-04-30", dtoc, 4.0 + i) for i, a in enumerate(new + stay)]
+    methodology = dataclasses.replace(ranking.load_methodology(), min_metrics=1)
+
+    def analyse(con, rows, month):
+        mv = pd.DataFrame(rows)
+        areas = sorted(set(mv["area_code"]))
+        ranked, overall = analysis.rank_periods(mv, methodology, areas)
+        con.register("overall", overall)
+        con.execute("create or replace table ranking_overall as select * from overall")
+        con.unregister("overall")
+        con.execute("create or replace table review_flag_history as select date '2019-03-01' as period_start, 'E09000012' as area_code, 'new' as status")
+        con.execute("create or replace table target_tracking as select 'set' as target_set, date '2019-03-01' as period_start, 'E09000012' as area_code")
+        analysis.record_reported(con, month)
+        return ranked, overall
+
+    con = duckdb.connect()
+    _, overall = analyse(con, march, dt.date(2019, 3, 1))
+    assert sorted(overall["area_code"]) == sorted(old + stay)
+    ranked, overall = analyse(con, march + april, dt.date(2019, 4, 1))
+    of = {str(m)[:7]: sorted(g["area_code"]) for m, g in overall.groupby("period_start")}
+    assert of == {"2019-03": sorted(old + stay), "2019-04": sorted(new + stay)}
+    assert (overall["metrics_ranked"] > 0).all()  # no empty row for an area that did not exist
+    assert set(ranked.loc[ranked["period_start"] == pd.Timestamp("2019-04-01"), "area_code"]) == set(new + stay)
+    assert con.execute("select count(*) from restatements").fetchone()[0] == 0
+    assert con.execute("select kind, period_start::date, count(*) from reported_ranking_overall group by all order by all").fetchall() == [
+        ("reported", dt.date(2019, 3, 1), 5), ("reported", dt.date(2019, 4, 1), 4)]

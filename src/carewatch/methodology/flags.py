@@ -31,7 +31,10 @@ class FlagInputs:
     - ``tracking``: target-tracking rows (``area_code``, ``period_start``, ``gap``,
       ``baseline_total``, ``actual_total``) up to the month;
     - ``directions``: metric id -> "low" or "high"; ``statistics``: metric id -> "rate" or "proportion";
-    - ``names``: metric id -> its name, for reasons (the id when absent).
+    - ``names``: metric id -> its name, for reasons (the id when absent);
+    - ``areas``: the areas that existed in the month (:func:`carewatch.geography.existing_on`):
+      the rules that read metric values test only them (an abolished council keeps its last
+      financial year's values); None: every area with a value.
     """
 
     period_start: pd.Timestamp
@@ -41,6 +44,13 @@ class FlagInputs:
     directions: dict[str, str]
     statistics: dict[str, str]
     names: dict[str, str] = field(default_factory=dict)
+    areas: set[str] | None = None
+
+
+def _of_areas(inputs: FlagInputs, mv: pd.DataFrame) -> pd.DataFrame:
+    """``mv`` less England and any area that did not exist in the month (``inputs.areas``)."""
+    mv = mv[mv["area_code"] != ENGLAND]
+    return mv if inputs.areas is None else mv[mv["area_code"].isin(inputs.areas)]
 
 
 def load_rules(name: str = "review_flags") -> dict:
@@ -83,7 +93,7 @@ _OPTION_CHECKS = {"funnel_outlier": _winsorise, "bottom_quartile_with_little_imp
 def _values(inputs: FlagInputs, metric: str, period_type: str, period_start) -> pd.Series:
     mv = inputs.metric_values
     rows = mv[(mv["metric_id"] == metric) & (mv["period_type"] == period_type) & (mv["period_start"] == period_start)]
-    return rows[rows["area_code"] != ENGLAND].set_index("area_code")["value"].dropna()
+    return _of_areas(inputs, rows).set_index("area_code")["value"].dropna()
 
 
 def bottom_n_overall(rule: dict, inputs: FlagInputs) -> dict[str, str]:
@@ -182,7 +192,7 @@ def funnel_tests(rule: dict, inputs: FlagInputs) -> list[FunnelTest]:
     (ASCOF reablement) is tested on its latest year that ended ``annual_lag_months`` (default
     6) before the month, as the league table uses it."""
     mv = inputs.metric_values
-    mv = mv[(mv["area_code"] != ENGLAND) & mv["metric_id"].isin(inputs.statistics)]
+    mv = _of_areas(inputs, mv[mv["metric_id"].isin(inputs.statistics)])
     period_type = rule.get("period_type", "rolling_12m")
     cutoff = inputs.period_start - pd.DateOffset(months=int(rule.get("annual_lag_months", 6)))
     with_period_type = set(mv.loc[mv["period_type"] == period_type, "metric_id"])
