@@ -10,12 +10,15 @@ consistent with the current methodology):
   previous period;
 - ``peer_group``: each area's similar areas; then, in SQL (``include/sql/analysis/``),
   ``fct_peer_group_values``: the groups' pooled values for every period, and
-  ``peer_comparison``: area x metric against peers and England for the latest period;
+  ``peer_comparison``: area x metric against peers and England for each month reported;
 - ``target_tracking``: area x month against every target set;
 - ``review_flag``: area x month x rule with its reason; ``review_flag_history``: area x month
   status (new / continuing / cleared / not assessed) and how long each area has been flagged.
 
-CSV exports of every table land in ``var/exports/<latest month>/``.
+A league table holds the areas that existed in its period (a boundary change ends some and
+makes others). Each month ranked since the last report (``analysis_runs``) is reported: just the
+latest, or, when a late DTOC month held them back, each month since; CSV exports of every table,
+up to that month, land in ``var/exports/<month>/`` (left as they were when unchanged).
 """
 
 from __future__ import annotations
@@ -180,8 +183,14 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     population = population[population["area_code"].isin(areas)]
     peer_group = peers.with_abolitions(peers.peer_groups(population, peer_cfg), changes)
 
-    latest = ranking_overall.loc[ranking_overall["period_type"] == "rolling_12m", "period_start"].max()
-    league_values = league_table_values(mv, methodology, latest, geography.existing_on(areas, latest, changes))
+    ranked_months = ranking_overall.loc[ranking_overall["period_type"] == "rolling_12m", "period_start"]
+    latest = ranked_months.max()
+    # each month ranked since the latest month an earlier analysis reported gets its report
+    # (a DTOC month published late holds back the rolling years after it; the run that loads
+    # it reports each of them), and the league values its peer comparison compares
+    months = months_to_report(con, ranked_months, latest)
+    league_values = pd.concat([league_table_values(mv, methodology, month, geography.existing_on(areas, month, changes))
+                               for month in months], ignore_index=True)
 
     tracking = track_targets(mv)
 
@@ -225,11 +234,39 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     # from the same facts (include/sql/analysis/), in the same transaction: no reader sees new
     # peer groups beside old aggregates
     write_tables(con, tables, then=analysis_sql(), inputs={"league_values": league_values},
-                 after=lambda con: record_reported(con, pd.Timestamp(latest).date()))
+                 after=lambda con: [record_reported(con, month.date()) for month in months])
     tables["peer_comparison"] = _read(con, "select * from peer_comparison")
     if export:
-        export_csv(tables, paths.exports_dir() / pd.Timestamp(latest).strftime("%Y-%m"), names=warehouse.area_names(con))
+        names = warehouse.area_names(con)
+        for month in months:
+            export_csv(tables_as_of(tables, month), paths.exports_dir() / month.strftime("%Y-%m"), names=names)
     return tables
+
+
+def months_to_report(con, ranked_months: pd.Series, latest) -> list[pd.Timestamp]:
+    """The months an analysis reports, in order: every rolling-year month ranked after the
+    latest month an earlier analysis reported (``analysis_runs``), up to ``latest``; just
+    ``latest`` when nothing was reported before or the report month did not move (a rerun, or
+    a run while the next DTOC month is late)."""
+    latest = pd.Timestamp(latest)
+    last = con.execute("select max(month) from analysis_runs").fetchone()[0] if warehouse.table_exists(con, "analysis_runs") else None
+    if last is None or pd.Timestamp(last) >= latest:
+        return [latest]
+    return sorted({pd.Timestamp(m) for m in ranked_months if pd.Timestamp(last) < pd.Timestamp(m) <= latest})
+
+
+def tables_as_of(tables: dict[str, pd.DataFrame], month) -> dict[str, pd.DataFrame]:
+    """``tables`` as the report of ``month`` shows them: the periods that begin up to it (the
+    peer comparison: of that month); so a month reported beside a later one (a late DTOC
+    month's, reported when it loads) holds no figure of a month after it."""
+    month = pd.Timestamp(month)
+    out = {}
+    for name, frame in tables.items():
+        if "period_start" in frame:
+            starts = pd.to_datetime(frame["period_start"])
+            frame = frame[starts == month] if name == "peer_comparison" else frame[starts <= month]
+        out[name] = frame
+    return out
 
 
 def league_table_values(mv: pd.DataFrame, methodology: ranking.Methodology, month: pd.Timestamp,
@@ -253,6 +290,7 @@ def analysis_sql() -> tuple[str, ...]:
 RESTATEMENTS_DDL = """create table if not exists restatements (
     table_name varchar not null, period_start date not null, part varchar, areas_changed integer not null,
     recorded_at timestamptz not null)"""
+# one row per analysis and month it reported (several when a late DTOC month held them back)
 ANALYSIS_RUNS_DDL = "create table if not exists analysis_runs (analysed_at timestamptz not null, month date not null)"
 
 
@@ -277,9 +315,10 @@ def restated_by_last_run(con) -> pd.DataFrame:
     if not (warehouse.table_exists(con, "restatements") and warehouse.table_exists(con, "analysis_runs")):
         return pd.DataFrame(columns=["table_name", "period_start", "part", "areas_changed"])
     return con.execute("""
+        with runs as (select analysed_at, max(month) as month from analysis_runs group by analysed_at)
         select table_name, period_start, part, max_by(areas_changed, recorded_at) as areas_changed from restatements
-        where recorded_at > coalesce((select max(analysed_at) from analysis_runs
-                                      where month < (select max_by(month, analysed_at) from analysis_runs)), '-infinity'::timestamptz)
+        where recorded_at > coalesce((select max(analysed_at) from runs
+                                      where month < (select max_by(month, analysed_at) from runs)), '-infinity'::timestamptz)
         group by all order by period_start, table_name, part""").df()
 
 
@@ -433,9 +472,17 @@ def labelled(frame: pd.DataFrame, names: dict[str, str] | None) -> pd.DataFrame:
 
 
 def export_csv(tables: dict[str, pd.DataFrame], folder: Path, names: dict[str, str] | None = None) -> Path:
-    """Each table as CSV (:func:`labelled`), so a file reads on its own."""
+    """Each table as CSV (:func:`labelled`), so a file reads on its own. A folder already
+    holding the same files is left as it was, ``generated_at.txt`` included: a run whose
+    report month did not move and whose figures did not change rewrites nothing."""
     folder.mkdir(parents=True, exist_ok=True)
+    changed = not (folder / "generated_at.txt").exists()
     for name, frame in tables.items():
-        labelled(frame, names).to_csv(folder / f"{name}.csv", index=False, date_format="%Y-%m-%d")
-    (folder / "generated_at.txt").write_text(dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds") + "\n")
+        text = labelled(frame, names).to_csv(index=False, date_format="%Y-%m-%d")
+        path = folder / f"{name}.csv"
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            changed = True
+    if changed:
+        (folder / "generated_at.txt").write_text(dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds") + "\n")
     return folder

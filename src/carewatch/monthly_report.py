@@ -1,7 +1,9 @@
 """The monthly report people read: one self-contained HTML file, plus the tables behind it.
 
 Written to ``var/reports/<YYYY-MM>/report.html`` with every table it shows as CSV and Parquet
-in ``tables/`` beside it. It opens from disk with no network (charts are inline SVG, the
+in ``tables/`` beside it: the rows the report shows, not the warehouse's history. Each month
+ranked since the last report gets one; a month whose report is there with the same figures is
+not written again (``figures.json``). It opens from disk with no network (charts are inline SVG, the
 league table's sort and search are a few lines of inline script) and prints to A4.
 Template: ``include/templates/monthly_report.html.j2``.
 """
@@ -25,10 +27,16 @@ def _df(con, sql: str, params=None) -> pd.DataFrame:
     return con.execute(sql, params or []).df()
 
 
-def gather(con) -> dict:
-    """Read everything the report shows for the latest ranked month."""
-    month = con.execute("select max(period_start) from ranking_overall where period_type = 'rolling_12m'").fetchone()[0]
-    month = pd.Timestamp(month)
+def latest_month(con) -> pd.Timestamp:
+    """The latest month ranked: the report month of the latest run."""
+    return pd.Timestamp(con.execute("select max(period_start) from ranking_overall where period_type = 'rolling_12m'").fetchone()[0])
+
+
+def gather(con, month=None) -> dict:
+    """Read everything the report of ``month`` (by default the latest ranked) shows: its
+    league table, flags and peer comparison, and the figures up to it (a month reported beside
+    a later one, when a late DTOC month held it back, shows nothing of the months after it)."""
+    month = latest_month(con) if month is None else pd.Timestamp(month)
     name_of = warehouse.area_names(con)
     metrics = _df(con, "select * from ref_metrics order by dashboard_number")
     overall = _df(con, "select * from ranking_overall where period_type = 'rolling_12m' and period_start = ?", [month])
@@ -69,9 +77,12 @@ def gather(con) -> dict:
     cleared = history[history["status"] == "cleared"]
     not_assessed = history[history["status"] == "not assessed"]
 
-    mv = _df(con, "select * from fct_metric_values")
-    tracking = _df(con, "select * from target_tracking") if warehouse.table_exists(con, "target_tracking") else pd.DataFrame()
-    peer = _df(con, "select * from peer_comparison")
+    mv = _df(con, "select * from fct_metric_values where period_start <= ?", [month])
+    for col in ("period_start", "period_end"):
+        mv[col] = pd.to_datetime(mv[col])
+    tracking = (_df(con, "select * from target_tracking where period_start <= ?", [month])
+                if warehouse.table_exists(con, "target_tracking") else pd.DataFrame())
+    peer = _df(con, "select * from peer_comparison where period_start = ?", [month])
     manifest = _df(con, "select source, period, version, sha256, url, fetched_at, bytes from raw_manifest order by source, period, version") if warehouse.table_exists(con, "raw_manifest") else pd.DataFrame()
     validation_summary = (
         _df(con, "select source, severity, success, count(*) as expectations from validation_results group by all order by all")
@@ -93,6 +104,11 @@ def gather(con) -> dict:
     from carewatch.methodology import ranking, targets
 
     method = ranking.load_methodology()
+    league_values = ranking_period_values(mv, method, month)
+    league_values = league_values[league_values["area_code"].isin([*league["area_code"], ENGLAND])
+                                  & league_values["metric_id"].isin(metrics["metric_id"])]
+    funnel_rule, funnel_tests = _funnel_tests(mv, month, league, metrics)
+    target_metric = targets.tracked_metric()
     latest_estimate = con.execute("select max(mid_year) from stg_ons_mye").fetchone()[0]
     flag_history_from = con.execute(  # the first month ranked, so the first whose flags were tested
         "select min(period_start) from ranking_overall where period_type = 'rolling_12m'").fetchone()[0]
@@ -107,9 +123,12 @@ def gather(con) -> dict:
         "flagged": flagged,
         "cleared": cleared,
         "not_assessed": not_assessed,
-        "mv": mv,
+        # the metric values the report shows (tables/metric_values): its charts and tables read these only
+        "mv": report_metric_values(mv, league_values, funnel_tests, [*league["area_code"], ENGLAND], target_metric),
+        "funnel_rule": funnel_rule,
+        "funnel_tests": funnel_tests,
         "tracking": tracking,
-        "target_metric": targets.tracked_metric(),  # drawn by agency against the targets (config/targets/)
+        "target_metric": target_metric,  # drawn by agency against the targets (config/targets/)
         "peer": peer,
         "manifest": manifest,
         "validation": validation_summary,
@@ -120,9 +139,44 @@ def gather(con) -> dict:
         "sample_data": _served_locally(manifest),
         "flag_history_from": flag_history_from,
         # the values the league table ranks (with their intervals and periods) and its weights
-        "league_values": ranking_period_values(mv, method, month),
+        "league_values": league_values,
         "weights": method.weights,
     }
+
+
+def _funnel_tests(mv: pd.DataFrame, month: pd.Timestamp, league: pd.DataFrame, metrics: pd.DataFrame) -> tuple[dict, list]:
+    """The funnel_outlier review rule and its test of each metric for the month, on the
+    league table's areas: the rule's own test and limits, so a red dot is an area the rule
+    finds worse (config/review_flags.yaml: level, period type, overdispersion)."""
+    from carewatch.methodology import flags as flag_rules, funnels
+
+    rule = next((r for r in flag_rules.load_rules()["rules"] if r["kind"] == "funnel_outlier"), {"level": 0.998})
+    metrics = metrics[metrics["ci_method"] != "none"].set_index("metric_id")
+    inputs = flag_rules.FlagInputs(
+        period_start=pd.Timestamp(month), overall=league, metric_values=mv, tracking=pd.DataFrame(),
+        directions=metrics["direction"].to_dict(),
+        statistics={mid: funnels.STATISTIC_OF_CI_METHOD[method] for mid, method in metrics["ci_method"].items()},
+        areas=set(league["area_code"]),
+    )
+    return rule, flag_rules.funnel_tests(rule, inputs)
+
+
+def report_metric_values(mv: pd.DataFrame, league_values: pd.DataFrame, funnel_tests: list, areas: list[str],
+                         target_metric: str | None) -> pd.DataFrame:
+    """The rows of ``fct_metric_values`` (``mv``: up to the report's month) the report shows,
+    and no other: the values its league table ranks (``league_values``: the rolling year ending
+    in the month, or an annual metric's lagged financial year, of its areas and England), those
+    its funnel plots test (``funnel_tests``), and the monthly series its delayed-days charts draw
+    for England and each area by agency (every month up to the report's). So at most
+    (areas + England) x (metrics + agencies x months) rows: not the warehouse's whole history,
+    which stays in the warehouse."""
+    keys = ["area_code", "metric_id", "period_type", "period_start"]
+    funnel = [test.rows[["area_code"]].assign(metric_id=test.metric, period_type=test.period_type, period_start=test.period_start)
+              for test in funnel_tests]
+    series = mv[(mv["period_type"] == "month") & mv["metric_id"].isin(_agency_ids(target_metric)) & mv["area_code"].isin(areas)]
+    wanted = pd.concat([league_values[keys], *funnel, series[keys]], ignore_index=True)
+    wanted["period_start"] = pd.to_datetime(wanted["period_start"])
+    return mv.merge(wanted.drop_duplicates(), on=keys, how="inner").sort_values(keys, ignore_index=True)
 
 
 def peers_config_text() -> str:
@@ -233,7 +287,7 @@ def _england_target(tracking: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def build_charts(data: dict) -> dict:
-    mv, month, name_of = data["mv"], data["month"], data["name_of"]
+    mv, name_of = data["mv"], data["name_of"]
     data["peer_by_area"] = {area: g.set_index("metric_id") for area, g in data["peer"].groupby("area_code")}
     latest = data["league_values"]
     data["ci_lookup"] = {(r.area_code, r.metric_id): (r.ci_lower, r.ci_upper) for r in latest.itertuples()}
@@ -241,18 +295,8 @@ def build_charts(data: dict) -> dict:
     out = {"national_dtoc": charts.to_svg(charts.dtoc_over_time(_dtoc_rates(mv, ENGLAND, metric), _england_target(data["tracking"]), "England"))}
     flagged_now = set(data["flagged"]["area_code"])
     funnel_figures = []
-    # the funnel_outlier review rule's own test and limits, so a red dot is an area the rule
-    # finds worse (config/review_flags.yaml: level, period type, overdispersion)
-    from carewatch.methodology import flags as flag_rules, funnels
-
-    rule = next((r for r in flag_rules.load_rules()["rules"] if r["kind"] == "funnel_outlier"), {"level": 0.998})
-    metrics = data["metrics"][data["metrics"]["ci_method"] != "none"].set_index("metric_id")
-    inputs = flag_rules.FlagInputs(
-        period_start=pd.Timestamp(month), overall=data["league"], metric_values=mv, tracking=data["tracking"],
-        directions=metrics["direction"].to_dict(),
-        statistics={mid: funnels.STATISTIC_OF_CI_METHOD[method] for mid, method in metrics["ci_method"].items()},
-    )
-    tests = {test.metric: test for test in flag_rules.funnel_tests(rule, inputs)}
+    rule = data["funnel_rule"]
+    tests = {test.metric: test for test in data["funnel_tests"]}
     for m in data["metrics"].itertuples():
         test = tests.get(m.metric_id)
         if test is None:
@@ -360,16 +404,72 @@ def _table_ready(frame: pd.DataFrame, name_of: dict[str, str]) -> pd.DataFrame:
     return out
 
 
-def write_report(con, out_dir: Path | None = None) -> Path:
-    """Render the report for the latest ranked month; returns the path of report.html."""
-    import jinja2
+# the tables of a report that hold its figures: a report whose figures are those it already
+# shows is not written again (the other tables say what was loaded and checked when it was written)
+FIGURES = ("league_table", "review_flags", "review_flags_cleared", "review_flags_not_assessed", "peer_comparison",
+           "target_tracking", "metric_values")
+STAMP = "figures.json"
 
-    data = gather(con)
-    figures = build_charts(data)
-    folder = Path(out_dir or paths.home() / "reports" / data["month"].strftime("%Y-%m"))
-    tables_dir = folder / "tables"
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    exported = {
+
+def report_months(con) -> list[tuple[pd.Timestamp, bool]]:
+    """The months to report, in order, each with whether the latest analysis reported it
+    (``analysis_runs``): those, and the months the earlier analyses of the same report month
+    reported (False: written only if missing, so a rerun after a run whose report step failed
+    still writes every month that run reported, and restates none of them); the latest ranked
+    month before any analysis ran."""
+    if not warehouse.table_exists(con, "analysis_runs") or not con.execute("select count(*) from analysis_runs").fetchone()[0]:
+        return [(latest_month(con), True)]
+    rows = con.execute("""
+        with runs as (select analysed_at, max(month) over (partition by analysed_at) as run_month, month from analysis_runs)
+        select month, bool_or(analysed_at = (select max(analysed_at) from runs)) from runs
+        where run_month = (select max_by(run_month, analysed_at) from runs) group by month order by month""").fetchall()
+    return [(pd.Timestamp(m), bool(own)) for m, own in rows]
+
+
+def read_stamp(folder: Path) -> dict:
+    """What ``figures.json`` in a report's folder says: ``figures_sha256`` (of the tables that
+    hold its figures), ``written_at``; empty when there is none (a report of an earlier release)."""
+    import json
+
+    path = Path(folder) / STAMP
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_reports(con) -> list[tuple[pd.Timestamp, Path, bool]]:
+    """The report of each month the latest analysis reported (:func:`report_months`), in
+    order, each in ``var/reports/<YYYY-MM>/``; a month whose report is there with the same
+    figures (or, for a month an earlier analysis reported, at all) is left as it was (a rerun, or a run while the next DTOC month is late, rewrites
+    nothing unless a figure changed). Returns (month, report.html, written by this call)."""
+    out = []
+    for month, own in report_months(con):
+        folder = paths.home() / "reports" / month.strftime("%Y-%m")
+        if not own and (folder / "report.html").exists():
+            out.append((month, folder / "report.html", False))
+            continue
+        data = gather(con, month)
+        digest = figures_digest(data)
+        if (folder / "report.html").exists() and read_stamp(folder).get("figures_sha256") == digest:
+            out.append((month, folder / "report.html", False))
+            continue
+        out.append((month, write_report(con, folder, data=data), True))
+    return out
+
+
+def figures_digest(data: dict) -> str:
+    """sha256 of the report's figures: its tables that hold them (:data:`FIGURES`) as written."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, frame in report_tables(data).items():
+        if name in FIGURES:
+            digest.update(name.encode())
+            digest.update(_csv_ready(_table_ready(frame, data["name_of"])).to_csv(index=False).encode())
+    return digest.hexdigest()
+
+
+def report_tables(data: dict) -> dict[str, pd.DataFrame]:
+    """The tables the report's ``tables/`` folder holds, by name."""
+    return {
         "league_table": data["league"],
         "review_flags": data["flagged"],
         "review_flags_cleared": data["cleared"],
@@ -382,7 +482,22 @@ def write_report(con, out_dir: Path | None = None) -> Path:
         "validation_failures": data["failed_checks"],
         "quarantine": data["quarantined"],
     }
-    for name, frame in exported.items():
+
+
+def write_report(con, out_dir: Path | None = None, month=None, data: dict | None = None) -> Path:
+    """Render the report of ``month`` (by default the latest ranked), from ``data`` when it
+    was gathered already; returns the path of report.html. ``figures.json`` beside it records
+    the digest of its figures (:func:`figures_digest`) and when it was written."""
+    import json
+
+    import jinja2
+
+    data = gather(con, month) if data is None else data
+    figures = build_charts(data)
+    folder = Path(out_dir or paths.home() / "reports" / data["month"].strftime("%Y-%m"))
+    tables_dir = folder / "tables"
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    for name, frame in report_tables(data).items():
         frame = _table_ready(frame, data["name_of"])
         frame.to_parquet(tables_dir / f"{name}.parquet", index=False)
         _csv_ready(frame).to_csv(tables_dir / f"{name}.csv", index=False)
@@ -419,4 +534,6 @@ def write_report(con, out_dir: Path | None = None) -> Path:
     )
     target = folder / "report.html"
     target.write_text(html, encoding="utf-8")
+    (folder / STAMP).write_text(json.dumps({"month": data["month"].strftime("%Y-%m"), "figures_sha256": figures_digest(data),
+                                            "written_at": dt.datetime.now(dt.timezone.utc).isoformat()}) + "\n")
     return target

@@ -504,11 +504,14 @@ def analyse() -> dict:
 
 
 def write_report() -> str:
-    """The monthly HTML report and the tables behind it; returns the report's path."""
+    """The monthly HTML report of each month the analysis reported, with the tables behind
+    it (one month, or each month a late DTOC month held back; a month whose report is there
+    with the same figures is not written again); returns the latest report's path."""
     from carewatch import monthly_report, warehouse
 
     with warehouse.connect(read_only=True) as con:
-        path = monthly_report.write_report(con)
+        reports = monthly_report.write_reports(con)
+    path = reports[-1][1]
     latest = paths.home() / "reports" / "latest.txt"
     latest.write_text(str(path) + "\n")
     return str(path)

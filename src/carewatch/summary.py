@@ -104,10 +104,56 @@ def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | N
         print(f"  exports (CSV)           {paths.exports_dir()}")
         print(f"  report tables           {report.parent / 'tables'}")
         if states.get("metrics") == "success":
-            print(f"\nMonthly report: {report}")
+            print()
+            for line in report_lines():
+                print(line)
+            print(f"Monthly report: {report}")
         else:  # the metrics DAG failed or did not run: the report is an earlier run's
             print(f"\nNo monthly report from this run (metrics: {states.get('metrics', 'not run')}); "
                   f"the latest, from an earlier run: {report}")
+
+
+def report_lines() -> list[str]:
+    """Which months the last analysis reported and what became of their reports: each month
+    ranked since the last report gets one (several when a late DTOC month held them back); a run
+    whose report month did not move says so, why, and whether that month's report was
+    rewritten (its figures changed) or stands (``figures.json``: :mod:`carewatch.monthly_report`)."""
+    from carewatch import monthly_report
+
+    if not paths.warehouse_path().exists():
+        return []
+    with warehouse.connect(read_only=True) as con:
+        if not warehouse.table_exists(con, "analysis_runs"):
+            return []
+        runs = con.execute("select analysed_at, month from analysis_runs order by analysed_at, month").df()
+        if runs.empty:
+            return []
+        last = runs["analysed_at"].max()
+        months = [pd.Timestamp(m) for m in runs.loc[runs["analysed_at"] == last, "month"]]
+        before = runs.loc[runs["analysed_at"] < last, "month"]
+        previous = pd.Timestamp(before.max()) if len(before) else None
+        from carewatch.methodology import ranking
+
+        lead = ranking.load_methodology().period_metric
+        loaded = {pd.Timestamp(m) for (m,) in con.execute(
+            "select distinct period_start from fct_metric_values where metric_id = ? and period_type = 'month' and area_code = 'E92000001'",
+            [lead]).fetchall()}
+        lead_name = con.execute("select name from ref_metrics where metric_id = ?", [lead]).fetchone()
+    lead_name = lead_name[0] if lead_name else lead
+    stamps = {m: monthly_report.read_stamp(paths.home() / "reports" / f"{m:%Y-%m}") for m in months}
+    written = [m for m in months if stamps[m].get("written_at") and pd.Timestamp(stamps[m]["written_at"]) >= last]
+    month = months[-1]
+    if previous is not None and month <= previous:
+        missing = next((m for m in pd.date_range(month + pd.DateOffset(months=1), periods=24, freq="MS") if m not in loaded), None)
+        why = f"{lead_name[:1].lower()}{lead_name[1:]} for {missing:%B %Y} is not loaded yet" if missing is not None else "no later rolling year is complete"
+        done = ("its report was written again (its figures changed since, or it was missing)" if month in written else
+                f"its figures are unchanged: its report of {stamps[month].get('written_at', 'an earlier run')} stands, not rewritten")
+        return [f"No new month to report: {month:%B %Y} is still the latest month ranked ({why}); {done}."]
+    if len(months) > 1:
+        since = f" since the last report ({previous:%B %Y})" if previous is not None else ""
+        return [f"Monthly reports of {', '.join(f'{m:%B %Y}' for m in months)}: each month ranked{since}, "
+                f"reported by this run ({len(written)} written)."]
+    return []
 
 
 @dataclass
@@ -223,9 +269,10 @@ def ranked_month(con) -> pd.Timestamp | None:
     from carewatch.methodology import ranking
 
     if warehouse.table_exists(con, "analysis_runs"):
-        [(month,)] = con.execute("select max_by(month, analysed_at) from analysis_runs").fetchall()
-        if month is not None:
-            return pd.Timestamp(month)
+        # the latest analysis may report several months at once (a late DTOC month caught up)
+        latest = con.execute("select month from analysis_runs order by analysed_at desc, month desc limit 1").fetchall()
+        if latest and latest[0][0] is not None:
+            return pd.Timestamp(latest[0][0])
     lead = ranking.load_methodology().period_metric
     [(month,)] = con.execute("select max(period_start) from fct_metric_values where period_type = 'rolling_12m' "
                              "and metric_id = ?", [lead]).fetchall()

@@ -91,8 +91,12 @@ def test_the_report_tables_keep_the_warehouse_types_and_name_each_area(tmp_path)
     with duckdb.connect(str(db)) as con:
         analysis.run(con, export=False)
         monthly_report.write_report(con, tmp_path / "out")
-        warehouse_dates = con.execute("select period_start::date, period_end::date from fct_metric_values order by all").fetchall()
-    tables = tmp_path / "out" / "tables"
+        tables = tmp_path / "out" / "tables"
+        shown = pq.read_table(tables / "metric_values.parquet").to_pandas()[["area_code", "metric_id", "period_type", "period_start"]]
+        # the report holds the rows behind it (not the whole history): the same rows' dates in the warehouse
+        warehouse_dates = con.execute("select facts.period_start::date, facts.period_end::date from fct_metric_values as facts "
+                                      "semi join shown using (area_code, metric_id, period_type, period_start) order by all").fetchall()
+        assert len(warehouse_dates) == len(shown) > 0
     for name, columns in {"metric_values": ["period_start", "period_end"], "peer_comparison": ["period_start", "value_period_start"],
                           "review_flags": ["period_start", "first_flagged"], "target_tracking": ["period_start", "baseline_period"],
                           "league_table": ["period_start"]}.items():
@@ -167,3 +171,91 @@ def test_tables_with_a_metric_say_its_unit(tmp_path):
         units = dict(zip(frame["metric_id"], frame["unit"]))
         assert units["weekend_discharge_share"] == "proportion", path
         assert units["delayed_days_per_day_per_100k_18plus"] == "delayed days per day per 100,000 aged 18+", path
+
+
+def test_the_report_holds_the_metric_values_it_shows_and_no_other_period(tmp_path):
+    # a drill found each month's tables/metric_values holding the whole fct_metric_values
+    # history (87 MB in its 2018-08 report, growing every month). The synthetic warehouse:
+    # 40 areas and England, April 2016 to March 2018; the March 2018 report shows the six
+    # metrics' values its league table ranks (four rolling years to March 2018, the two
+    # reablement metrics' 2016-17 financial year), its funnel plots test (the same values) and
+    # the delayed-days series its charts draw by agency (NHS, social care, both) for England and
+    # each area, every month to March 2018: (40 + 1) x (6 + 3 x 24) = 3,198 rows
+    import pyarrow.parquet as pq
+
+    db = tmp_path / "w.duckdb"
+    areas = synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        data = monthly_report.gather(con)
+        monthly_report.write_report(con, tmp_path / "out", data=data)
+        everything = con.execute("select * from fct_metric_values").df()
+    table = pq.read_table(tmp_path / "out" / "tables" / "metric_values.parquet").to_pandas()
+    march, dtoc = pd.Timestamp("2018-03-01"), "delayed_days_per_day_per_100k_18plus"
+    months = pd.date_range("2016-04-01", march, freq="MS")
+    assert len(data["league"]) == len(areas) and len(data["metrics"]) == 6
+    assert len(table) == (len(areas) + 1) * (6 + 3 * len(months)) == 3198
+    periods = set(zip(table["period_type"], pd.to_datetime(table["period_start"])))
+    assert periods == {("rolling_12m", march), ("financial_year", pd.Timestamp("2016-04-01"))} | {("month", m) for m in months}
+    keys = set(zip(table["area_code"], table["metric_id"], table["period_type"], pd.to_datetime(table["period_start"])))
+    # every row the league table, the funnel plots and the delayed-days charts use is there
+    for row in data["league"].itertuples():
+        for metric in data["metrics"]["metric_id"]:
+            shown = getattr(row, f"{metric}__value")
+            kind, start = ("financial_year", pd.Timestamp("2016-04-01")) if metric.startswith("reablement") else ("rolling_12m", march)
+            assert (row.area_code, metric, kind, start) in keys
+            assert table.set_index(["area_code", "metric_id", "period_type"]).loc[(row.area_code, metric, kind), "value"] == pytest.approx(shown)
+    for test in data["funnel_tests"]:
+        assert {(a, test.metric, test.period_type, test.period_start) for a in test.rows["area_code"]} <= keys
+    for area in [*areas, analysis.ENGLAND]:
+        for agency in ("nhs", "social_care", "both"):
+            assert {(area, f"{dtoc}__{agency}", "month", m) for m in months} <= keys
+    # with the warehouse's values
+    merged = table.assign(period_start=pd.to_datetime(table["period_start"])).merge(everything.assign(period_start=pd.to_datetime(everything["period_start"])),
+                         on=["area_code", "metric_id", "period_type", "period_start"], suffixes=("", "_warehouse"))
+    assert len(merged) == len(table) and (merged["value"] == merged["value_warehouse"]).all()
+
+
+def _held_back(con, after: str) -> None:
+    """Take every figure after ``after`` out of the warehouse into ``held`` (a late DTOC month)."""
+    con.execute(f"create or replace table held as select * from fct_metric_values where period_start > date '{after}'")
+    con.execute(f"delete from fct_metric_values where period_start > date '{after}'")
+
+
+def test_each_month_ranked_since_the_last_report_gets_its_report_and_an_unchanged_one_is_not_rewritten(carewatch_home):
+    # a drill: while a DTOC month was late, each run rewrote October's report, and the run that
+    # loaded it (with the next) jumped to January: November and December never had a report
+    db = carewatch_home / "warehouse.duckdb"
+    carewatch_home.mkdir(parents=True)
+    areas = synthetic_warehouse.build(db)
+    reports = carewatch_home / "reports"
+    with duckdb.connect(str(db)) as con:
+        _held_back(con, "2017-12-01")
+        analysis.run(con, export=False)
+        assert [(m.strftime("%Y-%m"), w) for m, _, w in monthly_report.write_reports(con)] == [("2017-12", True)]
+        con.execute("insert into fct_metric_values select * from held")  # January to March land together
+        analysis.run(con, export=False)
+        written = monthly_report.write_reports(con)
+        assert [(m.strftime("%Y-%m"), w) for m, _, w in written] == [("2018-01", True), ("2018-02", True), ("2018-03", True)]
+        for month in ("2018-01", "2018-02", "2018-03"):  # each its own month's, nothing of a later one
+            league = pd.read_parquet(reports / month / "tables" / "league_table.parquet")
+            assert set(pd.to_datetime(league["period_start"]).dt.strftime("%Y-%m")) == {month} and len(league) == len(areas)
+            values = pd.read_parquet(reports / month / "tables" / "metric_values.parquet")
+            assert pd.to_datetime(values["period_start"]).max().strftime("%Y-%m") == month
+            peer = pd.read_parquet(reports / month / "tables" / "peer_comparison.parquet")
+            assert set(pd.to_datetime(peer["period_start"]).dt.strftime("%Y-%m")) == {month}
+            tracking = pd.read_parquet(reports / month / "tables" / "target_tracking.parquet")
+            assert pd.to_datetime(tracking["period_start"]).max().strftime("%Y-%m") == month
+        stamps = {p: p.stat().st_mtime_ns for p in reports.glob("*/report.html")}
+        # the next run: April is late, nothing changed; March stays the latest month ranked
+        analysis.run(con, export=False)
+        assert [w for _, _, w in monthly_report.write_reports(con)] == [False, False, False]
+        assert {p: p.stat().st_mtime_ns for p in reports.glob("*/report.html")} == stamps
+        # a revision of the first area's delayed days changes March's figures: its report is
+        # written again; January's and February's, restated too, stay as they were reported
+        con.execute("update fct_metric_values set numerator = numerator * 3, value = value * 3 "
+                    "where area_code = ? and metric_id like 'delayed_days_per_day_per_100k_18plus%'", [areas[0]])
+        analysis.run(con, export=False)
+        assert [(m.strftime("%Y-%m"), w) for m, _, w in monthly_report.write_reports(con)] == [
+            ("2018-01", False), ("2018-02", False), ("2018-03", True)]
+        assert {p for p in reports.glob("*/report.html") if p.stat().st_mtime_ns != stamps[p]} == {reports / "2018-03" / "report.html"}

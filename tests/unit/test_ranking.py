@@ -520,6 +520,73 @@ def test_a_rerun_of_the_month_still_says_what_its_run_restated():
     assert analysis.restated_by_last_run(con).empty
 
 
+def test_a_run_that_loads_late_months_reports_each_month_ranked_since_the_last_report(carewatch_home):
+    # a drill: DTOC for November 2018 was late; the run that loaded November, December and
+    # January recorded January only (analysis_runs: October three times, then January)
+    import duckdb
+
+    from carewatch import analysis
+    from tests import synthetic_warehouse
+
+    db = carewatch_home / "warehouse.duckdb"
+    carewatch_home.mkdir(parents=True)
+    areas = synthetic_warehouse.build(db)
+    exports = carewatch_home / "exports"
+    marts = ("ranking_overall", "ranking_metric", "review_flag_history", "target_tracking", "peer_comparison", "fct_peer_group_values")
+    jan, feb, mar = dt.date(2018, 1, 1), dt.date(2018, 2, 1), dt.date(2018, 3, 1)
+    with duckdb.connect(str(db)) as con:
+        con.execute("create table held as select * from fct_metric_values where period_start > date '2017-12-01'")
+        con.execute("delete from fct_metric_values where period_start > date '2017-12-01'")
+        analysis.run(con)
+        con.execute("insert into fct_metric_values select * from held")
+        analysis.run(con)
+        runs = con.execute("select analysed_at, month from analysis_runs order by all").fetchall()
+        assert [m for _, m in runs] == [dt.date(2017, 12, 1), jan, feb, mar] and len({a for a, _ in runs[1:]}) == 1
+        # each a normal report of its month: its own league table, kept as reported
+        assert con.execute("select run_month, kind, count(*), count(distinct period_start), bool_and(period_start = run_month) "
+                           "from reported_ranking_overall group by run_month, kind order by all").fetchall() == [
+            (dt.date(2017, 12, 1), "reported", len(areas), 1, True), (jan, "reported", len(areas), 1, True),
+            (feb, "reported", len(areas), 1, True), (mar, "reported", len(areas), 1, True)]
+        assert con.execute("select distinct period_start from peer_comparison order by 1").fetchall() == [(jan,), (feb,), (mar,)]
+        assert analysis.restated_by_last_run(con).empty  # the catch-up restated nothing
+        # the exports of each month: the periods up to it
+        for month in ("2017-12", "2018-01", "2018-02", "2018-03"):
+            overall = pd.read_csv(exports / month / "ranking_overall.csv")
+            assert overall.loc[overall["period_type"] == "rolling_12m", "period_start"].max()[:7] == month
+            assert set(pd.read_csv(exports / month / "peer_comparison.csv")["period_start"].str[:7]) == {month}
+        before = {table: con.execute(f"select * from {table} order by all").fetchall() for table in marts}
+        kept = {table: con.execute(f"select count(*) from reported_{table}").fetchone()[0] for table in analysis.REPORTED}
+        generated = (exports / "2018-03" / "generated_at.txt").read_text()
+        # a rerun: identical marts, no reported row twice, the exports left as they were
+        analysis.run(con)
+        assert {table: con.execute(f"select * from {table} order by all").fetchall() for table in marts}.keys() == before.keys()
+        for table in marts:
+            after = con.execute(f"select * from {table} order by all").fetchall()
+            assert after == before[table] if table != "peer_comparison" else set(after) <= set(before[table])
+        assert {table: con.execute(f"select count(*) from reported_{table}").fetchone()[0] for table in analysis.REPORTED} == kept
+        assert (exports / "2018-03" / "generated_at.txt").read_text() == generated
+        assert con.execute("select month from analysis_runs order by analysed_at desc limit 1").fetchone()[0] == mar
+
+
+def test_a_catch_up_run_says_what_it_restated():
+    # one analysis reporting several months records them with one analysed_at: the months it
+    # restated are still those recorded since the latest analysis of an earlier month
+    from carewatch import analysis
+
+    con = _analysis_tables(
+        ranking="select * from (values ('rolling_12m', date '2018-03-01', 'A', 1), ('rolling_12m', date '2018-03-01', 'B', 2)) t(period_type, period_start, area_code, overall_rank)",
+        flags="select date '2018-03-01' as period_start, 'A' as area_code, 'new' as status",
+        targets="select 'set' as target_set, date '2018-03-01' as period_start, 'A' as area_code, true as on_track")
+    analysis.record_reported(con, dt.date(2018, 3, 1))
+    con.execute("update ranking_overall set overall_rank = 3 - overall_rank")
+    con.execute("insert into ranking_overall values ('rolling_12m', date '2018-04-01', 'A', 1), ('rolling_12m', date '2018-05-01', 'A', 1)")
+    con.execute("begin transaction")  # one analysis (now() is its start) reports April and May, in either order
+    for month in (dt.date(2018, 5, 1), dt.date(2018, 4, 1)):
+        analysis.record_reported(con, month)
+    con.execute("commit")
+    assert analysis.restated_words(analysis.restated_by_last_run(con)) == ["March 2018 overall ranking (2 areas changed)"]
+
+
 def test_a_period_ranks_the_areas_that_existed_in_it_so_a_boundary_change_restates_nothing():
     # April 2019: Bournemouth, Poole and the Dorset county ended; Bournemouth, Christchurch and
     # Poole (BCP) and the Dorset unitary began (config/geography/code_changes.csv). A drill

@@ -624,3 +624,36 @@ def test_quality_block_counts_what_a_later_loaded_version_replaced_instead_of_li
         "  QUARANTINED dtoc_la 2019-03 v2", "  REJECTED dtoc_la 2019-03 v3",
         "  superseded since by a later version loaded"]
     assert out[-1].endswith(f": 1 quarantined file (see {report_dir / 'tables' / 'quarantine.csv'}), 1 rejected version (rejected_versions)")
+
+
+def test_the_summary_says_which_months_a_run_reported_and_when_the_report_month_did_not_move(carewatch_home):
+    # a drill: while a DTOC month was late neither the summary nor the report said so
+    import duckdb
+
+    from carewatch import analysis, monthly_report
+    from tests import synthetic_warehouse
+
+    carewatch_home.mkdir(parents=True)
+    db = carewatch_home / "warehouse.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        con.execute("create table held as select * from fct_metric_values where period_start > date '2017-12-01'")
+        con.execute("delete from fct_metric_values where period_start > date '2017-12-01'")
+        analysis.run(con, export=False)
+        monthly_report.write_reports(con)
+    assert summary.report_lines() == []  # the first report: nothing to add to its path
+    with duckdb.connect(str(db)) as con:
+        con.execute("insert into fct_metric_values select * from held")
+        analysis.run(con, export=False)
+        monthly_report.write_reports(con)
+    assert summary.report_lines() == ["Monthly reports of January 2018, February 2018, March 2018: each month ranked since the "
+                                      "last report (December 2017), reported by this run (3 written)."]
+    with duckdb.connect(str(db), read_only=True) as con:  # the results block shows the last of them
+        assert str(summary.ranked_month(con).date()) == "2018-03-01"
+    written = monthly_report.read_stamp(carewatch_home / "reports" / "2018-03")["written_at"]
+    with duckdb.connect(str(db)) as con:  # the next month's run: April 2018 is not loaded
+        analysis.run(con, export=False)
+        monthly_report.write_reports(con)
+    assert summary.report_lines() == [
+        "No new month to report: March 2018 is still the latest month ranked (delayed days per day per 100,000 18+ for "
+        f"April 2018 is not loaded yet); its figures are unchanged: its report of {written} stands, not rewritten."]

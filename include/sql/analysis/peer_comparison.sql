@@ -1,7 +1,9 @@
 -- Each area against its similar areas and England, on the values the league table ranks
 -- (league_values, handed over by the analysis step: for each area and metric the value of
 -- the rolling 12 months ending in period_start, or for annual metrics the lagged financial
--- year: value_period_type / value_period_start). One row per area and metric with a value:
+-- year: value_period_type / value_period_start), of each month the analysis reports (one, or
+-- each month ranked since the last report when a late DTOC month held them back). One row per
+-- month, area and metric with a value:
 --   peer_value     the group's pooled value for that period (fct_peer_group_values: null when
 --                  a member has no value or no denominator);
 --   england_value  England's value for that period;
@@ -17,12 +19,13 @@ with own as (
     where league.area_code <> 'E92000001' and league.value is not null
 ),
 england as (
-    select metric_id, value_period_type, value_period_start, value
+    select period_start, metric_id, value_period_type, value_period_start, value
     from league_values
     where area_code = 'E92000001'
 ),
 ranked as (
     select
+        own.period_start,
         own.area_code,
         own.metric_id,
         count(facts.value)                                          as peers_with_value,
@@ -39,7 +42,7 @@ ranked as (
      and facts.period_type = own.value_period_type
      and facts.period_start = own.value_period_start
     where facts.value is not null
-    group by own.area_code, own.metric_id
+    group by own.period_start, own.area_code, own.metric_id
 )
 select
     own.period_start,
@@ -56,14 +59,15 @@ select
     significance(own.ci_lower, own.ci_upper, peers.value, own.low_is_better)   as vs_peers
 from own
 left join ranked
-  on ranked.area_code = own.area_code and ranked.metric_id = own.metric_id
+  on ranked.period_start = own.period_start and ranked.area_code = own.area_code and ranked.metric_id = own.metric_id
 left join fct_peer_group_values as peers
   on peers.area_code = own.area_code
  and peers.metric_id = own.metric_id
  and peers.period_type = own.value_period_type
  and peers.period_start = own.value_period_start
 left join england
-  on england.metric_id = own.metric_id
+  on england.period_start = own.period_start
+ and england.metric_id = own.metric_id
  and england.value_period_type = own.value_period_type
  and england.value_period_start = own.value_period_start
-order by own.metric_id, own.area_code
+order by own.period_start, own.metric_id, own.area_code
