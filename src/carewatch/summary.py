@@ -72,7 +72,7 @@ def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | N
         print(f"  no DAG finished: see {log_file}")
 
     print_sources(states, run_ids)
-    print_results()
+    print_results(states.get("metrics", "not run"))
     print_quality()
     if mail_dir is not None:
         from carewatch import mailcatcher
@@ -291,10 +291,12 @@ def later_figures(con, month: pd.Timestamp, numbers: dict[str, int]) -> dict[pd.
     return {when: sorted(nums) for when, nums in sorted(later.items())}
 
 
-def print_results() -> None:
+def print_results(metrics_state: str = "success") -> None:
     """The six metrics, league-table ends, targets and review flags of the month this run's
     rankings and report are for (:func:`ranked_month`), saying which metrics' values are of
-    another period and which metrics hold later figures not ranked yet."""
+    another period and which metrics hold later figures not ranked yet. ``metrics_state``: the
+    metrics DAG's state in this run; unless "success", the block says its figures are the last
+    committed build's (a refused build's figures were never kept)."""
     db = paths.warehouse_path()
     if not db.exists():
         return
@@ -305,6 +307,9 @@ def print_results() -> None:
         month = ranked_month(con)
         if month is None:
             return
+        if metrics_state != "success":
+            print(f"\nmetrics {metrics_state} in this run: the figures below are those of the last build that "
+                  "committed, not built by this run")
         names = warehouse.area_names(con)
         metrics = con.execute("select metric_id, name, unit from ref_metrics order by dashboard_number").fetchall()
         # the values the league table ranks: rolling 12 months, ASCOF from its lagged year
@@ -379,9 +384,10 @@ def print_results() -> None:
             print(f"  ... and {len(flagged) - 12} more: see the report and review_flag_history")
         restated = analysis.restated_words(analysis.restated_by_last_run(con))
         if restated:
-            print("\nRestated by this run (months whose figures now differ from what was reported: a revised "
-                  "publication, a later population estimate or a change of method; what was reported is kept in "
-                  "the warehouse's reported_* tables): " + "; ".join(restated))
+            # recorded since the first run for this month: a rerun of the month repeats the list
+            print(f"\nRestated by the runs for {month:%B %Y}, this one or an earlier one (months whose figures now "
+                  "differ from what was reported: a revised publication, a later population estimate or a change of "
+                  "method; what was reported is kept in the warehouse's reported_* tables): " + "; ".join(restated))
 
 
 @dataclass(frozen=True)

@@ -463,7 +463,8 @@ def test_the_summary_and_the_report_say_which_earlier_months_this_run_restated(c
     monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(db))
     summary.print_results()
     out = capsys.readouterr().out
-    assert "Restated by this run" in out and words in out
+    # a rerun of the month says the same, so the line does not claim this very run restated it
+    assert "Restated by the runs for March 2018, this one or an earlier one (" in out and words in out
 
 
 def test_quality_block_lists_each_rejected_version_while_it_is_rejected(carewatch_home, capsys):
@@ -538,6 +539,11 @@ def test_results_block_is_the_month_the_rankings_are_for(carewatch_home, monkeyp
     assert england[1] == f"{feb['emergency_admissions_65plus_per_100k']:,.1f}" and england[3] == f"{feb['delayed_days_per_day_per_100k_18plus']:,.1f}"
     assert "Overall ranking of 40 HWB areas, rolling 12 months to February 2018 (" in "\n".join(out)  # the 40 synthetic areas
     assert f"CQC review flags in February 2018: {flagged} areas flagged, " in "\n".join(out) and flagged > 0
+    # a run whose metrics DAG failed (a refused build) shows the last committed build's figures: said so
+    summary.print_results("failed")
+    refused = capsys.readouterr().out.splitlines()
+    assert refused[1:4] == ["metrics failed in this run: the figures below are those of the last build that committed, "
+                            "not built by this run", "", out[1]]
 
 
 def test_revised_leaves_out_a_rejected_version_and_a_file_taken_back(carewatch_home):
