@@ -11,7 +11,10 @@
 --                  direction (ties share the best rank), of group_size = 1 + the members with
 --                  a value (int_peer_group_members: the same membership as the peer value);
 --   vs_england, vs_peers: the significance macro (include/sql/macros/comparison.sql).
-create or replace table peer_comparison as
+-- The months computed replace their rows; the rows of months reported by earlier analyses stay
+-- (each month's report reads its own month, and a rerun after a catch-up run, which computes
+-- only the latest month, must not leave the catch-up's earlier months without a comparison).
+create or replace temp table peer_comparison_computed as
 with own as (
     select league.*, metrics.direction = 'low' as low_is_better
     from league_values as league
@@ -70,4 +73,9 @@ left join england
  and england.metric_id = own.metric_id
  and england.value_period_type = own.value_period_type
  and england.value_period_start = own.value_period_start
-order by own.period_start, own.metric_id, own.area_code
+order by own.period_start, own.metric_id, own.area_code;
+
+create table if not exists peer_comparison as select * from peer_comparison_computed limit 0;
+delete from peer_comparison where period_start in (select period_start from league_values);
+insert into peer_comparison by name select * from peer_comparison_computed order by period_start, metric_id, area_code;
+drop table peer_comparison_computed;
