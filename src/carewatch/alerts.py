@@ -312,8 +312,8 @@ def refuse_plain_login(hook, config: dict) -> None:
     to a host not in ``plain_smtp_hosts``. Judged by the hook's own reading of the connection,
     before it connects; the alert then waits in the outbox (:func:`send_quietly`)."""
     logs_in = bool(hook.smtp_user and hook.smtp_password)
-    if logs_in and not hook.smtp_starttls and not hook.use_ssl \
-            and hook.host not in config.get("plain_smtp_hosts", PLAIN_SMTP_HOSTS):
+    plain_hosts = {host.lower() for host in config.get("plain_smtp_hosts", PLAIN_SMTP_HOSTS)}  # names ignore case
+    if logs_in and not hook.smtp_starttls and not hook.use_ssl and hook.host.lower() not in plain_hosts:
         raise CarewatchError(
             f"the SMTP connection {hook.smtp_conn_id} would send its login ({hook.smtp_user}) unencrypted to "
             f"{hook.host}: use STARTTLS (disable_tls false; compose: CAREWATCH_SMTP_DISABLE_TLS=false) or "

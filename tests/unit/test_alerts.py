@@ -410,3 +410,17 @@ def test_a_connection_without_a_login_may_use_plain_smtp_anywhere(carewatch_home
         monkeypatch.setattr(alerts, "settings", lambda: {**alerts._settings_file(), "plain_smtp_hosts": []})
         alerts.send(alerts.Alert(subject="[carewatch] FAILED x.y: z", html="<p>z</p>"))
         assert len(mailcatcher.messages(directory)) == 1
+
+
+def test_a_plain_smtp_host_is_matched_whatever_its_case():
+    # a review: "Mailpit" or "LOCALHOST" in a connection were refused; host names ignore case
+    from types import SimpleNamespace
+
+    def hook(host):
+        return SimpleNamespace(smtp_conn_id="smtp_default", smtp_user="u", smtp_password="p", smtp_starttls=False,
+                               use_ssl=False, host=host)
+
+    for host in ("Mailpit", "LOCALHOST", "localhost"):
+        alerts.refuse_plain_login(hook(host), {"plain_smtp_hosts": ["mailpit", "Localhost"]})
+    with pytest.raises(CarewatchError, match="unencrypted to smtp.example.nhs.uk"):
+        alerts.refuse_plain_login(hook("smtp.example.nhs.uk"), {"plain_smtp_hosts": ["mailpit", "Localhost"]})
