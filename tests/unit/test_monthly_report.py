@@ -222,18 +222,25 @@ def _held_back(con, after: str) -> None:
     con.execute(f"delete from fct_metric_values where period_start > date '{after}'")
 
 
+def _december_reported(home):
+    """A synthetic warehouse whose January to March are held back (a late DTOC month) and whose
+    December is analysed and reported; returns (warehouse file, areas, reports folder)."""
+    db = home / "warehouse.duckdb"
+    home.mkdir(parents=True)
+    areas = synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        _held_back(con, "2017-12-01")
+        analysis.run(con, export=False)
+        assert [(m.strftime("%Y-%m"), w) for m, _, w in monthly_report.write_reports(con)] == [("2017-12", True)]
+    return db, areas, home / "reports"
+
+
 def test_a_rerun_after_a_catch_up_whose_reports_failed_writes_each_month_with_its_peer_comparison(carewatch_home):
     # a review: the run that caught up January to March failed before its reports; its rerun's
     # analysis computes only March, and January's and February's reports (written by the rerun,
     # as missing) had an empty peer comparison
-    db = carewatch_home / "warehouse.duckdb"
-    carewatch_home.mkdir(parents=True)
-    areas = synthetic_warehouse.build(db)
-    reports = carewatch_home / "reports"
+    db, areas, reports = _december_reported(carewatch_home)
     with duckdb.connect(str(db)) as con:
-        _held_back(con, "2017-12-01")
-        analysis.run(con, export=False)
-        monthly_report.write_reports(con)
         con.execute("insert into fct_metric_values select * from held")
         analysis.run(con, export=False)  # the catch-up; its report step fails
         caught_up = con.execute("select * from peer_comparison order by all").df()
@@ -250,14 +257,8 @@ def test_a_rerun_after_a_catch_up_whose_reports_failed_writes_each_month_with_it
 def test_each_month_ranked_since_the_last_report_gets_its_report_and_an_unchanged_one_is_not_rewritten(carewatch_home):
     # a drill: while a DTOC month was late, each run rewrote October's report, and the run that
     # loaded it (with the next) jumped to January: November and December never had a report
-    db = carewatch_home / "warehouse.duckdb"
-    carewatch_home.mkdir(parents=True)
-    areas = synthetic_warehouse.build(db)
-    reports = carewatch_home / "reports"
+    db, areas, reports = _december_reported(carewatch_home)
     with duckdb.connect(str(db)) as con:
-        _held_back(con, "2017-12-01")
-        analysis.run(con, export=False)
-        assert [(m.strftime("%Y-%m"), w) for m, _, w in monthly_report.write_reports(con)] == [("2017-12", True)]
         con.execute("insert into fct_metric_values select * from held")  # January to March land together
         analysis.run(con, export=False)
         written = monthly_report.write_reports(con)
