@@ -164,6 +164,7 @@ class RunActivity:
     new: list[tuple[str, int]] = field(default_factory=list)  # (period, version) fetched for the first time
     loaded: list[tuple[str, int, int]] = field(default_factory=list)  # (period, version, rows) loaded by the run
     failed: list[tuple[str, str]] = field(default_factory=list)  # (period, what failed)
+    not_yet: list[str] = field(default_factory=list)  # periods asked for, not published yet (404 before due + grace)
 
 
 def run_activity(con, source: str, run_id: str) -> RunActivity:
@@ -189,6 +190,7 @@ def run_activity(con, source: str, run_id: str) -> RunActivity:
         return activity
     last = {period: (outcome, error) for period, outcome, _sha, error, _at, _version in attempts}
     activity.checked = len(last)
+    activity.not_yet = sorted(period for period, (outcome, _error) in last.items() if outcome == "not_published_yet")
     new = [(period, int(version), sha) for period, outcome, sha, _error, _at, version in attempts
            if outcome == "new_version" and version is not None]
     activity.new = sorted((period, version) for period, version, _sha in new)
@@ -246,6 +248,8 @@ def print_sources(states: dict[str, str], run_ids: dict[str, str] | None = None)
                 more = f" and {len(run.new) - 6} more" if len(run.new) > 6 else ""
                 details.append(f"  {source} new: {listed}{more}")
             details += [f"  {source} FAILED {period}: {what[:200]}" for period, what in run.failed]
+            if run.not_yet:  # no failure yet: OVERDUE once its due date and grace days have passed
+                details.append(f"  {source} not published yet (no file, before its due date and grace days): {', '.join(run.not_yet)}")
             if state != "success" and not run.failed:
                 details.append(f"  {source}: {dag_id} {state}, no failed period recorded: see the Airflow log")
     for line in details:

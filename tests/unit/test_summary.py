@@ -320,6 +320,25 @@ def test_sources_block_shows_what_a_run_loaded_beside_a_period_that_failed(carew
     assert "expect_column_values_to_be_between [value]" in failed[1]
 
 
+def test_sources_block_names_a_period_asked_for_and_not_published_yet(carewatch_home, capsys):
+    # a replay of a year: while DTOC November was asked for before its due date (a 404, not a
+    # failure yet), the sources block said "checked 32 new 0 loaded 0 failed 0" and nothing more
+    from carewatch import fetch
+
+    with warehouse.connect() as con:
+        con.execute(fetch.MANIFEST_DDL)
+        manifest_row(con, "dtoc_la", "2018-10", 1, "a" * 64, minutes_ago=500)
+        attempt(con, "dtoc_la", "2018-10", "this", "unchanged", "a" * 64)
+        attempt(con, "dtoc_la", "2018-11", "this", "not_published_yet")
+        attempt(con, "dtoc_la", "2018-12", "earlier", "not_published_yet")  # another run's
+    summary.print_sources({"ingest_dtoc_la": "success"}, {"ingest_dtoc_la": "this"})
+    out = capsys.readouterr().out.splitlines()
+    [row] = [line for line in out if line.startswith("dtoc_la ")]
+    assert row.split()[5:] == ["2", "0", "0", "0", "0"]
+    assert [line for line in out if "not published yet" in line and line.startswith("  ")] == [
+        "  dtoc_la not published yet (no file, before its due date and grace days): 2018-11"]
+
+
 def test_the_report_says_when_rates_use_an_older_population_estimate():
     import pandas as pd
 
