@@ -84,27 +84,23 @@ def _expected(result) -> str:
 
 
 def quality_alert(report, *, file_version: int | None = None, sha256: str | None = None, task_url: str | None = None,
-                  raw_path: str | None = None, new_versions: list | None = None, rolled_back_by: str | None = None,
+                  raw_path: str | None = None, new_versions: list | None = None,
                   waiting_warnings: list | None = None) -> Alert:
     """The email for a validation with failures (``report``: :class:`carewatch.validation.ValidationReport`).
     ``new_versions``, for a warehouse check that refused a build: the versions that build was
     the first to read (:func:`carewatch.warehouse.versions_new_since_last_build`), each with the
     ``carewatch reject`` command that would set it aside.
 
-    For a warehouse check, what the email says happened to the build is the build's outcome,
-    not the check's own: ``rolled_back_by`` names the check whose blocking failure rolled the
-    build back (a check with a blocking failure of its own rolled it back itself); without
-    either, the build committed. ``waiting_warnings``: (check, new warning rows) of the other
-    checks of a rolled-back build that only warned; named, not emailed (see
-    :func:`carewatch.pipeline.build_warehouse`)."""
+    For a warehouse check, a blocking failure rolled the build back; a check that only warned
+    is emailed by a build that committed (a rolled-back build emails none:
+    :func:`carewatch.pipeline.build_warehouse`). ``waiting_warnings``: (check, new warning
+    rows) of the other checks of a rolled-back build that only warned; named, not emailed."""
     blocking, warnings = report.blocking_failures, report.warnings
     severity = "BLOCKING" if blocking else "WARNING"
     failed = blocking + warnings
     period = report.period or "(no period)"
     subject = _subject(f"{severity} {report.source} {period}: {len(failed)} expectation{'s' if len(failed) != 1 else ''} failed")
-    if rolled_back_by is None and blocking and report.source.startswith("check:"):
-        rolled_back_by = report.source
-    outcome, what_next = _guidance(report, period, raw_path, rolled_back_by)
+    outcome, what_next = _guidance(report, period, raw_path)
     max_examples = int(settings().get("max_examples", 5))
     rows = []
     for r in failed:
@@ -164,11 +160,10 @@ def _waiting_warnings(waiting: list) -> str:
             f"This build's results are on the Data Docs site.</p>")
 
 
-def _guidance(report, period: str, raw_path: str | None = None, rolled_back_by: str | None = None) -> tuple[str, str]:
+def _guidance(report, period: str, raw_path: str | None = None) -> tuple[str, str]:
     """What happened to the data, and how to look into it: a source file (quarantined or
     loaded) is checked again with ``carewatch validate``; a warehouse check (source
-    ``check:<name>``, run inside the build task) on the warehouse with ``carewatch check``.
-    ``rolled_back_by``: the check that rolled the warehouse build back (None: it committed)."""
+    ``check:<name>``, run inside the build task) on the warehouse with ``carewatch check``."""
     blocking = bool(report.blocking_failures)
     recorded = "the results are recorded in <code>validation_results</code>."
     suite = f"<code>expectations/{html.escape(report.suite)}.json</code>"
@@ -181,11 +176,8 @@ def _guidance(report, period: str, raw_path: str | None = None, rolled_back_by: 
             f"--period {html.escape(period)}</code>.\nIf the publication is wrong, wait for its revision; if the "
             f"suite is wrong, fix {suite} in review, then clear the task.</p>")
     name = html.escape(report.source.split(":", 1)[1])
-    if rolled_back_by is not None:  # the rows that failed were never committed: the examples above show them
-        by = "" if rolled_back_by == report.source else (
-            f" by <code>{html.escape(rolled_back_by)}</code> (its own email says why; this check only warned)")
-        outcome = (f"The warehouse build was <b>rolled back</b>{by}: readers still see the previous warehouse, "
-                   f"and the build task failed.")
+    if blocking:  # the rows that failed were never committed: the examples above show them
+        outcome = "The warehouse build was <b>rolled back</b>: readers still see the previous warehouse, and the build task failed."
         rerun = (f"<code>carewatch check {name}</code> runs it on the warehouse as committed, i.e. the previous "
                  f"build, not the rows that failed: those are the examples above and on the Data Docs page.")
     else:

@@ -215,6 +215,15 @@ class UnparsedFile:
     current_parser: bool  # False: refused by an earlier parser (or reading library); not parsed since
 
 
+def parse_problem(marker: Path) -> str:
+    """What a ``.failed`` marker (:func:`parse_period`) says the parser refused: the
+    ParseError's first line without the raw file's path."""
+    import re
+
+    text = marker.read_text().strip().splitlines()[0] if marker.stat().st_size else ""
+    return re.sub(r"^.*?: cannot parse as ", "", text)
+
+
 def unparsed_files(con) -> list[UnparsedFile]:
     """The fetched files whose parse failed and that nothing good has replaced, by source and
     period: a file with a ``.failed`` marker (of the current parser, or of an earlier one when
@@ -223,8 +232,6 @@ def unparsed_files(con) -> list[UnparsedFile]:
     its period is loaded (for a source that does not load to the warehouse: parsed and not
     quarantined). ``con``: the warehouse, for ``raw_manifest`` (which version a file is) and the
     landing tables. The run summary lists them beside the quarantined files."""
-    import re
-
     from carewatch import sources, warehouse
 
     root = paths.home() / "parsed"
@@ -249,11 +256,10 @@ def unparsed_files(con) -> list[UnparsedFile]:
         version = versions[sha256]
         if _good_later_version(con, source, period, version, versions):
             continue
-        text = marker.read_text().strip().splitlines()[0] if marker.stat().st_size else ""
         out.append(UnparsedFile(
             source=source, period=period, version=int(version), sha256=sha256,
             failed_at=dt.datetime.fromtimestamp(marker.stat().st_mtime, dt.timezone.utc),
-            problem=re.sub(r"^.*?: cannot parse as ", "", text), current_parser=marker == current))
+            problem=parse_problem(marker), current_parser=marker == current))
     return out
 
 

@@ -177,6 +177,8 @@ def run_activity(con, source: str, run_id: str) -> RunActivity:
     not load: quarantined, refused by the parser, or failed to load (its task log says why).
     A file met again and still quarantined or unparsed is no failure of this run: the
     data-quality block lists it."""
+    from carewatch import pipeline
+
     activity = RunActivity()
     if not warehouse.table_exists(con, "fetch_log"):
         return activity
@@ -213,7 +215,7 @@ def run_activity(con, source: str, run_id: str) -> RunActivity:
         if quarantine is not None:
             failed[period] = f"v{version} quarantined: {quarantine[0]}"
         elif marker.exists():
-            failed[period] = f"v{version} refused by the parser: {marker.read_text().strip().split(': cannot parse as ', 1)[-1]}"
+            failed[period] = f"v{version} refused by the parser: {pipeline.parse_problem(marker)}"
         elif loads:
             failed[period] = f"v{version} not loaded: see the task log"
     activity.failed = sorted(failed.items())
@@ -436,21 +438,6 @@ def outstanding_refusals(con) -> list[OutstandingRefusal]:
             for source, period, held, since, runs, emailed, error in rows]
 
 
-def _later_version_loaded(con, source: str, period: str, version: int) -> int | None:
-    """The latest version of ``period`` later than ``version`` loaded in ``source``'s landing
-    table and not rejected (what the builds use instead), or None."""
-    try:
-        table = warehouse.land_table(source)
-    except ValueError:
-        return None
-    if not warehouse.table_exists(con, table):
-        return None
-    rejected = warehouse.rejection_stands(con, f"'{source}'", "t._period", "t._version")
-    [(later,)] = con.execute(f"select max(_version) from {table} t where _period = ? and _version > ? and not {rejected}",
-                             [period, int(version)]).fetchall()
-    return later
-
-
 def print_quality() -> None:
     """Validation results of the warehouse (batches checked, warnings, blocking failures), then
     every outstanding bad file, whichever run met it: each file in quarantine, and each file
@@ -481,7 +468,7 @@ def print_quality() -> None:
         unparsed = pipeline.unparsed_files(con)
         rejected = con.execute("select source, period, version, reason, epoch_us(rejected_at) from rejected_versions "
                                "where withdrawn_at is null order by all").fetchall() if warehouse.table_exists(con, "rejected_versions") else []
-        superseded_rejections = [r for r in rejected if _later_version_loaded(con, *r[:3]) is not None]
+        superseded_rejections = [r for r in rejected if warehouse.later_version_in_use(con, *r[:3]) is not None]
         refusals = outstanding_refusals(con)
     if not rows and quarantined.empty and not unparsed and not rejected and not refusals:
         return

@@ -956,18 +956,7 @@ def quarantined(con) -> pd.DataFrame:
     if "last_failed_at" not in frame:  # a table from before attempts were counted: one row per attempt
         frame["last_failed_at"] = frame["quarantined_at"]
     frame["attempts"] = frame.get("attempts", pd.Series(1, index=frame.index)).fillna(1).astype(int)
-    superseded = []
-    for row in frame.itertuples():
-        try:
-            table = warehouse.land_table(row.source)
-        except ValueError:  # a warehouse check ("check:<name>"), not a source file
-            table = None
-        later = None
-        if table and warehouse.table_exists(con, table):
-            rejected = warehouse.rejection_stands(con, f"'{row.source}'", "t._period", "t._version")
-            [(later,)] = con.execute(f"select max(_version) from {table} t where _period = ? and _version > ? "
-                                     f"and not {rejected}", [row.period, int(row.file_version)]).fetchall()
-        superseded.append(later)
+    superseded = [warehouse.later_version_in_use(con, row.source, row.period, row.file_version) for row in frame.itertuples()]
     frame["superseded_by"] = pd.array(superseded, dtype="Int64")
     return frame[QUARANTINE_COLUMNS]
 

@@ -225,6 +225,22 @@ def rejection_stands(con, source: str, period: str, version: str) -> str:
             f"and r.version = {version} and r.withdrawn_at is null)")
 
 
+def later_version_in_use(con, source: str, period: str, version: int) -> int | None:
+    """The latest version of ``period`` later than ``version`` loaded in ``source``'s landing
+    table and not rejected (what the builds read instead of it), or None; None too for a name
+    that is no source (a warehouse check, ``check:<name>``)."""
+    try:
+        table = land_table(source)
+    except ValueError:
+        return None
+    if not table_exists(con, table):
+        return None
+    rejected = rejection_stands(con, f"'{source}'", "t._period", "t._version")  # (a plain name: land_table checked it)
+    [(later,)] = con.execute(f"select max(_version) from {table} t where _period = ? and _version > ? and not {rejected}",
+                             [period, int(version)]).fetchall()
+    return later
+
+
 def versions_new_since_last_build(con) -> list[NewVersion]:
     """The versions loaded since the last build committed before this transaction's, or put back
     since then by a withdrawn rejection, that the build reads (each period's latest version not

@@ -342,17 +342,6 @@ def test_a_rolled_back_builds_warnings_are_emailed_once_by_the_build_that_commit
     assert "E06000007 E09000002" in warning_email
 
 
-def test_a_warning_only_check_emailed_for_a_rolled_back_build_says_which_check_rolled_it_back():
-    rows = pd.DataFrame([("reablement", "financial_year", "2016-04-01", 152, 150, 2, "E06000007 E09000002")],
-                        columns=["metric_id", "period_type", "period_start", "areas_expected", "areas_present", "areas_missing", "missing_areas"])
-    report = validation.validate_check("metric_completeness", rows, every_failing_row=True)
-    from carewatch import alerts
-
-    text = alerts.quality_alert(report, rolled_back_by="check:dtoc_national_vs_la").html
-    assert "rolled back</b> by <code>check:dtoc_national_vs_la</code>" in text and "build committed" not in text
-    assert "the warehouse build committed" in alerts.quality_alert(report).html
-
-
 def test_a_rolled_back_build_leaves_the_warning_rows_already_emailed_as_they_were(carewatch_home, tmp_path, monkeypatch):
     # a failure drill: a DTOC LA file's England row doubled, the reconciliation failed and the
     # build rolled back, yet the warning rows that build no longer saw failing were deleted from
