@@ -7,7 +7,9 @@ Four kinds, one format (an HTML body a person can act on, a subject that sorts i
   warnings failed and the batch was loaded); the body lists each failed expectation with what
   was observed against what was expected, a few offending rows, a link to the task in the
   Airflow UI and one to the Data Docs page of that validation.
-- **overdue**: a publication has not arrived ``grace_days`` after it was due.
+- **overdue**: a publication has not arrived ``grace_days`` after it was due. Emailed at most
+  once every ``overdue_repeat_days`` for one period at one URL (:func:`overdue_emailed_recently`):
+  each monthly run reminds, the runs of a backfill do not repeat it.
 - **gone**: a period already held answers HTTP 404 (the file moved or was withdrawn): the
   held version stays loaded, its revisions can no longer be checked.
 - **task failure**: any other task failure, with the error and the log link; for a file the
@@ -421,12 +423,21 @@ def notify_warnings(report, *, file_version: int | None = None, sha256: str | No
 
 
 def on_task_failure(context) -> None:
-    """Airflow ``on_failure_callback``: a quality email for a quarantined batch, else a failure email."""
+    """Airflow ``on_failure_callback``: a quality email for a quarantined batch, else a failure
+    email (an overdue publication's not repeated within ``overdue_repeat_days``)."""
+    import datetime as dt
     from carewatch.errors import QualityError
 
     ti = context.get("ti") or context.get("task_instance")
     error = context.get("exception") or "unknown error (see the task log)"
     task_url = getattr(ti, "log_url", None)
+    emailed = overdue_emailed_recently(error)
+    if emailed is not None:
+        reported_at, run_id = emailed
+        log.warning("not emailed again: this OVERDUE refusal (same period, URL and reason) was emailed at %s UTC by "
+                    "run %s, less than overdue_repeat_days (config/alerts.yaml) ago; a later run reminds",
+                    f"{reported_at.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M}", run_id)
+        return
     quality = _cause(error, QualityError)  # (a failed build's check fails without retries: wrapped)
     if quality is not None and quality.report is not None:
         alert = quality_alert(quality.report, file_version=quality.file_version, sha256=quality.sha256, task_url=task_url,
@@ -440,6 +451,37 @@ def on_task_failure(context) -> None:
         )
     if send_quietly(alert):
         _record_refusal(error, context.get("run_id"))
+
+
+OVERDUE_REPEAT_DAYS = 20  # the default of overdue_repeat_days
+
+
+def overdue_emailed_recently(error) -> tuple | None:
+    """When ``error`` is an overdue publication whose very refusal (same source, period, URL and
+    reason) was emailed less than ``overdue_repeat_days`` ago: (when, by which run); else None.
+    Monthly runs are a month apart, so each still reminds; the runs of a backfill, or a task
+    cleared the same day, do not repeat the email. The task fails all the same. If the record
+    cannot be read, None: better a repeated email than a silent failure."""
+    import datetime as dt
+
+    from carewatch.errors import PublicationOverdue
+
+    overdue = _cause(error, PublicationOverdue)
+    if overdue is None:
+        return None
+    days = settings().get("overdue_repeat_days", OVERDUE_REPEAT_DAYS)
+    if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+        log.error("overdue_repeat_days in config/alerts.yaml is %r, not a whole number of days: emailing", days)
+        return None
+    if days == 0:
+        return None
+    try:
+        from carewatch import fetch
+
+        return fetch.reported_since(overdue, dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days))
+    except Exception:  # noqa: BLE001 - unknown: email it
+        log.exception("could not read whether %s %s's OVERDUE was emailed recently: emailing", overdue.source, overdue.period)
+        return None
 
 
 def _record_refusal(error, run_id) -> None:

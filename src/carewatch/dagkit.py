@@ -136,7 +136,8 @@ suite (`expectations/{source.name}.json`, if there is one) and records every res
 **When it fails.**
 - `fetch` failed: read the task log. It names source, period and URL and says what was
   wrong (HTML page instead of a file, truncated, too big, wrong type, HTTP error, the very
-  file another period holds; OVERDUE: a 404 after the due date; GONE: a 404 for a month
+  file another period holds; OVERDUE: a 404 after the due date, emailed at most once every
+  `overdue_repeat_days`; GONE: a 404 for a month
   already held, whose held version stays loaded; for DTOC, "no link" on the publication page
   counts as a 404). Nothing was stored in the raw store (a
   refused body is kept under `refused/` for a look). If NHS moved the file, add its URL to

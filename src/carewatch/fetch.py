@@ -525,6 +525,20 @@ def record_reported(err: FetchError, run_id: str | None) -> None:
                     [err.source, err.period, err.url, err.problem, run_id, dt.datetime.now(dt.timezone.utc), err.kind])
 
 
+def reported_since(err: FetchError, since: dt.datetime) -> tuple | None:
+    """The latest email of this very refusal (same source, period, URL and kind) sent at or
+    after ``since``: (``reported_at``, ``run_id``), or None."""
+    from carewatch import warehouse
+
+    with warehouse.connect() as con:
+        con.execute(MANIFEST_DDL)
+        return con.execute(
+            """select reported_at, run_id from fetch_refusals_reported
+               where source = ? and period = ? and url = ? and coalesce(refusal, error) = ? and reported_at >= ?
+               order by reported_at desc limit 1""",
+            [err.source, err.period, err.url, err.kind, since]).fetchone()
+
+
 DOWNLOAD_SECONDS = 600  # the default of timeout_seconds.download
 
 

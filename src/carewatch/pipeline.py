@@ -65,8 +65,8 @@ def periods_to_process(
       every period due that the warehouse has never held (no version in ``raw_manifest``),
       from the first period this warehouse ever asked for (:func:`fetch_history`: what the
       bootstrap or backfill chose to load, never before ``available_from``), so a month still
-      missing when it leaves the window is fetched if it appears and reported OVERDUE (once a
-      run) while it does not. Not for a source whose every release holds the earlier ones
+      missing when it leaves the window is fetched if it appears and fails as OVERDUE while it
+      does not (emailed at most once every ``overdue_repeat_days``, :mod:`carewatch.alerts`). Not for a source whose every release holds the earlier ones
       (``supersedes_earlier``: a later release replaces a missed one), nor, on the embedded
       samples, for periods due after ``samples_until`` (the samples never serve them).
     """

@@ -401,11 +401,18 @@ def test_an_overdue_publication_fails_without_retrying_and_alerts(airflow_db, ca
         # January 2018 was due on 8 March 2018 (+14 days' grace): by 15 May it is overdue
         run = dag.test(logical_date=dt.datetime(2018, 5, 15, 9, tzinfo=dt.timezone.utc), run_conf={"from_period": "2018-01", "to_period": "2018-01"})
         caught = mailcatcher.messages(mailbox)
+        # the next run of a backfill, minutes later, meets the same refusal: it fails, not emailed again
+        # (overdue_repeat_days); DagBag afresh, as a run's conf stays in the parsed DAG's params
+        dag = DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags")).get_dag("ingest_dtoc_la")
+        again = dag.test(logical_date=dt.datetime(2018, 6, 15, 9, tzinfo=dt.timezone.utc), run_conf={"from_period": "2018-01", "to_period": "2018-01"})
+        caught_again = mailcatcher.messages(mailbox)
     assert str(run.state) == "failed"
     fetch = [ti for ti in run.get_task_instances() if ti.task_id == "one_period.fetch"]
     assert [(str(ti.state), ti.try_number) for ti in fetch] == [("failed", 1)]  # no retry within the run
     assert [" ".join(m["Subject"].split()) for m in caught] == ["[carewatch] OVERDUE dtoc_la 2018-01: publication not found after its due date"]
     assert "due by 2018-03-22" in mailcatcher.body_text(caught[0])
+    assert str(again.state) == "failed" and [str(ti.state) for ti in again.get_task_instances() if ti.task_id == "one_period.fetch"] == ["failed"]
+    assert len(caught_again) == 1
 
 
 def _set_run_state(run_id: str, state: str) -> None:

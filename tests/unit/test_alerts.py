@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from carewatch import alerts, mailcatcher, parsers, validation
@@ -135,7 +137,6 @@ def test_the_failure_body_says_how_many_attempts_or_that_there_were_no_retries(m
         raise AirflowFailException(str(refused)) from refused
     except AirflowFailException as wrapped:
         alerts.send(alerts.failure_alert(dag_id="ingest_dtoc_la", task_id="one_period.fetch", error=wrapped, attempts=1))
-    import re
 
     retried, once, at_once = (re.sub(r"<[^>]+>", "", mailcatcher.body_text(m)) for m in mailcatcher.messages(mailbox))
     assert "metrics.build_warehouse failed after 3 attempts." in " ".join(retried.split())
@@ -217,6 +218,45 @@ def test_a_refused_download_is_recorded_as_reported_only_once_its_email_went_out
     assert len(delivered) == 3 and alerts.outbox() == []
     assert reported() == [("dtoc_la", "2017-02", "http://h/x.xls", "an HTML page was served instead of a xls file", "r1"),
                           ("dtoc_la", "2017-03", "http://h/y.xls", "HTTP 404", "r3")]
+
+
+def test_an_overdue_publication_is_emailed_at_most_once_in_overdue_repeat_days(carewatch_home, mailbox, monkeypatch, caplog):
+    """A backfill's runs, a month apart in logical dates but minutes apart on the clock, each find
+    the same month missing: one email, then a reminder once the days have passed."""
+    import duckdb
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from carewatch import paths
+
+    class TI:
+        dag_id, task_id, map_index, log_url = "ingest_dtoc_la", "one_period.fetch", 0, "http://ui/log"
+
+    def fail(url: str, run_id: str) -> None:  # as the DAG fails it: without retries, from the refusal
+        overdue = PublicationOverdue("dtoc_la", "2018-01", url, "HTTP 404 and the publication was due by 2018-03-22: overdue")
+        wrapped = AirflowFailException(str(overdue))
+        wrapped.__cause__ = overdue
+        alerts.on_task_failure({"ti": TI(), "exception": wrapped, "run_id": run_id})
+
+    def emailed() -> list[tuple[str, str]]:  # subject, and the URL the body names
+        return [(subject(m), re.search(r"\((http://h/[^)]*)\)", mailcatcher.body_text(m)).group(1)) for m in mailcatcher.messages(mailbox)]
+
+    fail("http://h/jan.xls", "backfill__2018-05-15")
+    fail("http://h/jan.xls", "backfill__2018-06-15")  # minutes later: the same refusal
+    fail("http://h/jan.xls", "backfill__2018-07-15")
+    assert emailed() == [("[carewatch] OVERDUE dtoc_la 2018-01: publication not found after its due date", "http://h/jan.xls")]
+    assert "not emailed again" in caplog.text and "by run backfill__2018-05-15" in caplog.text
+    fail("http://h/moved/jan.xls", "backfill__2018-08-15")  # a new URL (the file moved): its own first email
+    assert [url for _, url in emailed()] == ["http://h/jan.xls", "http://h/moved/jan.xls"]
+    # 21 days on (the email's record moved back), the next run reminds
+    with duckdb.connect(str(paths.warehouse_path())) as con:
+        con.execute("update fetch_refusals_reported set reported_at = reported_at - interval 21 days")
+    fail("http://h/jan.xls", "scheduled__2018-09-15")
+    fail("http://h/jan.xls", "scheduled__2018-09-15-cleared")
+    assert [url for _, url in emailed()] == ["http://h/jan.xls", "http://h/moved/jan.xls", "http://h/jan.xls"]
+    monkeypatch.setattr(alerts, "settings", lambda: {**alerts._settings_file(), "overdue_repeat_days": 0})
+    fail("http://h/jan.xls", "manual__1")  # 0: every failing run emails
+    assert len(emailed()) == 4
 
 
 def test_a_warehouse_check_alert_says_how_to_rerun_the_check_not_a_file(mailbox, bad_report):
