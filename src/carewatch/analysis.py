@@ -185,7 +185,7 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
 
     ranked_months = ranking_overall.loc[ranking_overall["period_type"] == "rolling_12m", "period_start"]
     latest = ranked_months.max()
-    # each month ranked since the latest month an earlier analysis reported gets its report
+    # each month ranked since the month the previous analysis reported last gets its report
     # (a DTOC month published late holds back the rolling years after it; the run that loads
     # it reports each of them), and the league values its peer comparison compares
     months = months_to_report(con, ranked_months, latest)
@@ -245,11 +245,15 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
 
 def months_to_report(con, ranked_months: pd.Series, latest) -> list[pd.Timestamp]:
     """The months an analysis reports, in order: every rolling-year month ranked after the
-    latest month an earlier analysis reported (``analysis_runs``), up to ``latest``; just
+    month the previous analysis reported last (``analysis_runs``), up to ``latest``; just
     ``latest`` when nothing was reported before or the report month did not move (a rerun, or
-    a run while the next DTOC month is late)."""
+    a run while the next DTOC month is late). The previous analysis's, not the latest month any
+    analysis reported: after the report month moved back (its only version rejected) a month
+    reported from the rejected figures is reported again once it is ranked again."""
     latest = pd.Timestamp(latest)
-    last = con.execute("select max(month) from analysis_runs").fetchone()[0] if warehouse.table_exists(con, "analysis_runs") else None
+    last = con.execute("""select max(month) from analysis_runs
+                          where analysed_at = (select max(analysed_at) from analysis_runs)""").fetchone()[0] \
+        if warehouse.table_exists(con, "analysis_runs") else None
     if last is None or pd.Timestamp(last) >= latest:
         return [latest]
     return sorted({pd.Timestamp(m) for m in ranked_months if pd.Timestamp(last) < pd.Timestamp(m) <= latest})

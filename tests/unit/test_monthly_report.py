@@ -254,6 +254,33 @@ def test_a_rerun_after_a_catch_up_whose_reports_failed_writes_each_month_with_it
         assert len(peer) == len(expected) > len(areas), month  # every area with a value, several metrics
 
 
+def test_a_month_whose_version_was_rejected_is_reported_again_when_its_revision_loads_with_a_later_month(carewatch_home):
+    # the report month moved back (January's only version rejected: its figures left the
+    # warehouse, December ranked last again), then forward past it (January's revision loaded
+    # with February and March): January's report, written from the rejected figures, must be
+    # written again. Each run reported the months after the latest month ANY analysis had
+    # reported (January), so it stood as first written
+    db, areas, reports = _december_reported(carewatch_home)
+    with duckdb.connect(str(db)) as con:
+        con.execute("insert into fct_metric_values select * from held where period_start = date '2018-01-01'")
+        analysis.run(con, export=False)
+        assert [(m.strftime("%Y-%m"), w) for m, _, w in monthly_report.write_reports(con)] == [("2018-01", True)]
+        first = monthly_report.read_stamp(reports / "2018-01")["figures_sha256"]
+        con.execute("delete from fct_metric_values where period_start = date '2018-01-01'")  # rejected
+        analysis.run(con, export=False)
+        assert [(m.strftime("%Y-%m"), w) for m, _, w in monthly_report.write_reports(con)] == [("2017-12", False)]
+        con.execute("insert into fct_metric_values select * from held")  # the revision, with February and March
+        con.execute("update fct_metric_values set numerator = numerator * 3, value = value * 3 "
+                    "where area_code = ? and metric_id like 'delayed_days_per_day_per_100k_18plus%'", [areas[0]])
+        analysis.run(con, export=False)
+        assert [(m.strftime("%Y-%m"), w) for m, _, w in monthly_report.write_reports(con)] == [
+            ("2018-01", True), ("2018-02", True), ("2018-03", True)]
+        assert monthly_report.read_stamp(reports / "2018-01")["figures_sha256"] == monthly_report.figures_digest(
+            monthly_report.gather(con, pd.Timestamp("2018-01-01"))) != first
+    league = pd.read_parquet(reports / "2018-01" / "tables" / "league_table.parquet")
+    assert set(pd.to_datetime(league["period_start"]).dt.strftime("%Y-%m")) == {"2018-01"}
+
+
 def test_each_month_ranked_since_the_last_report_gets_its_report_and_an_unchanged_one_is_not_rewritten(carewatch_home):
     # a drill: while a DTOC month was late, each run rewrote October's report, and the run that
     # loaded it (with the next) jumped to January: November and December never had a report
