@@ -19,9 +19,6 @@ RUN pip install --no-cache-dir --no-deps /opt/carewatch && pip check
 # and the warehouse
 USER root
 RUN mkdir -p /opt/carewatch/var && chown -R airflow:root /opt/carewatch && chmod -R g+rwX /opt/carewatch/var
-# the UI password file's volume (compose: airflow-passwords), likewise; airflow-init (root)
-# writes the file and gives it to AIRFLOW_UID:0
-RUN mkdir -p /opt/airflow/passwords && chown -R airflow:root /opt/airflow/passwords && chmod -R g+rwX /opt/airflow/passwords
 USER airflow
 # the package is in site-packages: SQL, suites, config and templates are read from the project
 # directory (include/, expectations/ and config/ are mounted there by docker-compose.yaml)

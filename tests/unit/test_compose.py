@@ -103,17 +103,72 @@ def test_published_ports_listen_on_this_machine_only_unless_env_says(tmp_path, c
     assert [p["host_ip"] for p in wider["services"]["mailpit"]["ports"]] == ["127.0.0.1"]
 
 
-def test_the_admin_password_is_mounted_only_where_it_is_used(config):
-    # the worker parses untrusted files: it has no business holding the UI's admin password
+def test_the_admin_password_reaches_only_airflow_init(config):
+    # the worker parses untrusted files: it has no business holding the UI's admin password.
+    # SimpleAuthManager's password file was on a volume that the API server and airflow-init
+    # mounted; the FAB auth manager keeps the accounts in the metadata database, and only
+    # airflow-init, which creates the first admin, gets the password from .env
+    secret = "test-AIRFLOW_ADMIN_PASSWORD"
+    holding = {name for name, service in config["services"].items() if secret in json.dumps(service)}
+    assert holding == {"airflow-init"}
+    init = config["services"]["airflow-init"]
+    assert init["environment"]["AIRFLOW_ADMIN_PASSWORD"] == secret
+    # init's shell reads it from the environment: not written into the command (docker inspect shows it)
+    assert secret not in json.dumps(init["command"])
+    # no password volume left: every Airflow service mounts the same
     def mounts(name):
         return [(v.get("source"), v["target"]) for v in config["services"][name].get("volumes", [])]
 
-    passwords = ("airflow-passwords", "/opt/airflow/passwords")
-    holding = {name for name in AIRFLOW_SERVICES if passwords in mounts(name)}
-    assert holding == {"airflow-apiserver", "airflow-init"}
-    # otherwise the same mounts as every Airflow service (the list is written out twice)
-    for name in holding:
-        assert [m for m in mounts(name) if m != passwords] == mounts("airflow-worker"), name
+    assert "airflow-passwords" not in config.get("volumes", {})
+    for name in AIRFLOW_SERVICES:
+        assert mounts(name) == mounts("airflow-worker"), name
+        assert not any("passwords" in target for _, target in mounts(name)), name
+    assert "/opt/airflow/passwords" not in (ROOT / "Dockerfile").read_text()
+
+
+def test_every_airflow_service_uses_the_fab_auth_manager_from_the_image(config):
+    # per-person accounts: SimpleAuthManager's one shared admin is gone, with its settings
+    fab = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+    for name in AIRFLOW_SERVICES:
+        env = config["services"][name]["environment"]
+        assert env["AIRFLOW__CORE__AUTH_MANAGER"] == fab, name
+        assert not [key for key in env if "SIMPLE_AUTH_MANAGER" in key], name
+    # the class's provider is installed, pinned in the image's requirements at its locked version
+    prod = _pins(ROOT / "constraints-production.txt")
+    required = {r.name: str(r.specifier) for r in _requirements(ROOT / "requirements-production.txt")}
+    provider = "apache-airflow-providers-" + fab.split(".")[2]
+    assert provider == "apache-airflow-providers-fab"
+    assert provider in prod and required.get(provider) == f"=={prod[provider]}"
+    assert "flask-appbuilder" in prod
+    # what the provider needs of the dev lock: every Flask-AppBuilder release wants python-dateutil<3
+    assert int(prod["python-dateutil"].split(".")[0]) < 3
+
+
+def test_init_creates_the_first_admin_and_runs_again_without_failing(tmp_path, config):
+    init = config["services"]["airflow-init"]
+    script = init["command"][1].replace("$$", "$")  # as the container gets it (`config` keeps compose's escape)
+    lines = [line.strip() for line in script.replace("\\\n", " ").splitlines() if line.strip() and not line.strip().startswith("#")]
+    assert init["command"][0] == "-c" and lines[0] == "set -e"  # any failing step fails init, and the stack waits
+    [create] = [line for line in lines if line.startswith("airflow users create ")]
+    assert lines.index(create) > lines.index("airflow db migrate")  # FAB's tables come with the migration
+    for option in ('--role Admin', '--username "${AIRFLOW_ADMIN_USER}"', '--password "${AIRFLOW_ADMIN_PASSWORD}"',
+                   '--email "${AIRFLOW_ADMIN_EMAIL}"', "--firstname ", "--lastname "):
+        assert option in create, option
+    # a second run finds the user and exits 0 ("already exists", scripts/check_production_auth.sh
+    # runs this script twice); nothing may hide a real failure
+    assert "||" not in script and "set +e" not in script
+    # the shell's variables are init's own (compose leaves $${X} to the container's shell)
+    assert set(re.findall(r"\$\{([A-Z_]+)\}", script)) <= set(init["environment"])
+    assert (init["environment"]["AIRFLOW_ADMIN_USER"], init["environment"]["AIRFLOW_ADMIN_EMAIL"]) == ("admin", "test-AIRFLOW_ADMIN_EMAIL")
+    renamed = resolved(tmp_path, filled_example() + "\nAIRFLOW_ADMIN_USER=alice\n")
+    assert renamed["services"]["airflow-init"]["environment"]["AIRFLOW_ADMIN_USER"] == "alice"
+
+
+def test_refuses_to_start_without_the_admin_email(tmp_path):
+    without = re.sub(r"^AIRFLOW_ADMIN_EMAIL=.*$", "AIRFLOW_ADMIN_EMAIL=", filled_example(), flags=re.MULTILINE)
+    out = resolve(tmp_path, without)
+    assert out.stdout.strip() == ""
+    assert "required variable AIRFLOW_ADMIN_EMAIL is missing a value: set AIRFLOW_ADMIN_EMAIL in .env" in out.stderr
 
 
 def test_the_broker_needs_its_password(config):
@@ -298,22 +353,22 @@ def test_every_volume_the_airflow_user_writes_is_its_own_in_a_new_volume(config)
 
 
 def test_init_gives_what_it_writes_as_root_to_the_airflow_user(config):
-    """airflow-init runs as root; a file it writes into a volume (the UI password file) must
-    then belong to AIRFLOW_UID:0, group read-write: the API server opens the password file
-    with "a+" and "r+" (SimpleAuthManager) and, as root's 644 file, failed with PermissionError."""
+    """A file airflow-init writes as root into a volume must then belong to AIRFLOW_UID:0, group
+    read-write: the API server opened SimpleAuthManager's password file with "a+" and "r+" and, as
+    root's 644 file, failed with PermissionError. Since the FAB auth manager, init writes no file
+    and needs no root: it runs as the Airflow user like every service (and what it writes into a
+    volume is then checked as theirs are, in the image)."""
     init = config["services"]["airflow-init"]
-    assert init["user"] == "0:0"
     uid = config["services"]["airflow-apiserver"]["user"]
+    assert init["user"] == uid
     command = "\n".join(init["command"])
-    passwords_file = init["environment"]["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
-    assert passwords_file in command
     written = [v["target"] for v in _named_volumes_written(init) if v["target"] + "/" in command]
-    assert any(passwords_file.startswith(t + "/") for t in written)
-    for target in written:
-        last_write = max(m.start() for m in re.finditer(re.escape(target + "/"), command))
-        chown = command.find(f"chown -R {uid} {target}\n")
-        chmod = command.find(f"chmod -R u=rwX,g=rwX,o= {target}\n")
-        assert last_write < chown and last_write < chmod, target
+    if init["user"].startswith("0:"):  # if it ever runs as root again to write a file
+        for target in written:
+            last_write = max(m.start() for m in re.finditer(re.escape(target + "/"), command))
+            chown = command.find(f"chown -R {uid} {target}\n")
+            chmod = command.find(f"chmod -R u=rwX,g=rwX,o= {target}\n")
+            assert last_write < chown and last_write < chmod, target
 
 
 def smtp_hook(monkeypatch, service):
@@ -452,3 +507,4 @@ def test_production_doc_serves_the_data_docs_that_alert_links_point_at(config, m
     monkeypatch.setattr(alerts, "settings", lambda: {"data_docs_base_url": "https://data-docs.example.org"})
     page = f"file://{served}/validations/dtoc_la/run/x.html"
     assert alerts._docs_link(page) == "https://data-docs.example.org/validations/dtoc_la/run/x.html"
+
