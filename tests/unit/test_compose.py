@@ -508,3 +508,20 @@ def test_production_doc_serves_the_data_docs_that_alert_links_point_at(config, m
     page = f"file://{served}/validations/dtoc_la/run/x.html"
     assert alerts._docs_link(page) == "https://data-docs.example.org/validations/dtoc_la/run/x.html"
 
+
+def test_production_doc_says_how_to_manage_accounts(config):
+    doc = (ROOT / "docs" / "production.md").read_text()
+    section = doc[doc.index("### Accounts"):doc.index("What was checked")]
+    # each command runs in a service of the stack, and each role the doc gives is one of FAB's
+    for service in re.findall(r"docker compose exec (\S+) airflow users ", section):
+        assert service in config["services"], service
+    for command in ("airflow users create --role Viewer", "airflow users delete --username", "airflow users reset-password --username"):
+        assert command in section, command
+    assert set(re.findall(r"^\| [^|]+ \| `(\w+)` \|", section, flags=re.MULTILINE)) == {"Viewer", "User", "Op", "Admin"}
+    for variable in ("AIRFLOW_ADMIN_USER", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_ADMIN_EMAIL"):
+        assert variable in section and variable in config["services"]["airflow-init"]["environment"], variable
+    # the development stack keeps SimpleAuthManager, and the orphaned password volume can go
+    assert "SimpleAuthManager" in section and "docker volume rm" in section and "airflow-passwords" in section
+    script = ROOT / "scripts" / "check_production_auth.sh"
+    assert "scripts/check_production_auth.sh" in doc and os.access(script, os.X_OK)
+    assert "ALL CHECKS PASSED" in script.read_text()
