@@ -110,10 +110,7 @@ def rank_periods(mv: pd.DataFrame, methodology: ranking.Methodology, areas: list
         periods.append(("financial_year", pd.Timestamp(start), financial_year_values(mv, methodology, pd.Timestamp(start))))
     previous: dict[str, pd.DataFrame] = {}
     for period_type, start, values in periods:
-        existing = geography.existing_on(areas, start, changes)
-        values = values[values["area_code"].isin(existing)]
-        ranked = ranking.rank_metrics(with_value_period(values)[["area_code", "metric_id", "value_period_type", "value_period_start", "value"]], methodology)
-        overall = ranking.overall_ranking(ranked, methodology, existing)
+        ranked, overall = rank_period(values, methodology, areas, start, changes)
         overall = ranking.with_change(overall, previous.get(period_type))
         previous[period_type] = overall
         for frame, sink in ((ranked, metric_rows), (overall, overall_rows)):
@@ -123,6 +120,37 @@ def rank_periods(mv: pd.DataFrame, methodology: ranking.Methodology, areas: list
             frame["methodology"] = methodology.label
             sink.append(frame)
     return pd.concat(metric_rows, ignore_index=True), pd.concat(overall_rows, ignore_index=True)
+
+
+def rank_period(values: pd.DataFrame, methodology: ranking.Methodology, areas: list[str], start,
+                changes: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One league table (:func:`rank_periods`, without the change since the previous period):
+    the metric ranks and the overall ranking of ``values`` (:func:`ranking_values` or
+    :func:`financial_year_values`) among those of ``areas`` that existed on ``start``."""
+    existing = geography.existing_on(areas, start, changes)
+    values = values[values["area_code"].isin(existing)]
+    ranked = ranking.rank_metrics(with_value_period(values)[["area_code", "metric_id", "value_period_type", "value_period_start", "value"]], methodology)
+    return ranked, ranking.overall_ranking(ranked, methodology, existing)
+
+
+def metric_values(con) -> pd.DataFrame:
+    """``fct_metric_values``, its period columns as timestamps: what the analysis ranks."""
+    mv = _read(con, "select * from fct_metric_values")
+    for col in ("period_start", "period_end"):
+        mv[col] = pd.to_datetime(mv[col])
+    return mv
+
+
+def flag_context(mv: pd.DataFrame, metric_cfg: dict) -> dict:
+    """What the review-flag rules read of the metrics (:class:`carewatch.methodology.flags.FlagInputs`):
+    ``directions`` (a breakdown metric, "<base>__nhs", goes the way of its base metric),
+    ``statistics`` (rate or proportion, of the metrics with confidence intervals) and ``names``."""
+    base_direction = {m["id"]: m["direction"] for m in metric_cfg["metrics"]}
+    return {
+        "directions": {mid: base_direction[mid.split("__")[0]] for mid in mv["metric_id"].unique()},
+        "statistics": {m["id"]: funnels.STATISTIC_OF_CI_METHOD[m["ci_method"]] for m in metric_cfg["metrics"] if m["ci_method"] != "none"},
+        "names": {m["id"]: m["name"] for m in metric_cfg["metrics"]},
+    }
 
 
 def agency_rates(mv: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -144,14 +172,9 @@ def track_targets(mv: pd.DataFrame) -> pd.DataFrame:
 
 def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     """Compute every methodology table from the warehouse and write them back atomically."""
-    mv = _read(con, "select * from fct_metric_values")
-    for col in ("period_start", "period_end"):
-        mv[col] = pd.to_datetime(mv[col])
+    mv = metric_values(con)
     metric_cfg = warehouse.metric_config()
-    base_direction = {m["id"]: m["direction"] for m in metric_cfg["metrics"]}
-    # breakdown metrics ("<base>__nhs", "<base>__reason_A") go the way of their base metric
-    directions = {mid: base_direction[mid.split("__")[0]] for mid in mv["metric_id"].unique()}
-    statistics = {m["id"]: funnels.STATISTIC_OF_CI_METHOD[m["ci_method"]] for m in metric_cfg["metrics"] if m["ci_method"] != "none"}
+    metric_context = flag_context(mv, metric_cfg)
     methodology = ranking.load_methodology(metrics_config=metric_cfg)
     lead = methodology.period_metric  # the metric whose periods are ranked (delayed days)
     if lead is None:
@@ -200,7 +223,6 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     # the areas with a figure of the ranked periods' metric (delayed days) each month: the HWB areas of that month
     lead_month = mv[(mv["period_type"] == "month") & (mv["metric_id"] == lead) & (mv["area_code"] != ENGLAND)]
     areas_of_month = lead_month.groupby("period_start")["area_code"].agg(set).to_dict()
-    names = {m["id"]: m["name"] for m in metric_cfg["metrics"]}
     flag_rows, history_rows, history = [], [], None
     rolling = ranking_overall[ranking_overall["period_type"] == "rolling_12m"]
     for month, overall in rolling.groupby("period_start"):
@@ -209,9 +231,7 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
             overall=overall,
             metric_values=mv,
             tracking=tracking,
-            directions=directions,
-            statistics=statistics,
-            names=names,
+            **metric_context,
             areas=set(overall["area_code"]),  # the areas that existed in the month (rank_periods)
         )
         fired = flags.evaluate(rules, inputs)
