@@ -6,6 +6,9 @@ Verbs:
   hes-metrics EXTRACT [--from --to]  hospital metrics per HWB area and month from a HES APC extract
   as-of AREA PERIOD --as-of DATE     what the warehouse reported for an area and month as of a date
   check NAME [--rows | --failing]    run a warehouse check (include/sql/checks) on the warehouse; writes nothing
+  rank --methodology NAME [--month YYYY-MM] [--compare] [--flags] [--csv FILE]
+                                     preview a methodology file: the month's league table (vs the published one,
+                                     and the review flags it would change); read-only, writes nothing
   reject SOURCE PERIOD --version N --reason R   leave a loaded version out of the builds (--withdraw undoes)
   samples [--out DIR]                regenerate the embedded sample publications (deterministic)
   samples --hes-apc FILE             write a synthetic record-level HES APC extract for hes-metrics
@@ -176,6 +179,49 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(f"check {args.name}: {len(frame)} rows, {len(report.results)} expectations, {blocking} blocking failures, "
           f"{warnings} warnings" + ("; the rows: carewatch check " + args.name + " --failing" if blocking or warnings else ""))
     return 0 if report.ok else 1
+
+
+def _cmd_rank(args: argparse.Namespace) -> int:
+    """Rank a month with a candidate methodology file, read-only; exit 1 when the file does not load."""
+    from pathlib import Path
+
+    from carewatch import paths, preview, sources
+
+    month = sources.month_start(args.month, "--month")  # YYYY-MM, or a one-line error
+    csv = Path(args.csv).expanduser().resolve() if args.csv else None
+    if csv is not None and csv.is_relative_to(paths.home()):
+        raise CarewatchError(f"--csv {args.csv}: inside the pipeline's home ({paths.home()}: warehouse, reports, exports); "
+                             "a preview writes nothing there: give a path elsewhere")
+    try:
+        result = preview.preview(args.methodology, month, compare=args.compare, with_flags=args.flags)
+    except preview.MethodologyNotLoaded as err:
+        print(f"carewatch: {err}", file=sys.stderr)
+        return 1
+    import pandas as pd
+
+    scores = {"score": "{:.3f}".format, "published_score": "{:.3f}".format, "candidate_score": "{:.3f}".format}
+    what = "preview, nothing written"
+    if args.compare:
+        table = preview.comparison(result)
+        print(f"{result.month:%B %Y} (rolling 12 months): published {result.published_label} vs {result.methodology.label} "
+              f"({what}); change = published rank - candidate rank, positive = up")
+    else:
+        table = preview.league_table(result)
+        print(f"{result.month:%B %Y} (rolling 12 months) league table with {result.methodology.label} ({what})")
+    print(table.to_string(index=False, na_rep="-", formatters={c: f for c, f in scores.items() if c in table}))
+    if args.compare:
+        print(preview.comparison_summary(result, table))
+    if args.flags:
+        changes = preview.flag_changes(result)
+        print()
+        if not changes.empty:
+            with pd.option_context("display.max_colwidth", 120):
+                print(changes.to_string(index=False))
+        print(preview.flags_summary(result, changes))
+    if csv is not None:
+        table.to_csv(csv, index=False)
+        print(f"wrote {csv}")
+    return 0
 
 
 def _cmd_hes_metrics(args: argparse.Namespace) -> int:
@@ -360,6 +406,21 @@ def build_parser() -> argparse.ArgumentParser:
     shown.add_argument("--failing", action="store_true",
                        help="print only the rows that fail an expectation (blocking or warning) as CSV")
     p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("rank", help="preview a ranking methodology file on the warehouse, read-only: the month's league "
+                                    "table, against the published one (--compare) and the review flags it would change "
+                                    "(--flags); writes nothing (exit 1 if the file does not load)")
+    p.add_argument("--methodology", required=True, metavar="NAME",
+                   help="config/methodology/NAME.yaml (e.g. dashboard-2018, the file in_force.yaml names), or a path to a .yaml")
+    p.add_argument("--month", default=None, help="the rolling 12 months ending in this month, YYYY-MM "
+                                                 "(default: the latest month ranking_overall ranks, the one last published)")
+    p.add_argument("--compare", action="store_true", help="each area's published rank, candidate rank and change, largest "
+                                                          "moves first, and a summary (areas moved, Spearman rank correlation)")
+    p.add_argument("--flags", action="store_true", help="the review flags the candidate league table would give that month "
+                                                        "against those published: new and gone")
+    p.add_argument("--csv", metavar="FILE", default=None, help="also write the table printed (league table, or with --compare "
+                                                              "the comparison) to FILE, outside the pipeline's home")
+    p.set_defaults(func=_cmd_rank)
 
     p = sub.add_parser("reject", help="leave a loaded version of a period out of the next warehouse builds (a file that "
                                       "passed its suite but is wrong); the period's latest other version is used")
