@@ -167,3 +167,15 @@ class MissingProjectFile(CarewatchError, FileNotFoundError):
     """A file the project itself must provide for a source (its expectation suite, its landing
     table's DDL) is not where it should be: a deployment or a new source is incomplete. Nothing
     of that source is validated or loaded without it."""
+
+
+class ConfigError(CarewatchError, ValueError):
+    """Methodology configuration (``config/metrics.yaml``, ``config/methodology/``,
+    ``config/review_flags.yaml``, ``config/targets/``, ``config/peer_groups.yaml`` and a peer-group
+    file) that cannot be used as written. ``problems``: one line each, naming the file and the key
+    (``config/methodology/dashboard-2018.yaml: metrics[0].weight must be a number, not 'three'``);
+    ``str(err)`` is those lines. The same file would be refused again: a task fails without retries."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
