@@ -397,9 +397,11 @@ def model_files(sql_dir: Path | None = None) -> list[Path]:
 
 
 def metric_config() -> dict:
-    import yaml
+    """``config/metrics.yaml``, checked (:mod:`carewatch.methodology.config_check`: direction low
+    or high, ...); a mistake is a :class:`carewatch.errors.ConfigError` naming the key."""
+    from carewatch.methodology import config_check
 
-    return yaml.safe_load((paths.config_dir() / "metrics.yaml").read_text())
+    return config_check.metrics_file()
 
 
 def poisson_exact_limits(confidence_level: float, below: int = 10):

@@ -232,8 +232,11 @@ def test_a_bad_rule_option_is_refused_when_the_rules_are_read(tmp_path, option, 
     # refused even where the option would not be used this month (overdispersion off, no values)
     kind = "funnel_outlier" if option.startswith("winsorise") else "bottom_quartile_with_little_improvement"
     rule_id = "f" if kind == "funnel_outlier" else "q"
+    # the options each kind requires (checked too since config_check): only the one under test is wrong
+    required = ("level: 0.998\n    overdispersion: false" if kind == "funnel_outlier" else
+                "metric: delayed_days_per_day_per_100k_18plus\n    min_improvement_pct: 10")
     path = tmp_path / "rules.yaml"
-    path.write_text(f"name: t\nversion: 1\nrules:\n  - id: {rule_id}\n    kind: {kind}\n    overdispersion: false\n    {option}\n")
+    path.write_text(f"name: t\nversion: 1\nrules:\n  - id: {rule_id}\n    kind: {kind}\n    {required}\n    {option}\n")
     with pytest.raises(ValueError) as bad:
         flags.load_rules(str(path))
     assert str(bad.value) == f"{path}: {message}"

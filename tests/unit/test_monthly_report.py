@@ -146,6 +146,11 @@ def test_the_report_draws_the_metric_the_target_sets_track(tmp_path, monkeypatch
         shutil.copytree(paths.config_dir(), config)
         target_set = config / "targets" / "expectations-2017-18.yaml"
         target_set.write_text(target_set.read_text().replace(f"metric: {dtoc}", f"metric: {other}"))
+        # a target set's metric is one of config/metrics.yaml with an agency breakdown (checked since config_check)
+        metrics = config / "metrics.yaml"
+        metrics.write_text(metrics.read_text().replace("metrics:\n", f"metrics:\n  - {{id: {other}, name: Other delays, unit: days, "
+                                                       "direction: low, source: dtoc_la, ci_method: byar, multiplier: 100000, "
+                                                       "definition: for the test, breakdowns: {agency: [nhs, social_care, both]}}\n", 1))
         monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
         switched = monthly_report.gather(con)
         monthly_report.build_charts(switched)

@@ -325,6 +325,11 @@ def test_a_target_set_tracks_the_metric_its_file_names(tmp_path, monkeypatch, ra
     shutil.copytree(paths.config_dir(), config)
     path = config / "targets" / "expectations-2017-18.yaml"
     path.write_text(path.read_text().replace(f"metric: {dtoc}", "metric: other_delays_per_100k"))
+    # a target set's metric is one of config/metrics.yaml with an agency breakdown (checked since config_check)
+    metrics = config / "metrics.yaml"
+    metrics.write_text(metrics.read_text().replace("metrics:\n", "metrics:\n  - {id: other_delays_per_100k, name: Other delays, unit: "
+                                                   "days, direction: low, source: dtoc_la, ci_method: byar, multiplier: 100000, "
+                                                   "definition: for the test, breakdowns: {agency: [nhs, social_care, both]}}\n", 1))
     monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
     assert targets.tracked_metric() == "other_delays_per_100k"
     other = analysis.track_targets(mv).set_index(["area_code", "period_start"])

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from carewatch import paths, sources
-from carewatch.methodology import funnels
+from carewatch.methodology import config_check, funnels
 
 ENGLAND = "E92000001"
 
@@ -54,18 +53,11 @@ def _of_areas(inputs: FlagInputs, mv: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_rules(name: str = "review_flags") -> dict:
+    """The rule set, checked when it is read (:mod:`config_check`: kinds, every option's type and
+    range, metric ids, rule ids once), not only in a month that uses an option; a mistake is a
+    :class:`carewatch.errors.ConfigError` naming the file, the rule and the option."""
     path = Path(name) if name.endswith(".yaml") else paths.config_dir() / f"{name}.yaml"
-    data = yaml.safe_load(path.read_text())
-    for rule in data["rules"]:
-        if rule["kind"] not in RULE_KINDS:
-            raise ValueError(f"{path}: rule {rule['id']!r} has unknown kind {rule['kind']!r}")
-        check = _OPTION_CHECKS.get(rule["kind"])
-        try:  # options checked when the rules are read, not only in a month that uses them
-            if check:
-                check(rule)
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
-    return data
+    return config_check.rules_file(path)
 
 
 def _bad_option(rule: dict, option: str, allowed: str, value) -> ValueError:
@@ -86,8 +78,8 @@ def _after_target_set_ends(rule: dict) -> str:
     return value
 
 
-# the options of a rule kind that are checked when the rules are read
-_OPTION_CHECKS = {"funnel_outlier": _winsorise, "bottom_quartile_with_little_improvement": _after_target_set_ends}
+# (every option is checked when the rules are read: config_check.RulesFile; these two also guard
+# the rule functions called with a hand-made rule)
 
 
 def _values(inputs: FlagInputs, metric: str, period_type: str, period_start) -> pd.Series:

@@ -13,15 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy.spatial.distance import cdist
 
 from carewatch import geography, paths
+from carewatch.methodology import config_check
 
 
 def load_config(name: str = "peer_groups") -> dict:
+    """``config/peer_groups.yaml``, checked (:mod:`config_check`), with the peer-group file it
+    names when ``method: file``."""
     path = Path(name) if name.endswith(".yaml") else paths.config_dir() / f"{name}.yaml"
-    return yaml.safe_load(path.read_text())
+    return config_check.peer_groups_file(path)
 
 
 def characteristics(population: pd.DataFrame) -> pd.DataFrame:
@@ -67,11 +69,8 @@ def peer_groups(population: pd.DataFrame | None = None, config: dict | None = No
     later estimate that has it, among that year's areas (:func:`later_area_groups`).
     """
     config = config or load_config()
-    if config["method"] == "file":
-        peers = pd.read_csv(paths.PROJECT_ROOT / config["file"], dtype=str)
-        if "peer_rank" not in peers:
-            peers["peer_rank"] = peers.groupby("area_code").cumcount() + 1
-        peers["peer_rank"] = peers["peer_rank"].astype(int)
+    if config["method"] == "file":  # relative to the config directory; checked (config_check.peer_rows)
+        peers = config_check.peer_rows(config["file"])
         return peers.assign(mid_year=pd.array([pd.NA] * len(peers), dtype="Int64"))  # an integer column, as computed groups have
     if config["method"] != "nearest_neighbours":
         raise ValueError(f"peer_groups: unknown method {config['method']!r}")

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from carewatch import paths
+from carewatch.methodology import config_check
 
 ENGLAND = "E92000001"
 
@@ -62,41 +62,31 @@ def in_force() -> str:
         from carewatch.errors import MissingProjectFile
 
         raise MissingProjectFile(f"no {path}: it names the ranking methodology in force (methodology: <file name without .yaml>)")
-    return str(yaml.safe_load(path.read_text())["methodology"])
+    return config_check.in_force_file()
 
 
 def load_methodology(name: str | None = None, metrics_config: dict | None = None) -> Methodology:
     """Read ``config/methodology/<name>.yaml`` (by default the file in force: :func:`in_force`);
-    directions come from ``config/metrics.yaml``."""
+    directions come from ``config/metrics.yaml``. Checked first (:mod:`config_check`): a
+    mistake is a :class:`carewatch.errors.ConfigError` naming the file and the key."""
     name = name or in_force()
     path = Path(name) if name.endswith(".yaml") else paths.config_dir() / "methodology" / f"{name}.yaml"
-    data = yaml.safe_load(path.read_text())
     if metrics_config is None:
-        metrics_config = yaml.safe_load((paths.config_dir() / "metrics.yaml").read_text())
+        metrics_config = config_check.metrics_file()
+    checked = config_check.methodology_file(path, metrics_config)
     directions = {m["id"]: m["direction"] for m in metrics_config["metrics"]}
-    weights = {m["id"]: float(m["weight"]) for m in data["metrics"]}
-    unknown = sorted(set(weights) - set(directions))
-    if unknown:
-        raise ValueError(f"{path}: metrics not defined in config/metrics.yaml: {', '.join(unknown)}")
-    if data["method"] not in ("weighted_ranks", "weighted_z"):
-        raise ValueError(f"{path}: method must be weighted_ranks or weighted_z, not {data['method']!r}")
-    among = data.get("metric_ranks_among", "all")  # a file without the key ranks as version 1 did
-    if among not in ("eligible", "all"):
-        raise ValueError(f"{path}: metric_ranks_among must be eligible or all, not {among!r}")
-    period_metric = data.get("period_metric")
-    if period_metric is not None and period_metric not in directions:
-        raise ValueError(f"{path}: period_metric {period_metric!r} is not defined in config/metrics.yaml")
+    weights = {m.id: float(m.weight) for m in checked.metrics}
     return Methodology(
-        name=data["name"],
-        version=int(data["version"]),
-        method=data["method"],
-        ties=data.get("ties", "min"),
-        min_metrics=int(data.get("min_metrics", 1)),
+        name=checked.name,
+        version=checked.version,
+        method=checked.method,
+        ties=checked.ties,
+        min_metrics=checked.min_metrics,
         weights=weights,
         directions={m: directions[m] for m in weights},
-        periods=data.get("periods", {}),
-        metric_ranks_among=among,
-        period_metric=period_metric,
+        periods=checked.periods.model_dump(exclude_none=True) if checked.periods else {},
+        metric_ranks_among=checked.metric_ranks_among,  # a file without the key ranks as version 1 did ("all")
+        period_metric=checked.period_metric,
     )
 
 

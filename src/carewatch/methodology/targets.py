@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from carewatch import paths
+from carewatch.errors import ConfigError
+from carewatch.methodology import config_check
 
 ENGLAND = "E92000001"
 
@@ -45,6 +46,7 @@ class TargetSet:
     both_to_nhs: float
     tolerance: float
     tests: list[dict]
+    source: str = ""  # the file, as messages name it (config/targets/<name>.yaml)
 
     @property
     def label(self) -> str:
@@ -52,24 +54,24 @@ class TargetSet:
 
 
 def load_target_set(name: str = "expectations-2017-18") -> TargetSet:
+    """A target set, checked (:mod:`config_check`: months, valid_from <= valid_to, the metric
+    one of config/metrics.yaml with an agency breakdown, test kinds and components...); a
+    mistake is a :class:`carewatch.errors.ConfigError` naming the file and the key."""
     path = Path(name) if name.endswith(".yaml") else paths.config_dir() / "targets" / f"{name}.yaml"
-    data = yaml.safe_load(path.read_text())
-    if data["rule"] != "reach_ambition_or_hold_baseline":
-        raise ValueError(f"{path}: unknown rule {data['rule']!r}")
-    if data["split"]["method"] != "proportional_to_baseline":
-        raise ValueError(f"{path}: unknown split method {data['split']['method']!r}")
+    checked = config_check.target_file(path)
     return TargetSet(
-        name=data["name"],
-        version=int(data["version"]),
-        metric=data["metric"],
-        valid_from=_month(data["valid_from"]),
-        valid_to=_month(data["valid_to"]),
-        baseline_period=_month(data["baseline_period"]),
-        national_ambition=float(data["national_ambition"]),
-        rule=data["rule"],
-        both_to_nhs=float(data["split"].get("both_to_nhs", 0.5)),
-        tolerance=float(data.get("tolerance", 0.0)),
-        tests=list(data.get("tests", [])),
+        name=checked.name,
+        version=checked.version,
+        metric=checked.metric,
+        valid_from=checked.valid_from,
+        valid_to=checked.valid_to,
+        baseline_period=checked.baseline_period,
+        national_ambition=float(checked.national_ambition),
+        rule=checked.rule,
+        both_to_nhs=float(checked.split.both_to_nhs),
+        tolerance=float(checked.tolerance),
+        tests=[test.model_dump(exclude_none=True) for test in checked.tests],
+        source=config_check.shown(path),
     )
 
 
@@ -83,8 +85,8 @@ def tracked_metric(target_sets: list[TargetSet] | None = None) -> str | None:
     targets); None without a target set."""
     metrics = sorted({ts.metric for ts in (load_target_sets() if target_sets is None else target_sets)})
     if len(metrics) > 1:
-        raise ValueError(f"config/targets: the target sets track different metrics ({', '.join(metrics)}); "
-                         "the report draws one metric against its targets")
+        raise ConfigError([f"config/targets: the target sets track different metrics ({', '.join(metrics)}); "
+                         "the report draws one metric against its targets"])
     return metrics[0] if metrics else None
 
 
@@ -140,7 +142,12 @@ def area_targets(comp: pd.DataFrame, target_set: TargetSet) -> pd.DataFrame:
 
 
 def track(rates: pd.DataFrame, target_set: TargetSet) -> pd.DataFrame:
-    """Per area and month in the set's validity period: actual against target and the tests."""
+    """Per area and month in the set's validity period: actual against target and the tests.
+
+    A set whose months are loaded but whose ``baseline_period`` has no figures at all (a month
+    before the data begins, a typo) would track nothing, silently: it is refused instead
+    (:class:`carewatch.errors.ConfigError`, naming the file, the key and the months loaded). A
+    set whose months are not loaded yet (a later year's set) tracks nothing, rightly."""
     comp = components(rates[rates["area_code"] != ENGLAND], target_set)
     comp["period_start"] = pd.to_datetime(comp["period_start"])
     targets = area_targets(comp, target_set)
@@ -148,6 +155,11 @@ def track(rates: pd.DataFrame, target_set: TargetSet) -> pd.DataFrame:
         (comp["period_start"] >= pd.Timestamp(target_set.valid_from))
         & (comp["period_start"] <= pd.Timestamp(target_set.valid_to))
     ]
+    if not months.empty and targets.empty:
+        first, last = comp["period_start"].min(), comp["period_start"].max()
+        raise ConfigError([f"{target_set.source or target_set.label}: baseline_period {target_set.baseline_period:%Y-%m} "
+                           f"has no figures of {target_set.metric} (the months loaded: {first:%Y-%m} to {last:%Y-%m}): "
+                           "no area could be tracked against it"])
     out = months.merge(targets, on="area_code", how="inner")
     tol = target_set.tolerance
     out["gap"] = out["total"] - out["target_total"]
