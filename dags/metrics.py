@@ -47,36 +47,46 @@ def metrics():
     def build_warehouse(**context) -> dict:
         """Rebuild reference tables and the staging, conformed and mart models in one transaction;
         cross-source and completeness checks decide whether it commits. A blocking check
-        failure fails at once (the same rows would fail every retry); a busy warehouse retries."""
+        failure fails at once (the same rows would fail every retry), as does a mistake in
+        config/metrics.yaml; a busy warehouse retries."""
         from carewatch import pipeline
-        from carewatch.errors import QualityError
+        from carewatch.errors import ConfigError, QualityError
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
             return pipeline.build_warehouse(task_url=context["ti"].log_url)
-        except QualityError as err:
+        except (QualityError, ConfigError) as err:
             raise AirflowFailException(str(err)) from err
 
     @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL)
     def analyse() -> dict:
-        """Rank the areas, compare with similar areas, track DTOC targets and flag areas for CQC review."""
+        """Rank the areas, compare with similar areas, track DTOC targets and flag areas for CQC
+        review. A mistake in the methodology config fails at once, without retries (the same
+        file would be refused again), in one line per problem naming the file and the key."""
         from carewatch import pipeline
-        from carewatch.errors import NotEnoughHistory
-        from airflow.sdk.exceptions import AirflowSkipException
+        from carewatch.errors import ConfigError, NotEnoughHistory
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         try:
             return pipeline.analyse()
         except NotEnoughHistory as err:  # a young warehouse: skipped (and the report with it), not failed
             raise AirflowSkipException(str(err)) from err
+        except ConfigError as err:
+            raise AirflowFailException(str(err)) from err
 
     # in the warehouse pool too: DuckDB will not open the file read-only while another process
     # (an ingest DAG's load) has it open for writing
     @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL)
     def report() -> str:
-        """Write the monthly HTML report with its CSV and Parquet tables."""
+        """Write the monthly HTML report with its CSV and Parquet tables (a config mistake: failed, no retries)."""
         from carewatch import pipeline
+        from carewatch.errors import ConfigError
+        from airflow.sdk.exceptions import AirflowFailException
 
-        return pipeline.write_report()
+        try:
+            return pipeline.write_report()
+        except ConfigError as err:
+            raise AirflowFailException(str(err)) from err
 
     wait_for_ingest() >> build_warehouse() >> analyse() >> report()
 

@@ -14,6 +14,7 @@ Verbs:
   samples --hes-apc FILE             write a synthetic record-level HES APC extract for hes-metrics
   serve-samples [--port N]           serve the embedded samples over HTTP in the foreground
   run                                the monthly pipeline end to end through Airflow on the embedded samples
+  check-config                       check the methodology config (metrics, methodology, flags, targets, peers); exit 1 if wrong
   airflow                            the Airflow UI locally (http://localhost:8080)
   airflow-cli ARGS...                Airflow's command line on the project's Airflow home (e.g. backfill create)
 
@@ -358,6 +359,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return runner.run_embedded(logical_date=args.logical_date)
 
 
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    """Every methodology config file checked: OK and the files, or one line per problem (exit 1)."""
+    from carewatch.errors import ConfigError
+    from carewatch.methodology import config_check
+
+    try:
+        checked = config_check.check_all(every_methodology=True)
+    except ConfigError as err:
+        for line in err.problems:
+            print(line, file=sys.stderr)
+        print(f"carewatch: {len(err.problems)} problem(s) in the methodology config", file=sys.stderr)
+        return 1
+    print(f"OK: {len(checked)} methodology config files checked ({', '.join(checked)})")
+    return 0
+
+
 def _cmd_airflow(args: argparse.Namespace) -> int:
     from carewatch import runner
 
@@ -451,6 +468,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logical-date", default=None, help="ISO date of the monthly run (default: embedded.run_date in config/sources.yaml, "
                                                           "the run after March 2018's publication)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("check-config", help="check the methodology config (config/metrics.yaml, methodology/, review_flags.yaml, "
+                                            "targets/, peer_groups.yaml and its file): OK, or one line per problem (exit 1)")
+    p.set_defaults(func=_cmd_check_config)
 
     p = sub.add_parser("airflow", help="start Airflow locally with the project's DAGs")
     p.add_argument("--port", type=_ui_port, default=8080, help="1 to 65535 (default 8080)")

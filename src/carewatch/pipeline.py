@@ -501,9 +501,12 @@ def email_new_check_warnings(pending: list, task_url: str | None = None) -> int:
 
 
 def analyse() -> dict:
-    """Rankings, similar areas, target tracking and review flags; row counts per table."""
+    """Rankings, similar areas, target tracking and review flags; row counts per table. The
+    methodology config is checked first, every file (a :class:`ConfigError` lists every problem)."""
     from carewatch import analysis, warehouse
+    from carewatch.methodology import config_check
 
+    config_check.check_all()
     with warehouse.connect() as con:
         tables = analysis.run(con)
     return {name: len(frame) for name, frame in tables.items()}
@@ -512,9 +515,12 @@ def analyse() -> dict:
 def write_report() -> str:
     """The monthly HTML report of each month the analysis reported, with the tables behind
     it (one month, or each month a late DTOC month held back; a month whose report is there
-    with the same figures is not written again); returns the latest report's path."""
+    with the same figures is not written again); returns the latest report's path. The
+    methodology config it describes is checked first (:class:`ConfigError`)."""
     from carewatch import monthly_report, warehouse
+    from carewatch.methodology import config_check
 
+    config_check.check_all()
     with warehouse.connect(read_only=True) as con:
         reports = monthly_report.write_reports(con)
     path = reports[-1][1]

@@ -196,7 +196,12 @@ def _relay_once(parent: int, death_signal: int, command: list[str]) -> int:
 
 
 def run_embedded(logical_date: str | None = None) -> int:
-    """``make run``: the monthly pipeline on the embedded samples, through Airflow."""
+    """``make run``: the monthly pipeline on the embedded samples, through Airflow. The
+    methodology config is checked first: a mistake is refused (:class:`ConfigError`, one line
+    per problem) before anything is fetched, written or started."""
+    from carewatch.methodology import config_check
+
+    config_check.check_all()
     with home_lock("run") as lock:
         return _run_embedded(logical_date, lock)
 

@@ -72,7 +72,14 @@ def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | N
         print(f"  no DAG finished: see {log_file}")
 
     print_sources(states, run_ids)
-    print_results(states.get("metrics", "not run"))
+    from carewatch.errors import ConfigError
+
+    try:  # the results are described with the methodology config: a mistake in it is its lines, not a traceback
+        print_results(states.get("metrics", "not run"))
+    except ConfigError as err:
+        print("\nResults not shown: the methodology config is refused (carewatch check-config):")
+        for line in err.problems:
+            print(f"  {line}")
     print_quality()
     if mail_dir is not None:
         from carewatch import mailcatcher
@@ -105,7 +112,11 @@ def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | N
         print(f"  report tables           {report.parent / 'tables'}")
         if states.get("metrics") == "success":
             print()
-            for line in report_lines():
+            try:
+                lines = report_lines()
+            except ConfigError as err:
+                lines = [f"Reports not described: {problem}" for problem in err.problems]
+            for line in lines:
                 print(line)
             print(f"Monthly report: {report}")
         else:  # the metrics DAG failed or did not run: the report is an earlier run's
