@@ -515,3 +515,29 @@ def test_the_metrics_dag_waits_while_an_ingest_run_of_its_sources_is_running(air
     finally:
         _set_run_state(ingest.run_id, "success")
     assert str(paused.state) == "success"
+
+
+def test_a_methodology_config_mistake_fails_analyse_at_once_and_emails_the_file_and_key(airflow_db, carewatch_home, tmp_path, monkeypatch):
+    """A mistake in the methodology config is the same on every retry: analyse fails without
+    retrying, and the email names the file and the key (config_check), not a Python error."""
+    import shutil
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from carewatch import mailcatcher
+
+    config = tmp_path / "config"
+    shutil.copytree(paths.config_dir(), config)
+    method = config / "methodology" / "dashboard-2018.yaml"
+    method.write_text(method.read_text().replace("weight: 3", "weight: three"))
+    monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
+    dag = DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags" / "metrics.py")).get_dag("metrics")
+    with mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        run = dag.test(logical_date=dt.datetime(2018, 5, 20, 9, tzinfo=dt.timezone.utc),
+                       mark_success_pattern="wait_for_ingest|build_warehouse", run_conf={"wait_for_ingest": False})
+        caught = mailcatcher.messages(mailbox)
+    assert str(run.state) == "failed"
+    assert [(str(ti.state), ti.try_number) for ti in run.get_task_instances() if ti.task_id == "analyse"] == [("failed", 1)]
+    assert [" ".join(m["Subject"].split()) for m in caught] == [
+        "[carewatch] FAILED metrics.analyse: config/methodology/dashboard-2018.yaml: metrics[0].weight must be a number, not 'three'"]
