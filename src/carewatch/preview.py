@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from carewatch import analysis, geography, paths, warehouse
-from carewatch.errors import CarewatchError
+from carewatch.errors import CarewatchError, ConfigError
 from carewatch.methodology import flags, ranking
 
 ENGLAND = analysis.ENGLAND
@@ -55,7 +55,9 @@ def load_candidate(name: str, metric_cfg: dict) -> ranking.Methodology:
         raise MethodologyNotLoaded(f"no methodology file {path}; methodologies: {', '.join(methodology_names()) or 'none'}")
     try:
         methodology = ranking.load_methodology(name, metrics_config=metric_cfg)
-    except Exception as err:  # noqa: BLE001  (whatever the loader raises, said on one line)
+    except ConfigError as err:  # the config checks' lines, each naming the file and the key
+        raise MethodologyNotLoaded("; ".join(err.problems)) from None
+    except Exception as err:  # noqa: BLE001  (whatever else the loader raises, said on one line)
         text = f"missing key {err.args[0]!r}" if isinstance(err, KeyError) and err.args else str(err)
         text = " ".join(text.split()) or type(err).__name__
         raise MethodologyNotLoaded(text if str(path) in text else f"{path}: {text}") from None
