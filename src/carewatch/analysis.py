@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from carewatch import geography, paths, warehouse
+from carewatch import geography, paths, provenance, warehouse
 from carewatch.methodology import flags, funnels, peers, ranking, targets
 
 ENGLAND = "E92000001"
@@ -171,7 +171,12 @@ def track_targets(mv: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
-    """Compute every methodology table from the warehouse and write them back atomically."""
+    """Compute every methodology table from the warehouse and write them back atomically, with
+    the configuration they were computed from (:mod:`carewatch.provenance`: ``analysis_config``,
+    and a digest beside each label); a labelled file changed under its old label is refused
+    before anything is computed."""
+    used = provenance.snapshot()
+    provenance.check_labels(con, used)
     mv = metric_values(con)
     metric_cfg = warehouse.metric_config()
     metric_context = flag_context(mv, metric_cfg)
@@ -242,25 +247,43 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
                                        present=present, created=created)
         flag_rows.append(fired)
         history_rows.append(history)
+    # beside each label, the digest of the file it names (two contents under one label differ here)
+    method_digest = provenance.digests(used, "methodology").get(methodology.label)
+    rule_set = f"{rules['name']}@v{rules['version']}"
+    rule_digest = provenance.digests(used, "review_flags").get(rule_set)
+    history = pd.concat(history_rows, ignore_index=True).assign(rule_set=rule_set)
     tables = {
-        "ranking_metric": ranking_metric,
-        "ranking_overall": ranking_overall,
+        "ranking_metric": _beside(ranking_metric, "methodology", "methodology_digest", method_digest),
+        "ranking_overall": _beside(ranking_overall, "methodology", "methodology_digest", method_digest),
         "peer_group": peer_group,
-        "target_tracking": tracking,
-        "review_flag": pd.concat(flag_rows, ignore_index=True),
-        "review_flag_history": pd.concat(history_rows, ignore_index=True),
+        "target_tracking": _beside(tracking, "target_set", "target_set_digest",
+                                   tracking["target_set"].map(provenance.digests(used, "target_set")) if len(tracking) else None),
+        "review_flag": _beside(pd.concat(flag_rows, ignore_index=True), "rule_set", "rule_set_digest", rule_digest),
+        "review_flag_history": _beside(history, "rule_set", "rule_set_digest", rule_digest),
     }
     # peer-group aggregates for every period and the latest comparison with peers and England,
     # from the same facts (include/sql/analysis/), in the same transaction: no reader sees new
     # peer groups beside old aggregates
-    write_tables(con, tables, then=analysis_sql(), inputs={"league_values": league_values},
-                 after=lambda con: [record_reported(con, month.date()) for month in months])
+    def after(con):
+        provenance.record(con, used)  # in the same transaction, with the same now() as analysis_runs
+        for month in months:
+            record_reported(con, month.date())
+
+    write_tables(con, tables, then=analysis_sql(), inputs={"league_values": league_values}, after=after)
     tables["peer_comparison"] = _read(con, "select * from peer_comparison")
     if export:
         names = warehouse.area_names(con)
         for month in months:
             export_csv(tables_as_of(tables, month), paths.exports_dir() / month.strftime("%Y-%m"), names=names)
     return tables
+
+
+def _beside(frame: pd.DataFrame, column: str, name: str, value) -> pd.DataFrame:
+    """``frame`` with ``name`` (``value``) right after ``column`` (at the end when it has none)."""
+    frame = frame.copy()
+    where = frame.columns.get_loc(column) + 1 if column in frame else len(frame.columns)
+    frame.insert(where, name, value)
+    return frame
 
 
 def months_to_report(con, ranked_months: pd.Series, latest) -> list[pd.Timestamp]:

@@ -179,3 +179,14 @@ class ConfigError(CarewatchError, ValueError):
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class ConfigChangedUnderLabel(ConfigError):
+    """A methodology, review-flag rule set or target set file whose parsed content differs from
+    what an earlier analysis recorded under the same ``name@vN`` (``analysis_config``): it is
+    refused, not published under the old label. Retrying cannot help: the metrics DAG fails
+    the task at once (as any :class:`ConfigError`); bumping ``version`` in the file (or
+    restoring it) is the fix."""
+
+    def __init__(self, message: str):
+        super().__init__([message])

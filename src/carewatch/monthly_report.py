@@ -101,6 +101,8 @@ def gather(con, month=None) -> dict:
     )
     quarantined = validation.quarantined(con)
     methodology = overall["methodology"].iloc[0] if len(overall) else ""
+    # the digest of the methodology file the analysis read (an earlier release's table has none)
+    digest = overall["methodology_digest"].dropna().iloc[0] if "methodology_digest" in overall and overall["methodology_digest"].notna().any() else None
     from carewatch.methodology import ranking, targets
 
     method = ranking.load_methodology()
@@ -135,12 +137,14 @@ def gather(con, month=None) -> dict:
         "failed_checks": failed_checks,
         "quarantined": quarantined,
         "methodology": methodology,
+        "methodology_digest": digest,
         "population_note": population_note(month, latest_estimate),
         "sample_data": _served_locally(manifest),
         "flag_history_from": flag_history_from,
-        # the values the league table ranks (with their intervals and periods) and its weights
+        # the values the league table ranks (with their intervals and periods) and its weights:
+        # those the analysis ranked with (ranking_metric.weight), not the config file's now
         "league_values": league_values,
-        "weights": method.weights,
+        "weights": {m: float(w) for m, w in ranked.groupby("metric_id")["weight"].first().items()},
     }
 
 
@@ -510,6 +514,7 @@ def write_report(con, out_dir: Path | None = None, month=None, data: dict | None
         month=data["month"],
         generated_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         methodology=data["methodology"],
+        methodology_digest=data.get("methodology_digest"),
         population_note=data["population_note"],
         sample_data=data["sample_data"],
         flag_history_from=data["flag_history_from"],

@@ -372,11 +372,15 @@ def print_results(metrics_state: str = "success") -> None:
             print(f"  {i}. {name}")
         if "ranking_overall" not in tables:
             return
+        # beside the label, the digest of the methodology file the analysis read (none in an earlier release's table)
+        digest = "methodology_digest" if "methodology_digest" in warehouse.columns(con, "ranking_overall") else "null"
         ranked = con.execute(
-            "select area_code, overall_rank, rank_change, methodology from ranking_overall where period_type = 'rolling_12m' and period_start = ? and overall_rank is not null order by overall_rank",
+            f"select area_code, overall_rank, rank_change, methodology, {digest} from ranking_overall where period_type = 'rolling_12m' "
+            "and period_start = ? and overall_rank is not null order by overall_rank",
             [month],
         ).fetchall()
-        print(f"\nOverall ranking of {len(ranked)} HWB areas, rolling 12 months to {month:%B %Y} ({ranked[0][3] if ranked else 'none ranked'})")
+        label = (f"{ranked[0][3]}" + (f", config sha256 {ranked[0][4]}" if ranked[0][4] else "")) if ranked else "none ranked"
+        print(f"\nOverall ranking of {len(ranked)} HWB areas, rolling 12 months to {month:%B %Y} ({label})")
         print("  top 5:    " + ", ".join(f"{r[1]}. {names.get(r[0], r[0])}" for r in ranked[:5]))
         print("  bottom 5: " + ", ".join(f"{r[1]}. {names.get(r[0], r[0])}" for r in ranked[-5:]))
         # each target set at its latest month up to the ranked one, as the report shows it

@@ -26,6 +26,12 @@ def load_config(name: str = "peer_groups") -> dict:
     return config_check.peer_groups_file(path)
 
 
+def peer_file(config: dict) -> Path:
+    """The supplied peer-group file of a ``method: file`` config, as :func:`peer_groups` reads it
+    (``file`` relative to the config directory: :func:`config_check.peer_file_path`)."""
+    return config_check.peer_file_path(config["file"])
+
+
 def characteristics(population: pd.DataFrame) -> pd.DataFrame:
     """Per area: the features named in the config, from single-year-of-age populations.
 

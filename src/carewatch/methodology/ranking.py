@@ -65,12 +65,18 @@ def in_force() -> str:
     return config_check.in_force_file()
 
 
+def methodology_path(name: str | None = None) -> Path:
+    """The file of methodology ``name`` (a name in ``config/methodology/``, or a path ending in
+    .yaml); by default the file in force (:func:`in_force`)."""
+    name = name or in_force()
+    return Path(name) if name.endswith(".yaml") else paths.config_dir() / "methodology" / f"{name}.yaml"
+
+
 def load_methodology(name: str | None = None, metrics_config: dict | None = None) -> Methodology:
     """Read ``config/methodology/<name>.yaml`` (by default the file in force: :func:`in_force`);
     directions come from ``config/metrics.yaml``. Checked first (:mod:`config_check`): a
     mistake is a :class:`carewatch.errors.ConfigError` naming the file and the key."""
-    name = name or in_force()
-    path = Path(name) if name.endswith(".yaml") else paths.config_dir() / "methodology" / f"{name}.yaml"
+    path = methodology_path(name)
     if metrics_config is None:
         metrics_config = config_check.metrics_file()
     checked = config_check.methodology_file(path, metrics_config)

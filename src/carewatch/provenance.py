@@ -1,0 +1,154 @@
+"""Which methodology configuration produced an analysis: the files it read, as parsed.
+
+An analysis reads ``config/methodology/in_force.yaml``, the methodology it names,
+``config/metrics.yaml``, ``config/review_flags.yaml``, every target set of ``config/targets/``,
+``config/peer_groups.yaml`` and, with ``method: file``, the peer-group file. :func:`snapshot`
+reads each once, before the analysis, and parses it (YAML, or a CSV's rows); its ``sha256`` is
+of the parsed content as canonical JSON (keys sorted, no whitespace), so a comment or a blank
+line is no change. :func:`record` writes them to ``analysis_config`` in the analysis's own
+transaction (``analysed_at`` as in ``analysis_runs``), content included: which weights
+produced a league table is answerable from the warehouse alone, after the file changed.
+
+A labelled file (a methodology, a review-flag rule set, a target set: ``name`` and ``version``,
+``name@vN``) whose parsed content differs from what an earlier analysis recorded under the
+same label is refused (:func:`check_labels`): the label is what every table, export and
+report names, and two different configurations under one label could not be told apart.
+The tables carry the first 12 hex digits of the sha256 beside each label (:func:`short`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from carewatch import paths, warehouse
+from carewatch.errors import ConfigChangedUnderLabel
+
+ANALYSIS_CONFIG_DDL = """create table if not exists analysis_config (
+    analysed_at timestamptz not null, role varchar not null, file varchar not null, label varchar,
+    sha256 varchar not null, content varchar not null)"""
+
+# the roles whose files carry a label (name@vN) that the tables record
+LABELLED = ("methodology", "review_flags", "target_set")
+SHORT = 12
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    role: str  # in_force, methodology, metrics, review_flags, target_set, peer_groups, peer_file
+    file: str  # as shown: relative to the project when under it (config/methodology/dashboard-2018.yaml)
+    label: str | None  # name@vN of a methodology, rule set or target set; None for the others
+    sha256: str  # of content
+    content: str  # the parsed file as canonical JSON
+
+
+def canonical(path: Path) -> str:
+    """The parsed content of a YAML or CSV file as canonical JSON: comments, layout and key
+    order do not count. A CSV is its rows (every value as text, in file order)."""
+    if path.suffix == ".csv":
+        data = pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
+    else:
+        data = yaml.safe_load(path.read_text())
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def short(sha256: str | None) -> str | None:
+    """The digest the tables keep beside a label: the sha256's first 12 hex digits."""
+    return sha256[:SHORT] if sha256 else None
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the project when under it (``config/metrics.yaml``), else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(paths.PROJECT_ROOT.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _label(data) -> str | None:
+    if isinstance(data, dict) and data.get("name") is not None and data.get("version") is not None:
+        return f"{data['name']}@v{data['version']}"
+    return None
+
+
+def _file(role: str, path: Path, labelled: bool = False) -> ConfigFile:
+    content = canonical(path)
+    label = _label(json.loads(content)) if labelled else None
+    return ConfigFile(role, shown(path), label, hashlib.sha256(content.encode()).hexdigest(), content)
+
+
+def snapshot() -> list[ConfigFile]:
+    """Every methodology config file an analysis reads, as parsed now (the loaders' paths:
+    :func:`carewatch.methodology.ranking.methodology_path`, :func:`carewatch.methodology.peers.peer_file`)."""
+    from carewatch.methodology import peers, ranking
+
+    config = paths.config_dir()
+    files = [_file("in_force", config / "methodology" / ranking.IN_FORCE),
+             _file("methodology", ranking.methodology_path(), labelled=True),
+             _file("metrics", config / "metrics.yaml"),
+             _file("review_flags", config / "review_flags.yaml", labelled=True)]
+    files += [_file("target_set", path, labelled=True) for path in sorted((config / "targets").glob("*.yaml"))]
+    files.append(_file("peer_groups", config / "peer_groups.yaml"))
+    peer_config = json.loads(files[-1].content)
+    if isinstance(peer_config, dict) and peer_config.get("method") == "file" and peer_config.get("file"):
+        files.append(_file("peer_file", peers.peer_file(peer_config)))
+    return files
+
+
+def digests(files: list[ConfigFile], role: str) -> dict[str, str]:
+    """label -> short digest of the ``role``'s files (several for target sets)."""
+    return {f.label: short(f.sha256) for f in files if f.role == role and f.label}
+
+
+def check_labels(con, files: list[ConfigFile]) -> None:
+    """Refuse a labelled file whose parsed content differs from the content last recorded
+    under its label (``analysis_config``): one line naming the file, the label and when it was
+    used. A warehouse that recorded nothing accepts anything."""
+    if not warehouse.table_exists(con, "analysis_config"):
+        return
+    for f in files:
+        if f.role not in LABELLED or f.label is None:
+            continue
+        last = con.execute("select sha256, analysed_at from analysis_config where role = ? and label = ? "
+                           "order by analysed_at desc limit 1", [f.role, f.label]).fetchone()
+        if last is not None and last[0] != f.sha256:
+            used = pd.Timestamp(last[1]).tz_convert("UTC") if pd.Timestamp(last[1]).tzinfo else pd.Timestamp(last[1])
+            raise ConfigChangedUnderLabel(f"{f.file} changed since it was used as {f.label} on {used:%Y-%m-%d}: "
+                                          "give it a new version")
+
+
+def record(con, files: list[ConfigFile]) -> None:
+    """Write ``files`` to ``analysis_config`` with the transaction's start time (inside the
+    analysis's transaction). Refuses (so the transaction rolls back) when a file changed since
+    :func:`snapshot` read it: the tables were computed from what the loaders read meanwhile."""
+    now = snapshot()
+    changed = [f.file for f in now if (f.role, f.file, f.sha256) not in {(g.role, g.file, g.sha256) for g in files}]
+    changed += [g.file for g in files if (g.role, g.file) not in {(f.role, f.file) for f in now}]
+    if changed:
+        from carewatch.errors import CarewatchError
+
+        raise CarewatchError(f"{', '.join(sorted(set(changed)))} changed while the analysis ran: run it again")
+    con.execute(ANALYSIS_CONFIG_DDL)
+    frame = pd.DataFrame([f.__dict__ for f in files])
+    con.register("analysis_config_frame", frame)
+    try:
+        con.execute("insert into analysis_config by name select now() as analysed_at, role, file, label, sha256, content "
+                    "from analysis_config_frame")
+    finally:
+        con.unregister("analysis_config_frame")
+
+
+def config_of(con, analysed_at: dt.datetime | None = None) -> pd.DataFrame:
+    """The configuration an analysis recorded (by default the latest): role, file, label, sha256, content."""
+    if not warehouse.table_exists(con, "analysis_config"):
+        return pd.DataFrame(columns=["role", "file", "label", "sha256", "content"])
+    when = "(select max(analysed_at) from analysis_config)" if analysed_at is None else "$at"
+    return con.execute(f"select role, file, label, sha256, content from analysis_config where analysed_at = {when} "
+                       "order by role, file", {} if analysed_at is None else {"at": analysed_at}).df()

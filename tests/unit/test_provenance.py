@@ -1,0 +1,229 @@
+"""Every analysis records which methodology configuration produced it (``analysis_config``,
+a digest beside each label), and a labelled file changed under its old label is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import duckdb
+import pandas as pd
+import pytest
+import yaml
+
+from carewatch import analysis, monthly_report, paths, provenance
+from carewatch.errors import ConfigChangedUnderLabel
+from tests import synthetic_warehouse
+
+DTOC = "delayed_days_per_day_per_100k_18plus"
+METHOD = "dashboard-2018-default@v2"
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    """A copy of the shipped config/ in force (CAREWATCH_CONFIG)."""
+    folder = tmp_path / "config"
+    shutil.copytree(paths.config_dir(), folder)
+    monkeypatch.setenv("CAREWATCH_CONFIG", str(folder))
+    return folder
+
+
+def _edit(path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_comments_layout_and_key_order_are_no_change_of_content(tmp_path):
+    a, b, c = tmp_path / "a.yaml", tmp_path / "b.yaml", tmp_path / "c.yaml"
+    a.write_text("name: m\nversion: 2\nmetrics:\n  - id: x\n    weight: 3\n")
+    b.write_text("# the method\nversion: 2   # bumped\nname: m\n\nmetrics: [{weight: 3, id: x}]\n")
+    c.write_text("name: m\nversion: 2\nmetrics:\n  - id: x\n    weight: 4\n")
+    assert provenance.canonical(a) == provenance.canonical(b) == '{"metrics":[{"id":"x","weight":3}],"name":"m","version":2}'
+    assert provenance.canonical(c) != provenance.canonical(a)
+
+
+def test_an_analysis_records_every_config_file_it_read_with_its_tables(tmp_path, config):
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        recorded = con.execute("select * from analysis_config order by role, file").df()
+        [(run_at,)] = con.execute("select distinct analysed_at from analysis_runs").fetchall()
+        overall = con.execute("select distinct methodology, methodology_digest from ranking_overall").fetchall()
+        metric = con.execute("select distinct methodology, methodology_digest from ranking_metric").fetchall()
+        flag = con.execute("select distinct rule_set, rule_set_digest from review_flag").fetchall()
+        history = con.execute("select distinct rule_set, rule_set_digest from review_flag_history").fetchall()
+        tracking = con.execute("select distinct target_set, target_set_digest from target_tracking").fetchall()
+    # the files the analysis read, in the transaction that wrote its tables (same analysed_at)
+    assert sorted(recorded["role"]) == ["in_force", "methodology", "metrics", "peer_groups", "review_flags", "target_set"]
+    assert set(recorded["analysed_at"]) == {run_at}
+    by_role = recorded.set_index("role")
+    assert by_role.loc["methodology", "file"] == str(config / "methodology" / "dashboard-2018.yaml")
+    assert by_role.loc["methodology", "label"] == METHOD
+    assert by_role.loc["review_flags", "label"] == "cqc-review-flags@v1"
+    assert by_role.loc["target_set", "label"] == "dtoc-expectations-2017-18@v1"
+    assert by_role.loc["in_force", "label"] is None or pd.isna(by_role.loc["in_force", "label"])
+    for row in recorded.itertuples():  # the digest is of the content kept
+        assert row.sha256 == hashlib.sha256(row.content.encode()).hexdigest()
+    # the weights, from the warehouse alone: the shipped file gives delayed days 3, the other five 1
+    weights = {m["id"]: m["weight"] for m in json.loads(by_role.loc["methodology", "content"])["metrics"]}
+    assert weights == {DTOC: 3, "emergency_admissions_65plus_per_100k": 1, "los_p90_days_65plus": 1,
+                       "reablement_still_at_home_91d_65plus": 1, "reablement_offered_65plus": 1, "weekend_discharge_share": 1}
+    # beside each label, the first 12 hex digits of its file's digest
+    short = {role: sha[:12] for role, sha in by_role["sha256"].items()}
+    assert overall == metric == [(METHOD, short["methodology"])]
+    assert flag == history == [("cqc-review-flags@v1", short["review_flags"])]
+    assert tracking == [("dtoc-expectations-2017-18@v1", short["target_set"])]
+
+
+def test_an_analysis_that_fails_records_no_config(tmp_path, config, monkeypatch):
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+
+    def fail(con, month):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(analysis, "record_reported", fail)
+    with duckdb.connect(str(db)) as con:
+        with pytest.raises(RuntimeError, match="disk full"):
+            analysis.run(con, export=False)
+        assert not con.execute("select count(*) from information_schema.tables where table_name = 'analysis_config'").fetchone()[0]
+
+
+@pytest.mark.parametrize("file, old, new, label", [
+    ("methodology/dashboard-2018.yaml", f"id: {DTOC}\n    weight: 3", f"id: {DTOC}\n    weight: 5", METHOD),
+    ("review_flags.yaml", "n: 12 ", "n: 10 ", "cqc-review-flags@v1"),
+    ("targets/expectations-2017-18.yaml", "national_ambition: 9.4", "national_ambition: 9.0", "dtoc-expectations-2017-18@v1"),
+])
+def test_a_file_changed_under_the_label_it_was_used_as_is_refused(tmp_path, config, file, old, new, label):
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        before = con.execute("select * from ranking_overall order by all").df()
+        first = pd.Timestamp(con.execute("select max(analysed_at) from analysis_config").fetchone()[0])
+        # a comment and a blank line are no change: accepted
+        path = config / file
+        path.write_text("# reviewed\n\n" + path.read_text())
+        analysis.run(con, export=False)
+        _edit(path, old, new)  # the content changed, the label not
+        with pytest.raises(ConfigChangedUnderLabel) as refused:
+            analysis.run(con, export=False)
+        assert str(refused.value) == (f"{path} changed since it was used as {label} on {first.tz_convert('UTC'):%Y-%m-%d}: "
+                                      "give it a new version")
+        assert "\n" not in str(refused.value)
+        assert con.execute("select * from ranking_overall order by all").df().equals(before)  # nothing published
+        assert con.execute("select count(distinct analysed_at) from analysis_config").fetchone()[0] == 2
+        # a new version of it is accepted, and recorded with its own digest
+        _edit(path, "version: 2" if "methodology" in file else "version: 1", "version: 3")
+        analysis.run(con, export=False)
+        labels = con.execute("select label, count(distinct sha256) from analysis_config where label like ? group by label order by label",
+                             [label.split("@")[0] + "@%"]).fetchall()
+    assert labels == [(label, 1), (label.split("@")[0] + "@v3", 1)]
+
+
+def test_a_warehouse_that_recorded_nothing_accepts_any_content(tmp_path, config):
+    # a fresh warehouse, or one whose analyses ran before they recorded their config
+    _edit(config / "methodology" / "dashboard-2018.yaml", f"id: {DTOC}\n    weight: 3", f"id: {DTOC}\n    weight: 5")
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        assert con.execute("select distinct weight from ranking_metric where metric_id = ?", [DTOC]).fetchall() == [(5.0,)]
+
+
+def test_the_report_shows_the_weights_the_analysis_used_not_the_file_edited_since(tmp_path, config):
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        # the config edited between the analysis and the report (possible under Airflow)
+        _edit(config / "methodology" / "dashboard-2018.yaml", f"id: {DTOC}\n    weight: 3", f"id: {DTOC}\n    weight: 7")
+        _edit(config / "methodology" / "dashboard-2018.yaml", "id: weekend_discharge_share\n    weight: 1",
+              "id: weekend_discharge_share\n    weight: 2")
+        data = monthly_report.gather(con)
+        html = monthly_report.write_report(con, tmp_path / "out", data=data).read_text()
+        digest = con.execute("select any_value(methodology_digest) from ranking_overall").fetchone()[0]
+    legend = {row["name"]: row["weight"] for row in monthly_report.metric_legend(data)}
+    assert legend == {name: (3.0 if metric == DTOC else 1.0) for _, metric, name, *_ in synthetic_warehouse.METRICS}
+    assert f"methodology <code>{METHOD}</code> (config sha256 <code>{digest}</code>)" in html
+
+
+def test_flag_history_and_kept_rows_carry_their_labels_and_adding_them_is_no_restatement(tmp_path, config):
+    """A warehouse of the release before: review_flag_history without rule_set, and no digest
+    columns; the rows kept then lack them. The next analysis adds them: no restatement."""
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    new = {"ranking_overall": ["methodology_digest"], "target_tracking": ["target_set_digest"],
+           "review_flag_history": ["rule_set", "rule_set_digest"]}
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        for table, columns in new.items():  # as the release before left it
+            for column in columns:
+                con.execute(f'alter table {table} drop column "{column}"')
+                con.execute(f'alter table reported_{table} drop column "{column}"')
+            con.execute(f"update reported_{table} set columns_kept = ?", [json.dumps(
+                [[n, t] for n, t in con.execute(f"select column_name, data_type from information_schema.columns "
+                                                f"where table_name = '{table}' order by ordinal_position").fetchall()])])
+        con.execute("drop table analysis_config")
+        kept = {t: con.execute(f"select count(*) from reported_{t}").fetchone()[0] for t in new}
+        analysis.run(con, export=False)
+        assert con.execute("select count(*) from restatements").fetchone()[0] == 0
+        assert {t: con.execute(f"select count(*) from reported_{t}").fetchone()[0] for t in new} == kept
+        assert analysis.restated_words(analysis.restated_by_last_run(con)) == []
+        # the kept tables have the columns now; a run that changes something keeps them filled
+        con.execute("update fct_metric_values set numerator = numerator * 3, value = value * 3 "
+                    "where area_code = (select min(area_code) from fct_metric_values where area_code <> 'E92000001') "
+                    f"and metric_id like '{DTOC}%'")
+        analysis.run(con, export=False)
+        flags = con.execute("select distinct rule_set, rule_set_digest from reported_review_flag_history "
+                            "where reported_at = (select max(reported_at) from reported_review_flag_history)").fetchall()
+        ranks = con.execute("select distinct methodology, methodology_digest from reported_ranking_overall "
+                            "where reported_at = (select max(reported_at) from reported_ranking_overall)").fetchall()
+        digests = dict(con.execute("select role, left(sha256, 12) from analysis_config where analysed_at = "
+                                   "(select max(analysed_at) from analysis_config)").fetchall())
+    assert flags == [("cqc-review-flags@v1", digests["review_flags"])]
+    assert ranks == [(METHOD, digests["methodology"])]
+
+
+def test_the_config_recorded_is_the_config_read(tmp_path, config, monkeypatch):
+    """A file edited while the analysis ran: its tables came from what the loaders read, maybe
+    not what a second read would record; refused, nothing written."""
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    real = analysis.track_targets
+
+    def edit_meanwhile(mv):
+        _edit(config / "review_flags.yaml", "n: 12 ", "n: 10 ")
+        return real(mv)
+
+    monkeypatch.setattr(analysis, "track_targets", edit_meanwhile)
+    with duckdb.connect(str(db)) as con:
+        with pytest.raises(Exception, match="review_flags.yaml changed while the analysis ran: run it again"):
+            analysis.run(con, export=False)
+        assert not con.execute("select count(*) from information_schema.tables where table_name = 'ranking_overall'").fetchone()[0]
+
+
+def test_a_methodology_file_is_read_for_its_label_from_the_file_in_force(config):
+    (config / "methodology" / "in_force.yaml").write_text("methodology: other\n")
+    method = yaml.safe_load((config / "methodology" / "dashboard-2018.yaml").read_text())
+    (config / "methodology" / "other.yaml").write_text(yaml.safe_dump({**method, "name": "other", "version": 9}))
+    files = {f.role: f for f in provenance.snapshot()}
+    assert files["methodology"].label == "other@v9" and files["methodology"].file == str(config / "methodology" / "other.yaml")
+
+
+def test_the_summary_names_the_methodology_with_its_digest(carewatch_home, monkeypatch, capsys):
+    from carewatch import summary
+
+    db = carewatch_home / "w.duckdb"
+    carewatch_home.mkdir(parents=True, exist_ok=True)
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        [(sha,)] = con.execute("select sha256 from analysis_config where role = 'methodology'").fetchall()
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(db))
+    summary.print_results()
+    assert (f"Overall ranking of 40 HWB areas, rolling 12 months to March 2018 ({METHOD}, config sha256 {sha[:12]})"
+            in capsys.readouterr().out.splitlines())
