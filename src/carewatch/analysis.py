@@ -518,18 +518,47 @@ def labelled(frame: pd.DataFrame, names: dict[str, str] | None) -> pd.DataFrame:
     return frame
 
 
-def export_csv(tables: dict[str, pd.DataFrame], folder: Path, names: dict[str, str] | None = None) -> Path:
+SUPERSEDED = "superseded"
+
+
+def superseded_folder(folder: Path, written_at: str) -> Path:
+    """A new, empty ``<folder>/superseded/<written_at>/`` for the outputs a rewrite of
+    ``folder`` replaces: ``written_at`` (an ISO instant) as UTC, filesystem-safe
+    (``2018-04-12T09-15-02Z``); ``-2``, ``-3``... when taken."""
+    import re
+
+    try:
+        when = pd.Timestamp(written_at)
+        name = (when.tz_convert("UTC") if when.tzinfo else when).strftime("%Y-%m-%dT%H-%M-%SZ")
+    except ValueError:
+        name = re.sub(r"[^0-9A-Za-z.-]+", "-", written_at).strip("-") or "earlier"
+    target, number = folder / SUPERSEDED / name, 2
+    while target.exists():
+        target, number = folder / SUPERSEDED / f"{name}-{number}", number + 1
+    target.mkdir(parents=True)
+    return target
+
+
+def export_csv(tables: dict[str, pd.DataFrame], folder: Path, names: dict[str, str] | None = None) -> Path | None:
     """Each table as CSV (:func:`labelled`), so a file reads on its own. A folder already
     holding the same files is left as it was, ``generated_at.txt`` included: a run whose
-    report month did not move and whose figures did not change rewrites nothing."""
+    report month did not move and whose figures did not change rewrites nothing. The files a
+    rewrite replaces are moved, with the ``generated_at.txt`` they had, into
+    ``superseded/<that time>/`` (:func:`superseded_folder`); returns that folder, or None."""
     folder.mkdir(parents=True, exist_ok=True)
-    changed = not (folder / "generated_at.txt").exists()
-    for name, frame in tables.items():
-        text = labelled(frame, names).to_csv(index=False, date_format="%Y-%m-%d")
-        path = folder / f"{name}.csv"
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-            changed = True
-    if changed:
-        (folder / "generated_at.txt").write_text(dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds") + "\n")
-    return folder
+    stamp = folder / "generated_at.txt"
+    texts = {name: labelled(frame, names).to_csv(index=False, date_format="%Y-%m-%d") for name, frame in tables.items()}
+    changed = [name for name, text in texts.items()
+               if not (folder / f"{name}.csv").exists() or (folder / f"{name}.csv").read_text() != text]
+    if not changed and stamp.exists():
+        return None
+    kept = None
+    earlier = [folder / f"{name}.csv" for name in changed if (folder / f"{name}.csv").exists()]
+    if earlier and stamp.exists():
+        kept = superseded_folder(folder, stamp.read_text().strip())
+        for path in [*earlier, stamp]:
+            path.rename(kept / path.name)
+    for name in changed:
+        (folder / f"{name}.csv").write_text(texts[name])
+    stamp.write_text(dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds") + "\n")
+    return kept

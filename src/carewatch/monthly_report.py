@@ -3,7 +3,8 @@
 Written to ``var/reports/<YYYY-MM>/report.html`` with every table it shows as CSV and Parquet
 in ``tables/`` beside it: the rows the report shows, not the warehouse's history. Each month
 ranked since the last report gets one; a month whose report is there with the same figures is
-not written again (``figures.json``). It opens from disk with no network (charts are inline SVG, the
+not written again (``figures.json``); one whose figures changed is, and the report it replaces
+is kept in ``superseded/`` beside it. It opens from disk with no network (charts are inline SVG, the
 league table's sort and search are a few lines of inline script) and prints to A4.
 Template: ``include/templates/monthly_report.html.j2``.
 """
@@ -443,7 +444,8 @@ def write_reports(con) -> list[tuple[pd.Timestamp, Path, bool]]:
     """The report of each month the latest analysis reported (:func:`report_months`), in
     order, each in ``var/reports/<YYYY-MM>/``; a month whose report is there with the same
     figures (or, for a month an earlier analysis reported, at all) is left as it was (a rerun, or a run while the next DTOC month is late, rewrites
-    nothing unless a figure changed). Returns (month, report.html, written by this call)."""
+    nothing unless a figure changed). A report rewritten because its figures changed is not
+    lost: :func:`supersede` moves it aside first. Returns (month, report.html, written by this call)."""
     out = []
     for month, own in report_months(con):
         folder = paths.home() / "reports" / month.strftime("%Y-%m")
@@ -455,8 +457,31 @@ def write_reports(con) -> list[tuple[pd.Timestamp, Path, bool]]:
         if (folder / "report.html").exists() and read_stamp(folder).get("figures_sha256") == digest:
             out.append((month, folder / "report.html", False))
             continue
-        out.append((month, write_report(con, folder, data=data), True))
+        out.append((month, write_report(con, folder, data=data, replaces=supersede(folder)), True))
     return out
+
+
+def supersede(folder: Path) -> Path | None:
+    """Move the report in ``folder`` that is about to be rewritten into
+    ``superseded/<its written_at>/`` (:func:`carewatch.analysis.superseded_folder`; the file's
+    time for a report without ``figures.json``): its ``report.html`` (self-contained: every
+    figure it showed), ``figures.json`` and ``tables/*.parquet`` (the tables behind it, typed;
+    not their CSV copies, 9 in 10 of a report folder's bytes). Returns that folder; None when
+    there is no report."""
+    report = folder / "report.html"
+    if not report.exists():
+        return None
+    written = read_stamp(folder).get("written_at") or dt.datetime.fromtimestamp(report.stat().st_mtime, dt.timezone.utc).isoformat()
+    kept = analysis.superseded_folder(folder, written)
+    for path in (report, folder / STAMP):
+        if path.exists():
+            path.rename(kept / path.name)
+    tables = sorted((folder / "tables").glob("*.parquet"))
+    if tables:
+        (kept / "tables").mkdir()
+        for path in tables:
+            path.rename(kept / "tables" / path.name)
+    return kept
 
 
 def figures_digest(data: dict) -> str:
@@ -488,10 +513,11 @@ def report_tables(data: dict) -> dict[str, pd.DataFrame]:
     }
 
 
-def write_report(con, out_dir: Path | None = None, month=None, data: dict | None = None) -> Path:
+def write_report(con, out_dir: Path | None = None, month=None, data: dict | None = None, replaces: Path | None = None) -> Path:
     """Render the report of ``month`` (by default the latest ranked), from ``data`` when it
     was gathered already; returns the path of report.html. ``figures.json`` beside it records
-    the digest of its figures (:func:`figures_digest`) and when it was written."""
+    the digest of its figures (:func:`figures_digest`), when it was written and, when it
+    ``replaces`` a report moved aside (:func:`supersede`), where that one is kept."""
     import json
 
     import jinja2
@@ -539,6 +565,9 @@ def write_report(con, out_dir: Path | None = None, month=None, data: dict | None
     )
     target = folder / "report.html"
     target.write_text(html, encoding="utf-8")
-    (folder / STAMP).write_text(json.dumps({"month": data["month"].strftime("%Y-%m"), "figures_sha256": figures_digest(data),
-                                            "written_at": dt.datetime.now(dt.timezone.utc).isoformat()}) + "\n")
+    stamp = {"month": data["month"].strftime("%Y-%m"), "figures_sha256": figures_digest(data),
+             "written_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+    if replaces is not None:
+        stamp["replaces"] = str(Path(replaces).relative_to(folder))  # superseded/<its written_at>
+    (folder / STAMP).write_text(json.dumps(stamp) + "\n")
     return target

@@ -128,7 +128,8 @@ def report_lines() -> list[str]:
     """Which months the last analysis reported and what became of their reports: each month
     ranked since the last report gets one (several when a late DTOC month held them back); a run
     whose report month did not move says so, why, and whether that month's report was
-    rewritten (its figures changed) or stands (``figures.json``: :mod:`carewatch.monthly_report`)."""
+    rewritten (its figures changed) or stands (``figures.json``: :mod:`carewatch.monthly_report`);
+    a report rewritten over an earlier one says where that one is kept (``superseded/``)."""
     from carewatch import monthly_report
 
     if not paths.warehouse_path().exists():
@@ -153,6 +154,13 @@ def report_lines() -> list[str]:
     lead_name = lead_name[0] if lead_name else lead
     stamps = {m: monthly_report.read_stamp(paths.home() / "reports" / f"{m:%Y-%m}") for m in months}
     written = [m for m in months if stamps[m].get("written_at") and pd.Timestamp(stamps[m]["written_at"]) >= last]
+    kept = [f"{m:%B %Y} report rewritten (figures changed); the earlier one is kept in "
+            f"{paths.home() / 'reports' / f'{m:%Y-%m}' / stamps[m]['replaces']}" for m in written if stamps[m].get("replaces")]
+    return _month_lines(months, previous, loaded, lead_name, stamps, written) + kept
+
+
+def _month_lines(months, previous, loaded, lead_name, stamps, written) -> list[str]:
+    """:func:`report_lines`' line on the months reported (none for the usual one new month)."""
     month = months[-1]
     if previous is not None and month <= previous:
         missing = next((m for m in pd.date_range(month + pd.DateOffset(months=1), periods=24, freq="MS") if m not in loaded), None)

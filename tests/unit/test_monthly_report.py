@@ -317,3 +317,46 @@ def test_each_month_ranked_since_the_last_report_gets_its_report_and_an_unchange
         assert [(m.strftime("%Y-%m"), w) for m, _, w in monthly_report.write_reports(con)] == [
             ("2018-01", False), ("2018-02", False), ("2018-03", True)]
         assert {p for p in reports.glob("*/report.html") if p.stat().st_mtime_ns != stamps[p]} == {reports / "2018-03" / "report.html"}
+
+
+def test_a_report_rewritten_because_its_figures_changed_keeps_the_one_it_replaces(carewatch_home):
+    # a review: a method change (or a revision) rewrote reports/2018-03/report.html, figures.json
+    # and exports/2018-03/* in place: the report people had read was gone
+    import re
+
+    from carewatch import summary
+
+    db = carewatch_home / "warehouse.duckdb"
+    carewatch_home.mkdir(parents=True)
+    areas = synthetic_warehouse.build(db)
+    folder, exports = carewatch_home / "reports" / "2018-03", carewatch_home / "exports" / "2018-03"
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con)  # with its exports
+        assert [(m.strftime("%Y-%m"), w) for m, _, w in monthly_report.write_reports(con)] == [("2018-03", True)]
+    first_html, first_stamp = (folder / "report.html").read_bytes(), monthly_report.read_stamp(folder)
+    first_tables = {p.name: p.read_bytes() for p in (folder / "tables").glob("*.parquet")}
+    first_exports = {p.name: p.read_text() for p in exports.glob("*.csv")}
+    first_generated = (exports / "generated_at.txt").read_text()
+    with duckdb.connect(str(db)) as con:  # a revision of the first area's delayed days
+        con.execute("update fct_metric_values set numerator = numerator * 3, value = value * 3 "
+                    "where area_code = ? and metric_id like 'delayed_days_per_day_per_100k_18plus%'", [areas[0]])
+        analysis.run(con)
+        assert [(m.strftime("%Y-%m"), w) for m, _, w in monthly_report.write_reports(con)] == [("2018-03", True)]
+    [kept] = (folder / "superseded").iterdir()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ", kept.name)  # the earlier report's written_at, UTC
+    assert kept.name == pd.Timestamp(first_stamp["written_at"]).strftime("%Y-%m-%dT%H-%M-%SZ")
+    assert (kept / "report.html").read_bytes() == first_html != (folder / "report.html").read_bytes()
+    assert monthly_report.read_stamp(kept) == first_stamp
+    assert {p.name: p.read_bytes() for p in (kept / "tables").iterdir()} == first_tables  # Parquet, not the CSV copies
+    assert monthly_report.read_stamp(folder)["replaces"] == f"superseded/{kept.name}"
+    # the exports it replaced: the files that changed, with the time they were generated
+    [kept_exports] = (exports / "superseded").iterdir()
+    moved = {p.name: p.read_text() for p in kept_exports.glob("*.csv")}
+    assert {"ranking_overall.csv", "ranking_metric.csv"} <= set(moved) and "peer_group.csv" not in moved
+    assert all(text == first_exports[name] != (exports / name).read_text() for name, text in moved.items())
+    assert (kept_exports / "generated_at.txt").read_text() == first_generated
+    assert f"March 2018 report rewritten (figures changed); the earlier one is kept in {kept}" in summary.report_lines()
+    with duckdb.connect(str(db)) as con:  # a run that changes nothing moves nothing
+        analysis.run(con)
+        assert [w for _, _, w in monthly_report.write_reports(con)] == [False]
+    assert len(list((folder / "superseded").iterdir())) == len(list((exports / "superseded").iterdir())) == 1
