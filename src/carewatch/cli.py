@@ -360,18 +360,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    """Every methodology config file checked: OK and the files, or one line per problem (exit 1)."""
+    """Every methodology config file checked, and the labelled ones in force against what the
+    warehouse recorded under their labels: OK and the files, or one line per problem (exit 1)."""
+    from carewatch import provenance
     from carewatch.errors import ConfigError
     from carewatch.methodology import config_check
 
     try:
         checked = config_check.check_all(every_methodology=True)
+        unchecked = provenance.check_labels_held()
     except ConfigError as err:
         for line in err.problems:
             print(line, file=sys.stderr)
         print(f"carewatch: {len(err.problems)} problem(s) in the methodology config", file=sys.stderr)
         return 1
-    print(f"OK: {len(checked)} methodology config files checked ({', '.join(checked)})")
+    labels = (f"labels not checked against the warehouse: {unchecked}" if unchecked
+              else "each label's content as the warehouse recorded it")
+    print(f"OK: {len(checked)} methodology config files checked ({', '.join(checked)}); {labels}")
     return 0
 
 

@@ -414,6 +414,32 @@ def _table_ready(frame: pd.DataFrame, name_of: dict[str, str]) -> pd.DataFrame:
 FIGURES = ("league_table", "review_flags", "review_flags_cleared", "review_flags_not_assessed", "peer_comparison",
            "target_tracking", "metric_values")
 STAMP = "figures.json"
+LATEST = "latest.txt"  # in var/reports/: the latest report's path
+
+
+def record_latest(report: Path) -> None:
+    """``var/reports/latest.txt``: the latest report's path, relative to the home, so a home
+    copied or moved elsewhere points at its own report."""
+    home = paths.home()
+    try:
+        text = str(Path(report).resolve().relative_to(home.resolve()))
+    except ValueError:  # a report outside the home (written with out_dir): as it is
+        text = str(report)
+    (home / "reports" / LATEST).write_text(text + "\n")
+
+
+def latest_report() -> Path | None:
+    """The latest report's path (:func:`record_latest`), or None before the first report. An
+    absolute path (as earlier releases wrote it) is read as this home's own report of that
+    month when the home has one: a copied home's file still names the original's."""
+    latest = paths.home() / "reports" / LATEST
+    if not latest.exists():
+        return None
+    path = Path(latest.read_text().strip())
+    if not path.is_absolute():
+        return paths.home() / path
+    own = paths.home() / "reports" / path.parent.name / path.name
+    return own if own.exists() else path
 
 
 def report_months(con) -> list[tuple[pd.Timestamp, bool]]:

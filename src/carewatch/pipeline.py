@@ -524,6 +524,5 @@ def write_report() -> str:
     with warehouse.connect(read_only=True) as con:
         reports = monthly_report.write_reports(con)
     path = reports[-1][1]
-    latest = paths.home() / "reports" / "latest.txt"
-    latest.write_text(str(path) + "\n")
+    monthly_report.record_latest(path)
     return str(path)

@@ -42,7 +42,7 @@ SHORT = 12
 @dataclass(frozen=True)
 class ConfigFile:
     role: str  # in_force, methodology, metrics, review_flags, target_set, peer_groups, peer_file
-    file: str  # as shown: relative to the project when under it (config/methodology/dashboard-2018.yaml)
+    file: str  # as the config checks name it: config/methodology/dashboard-2018.yaml (config_check.shown)
     label: str | None  # name@vN of a methodology, rule set or target set; None for the others
     sha256: str  # of content
     content: str  # the parsed file as canonical JSON
@@ -63,15 +63,6 @@ def short(sha256: str | None) -> str | None:
     return sha256[:SHORT] if sha256 else None
 
 
-def shown(path: Path) -> str:
-    """``path`` relative to the project when under it (``config/metrics.yaml``), else absolute."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(paths.PROJECT_ROOT.resolve()))
-    except ValueError:
-        return str(path)
-
-
 def _label(data) -> str | None:
     if isinstance(data, dict) and data.get("name") is not None and data.get("version") is not None:
         return f"{data['name']}@v{data['version']}"
@@ -81,6 +72,8 @@ def _label(data) -> str | None:
 def _file(role: str, path: Path, labelled: bool = False) -> ConfigFile:
     content = canonical(path)
     label = _label(json.loads(content)) if labelled else None
+    from carewatch.methodology.config_check import shown
+
     return ConfigFile(role, shown(path), label, hashlib.sha256(content.encode()).hexdigest(), content)
 
 
@@ -122,6 +115,24 @@ def check_labels(con, files: list[ConfigFile]) -> None:
             used = pd.Timestamp(last[1]).tz_convert("UTC") if pd.Timestamp(last[1]).tzinfo else pd.Timestamp(last[1])
             raise ConfigChangedUnderLabel(f"{f.file} changed since it was used as {f.label} on {used:%Y-%m-%d}: "
                                           "give it a new version")
+
+
+def check_labels_held() -> str | None:
+    """:func:`check_labels` of the config as it is now against the warehouse, opened read-only,
+    before a run starts (``carewatch run``, ``carewatch check-config``): a file changed under a
+    label already used is refused before anything is fetched, not when the analysis reads it.
+    Returns why the labels were not checked (no warehouse yet, or a task is writing it: the
+    analysis checks them then), or None when they were. The config must have passed its checks."""
+    from carewatch.errors import WarehouseBusy
+
+    if not paths.warehouse_path().exists():
+        return "no warehouse yet"
+    try:
+        with warehouse.connect(read_only=True) as con:
+            check_labels(con, snapshot())
+    except WarehouseBusy:
+        return "the warehouse is busy (a task is writing it); the analysis checks them"
+    return None
 
 
 def record(con, files: list[ConfigFile]) -> None:

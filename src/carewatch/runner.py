@@ -197,11 +197,14 @@ def _relay_once(parent: int, death_signal: int, command: list[str]) -> int:
 
 def run_embedded(logical_date: str | None = None) -> int:
     """``make run``: the monthly pipeline on the embedded samples, through Airflow. The
-    methodology config is checked first: a mistake is refused (:class:`ConfigError`, one line
-    per problem) before anything is fetched, written or started."""
+    methodology config is checked first: a mistake, or a file changed under a label the
+    warehouse already used, is refused (:class:`ConfigError`, one line per problem) before
+    anything is fetched, written or started."""
+    from carewatch import provenance
     from carewatch.methodology import config_check
 
     config_check.check_all()
+    provenance.check_labels_held()
     with home_lock("run") as lock:
         return _run_embedded(logical_date, lock)
 

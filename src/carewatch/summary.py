@@ -105,9 +105,10 @@ def print_run_summary(states: dict[str, str], log_file: Path, mail_dir: Path | N
     if validation.data_docs_index().exists():
         print(f"  Data Docs (GX)          {validation.data_docs_index()}")
     print(f"  Airflow home / log      {paths.home() / 'airflow'}   {log_file}")
-    latest = paths.home() / "reports" / "latest.txt"
-    if latest.exists():
-        report = Path(latest.read_text().strip())
+    from carewatch import monthly_report
+
+    report = monthly_report.latest_report()
+    if report is not None:
         print(f"  exports (CSV)           {paths.exports_dir()}")
         print(f"  report tables           {report.parent / 'tables'}")
         if states.get("metrics") == "success":
@@ -522,8 +523,10 @@ def print_quality() -> None:
     for source, period, version, reason, rejected_at in rejected:  # carewatch reject: left out of every build
         print(f"  REJECTED {source} {period} v{version}, since {warehouse._utc(rejected_at):%Y-%m-%d}: {reason[:150]}")
     if len(superseded) or superseded_rejections:
-        latest = paths.home() / "reports" / "latest.txt"
-        table = Path(latest.read_text().strip()).parent / "tables" / "quarantine.csv" if latest.exists() else "the report's quarantine table"
+        from carewatch import monthly_report
+
+        latest = monthly_report.latest_report()
+        table = latest.parent / "tables" / "quarantine.csv" if latest is not None else "the report's quarantine table"
         kinds = [f"{n} quarantined file{'s' if n != 1 else ''} (see {table})" for n in [len(superseded)] if n]
         kinds += [f"{n} rejected version{'s' if n != 1 else ''} (rejected_versions)" for n in [len(superseded_rejections)] if n]
         print(f"  superseded since by a later version loaded, no longer outstanding: {', '.join(kinds)}")

@@ -360,3 +360,28 @@ def test_a_report_rewritten_because_its_figures_changed_keeps_the_one_it_replace
         analysis.run(con)
         assert [w for _, _, w in monthly_report.write_reports(con)] == [False]
     assert len(list((folder / "superseded").iterdir())) == len(list((exports / "superseded").iterdir())) == 1
+
+
+def test_latest_txt_points_at_the_homes_own_report_after_the_home_is_copied(tmp_path, monkeypatch):
+    # a review: in a copy of a home, a failed run's summary named the original home's report
+    import shutil
+
+    from carewatch import paths
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("CAREWATCH_HOME", str(home))
+    report = home / "reports" / "2018-03" / "report.html"
+    report.parent.mkdir(parents=True)
+    report.write_text("<html>March</html>")
+    monthly_report.record_latest(report)
+    assert (home / "reports" / "latest.txt").read_text() == "reports/2018-03/report.html\n"
+    assert monthly_report.latest_report() == home / "reports" / "2018-03" / "report.html"
+    copy = tmp_path / "copy"
+    shutil.copytree(home, copy)
+    monkeypatch.setenv("CAREWATCH_HOME", str(copy))
+    assert paths.home() == copy and monthly_report.latest_report() == copy / "reports" / "2018-03" / "report.html"
+    # as earlier releases wrote it (absolute, the original home's): read as the copy's own report
+    (copy / "reports" / "latest.txt").write_text(f"{report}\n")
+    assert monthly_report.latest_report() == copy / "reports" / "2018-03" / "report.html"
+    (copy / "reports" / "2018-03" / "report.html").unlink()  # the copy has no such report: the path as written
+    assert monthly_report.latest_report() == report

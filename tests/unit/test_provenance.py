@@ -60,7 +60,7 @@ def test_an_analysis_records_every_config_file_it_read_with_its_tables(tmp_path,
     assert sorted(recorded["role"]) == ["in_force", "methodology", "metrics", "peer_groups", "review_flags", "target_set"]
     assert set(recorded["analysed_at"]) == {run_at}
     by_role = recorded.set_index("role")
-    assert by_role.loc["methodology", "file"] == str(config / "methodology" / "dashboard-2018.yaml")
+    assert by_role.loc["methodology", "file"] == "config/methodology/dashboard-2018.yaml"  # as the config checks name it
     assert by_role.loc["methodology", "label"] == METHOD
     assert by_role.loc["review_flags", "label"] == "cqc-review-flags@v1"
     assert by_role.loc["target_set", "label"] == "dtoc-expectations-2017-18@v1"
@@ -111,7 +111,7 @@ def test_a_file_changed_under_the_label_it_was_used_as_is_refused(tmp_path, conf
         _edit(path, old, new)  # the content changed, the label not
         with pytest.raises(ConfigChangedUnderLabel) as refused:
             analysis.run(con, export=False)
-        assert str(refused.value) == (f"{path} changed since it was used as {label} on {first.tz_convert('UTC'):%Y-%m-%d}: "
+        assert str(refused.value) == (f"config/{file} changed since it was used as {label} on {first.tz_convert('UTC'):%Y-%m-%d}: "
                                       "give it a new version")
         assert "\n" not in str(refused.value)
         assert con.execute("select * from ranking_overall order by all").df().equals(before)  # nothing published
@@ -211,7 +211,7 @@ def test_a_methodology_file_is_read_for_its_label_from_the_file_in_force(config)
     method = yaml.safe_load((config / "methodology" / "dashboard-2018.yaml").read_text())
     (config / "methodology" / "other.yaml").write_text(yaml.safe_dump({**method, "name": "other", "version": 9}))
     files = {f.role: f for f in provenance.snapshot()}
-    assert files["methodology"].label == "other@v9" and files["methodology"].file == str(config / "methodology" / "other.yaml")
+    assert files["methodology"].label == "other@v9" and files["methodology"].file == "config/methodology/other.yaml"
 
 
 def test_the_summary_names_the_methodology_with_its_digest(carewatch_home, monkeypatch, capsys):
@@ -227,3 +227,34 @@ def test_the_summary_names_the_methodology_with_its_digest(carewatch_home, monke
     summary.print_results()
     assert (f"Overall ranking of 40 HWB areas, rolling 12 months to March 2018 ({METHOD}, config sha256 {sha[:12]})"
             in capsys.readouterr().out.splitlines())
+
+
+def test_check_config_and_carewatch_run_refuse_a_file_changed_under_its_label_before_anything_runs(config, carewatch_home, capsys, monkeypatch):
+    # the analysis refuses it anyway, but only after a whole ingest and build; and check-config
+    # said OK for a file the next run would refuse
+    from carewatch import cli, runner, sample_server
+
+    assert cli.main(["check-config"]) == 0  # no warehouse yet: nothing to compare with
+    assert capsys.readouterr().out.rstrip().endswith("; labels not checked against the warehouse: no warehouse yet")
+    carewatch_home.mkdir()
+    synthetic_warehouse.build(paths.warehouse_path())
+    with duckdb.connect(str(paths.warehouse_path())) as con:
+        analysis.run(con, export=False)
+        first = pd.Timestamp(con.execute("select max(analysed_at) from analysis_config").fetchone()[0]).tz_convert("UTC")
+    assert cli.main(["check-config"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("; each label's content as the warehouse recorded it")
+    _edit(config / "methodology" / "dashboard-2018.yaml", f"id: {DTOC}\n    weight: 3", f"id: {DTOC}\n    weight: 2")
+    line = (f"config/methodology/dashboard-2018.yaml changed since it was used as {METHOD} on {first:%Y-%m-%d}: "
+            "give it a new version")
+    assert cli.main(["check-config"]) == 1
+    assert capsys.readouterr().err.splitlines() == [line, "carewatch: 1 problem(s) in the methodology config"]
+
+    def started(*args, **kwargs):
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(sample_server, "serve_samples", started)
+    monkeypatch.setattr(runner, "airflow_env", started)
+    before = sorted(p.name for p in carewatch_home.iterdir())
+    assert cli.main(["run"]) == 2
+    assert capsys.readouterr().err == f"carewatch: {line}\n"
+    assert sorted(p.name for p in carewatch_home.iterdir()) == before  # no lock, log, raw store
