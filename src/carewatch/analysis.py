@@ -30,7 +30,8 @@ from pathlib import Path
 import pandas as pd
 
 from carewatch import geography, paths, provenance, warehouse
-from carewatch.methodology import flags, funnels, peers, ranking, targets
+from carewatch.errors import ConfigError
+from carewatch.methodology import config_check, flags, funnels, peers, ranking, targets
 
 ENGLAND = "E92000001"
 # run in this order after the analysis tables are written (paths under include/sql/)
@@ -182,8 +183,9 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     metric_context = flag_context(mv, metric_cfg)
     methodology = ranking.load_methodology(metrics_config=metric_cfg)
     lead = methodology.period_metric  # the metric whose periods are ranked (delayed days)
-    if lead is None:
-        raise ValueError(f"methodology {methodology.label} names no period_metric: the metric whose periods are ranked")
+    if lead is None:  # optional in the file (config_check), needed to rank: refused, as a config mistake, without retries
+        raise ConfigError([f"{config_check.shown(ranking.methodology_path())}: period_metric is missing (the metric "
+                           f"whose periods are ranked, e.g. delayed_days_per_day_per_100k_18plus)"])
     areas = sorted(set(mv["area_code"]) - {ENGLAND})
 
     if not ((mv["period_type"] == "rolling_12m") & (mv["metric_id"] == lead)).any():
@@ -370,6 +372,8 @@ def restated_by_last_run(con) -> pd.DataFrame:
 
 
 KEPT_META = ("reported_at", "kind", "run_month", "columns_kept")
+# the columns that say which configuration computed a row, not what it reported
+LABEL_COLUMNS = ("methodology", "methodology_digest", "rule_set", "rule_set_digest", "target_set", "target_set_digest")
 
 
 def _kept_table(con, table: str, kept: str) -> list[tuple[str, str]]:
@@ -415,7 +419,9 @@ def record_reported(con, month) -> list[str]:
     way, a month whose rows differ from the last kept of it gets a ``restatements`` row saying
     how many areas changed: nothing reported is lost, and each run says what it restated.
     Rows are compared on the columns both they and the rows kept had (``columns_kept``), so a
-    column a release adds or retypes is not a restatement. Returns the tables that gained rows."""
+    column a release adds or retypes is not a restatement; nor is a new label (or digest) of the
+    method, rule set or target set that computes the same rows (:data:`LABEL_COLUMNS`: the run's
+    own report is kept again under it, nothing is counted as restated). Returns the tables that gained rows."""
     import json
 
     added = []
@@ -438,14 +444,16 @@ def record_reported(con, month) -> list[str]:
             if not con.execute(f"select count(*) from {table} where {scope}", values).fetchone()[0]:
                 continue  # no longer computed at all (its figures gone): nothing to keep, and not a new change each run
 
-            def areas_changed(only: str) -> int | None:
-                """Areas whose rows differ from the last kept ones (of ``only``); None: none kept."""
+            def areas_changed(only: str, labels: bool = True) -> int | None:
+                """Areas whose rows differ from the last kept ones (of ``only``); None: none kept.
+                Without ``labels``, the figures only: not the method's, rule set's or target
+                set's label and digest (a new version that computes the same is no restatement)."""
                 last = con.execute(f"select max(reported_at), any_value(columns_kept) from {kept} where {scope} {only} and "
                                    f"reported_at = (select max(reported_at) from {kept} where {scope} {only})", values).fetchone()
                 if last[0] is None:
                     return None
                 had = {tuple(c) for c in json.loads(last[1] or "[]")}
-                common = ", ".join(f'"{n}"' for n, t in columns if (n, t) in had) or "area_code"
+                common = ", ".join(f'"{n}"' for n, t in columns if (n, t) in had and (labels or n not in LABEL_COLUMNS)) or "area_code"
                 now_rows = f"select {common} from {table} where {scope}"
                 kept_rows = f"select {common} from {kept} where {scope} and reported_at = $at"
                 return con.execute(f"select count(distinct area_code) from (({now_rows} except all {kept_rows}) "
@@ -453,7 +461,7 @@ def record_reported(con, month) -> list[str]:
 
             # the run's own report is compared with what was last reported of that month; and any
             # month with what was last kept of it, reported or restated, for what changed since
-            since_kept = areas_changed("")
+            since_kept = areas_changed("", labels=False)
             changed_report = areas_changed("and kind = 'reported'") if shown_by_run else None
             keep = (changed_report is None or changed_report > 0) if shown_by_run else bool(since_kept)
             if keep:

@@ -70,7 +70,16 @@ def _label(data) -> str | None:
 
 
 def _file(role: str, path: Path, labelled: bool = False) -> ConfigFile:
-    content = canonical(path)
+    """A labelled file's content is its checked model (:func:`config_check.labelled_content`:
+    defaults filled in, 3 and 3.0 alike), so an edit that configures the same analysis is no
+    change of content; the others' is the file as parsed."""
+    from carewatch.methodology import config_check
+
+    if labelled:
+        content = json.dumps(config_check.labelled_content(role, path), sort_keys=True, separators=(",", ":"),
+                             ensure_ascii=False, default=str)
+    else:
+        content = canonical(path)
     label = _label(json.loads(content)) if labelled else None
     from carewatch.methodology.config_check import shown
 

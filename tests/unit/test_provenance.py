@@ -258,3 +258,88 @@ def test_check_config_and_carewatch_run_refuse_a_file_changed_under_its_label_be
     assert cli.main(["run"]) == 2
     assert capsys.readouterr().err == f"carewatch: {line}\n"
     assert sorted(p.name for p in carewatch_home.iterdir()) == before  # no lock, log, raw store
+
+
+@pytest.mark.parametrize("file, old, new", [
+    ("methodology/dashboard-2018.yaml", f"id: {DTOC}\n    weight: 3", f"id: {DTOC}\n    weight: 3.0"),
+    ("review_flags.yaml", "margin: 8.0 ", "margin: 8 "),
+    ("targets/expectations-2017-18.yaml", "valid_from: 2017-09 ", "valid_from: 2017-09-01 "),
+    ("targets/expectations-2017-18.yaml", "tolerance: 0.0\n", "\n"),  # the default, written out or not
+])
+def test_an_edit_that_configures_the_same_analysis_is_no_change_under_the_label(tmp_path, config, file, old, new):
+    # a review: 3 -> 3.0, a date written in full, a default left out were refused as a change
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        before = {f.role + f.file: f.sha256 for f in provenance.snapshot()}
+        _edit(config / file, old, new)
+        assert {f.role + f.file: f.sha256 for f in provenance.snapshot()} == before
+        provenance.check_labels(con, provenance.snapshot())  # not refused
+
+
+def test_the_metrics_of_a_methodology_in_another_order_are_the_same_method(config):
+    path = config / "methodology" / "dashboard-2018.yaml"
+    before = {f.role: f.sha256 for f in provenance.snapshot()}["methodology"]
+    data = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**data, "metrics": list(reversed(data["metrics"]))}))
+    assert {f.role: f.sha256 for f in provenance.snapshot()}["methodology"] == before
+
+
+def test_two_target_sets_under_one_label_are_refused(config):
+    # a review: next year's set copied without a new name or version passed its checks, then
+    # every later analysis was refused as "changed under its label", and the digests were wrong
+    from carewatch.errors import ConfigError
+    from carewatch.methodology import config_check, targets
+
+    text = (config / "targets" / "expectations-2017-18.yaml").read_text()
+    (config / "targets" / "expectations-2018-19.yaml").write_text(
+        text.replace("valid_from: 2017-09", "valid_from: 2018-04").replace("valid_to: 2018-03", "valid_to: 2019-03"))
+    line = ("config/targets/expectations-2018-19.yaml: name and version (dtoc-expectations-2017-18@v1) are those of "
+            "config/targets/expectations-2017-18.yaml: give it its own name or version")
+    with pytest.raises(ConfigError) as checked:
+        config_check.check_all()
+    assert checked.value.problems == [line]
+    with pytest.raises(ConfigError) as loaded:
+        targets.load_target_sets()
+    assert loaded.value.problems == [line]
+
+
+def test_a_new_version_that_computes_the_same_rows_restates_nothing(tmp_path, config):
+    # a review: the version bump the label check asks for changed the label column of every
+    # kept row, so every month earlier runs reported was counted as restated, all areas
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        kept = con.execute("select count(*) from reported_ranking_overall").fetchone()[0]
+        _edit(config / "methodology" / "dashboard-2018.yaml", "version: 2", "version: 3")
+        _edit(config / "review_flags.yaml", "version: 1", "version: 2")
+        analysis.run(con, export=False)
+        assert con.execute("select count(*) from restatements").fetchone()[0] == 0
+        assert analysis.restated_by_last_run(con).empty
+        # the run's own report is kept again, under the label it was published with
+        assert con.execute("select distinct methodology from reported_ranking_overall where reported_at = "
+                           "(select max(reported_at) from reported_ranking_overall)").fetchall() == [("dashboard-2018-default@v3",)]
+        assert con.execute("select count(*) from reported_ranking_overall").fetchone()[0] > kept
+        # a change of method that computes other rows is one
+        _edit(config / "methodology" / "dashboard-2018.yaml", f"id: {DTOC}\n    weight: 3", f"id: {DTOC}\n    weight: 1")
+        _edit(config / "methodology" / "dashboard-2018.yaml", "version: 3", "version: 4")
+        analysis.run(con, export=False)
+        assert con.execute("select count(*) from restatements where table_name = 'ranking_overall'").fetchone()[0] > 0
+
+
+def test_a_methodology_without_period_metric_is_a_config_error_naming_file_and_key(tmp_path, config):
+    # a review: it passed the checks (the key is optional: older files) and the analysis raised a
+    # plain ValueError, which the metrics DAG retried twice, naming neither file nor key
+    from carewatch.errors import ConfigError
+
+    path = config / "methodology" / "dashboard-2018.yaml"
+    path.write_text("".join(line for line in path.read_text().splitlines(keepends=True) if not line.startswith("period_metric:")))
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        with pytest.raises(ConfigError) as refused:
+            analysis.run(con, export=False)
+    assert refused.value.problems == ["config/methodology/dashboard-2018.yaml: period_metric is missing (the metric whose "
+                                      "periods are ranked, e.g. delayed_days_per_day_per_100k_18plus)"]

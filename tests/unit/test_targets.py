@@ -336,6 +336,7 @@ def test_a_target_set_tracks_the_metric_its_file_names(tmp_path, monkeypatch, ra
     assert other.loc[("HIGH", pd.Timestamp("2017-09-01")), "actual_total"] == 18.0  # the other metric's rows
     assert other.loc[("HIGH", pd.Timestamp("2017-09-01")), "baseline_total"] == 30.0
     # two sets on different metrics: the report, which draws one metric against its targets, says so
-    (config / "targets" / "z-2018-19.yaml").write_text(path.read_text().replace("metric: other_delays_per_100k", f"metric: {dtoc}"))
+    (config / "targets" / "z-2018-19.yaml").write_text(path.read_text().replace("metric: other_delays_per_100k", f"metric: {dtoc}")
+                                                       .replace("name: dtoc-expectations-2017-18", "name: dtoc-expectations-2018-19"))  # a set of its own
     with pytest.raises(ValueError, match="track different metrics"):
         targets.tracked_metric()

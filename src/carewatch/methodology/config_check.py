@@ -366,12 +366,15 @@ class RulesFile(Strict):
         return self
 
 
-def rules_file(path: Path | str, metrics: dict | None = None) -> dict:
-    """A review-flag rule set, checked; the mapping as written."""
+def _rules(path: Path | str, metrics: dict | None = None) -> tuple[dict, RulesFile]:
     metrics = metrics if metrics is not None else metrics_file()
     data = read_yaml(path)
-    validate(RulesFile, data, path, {"metrics": {m["id"] for m in metrics["metrics"]}}, named={"rules": "rule"})
-    return data
+    return data, validate(RulesFile, data, path, {"metrics": {m["id"] for m in metrics["metrics"]}}, named={"rules": "rule"})
+
+
+def rules_file(path: Path | str, metrics: dict | None = None) -> dict:
+    """A review-flag rule set, checked; the mapping as written."""
+    return _rules(path, metrics)[0]
 
 
 # ---------------------------------------------------------------- config/targets/
@@ -457,6 +460,38 @@ def target_file(path: Path | str, metrics: dict | None = None) -> TargetFile:
     context = {"metrics": {m["id"] for m in metrics["metrics"]},
                "agencies": {m["id"]: (m.get("breakdowns") or {}).get("agency") for m in metrics["metrics"]}}
     return validate(_TrackedMetric, read_yaml(path), path, context, named={"tests": "test"})
+
+
+def labelled_content(role: str, path: Path | str, metrics: dict | None = None) -> dict:
+    """A labelled file (``role`` methodology, review_flags or target_set: a ``name@vN``) as
+    checked: its model as data, defaults filled in, numbers and months as the code reads them
+    (weight 3 and 3.0 alike, a month 2017-09 and 2017-09-01 alike), a methodology's metrics in
+    id order (their order ranks nothing). Two files with the same content here configure the
+    same analysis: what a label stands for (:mod:`carewatch.provenance`)."""
+    if role == "methodology":
+        data = methodology_file(path, metrics).model_dump(mode="json")
+        data["metrics"] = sorted(data["metrics"], key=lambda m: m["id"])
+        return data
+    if role == "review_flags":
+        return _rules(path, metrics)[1].model_dump(mode="json")
+    if role == "target_set":
+        return target_file(path, metrics).model_dump(mode="json")
+    raise ValueError(f"not a labelled config file: {role}")
+
+
+def one_file_per_label(files: list[tuple[Path | str, str]]) -> list[str]:
+    """Problems of labelled files of one kind sharing a label ((path, ``name@vN``) each): the
+    second file copied from the first without a new name or version. Tables and reports name a
+    set by its label, so two sets under one label could not be told apart."""
+    first: dict[str, Path | str] = {}
+    problems = []
+    for path, label in files:
+        if label in first:
+            problems.append(f"{shown(path)}: name and version ({label}) are those of {shown(first[label])}: "
+                            "give it its own name or version")
+        else:
+            first[label] = path
+    return problems
 
 
 # ---------------------------------------------------------------- config/peer_groups.yaml and its file
@@ -609,11 +644,13 @@ def check_all(every_methodology: bool = False) -> list[str]:
         if path.name != "in_force.yaml":
             attempt(path, lambda path=path: methodology_file(path, usable) if metrics is not None else None)
     attempt(config / "review_flags.yaml", lambda: rules_file(config / "review_flags.yaml", usable) if metrics is not None else None)
-    tracked = set()
+    tracked, labels = set(), []
     for path in sorted((config / "targets").glob("*.yaml")):
         target = attempt(path, lambda path=path: target_file(path, usable) if metrics is not None else None)
         if target is not None:
             tracked.add(target.metric)
+            labels.append((path, f"{target.name}@v{target.version}"))
+    problems.extend(one_file_per_label(labels))
     if len(tracked) > 1:
         problems.append(f"{shown(config / 'targets')}: the target sets track different metrics ({', '.join(sorted(tracked))}); "
                         "the report draws one metric against its targets")

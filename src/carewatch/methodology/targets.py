@@ -76,8 +76,14 @@ def load_target_set(name: str = "expectations-2017-18") -> TargetSet:
 
 
 def load_target_sets() -> list[TargetSet]:
-    """Every target set in ``config/targets/`` (by file name)."""
-    return [load_target_set(str(path)) for path in sorted((paths.config_dir() / "targets").glob("*.yaml"))]
+    """Every target set in ``config/targets/`` (by file name); two files under one label
+    (``name@vN``) are refused (:func:`config_check.one_file_per_label`)."""
+    files = sorted((paths.config_dir() / "targets").glob("*.yaml"))
+    sets = [load_target_set(str(path)) for path in files]
+    problems = config_check.one_file_per_label([(path, ts.label) for path, ts in zip(files, sets)])
+    if problems:
+        raise ConfigError(problems)
+    return sets
 
 
 def tracked_metric(target_sets: list[TargetSet] | None = None) -> str | None:
