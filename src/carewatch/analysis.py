@@ -251,7 +251,7 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
         history_rows.append(history)
     # beside each label, the digest of the file it names (two contents under one label differ here)
     method_digest = provenance.digests(used, "methodology").get(methodology.label)
-    rule_set = f"{rules['name']}@v{rules['version']}"
+    rule_set = flags.rule_set_label(rules)
     rule_digest = provenance.digests(used, "review_flags").get(rule_set)
     history = pd.concat(history_rows, ignore_index=True).assign(rule_set=rule_set)
     tables = {

@@ -117,7 +117,7 @@ def preview(name: str, month=None, compare: bool = False, with_flags: bool = Fal
         result.published = published_all[starts == month].reset_index(drop=True)
     if with_flags:
         rules = flags.load_rules()
-        result.rule_set = f"{rules['name']}@v{rules['version']}"
+        result.rule_set = flags.rule_set_label(rules)
         result.candidate_flags = month_flags(mv, metric_cfg, candidate, month, rules)
         if flags_all is None:
             result.published_flags = pd.DataFrame(columns=["period_start", "area_code", "rule_id", "reason", "rule_set"])

@@ -65,7 +65,9 @@ def short(sha256: str | None) -> str | None:
 
 def _label(data) -> str | None:
     if isinstance(data, dict) and data.get("name") is not None and data.get("version") is not None:
-        return f"{data['name']}@v{data['version']}"
+        from carewatch.methodology.config_check import label
+
+        return label(data["name"], data["version"])
     return None
 
 

@@ -462,6 +462,11 @@ def target_file(path: Path | str, metrics: dict | None = None) -> TargetFile:
     return validate(_TrackedMetric, read_yaml(path), path, context, named={"tests": "test"})
 
 
+def label(name: str, version: int) -> str:
+    """A methodology's, rule set's or target set's label, as tables and reports name it: ``name@vN``."""
+    return f"{name}@v{version}"
+
+
 def labelled_content(role: str, path: Path | str, metrics: dict | None = None) -> dict:
     """A labelled file (``role`` methodology, review_flags or target_set: a ``name@vN``) as
     checked: its model as data, defaults filled in, numbers and months as the code reads them
@@ -649,7 +654,7 @@ def check_all(every_methodology: bool = False) -> list[str]:
         target = attempt(path, lambda path=path: target_file(path, usable) if metrics is not None else None)
         if target is not None:
             tracked.add(target.metric)
-            labels.append((path, f"{target.name}@v{target.version}"))
+            labels.append((path, label(target.name, target.version)))
     problems.extend(one_file_per_label(labels))
     if len(tracked) > 1:
         problems.append(f"{shown(config / 'targets')}: the target sets track different metrics ({', '.join(sorted(tracked))}); "

@@ -52,6 +52,11 @@ def _of_areas(inputs: FlagInputs, mv: pd.DataFrame) -> pd.DataFrame:
     return mv if inputs.areas is None else mv[mv["area_code"].isin(inputs.areas)]
 
 
+def rule_set_label(rules: dict) -> str:
+    """The rule set's ``name@vN`` (:func:`config_check.label`)."""
+    return config_check.label(rules["name"], rules["version"])
+
+
 def load_rules(name: str = "review_flags") -> dict:
     """The rule set, checked when it is read (:mod:`config_check`: kinds, every option's type and
     range, metric ids, rule ids once), not only in a month that uses an option; a mistake is a
@@ -259,7 +264,7 @@ def evaluate(rules: dict, inputs: FlagInputs) -> pd.DataFrame:
         for area, reason in RULE_KINDS[rule["kind"]](rule, inputs).items():
             rows.append({"period_start": inputs.period_start, "area_code": area, "rule_id": rule["id"], "reason": reason})
     frame = pd.DataFrame(rows, columns=["period_start", "area_code", "rule_id", "reason"])
-    frame["rule_set"] = f"{rules['name']}@v{rules['version']}"
+    frame["rule_set"] = rule_set_label(rules)
     return frame.sort_values(["area_code", "rule_id"]).reset_index(drop=True)
 
 

@@ -49,7 +49,7 @@ class Methodology:
 
     @property
     def label(self) -> str:
-        return f"{self.name}@v{self.version}"
+        return config_check.label(self.name, self.version)
 
 
 IN_FORCE = "in_force.yaml"

@@ -50,7 +50,7 @@ class TargetSet:
 
     @property
     def label(self) -> str:
-        return f"{self.name}@v{self.version}"
+        return config_check.label(self.name, self.version)
 
 
 def load_target_set(name: str = "expectations-2017-18") -> TargetSet:
