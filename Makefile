@@ -43,12 +43,17 @@ samples: $(STAMP)
 ## make prodlock: re-resolve constraints-production.txt, the Docker image's lock, in a fresh
 ## Python 3.11 venv: requirements-production.txt with the development lock, pip check, pip freeze.
 ## Run it whenever constraints.txt or a requirements*.txt file changes (its comment lines are kept).
+## The packages only the production lock holds (celery, the providers' own...) keep their pins
+## too, so a regeneration changes only what the change needs; PRODLOCK_HOLD= (empty) lets pip
+## move them (an upgrade, to review as such).
 PRODLOCK_PYTHON ?= python3.11
 PRODLOCK_VENV ?= /tmp/carewatch-prodlock
+PRODLOCK_HOLD ?= $(PRODLOCK_VENV)/held.txt
 prodlock:
 	rm -rf $(PRODLOCK_VENV)
 	$(PRODLOCK_PYTHON) -m venv $(PRODLOCK_VENV)
-	$(PRODLOCK_VENV)/bin/pip install --quiet -r requirements-production.txt -c constraints.txt
+	$(PRODLOCK_PYTHON) scripts/held_pins.py constraints-production.txt constraints.txt > $(PRODLOCK_VENV)/held.txt
+	$(PRODLOCK_VENV)/bin/pip install --quiet -r requirements-production.txt -c constraints.txt $(if $(PRODLOCK_HOLD),-c $(PRODLOCK_HOLD))
 	$(PRODLOCK_VENV)/bin/pip check
 	{ grep '^#' constraints-production.txt; $(PRODLOCK_VENV)/bin/pip freeze --exclude carewatch; } > constraints-production.txt.new
 	mv constraints-production.txt.new constraints-production.txt

@@ -266,7 +266,20 @@ def test_the_production_lock_does_not_drift_from_the_dev_lock():
     assert "make prodlock" in header and "pip check" in header
     recipe = re.search(r"^prodlock:\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), flags=re.MULTILINE).group(1)
     assert "pip install --quiet -r requirements-production.txt -c constraints.txt" in recipe
+    # holding the production lock's own pins of what the dev lock lacks (a regeneration moved celery)
+    assert "scripts/held_pins.py constraints-production.txt constraints.txt" in recipe and "-c $(PRODLOCK_HOLD)" in recipe
     assert recipe.index("pip check") < recipe.index("pip freeze --exclude carewatch")
+
+
+def test_held_pins_are_the_production_pins_the_dev_lock_lacks(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "prod.txt").write_text("# header\ncelery==5.6.3\nFlask_AppBuilder==5.2.2\npandas==3.1.1\nzope.interface==7.0\n")
+    (tmp_path / "dev.txt").write_text("pandas==3.1.1\nzope-interface==7.0\n")  # names compared as PEP 503 normalises them
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "held_pins.py"), str(tmp_path / "prod.txt"), str(tmp_path / "dev.txt")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["celery==5.6.3", "Flask_AppBuilder==5.2.2"]
 
 
 def test_the_image_installs_the_production_lock_and_checks_it():
