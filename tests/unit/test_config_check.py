@@ -68,7 +68,8 @@ MISTAKES = [
      "(config/methodology/dashboard-2019.yaml does not exist)"),
     (FLAGS, "n: 12", "n: twelve", f"config/{FLAGS}: rule 'bottom_of_overall_ranking': n must be a whole number, not 'twelve'"),
     (FLAGS, f"metrics: [{DTOC},", f"metrics: [{DTOC[:-1]},",
-     f"config/{FLAGS}: rule 'deterioration_over_12_months': metrics[0] '{DTOC[:-1]}' is not defined in config/metrics.yaml"),
+     f"config/{FLAGS}: rule 'deterioration_over_12_months': metrics[0] '{DTOC[:-1]}' is not defined in config/metrics.yaml, "
+     "nor a breakdown of a metric there (<id>__<agency>, <id>__reason_<reason>)"),
     (TARGETS, f"metric: {DTOC}", "metric: total", f"config/{TARGETS}: metric 'total' is not defined in config/metrics.yaml"),
     (TARGETS, "component: social_care", "component: social-care",
      f"config/{TARGETS}: test 'met_september_social_care_expectation': component must be total, nhs or social_care, not 'social-care'"),
@@ -81,7 +82,8 @@ MISTAKES = [
     (TARGETS, "valid_to: 2018-03", "valid_to: 2017-03",
      f"config/{TARGETS}: valid_to (2017-03) is before valid_from (2017-09): no month would be tracked"),
     (FLAGS, f"metric: {DTOC}", "metric: delayed_days",
-     f"config/{FLAGS}: rule 'bottom_quartile_dtoc_little_improvement': metric 'delayed_days' is not defined in config/metrics.yaml"),
+     f"config/{FLAGS}: rule 'bottom_quartile_dtoc_little_improvement': metric 'delayed_days' is not defined in config/metrics.yaml, "
+     "nor a breakdown of a metric there (<id>__<agency>, <id>__reason_<reason>)"),
     (FLAGS, "level: 0.998", "level: 99.8",
      f"config/{FLAGS}: rule 'funnel_outlier': level must be a level between 0 and 1 (0.998 for 99.8%), not 99.8"),
     (FLAGS, "margin: 8.0", "margin: -8.0", f"config/{FLAGS}: rule 'dtoc_target_missed_repeatedly': margin must be a number at least 0, not -8.0"),
@@ -273,3 +275,21 @@ def test_the_run_summary_prints_the_config_lines_instead_of_crashing(config, car
     assert ("Results not shown: the methodology config is refused (carewatch check-config):\n"
             f"  config/{METHOD}: metrics[0].weight must be a number, not 'three'\n") in out
     assert "Outputs:" in out  # the rest of the summary follows
+
+
+def test_a_flag_rule_may_test_a_breakdown_of_a_metric_as_fct_metric_values_names_it(config):
+    # a review: the checks refused what the rules read and the code supports (the social care
+    # share of delayed days, a delay reason), which was accepted before the checks
+    edit(config, FLAGS, f"metrics: [{DTOC},", f"metrics: [{DTOC}__social_care, {DTOC}__reason_A,")
+    edit(config, FLAGS, f"metric: {DTOC}", f"metric: {DTOC}__nhs")
+    config_check.check_all()
+    rules = {rule["id"]: rule for rule in flags.load_rules()["rules"]}
+    assert rules["bottom_quartile_dtoc_little_improvement"]["metric"] == f"{DTOC}__nhs"
+    # a breakdown the metric does not have is refused
+    edit(config, FLAGS, f"metric: {DTOC}__nhs", f"metric: {DTOC}__reason_Z")
+    with pytest.raises(ConfigError) as refused:
+        config_check.check_all()
+    assert refused.value.problems == [
+        f"config/{FLAGS}: rule 'bottom_quartile_dtoc_little_improvement': metric '{DTOC}__reason_Z' is not defined in "
+        "config/metrics.yaml, nor a breakdown of a metric there (<id>__<agency>, <id>__reason_<reason>)"]
+    assert {f"{DTOC}__both", f"{DTOC}__reason_Dii"} <= config_check.breakdown_ids(config_check.metrics_file())

@@ -189,6 +189,30 @@ def _known_metric(value: str, info: ValidationInfo) -> str:
 MetricId = Annotated[str, AfterValidator(_known_metric)]
 
 
+def breakdown_ids(metrics: dict) -> set[str]:
+    """The ids of each metric's breakdowns, as ``fct_metric_values`` names them:
+    ``<id>__<agency>`` (``..._18plus__social_care``) and ``<id>__reason_<reason>``."""
+    out = set()
+    for metric in metrics["metrics"]:
+        breakdowns = metric.get("breakdowns") or {}
+        out |= {f"{metric['id']}__{agency}" for agency in breakdowns.get("agency") or []}
+        out |= {f"{metric['id']}__reason_{reason}" for reason in breakdowns.get("reason") or []}
+    return out
+
+
+def _known_metric_or_breakdown(value: str, info: ValidationInfo) -> str:
+    context = info.context or {}
+    known = context.get("metrics")
+    if known is not None and value not in known and value not in context.get("breakdown_ids", set()):
+        raise _fail("{value} is not defined in config/metrics.yaml, nor a breakdown of a metric there "
+                    "(<id>__<agency>, <id>__reason_<reason>)", value=repr(value))
+    return value
+
+
+# a review-flag rule may test a breakdown (the social care share of delayed days) as the rules read fct_metric_values
+FlagMetricId = Annotated[str, AfterValidator(_known_metric_or_breakdown)]
+
+
 def _unique(values: list, what: str) -> list[str]:
     seen, twice = set(), []
     for value in values:
@@ -324,7 +348,7 @@ class BottomN(Rule):
 
 class BottomQuartile(Rule):
     kind: Literal["bottom_quartile_with_little_improvement"]
-    metric: MetricId
+    metric: FlagMetricId
     min_improvement_pct: number()
     after_target_set_ends: Literal["keep_baseline", "stop"] = "keep_baseline"
 
@@ -346,7 +370,7 @@ class FunnelOutlier(Rule):
 
 class Deterioration(Rule):
     kind: Literal["deterioration"]
-    metrics: Annotated[list[MetricId], Field(min_length=1)]
+    metrics: Annotated[list[FlagMetricId], Field(min_length=1)]
     min_relative_change: number(ge=0)
 
 
@@ -369,7 +393,8 @@ class RulesFile(Strict):
 def _rules(path: Path | str, metrics: dict | None = None) -> tuple[dict, RulesFile]:
     metrics = metrics if metrics is not None else metrics_file()
     data = read_yaml(path)
-    return data, validate(RulesFile, data, path, {"metrics": {m["id"] for m in metrics["metrics"]}}, named={"rules": "rule"})
+    context = {"metrics": {m["id"] for m in metrics["metrics"]}, "breakdown_ids": breakdown_ids(metrics)}
+    return data, validate(RulesFile, data, path, context, named={"rules": "rule"})
 
 
 def rules_file(path: Path | str, metrics: dict | None = None) -> dict:
