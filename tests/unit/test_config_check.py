@@ -293,3 +293,14 @@ def test_a_flag_rule_may_test_a_breakdown_of_a_metric_as_fct_metric_values_names
         f"config/{FLAGS}: rule 'bottom_quartile_dtoc_little_improvement': metric '{DTOC}__reason_Z' is not defined in "
         "config/metrics.yaml, nor a breakdown of a metric there (<id>__<agency>, <id>__reason_<reason>)"]
     assert {f"{DTOC}__both", f"{DTOC}__reason_Dii"} <= config_check.breakdown_ids(config_check.metrics_file())
+
+
+def test_a_number_in_exponent_form_that_yaml_reads_as_text_says_how_to_write_it(config):
+    # YAML 1.1 (PyYAML) reads 1e-3 as the text '1e-3'; "must be a number, not '1e-3'" misled
+    edit(config, METHOD, "weight: 3", "weight: 1e-3")
+    with pytest.raises(ConfigError) as refused:
+        config_check.check_all()
+    assert refused.value.problems == [
+        f"config/{METHOD}: metrics[0].weight must be a number, not '1e-3' (YAML reads it as text: write 0.001)"]
+    edit(config, METHOD, "weight: 1e-3", "weight: 0.001")
+    config_check.check_all()

@@ -158,6 +158,10 @@ def number(*, ge: float | None = None, gt: float | None = None, lt: float | None
     def check(value):
         good = isinstance(value, int) if whole else isinstance(value, (int, float))
         if isinstance(value, bool) or not good or (isinstance(value, float) and not math.isfinite(value)):
+            if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)[eE][+-]?\d+", value.strip()):
+                # YAML 1.1 reads 1e-3 (no dot) as text, not as a number
+                raise _fail("must be {what}, not {value} (YAML reads it as text: write {dotted})",
+                            what=what or kind, value=_brief(value), dotted=repr(float(value)))
             raise _fail("must be {what}, not {value}", what=what or kind, value=_brief(value))
         if ((ge is not None and value < ge) or (gt is not None and value <= gt)
                 or (lt is not None and value >= lt) or (le is not None and value > le)):
