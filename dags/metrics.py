@@ -51,12 +51,9 @@ def metrics():
         config/metrics.yaml; a busy warehouse retries."""
         from carewatch import pipeline
         from carewatch.errors import ConfigError, QualityError
-        from airflow.sdk.exceptions import AirflowFailException
 
-        try:
+        with dagkit.fails_at_once(QualityError, ConfigError):
             return pipeline.build_warehouse(task_url=context["ti"].log_url)
-        except (QualityError, ConfigError) as err:
-            raise AirflowFailException(str(err)) from err
 
     @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL)
     def analyse() -> dict:
@@ -65,14 +62,13 @@ def metrics():
         file would be refused again), in one line per problem naming the file and the key."""
         from carewatch import pipeline
         from carewatch.errors import ConfigError, NotEnoughHistory
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         try:
-            return pipeline.analyse()
+            with dagkit.fails_at_once(ConfigError):
+                return pipeline.analyse()
         except NotEnoughHistory as err:  # a young warehouse: skipped (and the report with it), not failed
             raise AirflowSkipException(str(err)) from err
-        except ConfigError as err:
-            raise AirflowFailException(str(err)) from err
 
     # in the warehouse pool too: DuckDB will not open the file read-only while another process
     # (an ingest DAG's load) has it open for writing
@@ -81,12 +77,9 @@ def metrics():
         """Write the monthly HTML report with its CSV and Parquet tables (a config mistake: failed, no retries)."""
         from carewatch import pipeline
         from carewatch.errors import ConfigError
-        from airflow.sdk.exceptions import AirflowFailException
 
-        try:
+        with dagkit.fails_at_once(ConfigError):
             return pipeline.write_report()
-        except ConfigError as err:
-            raise AirflowFailException(str(err)) from err
 
     wait_for_ingest() >> build_warehouse() >> analyse() >> report()
 

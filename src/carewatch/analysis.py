@@ -154,6 +154,16 @@ def flag_context(mv: pd.DataFrame, metric_cfg: dict) -> dict:
     }
 
 
+def month_flags(rules: dict, month, overall: pd.DataFrame, mv: pd.DataFrame, tracking: pd.DataFrame,
+                context: dict) -> pd.DataFrame:
+    """The review flags of ``month`` with ``overall`` as its league table (the areas that
+    existed in the month: :func:`rank_period`), ``tracking`` (:func:`track_targets`) and the
+    metrics' ``context`` (:func:`flag_context`)."""
+    inputs = flags.FlagInputs(period_start=pd.Timestamp(month), overall=overall, metric_values=mv, tracking=tracking,
+                              **context, areas=set(overall["area_code"]))
+    return flags.evaluate(rules, inputs)
+
+
 def agency_rates(mv: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Monthly rows of ``metric`` and its agency breakdown (``<metric>__nhs``...), agency "total"
     for the metric itself: what a target set tracks."""
@@ -233,15 +243,7 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     flag_rows, history_rows, history = [], [], None
     rolling = ranking_overall[ranking_overall["period_type"] == "rolling_12m"]
     for month, overall in rolling.groupby("period_start"):
-        inputs = flags.FlagInputs(
-            period_start=pd.Timestamp(month),
-            overall=overall,
-            metric_values=mv,
-            tracking=tracking,
-            **metric_context,
-            areas=set(overall["area_code"]),  # the areas that existed in the month (rank_periods)
-        )
-        fired = flags.evaluate(rules, inputs)
+        fired = month_flags(rules, month, overall, mv, tracking, metric_context)
         ranked_now = set(overall.loc[overall["overall_rank"].notna(), "area_code"])
         counted = dict(zip(overall["area_code"], overall["metrics_ranked"].fillna(0).astype(int)))
         present = {area: counted.get(area, 0) for area in areas_of_month.get(pd.Timestamp(month), set())}

@@ -5,6 +5,7 @@ Kept free of heavy imports: DAG files import this at parse time.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 START_DATE = dt.datetime(2010, 10, 1, tzinfo=dt.timezone.utc)
@@ -13,6 +14,19 @@ START_DATE = dt.datetime(2010, 10, 1, tzinfo=dt.timezone.utc)
 WAREHOUSE_POOL = "carewatch_warehouse"
 
 OWNER = "data-engineering"
+
+
+@contextlib.contextmanager
+def fails_at_once(*errors: type[BaseException]):
+    """Raise any of ``errors`` as Airflow's fail-without-retry exception, with its message: the
+    same input would fail every retry the same way (a config mistake, a blocking check). The
+    failure callback still finds the error (the exception is raised from it)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        yield
+    except errors as err:
+        raise AirflowFailException(str(err)) from err
 
 
 def default_args() -> dict:

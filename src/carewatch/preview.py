@@ -118,19 +118,13 @@ def preview(name: str, month=None, compare: bool = False, with_flags: bool = Fal
     if with_flags:
         rules = flags.load_rules()
         result.rule_set = flags.rule_set_label(rules)
-        result.candidate_flags = month_flags(mv, metric_cfg, candidate, month, rules)
+        result.candidate_flags = analysis.month_flags(rules, month, candidate, mv, analysis.track_targets(mv),
+                                                      analysis.flag_context(mv, metric_cfg))
         if flags_all is None:
             result.published_flags = pd.DataFrame(columns=["period_start", "area_code", "rule_id", "reason", "rule_set"])
         else:
             result.published_flags = flags_all[pd.to_datetime(flags_all["period_start"]) == month].reset_index(drop=True)
     return result
-
-
-def month_flags(mv: pd.DataFrame, metric_cfg: dict, overall: pd.DataFrame, month: pd.Timestamp, rules: dict) -> pd.DataFrame:
-    """The review flags of ``month`` with ``overall`` as its league table, as :func:`carewatch.analysis.run` evaluates them."""
-    inputs = flags.FlagInputs(period_start=month, overall=overall, metric_values=mv, tracking=analysis.track_targets(mv),
-                              **analysis.flag_context(mv, metric_cfg), areas=set(overall["area_code"]))
-    return flags.evaluate(rules, inputs)
 
 
 def league_table(result: Preview) -> pd.DataFrame:

@@ -139,3 +139,22 @@ def test_airflow_cli_runs_airflow_on_the_project_home(tmp_path):
     assert (tmp_path / "home" / "airflow" / "airflow.cfg").is_file()  # its home, not ~/airflow
     helped = subprocess.run([*carewatch, "-h"], env=env, capture_output=True, text=True, timeout=180)
     assert helped.returncode == 0 and helped.stdout.startswith("Usage: airflow")  # Airflow's options are Airflow's
+
+
+def test_fails_at_once_turns_the_errors_named_into_a_failure_without_retries_and_no_other():
+    # what the metrics DAG's tasks wrap their work in: a config mistake or a blocking check fails
+    # the task at once, raised from the error (the failure callback reads it there)
+    import pytest
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from carewatch import dagkit
+    from carewatch.errors import ConfigError, QualityError
+
+    mistake = ConfigError(["config/metrics.yaml: metrics[0].direction must be low or high, not 'Low'"])
+    with pytest.raises(AirflowFailException) as failed:
+        with dagkit.fails_at_once(QualityError, ConfigError):
+            raise mistake
+    assert str(failed.value) == str(mistake) and failed.value.__cause__ is mistake
+    with pytest.raises(OSError):  # anything else keeps the task's retries
+        with dagkit.fails_at_once(ConfigError):
+            raise OSError("the warehouse is busy")
