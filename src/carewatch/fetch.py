@@ -113,10 +113,14 @@ def session_for(src: sources.Source):
 
 
 def _last_version(con, source: str, period: str):
-    return con.execute(
+    """The latest version held: version, sha256, etag, last_modified, its file in this home's
+    raw store (not the path recorded when it was stored: the home may have moved since, or
+    been restored from a backup elsewhere), url."""
+    row = con.execute(
         "select version, sha256, etag, last_modified, raw_path, url from raw_manifest where source = ? and period = ? order by version desc limit 1",
         [source, period],
     ).fetchone()
+    return row and (*row[:4], str(rawstore.in_this_store(source, period, row[4])), row[5])
 
 
 def _log(con, source, period, url, outcome, http_status=None, size=None, sha=None, error=None, run_id=None, refusal=None):

@@ -54,6 +54,12 @@ def put(source: str, period: str, data: bytes, ext: str, root: Path | None = Non
     return target
 
 
+def in_this_store(source: str, period: str, recorded: str | Path) -> Path:
+    """The file ``raw_manifest.raw_path`` recorded, in this home's raw store: found by source,
+    period and name (its sha256), wherever the home was when it was stored."""
+    return paths.raw_store_dir() / source / period / Path(recorded).name
+
+
 def listing(root: Path | None = None) -> dict[str, str]:
     """Every stored file (relative path -> sha256 of its bytes), for checks that nothing changed."""
     base = Path(root or paths.raw_store_dir())

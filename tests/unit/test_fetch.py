@@ -736,3 +736,20 @@ def test_the_warehouse_is_not_held_open_during_the_download(httpserver, base, sr
     assert probe.returncode == 0, probe.stderr.strip().splitlines()[-1:]
     assert "error" not in outcome and (outcome["result"].status, outcome["result"].version) == ("new_version", 2)
     assert state()[1] == [("dtoc_la", PERIOD, 1, "another"), ("dtoc_la", PERIOD, 2, rawstore.sha256_of(body))]
+
+
+def test_a_home_moved_or_restored_elsewhere_finds_its_raw_files_in_its_own_store(httpserver, base, src, tmp_path, monkeypatch):
+    # raw_manifest records where a file was stored; a home restored from a backup to another
+    # path (or moved) must read the file from its own raw store, not the old home's path,
+    # which may hold nothing, or another home's files
+    import shutil
+
+    serve(httpserver, tiny_xls())
+    first = fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    moved = tmp_path / "moved-home"
+    shutil.move(str(paths.home()), str(moved))
+    monkeypatch.setenv("CAREWATCH_HOME", str(moved))
+    again = fetch.fetch(src, PERIOD, env="embedded", base_url=base, as_of=LONG_AFTER)
+    assert again.status == "unchanged" and again.sha256 == first.sha256
+    assert again.raw_path == str(moved / "raw" / "dtoc_la" / PERIOD / f"{first.sha256}.xls")
+    assert rawstore.sha256_of(open(again.raw_path, "rb").read()) == first.sha256
