@@ -15,6 +15,8 @@ Verbs:
   serve-samples [--port N]           serve the embedded samples over HTTP in the foreground
   run                                the monthly pipeline end to end through Airflow on the embedded samples
   check-config                       check the methodology config (metrics, methodology, flags, targets, peers); exit 1 if wrong
+  backup [DEST] [--keep N]           back up the home's warehouse, raw store, reports and exports (DEST or CAREWATCH_BACKUP_DIR)
+  restore BACKUP --to HOME | --check check a backup against its manifest; restore it as a new home
   airflow                            the Airflow UI locally (http://localhost:8080)
   airflow-cli ARGS...                Airflow's command line on the project's Airflow home (e.g. backfill create)
 
@@ -55,6 +57,13 @@ def _ui_port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number for the Airflow UI (1 to 65535)")
     return port
+
+
+def _keep(text: str) -> int:
+    """``backup --keep``: 0 or more, or argparse's usage error."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of backups to keep (0 or more; 0 keeps all)")
+    return int(text)
 
 
 def _port(text: str) -> int:
@@ -380,6 +389,28 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from carewatch import backup
+
+    print(backup.make(args.dest, keep=args.keep).describe())
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from carewatch import backup
+
+    if args.check:
+        manifest = backup.check(args.backup)
+        print(f"OK: {args.backup} (made {manifest['made_at']} from {manifest['home']}): {len(manifest['files'])} files "
+              f"as its manifest says, the warehouse opens with its {len(manifest['tables'])} tables")
+        return 0
+    manifest = backup.restore(args.backup, args.to)
+    print(f"restored {args.backup} (made {manifest['made_at']}) as {args.to}: {len(manifest['files'])} files, "
+          f"checked. Set CAREWATCH_HOME={args.to} (in production, the volume's path) and run the pipeline: parsed files "
+          "are parsed again from the raw store, nothing is fetched again that is held")
+    return 0
+
+
 def _cmd_airflow(args: argparse.Namespace) -> int:
     from carewatch import runner
 
@@ -477,6 +508,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="check the methodology config (config/metrics.yaml, methodology/, review_flags.yaml, "
                                             "targets/, peer_groups.yaml and its file): OK, or one line per problem (exit 1)")
     p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser("backup", help="back up the home: the warehouse (a consistent copy), the raw store, reports, exports, "
+                                      "Data Docs; verified, unchanged files hard-linked to the previous backup")
+    p.add_argument("dest", nargs="?", help="the folder of backups (default: CAREWATCH_BACKUP_DIR); not inside the home")
+    p.add_argument("--keep", type=_keep, help="complete backups to keep, oldest removed (default: config/backup.yaml; 0 keeps all)")
+    p.set_defaults(func=_cmd_backup)
+
+    p = sub.add_parser("restore", help="check a backup against its manifest, and restore it as a new home")
+    p.add_argument("backup", help="one backup: DEST/<made at>")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--to", help="the new home (must not exist, or be empty)")
+    what.add_argument("--check", action="store_true", help="only check every file and the warehouse; writes nothing")
+    p.set_defaults(func=_cmd_restore)
 
     p = sub.add_parser("airflow", help="start Airflow locally with the project's DAGs")
     p.add_argument("--port", type=_ui_port, default=8080, help="1 to 65535 (default 8080)")
