@@ -72,7 +72,7 @@ def metrics():
 
     # in the warehouse pool too: DuckDB will not open the file read-only while another process
     # (an ingest DAG's load) has it open for writing
-    @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL)
+    @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL, outlets=[Asset(dagkit.REPORT_ASSET_URI)])
     def report() -> str:
         """Write the monthly HTML report with its CSV and Parquet tables (a config mistake: failed, no retries)."""
         from carewatch import pipeline

@@ -50,6 +50,7 @@ def _on_failure(context) -> None:
 
 
 WAREHOUSE_ASSET_URI = "carewatch://warehouse/fct_metric_values"
+REPORT_ASSET_URI = "carewatch://reports/monthly"  # the metrics DAG's report written: the backup DAG runs on it
 
 
 def parsed_asset_uri(source: str) -> str:
@@ -95,6 +96,30 @@ def ingest_runs_in_progress(ti, source_names: list[str], rerun_of: dict | None =
         if count:
             busy.append(f"{dag_id} ({count})")
     return busy
+
+
+def backup_doc() -> str:
+    return """\
+### Backup
+
+Backs up the home (`carewatch backup`: `carewatch.backup`) into `CAREWATCH_BACKUP_DIR`, after
+each monthly report (the Asset `carewatch://reports/monthly`), or when triggered by hand (before
+an upgrade, say). Skipped, saying so, when `CAREWATCH_BACKUP_DIR` is not set.
+
+**What it keeps.** The warehouse, copied while the task holds it open read-only (in the
+warehouse pool, so no load or build waits on it), then the raw store, refused downloads,
+reports, exports, Data Docs, ingest summaries and waiting alerts, in
+`CAREWATCH_BACKUP_DIR/<made at, UTC>/` with a `MANIFEST.json` of every file's sha256. Files
+unchanged since the previous backup are hard-linked to it; the oldest backups beyond `keep`
+(`config/backup.yaml`) are removed once the new one is verified.
+
+**When it fails.** A raw file that no longer matches the sha256 it is named by (a damaged disk),
+or a copy that does not match the home, fails at once, without retries, and the email names the
+file: the previous backups still hold it (`carewatch restore --check BACKUP`). A busy warehouse
+or a backup already running retries.
+
+**Restoring.** `carewatch restore BACKUP --to NEW_HOME` (docs/production.md, Backups).
+"""
 
 
 def metrics_doc() -> str:

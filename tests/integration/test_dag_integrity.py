@@ -101,6 +101,16 @@ def test_every_metrics_task_waits_for_the_warehouse(dagbag):
     assert tasks["wait_for_ingest"].upstream_task_ids == set() and tasks["build_warehouse"].upstream_task_ids == {"wait_for_ingest"}
 
 
+def test_the_backup_dag_runs_on_what_the_metrics_report_publishes_and_waits_for_the_warehouse(dagbag):
+    from carewatch import dagkit
+
+    report = dagbag.dags["metrics"].get_task("report")
+    assert [asset.uri for asset in report.outlets] == [dagkit.REPORT_ASSET_URI]
+    assert _waits_for(dagbag.dags["backup"]) == {dagkit.REPORT_ASSET_URI}
+    (task,) = dagbag.dags["backup"].tasks
+    assert task.pool == dagkit.WAREHOUSE_POOL  # it holds the warehouse open while it copies it
+
+
 def test_the_local_airflow_uses_the_sqlite_connection_that_waits_for_locks():
     # standalone's scheduler, API server and tasks share one SQLite file: a 503 to a backfill
     # POST ("database is locked") crashed the scheduler; tests/unit/test_airflow_sqlite.py

@@ -476,7 +476,10 @@ def test_production_doc_names_where_each_project_folder_is_mounted(config):
     for volume in config["services"]["airflow-scheduler"]["volumes"]:
         if volume["type"] == "bind":
             assert f"`{volume['target']}`" in doc or f"`{volume['target'].rsplit('/', 1)[0]}`" in doc, volume["target"]
-            assert volume.get("read_only"), volume["target"]
+            if volume["target"] == "/opt/carewatch/backups":  # the one bind written: backups on the host's disk
+                assert not volume.get("read_only") and config["services"]["airflow-worker"]["environment"]["CAREWATCH_BACKUP_DIR"] == volume["target"]
+            else:  # the project's folders
+                assert volume.get("read_only"), volume["target"]
     assert "/opt/airflow/dags" in doc and "/opt/airflow/plugins" in doc
 
 
@@ -492,7 +495,10 @@ def test_production_doc_bootstraps_and_unpauses_every_dag():
 
     assert "dag_id=dagkit.ingest_dag_id(source.name)" in (ROOT / "dags" / "ingest.py").read_text()
     assert dagkit.ingest_dag_id("ons_mye") == "ingest_ons_mye"
-    assert set(unpause[0].split()) == {f"ingest_{n}" for n in names} | {"metrics"}
+    assert set(unpause[0].split()) == {f"ingest_{n}" for n in names} | {"metrics", "backup"}
+    # and every other DAG the project ships
+    named = {m for f in (ROOT / "dags").glob("*.py") for m in re.findall(r'dag_id="(\w+)"', f.read_text())}
+    assert named == {"metrics", "backup"}
     assert 'airflow dags trigger "ingest_$source"' in bootstrap[1] and "--conf '{\"bootstrap\": true}'" in bootstrap[1]
     assert '"bootstrap": Param(False, type="boolean"' in (ROOT / "dags" / "ingest.py").read_text()
     assert 'airflow dags unpause "$dag"' in unpause[1]
