@@ -340,7 +340,10 @@ def analysis_sql() -> tuple[str, ...]:
 
 RESTATEMENTS_DDL = """create table if not exists restatements (
     table_name varchar not null, period_start date not null, part varchar, areas_changed integer not null,
-    recorded_at timestamptz not null)"""
+    recorded_at timestamptz not null, change varchar default 'changed')"""
+# what a restatement was: its rows differ from those kept; a month kept before is no longer
+# computed at all (said once); such a month is computed again
+CHANGES = ("changed", "no longer computed", "computed again")
 # one row per analysis and month it reported (several when a late DTOC month held them back)
 ANALYSIS_RUNS_DDL = "create table if not exists analysis_runs (analysed_at timestamptz not null, month date not null)"
 
@@ -353,7 +356,10 @@ def restated_words(restated: pd.DataFrame) -> list[str]:
     out = []
     for row in restated.itertuples():
         part = f" {row.part}" if isinstance(row.part, str) and row.part else ""
-        areas = f"{row.areas_changed} area{'s' if row.areas_changed != 1 else ''} changed"
+        n = f"{row.areas_changed} area{'s' if row.areas_changed != 1 else ''}"
+        change = getattr(row, "change", None) or "changed"
+        areas = {"no longer computed": f"no longer computed: {n} reported before",
+                 "computed again": f"computed again: {n}"}.get(change, f"{n} changed")
         out.append(f"{pd.Timestamp(row.period_start):%B %Y} {RESTATED_WORDS.get(row.table_name, row.table_name)}{part} ({areas})")
     return out
 
@@ -361,16 +367,18 @@ def restated_words(restated: pd.DataFrame) -> list[str]:
 def restated_by_last_run(con) -> pd.DataFrame:
     """The months whose figures differ from what was kept of them, as recorded by the analyses
     since the latest one of an earlier month (so the run for this month, and any rerun of it,
-    say what it restated): table_name, period_start, part, areas_changed. Empty before the
-    first analysis of this release."""
+    say what it restated): table_name, period_start, part, areas_changed, change (:data:`CHANGES`).
+    Empty before the first analysis of this release."""
     if not (warehouse.table_exists(con, "restatements") and warehouse.table_exists(con, "analysis_runs")):
-        return pd.DataFrame(columns=["table_name", "period_start", "part", "areas_changed"])
-    return con.execute("""
+        return pd.DataFrame(columns=["table_name", "period_start", "part", "areas_changed", "change"])
+    change = "change" if "change" in warehouse.columns(con, "restatements") else "'changed'"  # an earlier release's table
+    return con.execute(f"""
         with runs as (select analysed_at, max(month) as month from analysis_runs group by analysed_at)
-        select table_name, period_start, part, max_by(areas_changed, recorded_at) as areas_changed from restatements
+        select table_name, period_start, part, max_by(areas_changed, recorded_at) as areas_changed,
+               max_by({change}, recorded_at) as change from restatements
         where recorded_at > coalesce((select max(analysed_at) from runs
                                       where month < (select max_by(month, analysed_at) from runs)), '-infinity'::timestamptz)
-        group by all order by period_start, table_name, part""").df()
+        group by table_name, period_start, part order by period_start, table_name, part""").df()
 
 
 KEPT_META = ("reported_at", "kind", "run_month", "columns_kept")
@@ -419,7 +427,10 @@ def record_reported(con, month) -> list[str]:
     nothing. An earlier month kept before whose rows the tables now hold differently (a revision,
     a later population estimate, a change of method) is kept again as ``kind`` 'restated'. Either
     way, a month whose rows differ from the last kept of it gets a ``restatements`` row saying
-    how many areas changed: nothing reported is lost, and each run says what it restated.
+    how many areas changed: nothing reported is lost, and each run says what it restated. A
+    month kept before that is no longer computed at all gets one ``restatements`` row
+    (``change`` 'no longer computed', the areas last kept), not one per run; if it is computed
+    again, its rows are kept again and a 'computed again' row says so.
     Rows are compared on the columns both they and the rows kept had (``columns_kept``), so a
     column a release adds or retypes is not a restatement; nor is a new label (or digest) of the
     method, rule set or target set that computes the same rows (:data:`LABEL_COLUMNS`: the run's
@@ -428,6 +439,7 @@ def record_reported(con, month) -> list[str]:
 
     added = []
     con.execute(RESTATEMENTS_DDL)
+    con.execute("alter table restatements add column if not exists change varchar default 'changed'")  # an earlier release's
     con.execute(ANALYSIS_RUNS_DDL)
     con.execute("insert into analysis_runs values (now(), ?)", [month])
     for table, (where, part) in REPORTED.items():
@@ -443,8 +455,22 @@ def record_reported(con, month) -> list[str]:
         for (part_value, shown), shown_by_run in [*((key, True) for key in shown_now), *((key, False) for key in earlier)]:
             scope = f"{where} and period_start = $shown and {part_of} is not distinct from $part"
             values = {"shown": shown, "part": part_value}
+            # when its rows were last kept, how many areas they had, and whether that month has
+            # since been said to be no longer computed (and not kept again after)
+            last_kept, areas_kept = con.execute(
+                f"select reported_at, count(distinct area_code) from {kept} where {scope} and "
+                f"reported_at = (select max(reported_at) from {kept} where {scope}) group by reported_at", values).fetchone() or (None, 0)
+            gone_since_kept = last_kept is not None and con.execute(
+                "select count(*) from restatements where table_name = $table and period_start = $shown and part is not distinct "
+                "from $part and change = 'no longer computed' and recorded_at > $at",
+                {**values, "table": table, "at": last_kept}).fetchone()[0] > 0
             if not con.execute(f"select count(*) from {table} where {scope}", values).fetchone()[0]:
-                continue  # no longer computed at all (its figures gone): nothing to keep, and not a new change each run
+                # no longer computed at all (a target set's months cut short, a month left empty):
+                # nothing to keep; said once, not by every run after, until it is computed again
+                if last_kept is not None and not gone_since_kept:
+                    con.execute("insert into restatements values (?, ?, ?, ?, now(), 'no longer computed')",
+                                [table, shown, part_value, areas_kept])
+                continue
 
             def areas_changed(only: str, labels: bool = True) -> int | None:
                 """Areas whose rows differ from the last kept ones (of ``only``); None: none kept.
@@ -466,14 +492,19 @@ def record_reported(con, month) -> list[str]:
             since_kept = areas_changed("", labels=False)
             changed_report = areas_changed("and kind = 'reported'") if shown_by_run else None
             keep = (changed_report is None or changed_report > 0) if shown_by_run else bool(since_kept)
+            if gone_since_kept:  # back after it was said to be gone: kept again, so a second going is said too
+                keep = True
+                areas_back = con.execute(f"select count(distinct area_code) from {table} where {scope}", values).fetchone()[0]
+                con.execute("insert into restatements values (?, ?, ?, ?, now(), 'computed again')",
+                            [table, shown, part_value, areas_back])
             if keep:
                 kind = "reported" if shown_by_run else "restated"
                 con.execute(f"insert into {kept} by name select {listed}, now() as reported_at, '{kind}' as kind, "
                             f"$month as run_month, $signature as columns_kept from {table} where {scope}",
                             {**values, "signature": signature, "month": month})
                 added.append(kept)
-            if since_kept:
-                con.execute("insert into restatements values (?, ?, ?, ?, now())", [table, shown, part_value, since_kept])
+            if since_kept and not gone_since_kept:
+                con.execute("insert into restatements values (?, ?, ?, ?, now(), 'changed')", [table, shown, part_value, since_kept])
     return sorted(set(added))
 
 

@@ -463,10 +463,50 @@ def test_a_later_run_that_recomputes_an_earlier_month_keeps_it_as_restated_and_s
     analysis.record_reported(con, dt.date(2018, 4, 1))
     assert con.execute("select count(*) from restatements").fetchone()[0] == 1
     assert con.execute("select count(*) from reported_ranking_overall").fetchone()[0] == 8
-    # a month no longer computed at all is not a restatement (every run would say so again)
+    # a month no longer computed at all is said once, with the areas last kept, not by every run after
     con.execute("delete from ranking_overall where period_start = date '2018-03-01'")
-    analysis.record_reported(con, dt.date(2018, 4, 1))
-    assert con.execute("select count(*) from restatements").fetchone()[0] == 1
+    for _ in range(2):
+        analysis.record_reported(con, dt.date(2018, 4, 1))
+        assert con.execute("select table_name, period_start, areas_changed, change from restatements order by recorded_at").fetchall() == [
+            ("ranking_overall", march, 2, "changed"), ("ranking_overall", march, 3, "no longer computed")]
+        assert analysis.restated_words(analysis.restated_by_last_run(con)) == [
+            "March 2018 overall ranking (no longer computed: 3 areas reported before)"]
+    assert con.execute("select count(*) from reported_ranking_overall").fetchone()[0] == 8
+
+
+def test_a_target_sets_month_cut_off_by_a_new_end_is_said_once_and_again_if_it_comes_back_and_goes():
+    # a target set's valid_to moved from March to February: the June run reports February as
+    # the set's last month, and March, reported before, is no longer computed
+    from carewatch import analysis
+
+    feb, mar, apr = dt.date(2018, 2, 1), dt.date(2018, 3, 1), dt.date(2018, 4, 1)
+    con = _analysis_tables(
+        ranking="select 'rolling_12m' as period_type, date '2018-04-01' as period_start, 'A' as area_code, 1 as overall_rank",
+        flags="select date '2018-04-01' as period_start, 'A' as area_code, 'new' as status",
+        targets="""select * from (values ('set-2017', date '2018-02-01', 'A', false), ('set-2017', date '2018-02-01', 'B', true),
+                                         ('set-2017', date '2018-03-01', 'A', false), ('set-2017', date '2018-03-01', 'B', true))
+                   as t(target_set, period_start, area_code, on_track)""")
+    analysis.record_reported(con, apr)
+    changes = "select period_start, part, areas_changed, change from restatements where table_name = 'target_tracking' order by recorded_at"
+    assert con.execute(changes).fetchall() == []
+    con.execute("delete from target_tracking where period_start = date '2018-03-01'")
+    for _ in range(2):  # the run, and the next: said once
+        analysis.record_reported(con, apr)
+        assert con.execute(changes).fetchall() == [(mar, "set-2017", 2, "no longer computed")]
+    assert analysis.restated_words(analysis.restated_by_last_run(con)) == [
+        "March 2018 DTOC target tracking set-2017 (no longer computed: 2 areas reported before)"]
+    # February, shown now as the set's last month, is kept as this run's report
+    assert con.execute("select period_start, count(*) from reported_target_tracking group by 1 order by 1").fetchall() == [(feb, 2), (mar, 2)]
+    # the end put back: March is computed again (as it was), kept again and said so; then cut again: said again
+    con.execute("insert into target_tracking values ('set-2017', date '2018-03-01', 'A', false), ('set-2017', date '2018-03-01', 'B', true)")
+    analysis.record_reported(con, apr)
+    assert con.execute(changes).fetchall()[1:] == [(mar, "set-2017", 2, "computed again")]
+    assert analysis.restated_words(analysis.restated_by_last_run(con)) == ["March 2018 DTOC target tracking set-2017 (computed again: 2 areas)"]
+    analysis.record_reported(con, apr)
+    assert len(con.execute(changes).fetchall()) == 2  # nothing new while it stays
+    con.execute("delete from target_tracking where period_start = date '2018-03-01'")
+    analysis.record_reported(con, apr)
+    assert con.execute(changes).fetchall()[2:] == [(mar, "set-2017", 2, "no longer computed")]
 
 
 def test_a_release_that_adds_or_retypes_a_column_restates_nothing_and_fails_no_run():
