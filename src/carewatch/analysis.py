@@ -42,9 +42,11 @@ ANALYSIS_MODELS = ("macros/comparison", "analysis/int_peer_group_members", "anal
 # What each run reported, kept as it was when later runs restate it (a later population
 # estimate or revision recomputes earlier months): the rows of these tables (those the filter
 # selects) of the latest month up to the run's, for each value of the part column if one is
-# named (a target set that ended is reported at its last month, as the report and the summary
-# show it), appended with reported_at whenever they differ from the rows last kept.
-REPORTED = {"ranking_overall": ("period_type = 'rolling_12m'", None), "target_tracking": ("true", "target_set"),
+# named (an SQL expression: a target set that ended is reported at its last month, as the
+# report and the summary show it), appended with reported_at whenever they differ from the rows last kept.
+# A target set is its name: another version of it (``name@vN``) is the same set, recomputed.
+REPORTED = {"ranking_overall": ("period_type = 'rolling_12m'", None),
+            "target_tracking": ("true", "split_part(target_set, '@', 1)"),
             "review_flag_history": ("true", None)}
 
 
@@ -447,7 +449,7 @@ def record_reported(con, month) -> list[str]:
         columns = _kept_table(con, table, kept)
         signature = json.dumps([[n, t] for n, t in columns])
         listed = ", ".join(f'"{name}"' for name, _ in columns)
-        part_of = f'"{part}"' if part else "null"
+        part_of = part or "null"
         shown_now = con.execute(f"select {part_of}, max(period_start) from {table} where {where} and period_start <= $month "
                                 "group by all", {"month": month}).fetchall()
         kept_before = con.execute(f"select distinct {part_of}, period_start from {kept} where {where}").fetchall()

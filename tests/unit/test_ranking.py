@@ -509,6 +509,31 @@ def test_a_target_sets_month_cut_off_by_a_new_end_is_said_once_and_again_if_it_c
     assert con.execute(changes).fetchall()[2:] == [(mar, "set-2017", 2, "no longer computed")]
 
 
+def test_a_new_version_of_a_target_set_is_the_same_set_not_one_gone_and_one_new():
+    # version 2 of the set, computing the same rows: nothing restated, nothing gone; its
+    # tracking is kept again as this run's report under the new label
+    from carewatch import analysis
+
+    mar, apr = dt.date(2018, 3, 1), dt.date(2018, 4, 1)
+    con = _analysis_tables(
+        ranking="select 'rolling_12m' as period_type, date '2018-04-01' as period_start, 'A' as area_code, 1 as overall_rank",
+        flags="select date '2018-04-01' as period_start, 'A' as area_code, 'new' as status",
+        targets="""select * from (values ('set-2017@v1', date '2018-03-01', 'A', false), ('set-2017@v1', date '2018-03-01', 'B', true))
+                   as t(target_set, period_start, area_code, on_track)""")
+    analysis.record_reported(con, apr)
+    con.execute("update target_tracking set target_set = 'set-2017@v2'")
+    analysis.record_reported(con, apr)
+    assert con.execute("select count(*) from restatements").fetchone()[0] == 0
+    assert analysis.restated_by_last_run(con).empty
+    assert con.execute("select target_set, kind, count(*) from reported_target_tracking group by all order by all").fetchall() == [
+        ("set-2017@v1", "reported", 2), ("set-2017@v2", "reported", 2)]
+    # v2 then computing March differently is a restatement of the set's March
+    con.execute("update target_tracking set on_track = not on_track where area_code = 'A'")
+    analysis.record_reported(con, apr)
+    assert con.execute("select period_start, part, areas_changed, change from restatements").fetchall() == [
+        (mar, "set-2017", 1, "changed")]
+
+
 def test_a_release_that_adds_or_retypes_a_column_restates_nothing_and_fails_no_run():
     # rows kept before a release are compared on the columns they were kept with: a new column
     # (null in them) or a retyped one is not a change of figures; a retyped column's old values
