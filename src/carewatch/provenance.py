@@ -174,3 +174,74 @@ def config_of(con, analysed_at: dt.datetime | None = None) -> pd.DataFrame:
     when = "(select max(analysed_at) from analysis_config)" if analysed_at is None else "$at"
     return con.execute(f"select role, file, label, sha256, content from analysis_config where analysed_at = {when} "
                        "order by role, file", {} if analysed_at is None else {"at": analysed_at}).df()
+
+
+@dataclass(frozen=True)
+class Analysed:
+    """The configuration the warehouse's analysis tables were computed from, for what describes
+    them after the fact (the monthly report, the run summary): the files the latest analysis
+    recorded (:func:`config_of`; every analysis rewrites every table, in the transaction that
+    records them), each checked again by its loader from the content kept, so an edit to
+    ``config/`` after the analysis (before its report, or a report task rerun) is not mixed
+    into it. A warehouse whose analysis recorded nothing (an earlier release's) is described
+    with the files as they are now (``recorded`` False)."""
+
+    files: pd.DataFrame  # config_of: role, file, label, sha256, content
+
+    @property
+    def recorded(self) -> bool:
+        return not self.files.empty
+
+    def _of(self, role: str) -> list[tuple[str, dict]]:
+        rows = self.files[self.files["role"] == role]
+        return [(f"{row.file} (as the analysis recorded it)", json.loads(row.content)) for row in rows.itertuples()]
+
+    def metrics(self) -> dict:
+        """``config/metrics.yaml``, checked (:func:`carewatch.warehouse.metric_config`)."""
+        from carewatch.methodology import config_check
+
+        if not self.recorded:
+            return warehouse.metric_config()
+        [(file, content)] = self._of("metrics")
+        return config_check.metrics_file(file, data=content)
+
+    def methodology(self):
+        """The methodology ranked with (:func:`carewatch.methodology.ranking.load_methodology`)."""
+        from carewatch.methodology import ranking
+
+        if not self.recorded:
+            return ranking.load_methodology()
+        [(file, content)] = self._of("methodology")
+        return ranking.recorded_methodology(content, file, self.metrics())
+
+    def rules(self) -> dict:
+        """The review-flag rule set (:func:`carewatch.methodology.flags.load_rules`)."""
+        from carewatch.methodology import flags
+
+        if not self.recorded:
+            return flags.load_rules()
+        [(file, content)] = self._of("review_flags")
+        return flags.recorded_rules(content, file, self.metrics())
+
+    def target_sets(self) -> list:
+        """Every target set tracked (:func:`carewatch.methodology.targets.load_target_sets`)."""
+        from carewatch.methodology import targets
+
+        if not self.recorded:
+            return targets.load_target_sets()
+        metrics = self.metrics()
+        return [targets.recorded_target_set(content, file, metrics) for file, content in self._of("target_set")]
+
+    def peer_groups(self) -> dict:
+        """The peer-group config (:func:`carewatch.methodology.peers.load_config`)."""
+        from carewatch.methodology import peers
+
+        if not self.recorded:
+            return peers.load_config()
+        [(file, content)] = self._of("peer_groups")
+        return peers.recorded_config(content, file)
+
+
+def analysed(con) -> Analysed:
+    """The configuration of the latest analysis (:class:`Analysed`)."""
+    return Analysed(config_of(con))

@@ -171,11 +171,13 @@ def number(*, ge: float | None = None, gt: float | None = None, lt: float | None
     return Annotated[int if whole else float, BeforeValidator(check)]
 
 
-def _month(value) -> dt.date:
+def _month(value, info: ValidationInfo) -> dt.date:
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return value.replace(day=1)
     if isinstance(value, str) and re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
         return dt.date(int(value[:4]), int(value[5:7]), 1)
+    if (info.context or {}).get("recorded") and isinstance(value, str) and re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])-01", value):
+        return dt.date.fromisoformat(value)  # the model's own dump, as an analysis recorded it (:func:`labelled_content`)
     raise _fail("must be a month, YYYY-MM, not {value}", value=_brief(value))
 
 
@@ -266,10 +268,12 @@ class MetricsFile(Strict):
         return self
 
 
-def metrics_file(path: Path | str | None = None) -> dict:
-    """``config/metrics.yaml``, checked; the mapping as written."""
+def metrics_file(path: Path | str | None = None, data: dict | None = None) -> dict:
+    """``config/metrics.yaml``, checked; the mapping as written. ``data``: its content as an
+    analysis recorded it (:mod:`carewatch.provenance`), checked the same way; ``path`` then
+    only names it in messages (as every ``data`` argument below)."""
     path = Path(path) if path else paths.config_dir() / "metrics.yaml"
-    data = read_yaml(path)
+    data = read_yaml(path) if data is None else data
     validate(MetricsFile, data, path)
     return data
 
@@ -330,12 +334,12 @@ def in_force_file() -> str:
     return model.methodology
 
 
-def methodology_file(path: Path | str, metrics: dict | None = None) -> MethodologyFile:
+def methodology_file(path: Path | str, metrics: dict | None = None, data: dict | None = None) -> MethodologyFile:
     """A methodology file, checked; ``metrics``: the metrics config its ids must be in (by
-    default ``config/metrics.yaml``, itself checked)."""
+    default ``config/metrics.yaml``, itself checked); ``data``: its content as recorded."""
     metrics = metrics if metrics is not None else metrics_file()
     ids = {m["id"] for m in metrics["metrics"]}
-    return validate(MethodologyFile, read_yaml(path), path, {"metrics": ids})
+    return validate(MethodologyFile, read_yaml(path) if data is None else data, path, {"metrics": ids})
 
 
 # ---------------------------------------------------------------- config/review_flags.yaml
@@ -394,16 +398,16 @@ class RulesFile(Strict):
         return self
 
 
-def _rules(path: Path | str, metrics: dict | None = None) -> tuple[dict, RulesFile]:
+def _rules(path: Path | str, metrics: dict | None = None, data: dict | None = None) -> tuple[dict, RulesFile]:
     metrics = metrics if metrics is not None else metrics_file()
-    data = read_yaml(path)
+    data = read_yaml(path) if data is None else data
     context = {"metrics": {m["id"] for m in metrics["metrics"]}, "breakdown_ids": breakdown_ids(metrics)}
     return data, validate(RulesFile, data, path, context, named={"rules": "rule"})
 
 
-def rules_file(path: Path | str, metrics: dict | None = None) -> dict:
-    """A review-flag rule set, checked; the mapping as written."""
-    return _rules(path, metrics)[0]
+def rules_file(path: Path | str, metrics: dict | None = None, data: dict | None = None) -> dict:
+    """A review-flag rule set, checked; the mapping as written (``data``: as recorded)."""
+    return _rules(path, metrics, data)[0]
 
 
 # ---------------------------------------------------------------- config/targets/
@@ -483,12 +487,13 @@ class _TrackedMetric(TargetFile):
     metric: Annotated[MetricId, AfterValidator(_agency_metric)]
 
 
-def target_file(path: Path | str, metrics: dict | None = None) -> TargetFile:
-    """A target set, checked: its metric is one of ``config/metrics.yaml`` with an agency breakdown."""
+def target_file(path: Path | str, metrics: dict | None = None, data: dict | None = None) -> TargetFile:
+    """A target set, checked: its metric is one of ``config/metrics.yaml`` with an agency
+    breakdown. ``data``: its content as recorded (its checked model: months as 2017-09-01)."""
     metrics = metrics if metrics is not None else metrics_file()
-    context = {"metrics": {m["id"] for m in metrics["metrics"]},
+    context = {"metrics": {m["id"] for m in metrics["metrics"]}, "recorded": data is not None,
                "agencies": {m["id"]: (m.get("breakdowns") or {}).get("agency") for m in metrics["metrics"]}}
-    return validate(_TrackedMetric, read_yaml(path), path, context, named={"tests": "test"})
+    return validate(_TrackedMetric, read_yaml(path) if data is None else data, path, context, named={"tests": "test"})
 
 
 def label(name: str, version: int) -> str:
@@ -567,12 +572,15 @@ def peer_file_path(file: str) -> Path:
     return old if old.exists() else here
 
 
-def peer_groups_file(path: Path | str | None = None) -> dict:
-    """``config/peer_groups.yaml``, checked (with ``method: file``, the CSV it names too)."""
+def peer_groups_file(path: Path | str | None = None, data: dict | None = None) -> dict:
+    """``config/peer_groups.yaml``, checked (with ``method: file``, the CSV it names too).
+    ``data``: its content as recorded; the CSV is then not read (the analysis that recorded it
+    checked it, and recorded its rows too)."""
     path = Path(path) if path else paths.config_dir() / "peer_groups.yaml"
-    data = read_yaml(path)
+    recorded = data is not None
+    data = read_yaml(path) if data is None else data
     model = validate(PeerGroupsFile, data, path)
-    if model.method == "file":
+    if model.method == "file" and not recorded:
         peer_rows(model.file, named_by=path)
     return data
 

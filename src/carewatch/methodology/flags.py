@@ -65,6 +65,12 @@ def load_rules(name: str = "review_flags") -> dict:
     return config_check.rules_file(path)
 
 
+def recorded_rules(content: dict, file: str, metrics_config: dict) -> dict:
+    """The rule set an analysis flagged with, from its recorded ``content`` (the checked file,
+    defaults filled in: :mod:`carewatch.provenance`), checked again as :func:`load_rules` checks it."""
+    return config_check.rules_file(file, metrics_config, data=content)
+
+
 def _bad_option(rule: dict, option: str, allowed: str, value) -> ValueError:
     return ValueError(f"rule {rule.get('id', rule.get('kind', 'rule'))!r}: {option} must be {allowed}, not {value!r}")
 

@@ -26,6 +26,12 @@ def load_config(name: str = "peer_groups") -> dict:
     return config_check.peer_groups_file(path)
 
 
+def recorded_config(content: dict, file: str) -> dict:
+    """The peer-group config an analysis grouped with, from its recorded ``content``
+    (:mod:`carewatch.provenance`), checked again as :func:`load_config` checks the file."""
+    return config_check.peer_groups_file(file, data=content)
+
+
 def peer_file(config: dict) -> Path:
     """The supplied peer-group file of a ``method: file`` config, as :func:`peer_groups` reads it
     (``file`` relative to the config directory: :func:`config_check.peer_file_path`)."""

@@ -79,7 +79,17 @@ def load_methodology(name: str | None = None, metrics_config: dict | None = None
     path = methodology_path(name)
     if metrics_config is None:
         metrics_config = config_check.metrics_file()
-    checked = config_check.methodology_file(path, metrics_config)
+    return _methodology(config_check.methodology_file(path, metrics_config), metrics_config)
+
+
+def recorded_methodology(content: dict, file: str, metrics_config: dict) -> Methodology:
+    """The methodology an analysis ranked with, from its recorded ``content`` (the checked file,
+    :mod:`carewatch.provenance`), checked again as :func:`load_methodology` checks the file
+    (``file`` names it in messages); directions from the ``metrics_config`` it recorded."""
+    return _methodology(config_check.methodology_file(file, metrics_config, data=content), metrics_config)
+
+
+def _methodology(checked: config_check.MethodologyFile, metrics_config: dict) -> Methodology:
     directions = {m["id"]: m["direction"] for m in metrics_config["metrics"]}
     weights = {m.id: float(m.weight) for m in checked.metrics}
     return Methodology(

@@ -58,7 +58,16 @@ def load_target_set(name: str = "expectations-2017-18") -> TargetSet:
     one of config/metrics.yaml with an agency breakdown, test kinds and components...); a
     mistake is a :class:`carewatch.errors.ConfigError` naming the file and the key."""
     path = Path(name) if name.endswith(".yaml") else paths.config_dir() / "targets" / f"{name}.yaml"
-    checked = config_check.target_file(path)
+    return _target_set(config_check.target_file(path), config_check.shown(path))
+
+
+def recorded_target_set(content: dict, file: str, metrics_config: dict) -> TargetSet:
+    """A target set an analysis tracked, from its recorded ``content`` (the checked file,
+    :mod:`carewatch.provenance`), checked again as :func:`load_target_set` checks the file."""
+    return _target_set(config_check.target_file(file, metrics_config, data=content), file)
+
+
+def _target_set(checked: config_check.TargetFile, source: str) -> TargetSet:
     return TargetSet(
         name=checked.name,
         version=checked.version,
@@ -71,7 +80,7 @@ def load_target_set(name: str = "expectations-2017-18") -> TargetSet:
         both_to_nhs=float(checked.split.both_to_nhs),
         tolerance=float(checked.tolerance),
         tests=[test.model_dump(exclude_none=True) for test in checked.tests],
-        source=config_check.shown(path),
+        source=source,
     )
 
 
