@@ -545,18 +545,18 @@ def date_columns(frame: pd.DataFrame) -> list[str]:
             and frame[c].dropna().eq(frame[c].dropna().dt.normalize()).all()]
 
 
-def labelled(frame: pd.DataFrame, names: dict[str, str] | None) -> pd.DataFrame:
+def labelled(frame: pd.DataFrame, names: dict[str, str] | None, units: dict[str, str] | None = None) -> pd.DataFrame:
     """``frame`` as a file of its own reads: with ``names`` (area code -> name) an ``area_name``
     / ``peer_name`` column for each ``area_code`` / ``peer_code``, and a ``unit`` column for a
-    ``metric_id`` (config/metrics.yaml: "proportion" says 0.86 is 86%), at the end: the
-    table's own columns keep their places."""
+    ``metric_id`` (``units``: metric id -> unit, by default config/metrics.yaml's: "proportion"
+    says 0.86 is 86%), at the end: the table's own columns keep their places."""
     frame = frame.copy()
     for column in [c for c in ("area_code", "peer_code") if c in frame and names]:
         named = column.replace("_code", "_name")
         if named not in frame:  # e.g. a supplied peer-group file that already names them
             frame[named] = frame[column].map(lambda c: names.get(c, c))
     if "metric_id" in frame and "unit" not in frame:
-        units = {m["id"]: m["unit"] for m in warehouse.metric_config()["metrics"]}
+        units = units if units is not None else {m["id"]: m["unit"] for m in warehouse.metric_config()["metrics"]}
         frame["unit"] = frame["metric_id"].map(lambda m: units.get(str(m).split("__")[0]))
     return frame
 

@@ -104,14 +104,17 @@ def gather(con, month=None) -> dict:
     methodology = overall["methodology"].iloc[0] if len(overall) else ""
     # the digest of the methodology file the analysis read (an earlier release's table has none)
     digest = overall["methodology_digest"].dropna().iloc[0] if "methodology_digest" in overall and overall["methodology_digest"].notna().any() else None
-    from carewatch.methodology import ranking, targets
+    from carewatch import provenance
+    from carewatch.methodology import targets
 
-    method = ranking.load_methodology()
-    league_values = ranking_period_values(mv, method, month)
+    # the configuration the analysis that wrote these tables read, not config/ as it is now
+    # (edited since, before this report or a rerun of it): provenance.analysed
+    used = provenance.analysed(con)
+    league_values = ranking_period_values(mv, used.methodology(), month)
     league_values = league_values[league_values["area_code"].isin([*league["area_code"], ENGLAND])
                                   & league_values["metric_id"].isin(metrics["metric_id"])]
-    funnel_rule, funnel_tests = _funnel_tests(mv, month, league, metrics)
-    target_metric = targets.tracked_metric()
+    funnel_rule, funnel_tests = _funnel_tests(mv, month, league, metrics, used.rules())
+    target_metric = targets.tracked_metric(used.target_sets())
     latest_estimate = con.execute("select max(mid_year) from stg_ons_mye").fetchone()[0]
     flag_history_from = con.execute(  # the first month ranked, so the first whose flags were tested
         "select min(period_start) from ranking_overall where period_type = 'rolling_12m'").fetchone()[0]
@@ -139,6 +142,8 @@ def gather(con, month=None) -> dict:
         "quarantined": quarantined,
         "methodology": methodology,
         "methodology_digest": digest,
+        "peer_method": peers_config_text(used.peer_groups()),
+        "units": {m["id"]: m["unit"] for m in used.metrics()["metrics"]},  # the tables' unit column
         "population_note": population_note(month, latest_estimate),
         "sample_data": _served_locally(manifest),
         "flag_history_from": flag_history_from,
@@ -149,13 +154,15 @@ def gather(con, month=None) -> dict:
     }
 
 
-def _funnel_tests(mv: pd.DataFrame, month: pd.Timestamp, league: pd.DataFrame, metrics: pd.DataFrame) -> tuple[dict, list]:
-    """The funnel_outlier review rule and its test of each metric for the month, on the
-    league table's areas: the rule's own test and limits, so a red dot is an area the rule
-    finds worse (config/review_flags.yaml: level, period type, overdispersion)."""
+def _funnel_tests(mv: pd.DataFrame, month: pd.Timestamp, league: pd.DataFrame, metrics: pd.DataFrame,
+                  rules: dict) -> tuple[dict, list]:
+    """The funnel_outlier review rule of ``rules`` (the rule set the analysis flagged with) and
+    its test of each metric for the month, on the league table's areas: the rule's own test and
+    limits, so a red dot is an area the rule finds worse (config/review_flags.yaml: level,
+    period type, overdispersion)."""
     from carewatch.methodology import flags as flag_rules, funnels
 
-    rule = next((r for r in flag_rules.load_rules()["rules"] if r["kind"] == "funnel_outlier"), {"level": 0.998})
+    rule = next((r for r in rules["rules"] if r["kind"] == "funnel_outlier"), {"level": 0.998})
     metrics = metrics[metrics["ci_method"] != "none"].set_index("metric_id")
     inputs = flag_rules.FlagInputs(
         period_start=pd.Timestamp(month), overall=league, metric_values=mv, tracking=pd.DataFrame(),
@@ -184,11 +191,12 @@ def report_metric_values(mv: pd.DataFrame, league_values: pd.DataFrame, funnel_t
     return mv.merge(wanted.drop_duplicates(), on=keys, how="inner").sort_values(keys, ignore_index=True)
 
 
-def peers_config_text() -> str:
-    """How similar areas are chosen, from ``config/peer_groups.yaml``."""
+def peers_config_text(config: dict | None = None) -> str:
+    """How similar areas are chosen, from the peer-group ``config`` (``config/peer_groups.yaml``
+    as the analysis read it: :mod:`carewatch.provenance`; by default the file as it is now)."""
     from carewatch.methodology import peers
 
-    config = peers.load_config()
+    config = peers.load_config() if config is None else config
     if config["method"] == "file":
         return f"similar areas are the groups listed in <code>{config['file']}</code>"
     return (f"similar areas are each area's {config['k']} nearest neighbours on population size and age structure "
@@ -399,11 +407,11 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _table_ready(frame: pd.DataFrame, name_of: dict[str, str]) -> pd.DataFrame:
+def _table_ready(frame: pd.DataFrame, name_of: dict[str, str], units: dict[str, str] | None = None) -> pd.DataFrame:
     """A table as the report's tables/ folder holds it: the warehouse's DATE columns as dates
     (:func:`carewatch.analysis.date_columns`), with area names and metric units
-    (:func:`carewatch.analysis.labelled`)."""
-    out = analysis.labelled(frame, name_of)
+    (:func:`carewatch.analysis.labelled`; ``units``: those of the metrics config the analysis read)."""
+    out = analysis.labelled(frame, name_of, units)
     for column in analysis.date_columns(out):  # a DATE in Parquet even when empty or all null
         out[column] = out[column].astype("date32[pyarrow]")
     return out
@@ -518,7 +526,7 @@ def figures_digest(data: dict) -> str:
     for name, frame in report_tables(data).items():
         if name in FIGURES:
             digest.update(name.encode())
-            digest.update(_csv_ready(_table_ready(frame, data["name_of"])).to_csv(index=False).encode())
+            digest.update(_csv_ready(_table_ready(frame, data["name_of"], data.get("units"))).to_csv(index=False).encode())
     return digest.hexdigest()
 
 
@@ -554,7 +562,7 @@ def write_report(con, out_dir: Path | None = None, month=None, data: dict | None
     tables_dir = folder / "tables"
     tables_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in report_tables(data).items():
-        frame = _table_ready(frame, data["name_of"])
+        frame = _table_ready(frame, data["name_of"], data.get("units"))
         frame.to_parquet(tables_dir / f"{name}.parquet", index=False)
         _csv_ready(frame).to_csv(tables_dir / f"{name}.csv", index=False)
     env = jinja2.Environment(
@@ -571,7 +579,7 @@ def write_report(con, out_dir: Path | None = None, month=None, data: dict | None
         sample_data=data["sample_data"],
         flag_history_from=data["flag_history_from"],
         legend=metric_legend(data),
-        peer_method=peers_config_text(),
+        peer_method=data["peer_method"],
         targets=target_summary(data),
         metrics=data["metrics"].to_dict("records"),
         league=data["league"].to_dict("records"),

@@ -145,9 +145,9 @@ def report_lines() -> list[str]:
         months = [pd.Timestamp(m) for m in runs.loc[runs["analysed_at"] == last, "month"]]
         before = runs.loc[runs["analysed_at"] < last, "month"]
         previous = pd.Timestamp(before.max()) if len(before) else None
-        from carewatch.methodology import ranking
+        from carewatch import provenance
 
-        lead = ranking.load_methodology().period_metric
+        lead = provenance.analysed(con).methodology().period_metric  # as the analysis ranked, not config/ now
         loaded = {pd.Timestamp(m) for (m,) in con.execute(
             "select distinct period_start from fct_metric_values where metric_id = ? and period_type = 'month' and area_code = 'E92000001'",
             [lead]).fetchall()}
@@ -339,10 +339,9 @@ def print_results(metrics_state: str = "success") -> None:
         names = warehouse.area_names(con)
         metrics = con.execute("select metric_id, name, unit from ref_metrics order by dashboard_number").fetchall()
         # the values the league table ranks: rolling 12 months, ASCOF from its lagged year
-        from carewatch import analysis
-        from carewatch.methodology import ranking
+        from carewatch import analysis, provenance
 
-        methodology = ranking.load_methodology()
+        methodology = provenance.analysed(con).methodology()  # as the analysis ranked, not config/ now
         showcase = summary_areas()
         mv = con.execute(
             "select area_code, metric_id, period_type, period_start, period_end, value from fct_metric_values "

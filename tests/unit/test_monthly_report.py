@@ -136,22 +136,25 @@ def test_the_report_draws_the_metric_the_target_sets_track(tmp_path, monkeypatch
     monkeypatch.setattr(charts.DtocOverTime, "svg", lambda self, rates, *args: profiles.append(rates["value"].sum()) or draw_profile(self, rates, *args))
     with duckdb.connect(str(db)) as con:
         analysis.run(con, export=False)
-        # the same monthly rows, doubled, under another metric's id
+        # the same monthly rows (the metric and its breakdown), doubled, under another metric's id
         con.execute(f"""insert into fct_metric_values by name
                         select * replace ('{other}' || substr(metric_id, {len(dtoc) + 1}) as metric_id, value * 2 as value)
-                        from fct_metric_values where metric_id like '{dtoc}__%' and period_type = 'month'""")
+                        from fct_metric_values where starts_with(metric_id, '{dtoc}') and period_type = 'month'""")
         shipped = monthly_report.gather(con)
         monthly_report.build_charts(shipped)
         config = tmp_path / "config"
         shutil.copytree(paths.config_dir(), config)
         target_set = config / "targets" / "expectations-2017-18.yaml"
-        target_set.write_text(target_set.read_text().replace(f"metric: {dtoc}", f"metric: {other}"))
+        # a new version of the set (another metric under the label already used is refused)
+        target_set.write_text(target_set.read_text().replace(f"metric: {dtoc}", f"metric: {other}").replace("version: 1", "version: 2"))
         # a target set's metric is one of config/metrics.yaml with an agency breakdown (checked since config_check)
         metrics = config / "metrics.yaml"
         metrics.write_text(metrics.read_text().replace("metrics:\n", f"metrics:\n  - {{id: {other}, name: Other delays, unit: days, "
                                                        "direction: low, source: dtoc_la, ci_method: byar, multiplier: 100000, "
                                                        "definition: for the test, breakdowns: {agency: [nhs, social_care, both]}}\n", 1))
         monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
+        # the report follows the target sets the analysis tracked (analysis_config), so analyse again
+        analysis.run(con, export=False)
         switched = monthly_report.gather(con)
         monthly_report.build_charts(switched)
     assert (shipped["target_metric"], switched["target_metric"]) == (dtoc, other)

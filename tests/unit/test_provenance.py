@@ -151,6 +151,81 @@ def test_the_report_shows_the_weights_the_analysis_used_not_the_file_edited_sinc
     assert f"methodology <code>{METHOD}</code> (config sha256 <code>{digest}</code>)" in html
 
 
+def _edit_after_the_analysis(config) -> None:
+    """Edits of config/ after an analysis, before its report (or a report task cleared and run
+    again): the funnel rule's level and overdispersion, the peer groups' k, the annual metrics'
+    lag (ASCOF's latest financial year, 2016-17 in the synthetic warehouse, ended 12 months
+    before March 2018: a lag of 12 leaves it unranked) and a metric's unit."""
+    _edit(config / "review_flags.yaml", "level: 0.998", "level: 0.95")
+    _edit(config / "review_flags.yaml", "overdispersion: true", "overdispersion: false")
+    _edit(config / "peer_groups.yaml", "k: 15", "k: 5")
+    _edit(config / "methodology" / "dashboard-2018.yaml", "rolling_12m:\n    annual_lag_months: 6",
+          "rolling_12m:\n    annual_lag_months: 12")
+    _edit(config / "metrics.yaml", "unit: proportion\n    denominator_unit: discharges", "unit: share\n    denominator_unit: discharges")
+
+
+def test_the_report_describes_the_config_the_analysis_read_not_the_files_edited_since(tmp_path, config):
+    db = tmp_path / "w.duckdb"
+    areas = synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        _edit_after_the_analysis(config)
+        data = monthly_report.gather(con)
+        html = monthly_report.write_report(con, tmp_path / "out", data=data).read_text()
+    # the funnel rule the analysis flagged with: 99.8% limits widened for overdispersion; its one
+    # red dot the area the synthetic warehouse puts 30% above the rest on emergency admissions
+    assert data["funnel_rule"]["level"] == 0.998 and data["funnel_rule"]["overdispersion"] is True
+    figures = monthly_report.build_charts(data)
+    assert figures["funnel_rule"] == {"level": "99.8%", "overdispersion": True, "annual_lag_months": 6}
+    assert {(t.level, t.overdispersion) for t in data["funnel_tests"]} == {(0.998, True)}
+    worse = {metric: "high" if direction == "low" else "low" for _, metric, _, _, direction, *_ in synthetic_warehouse.METRICS}
+    red = {(t.metric, area) for t in data["funnel_tests"] for area in t.rows["area_code"][(t.labels == worse[t.metric]).to_numpy()]}
+    assert red == {("emergency_admissions_65plus_per_100k", areas[-1])}
+    assert "(<code>config/review_flags.yaml</code>: 99.8%, widened for overdispersion)" in html
+    # the peer groups: 15 nearest neighbours on the mid-2016 estimates
+    assert ("similar areas are each area's 15 nearest neighbours on population size and age structure "
+            "(mid-2016 estimates, <code>config/peer_groups.yaml</code>)") in html
+    # the annual metrics ranked from financial year 2016-17 (a 6-month lag), the others on the rolling year
+    legend = {row["number"]: row["period"] for row in monthly_report.metric_legend(data)}
+    assert legend == {1: "12 months to March 2018", 2: "12 months to March 2018", 3: "12 months to March 2018",
+                      4: "financial year 2016-17", 5: "financial year 2016-17", 6: "12 months to March 2018"}
+    tables = tmp_path / "out" / "tables"
+    values = pd.read_parquet(tables / "metric_values.parquet")
+    assert set(values.loc[values["metric_id"] == "weekend_discharge_share", "unit"]) == {"proportion"}
+    assert set(values.loc[values["metric_id"].str.startswith("reablement"), "period_type"]) == {"financial_year"}
+
+
+def test_the_summary_describes_the_methodology_the_analysis_read(carewatch_home, config, monkeypatch, capsys):
+    from carewatch import summary
+
+    db = carewatch_home / "w.duckdb"
+    carewatch_home.mkdir(parents=True, exist_ok=True)
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+    _edit_after_the_analysis(config)
+    monkeypatch.setenv("CAREWATCH_WAREHOUSE", str(db))
+    summary.print_results()
+    assert ("Six dashboard metrics, rolling 12 months to March 2018 (financial year 2016-17 for 4, 5, as ranked)"
+            in capsys.readouterr().out.splitlines())
+
+
+def test_a_warehouse_whose_analysis_recorded_no_config_is_described_with_the_files_as_they_are(tmp_path, config):
+    # an analysis of an earlier release recorded nothing: the report reads config/ as it is now
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        con.execute("drop table analysis_config")
+        _edit_after_the_analysis(config)
+        data = monthly_report.gather(con)
+    assert (data["funnel_rule"]["level"], data["funnel_rule"]["overdispersion"]) == (0.95, False)
+    assert data["peer_method"].startswith("similar areas are each area's 5 nearest neighbours")
+    legend = {row["number"]: row["period"] for row in monthly_report.metric_legend(data)}
+    assert (legend[4], legend[5]) == ("no value this month", "no value this month")
+    assert data["units"]["weekend_discharge_share"] == "share"
+
+
 def test_flag_history_and_kept_rows_carry_their_labels_and_adding_them_is_no_restatement(tmp_path, config):
     """A warehouse of the release before: review_flag_history without rule_set, and no digest
     columns; the rows kept then lack them. The next analysis adds them: no restatement."""
