@@ -5,7 +5,9 @@ in ``tables/`` beside it: the rows the report shows, not the warehouse's history
 ranked since the last report gets one; a month whose report is there with the same figures is
 not written again (``figures.json``); one whose figures changed is, and the report it replaces
 is kept in ``superseded/`` beside it. It opens from disk with no network (charts are inline SVG, the
-league table's sort and search are a few lines of inline script) and prints to A4.
+league table's sort and search are a few lines of inline script) and prints to A4. What it
+says of the configuration (the funnel rule, the annual lag, the tracked metric, the peer groups,
+units) is what the analysis of its tables recorded (:func:`carewatch.provenance.analysed`).
 Template: ``include/templates/monthly_report.html.j2``.
 """
 

@@ -14,6 +14,10 @@ A labelled file (a methodology, a review-flag rule set, a target set: ``name`` a
 same label is refused (:func:`check_labels`): the label is what every table, export and
 report names, and two different configurations under one label could not be told apart.
 The tables carry the first 12 hex digits of the sha256 beside each label (:func:`short`).
+
+What describes the tables after the fact (the monthly report, the run summary) reads the
+configuration they were computed from, :func:`analysed`: the recorded content, checked again by
+the loaders, not ``config/`` as it is by then.
 """
 
 from __future__ import annotations
