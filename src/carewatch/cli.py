@@ -15,6 +15,8 @@ Verbs:
   serve-samples [--port N]           serve the embedded samples over HTTP in the foreground
   run                                the monthly pipeline end to end through Airflow on the embedded samples
   check-config                       check the methodology config (metrics, methodology, flags, targets, peers); exit 1 if wrong
+  status [--as-of DATE]              is it current? periods overdue, refusals, quarantine, unsent alerts, last analysis
+                                     and backup: exit 0 if nothing needs attention, 1 if something does
   backup [DEST] [--keep N]           back up the home's warehouse, raw store, reports and exports (DEST or CAREWATCH_BACKUP_DIR)
   restore BACKUP --to HOME | --check check a backup against its manifest; restore it as a new home
   airflow                            the Airflow UI locally (http://localhost:8080)
@@ -389,6 +391,26 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from carewatch import paths, status
+
+    if args.as_of is not None:
+        _check_moment("--as-of", args.as_of)
+    found = status.status(as_of=dt.date.fromisoformat(args.as_of[:10]) if args.as_of else None)
+    print(f"carewatch status of {paths.home()}, periods due as of {found.as_of:%Y-%m-%d}")
+    for line in found.lines:
+        print(line)
+    if not found.attention:
+        print("OK: nothing needs attention")
+        return 0
+    print(f"ATTENTION ({len(found.attention)}):")
+    for line in found.attention:
+        print(f"  {line}")
+    return 1
+
+
 def _cmd_backup(args: argparse.Namespace) -> int:
     from carewatch import backup
 
@@ -508,6 +530,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="check the methodology config (config/metrics.yaml, methodology/, review_flags.yaml, "
                                             "targets/, peer_groups.yaml and its file): OK, or one line per problem (exit 1)")
     p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser("status", help="is the pipeline current? what needs attention, read-only; exit 1 if anything does "
+                                      "(for a monitor: 2 when it cannot tell)")
+    p.add_argument("--as-of", help="the date whose due periods to check (default: today; on the embedded samples, "
+                                   "the date carewatch run runs for)")
+    p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("backup", help="back up the home: the warehouse (a consistent copy), the raw store, reports, exports, "
                                       "Data Docs; verified, unchanged files hard-linked to the previous backup")

@@ -1,0 +1,191 @@
+"""Is the pipeline current? ``carewatch status``: one screen for the data engineer on duty, and
+an exit code for a monitor (0: nothing needs attention; 1: something does; 2: it could not tell,
+e.g. the warehouse busy with a load).
+
+It reads the warehouse read-only and the home's folders, and writes nothing. What needs
+attention, each one line:
+
+- a period a monthly run at the given date handles (:func:`carewatch.pipeline.periods_to_process`)
+  that is not held after its due date plus the source's grace days: what that run fails as
+  OVERDUE (emailed at most once every ``overdue_repeat_days``, so it stays in sight here);
+- a held period whose re-check the publisher's site now refuses (a 404, a web page: emailed
+  once, then skipped by later runs, :func:`carewatch.summary.outstanding_refusals`);
+- a file in quarantine that no later good version of its period has replaced;
+- alerts waiting in the outbox: the mail server did not take them, so nobody has been told;
+- no analysis for more than ``analysis_max_age_days`` (``config/status.yaml``);
+- backups configured (``CAREWATCH_BACKUP_DIR``) and none made in ``backup_max_age_days``.
+
+Ages are measured against the clock; which periods are due, against the date given (default
+today; on the embedded samples, the date ``carewatch run`` runs for).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from carewatch import paths
+from carewatch.errors import CarewatchError
+
+LIMITS = ("analysis_max_age_days", "backup_max_age_days")
+
+
+@dataclass
+class Status:
+    as_of: dt.date
+    lines: list[str] = field(default_factory=list)  # what it found, for the screen
+    attention: list[str] = field(default_factory=list)  # what needs attention, one line each
+
+    def say(self, line: str) -> None:
+        self.lines.append(line)
+
+    def flag(self, line: str) -> None:
+        self.attention.append(line)
+
+
+def limits() -> dict[str, int]:
+    """``config/status.yaml``: the ages (days) past which a missing analysis or backup needs attention."""
+    import yaml
+
+    config_file = paths.config_dir() / "status.yaml"
+    config = yaml.safe_load(config_file.read_text()) or {}
+    out = {}
+    for key in LIMITS:
+        value = config.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise CarewatchError(f"{config_file}: {key} must be a whole number of days, 1 or more, not {value!r}")
+        out[key] = value
+    unknown = sorted(set(config) - set(LIMITS))
+    if unknown:
+        raise CarewatchError(f"{config_file}: unknown key(s) {', '.join(unknown)} (known: {', '.join(LIMITS)})")
+    return out
+
+
+def default_as_of() -> dt.date:
+    """Today; on the embedded samples, the date ``carewatch run`` runs for (the samples end long before today)."""
+    from carewatch import sources
+
+    return sources.embedded_run_date().date() if sources.environment() == "embedded" else dt.date.today()
+
+
+def _age(now: dt.datetime, then: dt.datetime) -> str:
+    days = (now - then).total_seconds() / 86400
+    if days >= 1.5:
+        return f"{days:.0f} days ago"
+    return f"{days * 24:.0f} hours ago" if days * 24 >= 1.5 else f"{max(days * 1440, 0):.0f} minutes ago"
+
+
+def _sources(con, status: Status) -> None:
+    from carewatch import pipeline, sources, warehouse
+
+    has_manifest = warehouse.table_exists(con, "raw_manifest")
+    has_log = warehouse.table_exists(con, "fetch_log")
+    status.say("sources (periods a monthly run on this date handles):")
+    for name, src in sources.catalogue().items():
+        held = {p: (v, at) for p, v, at in con.execute(
+            "select period, max(version), max(fetched_at) from raw_manifest where source = ? group by period",
+            [name]).fetchall()} if has_manifest else {}
+        asked = {p for (p,) in con.execute("select distinct period from fetch_log where source = ?", [name]).fetchall()} if has_log else set()
+        first = min(set(held) | asked, key=lambda p: sources.period_start(name, p), default=None)
+        history = pipeline.FetchHistory(frozenset(held), first)
+        due = pipeline.periods_to_process(name, status.as_of, history=history)
+        missing = [p for p in due if p not in held]
+        latest = max(held, key=lambda p: sources.period_start(name, p), default=None)
+        if latest:
+            words = [f"latest held {latest} (v{held[latest][0]}, fetched {held[latest][1]:%Y-%m-%d})"]
+        else:
+            words = ["nothing held" if due else f"nothing due yet (the first, {src.available_from()}, is due "
+                     f"{sources.due_date(name, src.available_from()):%Y-%m-%d})"]
+        for period in missing:
+            due_by = sources.due_date(name, period) + dt.timedelta(days=src.grace_days)
+            if status.as_of >= due_by:  # as the fetch decides: from that day, a 404 is OVERDUE
+                words.append(f"{period} OVERDUE (due by {due_by:%Y-%m-%d})")
+                status.flag(f"{name} {period}: not held, due by {due_by:%Y-%m-%d} (the monthly run fails it as OVERDUE)")
+            else:
+                words.append(f"{period} not published yet (due by {due_by:%Y-%m-%d})")
+        if due and not missing:
+            words.append("every period due held")
+        status.say(f"  {name:<15} {'; '.join(words)}")
+
+
+def _refusals_and_quarantine(con, status: Status) -> None:
+    from carewatch import summary, validation
+
+    for refusal in summary.outstanding_refusals(con):
+        status.flag(f"{refusal.source} {refusal.period}: re-check refused since {refusal.since:%Y-%m-%d} "
+                    f"({refusal.runs} run(s)): {refusal.error[:120]}; version {refusal.held} is kept")
+    quarantined = validation.quarantined(con)
+    for row in quarantined[quarantined["superseded_by"].isna()].itertuples():
+        status.flag(f"{row.source} {row.period}: version {row.file_version} in quarantine since "
+                    f"{row.quarantined_at:%Y-%m-%d} and not replaced (carewatch check, the Data Docs)")
+
+
+def _analysis(con, status: Status, now: dt.datetime, max_age: int) -> None:
+    from carewatch import monthly_report, warehouse
+
+    built = con.execute("select max(built_at) from warehouse_builds").fetchone()[0] \
+        if warehouse.table_exists(con, "warehouse_builds") else None
+    status.say(f"warehouse: last build {_age(now, built)} ({built:%Y-%m-%d %H:%M %Z})" if built else "warehouse: never built")
+    last = con.execute("select max(analysed_at), max_by(month, analysed_at) from analysis_runs").fetchone() \
+        if warehouse.table_exists(con, "analysis_runs") else (None, None)
+    if last[0] is None:
+        status.say("analysis: none yet")
+        status.flag("no analysis has run: the metrics DAG has not finished once")
+        return
+    report = monthly_report.latest_report()
+    status.say(f"analysis: last {_age(now, last[0])} ({last[0]:%Y-%m-%d %H:%M %Z}), reporting {last[1]:%B %Y}"
+               + (f"; report {report}" if report else ""))
+    if now - last[0] > dt.timedelta(days=max_age):
+        status.flag(f"no analysis for {(now - last[0]).days} days (more than {max_age}: config/status.yaml): "
+                    "has the metrics DAG run this month?")
+
+
+def _alerts(status: Status, now: dt.datetime) -> None:
+    from carewatch import alerts
+
+    waiting = alerts.outbox()
+    if not waiting:
+        status.say("alerts: none waiting")
+        return
+    oldest = json.loads(waiting[0].read_text()).get("kept_at")
+    since = f" since {oldest[:10]}" if oldest else ""
+    status.say(f"alerts: {len(waiting)} waiting in {paths.outbox_dir()}{since}")
+    status.flag(f"{len(waiting)} alert email(s) waiting{since}: the mail server did not take them, so nobody was told "
+                "(the task logs say why; each run sends them first)")
+
+
+def _backups(status: Status, now: dt.datetime, max_age: int) -> None:
+    from carewatch import backup
+
+    dest = os.environ.get("CAREWATCH_BACKUP_DIR")
+    if not dest:
+        status.say("backups: not configured (CAREWATCH_BACKUP_DIR unset)")
+        return
+    made = backup.complete_backups(Path(dest))
+    if not made:
+        status.say(f"backups: none in {dest}")
+        status.flag(f"no backup in {dest} (the backup DAG runs after each monthly report)")
+        return
+    newest = dt.datetime.fromisoformat(json.loads((made[-1] / backup.MANIFEST).read_text())["made_at"])
+    status.say(f"backups: {len(made)} in {dest}, newest {made[-1].name} ({_age(now, newest)})")
+    if now - newest > dt.timedelta(days=max_age):
+        status.flag(f"the newest backup is {(now - newest).days} days old (more than {max_age}: config/status.yaml)")
+
+
+def status(as_of: dt.date | None = None, now: dt.datetime | None = None) -> Status:
+    """What :mod:`carewatch.status` checks, on the home's warehouse (read-only)."""
+    from carewatch import warehouse
+
+    age_limits = limits()
+    now = now or dt.datetime.now(dt.timezone.utc)
+    found = Status(as_of or default_as_of())
+    with warehouse.connect(read_only=True) as con:
+        _sources(con, found)
+        _refusals_and_quarantine(con, found)
+        _analysis(con, found, now, age_limits["analysis_max_age_days"])
+    _alerts(found, now)
+    _backups(found, now, age_limits["backup_max_age_days"])
+    return found

@@ -1,0 +1,132 @@
+"""``carewatch status`` on a hand-made warehouse and home: what needs attention, and the exit code.
+
+Due dates are computed here by hand from config/sources.yaml's rules (DTOC: the second
+Thursday two months after the month, plus 14 grace days), not by the code under test.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import duckdb
+import pytest
+
+from carewatch import cli, fetch, status, validation, warehouse
+
+AS_OF = dt.date(2018, 5, 15)
+NOW = dt.datetime(2018, 5, 20, 12, tzinfo=dt.timezone.utc)
+# what a monthly run on 15 May 2018 handles on the embedded samples, every source but DTOC by LA
+# (and a month before each window, which the run of a date in April handles)
+HELD = {"dtoc_national": ["2018-03"], "ascof": ["2015-16", "2016-17"], "ons_mye": ["2015", "2016"],
+        "hes_aggregate": ["2017-11", "2017-12", "2018-01", "2018-02", "2018-03"],
+        # DTOC by LA: its 12-month revision window, 2017-03 to 2018-03, but February and March
+        "dtoc_la": [f"2017-{m:02d}" for m in range(2, 13)] + ["2018-01"]}
+
+
+def _warehouse(home, *, analysed_at=dt.datetime(2018, 5, 15, 10, tzinfo=dt.timezone.utc)):
+    home.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+        con.execute(fetch.MANIFEST_DDL)
+        con.execute(validation.RESULTS_DDL)
+        con.execute(warehouse.BUILDS_DDL)
+        for source, periods in HELD.items():
+            for period in periods:
+                con.execute("insert into raw_manifest values (?, ?, 1, 'http://x', ?, 200, 1, ?, null, null, 'raw')",
+                            [source, period, dt.datetime(2018, 5, 15, 9, tzinfo=dt.timezone.utc), f"{source}{period}"])
+        con.execute("insert into warehouse_builds values (?)", [analysed_at])
+        con.execute("create table analysis_runs (analysed_at timestamptz not null, month date not null)")
+        con.execute("insert into analysis_runs values (?, date '2018-03-01')", [analysed_at])
+    return home
+
+
+def test_a_current_home_needs_nothing_and_the_overdue_month_is_the_only_problem(carewatch_home, monkeypatch):
+    monkeypatch.delenv("CAREWATCH_BACKUP_DIR", raising=False)
+    _warehouse(carewatch_home)
+    found = status.status(as_of=AS_OF, now=NOW)
+    # February 2018 was due on Thursday 12 April (+14 days: 26 April); March on 10 May (+14: 24 May)
+    assert found.attention == ["dtoc_la 2018-02: not held, due by 2018-04-26 (the monthly run fails it as OVERDUE)"]
+    [dtoc_la] = [line for line in found.lines if line.strip().startswith("dtoc_la")]
+    assert dtoc_la.split(None, 1)[1] == ("latest held 2018-01 (v1, fetched 2018-05-15); 2018-02 OVERDUE (due by 2018-04-26); "
+                                         "2018-03 not published yet (due by 2018-05-24)")
+    assert "  dtoc_provider   nothing due yet (the first, 2019-09, is due 2019-11-14)" in found.lines
+    assert "analysis: last 5 days ago (2018-05-15 10:00 UTC), reporting March 2018" in found.lines
+    # a day before February's grace ended, nothing needed attention; on that day, as the fetch says, it was overdue
+    assert status.status(as_of=dt.date(2018, 4, 25), now=NOW).attention == []
+    assert status.status(as_of=dt.date(2018, 4, 26), now=NOW).attention == [
+        "dtoc_la 2018-02: not held, due by 2018-04-26 (the monthly run fails it as OVERDUE)"]
+
+
+def test_refusals_quarantine_unsent_alerts_an_old_analysis_and_an_old_backup_need_attention(carewatch_home, tmp_path, monkeypatch):
+    from carewatch import backup
+
+    _warehouse(carewatch_home, analysed_at=dt.datetime(2018, 4, 10, tzinfo=dt.timezone.utc))  # 40 days before NOW
+    with duckdb.connect(str(carewatch_home / "warehouse.duckdb")) as con:
+        con.execute("insert into raw_manifest values ('dtoc_la', '2018-02', 1, 'http://x', now(), 200, 1, 'f', null, null, 'raw')")
+        # a held period whose re-check got an HTML page, twice
+        for day in (16, 17):
+            con.execute("insert into fetch_log (source, period, url, attempted_at, outcome, error) values "
+                        "('ascof', '2016-17', 'http://x', ?, 'refused', 'an HTML page, not the CSV file')",
+                        [dt.datetime(2018, 5, day, tzinfo=dt.timezone.utc)])
+        con.execute("insert into quarantine (source, period, file_version, sha256, quarantined_at) values "
+                    "('hes_aggregate', '2018-03', 1, 'h', timestamptz '2018-05-15 09:00:00+00')")
+    outbox = carewatch_home / "outbox"
+    outbox.mkdir()
+    (outbox / "20180516T090000000000-abc.json").write_text(json.dumps({"subject": "s", "kept_at": "2018-05-16T09:00:00+00:00"}))
+    (outbox / "20180517T090000000000-def.json").write_text(json.dumps({"subject": "t", "kept_at": "2018-05-17T09:00:00+00:00"}))
+    from tests.unit.test_backup import _home
+
+    dest = tmp_path / "backups"
+    backup.make(dest, keep=0, home=_home(tmp_path / "backed-up-home"), now=dt.datetime(2018, 4, 1, tzinfo=dt.timezone.utc))
+    manifest = next(dest.glob("*Z")) / "MANIFEST.json"  # made_at is when it was made: set it to the 1 April backup's
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "made_at": "2018-04-01T00:00:00+00:00"}))
+    monkeypatch.setenv("CAREWATCH_BACKUP_DIR", str(dest))
+    found = status.status(as_of=AS_OF, now=NOW)
+    assert found.attention == [
+        "ascof 2016-17: re-check refused since 2018-05-16 (2 run(s)): an HTML page, not the CSV file; version 1 is kept",
+        "hes_aggregate 2018-03: version 1 in quarantine since 2018-05-15 and not replaced (carewatch check, the Data Docs)",
+        "no analysis for 40 days (more than 35: config/status.yaml): has the metrics DAG run this month?",
+        "2 alert email(s) waiting since 2018-05-16: the mail server did not take them, so nobody was told "
+        "(the task logs say why; each run sends them first)",
+        "the newest backup is 49 days old (more than 35: config/status.yaml)",
+    ]
+
+
+def test_no_analysis_and_no_backup_yet_need_attention(carewatch_home, tmp_path, monkeypatch):
+    _warehouse(carewatch_home)
+    with duckdb.connect(str(carewatch_home / "warehouse.duckdb")) as con:
+        con.execute("drop table analysis_runs")
+    monkeypatch.setenv("CAREWATCH_BACKUP_DIR", str(tmp_path / "backups"))
+    found = status.status(as_of=dt.date(2018, 4, 20), now=NOW)
+    assert found.attention == ["no analysis has run: the metrics DAG has not finished once",
+                               f"no backup in {tmp_path / 'backups'} (the backup DAG runs after each monthly report)"]
+
+
+def test_the_command_line_exits_0_when_nothing_needs_attention_1_when_something_does_2_when_it_cannot_tell(carewatch_home, monkeypatch, capsys):
+    monkeypatch.delenv("CAREWATCH_BACKUP_DIR", raising=False)
+    assert cli.main(["status"]) == 2  # no warehouse yet
+    assert "no warehouse at" in capsys.readouterr().err
+    _warehouse(carewatch_home, analysed_at=dt.datetime.now(dt.timezone.utc))
+    assert cli.main(["status", "--as-of", "2018-04-20"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"carewatch status of {carewatch_home}, periods due as of 2018-04-20\n")
+    assert out.rstrip().endswith("OK: nothing needs attention")
+    assert cli.main(["status", "--as-of", "2018-05-15"]) == 1
+    assert capsys.readouterr().out.rstrip().endswith(
+        "ATTENTION (1):\n  dtoc_la 2018-02: not held, due by 2018-04-26 (the monthly run fails it as OVERDUE)")
+    assert cli.main(["status", "--as-of", "15 May"]) == 2
+
+
+def test_the_age_limits_come_from_config_and_a_wrong_one_is_one_line(tmp_path, monkeypatch):
+    from carewatch import paths
+
+    assert status.limits() == {"analysis_max_age_days": 35, "backup_max_age_days": 35}  # the shipped config/status.yaml
+    config = tmp_path / "config"
+    config.mkdir()
+    monkeypatch.setattr(paths, "config_dir", lambda: config)
+    (config / "status.yaml").write_text("analysis_max_age_days: 0\nbackup_max_age_days: 35\n")
+    with pytest.raises(status.CarewatchError, match=r"status.yaml: analysis_max_age_days must be a whole number of days, 1 or more, not 0"):
+        status.limits()
+    (config / "status.yaml").write_text("analysis_max_age_days: 35\nbackup_max_age_days: 35\nbackup_max_age: 3\n")
+    with pytest.raises(status.CarewatchError, match=r"unknown key\(s\) backup_max_age"):
+        status.limits()
