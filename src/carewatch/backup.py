@@ -21,7 +21,8 @@ run), the local Airflow home and logs (production's metadata database is Postgre
 up with ``pg_dump``), the local mail catcher's messages.
 
 A file the previous backup holds with the same content is hard-linked to it, not copied, so a
-monthly backup costs only what changed. A backup is written under ``<made at>.partial`` and
+monthly backup costs only what changed (the previous copy is read first: one damaged since is
+copied again from the home, not linked to). A backup is written under ``<made at>.partial`` and
 renamed when complete and verified: a killed backup is never taken for one (the next backup
 removes it). Then the oldest complete backups beyond ``keep`` (``config/backup.yaml``) are
 removed. Raw files are checked against the sha256 they are named by: a damaged raw store fails
@@ -183,7 +184,10 @@ def make(dest: str | Path | None = None, keep: int | None = None, home: Path | N
             target = work / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             known = previous_files.get(relative)
-            if previous is not None and known and known["sha256"] == digest and (previous / relative).is_file():
+            # linked only if the previous backup's copy still holds that content: a copy damaged
+            # since (or edited through a hard-linked twin) is not carried into this backup
+            if (previous is not None and known and known["sha256"] == digest and (previous / relative).is_file()
+                    and sha256_file(previous / relative) == digest):
                 try:
                     os.link(previous / relative, target)
                     linked += 1

@@ -245,3 +245,21 @@ def test_keep_comes_from_config_and_a_wrong_value_is_one_line(tmp_path, monkeypa
     monkeypatch.setattr(paths, "config_dir", lambda: config)
     with pytest.raises(backup.CarewatchError, match=r"backup.yaml: keep must be a whole number, 0 or more .*not 'twelve'"):
         backup.keep_default()
+
+
+def test_a_file_damaged_in_the_previous_backup_is_copied_from_the_home_not_linked_to(tmp_path):
+    # an unchanged file is linked to the previous backup's copy: if that copy was damaged since
+    # (or edited through its hard-linked twin in an older backup), the new backup copies the
+    # home's file instead of failing, this month and every month after
+    home = _home(tmp_path / "home")
+    dest = tmp_path / "backups"
+    first = backup.make(dest, keep=0, home=home, now=T0)
+    report = "reports/2018-03/report.html"
+    (first.path / report).write_bytes(b"<html>edited in a backup</html>")
+    second = backup.make(dest, keep=0, home=home, now=T0 + dt.timedelta(days=30))
+    assert (second.path / report).read_bytes() == (home / report).read_bytes()
+    assert os.stat(first.path / report).st_ino != os.stat(second.path / report).st_ino
+    assert second.linked == 10 - 1
+    backup.check(second.path)
+    with pytest.raises(backup.BackupError, match=f"{report} differs from the manifest"):
+        backup.check(first.path)
