@@ -64,6 +64,10 @@ class BackupBusy(CarewatchError):
     """Another backup into the same destination is running: try again later."""
 
 
+class HomeChanged(CarewatchError):
+    """A file of the home changed while it was copied (a pipeline task rewriting it): try again."""
+
+
 @dataclass
 class Backup:
     path: Path
@@ -188,13 +192,14 @@ def make(dest: str | Path | None = None, keep: int | None = None, home: Path | N
             # since (or edited through a hard-linked twin) is not carried into this backup
             if (previous is not None and known and known["sha256"] == digest and (previous / relative).is_file()
                     and sha256_file(previous / relative) == digest):
-                try:
+                with contextlib.suppress(OSError):  # another file system, or links not allowed: a copy
                     os.link(previous / relative, target)
                     linked += 1
-                except OSError:  # another file system, or links not allowed: a copy
-                    shutil.copy2(source, target)
-            else:
+            if not target.exists():
                 shutil.copy2(source, target)
+                if sha256_file(target) != digest:  # rewritten in place meanwhile: not damage, a busy home
+                    raise HomeChanged(f"{relative} changed while it was copied (a pipeline task is writing it); "
+                                      "try again when it finishes")
             files[relative] = {"bytes": target.stat().st_size, "sha256": digest}
 
         try:

@@ -115,8 +115,8 @@ unchanged since the previous backup are hard-linked to it; the oldest backups be
 
 **When it fails.** A raw file that no longer matches the sha256 it is named by (a damaged disk),
 or a copy that does not match the home, fails at once, without retries, and the email names the
-file: the previous backups still hold it (`carewatch restore --check BACKUP`). A busy warehouse
-or a backup already running retries.
+file: the previous backups still hold it (`carewatch restore --check BACKUP`). A busy warehouse,
+a backup already running, or a file a pipeline task rewrote while it was copied retries.
 
 **Restoring.** `carewatch restore BACKUP --to NEW_HOME` (docs/production.md, Backups).
 """

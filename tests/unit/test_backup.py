@@ -263,3 +263,26 @@ def test_a_file_damaged_in_the_previous_backup_is_copied_from_the_home_not_linke
     backup.check(second.path)
     with pytest.raises(backup.BackupError, match=f"{report} differs from the manifest"):
         backup.check(first.path)
+
+
+def test_a_file_rewritten_while_it_is_backed_up_is_not_called_damaged_and_the_backup_can_be_retried(tmp_path, monkeypatch):
+    # the report and exports are written in place: a backup run during the report task (from
+    # cron, say) reads one as it changes. That is not damage (the DAG would fail at once and
+    # email it as such) but a busy home: an error a retry clears, and no backup left behind
+    home = _home(tmp_path / "home")
+    report = home / "reports/2018-03/report.html"
+    copy = backup.shutil.copy2
+
+    def rewritten_meanwhile(source, target, *args, **kwargs):
+        if Path(source) == report:
+            report.write_bytes(b"<html>March, being rewritten</html>")
+        return copy(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(backup.shutil, "copy2", rewritten_meanwhile)
+    with pytest.raises(backup.CarewatchError, match="reports/2018-03/report.html changed while it was copied") as err:
+        backup.make(tmp_path / "backups", keep=0, home=home, now=T0)
+    assert not isinstance(err.value, backup.BackupError)  # retried, not failed at once
+    assert list((tmp_path / "backups").iterdir()) == [tmp_path / "backups" / ".backup.lock"]
+    monkeypatch.setattr(backup.shutil, "copy2", copy)
+    made = backup.make(tmp_path / "backups", keep=0, home=home, now=T0)  # the retry
+    assert (made.path / "reports/2018-03/report.html").read_bytes() == b"<html>March, being rewritten</html>"
