@@ -293,6 +293,9 @@ def restore(backup: str | Path, home: str | Path) -> dict:
     into place, the warehouse last, so a stopped restore leaves no warehouse beside half a raw
     store (and is started again by the next restore). Returns the manifest."""
     backup, home = Path(backup).resolve(), Path(home).expanduser().resolve()
+    if home == backup or backup in home.parents:
+        raise BackupError(f"{home} is inside the backup {backup}: restore into a new home elsewhere "
+                          "(files written there would damage the backup)")
     manifest = check(backup)
     staging = home / ".restore.partial"
     if home.exists() and (not home.is_dir() or any(p != staging for p in home.iterdir())):

@@ -286,3 +286,15 @@ def test_a_file_rewritten_while_it_is_backed_up_is_not_called_damaged_and_the_ba
     monkeypatch.setattr(backup.shutil, "copy2", copy)
     made = backup.make(tmp_path / "backups", keep=0, home=home, now=T0)  # the retry
     assert (made.path / "reports/2018-03/report.html").read_bytes() == b"<html>March, being rewritten</html>"
+
+
+@pytest.mark.parametrize("where", [lambda made, dest: made / "home", lambda made, dest: made / "reports" / "home"])
+def test_a_restore_into_the_backup_itself_is_refused_and_leaves_the_backup_as_it_was(tmp_path, where):
+    home = _home(tmp_path / "home")
+    dest = tmp_path / "backups"
+    made = backup.make(dest, keep=0, home=home, now=T0).path
+    target = where(made, dest)
+    with pytest.raises(backup.BackupError, match=f"{target} is inside the backup {made}"):
+        backup.restore(made, target)
+    assert not target.exists()
+    backup.check(made)  # not damaged by files written into it
