@@ -131,6 +131,16 @@ def _exclusive(dest: Path):
         yield
 
 
+@contextlib.contextmanager
+def _file_errors(what: str):
+    """A file system error (permission, a full disk, a file where a folder should be) as one
+    line naming the file: the same again on a retry."""
+    try:
+        yield
+    except OSError as err:
+        raise BackupError(f"{what}: {err.strerror or err}{': ' + str(err.filename) if err.filename else ''}") from err
+
+
 def _stamp(dest: Path, now: dt.datetime) -> str:
     base = now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
     name, n = base, 1
@@ -154,6 +164,7 @@ def _check_content_name(relative: str, digest: str) -> None:
                           "an earlier backup holds it as it was (carewatch restore --check BACKUP to find one)")
 
 
+@_file_errors("cannot back up")
 def make(dest: str | Path | None = None, keep: int | None = None, home: Path | None = None,
          now: dt.datetime | None = None) -> Backup:
     """Back up ``home`` (default :func:`carewatch.paths.home`) into ``dest``; see the module doc."""
@@ -174,7 +185,10 @@ def make(dest: str | Path | None = None, keep: int | None = None, home: Path | N
             shutil.rmtree(stale)
         backups = complete_backups(dest)
         previous = backups[-1] if backups else None
-        previous_files = json.loads((previous / MANIFEST).read_text())["files"] if previous else {}
+        try:  # a previous backup whose manifest is damaged is linked to for nothing
+            previous_files = _read_manifest(previous)["files"] if previous else {}
+        except BackupError:
+            previous_files = {}
         name = _stamp(dest, now or dt.datetime.now(dt.timezone.utc))
         work = dest / f"{name}.partial"
         work.mkdir()
@@ -238,6 +252,7 @@ def make(dest: str | Path | None = None, keep: int | None = None, home: Path | N
     return Backup(final, len(files), sum(f["bytes"] for f in files.values()), linked, len(tables), removed)
 
 
+@_file_errors("cannot check the backup")
 def check(backup: str | Path) -> dict:
     """Every file of ``backup`` as its manifest says (size and sha256, none missing or extra),
     the warehouse opens with every table's row count, and every raw file its ``raw_manifest``
@@ -248,14 +263,31 @@ def check(backup: str | Path) -> dict:
     return _verify(backup)
 
 
+def _read_manifest(backup: Path) -> dict:
+    """The manifest, as :func:`make` writes it: its format, then every file with its size and
+    sha256 and every table with its row count; one line if it is not."""
+    try:
+        manifest = json.loads((backup / MANIFEST).read_text())
+    except ValueError as err:
+        raise BackupError(f"{backup / MANIFEST} is damaged: not JSON ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise BackupError(f"{backup}: backup format {found!r}, this carewatch reads format {FORMAT}")
+    files, tables = manifest.get("files"), manifest.get("tables")
+    if not (isinstance(files, dict) and isinstance(tables, dict)
+            and all(isinstance(f, dict) and isinstance(f.get("bytes"), int) and isinstance(f.get("sha256"), str)
+                    for f in files.values())
+            and all(isinstance(n, int) for n in tables.values())):
+        raise BackupError(f"{backup / MANIFEST} is damaged: it does not list files (bytes, sha256) and tables (rows)")
+    return manifest
+
+
 def _verify(backup: Path) -> dict:
     import duckdb
 
     if not (backup / MANIFEST).is_file():
         raise BackupError(f"{backup} is not a carewatch backup: it has no {MANIFEST}")
-    manifest = json.loads((backup / MANIFEST).read_text())
-    if manifest.get("format") != FORMAT:
-        raise BackupError(f"{backup}: backup format {manifest.get('format')!r}, this carewatch reads format {FORMAT}")
+    manifest = _read_manifest(backup)
     problems = []
     on_disk = {p.relative_to(backup).as_posix() for p in backup.rglob("*") if p.is_file()} - {MANIFEST}
     for relative in sorted(set(manifest["files"]) - on_disk):
@@ -287,6 +319,7 @@ def _verify(backup: Path) -> dict:
     return manifest
 
 
+@_file_errors("cannot restore")
 def restore(backup: str | Path, home: str | Path) -> dict:
     """Check ``backup``, then write it as the new home ``home``, which must not exist or be
     empty (a new volume's mount point): copied into ``home/.restore.partial`` first, then moved

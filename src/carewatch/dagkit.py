@@ -113,9 +113,10 @@ reports, exports, Data Docs, ingest summaries and waiting alerts, in
 unchanged since the previous backup are hard-linked to it; the oldest backups beyond `keep`
 (`config/backup.yaml`) are removed once the new one is verified.
 
-**When it fails.** A raw file that no longer matches the sha256 it is named by (a damaged disk),
-or a copy that does not match the home, fails at once, without retries, and the email names the
-file: the previous backups still hold it (`carewatch restore --check BACKUP`). A busy warehouse,
+**When it fails.** A raw file that no longer matches the sha256 it is named by (a damaged disk)
+or a copy that does not match the home fails at once, without retries, and the email names the
+file: the previous backups still hold it (`carewatch restore --check BACKUP`). So does a file
+system error (a destination this user cannot write, a full disk), naming the path. A busy warehouse,
 a backup already running, or a file a pipeline task rewrote while it was copied retries.
 
 **Restoring.** `carewatch restore BACKUP --to NEW_HOME` (docs/production.md, Backups).

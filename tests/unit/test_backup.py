@@ -298,3 +298,37 @@ def test_a_restore_into_the_backup_itself_is_refused_and_leaves_the_backup_as_it
         backup.restore(made, target)
     assert not target.exists()
     backup.check(made)  # not damaged by files written into it
+
+
+def test_a_file_system_error_or_a_damaged_manifest_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    # not a traceback from the command line; in the DAG a BackupError fails at once (a retry
+    # would meet the same permission, the same full disk, the same manifest)
+    home = _home(tmp_path / "home")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(backup.BackupError, match=r"cannot back up: Not a directory: .*a-file/backups"):
+        backup.make(tmp_path / "a-file" / "backups", keep=0, home=home, now=T0)
+    hashed = backup.sha256_file
+    unreadable = home / "exports/2018-03/ranking_overall.csv"
+
+    def permission_denied(path):
+        if Path(path) == unreadable:
+            raise PermissionError(13, "Permission denied", str(path))
+        return hashed(path)
+
+    monkeypatch.setattr(backup, "sha256_file", permission_denied)
+    with pytest.raises(backup.BackupError, match=f"cannot back up: Permission denied: {unreadable}"):
+        backup.make(tmp_path / "backups", keep=0, home=home, now=T0)
+    assert backup.complete_backups(tmp_path / "backups") == [] and not list((tmp_path / "backups").glob("*.partial"))
+    monkeypatch.setattr(backup, "sha256_file", hashed)
+
+    made = backup.make(tmp_path / "backups", keep=0, home=home, now=T0).path
+    with pytest.raises(backup.BackupError, match=r"cannot restore: Not a directory: .*a-file/home"):
+        backup.restore(made, tmp_path / "a-file" / "home")
+    manifest = (made / "MANIFEST.json").read_text()
+    for edited in (manifest[: len(manifest) // 2], json.dumps({"format": 1}), json.dumps({"format": 1, "files": [], "tables": {}})):
+        (made / "MANIFEST.json").write_text(edited)
+        with pytest.raises(backup.BackupError, match=f"{made}/MANIFEST.json is damaged"):
+            backup.check(made)
+    # the next backup links nothing to a backup whose manifest is damaged, and is made
+    after = backup.make(tmp_path / "backups", keep=0, home=home, now=T0 + dt.timedelta(days=1))
+    assert after.linked == 0 and backup.check(after.path)
