@@ -227,8 +227,13 @@ def make(dest: str | Path | None = None, keep: int | None = None, home: Path | N
                 root = home / folder
                 if not root.is_dir():
                     continue
-                for source in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+                for source in sorted(root.rglob("*")):
                     relative = source.relative_to(home).as_posix()
+                    if source.is_symlink():  # not followed by rglob: left out, the backup would not be complete
+                        raise BackupError(f"{relative} is a symbolic link: a backup holds the home's files, not links "
+                                          "to elsewhere; put the file or folder itself in the home")
+                    if not source.is_file():
+                        continue
                     if source.name.startswith(".") or source.suffix in (".tmp", ".partial"):
                         continue  # a write in progress (written aside, then renamed into place)
                     try:

@@ -332,3 +332,17 @@ def test_a_file_system_error_or_a_damaged_manifest_is_one_line_naming_the_file(t
     # the next backup links nothing to a backup whose manifest is damaged, and is made
     after = backup.make(tmp_path / "backups", keep=0, home=home, now=T0 + dt.timedelta(days=1))
     assert after.linked == 0 and backup.check(after.path)
+
+
+@pytest.mark.parametrize("link", ["reports/2018-03/report.html", "exports/2018-03"])
+def test_a_symbolic_link_in_the_home_fails_the_backup_naming_it_instead_of_being_left_out(tmp_path, link):
+    # a backup left it out without a word: restored, the home lacked the report (or a month's
+    # exports) and the backup had said it was complete
+    home = _home(tmp_path / "home")
+    elsewhere = tmp_path / "other-disk" / Path(link).name
+    elsewhere.parent.mkdir()
+    (home / link).rename(elsewhere)
+    (home / link).symlink_to(elsewhere)
+    with pytest.raises(backup.BackupError, match=f"{link} is a symbolic link"):
+        backup.make(tmp_path / "backups", keep=0, home=home, now=T0)
+    assert backup.complete_backups(tmp_path / "backups") == []
