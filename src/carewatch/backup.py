@@ -345,7 +345,8 @@ def restore(backup: str | Path, home: str | Path) -> dict:
         target = staging / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(backup / relative, target)
-    for entry in sorted(staging.iterdir(), key=lambda p: (p.name.startswith(WAREHOUSE), p.name)):
+    # the warehouse last, and its write-ahead log before it: never the file without its log
+    for entry in sorted(staging.iterdir(), key=lambda p: (p.name.startswith(WAREHOUSE), p.name == WAREHOUSE, p.name)):
         entry.rename(home / entry.name)
     staging.rmdir()
     return manifest

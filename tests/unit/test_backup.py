@@ -346,3 +346,19 @@ def test_a_symbolic_link_in_the_home_fails_the_backup_naming_it_instead_of_being
     with pytest.raises(backup.BackupError, match=f"{link} is a symbolic link"):
         backup.make(tmp_path / "backups", keep=0, home=home, now=T0)
     assert backup.complete_backups(tmp_path / "backups") == []
+
+
+def test_a_restore_puts_the_warehouse_file_in_place_last_after_its_write_ahead_log(tmp_path, monkeypatch):
+    # stopped between the two, a home with warehouse.duckdb but not yet its .wal opens without
+    # the rows only the log holds (and the log, moved in later, no longer matches the file)
+    home = _home(tmp_path / "home")
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+        con.execute("pragma disable_checkpoint_on_shutdown")
+        con.execute("set wal_autocheckpoint = '1TB'")
+        con.execute("insert into fct_metric_values values (1000, 'E01000')")
+    made = backup.make(tmp_path / "backups", keep=0, home=home, now=T0)
+    moved = []
+    rename = Path.rename
+    monkeypatch.setattr(Path, "rename", lambda self, target: moved.append(Path(target).name) or rename(self, target))
+    backup.restore(made.path, tmp_path / "restored")
+    assert moved[-2:] == ["warehouse.duckdb.wal", "warehouse.duckdb"]
