@@ -25,7 +25,7 @@ monthly backup costs only what changed (the previous copy is read first: one dam
 copied again from the home, not linked to). A backup is written under ``<made at>.partial`` and
 renamed when complete and verified: a killed backup is never taken for one (the next backup
 removes it). Then the oldest complete backups beyond ``keep`` (``config/backup.yaml``) are
-removed. Raw files are checked against the sha256 they are named by: a damaged raw store fails
+renamed ``.partial`` and removed (so one stopped half-removed is not taken for a backup either). Raw files are checked against the sha256 they are named by: a damaged raw store fails
 the backup, naming the file, instead of being copied over a good one.
 
 ``carewatch restore BACKUP --to HOME`` checks every file against the manifest, then writes a
@@ -252,7 +252,9 @@ def make(dest: str | Path | None = None, keep: int | None = None, home: Path | N
         removed = []
         if keep:
             for old in complete_backups(dest)[:-keep]:
-                shutil.rmtree(old)
+                # renamed first: stopped half-way, what is left is unfinished (the next backup removes it)
+                doomed = old.rename(old.with_name(old.name + ".partial"))
+                shutil.rmtree(doomed)
                 removed.append(old)
     return Backup(final, len(files), sum(f["bytes"] for f in files.values()), linked, len(tables), removed)
 

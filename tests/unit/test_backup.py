@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -362,3 +363,26 @@ def test_a_restore_puts_the_warehouse_file_in_place_last_after_its_write_ahead_l
     monkeypatch.setattr(Path, "rename", lambda self, target: moved.append(Path(target).name) or rename(self, target))
     backup.restore(made.path, tmp_path / "restored")
     assert moved[-2:] == ["warehouse.duckdb.wal", "warehouse.duckdb"]
+
+
+def test_a_backup_stopped_while_it_is_pruned_is_never_taken_for_a_complete_one(tmp_path, monkeypatch):
+    # killed half-way through removing the oldest backup, it kept its manifest and its name:
+    # listed as complete, found to lack files only when it was needed
+    home = _home(tmp_path / "home")
+    dest = tmp_path / "backups"
+    first = backup.make(dest, keep=1, home=home, now=T0).path
+    remove = shutil.rmtree
+
+    def killed_half_way(path, *args, **kwargs):
+        if Path(path).name.startswith(first.name):
+            next(p for p in Path(path).rglob("*") if p.is_file() and p.name != "MANIFEST.json").unlink()
+            raise KeyboardInterrupt
+        return remove(path, *args, **kwargs)
+
+    monkeypatch.setattr(backup.shutil, "rmtree", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        backup.make(dest, keep=1, home=home, now=T0 + dt.timedelta(days=30))
+    assert first not in backup.complete_backups(dest)
+    monkeypatch.setattr(backup.shutil, "rmtree", remove)
+    backup.make(dest, keep=1, home=home, now=T0 + dt.timedelta(days=60))  # the next removes what is left of it
+    assert sorted(p.name for p in dest.iterdir()) == [".backup.lock", "2027-01-14T09-00-00Z"]
