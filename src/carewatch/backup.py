@@ -117,7 +117,15 @@ def complete_backups(dest: Path) -> list[Path]:
     """The complete backups in ``dest``, oldest first."""
     if not dest.is_dir():
         return []
-    return sorted(p for p in dest.iterdir() if p.is_dir() and _STAMP.match(p.name) and (p / MANIFEST).is_file())
+    return sorted((p for p in dest.iterdir() if p.is_dir() and _STAMP.match(p.name) and (p / MANIFEST).is_file()),
+                  key=lambda p: _made(p.name))
+
+
+def _made(name: str) -> tuple[str, int]:
+    """The order backups were made in: by ``<made at>``, then its number in that second (-2 ...
+    -10: as numbers, not text)."""
+    stamp, _, n = name.removesuffix(".partial").partition("Z-")
+    return (stamp.removesuffix("Z"), int(n) if n.isdigit() else 1)
 
 
 @contextlib.contextmanager
@@ -143,11 +151,10 @@ def _file_errors(what: str):
 
 def _stamp(dest: Path, now: dt.datetime) -> str:
     base = now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
-    name, n = base, 1
-    while (dest / name).exists() or (dest / f"{name}.partial").exists():
-        n += 1
-        name = f"{base}-{n}"
-    return name
+    # numbered after the newest of that second still here (one pruned meanwhile is not reused:
+    # the new backup must sort after the ones it keeps)
+    made = [_made(p.name)[1] for p in dest.glob(base + "*") if _made(p.name)[0] == base.removesuffix("Z")]
+    return f"{base}-{max(made) + 1}" if made else base
 
 
 def _table_rows(con) -> dict[str, int]:

@@ -386,3 +386,13 @@ def test_a_backup_stopped_while_it_is_pruned_is_never_taken_for_a_complete_one(t
     monkeypatch.setattr(backup.shutil, "rmtree", remove)
     backup.make(dest, keep=1, home=home, now=T0 + dt.timedelta(days=60))  # the next removes what is left of it
     assert sorted(p.name for p in dest.iterdir()) == [".backup.lock", "2027-01-14T09-00-00Z"]
+
+
+def test_backups_made_in_the_same_second_are_ordered_as_made_and_the_newest_kept(tmp_path):
+    # named <made at>, <made at>-2, ... <made at>-10: by name, -10 came before -2, so the
+    # newest was taken for an old one (linked to the wrong backup, pruned first)
+    home = _home(tmp_path / "home")
+    dest = tmp_path / "backups"
+    made = [backup.make(dest, keep=3, home=home, now=T0).path for _ in range(11)]
+    assert backup.complete_backups(dest) == made[-3:]
+    assert made[-1].name == "2026-11-15T09-00-00Z-11"
