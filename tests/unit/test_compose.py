@@ -544,3 +544,30 @@ def test_production_doc_says_how_to_manage_accounts(config):
     script = ROOT / "scripts" / "check_production_auth.sh"
     assert "scripts/check_production_auth.sh" in doc and os.access(script, os.X_OK)
     assert "ALL CHECKS PASSED" in script.read_text()
+
+
+def test_production_doc_runs_carewatch_commands_past_the_images_entrypoint_and_without_the_stack(config):
+    # the Airflow image's entrypoint runs `airflow <command>` for anything but bash and python:
+    # `docker compose run airflow-worker carewatch restore ...` ran `airflow carewatch restore`,
+    # so the documented restore failed, and it started the stack's services it depends on
+    doc = (ROOT / "docs" / "production.md").read_text()
+    runs = re.findall(r"^docker compose run .*$", doc, flags=re.MULTILINE)
+    assert any("carewatch restore" in r or " restore " in r for r in runs)
+    for command in runs:
+        assert "--no-deps" in command, command
+        words = command.split()
+        if "--entrypoint" not in words:
+            service = next(w for w in words[3:] if not w.startswith("-"))
+            assert words[words.index(service) + 1] in ("airflow", "bash", "python"), command
+    # a volume's name is prefixed with the compose project's, which is the folder's name unless set
+    assert not re.search(r"docker volume rm carewatch_", doc)
+
+
+def test_production_doc_creates_the_backup_folder_for_the_airflow_user_before_the_stack_starts(config):
+    # a bind mount's missing host folder is created by Docker, owned by root: the workers
+    # (AIRFLOW_UID) could not write a backup into the default ./backups
+    doc = (ROOT / "docs" / "production.md").read_text()
+    run_it = doc.split("## Run it", 1)[1].split("```", 2)[1]
+    default = re.search(r"CAREWATCH_BACKUP_HOST_DIR:-([^}]+)}", (ROOT / "docker-compose.yaml").read_text()).group(1)
+    create = run_it.index(f'mkdir -p {default.removeprefix("./")} && sudo chown "${{AIRFLOW_UID:-50000}}":0 {default.removeprefix("./")}')
+    assert create < run_it.index("docker compose up")
