@@ -27,12 +27,10 @@ def backup():
     def back_up_home() -> str:
         """Back up the home into CAREWATCH_BACKUP_DIR and verify it; skipped when that is not
         set. A damaged file fails at once (a retry would find it damaged again)."""
-        import os
-
         from carewatch import backup as backups
         from airflow.sdk.exceptions import AirflowSkipException
 
-        if not os.environ.get("CAREWATCH_BACKUP_DIR"):
+        if backups.configured_destination() is None:
             raise AirflowSkipException("no backup destination: set CAREWATCH_BACKUP_DIR (docs/production.md, Backups)")
         with dagkit.fails_at_once(backups.BackupError):
             return backups.make().describe()

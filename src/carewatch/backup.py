@@ -96,9 +96,16 @@ def keep_default() -> int:
     return keep
 
 
+def configured_destination() -> Path | None:
+    """The folder of backups the deployment names (``CAREWATCH_BACKUP_DIR``), or None: the
+    backup DAG is then skipped and ``carewatch status`` says backups are not configured."""
+    chosen = os.environ.get("CAREWATCH_BACKUP_DIR")
+    return Path(chosen).expanduser().resolve() if chosen else None
+
+
 def destination(dest: str | Path | None) -> Path:
     """``dest``, or ``CAREWATCH_BACKUP_DIR``; one-line error if neither."""
-    chosen = dest or os.environ.get("CAREWATCH_BACKUP_DIR")
+    chosen = dest or configured_destination()
     if not chosen:
         raise BackupError("no backup destination: give one (carewatch backup DEST) or set CAREWATCH_BACKUP_DIR, "
                           "on another disk than the home")

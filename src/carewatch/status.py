@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from carewatch import paths
 from carewatch.errors import CarewatchError
@@ -160,11 +158,11 @@ def _alerts(status: Status, now: dt.datetime) -> None:
 def _backups(status: Status, now: dt.datetime, max_age: int) -> None:
     from carewatch import backup
 
-    dest = os.environ.get("CAREWATCH_BACKUP_DIR")
-    if not dest:
+    dest = backup.configured_destination()
+    if dest is None:
         status.say("backups: not configured (CAREWATCH_BACKUP_DIR unset)")
         return
-    made = backup.complete_backups(Path(dest))
+    made = backup.complete_backups(dest)
     if not made:
         status.say(f"backups: none in {dest}")
         status.flag(f"no backup in {dest} (the backup DAG runs after each monthly report)")

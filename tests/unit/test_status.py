@@ -18,7 +18,7 @@ AS_OF = dt.date(2018, 5, 15)
 NOW = dt.datetime(2018, 5, 20, 12, tzinfo=dt.timezone.utc)
 # what a monthly run on 15 May 2018 handles on the embedded samples, every source but DTOC by LA
 # (and a month before each window, which the run of a date in April handles)
-HELD = {"dtoc_national": ["2018-03"], "ascof": ["2015-16", "2016-17"], "ons_mye": ["2015", "2016"],
+HELD = {"dtoc_national": ["2018-02", "2018-03"], "ascof": ["2015-16", "2016-17"], "ons_mye": ["2015", "2016"],
         "hes_aggregate": ["2017-11", "2017-12", "2018-01", "2018-02", "2018-03"],
         # DTOC by LA: its 12-month revision window, 2017-03 to 2018-03, but February and March
         "dtoc_la": [f"2017-{m:02d}" for m in range(2, 13)] + ["2018-01"]}
