@@ -133,20 +133,26 @@ def test_funnel_plots_mark_the_areas_the_review_rule_flags(report):
 
 def test_funnel_caption_states_the_configured_rule(report, tmp_path, monkeypatch):
     # the caption names the rule's level, overdispersion and annual lag from config, as the
-    # plots draw them: the shipped rule, then a changed one written to the same report
-    from carewatch.methodology import flags as flag_rules
-
+    # plots draw them: the shipped rule, then a changed one (a new version of the rule set)
+    # analysed and written to a report. The report follows the rule the analysis read
+    # (analysis_config), so the change is analysed first, on a copy of the warehouse
     def caption(html):
         return " ".join(html.split('id="funnels">')[1].split("</p>")[0].split())
 
     shipped = caption(Path(report[0]).read_text())
     assert "99.8%, widened for overdispersion) and the same test at 95%" in shipped
     assert "latest year that ended 6 months or more ago" in shipped
-    rules = flag_rules.load_rules()
-    changed = {**rules, "rules": [{**r, "level": 0.95, "overdispersion": False, "annual_lag_months": 9}
-                                  if r["kind"] == "funnel_outlier" else r for r in rules["rules"]]}
-    monkeypatch.setattr(flag_rules, "load_rules", lambda *a, **k: changed)
-    with duckdb.connect(str(Path(report[0]).parent.parent / "w.duckdb"), read_only=True) as con:
+    config = tmp_path / "config"
+    shutil.copytree(paths.config_dir(), config)
+    rules = config / "review_flags.yaml"
+    text = rules.read_text().replace("version: 1", "version: 2", 1)
+    text = text.replace("level: 0.998 ", "level: 0.95  ", 1).replace("overdispersion: true", "overdispersion: false\n    annual_lag_months: 9", 1)
+    rules.write_text(text)
+    monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
+    db = tmp_path / "w.duckdb"
+    shutil.copy(Path(report[0]).parent.parent / "w.duckdb", db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
         text = caption(monthly_report.write_report(con, tmp_path / "out").read_text())
     assert "(<code>config/review_flags.yaml</code>: 95%) and the same test at 95%" in text
     assert "latest year that ended 9 months or more ago" in text
