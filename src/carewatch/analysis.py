@@ -383,6 +383,46 @@ def restated_by_last_run(con) -> pd.DataFrame:
         group by table_name, period_start, part order by period_start, table_name, part""").df()
 
 
+def last_report_flags(con, month) -> tuple[dt.date | None, set[str]]:
+    """The month reported last before ``month`` and the areas its report flagged (new or
+    continuing), as that report showed them: the rows its runs last kept as reported of it
+    (``reported_review_flag_history``), not as the warehouse holds that month now (a revision or
+    a change of method recomputes the flags' history). (None, empty) before any report."""
+    if not warehouse.table_exists(con, "reported_review_flag_history"):
+        return None, set()
+    last = con.execute("select max(run_month) from reported_review_flag_history where kind = 'reported' and run_month < $month "
+                       "and period_start = run_month", {"month": month}).fetchone()[0]
+    if last is None:
+        return None, set()
+    flagged = con.execute(
+        "select area_code from reported_review_flag_history where kind = 'reported' and period_start = $last and run_month = $last "
+        "and status in ('new', 'continuing') and reported_at = (select max(reported_at) from reported_review_flag_history "
+        "where kind = 'reported' and period_start = $last and run_month = $last)", {"last": last}).fetchall()
+    return last, {area for (area,) in flagged}
+
+
+def since_last_report(flags: pd.DataFrame, last_month, last_flagged: set[str], name_of: dict[str, str]) -> list[str]:
+    """What a reader comparing this month's flags (``flags``: review_flag_history of the month,
+    with ``area_code`` and ``status``) with the last report (:func:`last_report_flags`) would
+    otherwise find unexplained: areas shown as continuing that the last report did not flag, and
+    areas it flagged that are neither flagged nor cleared now. Both happen only when earlier
+    months were recomputed (a revision, a change of method); empty otherwise."""
+    if last_month is None:
+        return []
+    status = dict(zip(flags["area_code"], flags["status"]))
+    continuing = sorted(name_of.get(a, a) for a, s in status.items() if s == "continuing" and a not in last_flagged)
+    gone = sorted(name_of.get(a, a) for a in last_flagged if status.get(a) not in ("new", "continuing", "cleared", "not assessed"))
+    when = f"{pd.Timestamp(last_month):%B %Y} report"
+    out = []
+    if continuing:
+        out.append(f"Shown as continuing but not flagged in the {when}: {', '.join(continuing)} "
+                   "(earlier months recomputed by a revision or a change of method flag them now)")
+    if gone:
+        out.append(f"Flagged in the {when} and not flagged now, without being cleared: {', '.join(gone)} "
+                   "(earlier months recomputed by a revision or a change of method no longer flag them)")
+    return out
+
+
 KEPT_META = ("reported_at", "kind", "run_month", "columns_kept")
 # the columns that say which configuration computed a row, not what it reported
 LABEL_COLUMNS = ("methodology", "methodology_digest", "rule_set", "rule_set_digest", "target_set", "target_set_digest")

@@ -131,6 +131,8 @@ def gather(con, month=None) -> dict:
         "flagged": flagged,
         "cleared": cleared,
         "not_assessed": not_assessed,
+        # flags a reader of the last report would otherwise find unexplained (earlier months recomputed)
+        "since_last_report": analysis.since_last_report(history, *analysis.last_report_flags(con, month), name_of),
         # the metric values the report shows (tables/metric_values): its charts and tables read these only
         "mv": report_metric_values(mv, league_values, funnel_tests, [*league["area_code"], ENGLAND], target_metric),
         "funnel_rule": funnel_rule,
@@ -589,6 +591,7 @@ def write_report(con, out_dir: Path | None = None, month=None, data: dict | None
         restated=data["restated"],
         flagged=data["flagged"].to_dict("records"),
         cleared=data["cleared"].to_dict("records"),
+        since_last_report=data["since_last_report"],
         # flagged last month, and never flagged (not ranked: e.g. created by a boundary change)
         not_assessed=data["not_assessed"][data["not_assessed"]["first_flagged"].notna()].to_dict("records"),
         not_assessed_unflagged=data["not_assessed"][data["not_assessed"]["first_flagged"].isna()].to_dict("records"),

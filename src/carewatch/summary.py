@@ -411,6 +411,10 @@ def print_results(metrics_state: str = "success") -> None:
             print(f"  {status.upper():<10} {names.get(area, area)} (since {first:%b %Y}): {reasons}")
         if len(flagged) > 12:
             print(f"  ... and {len(flagged) - 12} more: see the report and review_flag_history")
+        month_flags = con.execute("select area_code, status from review_flag_history where period_start = ?", [month]).df() \
+            if "review_flag_history" in tables else pd.DataFrame(columns=["area_code", "status"])
+        for line in analysis.since_last_report(month_flags, *analysis.last_report_flags(con, month), names):
+            print(f"  {line}")
         restated = analysis.restated_words(analysis.restated_by_last_run(con))
         if restated:
             # recorded since the first run for this month: a rerun of the month repeats the list

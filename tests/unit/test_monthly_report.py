@@ -388,3 +388,59 @@ def test_latest_txt_points_at_the_homes_own_report_after_the_home_is_copied(tmp_
     assert monthly_report.latest_report() == copy / "reports" / "2018-03" / "report.html"
     (copy / "reports" / "2018-03" / "report.html").unlink()  # the copy has no such report: the path as written
     assert monthly_report.latest_report() == report
+
+
+def test_flags_recomputed_since_the_last_report_are_said_against_what_it_showed(carewatch_home, capsys):
+    # February was reported; then its flags' history was recomputed (here: the February report
+    # is made to have flagged an area not flagged now, and not to have flagged one shown as
+    # continuing now). The March report and the summary say both, by name, against the report
+    from carewatch import summary
+
+    db = carewatch_home / "warehouse.duckdb"
+    carewatch_home.mkdir(parents=True)
+    areas = synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        _held_back(con, "2018-02-01")
+        analysis.run(con, export=False)  # the run that reports February
+        feb = "date '2018-02-01'"
+        shown = con.execute(f"select area_code, status from review_flag_history where period_start = {feb}").fetchall()
+        con.execute("insert into fct_metric_values select * from held")
+        analysis.run(con, export=False)  # the run that reports March
+        march = dict(con.execute("select area_code, status from review_flag_history where period_start = date '2018-03-01'").fetchall())
+        continuing = sorted(a for a, s in march.items() if s == "continuing")
+        never = sorted(a for a in areas if a not in march and a not in dict(shown))
+        assert continuing and never  # the synthetic warehouse has both kinds
+        # what the February report showed, as if computed before a revision: not the first
+        # continuing area, and the first area never flagged
+        con.execute(f"delete from reported_review_flag_history where period_start = {feb} and area_code = '{continuing[0]}'")
+        con.execute(f"insert into reported_review_flag_history by name select * replace ('{never[0]}' as area_code) "
+                    f"from reported_review_flag_history where period_start = {feb} and status in ('new', 'continuing') limit 1")
+        assert analysis.last_report_flags(con, pd.Timestamp("2018-03-01").date())[1] == (
+            {a for a, s in shown if s in ("new", "continuing")} - {continuing[0]}) | {never[0]}
+        data = monthly_report.gather(con)
+        name = data["name_of"]
+        html = monthly_report.write_report(con, carewatch_home / "report").read_text()
+    assert data["since_last_report"] == [
+        f"Shown as continuing but not flagged in the February 2018 report: {name[continuing[0]]} "
+        "(earlier months recomputed by a revision or a change of method flag them now)",
+        f"Flagged in the February 2018 report and not flagged now, without being cleared: {name[never[0]]} "
+        "(earlier months recomputed by a revision or a change of method no longer flag them)"]
+    said = [" ".join(p.split("</p>")[0].split()) for p in html.split('<p class="since-last-report">')[1:]]
+    assert said == [line + "." for line in data["since_last_report"]]
+    # the run summary says the same
+    summary.print_results()
+    out = capsys.readouterr().out
+    assert all(f"  {line}" in out for line in data["since_last_report"])
+
+
+def test_nothing_is_said_since_the_last_report_when_the_flags_were_not_recomputed(carewatch_home):
+    db = carewatch_home / "warehouse.duckdb"
+    carewatch_home.mkdir(parents=True)
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        _held_back(con, "2018-02-01")
+        analysis.run(con, export=False)
+        con.execute("insert into fct_metric_values select * from held")
+        analysis.run(con, export=False)
+        assert analysis.last_report_flags(con, pd.Timestamp("2018-03-01").date())[0] == pd.Timestamp("2018-02-01").date()
+        assert monthly_report.gather(con)["since_last_report"] == []
