@@ -127,9 +127,12 @@ def _analysis(con, status: Status, now: dt.datetime, max_age: int) -> None:
     built = con.execute("select max(built_at) from warehouse_builds").fetchone()[0] \
         if warehouse.table_exists(con, "warehouse_builds") else None
     status.say(f"warehouse: last build {_age(now, built)} ({built:%Y-%m-%d %H:%M %Z})" if built else "warehouse: never built")
-    last = con.execute("select max(analysed_at), max_by(month, analysed_at) from analysis_runs").fetchone() \
-        if warehouse.table_exists(con, "analysis_runs") else (None, None)
-    if last[0] is None:
+    # the latest analysis and the last month it reported (it reports several when a late DTOC
+    # month held them back, all with the same analysed_at)
+    last = con.execute("select analysed_at, max(month) from analysis_runs group by analysed_at "
+                       "order by analysed_at desc limit 1").fetchone() \
+        if warehouse.table_exists(con, "analysis_runs") else None
+    if last is None:
         status.say("analysis: none yet")
         status.flag("no analysis has run: the metrics DAG has not finished once")
         return

@@ -57,6 +57,21 @@ def test_a_current_home_needs_nothing_and_the_overdue_month_is_the_only_problem(
         "dtoc_la 2018-02: not held, due by 2018-04-26 (the monthly run fails it as OVERDUE)"]
 
 
+def test_an_analysis_that_reported_several_months_is_shown_reporting_the_last(carewatch_home, monkeypatch):
+    # a late DTOC month held January and February back: the analysis that loaded it reported
+    # January, February and March 2018 at once (one analysed_at); status names March, the last
+    monkeypatch.delenv("CAREWATCH_BACKUP_DIR", raising=False)
+    at = dt.datetime(2018, 5, 15, 10, tzinfo=dt.timezone.utc)
+    _warehouse(carewatch_home, analysed_at=at)
+    with duckdb.connect(str(carewatch_home / "warehouse.duckdb")) as con:
+        con.execute("delete from analysis_runs")
+        con.execute("insert into analysis_runs values (?, date '2017-12-01')", [at - dt.timedelta(days=60)])
+        for month in ("2018-01-01", "2018-02-01", "2018-03-01"):
+            con.execute("insert into analysis_runs values (?, ?)", [at, dt.date.fromisoformat(month)])
+    found = status.status(as_of=AS_OF, now=NOW)
+    assert "analysis: last 5 days ago (2018-05-15 10:00 UTC), reporting March 2018" in found.lines
+
+
 def test_refusals_quarantine_unsent_alerts_an_old_analysis_and_an_old_backup_need_attention(carewatch_home, tmp_path, monkeypatch):
     from carewatch import backup
 
