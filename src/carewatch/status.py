@@ -10,7 +10,10 @@ attention, each one line:
   OVERDUE (emailed at most once every ``overdue_repeat_days``, so it stays in sight here);
 - a held period whose re-check the publisher's site now refuses (a 404, a web page: emailed
   once, then skipped by later runs, :func:`carewatch.summary.outstanding_refusals`);
-- a file in quarantine that no later good version of its period has replaced;
+- a file in quarantine that no later good version of its period has replaced, or a warehouse
+  build refused by a cross-source check (``check:<name>``);
+- a file the parser refused that nothing good has replaced
+  (:func:`carewatch.pipeline.unparsed_files`: later runs skip it without failing again);
 - alerts waiting in the outbox: the mail server did not take them, so nobody has been told;
 - no analysis for more than ``analysis_max_age_days`` (``config/status.yaml``);
 - backups configured (``CAREWATCH_BACKUP_DIR``) and none made in ``backup_max_age_days``.
@@ -110,15 +113,22 @@ def _sources(con, status: Status) -> None:
 
 
 def _refusals_and_quarantine(con, status: Status) -> None:
-    from carewatch import summary, validation
+    from carewatch import pipeline, summary, validation
 
     for refusal in summary.outstanding_refusals(con):
         status.flag(f"{refusal.source} {refusal.period}: re-check refused since {refusal.since:%Y-%m-%d} "
                     f"({refusal.runs} run(s)): {refusal.error[:120]}; version {refusal.held} is kept")
     quarantined = validation.quarantined(con)
     for row in quarantined[quarantined["superseded_by"].isna()].itertuples():
+        if row.source.startswith("check:"):  # a warehouse check: the latest build was refused (cleared by one that passes)
+            status.flag(f"warehouse build refused by {row.source} since {row.quarantined_at:%Y-%m-%d}: "
+                        f"{str(row.blocking_failures)[:120]} (carewatch check, the Data Docs)")
+            continue
         status.flag(f"{row.source} {row.period}: version {row.file_version} in quarantine since "
                     f"{row.quarantined_at:%Y-%m-%d} and not replaced (carewatch check, the Data Docs)")
+    for u in pipeline.unparsed_files(con):  # skipped by later runs, as the summary's PARSE FAILED
+        status.flag(f"{u.source} {u.period}: version {u.version} could not be parsed (since {u.failed_at:%Y-%m-%d}: "
+                    f"{u.problem[:120]}) and nothing has replaced it; its figures are not loaded")
 
 
 def _analysis(con, status: Status, now: dt.datetime, max_age: int) -> None:

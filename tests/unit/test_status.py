@@ -107,6 +107,31 @@ def test_refusals_quarantine_unsent_alerts_an_old_analysis_and_an_old_backup_nee
     ]
 
 
+def test_a_file_the_parser_refused_and_a_refused_build_need_attention(carewatch_home, monkeypatch):
+    # later runs skip a file the parser refused (its .failed marker) without failing or emailing
+    # again, and a refused build stays refused until one passes: both are listed by the run
+    # summary (PARSE FAILED, BUILD REFUSED), and need attention here too
+    from carewatch import paths
+
+    monkeypatch.delenv("CAREWATCH_BACKUP_DIR", raising=False)
+    _warehouse(carewatch_home)
+    sha = "ab" * 32
+    marker = paths.parsed_path("dtoc_la", "2018-01", sha).with_suffix(".failed")
+    marker.parent.mkdir(parents=True)
+    marker.write_text("dtoc_la 2018-01: /x/raw.xls: cannot parse as DTOC LA: no sheet 'LA - Type of Delay'\n")
+    with duckdb.connect(str(carewatch_home / "warehouse.duckdb")) as con:
+        con.execute("update raw_manifest set sha256 = ? where source = 'dtoc_la' and period = '2018-01'", [sha])
+        con.execute("insert into quarantine (source, period, file_version, sha256, blocking_failures, quarantined_at) values "
+                    "('check:national_totals', null, null, 'd', 'England differs from the sum of areas', "
+                    "timestamptz '2018-05-15 09:30:00+00')")
+    found = status.status(as_of=dt.date(2018, 4, 20), now=NOW)
+    assert found.attention == [
+        "warehouse build refused by check:national_totals since 2018-05-15: England differs from the sum of areas "
+        "(carewatch check, the Data Docs)",
+        f"dtoc_la 2018-01: version 1 could not be parsed (since {dt.datetime.now(dt.timezone.utc):%Y-%m-%d}: "
+        "DTOC LA: no sheet 'LA - Type of Delay') and nothing has replaced it; its figures are not loaded"]
+
+
 def test_no_analysis_and_no_backup_yet_need_attention(carewatch_home, tmp_path, monkeypatch):
     _warehouse(carewatch_home)
     with duckdb.connect(str(carewatch_home / "warehouse.duckdb")) as con:
