@@ -303,6 +303,17 @@ def _read_manifest(backup: Path) -> dict:
     return manifest
 
 
+def made_at(backup: Path) -> dt.datetime:
+    """When ``backup`` was made, from its manifest; :class:`BackupError` in one line if the
+    manifest cannot be read or does not say."""
+    with _file_errors(f"cannot read {backup / MANIFEST}"):
+        manifest = _read_manifest(backup)
+    try:
+        return dt.datetime.fromisoformat(manifest["made_at"])
+    except (KeyError, TypeError, ValueError):
+        raise BackupError(f"{backup / MANIFEST} is damaged: it does not say when the backup was made (made_at)") from None
+
+
 def _verify(backup: Path) -> dict:
     import duckdb
 

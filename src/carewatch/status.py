@@ -161,8 +161,11 @@ def _alerts(status: Status, now: dt.datetime) -> None:
     if not waiting:
         status.say("alerts: none waiting")
         return
-    oldest = json.loads(waiting[0].read_text()).get("kept_at")
-    since = f" since {oldest[:10]}" if oldest else ""
+    try:  # the oldest may be sent (or set aside, if damaged) by a run meanwhile: then no date
+        oldest = json.loads(waiting[0].read_text()).get("kept_at")
+    except (OSError, ValueError, AttributeError):
+        oldest = None
+    since = f" since {oldest[:10]}" if isinstance(oldest, str) and oldest else ""
     status.say(f"alerts: {len(waiting)} waiting in {paths.outbox_dir()}{since}")
     status.flag(f"{len(waiting)} alert email(s) waiting{since}: the mail server did not take them, so nobody was told "
                 "(the task logs say why; each run sends them first)")
@@ -180,7 +183,12 @@ def _backups(status: Status, now: dt.datetime, max_age: int) -> None:
         status.say(f"backups: none in {dest}")
         status.flag(f"no backup in {dest} (the backup DAG runs after each monthly report)")
         return
-    newest = dt.datetime.fromisoformat(json.loads((made[-1] / backup.MANIFEST).read_text())["made_at"])
+    try:
+        newest = backup.made_at(made[-1])
+    except backup.BackupError as err:  # a damaged manifest: that backup fails its check, and any restore from it
+        status.say(f"backups: {len(made)} in {dest}, newest {made[-1].name} (unreadable)")
+        status.flag(f"{err} (carewatch restore --check {made[-1]})")
+        return
     status.say(f"backups: {len(made)} in {dest}, newest {made[-1].name} ({_age(now, newest)})")
     if now - newest > dt.timedelta(days=max_age):
         status.flag(f"the newest backup is {(now - newest).days} days old (more than {max_age}: config/status.yaml)")

@@ -132,6 +132,31 @@ def test_a_file_the_parser_refused_and_a_refused_build_need_attention(carewatch_
         "DTOC LA: no sheet 'LA - Type of Delay') and nothing has replaced it; its figures are not loaded"]
 
 
+def test_a_damaged_backup_manifest_or_outbox_file_needs_attention_in_one_line_not_a_traceback(carewatch_home, tmp_path, monkeypatch):
+    from carewatch import backup
+    from tests.unit.test_backup import _home
+
+    _warehouse(carewatch_home)
+    dest = tmp_path / "backups"
+    made = backup.make(dest, keep=0, home=_home(tmp_path / "backed-up-home")).path
+    (made / "MANIFEST.json").write_text("{not json")  # damaged on the backup disk
+    monkeypatch.setenv("CAREWATCH_BACKUP_DIR", str(dest))
+    outbox = carewatch_home / "outbox"
+    outbox.mkdir()
+    (outbox / "20180516T090000000000-abc.json").write_text("{cut short")  # a run sets it aside; until then, still waiting
+    found = status.status(as_of=dt.date(2018, 4, 20), now=NOW)
+    assert found.attention[0] == ("1 alert email(s) waiting: the mail server did not take them, so nobody was told "
+                                  "(the task logs say why; each run sends them first)")
+    assert found.attention[1].startswith(f"{made / 'MANIFEST.json'} is damaged: not JSON (")
+    assert found.attention[1].endswith(f" (carewatch restore --check {made})")
+    assert len(found.attention) == 2
+    # a manifest that is JSON but does not say when
+    (made / "MANIFEST.json").write_text(json.dumps({"format": 1, "files": {}, "tables": {}}))
+    assert status.status(as_of=dt.date(2018, 4, 20), now=NOW).attention[1] == (
+        f"{made / 'MANIFEST.json'} is damaged: it does not say when the backup was made (made_at) "
+        f"(carewatch restore --check {made})")
+
+
 def test_no_analysis_and_no_backup_yet_need_attention(carewatch_home, tmp_path, monkeypatch):
     _warehouse(carewatch_home)
     with duckdb.connect(str(carewatch_home / "warehouse.duckdb")) as con:
