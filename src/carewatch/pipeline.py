@@ -127,17 +127,25 @@ def fetch_history(source: str) -> FetchHistory:
     """:class:`FetchHistory` of ``source`` from the warehouse (none yet: nothing asked). Opened
     as the fetch opens it, as a writer that waits its turn: a reader would be refused at once
     while another source's load writes."""
-    from carewatch import sources, warehouse
+    from carewatch import warehouse
 
     if not paths.warehouse_path().exists():
         return FetchHistory(frozenset(), None)
     with warehouse.connect() as con:
-        held = set()
-        asked = set()
-        if warehouse.table_exists(con, "raw_manifest"):
-            held = {p for (p,) in con.execute("select distinct period from raw_manifest where source = ?", [source]).fetchall()}
-        if warehouse.table_exists(con, "fetch_log"):
-            asked = {p for (p,) in con.execute("select distinct period from fetch_log where source = ?", [source]).fetchall()}
+        return fetch_history_in(con, source)
+
+
+def fetch_history_in(con, source: str) -> FetchHistory:
+    """:class:`FetchHistory` of ``source`` on an open warehouse connection (``carewatch status``
+    reads it read-only, as the monthly run's plan would find it)."""
+    from carewatch import sources, warehouse
+
+    held = set()
+    asked = set()
+    if warehouse.table_exists(con, "raw_manifest"):
+        held = {p for (p,) in con.execute("select distinct period from raw_manifest where source = ?", [source]).fetchall()}
+    if warehouse.table_exists(con, "fetch_log"):
+        asked = {p for (p,) in con.execute("select distinct period from fetch_log where source = ?", [source]).fetchall()}
     first = min(held | asked, key=lambda p: sources.period_start(source, p), default=None)
     return FetchHistory(frozenset(held), first)
 

@@ -83,16 +83,13 @@ def _sources(con, status: Status) -> None:
     from carewatch import pipeline, sources, warehouse
 
     has_manifest = warehouse.table_exists(con, "raw_manifest")
-    has_log = warehouse.table_exists(con, "fetch_log")
     status.say("sources (periods a monthly run on this date handles):")
     for name, src in sources.catalogue().items():
         held = {p: (v, at) for p, v, at in con.execute(
             "select period, max(version), max(fetched_at) from raw_manifest where source = ? group by period",
             [name]).fetchall()} if has_manifest else {}
-        asked = {p for (p,) in con.execute("select distinct period from fetch_log where source = ?", [name]).fetchall()} if has_log else set()
-        first = min(set(held) | asked, key=lambda p: sources.period_start(name, p), default=None)
-        history = pipeline.FetchHistory(frozenset(held), first)
-        due = pipeline.periods_to_process(name, status.as_of, history=history)
+        # as the monthly run's plan decides (the same history, read from this connection)
+        due = pipeline.periods_to_process(name, status.as_of, history=pipeline.fetch_history_in(con, name))
         missing = [p for p in due if p not in held]
         latest = max(held, key=lambda p: sources.period_start(name, p), default=None)
         if latest:
