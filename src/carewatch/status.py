@@ -7,7 +7,9 @@ attention, each one line:
 
 - a period a monthly run at the given date handles (:func:`carewatch.pipeline.periods_to_process`)
   that is not held after its due date plus the source's grace days: what that run fails as
-  OVERDUE (emailed at most once every ``overdue_repeat_days``, so it stays in sight here);
+  OVERDUE (emailed at most once every ``overdue_repeat_days``, so it stays in sight here); or,
+  whatever the date, whose latest download was refused (a web page, a damaged file: not
+  "not published yet");
 - a held period whose re-check the publisher's site now refuses (a 404, a web page: emailed
   once, then skipped by later runs, :func:`carewatch.summary.outstanding_refusals`);
 - a file in quarantine that no later good version of its period has replaced, or a warehouse
@@ -83,6 +85,7 @@ def _sources(con, status: Status) -> None:
     from carewatch import pipeline, sources, warehouse
 
     has_manifest = warehouse.table_exists(con, "raw_manifest")
+    has_log = warehouse.table_exists(con, "fetch_log")
     status.say("sources (periods a monthly run on this date handles):")
     for name, src in sources.catalogue().items():
         held = {p: (v, at) for p, v, at in con.execute(
@@ -99,7 +102,16 @@ def _sources(con, status: Status) -> None:
                      f"{sources.due_date(name, src.available_from()):%Y-%m-%d})"]
         for period in missing:
             due_by = sources.due_date(name, period) + dt.timedelta(days=src.grace_days)
-            if status.as_of >= due_by:  # as the fetch decides: from that day, a 404 is OVERDUE
+            # its latest attempt, if the download itself was refused (a web page, a damaged
+            # file, the wrong publication...): the run fails it for that, whatever the date
+            last = con.execute("select attempted_at, coalesce(error, refusal, ''), outcome from fetch_log where source = ? "
+                               "and period = ? order by attempted_at desc limit 1", [name, period]).fetchone() if has_log else None
+            refused = last if last and last[2] == "refused" and not last[1].endswith(": overdue") else None  # not a 404 (OVERDUE)
+            if refused:
+                words.append(f"{period} REFUSED ({refused[0]:%Y-%m-%d})")
+                status.flag(f"{name} {period}: not held, its download on {refused[0]:%Y-%m-%d} was refused: {refused[1][:120]} "
+                            "(each monthly run fails it until a download is accepted)")
+            elif status.as_of >= due_by:  # as the fetch decides: from that day, a 404 is OVERDUE
                 words.append(f"{period} OVERDUE (due by {due_by:%Y-%m-%d})")
                 status.flag(f"{name} {period}: not held, due by {due_by:%Y-%m-%d} (the monthly run fails it as OVERDUE)")
             else:

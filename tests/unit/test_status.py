@@ -57,6 +57,25 @@ def test_a_current_home_needs_nothing_and_the_overdue_month_is_the_only_problem(
         "dtoc_la 2018-02: not held, due by 2018-04-26 (the monthly run fails it as OVERDUE)"]
 
 
+def test_a_period_not_held_whose_download_was_refused_says_so_before_and_after_its_due_date(carewatch_home, monkeypatch):
+    # March 2018 (due by 24 May) was served as a web page on 15 May: the run failed it for that,
+    # not as unpublished; February's 404 past its due date stays OVERDUE
+    monkeypatch.delenv("CAREWATCH_BACKUP_DIR", raising=False)
+    _warehouse(carewatch_home)
+    with duckdb.connect(str(carewatch_home / "warehouse.duckdb")) as con:
+        con.execute("insert into fetch_log (source, period, url, attempted_at, outcome, error) values "
+                    "('dtoc_la', '2018-03', 'http://x', timestamptz '2018-05-15 09:01:00+00', 'refused', 'an HTML page, not the Excel file'), "
+                    "('dtoc_la', '2018-02', 'http://x', timestamptz '2018-05-15 09:00:00+00', 'refused', "
+                    "'HTTP 404 and the publication was due by 2018-04-26: overdue')")
+    found = status.status(as_of=AS_OF, now=NOW)
+    assert found.attention == [
+        "dtoc_la 2018-02: not held, due by 2018-04-26 (the monthly run fails it as OVERDUE)",
+        "dtoc_la 2018-03: not held, its download on 2018-05-15 was refused: an HTML page, not the Excel file "
+        "(each monthly run fails it until a download is accepted)"]
+    [dtoc_la] = [line for line in found.lines if line.strip().startswith("dtoc_la")]
+    assert dtoc_la.endswith("; 2018-02 OVERDUE (due by 2018-04-26); 2018-03 REFUSED (2018-05-15)")
+
+
 def test_an_analysis_that_reported_several_months_is_shown_reporting_the_last(carewatch_home, monkeypatch):
     # a late DTOC month held January and February back: the analysis that loaded it reported
     # January, February and March 2018 at once (one analysed_at); status names March, the last
