@@ -147,7 +147,7 @@ def test_a_file_the_parser_refused_and_a_refused_build_need_attention(carewatch_
     assert found.attention == [
         "warehouse build refused by check:national_totals since 2018-05-15: England differs from the sum of areas "
         "(carewatch check, the Data Docs)",
-        f"dtoc_la 2018-01: version 1 could not be parsed (since {dt.datetime.now(dt.timezone.utc):%Y-%m-%d}: "
+        f"dtoc_la 2018-01: version 1 could not be parsed (since {dt.datetime.fromtimestamp(marker.stat().st_mtime, dt.timezone.utc):%Y-%m-%d}: "
         "DTOC LA: no sheet 'LA - Type of Delay') and nothing has replaced it; its figures are not loaded"]
 
 
