@@ -356,7 +356,9 @@ def restore(backup: str | Path, home: str | Path) -> dict:
     """Check ``backup``, then write it as the new home ``home``, which must not exist or be
     empty (a new volume's mount point): copied into ``home/.restore.partial`` first, then moved
     into place, the warehouse last, so a stopped restore leaves no warehouse beside half a raw
-    store (and is started again by the next restore). Returns the manifest."""
+    store. One stopped while copying is started again by the next restore; one stopped while
+    moving into place (a moment) leaves a home the next restore refuses as not empty: remove
+    it and restore again. Returns the manifest."""
     backup, home = Path(backup).resolve(), Path(home).expanduser().resolve()
     if home == backup or backup in home.parents:
         raise BackupError(f"{home} is inside the backup {backup}: restore into a new home elsewhere "

@@ -518,18 +518,24 @@ def labelled_content(role: str, path: Path | str, metrics: dict | None = None) -
     raise ValueError(f"not a labelled config file: {role}")
 
 
-def one_file_per_label(files: list[tuple[Path | str, str]]) -> list[str]:
-    """Problems of labelled files of one kind sharing a label ((path, ``name@vN``) each): the
-    second file copied from the first without a new name or version. Tables and reports name a
-    set by its label, so two sets under one label could not be told apart."""
-    first: dict[str, Path | str] = {}
+def one_file_per_set(files: list[tuple[Path | str, str, int]]) -> list[str]:
+    """Problems of target-set files sharing a set name ((path, name, version) each). Every file
+    in ``config/targets/`` is tracked, and tables and reports name a set by its label (and the
+    restatements compare a set's months across its versions by its name): the same label twice
+    (next year's set copied without a new name) could not be told apart, and two versions of
+    one set would be tracked at once. A new version of a set replaces its file."""
+    first: dict[str, tuple[Path | str, int]] = {}
     problems = []
-    for path, label in files:
-        if label in first:
-            problems.append(f"{shown(path)}: name and version ({label}) are those of {shown(first[label])}: "
-                            "give it its own name or version")
+    for path, name, version in files:
+        if name not in first:
+            first[name] = (path, version)
+        elif first[name][1] == version:
+            problems.append(f"{shown(path)}: name and version ({label(name, version)}) are those of {shown(first[name][0])}: "
+                            "give it its own name (a new version of a set replaces its file)")
         else:
-            first[label] = path
+            problems.append(f"{shown(path)}: {name} is also the set of {shown(first[name][0])} (version "
+                            f"{first[name][1]} there, {version} here): a new version of a set replaces its file, "
+                            "another set needs its own name")
     return problems
 
 
@@ -691,8 +697,8 @@ def check_all(every_methodology: bool = False) -> list[str]:
         target = attempt(path, lambda path=path: target_file(path, usable) if metrics is not None else None)
         if target is not None:
             tracked.add(target.metric)
-            labels.append((path, label(target.name, target.version)))
-    problems.extend(one_file_per_label(labels))
+            labels.append((path, target.name, target.version))
+    problems.extend(one_file_per_set(labels))
     if len(tracked) > 1:
         problems.append(f"{shown(config / 'targets')}: the target sets track different metrics ({', '.join(sorted(tracked))}); "
                         "the report draws one metric against its targets")

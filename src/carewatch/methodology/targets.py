@@ -85,11 +85,11 @@ def _target_set(checked: config_check.TargetFile, source: str) -> TargetSet:
 
 
 def load_target_sets() -> list[TargetSet]:
-    """Every target set in ``config/targets/`` (by file name); two files under one label
-    (``name@vN``) are refused (:func:`config_check.one_file_per_label`)."""
+    """Every target set in ``config/targets/`` (by file name); two files of one set name
+    (the same label, or two versions) are refused (:func:`config_check.one_file_per_set`)."""
     files = sorted((paths.config_dir() / "targets").glob("*.yaml"))
     sets = [load_target_set(str(path)) for path in files]
-    problems = config_check.one_file_per_label([(path, ts.label) for path, ts in zip(files, sets)])
+    problems = config_check.one_file_per_set([(path, ts.name, ts.version) for path, ts in zip(files, sets)])
     if problems:
         raise ConfigError(problems)
     return sets
