@@ -534,7 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="is the pipeline current? what needs attention, read-only; exit 1 if anything does "
                                       "(for a monitor: 2 when it cannot tell)")
     p.add_argument("--as-of", help="the date whose due periods to check (default: today; on the embedded samples, "
-                                   "the date carewatch run runs for)")
+                                   "the date the latest carewatch run ran for)")
     p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("backup", help="back up the home: the warehouse (a consistent copy), the raw store, reports, exports, "

@@ -87,6 +87,31 @@ def default_logical_date() -> dt.datetime:
     return sources.embedded_run_date()
 
 
+def run_date_file() -> Path:
+    """Where ``carewatch run`` notes the logical date it last ran for (under the home's ``runs/``,
+    so a backup and a restored home keep it): ``carewatch status`` on the embedded samples judges
+    what is due as of that date, not ``embedded.run_date``, after a ``--logical-date`` run."""
+    return paths.home() / "runs" / "last-run-date.txt"
+
+
+def note_run_date(when: dt.datetime) -> None:
+    """Note ``when`` as the date of this home's latest ``carewatch run`` (written whole, or not at all)."""
+    target = run_date_file()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(f"{when.date().isoformat()}\n")
+    partial.replace(target)
+
+
+def last_run_date() -> dt.date | None:
+    """The logical date of this home's latest ``carewatch run``; None before the first (or if the
+    note is unreadable: the caller falls back to the configured date)."""
+    try:
+        return dt.date.fromisoformat(run_date_file().read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def run_dags(dag_ids: list[str], logical_date: dt.datetime, conf: dict, run_ids: dict[str, str] | None = None) -> dict[str, str]:
     """Run DAGs one after another through Airflow in this process; returns dag_id -> state
     (and fills ``run_ids``, if given, with dag_id -> the run's id)."""
@@ -219,6 +244,7 @@ def _run_embedded(logical_date: str | None, lock: int) -> int:
     log_dir = paths.home() / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / f"run-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
+    note_run_date(when)  # before the DAGs: a run that fails or is stopped still handled this date's periods
     dag_ids = [dagkit.ingest_dag_id(name) for name in ingest_order()] + DOWNSTREAM
     # one conf for every DAG (each reads its own params): the ingest runs bootstrap, and the
     # metrics run does not wait for ingest runs in progress, as this run ran them first (an

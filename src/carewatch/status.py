@@ -21,7 +21,7 @@ attention, each one line:
 - backups configured (``CAREWATCH_BACKUP_DIR``) and none made in ``backup_max_age_days``.
 
 Ages are measured against the clock; which periods are due, against the date given (default
-today; on the embedded samples, the date ``carewatch run`` runs for).
+today; on the embedded samples, the date the home's latest ``carewatch run`` ran for).
 """
 
 from __future__ import annotations
@@ -68,10 +68,13 @@ def limits() -> dict[str, int]:
 
 
 def default_as_of() -> dt.date:
-    """Today; on the embedded samples, the date ``carewatch run`` runs for (the samples end long before today)."""
-    from carewatch import sources
+    """Today; on the embedded samples (which end long before today), the date the home's latest
+    ``carewatch run`` ran for (``--logical-date``; before any, ``embedded.run_date``)."""
+    from carewatch import runner, sources
 
-    return sources.embedded_run_date().date() if sources.environment() == "embedded" else dt.date.today()
+    if sources.environment() != "embedded":
+        return dt.date.today()
+    return runner.last_run_date() or sources.embedded_run_date().date()
 
 
 def _age(now: dt.datetime, then: dt.datetime) -> str:

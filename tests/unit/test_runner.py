@@ -3,6 +3,7 @@ Airflow child does not outlive it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -157,3 +158,21 @@ def test_the_summary_gets_each_dag_runs_id_from_the_childs_log(tmp_path):
     assert runner._read_states(log, "CAREWATCH_DAG_RUN_IDS") == {"ingest_dtoc_la": "manual__2019-03-15T09:00:00+00:00"}
     log.write_text("the child crashed before printing\n")
     assert runner._read_states(log, "CAREWATCH_DAG_RUN_IDS") == {}
+
+
+def test_status_on_the_samples_judges_what_is_due_as_of_the_date_the_latest_run_ran_for(carewatch_home, monkeypatch):
+    # after `carewatch run --logical-date 2018-07-15` failed dtoc_la 2018-04 as OVERDUE, a plain
+    # `carewatch status` judged the periods due as of embedded.run_date (2018-05-15) and said OK
+    from carewatch import status, summary
+
+    monkeypatch.delenv("CAREWATCH_ENV", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", "smtp://127.0.0.1:1")  # no mail catcher
+    monkeypatch.setattr(runner.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1))  # no Airflow
+    monkeypatch.setattr(summary, "print_run_summary", lambda *a, **k: None)
+    assert status.default_as_of() == dt.date(2018, 5, 15)  # before any run: config/sources.yaml embedded.run_date
+    assert runner._run_embedded("2018-07-15", lock=-1) == 1  # a run that failed still handled that date's periods
+    assert status.default_as_of() == dt.date(2018, 7, 15)
+    runner._run_embedded(None, lock=-1)  # a later plain run: embedded.run_date again
+    assert status.default_as_of() == dt.date(2018, 5, 15)
+    monkeypatch.setenv("CAREWATCH_ENV", "production")
+    assert status.default_as_of() == dt.date.today()
