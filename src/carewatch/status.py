@@ -18,7 +18,9 @@ attention, each one line:
   (:func:`carewatch.pipeline.unparsed_files`: later runs skip it without failing again);
 - alerts waiting in the outbox: the mail server did not take them, so nobody has been told;
 - no analysis for more than ``analysis_max_age_days`` (``config/status.yaml``);
-- backups configured (``CAREWATCH_BACKUP_DIR``) and none made in ``backup_max_age_days``.
+- backups configured (``CAREWATCH_BACKUP_DIR``) and none made in ``backup_max_age_days``;
+- no warehouse, though the raw store holds files (deleted or lost: restore a backup); a home
+  never run, with neither, is "cannot tell" (exit 2), as a busy warehouse is.
 
 Ages are measured against the clock; which periods are due, against the date given (default
 today; on the embedded samples, the date the home's latest ``carewatch run`` ran for).
@@ -206,6 +208,24 @@ def _backups(status: Status, now: dt.datetime, max_age: int) -> None:
         status.flag(f"the newest backup is {(now - newest).days} days old (more than {max_age}: config/status.yaml)")
 
 
+def _warehouse_lost(status: Status) -> bool:
+    """No warehouse, though the raw store holds files: it was deleted or lost (a home never run has
+    neither). What it held (which version was loaded when, rejections, the fetch history, what was
+    reported) is in the backups, not in the raw store: a run would start a new warehouse without it."""
+    db = paths.warehouse_path()
+    if db.exists():
+        return False
+    raw = paths.raw_store_dir()
+    held = sum(1 for f in raw.rglob("*") if f.is_file()) if raw.is_dir() else 0
+    if not held:
+        return False
+    status.say(f"warehouse: none at {db}, though the raw store holds {held} file(s)")
+    status.flag(f"no warehouse at {db}, though {raw} holds {held} file(s): it was lost; restore the latest good backup "
+                "(carewatch restore BACKUP --to NEW_HOME) before any run, which would start a new warehouse "
+                "without its history (versions loaded when, rejections, what was reported)")
+    return True
+
+
 def status(as_of: dt.date | None = None, now: dt.datetime | None = None) -> Status:
     """What :mod:`carewatch.status` checks, on the home's warehouse (read-only)."""
     from carewatch import warehouse
@@ -213,10 +233,11 @@ def status(as_of: dt.date | None = None, now: dt.datetime | None = None) -> Stat
     age_limits = limits()
     now = now or dt.datetime.now(dt.timezone.utc)
     found = Status(as_of or default_as_of())
-    with warehouse.connect(read_only=True) as con:
-        _sources(con, found)
-        _refusals_and_quarantine(con, found)
-        _analysis(con, found, now, age_limits["analysis_max_age_days"])
+    if not _warehouse_lost(found):  # a home never run has no warehouse yet: connect says so (cannot tell)
+        with warehouse.connect(read_only=True) as con:
+            _sources(con, found)
+            _refusals_and_quarantine(con, found)
+            _analysis(con, found, now, age_limits["analysis_max_age_days"])
     _alerts(found, now)
     _backups(found, now, age_limits["backup_max_age_days"])
     return found

@@ -214,3 +214,26 @@ def test_the_age_limits_come_from_config_and_a_wrong_one_is_one_line(tmp_path, m
     (config / "status.yaml").write_text("analysis_max_age_days: 35\nbackup_max_age_days: 35\nbackup_max_age: 3\n")
     with pytest.raises(status.CarewatchError, match=r"unknown key\(s\) backup_max_age"):
         status.limits()
+
+
+def test_a_home_whose_warehouse_was_lost_needs_attention_and_says_restore_not_run(carewatch_home, tmp_path, monkeypatch, capsys):
+    # the warehouse deleted from a home that ran: status said "cannot tell" (exit 2, as for a busy
+    # warehouse: try again) and "run the pipeline first", which starts a new warehouse without its history
+    from carewatch import backup
+
+    monkeypatch.setenv("CAREWATCH_BACKUP_DIR", str(tmp_path / "backups"))
+    (carewatch_home / "raw" / "dtoc_la" / "2018-01").mkdir(parents=True)
+    (carewatch_home / "raw" / "dtoc_la" / "2018-01" / "ab.xls").write_bytes(b"x")
+    (carewatch_home / "outbox").mkdir()
+    (carewatch_home / "outbox" / "1.json").write_text(json.dumps({"kept_at": "2018-05-16T09:00:00+00:00"}))
+    monkeypatch.setattr(backup, "complete_backups", lambda dest: [dest / "2018-05-15T10-00-00Z"])
+    monkeypatch.setattr(backup, "made_at", lambda b: NOW)
+    found = status.status(as_of=AS_OF, now=NOW)
+    assert found.attention[0] == (
+        f"no warehouse at {carewatch_home / 'warehouse.duckdb'}, though {carewatch_home / 'raw'} holds 1 file(s): it was lost; "
+        "restore the latest good backup (carewatch restore BACKUP --to NEW_HOME) before any run, which would start a new "
+        "warehouse without its history (versions loaded when, rejections, what was reported)")
+    assert found.attention[1].startswith("1 alert email(s) waiting since 2018-05-16")  # what it can still tell, it tells
+    assert f"backups: 1 in {tmp_path / 'backups'}, newest 2018-05-15T10-00-00Z (0 minutes ago)" in found.lines
+    assert cli.main(["status"]) == 1
+    assert "ATTENTION (3):\n  no warehouse at" in capsys.readouterr().out  # and the backup, old by the clock
