@@ -45,6 +45,7 @@ def build_ingest_dag(source: sources.Source):
             from carewatch import alerts, pipeline
 
             alerts.flush_outbox()
+            pipeline.refuse_lost_warehouse()  # not a new warehouse beside a full raw store: restore the backup
             params = context["params"]
             return pipeline.periods_to_process(
                 source.name,

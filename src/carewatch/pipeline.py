@@ -113,6 +113,22 @@ def periods_to_process(
     return missing + window
 
 
+def refuse_lost_warehouse() -> None:
+    """A one-line :class:`CarewatchError` when the home has no warehouse though its raw store holds
+    files: the warehouse was deleted or lost. A run would start a new one without what it held
+    (which version was loaded when, the rejections, the fetch history, what was reported), and
+    the backup after it would save that as the newest backup: restore one instead (README
+    "Backups"). A home never run, with neither, starts its warehouse as usual."""
+    from carewatch.errors import CarewatchError
+
+    db, raw = paths.warehouse_path(), paths.raw_store_dir()
+    if db.exists() or not raw.is_dir() or not any(f.is_file() for f in raw.rglob("*")):
+        return
+    raise CarewatchError(f"no warehouse at {db}, though {raw} holds files: it was lost; restore the latest good "
+                         "backup (carewatch restore BACKUP --to NEW_HOME) rather than start a new warehouse without "
+                         "its history (to start afresh on purpose, move the raw store aside first)")
+
+
 @dataclass(frozen=True)
 class FetchHistory:
     """What the warehouse knows of a source's periods: those with a version in ``raw_manifest``

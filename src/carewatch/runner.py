@@ -225,9 +225,10 @@ def run_embedded(logical_date: str | None = None) -> int:
     methodology config is checked first: a mistake, or a file changed under a label the
     warehouse already used, is refused (:class:`ConfigError`, one line per problem) before
     anything is fetched, written or started."""
-    from carewatch import provenance
+    from carewatch import pipeline, provenance
     from carewatch.methodology import config_check
 
+    pipeline.refuse_lost_warehouse()  # before Airflow starts: one line, not six failed DAG runs
     config_check.check_all()
     provenance.check_labels_held()
     with home_lock("run") as lock:

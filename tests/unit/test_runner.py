@@ -176,3 +176,24 @@ def test_status_on_the_samples_judges_what_is_due_as_of_the_date_the_latest_run_
     assert status.default_as_of() == dt.date(2018, 5, 15)
     monkeypatch.setenv("CAREWATCH_ENV", "production")
     assert status.default_as_of() == dt.date.today()
+
+
+def test_a_run_on_a_home_whose_warehouse_was_lost_is_refused_in_one_line_before_airflow_starts(carewatch_home, monkeypatch, capsys):
+    # the warehouse deleted, the raw store full: the run started a new warehouse, fetched every
+    # period again as v1 and lost which version was loaded when, the rejections and what was reported
+    from carewatch import cli, pipeline
+
+    (carewatch_home / "raw" / "dtoc_la" / "2018-01").mkdir(parents=True)
+    (carewatch_home / "raw" / "dtoc_la" / "2018-01" / "ab.xls").write_bytes(b"x")
+    monkeypatch.setattr(runner, "_run_embedded", lambda *a, **k: pytest.fail("the run went ahead"))
+    assert cli.main(["run"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == (f"carewatch: no warehouse at {carewatch_home / 'warehouse.duckdb'}, though {carewatch_home / 'raw'} "
+                    "holds files: it was lost; restore the latest good backup (carewatch restore BACKUP --to NEW_HOME) "
+                    "rather than start a new warehouse without its history (to start afresh on purpose, move the raw "
+                    "store aside first)")
+    (carewatch_home / "warehouse.duckdb").write_bytes(b"")  # one there: the guard is satisfied
+    pipeline.refuse_lost_warehouse()
+    (carewatch_home / "warehouse.duckdb").unlink()
+    (carewatch_home / "raw" / "dtoc_la" / "2018-01" / "ab.xls").unlink()
+    pipeline.refuse_lost_warehouse()  # a home never run (no raw file, no warehouse): nothing to refuse
