@@ -403,6 +403,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     for line in found.lines:
         print(line)
     if not found.attention:
+        if found.unknown:
+            print("UNKNOWN: the warehouse could not be read; nothing else needs attention")
+            return 2
         print("OK: nothing needs attention")
         return 0
     print(f"ATTENTION ({len(found.attention)}):")

@@ -1,6 +1,7 @@
 """Is the pipeline current? ``carewatch status``: one screen for the data engineer on duty, and
 an exit code for a monitor (0: nothing needs attention; 1: something does; 2: it could not tell,
-e.g. the warehouse busy with a load).
+e.g. the warehouse busy with a load: what it can tell without the warehouse, the outbox and the
+backups, is still shown).
 
 It reads the warehouse read-only and the home's folders, and writes nothing. What needs
 attention, each one line:
@@ -43,6 +44,7 @@ class Status:
     as_of: dt.date
     lines: list[str] = field(default_factory=list)  # what it found, for the screen
     attention: list[str] = field(default_factory=list)  # what needs attention, one line each
+    unknown: str | None = None  # why it could not tell (the warehouse busy with a load): exit 2 unless attention
 
     def say(self, line: str) -> None:
         self.lines.append(line)
@@ -83,7 +85,10 @@ def _age(now: dt.datetime, then: dt.datetime) -> str:
     days = (now - then).total_seconds() / 86400
     if days >= 1.5:
         return f"{days:.0f} days ago"
-    return f"{days * 24:.0f} hours ago" if days * 24 >= 1.5 else f"{max(days * 1440, 0):.0f} minutes ago"
+    if days * 24 >= 1.5:
+        return f"{days * 24:.0f} hours ago"
+    minutes = round(max(days * 1440, 0))
+    return f"{minutes} minute{'' if minutes == 1 else 's'} ago"
 
 
 def _sources(con, status: Status) -> None:
@@ -102,6 +107,7 @@ def _sources(con, status: Status) -> None:
         latest = max(held, key=lambda p: sources.period_start(name, p), default=None)
         if latest:
             words = [f"latest held {latest} (v{held[latest][0]}, fetched {held[latest][1]:%Y-%m-%d})"]
+            words += [f"{period} v{version} {state}" for period, version, state in _set_aside(con, name)]
         else:
             words = ["nothing held" if due else f"nothing due yet (the first, {src.available_from()}, is due "
                      f"{sources.due_date(name, src.available_from()):%Y-%m-%d})"]
@@ -124,6 +130,24 @@ def _sources(con, status: Status) -> None:
         if due and not missing:
             words.append("every period due held")
         status.say(f"  {name:<15} {'; '.join(words)}")
+
+
+def _set_aside(con, source: str) -> list[tuple[str, int, str]]:
+    """The latest version of each of ``source``'s periods that the builds leave out: REJECTED
+    (``carewatch reject``, with its reason) or QUARANTINED (its suite's blocking failures), as
+    (period, version, words); what the source's line shows beside what is held."""
+    from carewatch import validation, warehouse
+
+    out = []
+    if warehouse.table_exists(con, "rejected_versions"):
+        out += [(p, v, f"REJECTED ({reason[:60]})") for p, v, reason in con.execute(
+            "select period, version, any_value(reason) from rejected_versions r where source = ? and withdrawn_at is null "
+            "and version = (select max(version) from raw_manifest m where m.source = r.source and m.period = r.period) "
+            "group by all order by 1", [source]).fetchall()]
+    quarantined = validation.quarantined(con)
+    rows = quarantined[(quarantined["source"] == source) & quarantined["superseded_by"].isna()]
+    out += [(row.period, int(row.file_version), "QUARANTINED") for row in rows.itertuples()]
+    return sorted(out)
 
 
 def _refusals_and_quarantine(con, status: Status) -> None:
@@ -234,10 +258,14 @@ def status(as_of: dt.date | None = None, now: dt.datetime | None = None) -> Stat
     now = now or dt.datetime.now(dt.timezone.utc)
     found = Status(as_of or default_as_of())
     if not _warehouse_lost(found):  # a home never run has no warehouse yet: connect says so (cannot tell)
-        with warehouse.connect(read_only=True) as con:
-            _sources(con, found)
-            _refusals_and_quarantine(con, found)
-            _analysis(con, found, now, age_limits["analysis_max_age_days"])
+        try:
+            with warehouse.connect(read_only=True) as con:
+                _sources(con, found)
+                _refusals_and_quarantine(con, found)
+                _analysis(con, found, now, age_limits["analysis_max_age_days"])
+        except warehouse.WarehouseBusy as err:  # a load or build writing it: what is outside it is still told
+            found.unknown = str(err)
+            found.say(f"warehouse: {err}")
     _alerts(found, now)
     _backups(found, now, age_limits["backup_max_age_days"])
     return found

@@ -237,3 +237,55 @@ def test_a_home_whose_warehouse_was_lost_needs_attention_and_says_restore_not_ru
     assert f"backups: 1 in {tmp_path / 'backups'}, newest 2018-05-15T10-00-00Z (0 minutes ago)" in found.lines
     assert cli.main(["status"]) == 1
     assert "ATTENTION (3):\n  no warehouse at" in capsys.readouterr().out  # and the backup, old by the clock
+
+
+def test_a_rejected_or_quarantined_latest_version_is_named_on_its_sources_line(carewatch_home, monkeypatch):
+    monkeypatch.delenv("CAREWATCH_BACKUP_DIR", raising=False)
+    _warehouse(carewatch_home)
+    with duckdb.connect(str(carewatch_home / "warehouse.duckdb")) as con:
+        con.execute("insert into raw_manifest values ('dtoc_la', '2018-01', 2, 'http://x', now(), 200, 1, 'v2', null, null, 'raw')")
+        con.execute(warehouse.REJECTED_DDL)
+        con.execute("insert into rejected_versions values ('dtoc_la', '2018-01', 2, 'v2', 'figures 30% high; NHS England to revise', "
+                    "now(), null)")
+        con.execute("insert into rejected_versions values ('dtoc_la', '2017-12', 1, 'x', 'withdrawn since', now(), now())")
+        con.execute("insert into quarantine (source, period, file_version, sha256, quarantined_at) values "
+                    "('hes_aggregate', '2018-03', 1, 'h', timestamptz '2018-05-15 09:00:00+00')")
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in status.status(as_of=dt.date(2018, 4, 20), now=NOW).lines
+             if line.startswith("  ")}
+    assert lines["dtoc_la"].startswith("latest held 2018-01 (v2, fetched ")
+    assert "; 2018-01 v2 REJECTED (figures 30% high; NHS England to revise); 2018-02 not published yet" in lines["dtoc_la"]
+    assert "2017-12" not in lines["dtoc_la"]  # a rejection withdrawn is not shown
+    assert "; 2018-03 v1 QUARANTINED;" in lines["hes_aggregate"]
+
+
+def test_a_busy_warehouse_cannot_be_told_but_the_outbox_and_backups_still_are(carewatch_home, monkeypatch, capsys):
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("CAREWATCH_BACKUP_DIR", raising=False)
+    _warehouse(carewatch_home, analysed_at=dt.datetime.now(dt.timezone.utc))
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('open', flush=True); time.sleep(60)", str(carewatch_home / "warehouse.duckdb")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        assert cli.main(["status", "--as-of", "2018-04-20"]) == 2
+        out = capsys.readouterr().out
+        assert "warehouse: " in out and "is busy" in out and "alerts: none waiting" in out
+        assert out.rstrip().endswith("UNKNOWN: the warehouse could not be read; nothing else needs attention")
+        outbox = carewatch_home / "outbox"
+        outbox.mkdir()
+        (outbox / "20180516T090000000000-abc.json").write_text(json.dumps({"subject": "s", "kept_at": "2018-05-16T09:00:00+00:00"}))
+        assert cli.main(["status", "--as-of", "2018-04-20"]) == 1  # what it can tell needs attention
+        assert "1 alert email(s) waiting since 2018-05-16" in capsys.readouterr().out
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_ages_are_said_in_words_that_agree_with_their_number():
+    now = dt.datetime(2018, 5, 20, 12, tzinfo=dt.timezone.utc)
+    assert [status._age(now, now - dt.timedelta(minutes=m)) for m in (0, 1, 2, 89)] == [
+        "0 minutes ago", "1 minute ago", "2 minutes ago", "89 minutes ago"]
+    assert status._age(now, now - dt.timedelta(hours=5)) == "5 hours ago"
+    assert status._age(now, now - dt.timedelta(days=3)) == "3 days ago"
