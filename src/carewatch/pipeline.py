@@ -113,6 +113,16 @@ def periods_to_process(
     return missing + window
 
 
+def lost_warehouse_files() -> int:
+    """How many files the raw store holds when the home has no warehouse (0 when it has one, or
+    holds neither, a home never run): the warehouse was deleted or lost, and what it held is in
+    the backups, not in the raw store."""
+    raw = paths.raw_store_dir()
+    if paths.warehouse_path().exists() or not raw.is_dir():
+        return 0
+    return sum(1 for f in raw.rglob("*") if f.is_file())
+
+
 def refuse_lost_warehouse() -> None:
     """A one-line :class:`CarewatchError` when the home has no warehouse though its raw store holds
     files: the warehouse was deleted or lost. A run would start a new one without what it held
@@ -121,9 +131,9 @@ def refuse_lost_warehouse() -> None:
     "Backups"). A home never run, with neither, starts its warehouse as usual."""
     from carewatch.errors import CarewatchError
 
-    db, raw = paths.warehouse_path(), paths.raw_store_dir()
-    if db.exists() or not raw.is_dir() or not any(f.is_file() for f in raw.rglob("*")):
+    if not lost_warehouse_files():
         return
+    db, raw = paths.warehouse_path(), paths.raw_store_dir()
     raise CarewatchError(f"no warehouse at {db}, though {raw} holds files: it was lost; restore the latest good "
                          "backup (carewatch restore BACKUP --to NEW_HOME) rather than start a new warehouse without "
                          "its history (to start afresh on purpose, move the raw store aside first)")

@@ -236,13 +236,12 @@ def _warehouse_lost(status: Status) -> bool:
     """No warehouse, though the raw store holds files: it was deleted or lost (a home never run has
     neither). What it held (which version was loaded when, rejections, the fetch history, what was
     reported) is in the backups, not in the raw store: a run would start a new warehouse without it."""
-    db = paths.warehouse_path()
-    if db.exists():
-        return False
-    raw = paths.raw_store_dir()
-    held = sum(1 for f in raw.rglob("*") if f.is_file()) if raw.is_dir() else 0
+    from carewatch import pipeline
+
+    held = pipeline.lost_warehouse_files()
     if not held:
         return False
+    db, raw = paths.warehouse_path(), paths.raw_store_dir()
     status.say(f"warehouse: none at {db}, though the raw store holds {held} file(s)")
     status.flag(f"no warehouse at {db}, though {raw} holds {held} file(s): it was lost; restore the latest good backup "
                 "(carewatch restore BACKUP --to NEW_HOME) before any run, which would start a new warehouse "
