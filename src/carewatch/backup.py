@@ -178,10 +178,51 @@ def _check_content_name(relative: str, digest: str) -> None:
                           "an earlier backup holds it as it was (carewatch restore --check BACKUP to find one)")
 
 
-@_file_errors("cannot back up")
+def attempt_file(home: Path | None = None) -> Path:
+    """Where the home notes its latest backup attempt (``backup-attempt.json``, beside the
+    folders a backup keeps, not in them): ``carewatch status`` says a failed one at once, not
+    when the newest backup grows old, and whether or not its failure email reached anyone."""
+    return Path(home or paths.home()) / "backup-attempt.json"
+
+
+def last_attempt(home: Path | None = None) -> dict | None:
+    """The latest backup attempt noted (:func:`attempt_file`): ``attempted_at`` (aware
+    datetime), ``outcome`` ('made' or 'failed'), ``error``; None before any (or unreadable)."""
+    try:
+        noted = json.loads(attempt_file(home).read_text())
+        return {**noted, "attempted_at": dt.datetime.fromisoformat(noted["attempted_at"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _note_attempt(home: Path | None, outcome: str, error: str | None = None) -> None:
+    target = attempt_file(home)
+    with contextlib.suppress(OSError):  # the note must not turn a backup's outcome into another error
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_text(json.dumps({"attempted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                                       "outcome": outcome, "error": error}))
+        partial.replace(target)
+
+
 def make(dest: str | Path | None = None, keep: int | None = None, home: Path | None = None,
          now: dt.datetime | None = None) -> Backup:
-    """Back up ``home`` (default :func:`carewatch.paths.home`) into ``dest``; see the module doc."""
+    """Back up ``home`` (default :func:`carewatch.paths.home`) into ``dest``; see the module doc.
+    The attempt is noted in the home (:func:`attempt_file`), made or failed; not one that found
+    another backup running (that one's outcome stands)."""
+    try:
+        made = _make(dest, keep, home, now)
+    except BackupBusy:
+        raise
+    except BaseException as err:
+        _note_attempt(home, "failed", str(err) or err.__class__.__name__)
+        raise
+    _note_attempt(home, "made")
+    return made
+
+
+@_file_errors("cannot back up")
+def _make(dest: str | Path | None, keep: int | None, home: Path | None, now: dt.datetime | None) -> Backup:
     from carewatch import warehouse
 
     wh = Path(home) / WAREHOUSE if home else paths.warehouse_path()

@@ -217,6 +217,10 @@ def _backups(status: Status, now: dt.datetime, max_age: int) -> None:
         status.say("backups: not configured (CAREWATCH_BACKUP_DIR unset)")
         return
     made = backup.complete_backups(dest)
+    attempt = backup.last_attempt()
+    if attempt and attempt.get("outcome") == "failed":  # not followed by one that made a backup
+        status.flag(f"the last backup attempt, {attempt['attempted_at']:%Y-%m-%d %H:%M %Z}, failed: "
+                    f"{str(attempt.get('error'))[:160]} (the backup DAG's log; carewatch backup to try again)")
     if not made:
         status.say(f"backups: none in {dest}")
         status.flag(f"no backup in {dest} (the backup DAG runs after each monthly report)")

@@ -25,6 +25,9 @@ HELD = {"dtoc_national": ["2018-02", "2018-03"], "ascof": ["2015-16", "2016-17"]
 
 
 def _warehouse(home, *, analysed_at=dt.datetime(2018, 5, 15, 10, tzinfo=dt.timezone.utc)):
+    """A warehouse holding HELD, each file in the raw store (a backup of the home checks them)."""
+    from carewatch import rawstore
+
     home.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(home / "warehouse.duckdb")) as con:
         con.execute(fetch.MANIFEST_DDL)
@@ -32,8 +35,9 @@ def _warehouse(home, *, analysed_at=dt.datetime(2018, 5, 15, 10, tzinfo=dt.timez
         con.execute(warehouse.BUILDS_DDL)
         for source, periods in HELD.items():
             for period in periods:
-                con.execute("insert into raw_manifest values (?, ?, 1, 'http://x', ?, 200, 1, ?, null, null, 'raw')",
-                            [source, period, dt.datetime(2018, 5, 15, 9, tzinfo=dt.timezone.utc), f"{source}{period}"])
+                stored = rawstore.put(source, period, f"{source} {period}".encode(), "xls", root=home / "raw")
+                con.execute("insert into raw_manifest values (?, ?, 1, 'http://x', ?, 200, 1, ?, null, null, ?)",
+                            [source, period, dt.datetime(2018, 5, 15, 9, tzinfo=dt.timezone.utc), stored.stem, str(stored)])
         con.execute("insert into warehouse_builds values (?)", [analysed_at])
         con.execute("create table analysis_runs (analysed_at timestamptz not null, month date not null)")
         con.execute("insert into analysis_runs values (?, date '2018-03-01')", [analysed_at])
@@ -289,3 +293,41 @@ def test_ages_are_said_in_words_that_agree_with_their_number():
         "0 minutes ago", "1 minute ago", "2 minutes ago", "89 minutes ago"]
     assert status._age(now, now - dt.timedelta(hours=5)) == "5 hours ago"
     assert status._age(now, now - dt.timedelta(days=3)) == "3 days ago"
+
+
+def test_a_failed_backup_needs_attention_at_once_until_one_succeeds(carewatch_home, tmp_path, monkeypatch):
+    # its failure email may never arrive (the relay down): the home notes each attempt
+    from carewatch import backup, rawstore
+
+    _warehouse(carewatch_home, analysed_at=dt.datetime.now(dt.timezone.utc))
+    dest = tmp_path / "backups"
+    monkeypatch.setenv("CAREWATCH_BACKUP_DIR", str(dest))
+    backup.make(keep=0)
+    assert backup.last_attempt()["outcome"] == "made"
+    assert status.status(as_of=dt.date(2018, 4, 20)).attention == []
+    damaged = rawstore.put("dtoc_la", "2018-02", b"a workbook", "xls")
+    damaged.chmod(0o644)
+    damaged.write_bytes(b"a workbook, damaged")
+    with pytest.raises(backup.BackupError, match="does not hash to its name"):
+        backup.make(keep=0)
+    [line] = status.status(as_of=dt.date(2018, 4, 20)).attention
+    assert line.startswith("the last backup attempt, ") and f"failed: raw/dtoc_la/2018-02/{damaged.name} does not hash to its name" in line
+    damaged.unlink()
+    backup.make(keep=0)
+    assert status.status(as_of=dt.date(2018, 4, 20)).attention == []
+
+
+def test_a_backup_that_found_another_running_leaves_the_noted_outcome_as_it_was(carewatch_home, tmp_path, monkeypatch):
+    import fcntl
+
+    from carewatch import backup
+
+    _warehouse(carewatch_home)
+    dest = tmp_path / "backups"
+    dest.mkdir()
+    backup.make(dest, keep=0)
+    with open(dest / ".backup.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another backup running
+        with pytest.raises(backup.BackupBusy):
+            backup.make(dest, keep=0)
+    assert backup.last_attempt()["outcome"] == "made"
