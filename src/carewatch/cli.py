@@ -398,7 +398,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     if args.as_of is not None:
         _check_moment("--as-of", args.as_of)
-    found = status.status(as_of=dt.date.fromisoformat(args.as_of[:10]) if args.as_of else None)
+    found = status.status(as_of=dt.date.fromisoformat(args.as_of[:10]) if args.as_of else None, verify=args.verify)
     print(f"carewatch status of {paths.home()}, periods due as of {found.as_of:%Y-%m-%d}")
     for line in found.lines:
         print(line)
@@ -538,6 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(for a monitor: 2 when it cannot tell)")
     p.add_argument("--as-of", help="the date whose due periods to check (default: today; on the embedded samples, "
                                    "the date the latest carewatch run ran for)")
+    p.add_argument("--verify", action="store_true", help="also read every raw file: each hashes to its name, and every "
+                                                         "file the warehouse names is there (seconds per GB)")
     p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("backup", help="back up the home: the warehouse (a consistent copy), the raw store, reports, exports, "

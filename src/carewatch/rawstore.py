@@ -60,6 +60,28 @@ def in_this_store(source: str, period: str, recorded: str | Path) -> Path:
     return paths.raw_store_dir() / source / period / Path(recorded).name
 
 
+def damaged_files(root: Path | None = None) -> list[Path]:
+    """The stored files whose content no longer hashes to the sha256 they are named by (a
+    damaged disk, a file edited by hand), under ``root`` (default the raw store). Files written
+    aside before their rename (hidden names) are not stored files yet."""
+    import re
+
+    base = Path(root or paths.raw_store_dir())
+    if not base.is_dir():
+        return []
+    out = []
+    for path in sorted(base.rglob("*")):
+        name = re.fullmatch(r"([0-9a-f]{64})\..+", path.name)
+        if name and path.is_file():
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            if digest.hexdigest() != name.group(1):
+                out.append(path)
+    return out
+
+
 def listing(root: Path | None = None) -> dict[str, str]:
     """Every stored file (relative path -> sha256 of its bytes), for checks that nothing changed."""
     base = Path(root or paths.raw_store_dir())

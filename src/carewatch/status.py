@@ -253,8 +253,27 @@ def _warehouse_lost(status: Status) -> bool:
     return True
 
 
-def status(as_of: dt.date | None = None, now: dt.datetime | None = None) -> Status:
-    """What :mod:`carewatch.status` checks, on the home's warehouse (read-only)."""
+def _verify_raw(con, status: Status) -> None:
+    """``--verify``: every file of the raw store (and of the refused downloads) hashes to the
+    sha256 it is named by, and every file ``raw_manifest`` names is in this home's raw store."""
+    from carewatch import rawstore, warehouse
+
+    damaged = [p for root in (paths.raw_store_dir(), paths.refused_dir()) for p in rawstore.damaged_files(root)]
+    for path in damaged:
+        status.flag(f"{path.relative_to(paths.home())} does not hash to its name: damaged; the backups hold it as it "
+                    "was (carewatch restore --check BACKUP, then copy the file back)")
+    named = con.execute("select source, period, raw_path from raw_manifest").fetchall() \
+        if warehouse.table_exists(con, "raw_manifest") else []
+    missing = [rawstore.in_this_store(s, p, r) for s, p, r in named if not rawstore.in_this_store(s, p, r).is_file()]
+    for path in missing:
+        status.flag(f"{path.relative_to(paths.home())} is missing from the raw store, though the warehouse holds it "
+                    "(the backups hold it)")
+    status.say(f"raw store: every file read, {len(damaged)} damaged; {len(missing)} of the {len(named)} the warehouse names missing")
+
+
+def status(as_of: dt.date | None = None, now: dt.datetime | None = None, verify: bool = False) -> Status:
+    """What :mod:`carewatch.status` checks, on the home's warehouse (read-only); ``verify`` also
+    reads every raw file (:func:`_verify_raw`)."""
     from carewatch import warehouse
 
     age_limits = limits()
@@ -266,6 +285,8 @@ def status(as_of: dt.date | None = None, now: dt.datetime | None = None) -> Stat
                 _sources(con, found)
                 _refusals_and_quarantine(con, found)
                 _analysis(con, found, now, age_limits["analysis_max_age_days"])
+                if verify:
+                    _verify_raw(con, found)
         except warehouse.WarehouseBusy as err:  # a load or build writing it: what is outside it is still told
             found.unknown = str(err)
             found.say(f"warehouse: {err}")
