@@ -364,14 +364,20 @@ def test_the_metrics_of_a_methodology_in_another_order_are_the_same_method(confi
 def test_two_target_sets_under_one_label_are_refused(config):
     # a review: next year's set copied without a new name or version passed its checks, then
     # every later analysis was refused as "changed under its label", and the digests were wrong
-    from carewatch.errors import ConfigError
-    from carewatch.methodology import config_check, targets
-
     text = (config / "targets" / "expectations-2017-18.yaml").read_text()
     (config / "targets" / "expectations-2018-19.yaml").write_text(
         text.replace("valid_from: 2017-09", "valid_from: 2018-04").replace("valid_to: 2018-03", "valid_to: 2019-03"))
-    line = ("config/targets/expectations-2018-19.yaml: name and version (dtoc-expectations-2017-18@v1) are those of "
-            "config/targets/expectations-2017-18.yaml: give it its own name (a new version of a set replaces its file)")
+    _refused_by_the_checks_and_the_loader(
+        "config/targets/expectations-2018-19.yaml: name and version (dtoc-expectations-2017-18@v1) are those of "
+        "config/targets/expectations-2017-18.yaml: give it its own name (a new version of a set replaces its file)")
+
+
+def _refused_by_the_checks_and_the_loader(line: str) -> None:
+    """The target sets as they are in the test's config: refused with ``line`` alone, by
+    ``carewatch check-config``'s checks and by the analysis's loader alike."""
+    from carewatch.errors import ConfigError
+    from carewatch.methodology import config_check, targets
+
     with pytest.raises(ConfigError) as checked:
         config_check.check_all()
     assert checked.value.problems == [line]
@@ -383,20 +389,12 @@ def test_two_target_sets_under_one_label_are_refused(config):
 def test_two_versions_of_one_target_set_tracked_at_once_are_refused(config):
     # a review: a new version copied beside the old file, not replacing it, tracked both at
     # once; with a set's months compared across versions by its name, each run restated them
-    from carewatch.errors import ConfigError
-    from carewatch.methodology import config_check, targets
-
     text = (config / "targets" / "expectations-2017-18.yaml").read_text()
     (config / "targets" / "expectations-2017-18-v2.yaml").write_text(text.replace("version: 1", "version: 2", 1))
-    line = ("config/targets/expectations-2017-18.yaml: dtoc-expectations-2017-18 is also the set of "
-            "config/targets/expectations-2017-18-v2.yaml (version 2 there, 1 here): a new version of a set replaces "
-            "its file, another set needs its own name")
-    with pytest.raises(ConfigError) as checked:
-        config_check.check_all()
-    assert checked.value.problems == [line]
-    with pytest.raises(ConfigError) as loaded:
-        targets.load_target_sets()
-    assert loaded.value.problems == [line]
+    _refused_by_the_checks_and_the_loader(
+        "config/targets/expectations-2017-18.yaml: dtoc-expectations-2017-18 is also the set of "
+        "config/targets/expectations-2017-18-v2.yaml (version 2 there, 1 here): a new version of a set replaces "
+        "its file, another set needs its own name")
 
 
 def test_a_new_version_that_computes_the_same_rows_restates_nothing(tmp_path, config):
