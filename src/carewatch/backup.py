@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -46,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from carewatch import paths
+from carewatch.rawstore import sha256_file
 from carewatch.errors import CarewatchError
 
 KEPT = ("raw", "refused", "reports", "exports", "gx", "runs", "outbox")
@@ -110,14 +110,6 @@ def destination(dest: str | Path | None) -> Path:
         raise BackupError("no backup destination: give one (carewatch backup DEST) or set CAREWATCH_BACKUP_DIR, "
                           "on another disk than the home")
     return Path(chosen).expanduser().resolve()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def complete_backups(dest: Path) -> list[Path]:

@@ -28,6 +28,15 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file's bytes, read in blocks (a raw file or a backup's copy of any file)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def path_for(source: str, period: str, sha256: str, ext: str, root: Path | None = None) -> Path:
     return Path(root or paths.raw_store_dir()) / source / period / f"{sha256}.{ext}"
 
@@ -72,13 +81,8 @@ def damaged_files(root: Path | None = None) -> list[Path]:
     out = []
     for path in sorted(base.rglob("*")):
         name = re.fullmatch(r"([0-9a-f]{64})\..+", path.name)
-        if name and path.is_file():
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            if digest.hexdigest() != name.group(1):
-                out.append(path)
+        if name and path.is_file() and sha256_file(path) != name.group(1):
+            out.append(path)
     return out
 
 

@@ -91,7 +91,7 @@ def _age(now: dt.datetime, then: dt.datetime) -> str:
     return f"{minutes} minute{'' if minutes == 1 else 's'} ago"
 
 
-def _sources(con, status: Status) -> None:
+def _sources(con, status: Status, in_quarantine) -> None:
     from carewatch import pipeline, sources, warehouse
 
     has_manifest = warehouse.table_exists(con, "raw_manifest")
@@ -107,7 +107,7 @@ def _sources(con, status: Status) -> None:
         latest = max(held, key=lambda p: sources.period_start(name, p), default=None)
         if latest:
             words = [f"latest held {latest} (v{held[latest][0]}, fetched {held[latest][1]:%Y-%m-%d})"]
-            words += [f"{period} v{version} {state}" for period, version, state in _set_aside(con, name)]
+            words += [f"{period} v{version} {state}" for period, version, state in _set_aside(con, name, in_quarantine)]
         else:
             words = ["nothing held" if due else f"nothing due yet (the first, {src.available_from()}, is due "
                      f"{sources.due_date(name, src.available_from()):%Y-%m-%d})"]
@@ -132,11 +132,12 @@ def _sources(con, status: Status) -> None:
         status.say(f"  {name:<15} {'; '.join(words)}")
 
 
-def _set_aside(con, source: str) -> list[tuple[str, int, str]]:
+def _set_aside(con, source: str, in_quarantine) -> list[tuple[str, int, str]]:
     """The latest version of each of ``source``'s periods that the builds leave out: REJECTED
     (``carewatch reject``, with its reason) or QUARANTINED (its suite's blocking failures), as
-    (period, version, words); what the source's line shows beside what is held."""
-    from carewatch import validation, warehouse
+    (period, version, words); what the source's line shows beside what is held. ``in_quarantine``:
+    :func:`_in_quarantine`."""
+    from carewatch import warehouse
 
     out = []
     if warehouse.table_exists(con, "rejected_versions"):
@@ -144,20 +145,26 @@ def _set_aside(con, source: str) -> list[tuple[str, int, str]]:
             "select period, version, any_value(reason) from rejected_versions r where source = ? and withdrawn_at is null "
             "and version = (select max(version) from raw_manifest m where m.source = r.source and m.period = r.period) "
             "group by all order by 1", [source]).fetchall()]
-    quarantined = validation.quarantined(con)
-    rows = quarantined[(quarantined["source"] == source) & quarantined["superseded_by"].isna()]
+    rows = in_quarantine[in_quarantine["source"] == source]
     out += [(row.period, int(row.file_version), "QUARANTINED") for row in rows.itertuples()]
     return sorted(out)
 
 
-def _refusals_and_quarantine(con, status: Status) -> None:
-    from carewatch import pipeline, summary, validation
+def _in_quarantine(con):
+    """The files in quarantine that no later version replaced (read once per status)."""
+    from carewatch import validation
+
+    quarantined = validation.quarantined(con)
+    return quarantined[quarantined["superseded_by"].isna()]
+
+
+def _refusals_and_quarantine(con, status: Status, in_quarantine) -> None:
+    from carewatch import pipeline, summary
 
     for refusal in summary.outstanding_refusals(con):
         status.flag(f"{refusal.source} {refusal.period}: re-check refused since {refusal.since:%Y-%m-%d} "
                     f"({refusal.runs} run(s)): {refusal.error[:120]}; version {refusal.held} is kept")
-    quarantined = validation.quarantined(con)
-    for row in quarantined[quarantined["superseded_by"].isna()].itertuples():
+    for row in in_quarantine.itertuples():
         if row.source.startswith("check:"):  # a warehouse check: the latest build was refused (cleared by one that passes)
             status.flag(f"warehouse build refused by {row.source} since {row.quarantined_at:%Y-%m-%d}: "
                         f"{str(row.blocking_failures)[:120]} (carewatch check, the Data Docs)")
@@ -282,8 +289,9 @@ def status(as_of: dt.date | None = None, now: dt.datetime | None = None, verify:
     if not _warehouse_lost(found):  # a home never run has no warehouse yet: connect says so (cannot tell)
         try:
             with warehouse.connect(read_only=True) as con:
-                _sources(con, found)
-                _refusals_and_quarantine(con, found)
+                in_quarantine = _in_quarantine(con)
+                _sources(con, found, in_quarantine)
+                _refusals_and_quarantine(con, found, in_quarantine)
                 _analysis(con, found, now, age_limits["analysis_max_age_days"])
                 if verify:
                     _verify_raw(con, found)

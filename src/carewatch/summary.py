@@ -401,18 +401,16 @@ def print_results(metrics_state: str = "success") -> None:
                    from target_tracking where target_set = ? and period_start = ?""", [target_set, when]).fetchone()
             not_known = f", {unknown} not known (no figure that month or at the baseline)" if unknown else ""
             print(f"\nDTOC targets ({target_set}) in {when:%B %Y}: {met} areas on track, {missed} off track{not_known}")
-        flagged = con.execute(
-            "select area_code, status, first_flagged, reasons from review_flag_history where period_start = ? and status in ('new', 'continuing') order by status, area_code",
-            [month],
-        ).fetchall() if "review_flag_history" in tables else []
+        month_flags = con.execute(
+            "select area_code, status, first_flagged, reasons from review_flag_history where period_start = ? order by status, area_code",
+            [month]).df() if "review_flag_history" in tables else pd.DataFrame(columns=["area_code", "status", "first_flagged", "reasons"])
+        flagged = list(month_flags[month_flags["status"].isin(["new", "continuing"])].itertuples(index=False, name=None))
         new = [f for f in flagged if f[1] == "new"]
         print(f"\nCQC review flags in {month:%B %Y}: {len(flagged)} areas flagged, {len(new)} new")
         for area, status, first, reasons in (new + [f for f in flagged if f[1] != "new"])[:12]:
             print(f"  {status.upper():<10} {names.get(area, area)} (since {first:%b %Y}): {reasons}")
         if len(flagged) > 12:
             print(f"  ... and {len(flagged) - 12} more: see the report and review_flag_history")
-        month_flags = con.execute("select area_code, status from review_flag_history where period_start = ?", [month]).df() \
-            if "review_flag_history" in tables else pd.DataFrame(columns=["area_code", "status"])
         for line in analysis.since_last_report(month_flags, *analysis.last_report_flags(con, month), names):
             print(f"  {line}")
         restated = analysis.restated_words(analysis.restated_by_last_run(con))
