@@ -195,12 +195,9 @@ def report_metric_values(mv: pd.DataFrame, league_values: pd.DataFrame, funnel_t
     return mv.merge(wanted.drop_duplicates(), on=keys, how="inner").sort_values(keys, ignore_index=True)
 
 
-def peers_config_text(config: dict | None = None) -> str:
+def peers_config_text(config: dict) -> str:
     """How similar areas are chosen, from the peer-group ``config`` (``config/peer_groups.yaml``
-    as the analysis read it: :mod:`carewatch.provenance`; by default the file as it is now)."""
-    from carewatch.methodology import peers
-
-    config = peers.load_config() if config is None else config
+    as the analysis read it: :mod:`carewatch.provenance`)."""
     if config["method"] == "file":
         return f"similar areas are the groups listed in <code>{config['file']}</code>"
     return (f"similar areas are each area's {config['k']} nearest neighbours on population size and age structure "

@@ -549,12 +549,12 @@ def analyse() -> dict:
 def write_report() -> str:
     """The monthly HTML report of each month the analysis reported, with the tables behind
     it (one month, or each month a late DTOC month held back; a month whose report is there
-    with the same figures is not written again); returns the latest report's path. The
-    methodology config it describes is checked first (:class:`ConfigError`)."""
+    with the same figures is not written again); returns the latest report's path. It
+    describes the config the analysis recorded (:func:`carewatch.provenance.analysed`), not
+    ``config/`` as it is now: an edit since is for the next analysis to check; a warehouse that
+    recorded none is described with the files, checked by their loaders (:class:`ConfigError`)."""
     from carewatch import monthly_report, warehouse
-    from carewatch.methodology import config_check
 
-    config_check.check_all()
     with warehouse.connect(read_only=True) as con:
         reports = monthly_report.write_reports(con)
     path = reports[-1][1]

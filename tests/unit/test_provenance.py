@@ -164,6 +164,20 @@ def _edit_after_the_analysis(config) -> None:
     _edit(config / "metrics.yaml", "unit: proportion\n    denominator_unit: discharges", "unit: share\n    denominator_unit: discharges")
 
 
+def test_the_report_task_is_not_failed_by_a_config_mistake_made_after_the_analysis(carewatch_home, config):
+    # the report describes the config the analysis recorded: a typo in config/ since (before
+    # the report task, or a report task cleared and rerun) is for the next analysis to refuse
+    from carewatch import pipeline
+
+    carewatch_home.mkdir(parents=True)
+    synthetic_warehouse.build(carewatch_home / "warehouse.duckdb")
+    with duckdb.connect(str(carewatch_home / "warehouse.duckdb")) as con:
+        analysis.run(con, export=False)
+    _edit(config / "methodology" / "dashboard-2018.yaml", "weight: 3", "weight: three")
+    path = pipeline.write_report()
+    assert path.endswith("report.html") and "2018-03" in path
+
+
 def test_the_report_describes_the_config_the_analysis_read_not_the_files_edited_since(tmp_path, config):
     db = tmp_path / "w.duckdb"
     areas = synthetic_warehouse.build(db)
