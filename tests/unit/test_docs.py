@@ -74,3 +74,14 @@ def test_every_carewatch_command_line_the_docs_show_parses(doc):
             refused.append(line)
     assert not refused, f"{doc}: command lines carewatch refuses: {refused}"
 
+
+
+def test_every_docker_compose_exec_whose_output_is_kept_has_no_terminal():
+    """`docker compose exec` gives the command a terminal unless `-T`: a dump redirected to a file
+    (pg_dump) or a file fed in (psql) then passes through it, line endings rewritten. Every
+    pg_dump the production doc shows writes a file."""
+    commands = [c for c in re.findall(r"docker compose exec [^`\n]*(?:\n[^`\n]+)?", PRODUCTION) if re.search(r"[<>|]", c)]
+    assert any("pg_dump" in c for c in commands) and any("psql" in c for c in commands)
+    assert all(c.startswith("docker compose exec -T ") for c in commands), [c for c in commands if "-T" not in c]
+    for dump in re.findall(r"[^`\n]*pg_dump[^`]*", PRODUCTION):
+        assert "exec -T" in dump and ">" in dump, dump
