@@ -179,7 +179,9 @@ def attempt_file(home: Path | None = None) -> Path:
 
 def last_attempt(home: Path | None = None) -> dict | None:
     """The latest backup attempt noted (:func:`attempt_file`): ``attempted_at`` (aware
-    datetime), ``outcome`` ('made' or 'failed'), ``error``; None before any (or unreadable)."""
+    datetime), ``outcome`` ('made' or 'failed'), ``error``, ``destination`` (the folder of
+    backups it wrote to, or None: none given, or noted by an earlier release); None before any
+    (or unreadable)."""
     try:
         noted = json.loads(attempt_file(home).read_text())
         return {**noted, "attempted_at": dt.datetime.fromisoformat(noted["attempted_at"])}
@@ -187,13 +189,17 @@ def last_attempt(home: Path | None = None) -> dict | None:
         return None
 
 
-def _note_attempt(home: Path | None, outcome: str, error: str | None = None) -> None:
+def _note_attempt(home: Path | None, dest: str | Path | None, outcome: str, error: str | None = None) -> None:
+    try:
+        where = str(destination(dest))
+    except BackupError:  # none given: nothing to find backups in
+        where = None
     target = attempt_file(home)
     with contextlib.suppress(OSError):  # the note must not turn a backup's outcome into another error
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial")
         partial.write_text(json.dumps({"attempted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                                       "outcome": outcome, "error": error}))
+                                       "outcome": outcome, "error": error, "destination": where}))
         partial.replace(target)
 
 
@@ -207,9 +213,9 @@ def make(dest: str | Path | None = None, keep: int | None = None, home: Path | N
     except BackupBusy:
         raise
     except BaseException as err:
-        _note_attempt(home, "failed", str(err) or err.__class__.__name__)
+        _note_attempt(home, dest, "failed", str(err) or err.__class__.__name__)
         raise
-    _note_attempt(home, "made")
+    _note_attempt(home, dest, "made")
     return made
 
 

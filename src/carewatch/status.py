@@ -19,7 +19,9 @@ attention, each one line:
   (:func:`carewatch.pipeline.unparsed_files`: later runs skip it without failing again);
 - alerts waiting in the outbox: the mail server did not take them, so nobody has been told;
 - no analysis for more than ``analysis_max_age_days`` (``config/status.yaml``);
-- backups configured (``CAREWATCH_BACKUP_DIR``) and none made in ``backup_max_age_days``;
+- the latest backup attempt failed; or none made in ``backup_max_age_days`` in the folder of
+  backups (``CAREWATCH_BACKUP_DIR``, else the folder the home's latest ``carewatch backup DEST``
+  wrote to; with neither, backups are "not configured");
 - no warehouse, though the raw store holds files (deleted or lost: restore a backup); a home
   never run, with neither, is "cannot tell" (exit 2), as a busy warehouse is.
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from carewatch import paths
 from carewatch.errors import CarewatchError
@@ -219,15 +222,17 @@ def _alerts(status: Status, now: dt.datetime) -> None:
 def _backups(status: Status, now: dt.datetime, max_age: int) -> None:
     from carewatch import backup
 
-    dest = backup.configured_destination()
-    if dest is None:
-        status.say("backups: not configured (CAREWATCH_BACKUP_DIR unset)")
-        return
-    made = backup.complete_backups(dest)
     attempt = backup.last_attempt()
     if attempt and attempt.get("outcome") == "failed":  # not followed by one that made a backup
         status.flag(f"the last backup attempt, {attempt['attempted_at']:%Y-%m-%d %H:%M %Z}, failed: "
                     f"{str(attempt.get('error'))[:160]} (the backup DAG's log; carewatch backup to try again)")
+    dest = backup.configured_destination()
+    if dest is None and attempt and attempt.get("destination"):  # backups made by hand or cron: DEST given
+        dest = Path(attempt["destination"])
+    if dest is None:
+        status.say("backups: not configured (CAREWATCH_BACKUP_DIR unset, and no carewatch backup DEST on this home)")
+        return
+    made = backup.complete_backups(dest)
     if not made:
         status.say(f"backups: none in {dest}")
         status.flag(f"no backup in {dest} (the backup DAG runs after each monthly report)")

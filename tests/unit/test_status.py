@@ -317,6 +317,37 @@ def test_a_failed_backup_needs_attention_at_once_until_one_succeeds(carewatch_ho
     assert status.status(as_of=dt.date(2018, 4, 20)).attention == []
 
 
+def test_backups_made_by_hand_or_cron_to_a_folder_given_are_judged_there(carewatch_home, tmp_path, monkeypatch):
+    # carewatch backup DEST from cron, without CAREWATCH_BACKUP_DIR: their age and a failed one still show
+    from carewatch import backup, rawstore
+
+    monkeypatch.delenv("CAREWATCH_BACKUP_DIR", raising=False)
+    _warehouse(carewatch_home, analysed_at=dt.datetime.now(dt.timezone.utc))
+    found = status.status(as_of=dt.date(2018, 4, 20))
+    assert "backups: not configured (CAREWATCH_BACKUP_DIR unset, and no carewatch backup DEST on this home)" in found.lines
+    with pytest.raises(backup.BackupError, match="no backup destination"):  # a cron line without its DEST
+        backup.make(keep=0)
+    [line] = status.status(as_of=dt.date(2018, 4, 20)).attention
+    assert line.startswith("the last backup attempt, ") and "failed: no backup destination" in line
+    dest = tmp_path / "by-hand"
+    made = backup.make(dest, keep=0, now=dt.datetime(2018, 4, 1, tzinfo=dt.timezone.utc)).path
+    found = status.status(as_of=dt.date(2018, 4, 20))
+    assert found.attention == [] and f"backups: 1 in {dest}, newest {made.name} (" in "\n".join(found.lines)
+    manifest = json.loads((made / "MANIFEST.json").read_text())  # made 50 days before the clock: too old
+    manifest["made_at"] = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=50)).isoformat()
+    (made / "MANIFEST.json").write_text(json.dumps(manifest))
+    assert status.status(as_of=dt.date(2018, 4, 20)).attention == [
+        "the newest backup is 50 days old (more than 35: config/status.yaml)"]
+    damaged = rawstore.put("dtoc_la", "2018-02", b"a workbook", "xls")
+    damaged.chmod(0o644)
+    damaged.write_bytes(b"a workbook, damaged")
+    with pytest.raises(backup.BackupError, match="does not hash to its name"):
+        backup.make(dest, keep=0)
+    attention = status.status(as_of=dt.date(2018, 4, 20)).attention
+    assert len(attention) == 2 and "does not hash to its name" in attention[0]  # still judged in the folder given
+    assert attention[1] == "the newest backup is 50 days old (more than 35: config/status.yaml)"
+
+
 def test_a_backup_that_found_another_running_leaves_the_noted_outcome_as_it_was(carewatch_home, tmp_path, monkeypatch):
     import fcntl
 
