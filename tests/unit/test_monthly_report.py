@@ -365,6 +365,33 @@ def test_a_report_rewritten_because_its_figures_changed_keeps_the_one_it_replace
     assert len(list((folder / "superseded").iterdir())) == len(list((exports / "superseded").iterdir())) == 1
 
 
+def test_a_report_of_an_earlier_release_rewritten_by_a_rerun_is_not_said_to_have_changed_figures(carewatch_home):
+    # the upgrade drill: 55f22cf wrote reports without figures.json; the new release's rerun of
+    # that month (no figure changed, nothing restated) said "April 2018 report rewritten
+    # (figures changed)" and "written again (its figures changed since, or it was missing)"
+    from carewatch import summary
+
+    db = carewatch_home / "warehouse.duckdb"
+    carewatch_home.mkdir(parents=True)
+    synthetic_warehouse.build(db)
+    folder = carewatch_home / "reports" / "2018-03"
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        monthly_report.write_reports(con)
+    (folder / monthly_report.STAMP).unlink()  # as the earlier release left it: no figures recorded
+    with duckdb.connect(str(db)) as con:  # the rerun of the month: the same figures
+        analysis.run(con, export=False)
+        assert [(m.strftime("%Y-%m"), w) for m, _, w in monthly_report.write_reports(con)] == [("2018-03", True)]
+    [kept] = (folder / "superseded").iterdir()
+    assert summary.report_lines() == [
+        "No new month to report: March 2018 is still the latest month ranked (delayed days per day per 100,000 18+ for "
+        "April 2018 is not loaded yet); "
+        "its report was written again (the one there was written by an earlier release, which recorded no figures "
+        "to compare with).",
+        f"March 2018 report rewritten (the earlier one, written by an earlier release, recorded no figures to compare "
+        f"with); it is kept in {kept}"]
+
+
 def test_latest_txt_points_at_the_homes_own_report_after_the_home_is_copied(tmp_path, monkeypatch):
     # a review: in a copy of a home, a failed run's summary named the original home's report
     import shutil
