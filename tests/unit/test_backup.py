@@ -145,6 +145,8 @@ def test_a_damaged_raw_file_fails_the_backup_naming_it_and_leaves_no_backup(tmp_
 
 @pytest.mark.parametrize("harm, problem", [
     (lambda b: (b / "reports/2018-03/report.html").write_bytes(b"<html>edited</html>"), "reports/2018-03/report.html differs"),
+    # the same size as the file it replaces (<html>March</html>): found by its sha256, not its size
+    (lambda b: (b / "reports/2018-03/report.html").write_bytes(b"<html>April</html>"), "reports/2018-03/report.html differs"),
     (lambda b: (b / "exports/2018-03/ranking_overall.csv").unlink(), "exports/2018-03/ranking_overall.csv is missing"),
     (lambda b: (b / "reports/2018-03/notes.txt").write_text("x"), "reports/2018-03/notes.txt is not in the manifest"),
     (lambda b: (b / "warehouse.duckdb").write_bytes(b"not a database"), "warehouse.duckdb differs"),
@@ -396,3 +398,80 @@ def test_backups_made_in_the_same_second_are_ordered_as_made_and_the_newest_kept
     made = [backup.make(dest, keep=3, home=home, now=T0).path for _ in range(11)]
     assert backup.complete_backups(dest) == made[-3:]
     assert made[-1].name == "2026-11-15T09-00-00Z-11"
+
+
+@pytest.mark.parametrize("value", ["-1", "true", "2.5"])
+def test_keep_below_zero_a_boolean_or_a_fraction_is_refused_in_one_line(tmp_path, monkeypatch, value):
+    # keep: -1 pruned complete_backups(dest)[:1], the oldest backup, on every run (the one just
+    # made, the first time); keep: true kept one backup
+    from carewatch import paths
+
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "backup.yaml").write_text(f"keep: {value}\n")
+    monkeypatch.setattr(paths, "config_dir", lambda: config)
+    with pytest.raises(backup.CarewatchError, match=r"backup.yaml: keep must be a whole number, 0 or more"):
+        backup.keep_default()
+
+
+def test_a_backup_into_the_home_itself_is_refused(tmp_path):
+    home = _home(tmp_path / "home")
+    with pytest.raises(backup.BackupError, match="is inside the home it would back up"):
+        backup.make(home, keep=0, home=home, now=T0)
+    assert not list(home.glob("2026-*"))
+
+
+def test_an_alert_sent_while_the_home_is_backed_up_is_left_out_not_a_failure(tmp_path, monkeypatch):
+    # the outbox sends (and deletes) an alert while a backup reads the home: that file is no
+    # longer part of the home; the backup is made without it and checks
+    home = _home(tmp_path / "home")
+    alert = home / "outbox/20181115T090000000000-abc.json"
+    hashed = backup.sha256_file
+
+    def sent_meanwhile(path):
+        if Path(path) == alert:
+            alert.unlink()
+        return hashed(path)
+
+    monkeypatch.setattr(backup, "sha256_file", sent_meanwhile)
+    made = backup.make(tmp_path / "backups", keep=0, home=home, now=T0)
+    monkeypatch.setattr(backup, "sha256_file", hashed)
+    assert not (made.path / "outbox/20181115T090000000000-abc.json").exists()
+    assert made.files == 9  # the ten files of the first test but the alert
+    backup.check(made.path)
+
+
+def test_a_folder_named_like_a_backup_without_a_manifest_is_not_taken_for_one(tmp_path):
+    # a backup whose MANIFEST.json was lost: not listed (not the previous backup to link to,
+    # nor counted by keep), so the next backup is made, and it is not removed by pruning
+    home = _home(tmp_path / "home")
+    dest = tmp_path / "backups"
+    stray = dest / "2026-11-14T09-00-00Z"
+    (stray / "reports").mkdir(parents=True)
+    (stray / "reports" / "report.html").write_bytes(b"<html>")
+    made = backup.make(dest, keep=1, home=home, now=T0)
+    assert backup.complete_backups(dest) == [made.path]
+    assert made.removed == [] and stray.is_dir()
+
+
+def test_a_damaged_refused_download_fails_the_backup_naming_it(tmp_path):
+    # refused/ is named by sha256 too: kept as evidence of what the publisher served
+    home = _home(tmp_path / "home")
+    refused = home / "refused/dtoc_la/2018-04" / (hashlib.sha256(b"<html>").hexdigest() + ".xls")
+    refused.write_bytes(b"<html> damaged")
+    with pytest.raises(backup.BackupError, match=r"refused/dtoc_la/2018-04/[0-9a-f]{64}\.xls does not hash to its name"):
+        backup.make(tmp_path / "backups", keep=0, home=home, now=T0)
+    assert backup.complete_backups(tmp_path / "backups") == []
+
+
+def test_what_a_stopped_restore_left_is_not_carried_into_the_next_restore(tmp_path):
+    # a restore stopped while copying (perhaps of another backup) left files in .restore.partial:
+    # the next restore starts again, so the home holds the backup's files and no others
+    home = _home(tmp_path / "home")
+    made = backup.make(tmp_path / "backups", keep=0, home=home, now=T0)
+    new = tmp_path / "new-home"
+    (new / ".restore.partial" / "reports").mkdir(parents=True)
+    (new / ".restore.partial" / "reports" / "from-another-backup.html").write_bytes(b"<html>other</html>")
+    backup.restore(made.path, new)
+    assert _kept(new) == _kept(home)
+    assert not (new / "reports" / "from-another-backup.html").exists()

@@ -380,3 +380,93 @@ def test_verify_reads_every_raw_file_and_names_a_damaged_or_missing_one(carewatc
         f"raw/ascof/2015-16/{damaged.name} does not hash to its name: damaged; the backups hold it as it was "
         "(carewatch restore --check BACKUP, then copy the file back)",
         f"raw/ons_mye/2016/{gone.name} is missing from the raw store, though the warehouse holds it (the backups hold it)"]
+
+
+def _backups_made(tmp_path, *made_at: dt.datetime):
+    """A backup folder holding one backup made at each of ``made_at`` (oldest first)."""
+    from carewatch import backup
+    from tests.unit.test_backup import _home
+
+    dest = tmp_path / "backups"
+    home = _home(tmp_path / "backed-up-home")
+    for when in made_at:
+        made = backup.make(dest, keep=0, home=home, now=when).path
+        manifest = made / "MANIFEST.json"  # made_at is when it was really made: set it to the day chosen
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "made_at": when.isoformat()}))
+    return dest
+
+
+def test_an_analysis_or_a_backup_one_day_past_its_age_limit_needs_attention_one_at_it_does_not(carewatch_home, tmp_path, monkeypatch):
+    # config/status.yaml: 35 days for both. The newest backup is the one judged, not the oldest kept
+    _warehouse(carewatch_home, analysed_at=NOW - dt.timedelta(days=36))
+    monkeypatch.setenv("CAREWATCH_BACKUP_DIR", str(_backups_made(tmp_path, NOW - dt.timedelta(days=70), NOW - dt.timedelta(days=36))))
+    assert status.status(as_of=dt.date(2018, 4, 20), now=NOW).attention == [
+        "no analysis for 36 days (more than 35: config/status.yaml): has the metrics DAG run this month?",
+        "the newest backup is 36 days old (more than 35: config/status.yaml)"]
+    assert status.status(as_of=dt.date(2018, 4, 20), now=NOW - dt.timedelta(days=1)).attention == []  # 35 days: at the limit
+
+
+def test_a_404_before_the_due_date_after_a_refused_download_is_not_published_yet(carewatch_home, monkeypatch):
+    # the latest attempt decides: March 2018 (due by 24 May) was refused on 14 May (a web page),
+    # then on 15 May the URL answered 404, before its due date: not published yet, nothing failed
+    monkeypatch.delenv("CAREWATCH_BACKUP_DIR", raising=False)
+    _warehouse(carewatch_home)
+    with duckdb.connect(str(carewatch_home / "warehouse.duckdb")) as con:
+        con.execute("insert into fetch_log (source, period, url, attempted_at, outcome, error) values "
+                    "('dtoc_la', '2018-03', 'http://x', timestamptz '2018-05-14 09:00:00+00', 'refused', 'an HTML page, not the Excel file'), "
+                    "('dtoc_la', '2018-03', 'http://x', timestamptz '2018-05-15 09:00:00+00', 'not_published_yet', null)")
+    found = status.status(as_of=AS_OF, now=NOW)
+    assert found.attention == ["dtoc_la 2018-02: not held, due by 2018-04-26 (the monthly run fails it as OVERDUE)"]
+    [dtoc_la] = [line for line in found.lines if line.strip().startswith("dtoc_la")]
+    assert dtoc_la.endswith("; 2018-03 not published yet (due by 2018-05-24)")
+
+
+def test_a_rejected_version_a_revision_replaced_and_a_quarantined_one_a_later_version_replaced_need_nothing(carewatch_home, monkeypatch):
+    # dtoc_la 2018-01 v1 rejected, then v2 (the revision) loaded: v2 is what the builds read;
+    # hes_aggregate 2018-03 v1 quarantined, then v2 loaded: replaced
+    monkeypatch.delenv("CAREWATCH_BACKUP_DIR", raising=False)
+    _warehouse(carewatch_home)
+    with duckdb.connect(str(carewatch_home / "warehouse.duckdb")) as con:
+        con.execute("insert into raw_manifest values ('dtoc_la', '2018-01', 2, 'http://x', now(), 200, 1, 'v2', null, null, 'raw')")
+        con.execute(warehouse.REJECTED_DDL)
+        con.execute("insert into rejected_versions values ('dtoc_la', '2018-01', 1, 'v1', 'figures 30% high', now(), null)")
+        con.execute("insert into raw_manifest values ('hes_aggregate', '2018-03', 2, 'http://x', now(), 200, 1, 'h2', null, null, 'raw')")
+        con.execute("insert into quarantine (source, period, file_version, sha256, quarantined_at) values "
+                    "('hes_aggregate', '2018-03', 1, 'h', timestamptz '2018-05-15 09:00:00+00')")
+        con.execute("create table land_hes_aggregate (_period varchar, _version integer)")
+        con.execute("insert into land_hes_aggregate values ('2018-03', 2)")
+    found = status.status(as_of=dt.date(2018, 4, 20), now=NOW)
+    assert found.attention == []
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in found.lines if line.startswith("  ")}
+    assert "REJECTED" not in lines["dtoc_la"] and "QUARANTINED" not in lines["hes_aggregate"]
+
+
+def test_verify_reads_the_refused_downloads_too_and_finds_files_in_a_home_that_moved(carewatch_home, tmp_path, monkeypatch):
+    # a restored (or moved) home: raw_manifest.raw_path names the old home's raw store; the files
+    # are looked for in this one. refused/ is named by sha256 as the raw store is
+    import hashlib
+    import shutil
+
+    monkeypatch.delenv("CAREWATCH_BACKUP_DIR", raising=False)
+    old = _warehouse(tmp_path / "old-home", analysed_at=dt.datetime.now(dt.timezone.utc))
+    shutil.copytree(old, carewatch_home)
+    shutil.rmtree(old)
+    refused = carewatch_home / "refused" / "dtoc_la" / "2018-02" / (hashlib.sha256(b"<html>").hexdigest() + ".xls")
+    refused.parent.mkdir(parents=True)
+    refused.write_bytes(b"<html>")
+    found = status.status(as_of=dt.date(2018, 4, 20), verify=True)
+    assert found.attention == []
+    assert "raw store: every file read, 0 damaged; 0 of the 23 the warehouse names missing" in found.lines
+    refused.write_bytes(b"<html> damaged")
+    gone = next((carewatch_home / "raw" / "ons_mye" / "2016").iterdir())
+    gone.unlink()
+    assert status.status(as_of=dt.date(2018, 4, 20), verify=True).attention == [
+        f"refused/dtoc_la/2018-02/{refused.name} does not hash to its name: damaged; the backups hold it as it was "
+        "(carewatch restore --check BACKUP, then copy the file back)",
+        f"raw/ons_mye/2016/{gone.name} is missing from the raw store, though the warehouse holds it (the backups hold it)"]
+
+
+def test_a_day_and_a_half_is_said_in_days():
+    now = dt.datetime(2018, 5, 20, 12, tzinfo=dt.timezone.utc)
+    assert status._age(now, now - dt.timedelta(hours=36)) == "2 days ago"
+    assert status._age(now, now - dt.timedelta(hours=35)) == "35 hours ago"
