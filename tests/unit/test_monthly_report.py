@@ -471,3 +471,38 @@ def test_nothing_is_said_since_the_last_report_when_the_flags_were_not_recompute
         analysis.run(con, export=False)
         assert analysis.last_report_flags(con, pd.Timestamp("2018-03-01").date())[0] == pd.Timestamp("2018-02-01").date()
         assert monthly_report.gather(con)["since_last_report"] == []
+
+
+def test_since_last_report_explains_only_what_a_recomputation_did():
+    # the February report flagged A, B, C and D. In March: A not assessed (no figure), B
+    # continuing, C cleared, D absent (no longer flagged, not cleared: unexplained), E continuing
+    # though February did not flag it (unexplained), F newly flagged
+    flags = pd.DataFrame({"area_code": ["A", "B", "C", "E", "F"],
+                          "status": ["not assessed", "continuing", "cleared", "continuing", "new"]})
+    names = {c: f"Area {c}" for c in "ABCDEF"}
+    assert analysis.since_last_report(flags, pd.Timestamp("2018-02-01").date(), {"A", "B", "C", "D"}, names) == [
+        "Shown as continuing but not flagged in the February 2018 report: Area E "
+        "(earlier months recomputed by a revision or a change of method flag them now)",
+        "Flagged in the February 2018 report and not flagged now, without being cleared: Area D "
+        "(earlier months recomputed by a revision or a change of method no longer flag them)"]
+    assert analysis.since_last_report(flags, None, set(), names) == []
+
+
+def test_the_last_reports_flags_are_those_of_its_latest_run_not_every_run_of_that_month():
+    # February's run flagged A and B; February's run again (a rerun after a revision) flagged A
+    # only: the February report as it stands showed A
+    import datetime as dt
+
+    con = duckdb.connect()
+    con.execute("create table ranking_overall as select 'rolling_12m' as period_type, date '2018-02-01' as period_start, "
+                "'A' as area_code, 1 as overall_rank")
+    con.execute("create table target_tracking as select 'set' as target_set, date '2018-02-01' as period_start, "
+                "'A' as area_code, true as on_track")
+    con.execute("create table review_flag_history as select * from (values (date '2018-02-01', 'A', 'new'), "
+                "(date '2018-02-01', 'B', 'new')) as t(period_start, area_code, status)")
+    feb = dt.date(2018, 2, 1)
+    analysis.record_reported(con, feb)
+    con.execute("delete from review_flag_history where area_code = 'B'")
+    analysis.record_reported(con, feb)
+    assert analysis.last_report_flags(con, dt.date(2018, 3, 1)) == (feb, {"A"})
+    assert analysis.last_report_flags(con, feb) == (None, set())  # nothing reported before February

@@ -700,3 +700,54 @@ def test_a_period_ranks_the_areas_that_existed_in_it_so_a_boundary_change_restat
     assert con.execute("select count(*) from restatements").fetchone()[0] == 0
     assert con.execute("select kind, period_start::date, count(*) from reported_ranking_overall group by all order by all").fetchall() == [
         ("reported", dt.date(2019, 3, 1), 5), ("reported", dt.date(2019, 4, 1), 4)]
+
+
+def test_a_month_computed_again_with_other_figures_is_said_once_as_computed_again():
+    # March was reported (A off track, B on), then no longer computed, then computed again with
+    # B off track too: one 'computed again' row (2 areas), not also a 'changed' one recorded
+    # at the same instant (which of the two the summary then showed was a tie)
+    from carewatch import analysis
+
+    mar, apr = dt.date(2018, 3, 1), dt.date(2018, 4, 1)
+    con = _analysis_tables(
+        ranking="select 'rolling_12m' as period_type, date '2018-04-01' as period_start, 'A' as area_code, 1 as overall_rank",
+        flags="select date '2018-04-01' as period_start, 'A' as area_code, 'new' as status",
+        targets="""select * from (values ('set-2017', date '2018-03-01', 'A', false), ('set-2017', date '2018-03-01', 'B', true))
+                   as t(target_set, period_start, area_code, on_track)""")
+    analysis.record_reported(con, apr)
+    con.execute("delete from target_tracking where period_start = date '2018-03-01'")
+    analysis.record_reported(con, apr)
+    con.execute("insert into target_tracking values ('set-2017', date '2018-03-01', 'A', false), ('set-2017', date '2018-03-01', 'B', false)")
+    analysis.record_reported(con, apr)
+    changes = "select period_start, part, areas_changed, change from restatements where table_name = 'target_tracking' order by recorded_at"
+    assert con.execute(changes).fetchall() == [(mar, "set-2017", 2, "no longer computed"), (mar, "set-2017", 2, "computed again")]
+    assert analysis.restated_words(analysis.restated_by_last_run(con)) == ["March 2018 DTOC target tracking set-2017 (computed again: 2 areas)"]
+    # kept again as it is now, so the next run restates nothing
+    analysis.record_reported(con, apr)
+    assert len(con.execute(changes).fetchall()) == 2
+    assert con.execute("select on_track from reported_target_tracking where period_start = ? and area_code = 'B' "
+                       "order by reported_at desc limit 1", [mar]).fetchone() == (False,)
+
+
+def test_what_a_run_restated_is_listed_by_month_then_table_and_part():
+    # the summary and the report list them in this order, whatever order they were recorded in
+    import duckdb
+
+    from carewatch import analysis
+
+    con = duckdb.connect()
+    con.execute(analysis.RESTATEMENTS_DDL)
+    con.execute(analysis.ANALYSIS_RUNS_DDL)
+    con.execute("insert into analysis_runs values (timestamptz '2018-05-15 10:00:00+00', date '2018-03-01'), "
+                "(timestamptz '2018-06-15 10:00:00+00', date '2018-04-01')")
+    recorded = [("target_tracking", f"2017-{m:02d}-01", "set-b") for m in range(12, 0, -1)]
+    recorded += [("target_tracking", f"2017-{m:02d}-01", "set-a") for m in range(1, 13)]
+    recorded += [("ranking_overall", f"2017-{m:02d}-01", None) for m in range(12, 0, -1)]
+    for i, (table, month, part) in enumerate(recorded):
+        con.execute("insert into restatements values (?, ?, ?, 1, timestamptz '2018-06-15 10:00:00+00' + to_seconds(?), 'changed')",
+                    [table, month, part, i])
+    listed = analysis.restated_by_last_run(con)
+    expected = [(dt.date(2017, m, 1), table, part) for m in range(1, 13)
+                for table, part in (("ranking_overall", None), ("target_tracking", "set-a"), ("target_tracking", "set-b"))]
+    assert [(pd.Timestamp(r.period_start).date(), r.table_name, r.part if isinstance(r.part, str) else None)
+            for r in listed.itertuples()] == expected
