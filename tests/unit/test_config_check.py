@@ -181,6 +181,7 @@ FILE = "config/peers/cipfa.csv"
      f"{FILE}: row 302: peer_code 'BOGUS' is not an HWB area (config/geography/hwb_areas.csv, or an area created later in code_changes.csv)"),
     ([("E06000001", "E06000001", 3)], f"{FILE}: row 302: E06000001 is its own peer"),
     ([("E06000001", "E06000004", "third")], f"{FILE}: row 302: peer_rank must be a whole number from 1, not 'third'"),
+    ([("E06000001", "E06000004", 0)], f"{FILE}: row 302: peer_rank must be a whole number from 1, not '0'"),
     ([("E06000001", "E06000004", 2)], f"{FILE}: row 302: peer_rank 2 of E06000001 again (first in row 3)"),
 ])
 def test_a_bad_peer_file_row_is_refused_naming_file_and_row(config, rows, line):
@@ -304,3 +305,30 @@ def test_a_number_in_exponent_form_that_yaml_reads_as_text_says_how_to_write_it(
         f"config/{METHOD}: metrics[0].weight must be a number, not '1e-3' (YAML reads it as text: write 0.001)"]
     edit(config, METHOD, "weight: 1e-3", "weight: 0.001")
     config_check.check_all()
+
+
+def test_target_sets_tracking_two_different_metrics_are_refused(config):
+    # the report draws one metric against its targets: a second set on another metric (one with
+    # an agency breakdown, so the set itself is valid) is refused by check-config
+    edit(config, "metrics.yaml", 'headline ("Total") disaggregation.\n',
+         'headline ("Total") disaggregation.\n    breakdowns:\n      agency: [nhs, social_care, both]\n')
+    text = (config / TARGETS).read_text()
+    (config / "targets" / "reablement-2017-18.yaml").write_text(
+        text.replace("name: dtoc-expectations-2017-18", "name: reablement-2017-18")
+            .replace(f"metric: {DTOC}", "metric: reablement_still_at_home_91d_65plus"))
+    with pytest.raises(ConfigError) as refused:
+        config_check.check_all()
+    assert refused.value.problems == [
+        "config/targets: the target sets track different metrics (delayed_days_per_day_per_100k_18plus, "
+        "reablement_still_at_home_91d_65plus); the report draws one metric against its targets"]
+
+
+def test_a_target_set_of_one_month_passes_and_one_on_a_metric_without_agency_breakdown_is_refused(config):
+    edit(config, TARGETS, "valid_to: 2018-03", "valid_to: 2017-09")  # valid_from 2017-09: one month tracked
+    assert TARGETS in " ".join(config_check.check_all())
+    edit(config, TARGETS, f"metric: {DTOC}", "metric: reablement_still_at_home_91d_65plus")
+    with pytest.raises(ConfigError) as refused:
+        config_check.check_all()
+    assert refused.value.problems == [
+        f"config/{TARGETS}: metric 'reablement_still_at_home_91d_65plus' has no agency breakdown "
+        "(breakdowns: agency: [nhs, social_care, both] in config/metrics.yaml)"]

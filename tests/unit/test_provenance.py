@@ -449,3 +449,40 @@ def test_a_methodology_without_period_metric_is_a_config_error_naming_file_and_k
             analysis.run(con, export=False)
     assert refused.value.problems == ["config/methodology/dashboard-2018.yaml: period_metric is missing (the metric whose "
                                       "periods are ranked, e.g. delayed_days_per_day_per_100k_18plus)"]
+
+
+def test_the_report_describes_the_latest_analysis_not_an_earlier_one(tmp_path, config):
+    # the second analysis used version 3 of the methodology (the delayed days weighted 7, not 3)
+    # and version 2 of the review flags (funnel limits at 95%, not 99.8%): the report describes
+    # the configuration of the analysis it reports, not that of the first one
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    path = config / "methodology" / "dashboard-2018.yaml"
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        _edit(path, f"id: {DTOC}\n    weight: 3", f"id: {DTOC}\n    weight: 7")
+        _edit(path, "version: 2", "version: 3")
+        _edit(config / "review_flags.yaml", "level: 0.998", "level: 0.95")
+        _edit(config / "review_flags.yaml", "version: 1", "version: 2")
+        analysis.run(con, export=False)
+        _edit(path, f"id: {DTOC}\n    weight: 7", f"id: {DTOC}\n    weight: 5")  # edited since: not what it used
+        data = monthly_report.gather(con)
+    assert data["funnel_rule"]["level"] == 0.95
+    legend = {row["name"]: row["weight"] for row in monthly_report.metric_legend(data)}
+    assert legend == {name: (7.0 if metric == DTOC else 1.0) for _, metric, name, *_ in synthetic_warehouse.METRICS}
+
+
+def test_an_analysis_with_a_supplied_peer_group_file_records_its_rows(tmp_path, config):
+    # method: file: which peer groups the comparisons used is answerable from the warehouse too
+    from tests.unit.test_config_check import _peer_file
+
+    _peer_file(config, [])  # each HWB area's next two codes, ranked 1 and 2
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        analysis.run(con, export=False)
+        [(file, content)] = con.execute("select file, content from analysis_config where role = 'peer_file'").fetchall()
+    rows = json.loads(content)
+    assert file == "config/peers/cipfa.csv" and len(rows) == 300
+    assert rows[:2] == [{"area_code": "E06000001", "peer_code": "E06000002", "peer_rank": "1"},
+                        {"area_code": "E06000001", "peer_code": "E06000003", "peer_rank": "2"}]
