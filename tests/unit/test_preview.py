@@ -223,3 +223,10 @@ def test_rank_refuses_a_missing_file_a_month_not_ranked_and_a_csv_in_the_home(en
     assert cli.main(["rank", "--methodology", "candidate", "--csv", str(env["home"] / "exports" / "x.csv")]) == 2
     assert "inside the pipeline's home" in capsys.readouterr().err
     assert not (env["home"] / "exports" / "x.csv").exists()
+
+
+def test_the_flags_summary_says_nothing_of_changed_rules_when_the_month_was_flagged_with_these(env):
+    result = preview.preview("dashboard-2018", MARCH, with_flags=True)
+    line = preview.flags_summary(result, preview.flag_changes(result))
+    assert ": 0 new, 0 gone; areas newly flagged 0, no longer flagged 0" in line
+    assert "the rules changed since" not in line
