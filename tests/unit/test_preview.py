@@ -230,3 +230,50 @@ def test_the_flags_summary_says_nothing_of_changed_rules_when_the_month_was_flag
     line = preview.flags_summary(result, preview.flag_changes(result))
     assert ": 0 new, 0 gone; areas newly flagged 0, no longer flagged 0" in line
     assert "the rules changed since" not in line
+
+
+def _hand_preview(published: dict, candidate: dict) -> preview.Preview:
+    """A Preview of hand-chosen overall ranks (None: the area is in the table, unranked)."""
+    import types
+
+    def table(ranks: dict) -> pd.DataFrame:
+        return pd.DataFrame({"area_code": list(ranks), "overall_rank": pd.array(list(ranks.values()), dtype="Int64"),
+                             "score": [None if r is None else 10.0 - r for r in ranks.values()],
+                             "methodology": "dashboard-2018@v1"})
+
+    return preview.Preview(month=pd.Timestamp("2018-03-01"), methodology=types.SimpleNamespace(label="candidate@v2"),
+                           candidate=table(candidate), names={c: f"Area {c}" for c in "ABCDEF"},
+                           published=table(published))
+
+
+def test_the_comparison_puts_areas_ranked_by_one_table_first_then_the_largest_moves_and_the_unranked_last():
+    result = _hand_preview(published={"A": 1, "B": 2, "C": 3, "D": 4, "F": None},
+                           candidate={"A": 3, "B": 1, "C": 2, "E": 4, "F": None})
+    table = preview.comparison(result)
+    # E and D ranked by one table only (E has a candidate rank, so first), then A (moved 2),
+    # then B and C (moved 1, in candidate order), then F (ranked by neither)
+    assert list(table["area_code"]) == ["E", "D", "A", "B", "C", "F"]
+    assert list(table["change"].astype(object).where(table["change"].notna(), None)) == [None, None, -2, 1, 1, None]
+    # ranks (1, 2, 3) against (3, 1, 2): sum of d^2 = 4 + 1 + 1 = 6, rho = 1 - 6 * 6 / (3 * 8) = -0.5
+    assert preview.comparison_summary(result, table) == (
+        "candidate@v2 against the published dashboard-2018@v1 for March 2018: 3 of 3 areas ranked by both move; "
+        "largest rise Area B 2 -> 1 (+1); largest fall Area A 1 -> 3 (-2); 1 no longer ranked; 1 newly ranked; "
+        "Spearman rank correlation -0.5000")
+    two = _hand_preview(published={"A": 1, "B": 2}, candidate={"A": 2, "B": 1})  # two areas: rho -1, still said
+    assert preview.comparison_summary(two, preview.comparison(two)).endswith(
+        "2 of 2 areas ranked by both move; largest rise Area B 2 -> 1 (+1); largest fall Area A 1 -> 2 (-1); "
+        "Spearman rank correlation -1.0000")
+
+
+def test_rank_refuses_to_compare_a_month_built_but_not_analysed_yet(env, tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    shutil.copytree(env["home"], home)
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:  # March built, its analysis not run yet
+        con.execute("delete from ranking_overall where period_start = date '2018-03-01'")
+    monkeypatch.setenv("CAREWATCH_HOME", str(home))
+    assert cli.main(["rank", "--methodology", "candidate", "--month", "2018-03"]) == 0  # rankable: a league table
+    capsys.readouterr()
+    for option in ("--compare", "--flags"):
+        assert cli.main(["rank", "--methodology", "candidate", "--month", "2018-03", option]) == 2
+        assert capsys.readouterr().err == ("carewatch: no published ranking of 2018-03 to compare with (ranking_overall "
+                                           "ranks 2017-03 to 2018-02; the metrics DAG's analyse writes it)\n")
