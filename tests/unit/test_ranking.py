@@ -406,6 +406,16 @@ def _analysis_tables(ranking: str, flags: str, targets: str):
     return con
 
 
+def _april_run_tracking(target_set: str, *months: str):
+    """:func:`_analysis_tables` of an April 2018 run (area A ranked and flagged) whose target set
+    tracks A off track and B on track in each of ``months``."""
+    rows = ", ".join(f"('{target_set}', date '{m}', 'A', false), ('{target_set}', date '{m}', 'B', true)" for m in months)
+    return _analysis_tables(
+        ranking="select 'rolling_12m' as period_type, date '2018-04-01' as period_start, 'A' as area_code, 1 as overall_rank",
+        flags="select date '2018-04-01' as period_start, 'A' as area_code, 'new' as status",
+        targets=f"select * from (values {rows}) as t(target_set, period_start, area_code, on_track)")
+
+
 def test_a_target_set_that_ended_is_kept_as_reported_at_its_last_month():
     # the July 2017 expectations end in March 2018: the June 2018 run still reports (and the
     # summary shows) March 2018's targets, so a restatement of them is kept beside the first
@@ -480,12 +490,7 @@ def test_a_target_sets_month_cut_off_by_a_new_end_is_said_once_and_again_if_it_c
     from carewatch import analysis
 
     feb, mar, apr = dt.date(2018, 2, 1), dt.date(2018, 3, 1), dt.date(2018, 4, 1)
-    con = _analysis_tables(
-        ranking="select 'rolling_12m' as period_type, date '2018-04-01' as period_start, 'A' as area_code, 1 as overall_rank",
-        flags="select date '2018-04-01' as period_start, 'A' as area_code, 'new' as status",
-        targets="""select * from (values ('set-2017', date '2018-02-01', 'A', false), ('set-2017', date '2018-02-01', 'B', true),
-                                         ('set-2017', date '2018-03-01', 'A', false), ('set-2017', date '2018-03-01', 'B', true))
-                   as t(target_set, period_start, area_code, on_track)""")
+    con = _april_run_tracking("set-2017", "2018-02-01", "2018-03-01")
     analysis.record_reported(con, apr)
     changes = "select period_start, part, areas_changed, change from restatements where table_name = 'target_tracking' order by recorded_at"
     assert con.execute(changes).fetchall() == []
@@ -515,11 +520,7 @@ def test_a_new_version_of_a_target_set_is_the_same_set_not_one_gone_and_one_new(
     from carewatch import analysis
 
     mar, apr = dt.date(2018, 3, 1), dt.date(2018, 4, 1)
-    con = _analysis_tables(
-        ranking="select 'rolling_12m' as period_type, date '2018-04-01' as period_start, 'A' as area_code, 1 as overall_rank",
-        flags="select date '2018-04-01' as period_start, 'A' as area_code, 'new' as status",
-        targets="""select * from (values ('set-2017@v1', date '2018-03-01', 'A', false), ('set-2017@v1', date '2018-03-01', 'B', true))
-                   as t(target_set, period_start, area_code, on_track)""")
+    con = _april_run_tracking("set-2017@v1", "2018-03-01")
     analysis.record_reported(con, apr)
     con.execute("update target_tracking set target_set = 'set-2017@v2'")
     analysis.record_reported(con, apr)
@@ -709,11 +710,7 @@ def test_a_month_computed_again_with_other_figures_is_said_once_as_computed_agai
     from carewatch import analysis
 
     mar, apr = dt.date(2018, 3, 1), dt.date(2018, 4, 1)
-    con = _analysis_tables(
-        ranking="select 'rolling_12m' as period_type, date '2018-04-01' as period_start, 'A' as area_code, 1 as overall_rank",
-        flags="select date '2018-04-01' as period_start, 'A' as area_code, 'new' as status",
-        targets="""select * from (values ('set-2017', date '2018-03-01', 'A', false), ('set-2017', date '2018-03-01', 'B', true))
-                   as t(target_set, period_start, area_code, on_track)""")
+    con = _april_run_tracking("set-2017", "2018-03-01")
     analysis.record_reported(con, apr)
     con.execute("delete from target_tracking where period_start = date '2018-03-01'")
     analysis.record_reported(con, apr)

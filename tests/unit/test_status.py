@@ -61,16 +61,20 @@ def test_a_current_home_needs_nothing_and_the_overdue_month_is_the_only_problem(
         "dtoc_la 2018-02: not held, due by 2018-04-26 (the monthly run fails it as OVERDUE)"]
 
 
+def _dtoc_la_attempts(home, *attempts):
+    """Log fetch attempts of dtoc_la: (period, attempted at, outcome, error)."""
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+        con.executemany("insert into fetch_log (source, period, url, attempted_at, outcome, error) "
+                        "values ('dtoc_la', ?, 'http://x', ?::timestamptz, ?, ?)", [list(a) for a in attempts])
+
+
 def test_a_period_not_held_whose_download_was_refused_says_so_before_and_after_its_due_date(carewatch_home, monkeypatch):
     # March 2018 (due by 24 May) was served as a web page on 15 May: the run failed it for that,
     # not as unpublished; February's 404 past its due date stays OVERDUE
     monkeypatch.delenv("CAREWATCH_BACKUP_DIR", raising=False)
     _warehouse(carewatch_home)
-    with duckdb.connect(str(carewatch_home / "warehouse.duckdb")) as con:
-        con.execute("insert into fetch_log (source, period, url, attempted_at, outcome, error) values "
-                    "('dtoc_la', '2018-03', 'http://x', timestamptz '2018-05-15 09:01:00+00', 'refused', 'an HTML page, not the Excel file'), "
-                    "('dtoc_la', '2018-02', 'http://x', timestamptz '2018-05-15 09:00:00+00', 'refused', "
-                    "'HTTP 404 and the publication was due by 2018-04-26: overdue')")
+    _dtoc_la_attempts(carewatch_home, ("2018-03", "2018-05-15 09:01:00+00", "refused", "an HTML page, not the Excel file"),
+                      ("2018-02", "2018-05-15 09:00:00+00", "refused", "HTTP 404 and the publication was due by 2018-04-26: overdue"))
     found = status.status(as_of=AS_OF, now=NOW)
     assert found.attention == [
         "dtoc_la 2018-02: not held, due by 2018-04-26 (the monthly run fails it as OVERDUE)",
@@ -411,10 +415,8 @@ def test_a_404_before_the_due_date_after_a_refused_download_is_not_published_yet
     # then on 15 May the URL answered 404, before its due date: not published yet, nothing failed
     monkeypatch.delenv("CAREWATCH_BACKUP_DIR", raising=False)
     _warehouse(carewatch_home)
-    with duckdb.connect(str(carewatch_home / "warehouse.duckdb")) as con:
-        con.execute("insert into fetch_log (source, period, url, attempted_at, outcome, error) values "
-                    "('dtoc_la', '2018-03', 'http://x', timestamptz '2018-05-14 09:00:00+00', 'refused', 'an HTML page, not the Excel file'), "
-                    "('dtoc_la', '2018-03', 'http://x', timestamptz '2018-05-15 09:00:00+00', 'not_published_yet', null)")
+    _dtoc_la_attempts(carewatch_home, ("2018-03", "2018-05-14 09:00:00+00", "refused", "an HTML page, not the Excel file"),
+                      ("2018-03", "2018-05-15 09:00:00+00", "not_published_yet", None))
     found = status.status(as_of=AS_OF, now=NOW)
     assert found.attention == ["dtoc_la 2018-02: not held, due by 2018-04-26 (the monthly run fails it as OVERDUE)"]
     [dtoc_la] = [line for line in found.lines if line.strip().startswith("dtoc_la")]
