@@ -64,12 +64,22 @@ create table if not exists fetch_log (
 );
 alter table fetch_log add column if not exists run_id varchar;
 alter table fetch_log add column if not exists refusal varchar;
+alter table fetch_log add column if not exists transient boolean;
 create table if not exists fetch_refusals_reported (
     source varchar, period varchar, url varchar, error varchar, run_id varchar, reported_at timestamptz
 );
 alter table fetch_refusals_reported add column if not exists refusal varchar;
 """
 
+
+
+def transient_column(con) -> str:
+    """SQL for fetch_log's ``transient`` (a refusal the site or the connection caused, after the
+    retries), false in a fetch_log from before the column (read-only readers of an older home,
+    e.g. ``carewatch status`` before the new release's first run)."""
+    from carewatch import warehouse
+
+    return "coalesce(transient, false)" if "transient" in warehouse.columns(con, "fetch_log") else "false"
 
 @dataclass(frozen=True)
 class FetchResult:
@@ -123,11 +133,14 @@ def _last_version(con, source: str, period: str):
     return row and (*row[:4], str(rawstore.in_this_store(source, period, row[4])), row[5])
 
 
-def _log(con, source, period, url, outcome, http_status=None, size=None, sha=None, error=None, run_id=None, refusal=None):
+def _log(con, source, period, url, outcome, http_status=None, size=None, sha=None, error=None, run_id=None, refusal=None,
+         transient=None):
     con.execute(
-        """insert into fetch_log (source, period, url, attempted_at, outcome, http_status, bytes, sha256, error, run_id, refusal)
-           values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [source, period, url, dt.datetime.now(dt.timezone.utc), outcome, http_status, size, sha, error, run_id, refusal],
+        """insert into fetch_log (source, period, url, attempted_at, outcome, http_status, bytes, sha256, error, run_id,
+                                  refusal, transient)
+           values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [source, period, url, dt.datetime.now(dt.timezone.utc), outcome, http_status, size, sha, error, run_id, refusal,
+         transient],
     )
 
 
@@ -314,7 +327,8 @@ def fetch(
         with warehouse.connect() as con:
             reported = _reported_before(con, source, period, err.url, err.kind, run_id) if last and run_id else None
             _log(con, source, period, err.url, "already_refused" if reported else "refused",
-                 size=len(kept) if kept else None, sha=sha, error=err.problem, run_id=run_id, refusal=err.kind)
+                 size=len(kept) if kept else None, sha=sha, error=err.problem, run_id=run_id, refusal=err.kind,
+                 transient=err.transient)
         if reported is not None:
             raise AlreadyRefused(source, period, err.url, err.problem, reported) from err
         raise

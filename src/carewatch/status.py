@@ -10,7 +10,7 @@ attention, each one line:
   that is not held after its due date plus the source's grace days: what that run fails as
   OVERDUE (emailed at most once every ``overdue_repeat_days``, so it stays in sight here); or,
   whatever the date, whose latest download was refused (a web page, a damaged file: not
-  "not published yet");
+  "not published yet") or failed (the site or the connection, after the retries);
 - a held period whose re-check the publisher's site now refuses (a 404, a web page: emailed
   once, then skipped by later runs, :func:`carewatch.summary.outstanding_refusals`);
 - a file in quarantine that no later good version of its period has replaced, or a warehouse
@@ -95,10 +95,11 @@ def _age(now: dt.datetime, then: dt.datetime) -> str:
 
 
 def _sources(con, status: Status, in_quarantine) -> None:
-    from carewatch import pipeline, sources, warehouse
+    from carewatch import fetch, pipeline, sources, warehouse
 
     has_manifest = warehouse.table_exists(con, "raw_manifest")
     has_log = warehouse.table_exists(con, "fetch_log")
+    transient = fetch.transient_column(con) if has_log else "false"
     status.say("sources (periods a monthly run on this date handles):")
     for name, src in sources.catalogue().items():
         held = {p: (v, at) for p, v, at in con.execute(
@@ -117,11 +118,18 @@ def _sources(con, status: Status, in_quarantine) -> None:
         for period in missing:
             due_by = sources.due_date(name, period) + dt.timedelta(days=src.grace_days)
             # its latest attempt, if the download itself was refused (a web page, a damaged
-            # file, the wrong publication...): the run fails it for that, whatever the date
-            last = con.execute("select attempted_at, coalesce(error, refusal, ''), outcome from fetch_log where source = ? "
-                               "and period = ? order by attempted_at desc limit 1", [name, period]).fetchone() if has_log else None
+            # file, the wrong publication...) or failed (the site or the connection, after the
+            # retries): the run fails it for that, whatever the date
+            last = con.execute(f"select attempted_at, coalesce(error, refusal, ''), outcome, {transient} "
+                               "from fetch_log where source = ? and period = ? order by attempted_at desc limit 1",
+                               [name, period]).fetchone() if has_log else None
             refused = last if last and last[2] == "refused" and not last[1].endswith(": overdue") else None  # not a 404 (OVERDUE)
-            if refused:
+            if refused and refused[3]:
+                words.append(f"{period} FAILED ({refused[0]:%Y-%m-%d})")
+                status.flag(f"{name} {period}: not held, its download on {refused[0]:%Y-%m-%d} failed: {refused[1][:120]} "
+                            "(the site or the connection, after the retries: clear the fetch task to try again now, or "
+                            "the next monthly run will)")
+            elif refused:
                 words.append(f"{period} REFUSED ({refused[0]:%Y-%m-%d})")
                 status.flag(f"{name} {period}: not held, its download on {refused[0]:%Y-%m-%d} was refused: {refused[1][:120]} "
                             "(each monthly run fails it until a download is accepted)")

@@ -218,13 +218,15 @@ def run_activity(con, source: str, run_id: str) -> RunActivity:
     not load: quarantined, refused by the parser, or failed to load (its task log says why).
     A file met again and still quarantined or unparsed is no failure of this run: the
     data-quality block lists it."""
-    from carewatch import pipeline
+    from carewatch import fetch, pipeline
 
     activity = RunActivity()
     if not warehouse.table_exists(con, "fetch_log"):
         return activity
     attempts = con.execute(
-        """select f.period, f.outcome, f.sha256, f.error, epoch_us(f.attempted_at),
+        f"""select f.period, f.outcome, f.sha256,
+                  case when {fetch.transient_column(con)} then 'fetch failed (the site or the connection, after the retries): '
+                       else 'fetch refused: ' end || f.error, epoch_us(f.attempted_at),
                   (select max(m.version) from raw_manifest m where m.source = f.source and m.period = f.period
                    and m.sha256 = f.sha256 and m.fetched_at <= f.attempted_at)
            from fetch_log f where f.source = ? and f.run_id = ? order by f.attempted_at, f.period""",
@@ -245,7 +247,7 @@ def run_activity(con, source: str, run_id: str) -> RunActivity:
         activity.loaded = [(period, int(version), int(rows)) for period, version, rows in con.execute(
             f"select _period, _version, count(*) from {table} where epoch_us(_loaded_at) >= ? group by all order by all",
             [started]).fetchall()]
-    failed = {period: f"fetch refused: {error}" for period, (outcome, error) in last.items() if outcome == "refused"}
+    failed = {period: error for period, (outcome, error) in last.items() if outcome == "refused"}
     loaded_now = {(period, version) for period, version, _rows in activity.loaded}
     for period, version, sha in new:
         if (period, version) in loaded_now:

@@ -535,7 +535,8 @@ def test_a_malformed_content_length_is_a_logged_refusal(carewatch_home, src, len
     assert err.value.kind == "malformed Content-Length header" and not err.value.transient
     assert state() == ({}, [])
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
-        assert con.execute("select outcome, refusal from fetch_log").fetchall() == [("refused", "malformed Content-Length header")]
+        assert con.execute("select outcome, refusal, transient from fetch_log").fetchall() == [
+            ("refused", "malformed Content-Length header", False)]
 
 
 def spanning_xls(sheets: int, last_row: int = 65535, last_col: int = 255) -> bytes:
@@ -687,7 +688,7 @@ def test_a_server_dripping_the_file_is_cut_off_at_the_download_deadline(httpserv
     assert err.value.kind == "download too slow" and err.value.transient
     assert state() == ({}, [])
     with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
-        assert con.execute("select outcome, refusal from fetch_log").fetchall() == [("refused", "download too slow")]
+        assert con.execute("select outcome, refusal, transient from fetch_log").fetchall() == [("refused", "download too slow", True)]
 
 
 def test_the_warehouse_is_not_held_open_during_the_download(httpserver, base, src):

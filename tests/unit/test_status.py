@@ -62,10 +62,10 @@ def test_a_current_home_needs_nothing_and_the_overdue_month_is_the_only_problem(
 
 
 def _dtoc_la_attempts(home, *attempts):
-    """Log fetch attempts of dtoc_la: (period, attempted at, outcome, error)."""
+    """Log fetch attempts of dtoc_la: (period, attempted at, outcome, error[, transient])."""
     with duckdb.connect(str(home / "warehouse.duckdb")) as con:
-        con.executemany("insert into fetch_log (source, period, url, attempted_at, outcome, error) "
-                        "values ('dtoc_la', ?, 'http://x', ?::timestamptz, ?, ?)", [list(a) for a in attempts])
+        con.executemany("insert into fetch_log (source, period, url, attempted_at, outcome, error, transient) "
+                        "values ('dtoc_la', ?, 'http://x', ?::timestamptz, ?, ?, ?)", [[*a, None][:5] for a in attempts])
 
 
 def test_a_period_not_held_whose_download_was_refused_says_so_before_and_after_its_due_date(carewatch_home, monkeypatch):
@@ -408,6 +408,23 @@ def test_an_analysis_or_a_backup_one_day_past_its_age_limit_needs_attention_one_
         "no analysis for 36 days (more than 35: config/status.yaml): has the metrics DAG run this month?",
         "the newest backup is 36 days old (more than 35: config/status.yaml)"]
     assert status.status(as_of=dt.date(2018, 4, 20), now=NOW - dt.timedelta(days=1)).attention == []  # 35 days: at the limit
+
+
+def test_a_download_that_failed_on_the_site_or_the_connection_is_said_to_have_failed(carewatch_home, monkeypatch):
+    # March 2018 (due by 24 May) got a 503 after the retries on 15 May: not a verdict on the file
+    monkeypatch.delenv("CAREWATCH_BACKUP_DIR", raising=False)
+    _warehouse(carewatch_home)
+    _dtoc_la_attempts(carewatch_home, ("2018-03", "2018-05-15 09:00:00+00", "refused", "HTTP 503 after retries", True))
+    found = status.status(as_of=AS_OF, now=NOW)
+    assert found.attention[1] == (
+        "dtoc_la 2018-03: not held, its download on 2018-05-15 failed: HTTP 503 after retries (the site or the connection, "
+        "after the retries: clear the fetch task to try again now, or the next monthly run will)")
+    [dtoc_la] = [line for line in found.lines if line.strip().startswith("dtoc_la")]
+    assert dtoc_la.endswith("; 2018-03 FAILED (2018-05-15)")
+    with duckdb.connect(str(carewatch_home / "warehouse.duckdb")) as con:  # a home an earlier release ran: no such column
+        con.execute("alter table fetch_log drop column transient")
+    assert status.status(as_of=AS_OF, now=NOW).attention[1].startswith(
+        "dtoc_la 2018-03: not held, its download on 2018-05-15 was refused: HTTP 503 after retries")
 
 
 def test_a_404_before_the_due_date_after_a_refused_download_is_not_published_yet(carewatch_home, monkeypatch):

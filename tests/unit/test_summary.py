@@ -221,11 +221,12 @@ def test_targets_line_counts_an_area_without_a_figure_as_not_known(carewatch_hom
 
 
 def attempt(con, source: str, period: str, run_id: str, outcome: str, sha: str | None = None, error: str | None = None,
-            minutes_ago: int = 1) -> None:
+            minutes_ago: int = 1, transient: bool | None = None) -> None:
     """One fetch_log row, as the fetch writes it (a refusal's kind is its error)."""
-    con.execute("""insert into fetch_log (source, period, url, attempted_at, outcome, http_status, bytes, sha256, error, run_id, refusal)
-                   values (?, ?, 'u', now() - to_minutes(?::bigint), ?, 200, 100, ?, ?, ?, ?)""",
-                [source, period, minutes_ago, outcome, sha, error, run_id, error])
+    con.execute("""insert into fetch_log (source, period, url, attempted_at, outcome, http_status, bytes, sha256, error, run_id,
+                                          refusal, transient)
+                   values (?, ?, 'u', now() - to_minutes(?::bigint), ?, 200, 100, ?, ?, ?, ?, ?)""",
+                [source, period, minutes_ago, outcome, sha, error, run_id, error, transient])
 
 
 def manifest_row(con, source: str, period: str, version: int, sha: str, size: int = 100, minutes_ago: int = 1) -> None:
@@ -274,6 +275,21 @@ def test_sources_block_does_not_show_an_earlier_runs_counts_for_a_failed_ingest(
     summary.print_sources({})  # no run id (the run crashed): no counts, the DAG's state
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[3:]}
     assert rows["ascof"].endswith("  ingest_ascof not run")
+
+
+def test_a_download_the_site_or_the_connection_failed_is_said_to_have_failed_not_to_be_refused(carewatch_home, capsys):
+    # a 503 after the retries is no verdict on the file: the engineer retries, not inspects it
+    from carewatch import fetch
+
+    with warehouse.connect() as con:
+        con.execute(fetch.MANIFEST_DDL)
+        manifest_row(con, "dtoc_la", "2018-01", 1, "a", minutes_ago=120)
+        attempt(con, "dtoc_la", "2018-02", "this", "refused", error="HTTP 503 after retries", transient=True)
+        attempt(con, "dtoc_la", "2018-03", "this", "refused", error="HTML page instead of a workbook", transient=False)
+    summary.print_sources({"ingest_dtoc_la": "failed"}, {"ingest_dtoc_la": "this"})
+    out = capsys.readouterr().out.splitlines()
+    assert "  dtoc_la FAILED 2018-02: fetch failed (the site or the connection, after the retries): HTTP 503 after retries" in out
+    assert "  dtoc_la FAILED 2018-03: fetch refused: HTML page instead of a workbook" in out
 
 
 def test_sources_block_shows_what_a_run_loaded_beside_a_period_that_failed(carewatch_home, capsys):
