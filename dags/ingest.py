@@ -79,13 +79,14 @@ def build_ingest_dag(source: sources.Source):
                 raise AirflowFailException(str(err)) from err
 
         @task(multiple_outputs=False, retries=0)
-        def parse(fetched: dict) -> dict:
+        def parse(fetched: dict, **context) -> dict:
             """Parse the raw file into the tidy schema (docs/data-contract.md). A file that could
             not be parsed before is skipped, not failed and emailed again every month."""
             from carewatch import pipeline
             from carewatch.errors import AlreadyUnparseable
             from airflow.sdk.exceptions import AirflowSkipException
 
+            fetched = dagkit.upstream_result(fetched, source.name, "parse", "fetch", context)
             try:
                 return pipeline.parse_period(fetched)
             except AlreadyUnparseable as err:
@@ -100,17 +101,19 @@ def build_ingest_dag(source: sources.Source):
             from carewatch.errors import AlreadyQuarantined
             from airflow.sdk.exceptions import AirflowSkipException
 
+            parsed = dagkit.upstream_result(parsed, source.name, "validate", "parse", context)
             try:
                 return pipeline.validate_period(parsed, task_url=context["ti"].log_url)
             except AlreadyQuarantined as err:
                 raise AirflowSkipException(str(err)) from err
 
         @task(multiple_outputs=False, pool=dagkit.WAREHOUSE_POOL)
-        def load(parsed: dict) -> dict:
-            """Load the period into its warehouse landing table in one transaction."""
+        def load(validated: dict, **context) -> dict:
+            """Load the period into its warehouse landing table in one transaction: only what its
+            validate passed (a validate marked success by hand hands over nothing: failed at once)."""
             from carewatch import pipeline
 
-            return pipeline.load_period(parsed)
+            return pipeline.load_period(dagkit.upstream_result(validated, source.name, "load", "validate", context))
 
         @task(multiple_outputs=False, trigger_rule="none_failed")
         def summarise(loaded) -> dict:

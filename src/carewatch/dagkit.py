@@ -29,6 +29,31 @@ def fails_at_once(*errors: type[BaseException]):
         raise AirflowFailException(str(err)) from err
 
 
+def upstream_result(value, source: str, task: str, upstream: str, context):
+    """``value``, the result ``upstream`` handed the per-period ingest task ``task``; when it is
+    None (``upstream`` did not run to success but was marked success by hand), the task fails
+    at once, without retries, naming the period
+    (:class:`carewatch.errors.NoUpstreamResult`): a file is parsed, validated and loaded only
+    through the tasks before it, never because one was forced green."""
+    if value is not None:
+        return value
+    from carewatch.errors import NoUpstreamResult
+
+    with fails_at_once(NoUpstreamResult):
+        raise NoUpstreamResult(source, _mapped_period(context), task, upstream)
+
+
+def _mapped_period(context) -> str | None:
+    """The period of this mapped task instance (``plan_periods``'s list at its map index); None
+    if it cannot be told."""
+    try:
+        ti = context["ti"]
+        periods = ti.xcom_pull(task_ids="plan_periods")
+        return periods[ti.map_index] if periods and 0 <= ti.map_index < len(periods) else None
+    except Exception:  # noqa: BLE001 - only for the message
+        return None
+
+
 def default_args() -> dict:
     """Retries with exponential backoff for transient faults; a ceiling on every task's run time."""
     return {
@@ -194,6 +219,11 @@ suite (`expectations/{source.name}.json`, if there is one) and records every res
   wrong, wait for its revision; if the suite is wrong, fix it in review, then clear the task.
 - `parse` failed: the publication's layout changed. Reproduce with
   `carewatch parse {source.name} <raw file> --period <period>`, fix the parser, clear the task.
+- `parse`, `validate` or `load` failed at once with "nothing parsed/validated/loaded: ... did
+  not pass (marked success by hand?)": the task before it was marked success without passing
+  (the UI's "Mark as success" reruns the tasks after it). It handed on no file, so nothing was
+  loaded: marking a task success never loads a file its validate did not pass. Fix the cause
+  and clear that task instead.
 
 Whatever failed, `publish_asset` still published the source's Asset, so the month's `metrics`
 run went ahead without the failed period. Once it is fixed, clear its task with "Downstream"

@@ -158,6 +158,23 @@ class SuiteError(CarewatchError, ValueError):
     file, the expectation and what is wrong, on one line; nothing is validated with it."""
 
 
+class NoUpstreamResult(CarewatchError):
+    """A per-period ingest task was handed no result by the task before it (fetch -> parse ->
+    validate -> load): that task did not run to success, it was marked success by hand (the
+    Airflow UI's "Mark as success", which also reruns the tasks after it). Nothing is done
+    with the period: a file is loaded only after its own validate passed."""
+
+    def __init__(self, source: str, period: str | None, task: str, upstream: str):
+        self.source = source
+        self.period = period
+        where = f"{source} {period}" if period else source
+        super().__init__(f"{where}: nothing {_DONE.get(task, task + 'd')}: {upstream} did not pass (marked success by hand?); "
+                         f"clear {upstream} to run it again")
+
+
+_DONE = {"parse": "parsed", "validate": "validated", "load": "loaded"}
+
+
 class NotEnoughHistory(CarewatchError):
     """The warehouse does not yet hold the periods a step needs (e.g. 12 complete months to rank)."""
 

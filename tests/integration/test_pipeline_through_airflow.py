@@ -541,3 +541,36 @@ def test_a_methodology_config_mistake_fails_analyse_at_once_and_emails_the_file_
     assert [(str(ti.state), ti.try_number) for ti in run.get_task_instances() if ti.task_id == "analyse"] == [("failed", 1)]
     assert [" ".join(m["Subject"].split()) for m in caught] == [
         "[carewatch] FAILED metrics.analyse: config/methodology/dashboard-2018.yaml: metrics[0].weight must be a number, not 'three'"]
+
+
+@pytest.mark.parametrize("forced, task, nothing", [("validate", "load", "loaded"), ("parse", "validate", "validated")])
+def test_a_task_marked_success_by_hand_hands_on_nothing_and_the_next_fails_at_once(airflow_db, carewatch_home, tmp_path, monkeypatch,
+                                                                                   forced, task, nothing):
+    """An engineer forcing a run on marks a failed validate (or parse) success (the Airflow UI's
+    "Mark as success", which reruns the tasks after it): that task handed on no result. The next
+    task must load (validate) nothing and fail at once, saying why and what to do, not retry
+    twice on a TypeError. (DAG.test's mark_success_pattern marks a task success unrun, as the UI
+    does.) March's URL serves December 2016's workbook, which its suite would quarantine."""
+    import shutil
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from carewatch import mailcatcher, sample_server
+
+    (tmp_path / "served" / "dtoc_la").mkdir(parents=True)
+    shutil.copy(paths.samples_dir() / "dtoc_la" / "2016-12.xls", tmp_path / "served" / "dtoc_la" / "2017-03.xls")
+    dag = DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags")).get_dag("ingest_dtoc_la")
+    with sample_server.serve_samples(tmp_path / "served") as base, mailcatcher.catch_mail(tmp_path / "mail") as (port, mailbox):
+        monkeypatch.setenv("CAREWATCH_BASE_URL", base)
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailcatcher.connection_uri(port))
+        run = dag.test(logical_date=dt.datetime(2018, 5, 15, 9, tzinfo=dt.timezone.utc), mark_success_pattern=rf"one_period\.{forced}",
+                       run_conf={"from_period": "2017-03", "to_period": "2017-03"})
+        caught = [" ".join(m["Subject"].split()) for m in mailcatcher.messages(mailbox)]
+    assert str(run.state) == "failed"
+    states = {ti.task_id: (str(ti.state), ti.try_number) for ti in run.get_task_instances()}
+    assert states[f"one_period.{forced}"][0] == "success" and states[f"one_period.{task}"] == ("failed", 1)  # no retries
+    assert caught == [f"[carewatch] FAILED ingest_dtoc_la.one_period.{task}[0]: dtoc_la 2017-03: nothing {nothing}: {forced} did not "
+                      f"pass (marked success by hand?); clear {forced} to run it again"]
+    with duckdb.connect(str(paths.warehouse_path()), read_only=True) as con:
+        landed = con.execute("select count(*) from information_schema.tables where table_name = 'land_dtoc_la'").fetchone()[0]
+        assert not landed or con.execute("select count(*) from land_dtoc_la").fetchone()[0] == 0
