@@ -169,7 +169,9 @@ Then `build_warehouse` reloads the reference tables from `config/` and rebuilds
 every model in `include/sql/` (staging -> conformed -> marts) in one DuckDB transaction, so
 readers see either the previous warehouse or the new one, never half. `analyse` then ranks the
 areas, compares each with its peers (`include/sql/analysis/`), tracks the DTOC targets and
-flags areas for review, writing all of its tables in one transaction.
+flags areas for review, writing all of its tables in one transaction. `report` writes each month's
+report; its log says of each whether it was written, rewritten (figures changed; the earlier one
+kept under `superseded/`) or stands, not rewritten (a rerun with the same figures).
 
 **When it fails.** `wait_for_ingest` timed out: its log names the ingest runs still queued
 or running; see why they are stuck (or mark `wait_for_ingest` success to build without them).

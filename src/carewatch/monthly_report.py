@@ -496,6 +496,18 @@ def write_reports(con) -> list[tuple[pd.Timestamp, Path, bool]]:
     return out
 
 
+def what_became_of(month, report: Path, written: bool) -> str:
+    """One line on a report :func:`write_reports` handled, for the report task's log (what the
+    Airflow UI shows: a rerun of the task, or of the metrics run, says whether it wrote anything):
+    written, rewritten (with where the earlier one is kept) or standing as it was."""
+    stamp = read_stamp(report.parent)
+    if not written:
+        return f"{month:%B %Y} report: the one written at {stamp.get('written_at', 'an earlier run')} stands, not rewritten ({report})"
+    if stamp.get("replaces"):
+        return f"{month:%B %Y} report rewritten (figures changed): {report}; the earlier one is kept in {report.parent / stamp['replaces']}"
+    return f"{month:%B %Y} report written: {report}"
+
+
 def supersede(folder: Path) -> Path | None:
     """Move the report in ``folder`` that is about to be rewritten into
     ``superseded/<its written_at>/`` (:func:`carewatch.analysis.superseded_folder`; the file's

@@ -557,6 +557,8 @@ def write_report() -> str:
 
     with warehouse.connect(read_only=True) as con:
         reports = monthly_report.write_reports(con)
+    for month, report, written in reports:  # the task log says what this run did with each
+        print(monthly_report.what_became_of(month, report, written))
     path = reports[-1][1]
     monthly_report.record_latest(path)
     return str(path)

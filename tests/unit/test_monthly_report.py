@@ -506,3 +506,24 @@ def test_the_last_reports_flags_are_those_of_its_latest_run_not_every_run_of_tha
     analysis.record_reported(con, feb)
     assert analysis.last_report_flags(con, dt.date(2018, 3, 1)) == (feb, {"A"})
     assert analysis.last_report_flags(con, feb) == (None, set())  # nothing reported before February
+
+
+def test_the_report_task_log_says_whether_each_report_was_written_rewritten_or_stands(carewatch_home, capsys):
+    # an engineer who clears the metrics run (or its report task) in the Airflow UI reads the
+    # task log, not carewatch run's summary: it says the report stands when its figures did not change
+    from carewatch import pipeline
+
+    db, _, reports = _december_reported(carewatch_home)
+    capsys.readouterr()
+    pipeline.write_report()
+    stamp = monthly_report.read_stamp(reports / "2017-12")
+    assert capsys.readouterr().out.splitlines() == [
+        f"December 2017 report: the one written at {stamp['written_at']} stands, not rewritten ({reports / '2017-12' / 'report.html'})"]
+    with duckdb.connect(str(db)) as con:  # a figure changes: the month's report is rewritten, the earlier kept
+        con.execute("update fct_metric_values set value = value * 1.1 where period_start = date '2017-12-01'")
+        analysis.run(con, export=False)
+    pipeline.write_report()
+    kept = reports / "2017-12" / monthly_report.read_stamp(reports / "2017-12")["replaces"]
+    assert kept.is_dir() and (kept / "report.html").is_file()
+    assert capsys.readouterr().out.splitlines() == [
+        f"December 2017 report rewritten (figures changed): {reports / '2017-12' / 'report.html'}; the earlier one is kept in {kept}"]
