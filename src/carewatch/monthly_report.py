@@ -496,6 +496,16 @@ def write_reports(con) -> list[tuple[pd.Timestamp, Path, bool]]:
     return out
 
 
+# why a report replaced without figures.json (an earlier release's) was rewritten: not a figure changed
+EARLIER_RELEASE = "the earlier one, written by an earlier release, recorded no figures to compare with"
+
+
+def unstamped(kept: Path) -> bool:
+    """Whether the report kept in ``kept`` (``superseded/<written_at>/``) had no ``figures.json``:
+    written by an earlier release, so it was rewritten without knowing whether a figure changed."""
+    return not (kept / STAMP).exists()
+
+
 def what_became_of(month, report: Path, written: bool) -> str:
     """One line on a report :func:`write_reports` handled, for the report task's log (what the
     Airflow UI shows: a rerun of the task, or of the metrics run, says whether it wrote anything):
@@ -504,7 +514,9 @@ def what_became_of(month, report: Path, written: bool) -> str:
     if not written:
         return f"{month:%B %Y} report: the one written at {stamp.get('written_at', 'an earlier run')} stands, not rewritten ({report})"
     if stamp.get("replaces"):
-        return f"{month:%B %Y} report rewritten (figures changed): {report}; the earlier one is kept in {report.parent / stamp['replaces']}"
+        kept = report.parent / stamp["replaces"]
+        why = EARLIER_RELEASE if unstamped(kept) else "figures changed"
+        return f"{month:%B %Y} report rewritten ({why}): {report}; the earlier one is kept in {kept}"
     return f"{month:%B %Y} report written: {report}"
 
 

@@ -159,32 +159,22 @@ def report_lines() -> list[str]:
     for m in written:
         if stamps[m].get("replaces"):
             where = paths.home() / "reports" / f"{m:%Y-%m}" / stamps[m]["replaces"]
-            kept.append(f"{m:%B %Y} report rewritten ({EARLIER_RELEASE}); it is kept in {where}" if unstamped(where) else
+            kept.append(f"{m:%B %Y} report rewritten ({monthly_report.EARLIER_RELEASE}); it is kept in {where}" if monthly_report.unstamped(where) else
                         f"{m:%B %Y} report rewritten (figures changed); the earlier one is kept in {where}")
     return _month_lines(months, previous, loaded, lead_name, stamps, written) + kept
 
 
-# why a report replaced without figures.json (an earlier release's) was rewritten: not a figure changed
-EARLIER_RELEASE = "the earlier one, written by an earlier release, recorded no figures to compare with"
-
-
-def unstamped(kept) -> bool:
-    """Whether the report kept in ``kept`` (``superseded/<written_at>/``) had no ``figures.json``:
-    written by an earlier release, so it was rewritten without knowing whether a figure changed."""
-    from carewatch import monthly_report
-
-    return not (kept / monthly_report.STAMP).exists()
-
-
 def _month_lines(months, previous, loaded, lead_name, stamps, written) -> list[str]:
     """:func:`report_lines`' line on the months reported (none for the usual one new month)."""
+    from carewatch import monthly_report
+
     month = months[-1]
     if previous is not None and month <= previous:
         missing = next((m for m in pd.date_range(month + pd.DateOffset(months=1), periods=24, freq="MS") if m not in loaded), None)
         why = f"{lead_name[:1].lower()}{lead_name[1:]} for {missing:%B %Y} is not loaded yet" if missing is not None else "no later rolling year is complete"
         if month not in written:
             done = f"its figures are unchanged: its report of {stamps[month].get('written_at', 'an earlier run')} stands, not rewritten"
-        elif stamps[month].get("replaces") and unstamped(paths.home() / "reports" / f"{month:%Y-%m}" / stamps[month]["replaces"]):
+        elif stamps[month].get("replaces") and monthly_report.unstamped(paths.home() / "reports" / f"{month:%Y-%m}" / stamps[month]["replaces"]):
             done = ("its report was written again (the one there was written by an earlier release, which recorded no "
                     "figures to compare with)")
         else:

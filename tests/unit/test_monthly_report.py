@@ -381,8 +381,12 @@ def test_a_report_of_an_earlier_release_rewritten_by_a_rerun_is_not_said_to_have
     (folder / monthly_report.STAMP).unlink()  # as the earlier release left it: no figures recorded
     with duckdb.connect(str(db)) as con:  # the rerun of the month: the same figures
         analysis.run(con, export=False)
-        assert [(m.strftime("%Y-%m"), w) for m, _, w in monthly_report.write_reports(con)] == [("2018-03", True)]
+        [(month, report, written)] = monthly_report.write_reports(con)
+    assert (f"{month:%Y-%m}", written) == ("2018-03", True)
     [kept] = (folder / "superseded").iterdir()
+    assert monthly_report.what_became_of(month, report, written) == (  # the report task's log says the same
+        f"March 2018 report rewritten (the earlier one, written by an earlier release, recorded no figures to compare "
+        f"with): {report}; the earlier one is kept in {kept}")
     assert summary.report_lines() == [
         "No new month to report: March 2018 is still the latest month ranked (delayed days per day per 100,000 18+ for "
         "April 2018 is not loaded yet); "
