@@ -302,10 +302,25 @@ def airflow_ui(port: int = 8080) -> int:
         return _airflow_ui(port, lock)
 
 
+# Airflow's [logging] ports (its defaults): the scheduler's task runner and the triggerer serve
+# their task logs there, so the UI on one of them shows every task log as "Not Found"
+LOG_SERVER_PORTS = {"worker_log_server_port": 8793, "trigger_log_server_port": 8794}
+
+
+def _refuse_log_server_port(port: int, env: dict[str, str]) -> None:
+    from carewatch.errors import CarewatchError
+
+    for option, default in LOG_SERVER_PORTS.items():
+        if port == int(env.get(f"AIRFLOW__LOGGING__{option.upper()}", default)):
+            raise CarewatchError(f"--port {port} is Airflow's {option} (task logs are served there, so every task "
+                                 "would fail \"Not Found\"): give the UI another port, e.g. the default 8080")
+
+
 def _airflow_ui(port: int, lock: int) -> int:
     from carewatch import sample_server, sources
 
     env = airflow_env()
+    _refuse_log_server_port(port, env)
     env["AIRFLOW__API__PORT"] = str(port)
     env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://localhost:{port}/execution/"
     env.setdefault("AIRFLOW__API__BASE_URL", f"http://localhost:{port}")

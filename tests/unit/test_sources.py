@@ -169,6 +169,26 @@ def test_the_airflow_ui_refuses_a_port_that_is_no_port_as_a_usage_error(port, ca
     assert cli._ui_port("8080") == 8080 and cli._ui_port("65535") == 65535
 
 
+def test_the_airflow_ui_refuses_airflows_own_log_server_ports_in_one_line(carewatch_home, capsys, monkeypatch):
+    # found in the Airflow drill: on 8793 every task failed "Not Found", emailed "unknown error"
+    from carewatch import cli, runner
+
+    def started(*args, **kwargs):
+        raise AssertionError("Airflow was started")
+
+    monkeypatch.setattr(runner.subprocess, "run", started)
+    monkeypatch.setattr(runner.subprocess, "call", started)
+
+    for port in ("8793", "8794"):
+        assert cli.main(["airflow", "--port", port]) == 2
+        assert capsys.readouterr().err.startswith(f"carewatch: --port {port} is Airflow's ")
+    monkeypatch.setenv("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "8795")  # moved: that one is refused instead
+    assert cli.main(["airflow", "--port", "8795"]) == 2
+    assert capsys.readouterr().err == ("carewatch: --port 8795 is Airflow's worker_log_server_port (task logs are served "
+                                       "there, so every task would fail \"Not Found\"): give the UI another port, e.g. the "
+                                       "default 8080\n")
+
+
 def test_serve_samples_on_a_port_already_taken_is_one_line(capsys):
     import socket
 
