@@ -72,7 +72,6 @@ alter table fetch_refusals_reported add column if not exists refusal varchar;
 """
 
 
-
 def transient_column(con) -> str:
     """SQL for fetch_log's ``transient`` (a refusal the site or the connection caused, after the
     retries), false in a fetch_log from before the column (read-only readers of an older home,
@@ -80,6 +79,7 @@ def transient_column(con) -> str:
     from carewatch import warehouse
 
     return "coalesce(transient, false)" if "transient" in warehouse.columns(con, "fetch_log") else "false"
+
 
 @dataclass(frozen=True)
 class FetchResult:

@@ -157,11 +157,17 @@ def report_lines() -> list[str]:
     written = [m for m in months if stamps[m].get("written_at") and pd.Timestamp(stamps[m]["written_at"]) >= last]
     kept = []
     for m in written:
-        if stamps[m].get("replaces"):
-            where = paths.home() / "reports" / f"{m:%Y-%m}" / stamps[m]["replaces"]
+        where = _replaced(m, stamps)
+        if where:
             kept.append(f"{m:%B %Y} report rewritten ({monthly_report.EARLIER_RELEASE}); it is kept in {where}" if monthly_report.unstamped(where) else
                         f"{m:%B %Y} report rewritten (figures changed); the earlier one is kept in {where}")
     return _month_lines(months, previous, loaded, lead_name, stamps, written) + kept
+
+
+def _replaced(month, stamps: dict) -> Path | None:
+    """Where the report of ``month`` that this one replaced is kept (``superseded/...``), if any."""
+    replaces = stamps[month].get("replaces")
+    return paths.home() / "reports" / f"{month:%Y-%m}" / replaces if replaces else None
 
 
 def _month_lines(months, previous, loaded, lead_name, stamps, written) -> list[str]:
@@ -174,7 +180,7 @@ def _month_lines(months, previous, loaded, lead_name, stamps, written) -> list[s
         why = f"{lead_name[:1].lower()}{lead_name[1:]} for {missing:%B %Y} is not loaded yet" if missing is not None else "no later rolling year is complete"
         if month not in written:
             done = f"its figures are unchanged: its report of {stamps[month].get('written_at', 'an earlier run')} stands, not rewritten"
-        elif stamps[month].get("replaces") and monthly_report.unstamped(paths.home() / "reports" / f"{month:%Y-%m}" / stamps[month]["replaces"]):
+        elif _replaced(month, stamps) and monthly_report.unstamped(_replaced(month, stamps)):
             done = ("its report was written again (the one there was written by an earlier release, which recorded no "
                     "figures to compare with)")
         else:

@@ -247,17 +247,25 @@ def test_a_home_whose_warehouse_was_lost_needs_attention_and_says_restore_not_ru
     assert "ATTENTION (3):\n  no warehouse at" in capsys.readouterr().out  # and the backup, old by the clock
 
 
+def _rejected_and_quarantined(home, rejected: tuple, *more: str) -> None:
+    """dtoc_la 2018-01 held as v2 with ``rejected`` (version, sha256, reason) rejected, and
+    hes_aggregate 2018-03 v1 quarantined; then the statements ``more``."""
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+        con.execute("insert into raw_manifest values ('dtoc_la', '2018-01', 2, 'http://x', now(), 200, 1, 'v2', null, null, 'raw')")
+        con.execute(warehouse.REJECTED_DDL)
+        con.execute("insert into rejected_versions values ('dtoc_la', '2018-01', ?, ?, ?, now(), null)", list(rejected))
+        con.execute("insert into quarantine (source, period, file_version, sha256, quarantined_at) values "
+                    "('hes_aggregate', '2018-03', 1, 'h', timestamptz '2018-05-15 09:00:00+00')")
+        for statement in more:
+            con.execute(statement)
+
+
 def test_a_rejected_or_quarantined_latest_version_is_named_on_its_sources_line(carewatch_home, monkeypatch):
     monkeypatch.delenv("CAREWATCH_BACKUP_DIR", raising=False)
     _warehouse(carewatch_home)
-    with duckdb.connect(str(carewatch_home / "warehouse.duckdb")) as con:
-        con.execute("insert into raw_manifest values ('dtoc_la', '2018-01', 2, 'http://x', now(), 200, 1, 'v2', null, null, 'raw')")
-        con.execute(warehouse.REJECTED_DDL)
-        con.execute("insert into rejected_versions values ('dtoc_la', '2018-01', 2, 'v2', 'figures 30% high; NHS England to revise', "
-                    "now(), null)")
-        con.execute("insert into rejected_versions values ('dtoc_la', '2017-12', 1, 'x', 'withdrawn since', now(), now())")
-        con.execute("insert into quarantine (source, period, file_version, sha256, quarantined_at) values "
-                    "('hes_aggregate', '2018-03', 1, 'h', timestamptz '2018-05-15 09:00:00+00')")
+    _rejected_and_quarantined(
+        carewatch_home, (2, "v2", "figures 30% high; NHS England to revise"),
+        "insert into rejected_versions values ('dtoc_la', '2017-12', 1, 'x', 'withdrawn since', now(), now())")
     lines = {line.split()[0]: line.split(None, 1)[1] for line in status.status(as_of=dt.date(2018, 4, 20), now=NOW).lines
              if line.startswith("  ")}
     assert lines["dtoc_la"].startswith("latest held 2018-01 (v2, fetched ")
@@ -445,15 +453,11 @@ def test_a_rejected_version_a_revision_replaced_and_a_quarantined_one_a_later_ve
     # hes_aggregate 2018-03 v1 quarantined, then v2 loaded: replaced
     monkeypatch.delenv("CAREWATCH_BACKUP_DIR", raising=False)
     _warehouse(carewatch_home)
-    with duckdb.connect(str(carewatch_home / "warehouse.duckdb")) as con:
-        con.execute("insert into raw_manifest values ('dtoc_la', '2018-01', 2, 'http://x', now(), 200, 1, 'v2', null, null, 'raw')")
-        con.execute(warehouse.REJECTED_DDL)
-        con.execute("insert into rejected_versions values ('dtoc_la', '2018-01', 1, 'v1', 'figures 30% high', now(), null)")
-        con.execute("insert into raw_manifest values ('hes_aggregate', '2018-03', 2, 'http://x', now(), 200, 1, 'h2', null, null, 'raw')")
-        con.execute("insert into quarantine (source, period, file_version, sha256, quarantined_at) values "
-                    "('hes_aggregate', '2018-03', 1, 'h', timestamptz '2018-05-15 09:00:00+00')")
-        con.execute("create table land_hes_aggregate (_period varchar, _version integer)")
-        con.execute("insert into land_hes_aggregate values ('2018-03', 2)")
+    _rejected_and_quarantined(
+        carewatch_home, (1, "v1", "figures 30% high"),
+        "insert into raw_manifest values ('hes_aggregate', '2018-03', 2, 'http://x', now(), 200, 1, 'h2', null, null, 'raw')",
+        "create table land_hes_aggregate (_period varchar, _version integer)",
+        "insert into land_hes_aggregate values ('2018-03', 2)")
     found = status.status(as_of=dt.date(2018, 4, 20), now=NOW)
     assert found.attention == []
     lines = {line.split()[0]: line.split(None, 1)[1] for line in found.lines if line.startswith("  ")}
