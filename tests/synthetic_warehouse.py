@@ -65,7 +65,7 @@ def build(path, n_areas: int = 40, seed: int = 0) -> list[str]:
     con = duckdb.connect(str(path))
     tables = {
         "fct_metric_values": mv,
-        "stg_ons_mye": pd.DataFrame([(2016, a, age, int(rng.integers(500, 5000))) for a in areas for age in range(91)], columns=["mid_year", "area_code", "age", "population"]),
+        "stg_ons_mye": pd.DataFrame([(2016, a, age, int(rng.integers(500, 5000))) for a in areas for age in range(91)], columns=["mid_year", "area_code", "age", "population"]).assign(source_sha256="c" * 64),
         "ref_hwb_areas": pd.DataFrame({"hwb_code": areas, "hwb_name": [f"Area {i:02d}" for i in range(n_areas)]}),
         "ref_metrics": pd.DataFrame(METRICS, columns=["dashboard_number", "metric_id", "name", "unit", "direction", "ci_method", "multiplier"]),
     }
@@ -74,6 +74,7 @@ def build(path, n_areas: int = 40, seed: int = 0) -> list[str]:
         con.execute(f"create or replace table {name} as select * from frame")
         con.unregister("frame")
     con.execute("create or replace table int_area_map as select distinct area_code, area_code as hwb_code from stg_ons_mye")
+    build_population(con)
     # data quality: two batches validated, one warning and one quarantined batch
     from carewatch import validation
 
@@ -99,3 +100,12 @@ def build(path, n_areas: int = 40, seed: int = 0) -> list[str]:
                    200, 1000, ?, null, null, '/raw/dtoc_la/2018-03.xls')""", ["a" * 64])
     con.close()
     return areas
+
+
+def build_population(con) -> None:
+    """The conformed population tables from ``stg_ons_mye``, by the product's own models, as a
+    warehouse build makes them (the analysis and the report read these, not the staging view)."""
+    from carewatch import paths
+
+    for model in ("int_population_age_hwb", "int_population_hwb"):
+        con.execute((paths.sql_dir() / "conformed" / f"{model}.sql").read_text())

@@ -216,9 +216,9 @@ def run(con, export: bool = True) -> dict[str, pd.DataFrame]:
     population = _read(
         con,
         """
-        select mye.mid_year, area_map.hwb_code as area_code, mye.age, sum(mye.population) as population
-        from stg_ons_mye as mye join int_area_map as area_map on area_map.area_code = mye.area_code
-        where mye.mid_year >= ? group by all
+        select mid_year, hwb_code as area_code, age, population
+        from int_population_age_hwb
+        where mid_year >= ?
         """,
         [int(peer_cfg["mid_year"])],
     )

@@ -117,7 +117,7 @@ def gather(con, month=None) -> dict:
                                   & league_values["metric_id"].isin(metrics["metric_id"])]
     funnel_rule, funnel_tests = _funnel_tests(mv, month, league, metrics, used.rules())
     target_metric = targets.tracked_metric(used.target_sets())
-    latest_estimate = con.execute("select max(mid_year) from stg_ons_mye").fetchone()[0]
+    latest_estimate = con.execute("select max(mid_year) from int_population_hwb").fetchone()[0]
     flag_history_from = con.execute(  # the first month ranked, so the first whose flags were tested
         "select min(period_start) from ranking_overall where period_type = 'rolling_12m'").fetchone()[0]
     return {

@@ -87,7 +87,9 @@ def test_the_analysis_takes_groups_from_the_configured_estimate_when_later_ones_
     with duckdb.connect(str(db)) as con:
         mid_2016 = con.execute("select area_code, age, population from stg_ons_mye where mid_year = 2016").df()
         # a later estimate of the same areas, with the age structures swapped around
-        con.execute("insert into stg_ons_mye select 2017, area_code, age, (population * 7919 + age * 104729) % 4500 + 500 from stg_ons_mye")
+        con.execute("insert into stg_ons_mye select 2017, area_code, age, (population * 7919 + age * 104729) % 4500 + 500, source_sha256 "
+                    "from stg_ons_mye")
+        synthetic_warehouse.build_population(con)  # as the build that loaded it would
         analysis.run(con, export=False)
         got = con.execute("select area_code, peer_code, peer_rank, mid_year from peer_group").df()
     expected = peers.nearest_neighbours(peers.characteristics(mid_2016), peers.load_config()["features"], 15)
@@ -96,6 +98,35 @@ def test_the_analysis_takes_groups_from_the_configured_estimate_when_later_ones_
     # and the later estimate alone would have given other groups: the test can tell them apart
     mid_2017 = mid_2016.assign(population=(mid_2016["population"] * 7919 + mid_2016["age"] * 104729) % 4500 + 500)
     assert pairs(peers.nearest_neighbours(peers.characteristics(mid_2017), peers.load_config()["features"], 15)) != pairs(expected)
+
+
+def test_the_analysis_forms_groups_from_the_estimate_the_marts_were_built_from(tmp_path):
+    """A population version loaded (or rejected) between the warehouse build and the analysis
+    changes the live staging view, not the conformed tables the build wrote: the groups, and
+    the report's note on the latest estimate, stay those of the build."""
+    import duckdb
+
+    from carewatch import analysis, monthly_report
+    from tests import synthetic_warehouse
+
+    db = tmp_path / "w.duckdb"
+    synthetic_warehouse.build(db)
+    with duckdb.connect(str(db)) as con:
+        built = con.execute("select area_code, age, population from stg_ons_mye where mid_year = 2016").df()
+        # after the build: the 2016 estimate revised with other age structures, and a 2017 one
+        con.execute("update stg_ons_mye set population = (population * 7919 + age * 104729) % 4500 + 500")
+        con.execute("insert into stg_ons_mye select 2017, area_code, age, population, source_sha256 from stg_ons_mye")
+        analysis.run(con, export=False)
+        got = con.execute("select area_code, peer_code, peer_rank, mid_year from peer_group").df()
+        revised = con.execute("select area_code, age, population from stg_ons_mye where mid_year = 2016").df()
+        month = con.execute("select max(period_start) from ranking_overall where period_type = 'rolling_12m'").fetchone()[0]
+        note = monthly_report.gather(con, pd.Timestamp(month))["population_note"]
+    features, k = peers.load_config()["features"], peers.load_config()["k"]
+    pairs = lambda frame: set(frame[["area_code", "peer_code", "peer_rank"]].itertuples(index=False, name=None))  # noqa: E731
+    assert pairs(got) == pairs(peers.nearest_neighbours(peers.characteristics(built), features, k))
+    assert pairs(got) != pairs(peers.nearest_neighbours(peers.characteristics(revised), features, k))
+    # March 2018's own estimate is mid-2017; the build had mid-2016 only (the 2017 one came after it)
+    assert note is not None and "ONS mid-2016 population" in note
 
 
 def test_default_config_asks_for_about_15_neighbours():
