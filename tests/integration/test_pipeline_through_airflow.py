@@ -114,11 +114,20 @@ def test_monthly_run_for_a_logical_date_handles_the_due_period_and_its_revision_
     assert [p for _, p, _, _ in _manifest()] == expected
 
 
-def test_make_run_end_to_end_twice(tmp_path):
-    """What `make run` does: every DAG through Airflow on the embedded samples; then again."""
+@pytest.fixture(scope="module")
+def make_run(tmp_path_factory):
+    """A home built by what `make run` does (every DAG through Airflow on the embedded samples),
+    once for the module: (its directory, the run's environment, the finished run)."""
+    tmp_path = tmp_path_factory.mktemp("make_run")
     env = dict(os.environ, CAREWATCH_HOME=str(tmp_path / "home"), AIRFLOW_HOME=str(tmp_path / "airflow"))
     env.pop("CAREWATCH_BASE_URL", None)
     first = subprocess.run([sys.executable, "-m", "carewatch.cli", "run"], env=env, capture_output=True, text=True, timeout=900)
+    return tmp_path, env, first
+
+
+def test_make_run_end_to_end_twice(make_run):
+    """What `make run` does: every DAG through Airflow on the embedded samples; then again."""
+    tmp_path, env, first = make_run
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "Overall ranking of 150 HWB areas" in first.stdout
     assert "Monthly report:" in first.stdout
