@@ -125,6 +125,64 @@ def make_run(tmp_path_factory):
     return tmp_path, env, first
 
 
+def test_make_run_warehouse_matches_the_world_the_samples_were_written_from(make_run):
+    """The six dashboard metrics in the warehouse `make run` built, against the same metrics
+    computed independently in pandas from the sample world itself (tests/world_truth.py: its
+    docstring states each rule and where it is documented): every HWB area and England, every
+    month (April 2016 - March 2018), every rolling 12 months (to March 2017 ... March 2018),
+    the financial years 2016-17 and 2017-18, and ASCOF's 2014-15 to 2016-17; numerator,
+    denominator and value.
+
+    Tolerance: none on numerators and denominators (the sample writers publish the World's
+    counts and populations as whole numbers, the hospital aggregate's percentile unrounded,
+    and the metrics read ASCOF's counts, not its one-decimal "Outcome"; the window mean of
+    twelve whole-number populations is one division, correctly rounded either side). Values
+    are quotients of those: equal to a relative 1e-12, which only the order of the floating
+    point multiply and divide (numerator / denominator * multiplier) can account for.
+    """
+    import datetime as dt
+
+    import numpy as np
+    import pandas as pd
+
+    from tests.world_truth import COLUMNS, WorldTruth, _months
+
+    tmp_path, _, first = make_run
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    truth = WorldTruth(ROOT)
+    last = dt.date(2018, 3, 1)  # the month `make run` reports
+    expected = pd.concat(
+        [truth.month(m) for m in _months(last, 24)]
+        + [truth.rolling_12m(m) for m in _months(last, 13)]
+        + [truth.financial_year("2016-17"), truth.monthly_metrics(_months(last), "financial_year", dt.date(2017, 4, 1))]
+        + [truth.ascof(fy) for fy in ("2014-15", "2015-16")],
+        ignore_index=True,
+    )
+    with duckdb.connect(str(tmp_path / "home" / "warehouse.duckdb"), read_only=True) as con:
+        built = con.execute(f"select {', '.join(COLUMNS)} from fct_metric_values where metric_id = base_metric_id").df()
+    built["period_start"] = pd.to_datetime(built["period_start"]).dt.date
+    both = expected.merge(built, on=COLUMNS[:4], how="outer", suffixes=("_world", "_built"), indicator=True)
+    # the same rows: every area and England in every period compared, and no other period
+    missing = both[both["_merge"] != "both"]
+    assert missing.empty, missing[COLUMNS[:4] + ["_merge"]].head(20).to_string()
+    assert len(both) == 24 * 4 * 151 + 13 * 4 * 151 + 2 * 4 * 151 + 3 * 2 * 151
+
+    def differ(column: str, rtol: float) -> pd.DataFrame:
+        world, built = both[f"{column}_world"].astype(float), both[f"{column}_built"].astype(float)
+        same = (world.isna() & built.isna()) | (world == built)
+        if rtol:
+            same |= np.isclose(world, built, rtol=rtol, atol=0)
+        return both.loc[~same, COLUMNS[:4] + [f"{column}_world", f"{column}_built"]]
+
+    for column, rtol in (("numerator", 0.0), ("denominator", 0.0), ("value", 1e-12)):
+        wrong = differ(column, rtol)
+        assert wrong.empty, f"{len(wrong)} {column}s differ from the world's:\n" + wrong.head(20).to_string()
+    # not vacuous: the two ASCOF 2B(1) numerators withheld each year are the only nulls
+    # besides the p90's numerator
+    nulls = both[both["metric_id"] != "los_p90_days_65plus"]["numerator_world"].isna()
+    assert nulls.sum() == 3 * int(truth.samples["ascof"]["suppressed_per_year"])
+
+
 def test_make_run_end_to_end_twice(make_run):
     """What `make run` does: every DAG through Airflow on the embedded samples; then again."""
     tmp_path, env, first = make_run
