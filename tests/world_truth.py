@@ -10,7 +10,7 @@ revision, a suppression), so that the truth is what was published.
 
 Rules, and where each is documented:
 
-- Geography (docs/data-contract.md "Reference geography"; /work/shared/domain.md
+- Geography (docs/data-contract.md "Reference geography"; the domain brief (domain.md)
   "Geography"): 150 HWB areas; a council belongs to the HWB of ``hwb_code`` in
   ``config/geography/councils.csv``: City of London (E09000001) to Hackney (E09000012), the
   Isles of Scilly (E06000053) to Cornwall (E06000052), every other council is its own area.
