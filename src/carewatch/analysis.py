@@ -483,7 +483,10 @@ def record_reported(con, month) -> list[str]:
     con.execute(RESTATEMENTS_DDL)
     con.execute("alter table restatements add column if not exists change varchar default 'changed'")  # an earlier release's
     con.execute(ANALYSIS_RUNS_DDL)
-    con.execute("insert into analysis_runs values (now(), ?)", [month])
+    # one instant for all the call keeps: the transaction's start in a run (the same now() as
+    # its provenance); called outside one, each statement's now() would differ
+    at = con.execute("select now()").fetchone()[0]
+    con.execute("insert into analysis_runs values (?, ?)", [at, month])
     for table, (where, part) in REPORTED.items():
         kept = f"reported_{table}"
         columns = _kept_table(con, table, kept)
@@ -491,7 +494,7 @@ def record_reported(con, month) -> list[str]:
         listed = ", ".join(f'"{name}"' for name, _ in columns)
         part_of = part or "null"
         shown_now = con.execute(f"select {part_of}, max(period_start) from {table} where {where} and period_start <= $month "
-                                "group by all", {"month": month}).fetchall()
+                                "group by all order by all", {"month": month}).fetchall()
         kept_before = con.execute(f"select distinct {part_of}, period_start from {kept} where {where}").fetchall()
         earlier = sorted((p, m) for p, m in kept_before if (p, m) not in set(shown_now))
         for (part_value, shown), shown_by_run in [*((key, True) for key in shown_now), *((key, False) for key in earlier)]:
@@ -510,8 +513,8 @@ def record_reported(con, month) -> list[str]:
                 # no longer computed at all (a target set's months cut short, a month left empty):
                 # nothing to keep; said once, not by every run after, until it is computed again
                 if last_kept is not None and not gone_since_kept:
-                    con.execute("insert into restatements values (?, ?, ?, ?, now(), 'no longer computed')",
-                                [table, shown, part_value, areas_kept])
+                    con.execute("insert into restatements values (?, ?, ?, ?, ?, 'no longer computed')",
+                                [table, shown, part_value, areas_kept, at])
                 continue
 
             def areas_changed(only: str, labels: bool = True) -> int | None:
@@ -537,16 +540,16 @@ def record_reported(con, month) -> list[str]:
             if gone_since_kept:  # back after it was said to be gone: kept again, so a second going is said too
                 keep = True
                 areas_back = con.execute(f"select count(distinct area_code) from {table} where {scope}", values).fetchone()[0]
-                con.execute("insert into restatements values (?, ?, ?, ?, now(), 'computed again')",
-                            [table, shown, part_value, areas_back])
+                con.execute("insert into restatements values (?, ?, ?, ?, ?, 'computed again')",
+                            [table, shown, part_value, areas_back, at])
             if keep:
                 kind = "reported" if shown_by_run else "restated"
-                con.execute(f"insert into {kept} by name select {listed}, now() as reported_at, '{kind}' as kind, "
+                con.execute(f"insert into {kept} by name select {listed}, $at as reported_at, '{kind}' as kind, "
                             f"$month as run_month, $signature as columns_kept from {table} where {scope}",
-                            {**values, "signature": signature, "month": month})
+                            {**values, "signature": signature, "month": month, "at": at})
                 added.append(kept)
             if since_kept and not gone_since_kept:
-                con.execute("insert into restatements values (?, ?, ?, ?, now(), 'changed')", [table, shown, part_value, since_kept])
+                con.execute("insert into restatements values (?, ?, ?, ?, ?, 'changed')", [table, shown, part_value, since_kept, at])
     return sorted(set(added))
 
 

@@ -459,7 +459,7 @@ def test_a_later_run_that_recomputes_an_earlier_month_keeps_it_as_restated_and_s
     con.execute("insert into ranking_overall values ('rolling_12m', date '2018-04-01', 'A', 2), ('rolling_12m', date '2018-04-01', 'B', 1)")
     con.execute("insert into review_flag_history values (date '2018-04-01', 'C', 'continuing')")
     analysis.record_reported(con, dt.date(2018, 4, 1))
-    kept = con.execute("select period_start, kind, area_code, overall_rank from reported_ranking_overall order by reported_at, period_start, area_code").fetchall()
+    kept = con.execute("select period_start, kind, area_code, overall_rank from reported_ranking_overall order by reported_at, kind, period_start, area_code").fetchall()
     march, april = dt.date(2018, 3, 1), dt.date(2018, 4, 1)
     assert kept == [(march, "reported", "A", 1), (march, "reported", "B", 2), (march, "reported", "C", 3),
                     (april, "reported", "A", 2), (april, "reported", "B", 1),
